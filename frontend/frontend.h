@@ -1,0 +1,61 @@
+/*
+ * frontend.h - the DSL front end: parse a model file, elaborate one of its
+ * entry points into an IrGraph.  The language is described in
+ * frontend/LANGUAGE.md.
+ *
+ * Diagnostics go to the given stream as `file:line:col: error: ...`, the source
+ * line and a caret; the front end reports every error it can find in one run
+ * and never exits.
+ */
+#ifndef DITC_FRONTEND_H
+#define DITC_FRONTEND_H
+
+#include "ir.h"
+
+/* `--set NAME=VALUE`: VALUE is parsed as the model parameter's declared type. */
+typedef struct {
+  const char *name;
+  const char *value;
+} FeSetting;
+
+typedef enum { FE_VAL_INT, FE_VAL_FLOAT, FE_VAL_BOOL, FE_VAL_STR } FeValKind;
+
+typedef struct {
+  const char *name;
+  FeValKind kind;
+  int64_t i;      /* INT, BOOL */
+  double f;       /* FLOAT */
+  const char *s;  /* STR */
+} FeParam;
+
+/* The result of building: the graph and the model's resolved parameters. */
+typedef struct {
+  IrGraph *graph;
+  const char *model;     /* model name, e.g. "dit" */
+  const char *config;    /* configuration name, e.g. "DiT-S/2", or NULL */
+  FeParam *params;       /* every model parameter after defaults, config, --set */
+  int n_params;
+  Arena arena;           /* owns params and names */
+} FeModel;
+
+/* model_spec: "path/to/file.dit", "path/to/file.dit:CONFIG", or a bare
+ * configuration name ("DiT-S/2") looked up in the models directory.
+ * entry: "forward", "forward_with_cfg", ... (an `entry` of the model).
+ * Returns 0, or the number of errors reported on diag (> 0). */
+int fe_build(const char *model_spec, const FeSetting *sets, int n_sets, const char *entry,
+             FILE *diag, FeModel *out);
+void fe_model_free(FeModel *m);
+
+const FeParam *fe_param(const FeModel *m, const char *name);
+/* Convenience: the parameter as a number (bools as 0/1); `def` if absent. */
+int64_t fe_param_int(const FeModel *m, const char *name, int64_t def);
+double fe_param_float(const FeModel *m, const char *name, double def);
+
+/* Configurations declared in a model file (or, for NULL, in every file of the
+ * models directory), for `ditc models`.  Writes "name\tfile" lines. */
+int fe_list_configs(const char *path, FILE *out, FILE *diag);
+
+/* The models directory: $DITC_MODELS, else the build's DITC_MODELS_DIR. */
+const char *fe_models_dir(void);
+
+#endif

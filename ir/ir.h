@@ -1,0 +1,243 @@
+/*
+ * ir.h - ditc's typed graph IR: what every later stage needs of it.
+ *
+ * A graph is a list of nodes in topological order.  Every node has an op
+ * (ops.def), its inputs, an output dtype and shape, and typed attributes.
+ * Shapes carry a symbolic batch: a dimension d >= 0 is a fixed size, d < 0
+ * means (-d) * B where B is the batch bound at execution time, so one graph
+ * serves every batch size (and the classifier-free-guidance graph's 2B rows).
+ *
+ * Nodes, their input arrays and their names come from the graph's arena and
+ * are freed together by ir_graph_free().  Library functions report errors
+ * through an IrErr and a non-zero return; nothing here exits.
+ *
+ * Sections: support - dtypes and shapes - nodes and graphs - building -
+ * verify, dump, cost.
+ */
+#ifndef DITC_IR_H
+#define DITC_IR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ======================================================================== */
+/* support                                                                  */
+/* ======================================================================== */
+
+/* An error message filled in by a failing call; the caller decides what to do. */
+typedef struct {
+  char msg[1024];
+} IrErr;
+
+/* printf-style: fill err (may be NULL) and return -1. */
+int ir_errf(IrErr *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Internal invariants: say where, then abort.  Never for user errors. */
+_Noreturn void ditc_fatal(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define ditc_unreachable() ditc_fatal(__FILE__, __LINE__, "unreachable")
+#define DITC_ASSERT(c) \
+  do { if (!(c)) ditc_fatal(__FILE__, __LINE__, "assertion failed: %s", #c); } while (0)
+
+/* Checked allocation: aborts with a message when the system is out of memory. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+/* Bump allocator; everything is freed at once. */
+typedef struct ArenaBlock ArenaBlock;
+typedef struct {
+  ArenaBlock *head;
+} Arena;
+void *arena_alloc(Arena *a, size_t n); /* zeroed, 16-byte aligned */
+char *arena_strdup(Arena *a, const char *s);
+char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void arena_free(Arena *a);
+
+/* Source location of the DSL expression a node came from (file may be NULL). */
+typedef struct {
+  const char *file;
+  int line, col;
+} IrLoc;
+
+/* ======================================================================== */
+/* dtypes and shapes                                                        */
+/* ======================================================================== */
+
+typedef enum {
+  IR_F32,
+  IR_F16,
+  IR_BF16,
+  IR_I8,
+  IR_I32,
+  IR_DTYPE_COUNT
+} IrDType;
+
+const char *ir_dtype_name(IrDType t);  /* "f32", "f16", ... */
+int ir_dtype_parse(const char *s, IrDType *out); /* 0 on success */
+size_t ir_dtype_size(IrDType t);
+int ir_dtype_is_float(IrDType t);
+
+#define IR_MAX_RANK 6
+
+/* d >= 0: fixed size; d < 0: (-d) * B. */
+typedef int64_t IrDim;
+#define IR_BATCH ((IrDim)-1)
+
+typedef struct {
+  int rank;
+  IrDim d[IR_MAX_RANK];
+} IrShape;
+
+static inline int ir_dim_is_sym(IrDim d) { return d < 0; }
+/* Concrete size for batch B. */
+static inline int64_t ir_dim_eval(IrDim d, int64_t batch) { return d < 0 ? -d * batch : d; }
+/* Writes "B", "2B", "64", ... into buf; returns buf. */
+char *ir_dim_str(IrDim d, char *buf, size_t n);
+/* "[2B, 4, 16, 16]" */
+char *ir_shape_str(const IrShape *s, char *buf, size_t n);
+int ir_shape_eq(const IrShape *a, const IrShape *b);
+/* Number of elements for batch B (>= 0). */
+int64_t ir_shape_numel(const IrShape *s, int64_t batch);
+IrShape ir_shape_make(int rank, const IrDim *d);
+
+/* ======================================================================== */
+/* nodes and graphs                                                         */
+/* ======================================================================== */
+
+typedef enum {
+#define X(e, name, arity, cls, doc) IR_##e,
+#include "ops.def"
+#undef X
+  IR_OP_COUNT
+} IrOp;
+
+typedef enum { IR_CLASS_LEAF, IR_CLASS_UNARY, IR_CLASS_BINARY, IR_CLASS_OTHER } IrOpClass;
+
+const char *ir_op_name(IrOp op);
+int ir_op_arity(IrOp op); /* -1 = variadic */
+IrOpClass ir_op_class(IrOp op);
+const char *ir_op_doc(IrOp op);
+int ir_op_parse(const char *name, IrOp *out); /* 0 on success */
+
+/* Typed op attributes; which fields an op uses is in ops.def. */
+typedef struct {
+  float f;                   /* eps / scalar operand */
+  int axis;                  /* reduce_*, slice, concat */
+  IrDim start, len;          /* slice (may be symbolic along the batch axis) */
+  int k;                     /* topk_softmax */
+  int perm[IR_MAX_RANK];     /* permute */
+  int trans_b;               /* matmul */
+  int stride, pad, groups;   /* conv2d */
+  int out_h, out_w;          /* adaptive_avg_pool2d */
+  IrShape shape;             /* reshape target */
+} IrAttrs;
+
+typedef struct IrNode IrNode;
+struct IrNode {
+  int id;          /* unique in its graph, stable across passes */
+  IrOp op;
+  IrDType dtype;
+  IrShape shape;
+  int n_in;
+  IrNode **in;
+  IrAttrs attr;
+  const char *name;  /* INPUT/PARAM: binding name; others: optional label */
+  IrLoc loc;
+  /* CONST: host data, row-major, dtype f32 or i32 (arena-owned).
+   * PARAM: optional default value (f32) used when the checkpoint lacks it. */
+  void *data;
+  int index;       /* position in g->nodes; kept by ir_graph_reindex() */
+  void *aux;       /* scratch for passes and backends; not preserved */
+};
+
+typedef struct {
+  Arena arena;
+  IrNode **nodes;   /* topological order */
+  int n_nodes, cap_nodes;
+  int next_id;
+  IrNode **outputs;
+  const char **output_names;
+  int n_outputs;
+  const char *name; /* entry name, e.g. "forward" */
+} IrGraph;
+
+IrGraph *ir_graph_new(const char *name);
+void ir_graph_free(IrGraph *g);
+
+/* All INPUT / PARAM nodes in graph order (array from the arena). */
+int ir_graph_inputs(IrGraph *g, IrNode ***out);
+int ir_graph_params(IrGraph *g, IrNode ***out);
+IrNode *ir_graph_find_input(IrGraph *g, const char *name);
+void ir_graph_add_output(IrGraph *g, IrNode *n, const char *name);
+
+/* Graph surgery, for passes. */
+void ir_replace_all_uses(IrGraph *g, IrNode *old, IrNode *repl);
+/* Restore topological order and `index` after nodes were appended or rewired.
+ * Returns -1 (with err) on a cycle. */
+int ir_graph_toposort(IrGraph *g, IrErr *err);
+/* Remove nodes not reachable from outputs. Returns how many were removed. */
+int ir_graph_dce(IrGraph *g);
+/* Number of uses of each node, indexed by node->index (caller frees). */
+int *ir_use_counts(IrGraph *g);
+
+/* ======================================================================== */
+/* building                                                                 */
+/* ======================================================================== */
+
+/* Create a node: checks the arity, input dtypes and shapes, infers the output
+ * shape (ir/shape.c) and dtype, appends it.  On a user-visible mismatch returns
+ * NULL and explains in err (without location: the caller adds it). */
+IrNode *ir_node_new(IrGraph *g, IrOp op, int n_in, IrNode *const *in, const IrAttrs *attr,
+                    IrLoc loc, IrErr *err);
+/* Infer the output shape and dtype of op over inputs (no node is created). */
+int ir_infer(IrOp op, int n_in, IrNode *const *in, const IrAttrs *attr, IrShape *shape,
+             IrDType *dtype, IrErr *err);
+
+IrNode *ir_input(IrGraph *g, const char *name, IrDType t, IrShape s, IrLoc loc);
+IrNode *ir_param(IrGraph *g, const char *name, IrDType t, IrShape s, IrLoc loc);
+/* Copies data (numel(s, 1) elements of t, which is IR_F32 or IR_I32); s must be fixed. */
+IrNode *ir_const(IrGraph *g, IrDType t, IrShape s, const void *data, IrLoc loc);
+
+/* Convenience builders for C code (passes, tests): abort on a shape error. */
+IrNode *ir_un(IrGraph *g, IrOp op, IrNode *x);
+IrNode *ir_bin(IrGraph *g, IrOp op, IrNode *a, IrNode *b);
+IrNode *ir_op1f(IrGraph *g, IrOp op, IrNode *x, float f); /* SCALE, ADD_SCALAR, LAYERNORM, ... */
+IrNode *ir_linear(IrGraph *g, IrNode *x, IrNode *w, IrNode *b /* may be NULL */);
+IrNode *ir_matmul(IrGraph *g, IrNode *a, IrNode *b, int trans_b);
+IrNode *ir_reshape(IrGraph *g, IrNode *x, int rank, const IrDim *d);
+IrNode *ir_permute(IrGraph *g, IrNode *x, const int *perm);
+IrNode *ir_slice(IrGraph *g, IrNode *x, int axis, IrDim start, IrDim len);
+IrNode *ir_concat(IrGraph *g, int n, IrNode *const *xs, int axis);
+
+/* ======================================================================== */
+/* verify, dump, cost                                                       */
+/* ======================================================================== */
+
+/* Structural check: order, arity, every shape/dtype re-inferred and equal,
+ * ids unique, outputs present.  Returns 0 or -1 with a message naming the node. */
+int ir_verify(IrGraph *g, IrErr *err);
+
+/* Textual dump, one node a line:
+ *   %12 = linear(%3, %10, %11) : f32[B, 256, 384]  # blocks.0.attn.qkv
+ * Used by `ditc ir`, `--dump-after` and the golden tests, so it is stable. */
+void ir_dump(IrGraph *g, FILE *out);
+
+/* Cost model.  MACs count multiply-accumulates of contractions (linear, matmul,
+ * conv2d: one MAC = one "FLOP", the DiT paper / fvcore convention); params and
+ * weight bytes count PARAM nodes; activation bytes sum each non-leaf output. */
+typedef struct {
+  int64_t params;
+  int64_t weight_bytes;
+  double macs;                /* at the given batch */
+  double activation_bytes;    /* every non-leaf node's output, at the given batch */
+  int64_t nodes;
+} IrCost;
+/* weight_dtype: the dtype weights are stored in for weight_bytes. */
+void ir_cost(IrGraph *g, int64_t batch, IrDType weight_dtype, IrCost *out);
+/* MACs of one node at batch B (0 for non-contractions). */
+double ir_node_macs(const IrNode *n, int64_t batch);
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * ref.h - the reference executor: runs the IR on the CPU in fp32.
+ *
+ * Plain, obviously correct C, one function per op; matrix products through
+ * OpenBLAS, loops over rows through OpenMP.  It is the oracle every other
+ * backend is compared with, and the CPU backend for users without a GPU.
+ */
+#ifndef DITC_REF_H
+#define DITC_REF_H
+
+#include "tensor.h"
+#include "weights.h"
+
+typedef struct RefExec RefExec;
+
+/* Prepare to run g at a fixed batch: concrete shapes, buffer lifetimes. */
+RefExec *ref_prepare(IrGraph *g, const Weights *w, int64_t batch, IrErr *err);
+/* inputs: one per INPUT node in graph order (ir_graph_inputs), dtype and shape
+ * as declared at this batch (F32 or I32).  outputs: one per graph output,
+ * allocated here, freed by the caller with rt_tensor_free. */
+int ref_run(RefExec *e, const RtTensor *inputs, RtTensor *outputs, IrErr *err);
+void ref_free(RefExec *e);
+
+/* Deduce the batch from the inputs' leading dims; -1 with err if inconsistent. */
+int64_t ref_batch_of(IrGraph *g, const RtTensor *inputs, IrErr *err);
+
+#endif

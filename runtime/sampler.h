@@ -1,0 +1,69 @@
+/*
+ * sampler.h - diffusion schedules and the DDPM / DDIM samplers of the
+ * reference DiT code (facebookresearch/DiT `diffusion/`).
+ *
+ * Schedule: `diffusion_steps` linear betas 1e-4 .. 0.02 (scaled by 1000 /
+ * diffusion_steps as the reference does), respaced to `sampling_steps` kept
+ * timesteps round(i * (T-1)/(S-1)) (round half to even, stride accumulated in
+ * floating point).  Coefficients in float64, as the reference computes them.
+ *
+ * The model is a callback: the sampler hands it x for `rows` rows and the
+ * *original* timestep of every row, and it writes eps (and, with learn_sigma,
+ * the variance values v as the last C channels).  Classifier-free guidance lives
+ * in the model graph (forward_with_cfg), not here.
+ */
+#ifndef DITC_SAMPLER_H
+#define DITC_SAMPLER_H
+
+#include "tensor.h"
+
+typedef struct {
+  int num_steps;        /* S, kept steps */
+  int *timestep_map;    /* [S] original timestep of kept step i */
+  double *betas;        /* [S] respaced */
+  double *alphas_cumprod, *alphas_cumprod_prev;
+  double *sqrt_recip_alphas_cumprod, *sqrt_recipm1_alphas_cumprod;
+  double *posterior_variance, *posterior_log_variance_clipped;
+  double *posterior_mean_coef1, *posterior_mean_coef2;
+} Diffusion;
+
+/* schedule: "linear" (the only one DiT trains with). */
+int diffusion_init(Diffusion *d, int diffusion_steps, const char *schedule, int sampling_steps,
+                   IrErr *err);
+void diffusion_free(Diffusion *d);
+
+/* Model callback: x [rows, C, H, W], t[rows] (original timesteps, as floats);
+ * writes out [rows, C_out, H, W].  Returns 0 or -1 with err. */
+typedef int (*ModelFn)(void *ctx, const float *x, const float *t, int64_t rows, float *out,
+                       IrErr *err);
+
+/* A source of N(0,1) noise: fill n floats. `step` is -1 for the initial x_T,
+ * else the index of the sampling step (0 = first, highest t). */
+typedef int (*NoiseFn)(void *ctx, int step, float *out, int64_t n, IrErr *err);
+
+typedef enum { SAMPLER_DDPM, SAMPLER_DDIM } SamplerKind;
+
+typedef struct {
+  SamplerKind kind;
+  int64_t rows;          /* N */
+  int channels, height, width;
+  int learn_sigma;       /* model output has 2C channels, learned-range variance */
+  double eta;            /* DDIM only; 0 = deterministic */
+  ModelFn model; void *model_ctx;
+  NoiseFn noise; void *noise_ctx;
+  /* Called after each step (progress); may be NULL. */
+  void (*progress)(void *ctx, int done, int total); void *progress_ctx;
+} SamplerConfig;
+
+/* x: in x_T (if init_noise is 0, caller already filled it) out x_0, [N, C, H, W]. */
+int sampler_run(const Diffusion *d, const SamplerConfig *cfg, float *x, IrErr *err);
+
+/* Deterministic N(0,1) generator (Philox-4x32-10 + Box-Muller) keyed by seed. */
+typedef struct {
+  uint64_t seed;
+  uint64_t counter;
+} RtRng;
+void rng_init(RtRng *r, uint64_t seed);
+void rng_normal(RtRng *r, float *out, int64_t n);
+
+#endif

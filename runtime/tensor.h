@@ -1,0 +1,31 @@
+/*
+ * tensor.h - a dense host tensor, the currency between the runtime's parts
+ * (files, executors, sampler).  Row-major, fixed shape, dtype from the IR.
+ */
+#ifndef DITC_TENSOR_H
+#define DITC_TENSOR_H
+
+#include "ir.h"
+
+typedef struct {
+  IrDType dtype;
+  int rank;
+  int64_t shape[IR_MAX_RANK];
+  void *data;   /* owned by whoever made it unless said otherwise */
+} RtTensor;
+
+int64_t rt_numel(const RtTensor *t);
+size_t rt_nbytes(const RtTensor *t);
+/* Allocate (zeroed) data for the given dtype and shape. */
+RtTensor rt_tensor_new(IrDType dtype, int rank, const int64_t *shape);
+void rt_tensor_free(RtTensor *t);
+/* "[2, 4, 16, 16]" */
+char *rt_shape_str(const RtTensor *t, char *buf, size_t n);
+
+/* IEEE half / bfloat16 conversions (round to nearest even). */
+float rt_f16_to_f32(uint16_t h);
+uint16_t rt_f32_to_f16(float f);
+float rt_bf16_to_f32(uint16_t h);
+uint16_t rt_f32_to_bf16(float f);
+
+#endif
