@@ -53,7 +53,7 @@ typedef struct {
   int cfg_all_channels;
   const char *sampler;
   int steps, diffusion_steps;
-  const char *labels;
+  const char *labels, *labels_from;
   int repeat, grid_cols;
   uint64_t seed;
   const char *init_noise, *step_noise;
@@ -224,6 +224,10 @@ static int parse_args(int argc, char **argv, Opts *o) {
       if (r < 0) return 2;
       VALUE();
       o->labels = v;
+    } else if ((r = FLAG("--labels-from", F_LABELS))) {
+      if (r < 0) return 2;
+      VALUE();
+      o->labels_from = v;
     } else if ((r = FLAG("--repeat", F_LABELS))) {
       long long n;
       if (r < 0) return 2;
@@ -503,6 +507,44 @@ bad:
   return fail("--labels takes a list like 0,1,7 or 0-9, got '%s'", s);
 }
 
+/* --labels-from FILE:TENSOR: a 1-D integer tensor of labels. */
+static int load_labels(const char *spec, int repeat, int classes, int32_t **out, int64_t *n_out, int *distinct) {
+  const char *colon = strrchr(spec, ':');
+  if (!colon || colon == spec || !colon[1]) return fail("'%s': expected FILE:TENSOR", spec);
+  char *path = strndup(spec, (size_t)(colon - spec));
+  IrErr err;
+  StFile *f = st_open(path, &err);
+  free(path);
+  if (!f) return fail("%s", err.msg);
+  const StTensor *t = st_find(f, colon + 1);
+  int rc = 1;
+  if (!t || t->rank != 1 || t->shape[0] < 1) {
+    fail("'%s': expected a non-empty 1-D tensor of labels", spec);
+    goto out;
+  }
+  int64_t n = t->shape[0];
+  int32_t *v = xmalloc((size_t)(n * repeat) * sizeof *v);
+  if (st_to_i32(t, v, &err)) {
+    free(v);
+    fail("%s", err.msg);
+    goto out;
+  }
+  for (int64_t i = 0; i < n; i++)
+    if (v[i] < 0 || v[i] > classes) {
+      fail("'%s': label %d is outside 0..%d (%d is the null class)", spec, v[i], classes, classes);
+      free(v);
+      goto out;
+    }
+  for (int r = 1; r < repeat; r++) memcpy(v + r * n, v, (size_t)n * sizeof *v);
+  *out = v;
+  *n_out = n * repeat;
+  *distinct = (int)n;
+  rc = 0;
+out:
+  st_close(f);
+  return rc;
+}
+
 /* FILE:TENSOR -> f32 data with at least `need` rows of `img` floats (rank >= 2 after `lead` axes). */
 static int load_noise(const char *spec, int lead, int64_t img, int64_t need_rows, float **data, int64_t *rows,
                       int64_t *steps) {
@@ -544,8 +586,9 @@ out:
 }
 
 static int cmd_sample(const Opts *o) {
-  if (!o->weights || !o->output || !o->sampler || o->steps < 0 || !o->has_cfg || !o->labels)
+  if (!o->weights || !o->output || !o->sampler || o->steps < 0 || !o->has_cfg || !(o->labels || o->labels_from))
     return die_usage("sample needs --weights, --sampler, --steps, --cfg-scale, --labels and --output");
+  if (o->labels && o->labels_from) return die_usage("give --labels or --labels-from, not both");
   if (check_backend(o)) return 1;
   const char *ext = strrchr(o->output, '.');
   int png = ext && !strcmp(ext, ".png");
@@ -564,7 +607,9 @@ static int cmd_sample(const Opts *o) {
   ModelCtx mc = {0};
   int64_t n, img = (int64_t)C * S * S;
   int distinct;
-  if (parse_labels(o->labels, o->repeat, classes, &labels, &n, &distinct)) goto done;
+  if (o->labels_from ? load_labels(o->labels_from, o->repeat, classes, &labels, &n, &distinct)
+                     : parse_labels(o->labels, o->repeat, classes, &labels, &n, &distinct))
+    goto done;
   if (weights_open(m.graph, o->weights, &w, &err) ||
       diffusion_init(&d, o->diffusion_steps, "linear", o->steps, &err)) {
     fail("%s", err.msg);
