@@ -339,7 +339,7 @@ void fe_dump_tokens(const FeSource *src, FeDiag *diag, FILE *out) {
       if (tok == IDENT || tok == STRING) fprintf(out, " %s", val.s);
       else if (tok == INT || tok == FLOAT) fprintf(out, " %s", val.num.s);
       fputc('\n', out);
-      if (tok == YYEOF) break;
+      if (tok == FE_YYEOF) break;
     }
     fe_yylex_destroy(scanner);
   }
