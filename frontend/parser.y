@@ -23,7 +23,7 @@
 %parse-param {FeParse *ps}
 
 %code requires {
-#include "ast.h"
+#include "frontend/ast.h"
 #ifndef YY_TYPEDEF_YY_SCANNER_T
 #define YY_TYPEDEF_YY_SCANNER_T
 typedef void *yyscan_t;
@@ -55,11 +55,11 @@ static void fe_yyerror(YYLTYPE *loc, yyscan_t scanner, FeParse *ps, const char *
 %token <s> IDENT "identifier"
 %token <num> INT "integer" FLOAT "number"
 %token <s> STRING "string"
-%token KW_FN "fn" KW_MODEL "model" KW_ENTRY "entry" KW_CONFIG "config" KW_PARAM "param"
-%token KW_DEFAULT "default" KW_RETURN "return" KW_IF "if" KW_ELSE "else" KW_FOR "for"
-%token KW_IN "in" KW_ASSERT "assert" KW_TRUE "true" KW_FALSE "false" KW_NONE "none"
-%token KW_AND "and" KW_OR "or" KW_NOT "not"
-%token POW "**" FLOORDIV "//" EQ "==" NE "!=" LE "<=" GE ">=" DOTDOT ".."
+%token KW_FN "'fn'" KW_MODEL "'model'" KW_ENTRY "'entry'" KW_CONFIG "'config'" KW_PARAM "'param'"
+%token KW_DEFAULT "'default'" KW_RETURN "'return'" KW_IF "'if'" KW_ELSE "'else'" KW_FOR "'for'"
+%token KW_IN "'in'" KW_ASSERT "'assert'" KW_TRUE "'true'" KW_FALSE "'false'" KW_NONE "'none'"
+%token KW_AND "'and'" KW_OR "'or'" KW_NOT "'not'"
+%token POW "'**'" FLOORDIV "'//'" EQ "'=='" NE "'!='" LE "'<='" GE "'>='" DOTDOT "'..'"
 
 %precedence STMT_END KW_DEFAULT
 %left KW_OR
