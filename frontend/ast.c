@@ -343,6 +343,14 @@ void ast_print(const AstNode *n, FILE *out) {
     fputs(" @", out);
     print_list(n->l2, out);
   }
+  if (n->kind == AST_ASSIGN) { /* targets, value */
+    fputc(' ', out);
+    print_list(n->l1, out);
+    fputc(' ', out);
+    ast_print(n->a, out);
+    fputc(')', out);
+    return;
+  }
   if (n->a) { fputc(' ', out); ast_print(n->a, out); }
   if (n->kind == AST_IF) { /* condition, then, else */
     fputc(' ', out);

@@ -34,6 +34,7 @@ static const char *source_line(const FeSource *src, int line, size_t *len) {
     if (!nl) return NULL;
     p = nl + 1;
   }
+  if (p == end) return NULL; /* the empty "line" after a final newline */
   const char *nl = memchr(p, '\n', (size_t)(end - p));
   *len = (size_t)((nl ? nl : end) - p);
   if (*len > 0 && p[*len - 1] == '\r') (*len)--;

@@ -17,6 +17,7 @@
 %define api.pure full
 %define api.prefix {fe_yy}
 %define parse.error detailed
+%define parse.lac full
 %locations
 %expect 0
 %param {yyscan_t scanner}
