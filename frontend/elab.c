@@ -238,7 +238,7 @@ static int is_num(Value v) { return v.k == V_INT || v.k == V_FLOAT; }
 static double num(Value v) { return v.k == V_INT ? (double)v.i : v.f; }
 
 static Value int_arith(Elab *e, AstLoc loc, int op, int64_t a, int64_t b) {
-  int64_t r;
+  int64_t r, a0 = a, b0 = b;
   switch (op) {
   case '+':
     if (__builtin_add_overflow(a, b, &r)) goto overflow;
@@ -284,7 +284,7 @@ static Value int_arith(Elab *e, AstLoc loc, int op, int64_t a, int64_t b) {
   }
   ditc_unreachable();
 overflow:
-  el_error(e, loc, "integer overflow in %" PRId64 " %s %" PRId64, a, ast_op_str(op), b);
+  el_error(e, loc, "integer overflow in %" PRId64 " %s %" PRId64, a0, ast_op_str(op), b0);
   return el_poison();
 }
 
