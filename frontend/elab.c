@@ -957,6 +957,7 @@ static Exec exec_return(Elab *e, Env *env, const AstNode *s) {
     }
     e->ret = poisoned ? el_poison() : list_value(t);
   }
+  e->ret_stmt = s; /* after the values: calls in them run returns of their own */
   return e->fatal ? EX_STOP : EX_RETURN;
 }
 
@@ -1260,7 +1261,9 @@ static int elab_entry(Elab *e, Env *menv, const AstNode *entry) {
     for (int i = 0; i < n; i++) {
       Value v = r.k == V_LIST ? r.l->v[i] : r;
       if (v.k != V_TENSOR) {
-        el_error(e, entry->loc, "entry '%s' must return tensors; output %d is %s", entry->s, i,
+        const AstNode *rs = e->ret_stmt;
+        AstLoc at = rs->l1->n == n ? rs->l1->v[i]->loc : rs->loc;
+        el_error(e, at, "entry '%s' must return tensors; output %d is %s", entry->s, i,
                  el_describe(e, v));
         ok = 0;
       }

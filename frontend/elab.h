@@ -96,6 +96,7 @@ typedef struct {
   const char *label_copy;
   ElParamMap params;
   Value ret;            /* the value of the last `return` */
+  const AstNode *ret_stmt; /* and the statement */
   uintptr_t stack_base;
 } Elab;
 
