@@ -778,10 +778,17 @@ static const ElBuiltin builtins[] = {
     {"sincos_pos_embed_2d", bi_sincos, 2, {"d", "g"}, 0},
 };
 
-const ElBuiltin *el_builtin_find(const char *name) {
+int el_builtin_index(const char *name) {
   for (size_t i = 0; i < sizeof builtins / sizeof *builtins; i++)
-    if (!strcmp(builtins[i].name, name)) return &builtins[i];
-  return NULL;
+    if (!strcmp(builtins[i].name, name)) return (int)i;
+  return -1;
+}
+
+const ElBuiltin *el_builtin_at(int i) { return &builtins[i]; }
+
+const ElBuiltin *el_builtin_find(const char *name) {
+  int i = el_builtin_index(name);
+  return i < 0 ? NULL : &builtins[i];
 }
 
 static int n_params(const ElBuiltin *b) {

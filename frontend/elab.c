@@ -123,6 +123,9 @@ static const char *scope_label(Elab *e) {
 
 Value el_node(Elab *e, AstLoc loc, IrOp op, int n_in, IrNode *const *in, const IrAttrs *at) {
   if (el_check_nodes(e, loc)) return el_poison();
+  /* wide nodes (concat of many inputs) are memory too */
+  size_t in_bytes = (size_t)n_in * sizeof(IrNode *);
+  if (n_in > 3 && !el_alloc(e, loc, in_bytes)) return el_poison();
   IrErr err;
   IrNode *n = ir_node_new(e->g, op, n_in, in, at, el_irloc(e, loc), &err);
   if (!n) {
@@ -185,10 +188,19 @@ static void env_free(Env *env) {
   env->n = env->cap = 0;
 }
 
-/* Names that cannot be bound: the builtins, and `B` outside entries is fine. */
-static int check_bindable(Elab *e, AstLoc loc, const char *name, const char *what) {
-  if (!el_builtin_find(name)) return 0;
-  el_error(e, loc, "cannot use the builtin '%s' as a %s name", name, what);
+/* The builtin a name in the tree refers to, if any.  Looked up once per
+ * node and remembered in its (otherwise unused) `op` field: elaboration
+ * revisits the same nodes in every loop iteration and call. */
+static const ElBuiltin *builtin_of(const AstNode *n) {
+  if (n->op == 0) ((AstNode *)n)->op = el_builtin_index(n->s) + 1; /* 0 = unknown: -1 + 1 */
+  if (n->op == 0) ((AstNode *)n)->op = -1;
+  return n->op > 0 ? el_builtin_at(n->op - 1) : NULL;
+}
+
+/* Names that cannot be bound: the builtins. */
+static int check_bindable(Elab *e, const AstNode *n, const char *what) {
+  if (!builtin_of(n)) return 0;
+  el_error(e, n->loc, "cannot use the builtin '%s' as a %s name", n->s, what);
   return -1;
 }
 
@@ -599,7 +611,7 @@ static Value eval_list(Elab *e, Env *env, const AstNode *n) {
 static Value lookup(Elab *e, Env *env, const AstNode *n) {
   Binding *b = env_find(env, n->s);
   if (b) return b->v;
-  if (el_builtin_find(n->s))
+  if (builtin_of(n))
     el_error(e, n->loc, "the builtin '%s' can only be called", n->s);
   else
     el_error(e, n->loc, "undefined name '%s'", n->s);
@@ -826,8 +838,12 @@ static Value eval_call(Elab *e, Env *env, const AstNode *n) {
   Value pos[EL_MAX_ARGS], kw[EL_MAX_ARGS];
   const AstNode *pos_node[EL_MAX_ARGS], *kw_node[EL_MAX_ARGS];
   const char *kw_names[EL_MAX_ARGS];
-  Value *vals = nargs > 0 ? xcalloc((size_t)nargs, sizeof *vals) : NULL;
+  Value vals[2 * EL_MAX_ARGS];
   int n_pos = 0, n_kw = 0, bad = 0, poisoned = 0;
+  if (nargs > 2 * EL_MAX_ARGS) {
+    el_error(e, n->loc, "too many arguments (the limit is %d)", EL_MAX_ARGS);
+    return el_poison();
+  }
   /* Every argument is evaluated, for its errors, even if the call is bad. */
   for (int i = 0; i < nargs; i++) {
     const AstNode *a = n->l1->v[i];
@@ -865,7 +881,6 @@ static Value eval_call(Elab *e, Env *env, const AstNode *n) {
       pos[n_pos++] = vals[i];
     }
   }
-  free(vals);
   if (bad || e->fatal) return el_poison();
 
   const char *outer = e->scope;
@@ -875,7 +890,7 @@ static Value eval_call(Elab *e, Env *env, const AstNode *n) {
     e->scope = scope;
   }
   Value result;
-  const ElBuiltin *b = el_builtin_find(n->s);
+  const ElBuiltin *b = builtin_of(n);
   if (b) {
     result = poisoned ? el_poison()
                       : el_builtin_call(e, b, n, pos, pos_node, n_pos, kw_names, kw, kw_node, n_kw);
@@ -930,7 +945,7 @@ static Exec exec_assign(Elab *e, Env *env, const AstNode *s) {
   if (e->fatal) return EX_STOP;
   const AstList *t = s->l1;
   for (int i = 0; i < t->n; i++)
-    if (check_bindable(e, t->v[i]->loc, t->v[i]->s, "variable")) v = el_poison();
+    if (check_bindable(e, t->v[i], "variable")) v = el_poison();
   if (t->n == 1) {
     env_bind(env, t->v[0]->s, v);
     return EX_OK;
@@ -988,9 +1003,10 @@ static Exec exec_for(Elab *e, Env *env, const AstNode *s) {
   if (e->fatal) return EX_STOP;
   int bad = want_int(e, s->a->loc, a, "the start of a 'for' range", &lo);
   bad |= want_int(e, s->b->loc, b, "the end of a 'for' range", &hi);
-  if (check_bindable(e, s->loc, s->s, "loop variable") || bad) return EX_OK;
+  if (check_bindable(e, s, "loop variable") || bad) return EX_OK;
   for (int64_t i = lo; i < hi; i++) {
-    if (++e->stmts > EL_MAX_STMTS) {
+    /* the body's statements count; an empty body counts its iterations */
+    if (s->l1->n == 0 && ++e->stmts > EL_MAX_STMTS) {
       el_fatal(e, s->loc, "more than %d statements elaborated: stopping (an endless loop?)",
                EL_MAX_STMTS);
       return EX_STOP;
@@ -1059,14 +1075,14 @@ static void check_params(Elab *e, const AstList *params, const char *what) {
     const AstNode *p = params->v[i];
     if (!known_type(p->s2))
       el_error(e, p->loc, "unknown type '%s' (types: int, float, bool, str, tensor)", p->s2);
-    check_bindable(e, p->loc, p->s, what);
+    check_bindable(e, p, what);
     for (int j = 0; j < i; j++)
       if (!strcmp(params->v[j]->s, p->s)) el_error(e, p->loc, "parameter '%s' declared twice", p->s);
   }
 }
 
 static void define_fn(Elab *e, Env *env, const AstNode *def) {
-  if (check_bindable(e, def->loc, def->s, "function")) return;
+  if (check_bindable(e, def, "function")) return;
   check_params(e, def->l1, "parameter");
   ElFn *fn = el_alloc(e, def->loc, sizeof *fn);
   if (!fn) return;
@@ -1243,7 +1259,7 @@ static int elab_entry(Elab *e, Env *menv, const AstNode *entry) {
         el_error(e, in->loc, "input '%s' declared twice", in->s);
         ok = 0;
       }
-    if (check_bindable(e, in->loc, in->s, "input")) ok = 0;
+    if (check_bindable(e, in, "input")) ok = 0;
     if (ok) {
       env_bind(&frame, in->s, el_tensor(ir_input(e->g, in->s, t, s, el_irloc(e, in->loc))));
     } else {

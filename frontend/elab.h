@@ -21,7 +21,7 @@ enum {
   EL_MAX_NODES = 2000000,
   EL_MAX_ARGS = 8,
 };
-#define EL_MAX_VALUE_BYTES ((size_t)256 << 20) /* lists, strings, constants */
+#define EL_MAX_VALUE_BYTES ((size_t)64 << 20)  /* lists, strings, constants */
 #define EL_MAX_STACK_BYTES ((size_t)4 << 20)   /* C stack the recursion may use */
 
 typedef enum {
@@ -132,6 +132,9 @@ int el_check_nodes(Elab *e, AstLoc loc);
 
 typedef struct ElBuiltin ElBuiltin;
 const ElBuiltin *el_builtin_find(const char *name);
+/* Its index in the table (-1: not a builtin), and back. */
+int el_builtin_index(const char *name);
+const ElBuiltin *el_builtin_at(int i);
 /* Calls a builtin with the call's arguments already evaluated: pos[0..n_pos)
  * and the named ones kw[i] = value of kw_names[i].  Reports its own errors. */
 Value el_builtin_call(Elab *e, const ElBuiltin *b, const AstNode *call, const Value *pos,

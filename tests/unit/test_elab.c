@@ -359,7 +359,7 @@ static void test_budgets(void **state) {
 
   b = build("model m() { entry forward(x: f32[B]) {\n s = \"ab\"\n for i in 0 .. 64 { s = s + s }\n return x } }\n");
   assert_int_equal(b.errors, 1);
-  assert_non_null(strstr(b.diag, "t.dit:3:27: error: compile-time values need more than 256 MiB: stopping"));
+  assert_non_null(strstr(b.diag, "t.dit:3:27: error: compile-time values need more than 64 MiB: stopping"));
   built_free(&b);
 
   /* exponential recursion runs into the statement budget */
