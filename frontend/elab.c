@@ -155,10 +155,32 @@ static int stack_ok(Elab *e, AstLoc loc) {
 
 /* ---- frames ---------------------------------------------------------------- */
 
+static uint64_t hash_str(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+/* Small frames are searched linearly; large ones (many distinct names) get a
+ * hash index so that lookups in long loops stay cheap. */
+enum { ENV_INDEX_FROM = 16 };
+
 static Binding *env_find_local(Env *env, const char *name) {
-  for (int i = env->n - 1; i >= 0; i--)
-    if (!strcmp(env->b[i].name, name)) return &env->b[i];
+  if (!env->index) {
+    for (int i = env->n - 1; i >= 0; i--)
+      if (!strcmp(env->b[i].name, name)) return &env->b[i];
+    return NULL;
+  }
+  size_t mask = (size_t)env->index_cap - 1;
+  for (size_t j = hash_str(name) & mask; env->index[j]; j = (j + 1) & mask)
+    if (!strcmp(env->b[env->index[j] - 1].name, name)) return &env->b[env->index[j] - 1];
   return NULL;
+}
+
+static void env_index_add(Env *env, int pos) {
+  size_t mask = (size_t)env->index_cap - 1, j = hash_str(env->b[pos].name) & mask;
+  while (env->index[j]) j = (j + 1) & mask;
+  env->index[j] = pos + 1;
 }
 
 static Binding *env_find(Env *env, const char *name) {
@@ -180,12 +202,22 @@ static void env_bind(Env *env, const char *name, Value v) {
     env->b = xrealloc(env->b, (size_t)env->cap * sizeof *env->b);
   }
   env->b[env->n++] = (Binding){name, v};
+  if (env->n >= ENV_INDEX_FROM && 2 * env->n > env->index_cap) {
+    free(env->index);
+    env->index_cap = env->index_cap ? 2 * env->index_cap : 4 * ENV_INDEX_FROM;
+    env->index = xcalloc((size_t)env->index_cap, sizeof *env->index);
+    for (int i = 0; i < env->n; i++) env_index_add(env, i);
+  } else if (env->index) {
+    env_index_add(env, env->n - 1);
+  }
 }
 
 static void env_free(Env *env) {
   free(env->b);
+  free(env->index);
   env->b = NULL;
-  env->n = env->cap = 0;
+  env->index = NULL;
+  env->n = env->cap = env->index_cap = 0;
 }
 
 /* The builtin a name in the tree refers to, if any.  Looked up once per
@@ -206,11 +238,6 @@ static int check_bindable(Elab *e, const AstNode *n, const char *what) {
 
 /* ---- params: one node per name ---------------------------------------------- */
 
-static uint64_t hash_str(const char *s) {
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
-}
 
 static IrNode **param_slot(ElParamMap *m, const char *key, int insert) {
   if (insert && 2 * (m->n + 1) > m->cap) {

@@ -67,6 +67,8 @@ struct Env {
   Env *parent;
   Binding *b;
   int n, cap;
+  int *index;     /* hash of binding positions + 1, once a frame grows large */
+  int index_cap;  /* a power of two, or 0 */
 };
 
 /* A user function and the frame it was defined in. */
