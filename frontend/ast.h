@@ -36,12 +36,16 @@ typedef struct {
   int n_errors;
   int limit;      /* 0: the default (100) */
   int stop;
+  int last_shown; /* the last error was printed: its notes may follow */
 } FeDiag;
 
 /* `file:line:col: error: message`, the source line and a caret under col. */
 void fe_error(FeDiag *d, const FeSource *src, int line, int col, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 void fe_verror(FeDiag *d, const FeSource *src, int line, int col, const char *fmt, va_list ap);
+/* `file:line:col: note: message` after the error it explains (no source echo). */
+void fe_note(FeDiag *d, const FeSource *src, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 /* An error without a position: `where: error: message` (where may be NULL). */
 void fe_error_at(FeDiag *d, const char *where, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

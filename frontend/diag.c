@@ -19,6 +19,7 @@ enum { FE_DIAG_DEFAULT_LIMIT = 100 };
 static int diag_take(FeDiag *d) {
   int limit = d->limit > 0 ? d->limit : FE_DIAG_DEFAULT_LIMIT;
   d->n_errors++;
+  d->last_shown = d->n_errors <= limit && d->out;
   if (d->n_errors <= limit) return d->out != NULL;
   if (!d->stop && d->out) fprintf(d->out, "error: too many errors (%d), stopping\n", limit);
   d->stop = 1;
@@ -62,6 +63,17 @@ void fe_error(FeDiag *d, const FeSource *src, int line, int col, const char *fmt
   va_start(ap, fmt);
   fe_verror(d, src, line, col, fmt, ap);
   va_end(ap);
+}
+
+void fe_note(FeDiag *d, const FeSource *src, int line, int col, const char *fmt, ...) {
+  if (!d->last_shown) return;
+  const char *file = src && src->file ? src->file : "<input>";
+  fprintf(d->out, "%s:%d:%d: note: ", file, line, col);
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(d->out, fmt, ap);
+  va_end(ap);
+  fputc('\n', d->out);
 }
 
 void fe_error_at(FeDiag *d, const char *where, const char *fmt, ...) {

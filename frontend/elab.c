@@ -36,11 +36,26 @@ static Exec exec_block(Elab *e, Env *env, const AstList *stmts);
 /* errors, memory, small helpers                                            */
 /* ======================================================================== */
 
+/* Where an error inside functions came from: the calls in progress,
+ * innermost first (a few; deep recursion is summarised). */
+static void call_notes(Elab *e) {
+  enum { SHOWN = 4 };
+  for (int i = e->depth - 1, k = 0; i >= 0; i--, k++) {
+    const AstNode *c = e->calls[i];
+    if (k == SHOWN && i > 0) {
+      fe_note(e->diag, e->src, c->loc.line, c->loc.col, "... and %d more calls", i + 1);
+      break;
+    }
+    fe_note(e->diag, e->src, c->loc.line, c->loc.col, "in the call of '%s' here", c->s);
+  }
+}
+
 void el_error(Elab *e, AstLoc loc, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fe_verror(e->diag, e->src, loc.line, loc.col, fmt, ap);
   va_end(ap);
+  call_notes(e);
   if (e->diag->stop) e->fatal = 1;
 }
 
@@ -50,6 +65,7 @@ void el_fatal(Elab *e, AstLoc loc, const char *fmt, ...) {
   va_start(ap, fmt);
   fe_verror(e->diag, e->src, loc.line, loc.col, fmt, ap);
   va_end(ap);
+  call_notes(e);
   e->fatal = 1;
 }
 
@@ -850,7 +866,7 @@ static Value call_user(Elab *e, const AstNode *call, ElFn *fn, const Value *pos,
   free(given);
   Value result = el_poison();
   if (!bad && !poisoned && !e->fatal) {
-    e->depth++;
+    e->calls[e->depth++] = call;
     Exec x = exec_block(e, &frame, def->l2);
     e->depth--;
     result = x == EX_RETURN ? e->ret : x == EX_OK ? el_none() : el_poison();

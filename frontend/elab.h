@@ -97,6 +97,7 @@ typedef struct {
   const char *label_of; /* the scope label_copy was made for */
   const char *label_copy;
   ElParamMap params;
+  const AstNode *calls[EL_MAX_CALL_DEPTH]; /* the user calls in progress, for notes */
   Value ret;            /* the value of the last `return` */
   const AstNode *ret_stmt; /* and the statement */
   uintptr_t stack_base;

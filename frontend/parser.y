@@ -87,6 +87,7 @@ static void fe_yyerror(YYLTYPE *loc, yyscan_t scanner, FeParse *ps, const char *
 file: items                                   { $$ = ast_file(ps, L(@$), $1); }
     ;
 
+/* items := (item | ';')* */
 items: %empty                                 { $$ = ast_list(ps); }
      | items item                             { $$ = ast_push(ps, $1, $2); }
      | items ';'                              { $$ = $1; }
@@ -107,6 +108,7 @@ fn_def: KW_FN IDENT '(' params ')' block      { $$ = ast_fn(ps, L(@2), $2, $4, $
 params: %empty                                { $$ = ast_list(ps); }
       | param_list
       ;
+/* param_list := param_decl (',' param_decl)* */
 param_list: param_decl                        { $$ = ast_list1(ps, $1); }
           | param_list ',' param_decl         { $$ = ast_push(ps, $1, $3); }
           ;
@@ -114,9 +116,11 @@ param_list: param_decl                        { $$ = ast_list1(ps, $1); }
 /* param_decl := IDENT [':' type] ['=' expr] */
 param_decl: IDENT type_opt default_opt        { $$ = ast_param_decl(ps, L(@1), $1, $2, $3); }
           ;
+/* type_opt := [':' IDENT]      (int, float, bool, str, tensor: checked when elaborating) */
 type_opt: %empty                              { $$ = NULL; }
         | ':' IDENT                           { $$ = $2; }
         ;
+/* default_opt := ['=' expr] */
 default_opt: %empty                           { $$ = NULL; }
            | '=' expr                         { $$ = $2; }
            ;
@@ -125,6 +129,7 @@ default_opt: %empty                           { $$ = NULL; }
 model_def: KW_MODEL IDENT '(' params ')' '{' model_items '}'
                                               { $$ = ast_model(ps, L(@2), $2, $4, $7); }
          ;
+/* model_items := (model_item | ';')* */
 model_items: %empty                           { $$ = ast_list(ps); }
            | model_items model_item           { $$ = ast_push(ps, $1, $2); }
            | model_items ';'                  { $$ = $1; }
@@ -139,9 +144,11 @@ model_item: stmt
 entry_def: KW_ENTRY IDENT '(' inputs ')' block
                                               { $$ = ast_entry(ps, L(@2), $2, $4, $6); }
          ;
+/* inputs := [input_list] */
 inputs: %empty                                { $$ = ast_list(ps); }
       | input_list
       ;
+/* input_list := input (',' input)* */
 input_list: input                             { $$ = ast_list1(ps, $1); }
           | input_list ',' input              { $$ = ast_push(ps, $1, $3); }
           ;
@@ -153,9 +160,11 @@ input: IDENT ':' IDENT '[' exprs_opt ']'      { $$ = ast_input(ps, L(@1), $1, $3
 config_def: KW_CONFIG STRING '=' IDENT '(' kwargs ')'
                                               { $$ = ast_config(ps, L(@2), $2, $4, $6); }
           ;
+/* kwargs := [kwarg_list] */
 kwargs: %empty                                { $$ = ast_list(ps); }
       | kwarg_list
       ;
+/* kwarg_list := kwarg (',' kwarg)* */
 kwarg_list: kwarg                             { $$ = ast_list1(ps, $1); }
           | kwarg_list ',' kwarg              { $$ = ast_push(ps, $1, $3); }
           ;
@@ -166,11 +175,14 @@ kwarg: IDENT '=' expr                         { $$ = ast_kwarg(ps, L(@1), $1, $3
 /* block := '{' stmt* '}' */
 block: '{' stmts '}'                          { $$ = $2; }
      ;
+/* stmts := (stmt | ';')* */
 stmts: %empty                                 { $$ = ast_list(ps); }
      | stmts stmt                             { $$ = ast_push(ps, $1, $2); }
      | stmts ';'                              { $$ = $1; }
      ;
 
+/* stmt := targets '=' expr | 'return' exprs | if_stmt | 'for' IDENT 'in' expr '..' expr block
+ *       | 'assert' expr [',' expr] | expr ; on an error skip to the next statement */
 stmt: targets '=' expr %prec STMT_END         { $$ = ast_assign(ps, L(@2), $1, $3); }
     | KW_RETURN exprs %prec STMT_END          { $$ = ast_return(ps, L(@1), $2); }
     | if_stmt
@@ -186,12 +198,14 @@ stmt: targets '=' expr %prec STMT_END         { $$ = ast_assign(ps, L(@2), $1, $
 targets: target                               { $$ = ast_list1(ps, $1); }
        | targets ',' target                   { $$ = ast_push(ps, $1, $3); }
        ;
+/* target := IDENT */
 target: IDENT                                 { $$ = ast_name(ps, L(@1), $1); }
       ;
 
 /* if_stmt := 'if' expr block ['else' (block | if_stmt)] */
 if_stmt: KW_IF expr block else_opt            { $$ = ast_if(ps, L(@1), $2, $3, $4); }
        ;
+/* else_opt := ['else' (block | if_stmt)] */
 else_opt: %empty                              { $$ = NULL; }
         | KW_ELSE block                       { $$ = ast_block(ps, L(@2), $2); }
         | KW_ELSE if_stmt                     { $$ = $2; }
@@ -201,6 +215,7 @@ else_opt: %empty                              { $$ = NULL; }
 exprs: expr %prec STMT_END                    { $$ = ast_list1(ps, $1); }
      | exprs ',' expr %prec STMT_END          { $$ = ast_push(ps, $1, $3); }
      ;
+/* exprs_opt := [exprs] */
 exprs_opt: %empty                             { $$ = ast_list(ps); }
          | exprs
          ;
@@ -247,7 +262,7 @@ expr: expr KW_OR expr                         { $$ = ast_binop(ps, L(@2), AST_OP
                                               { $$ = ast_param(ps, L(@1), $2, ast_cons(ps, $4, $6), $8); }
     ;
 
-/* the default of a param extends as far as it can (lowest precedence) */
+/* param_default := ['default' expr]   (the expr extends as far as it can: lowest precedence) */
 param_default: %empty                         { $$ = NULL; }
              | KW_DEFAULT expr                { $$ = $2; }
              ;
@@ -256,9 +271,11 @@ param_default: %empty                         { $$ = NULL; }
 args: %empty                                  { $$ = ast_list(ps); }
     | arg_list
     ;
+/* arg_list := arg (',' arg)* */
 arg_list: arg                                 { $$ = ast_list1(ps, $1); }
         | arg_list ',' arg                    { $$ = ast_push(ps, $1, $3); }
         ;
+/* arg := expr | kwarg */
 arg: expr
    | kwarg
    ;
