@@ -577,6 +577,55 @@ static void test_dit_against_reference(void **state) {
   fclose(f);
 }
 
+/* Every configuration of models/dit.dit, both entries, and the block variants. */
+static void test_dit_all_configs(void **state) {
+  (void)state;
+  char model[512];
+  snprintf(model, sizeof model, "%s/models/dit.dit", src_dir());
+  if (access(model, R_OK) != 0) skip();
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&buf, &len);
+  assert_int_equal(fe_list_configs(model, out, stderr), 0);
+  fclose(out);
+  int n = 0;
+  for (char *line = buf; *line; n++) {
+    char *tab = strchr(line, '\t'), *nl = strchr(line, '\n');
+    assert_non_null(tab);
+    assert_non_null(nl);
+    *tab = 0;
+    char spec[700];
+    snprintf(spec, sizeof spec, "%s:%s", model, line);
+    const char *entries[] = {"forward", "forward_with_cfg"};
+    for (int e = 0; e < 2; e++) {
+      FeModel m;
+      assert_int_equal(fe_build(spec, NULL, 0, entries[e], stderr, &m), 0);
+      assert_int_equal(m.graph->n_outputs, 1);
+      IrNode *o = m.graph->outputs[0];
+      assert_int_equal(o->shape.rank, 4);
+      assert_int_equal(o->shape.d[0], e == 0 ? -1 : -2);
+      assert_int_equal(o->shape.d[1], 2 * fe_param_int(&m, "in_channels", 0));
+      assert_int_equal(o->shape.d[2], fe_param_int(&m, "input_size", 0));
+      fe_model_free(&m);
+    }
+    line = nl + 1;
+  }
+  assert_true(n >= 10);
+  free(buf);
+
+  const char *variants[][2] = {{"att", "med"}, {"att", "fgq"}, {"att", "fmq"}, {"att", "shallow"},
+                               {"moe_experts", "4"}, {"learn_sigma", "false"}};
+  char spec[700];
+  snprintf(spec, sizeof spec, "%s:DiT-S/2", model);
+  for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
+    FeSetting sets[] = {{variants[v][0], variants[v][1]}};
+    FeModel m;
+    assert_int_equal(fe_build(spec, sets, 1, "forward", stderr, &m), 0);
+    assert_int_equal(m.graph->n_outputs, 1);
+    fe_model_free(&m);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_small_model),
@@ -592,6 +641,7 @@ int main(void) {
       cmocka_unit_test(test_sincos),
       cmocka_unit_test(test_model_lookup),
       cmocka_unit_test(test_dit_against_reference),
+      cmocka_unit_test(test_dit_all_configs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
