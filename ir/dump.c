@@ -186,4 +186,5 @@ void ir_dump(IrGraph *g, FILE *out) {
     }
   }
   fputs("\n}\n", out);
+  free(num.pos);
 }

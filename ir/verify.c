@@ -196,12 +196,14 @@ int ir_verify(IrGraph *g, IrErr *err) {
       rc = ir_errf(err, "%%%d: null node", i);
       break;
     }
+    char desc[256];
+    node_desc(n, i, desc, sizeof desc);
     int prev = posmap_put(&m, n, i);
-    if (prev >= 0) rc = ir_errf(err, "%%%d: the same node is also at %%%d", i, prev);
+    if (prev >= 0) rc = ir_errf(err, "%s: the same node is also at %%%d", desc, prev);
     else if (n->id < 0 || n->id >= g->next_id)
-      rc = ir_errf(err, "%%%d: id %d outside [0, %d)", i, n->id, g->next_id);
+      rc = ir_errf(err, "%s: id %d outside [0, %d)", desc, n->id, g->next_id);
     else if (seen[n->id])
-      rc = ir_errf(err, "%%%d: id %d is used twice", i, n->id);
+      rc = ir_errf(err, "%s: id %d is used twice", desc, n->id);
     else
       seen[n->id] = 1;
   }
