@@ -120,7 +120,7 @@ static uint64_t node_hash(const IrNode *n) {
   case IR_INPUT:
     return mix(h, (uint64_t)n->id); /* never equal to another node */
   case IR_PARAM:
-    return hash_bytes(h, n->name, strlen(n->name));
+    return n->name ? hash_bytes(h, n->name, strlen(n->name)) : h;
   case IR_CONST:
     return hash_bytes(h, n->data, data_bytes(n));
   default:
@@ -135,7 +135,7 @@ static int nodes_eq(const IrNode *a, const IrNode *b) {
   case IR_INPUT:
     return a == b;
   case IR_PARAM:
-    if (strcmp(a->name, b->name) != 0) return 0;
+    if (!a->name || !b->name || strcmp(a->name, b->name) != 0) return 0;
     if (!a->data || !b->data) return !a->data && !b->data;
     return memcmp(a->data, b->data, data_bytes(a)) == 0;
   case IR_CONST:
