@@ -319,7 +319,7 @@ static int build(const Opts *o, const char *entry, FeModel *m) {
     fprintf(stderr, "%s: %d error%s\n", prog, errors, errors == 1 ? "" : "s");
     return 1;
   }
-  PassOptions po = {.verify = o->verify, .dump_after = o->dump_after, .dump = stdout};
+  PassOptions po = {.verify = 1, .dump_after = o->dump_after, .dump = stdout};
   IrErr err;
   if (pass_run_pipeline(m->graph, o->passes ? o->passes : "default", &po, &err)) {
     fe_model_free(m);
