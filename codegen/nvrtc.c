@@ -184,8 +184,8 @@ CgNvrtc *cg_nvrtc_open(const char *path, IrErr *err) {
   }
   for (int i = 0; i < nc; i++) free(cands[i]);
   if (!nv->lib) {
-    ir_errf(err, "NVRTC not found (looked for %s): %s; install the CUDA toolkit's NVRTC "
-            "or set CUDA_HOME", tried.p, last);
+    ir_errf(err, "NVRTC not found (looked for %s): %s; install the CUDA toolkit's NVRTC, "
+            "or set CUDA_HOME or DITC_NVRTC (the library's path)", tried.p, last);
     free(tried.p);
     free(nv);
     return NULL;
@@ -581,4 +581,32 @@ void cg_compiled_free(CgCompiled *c) {
   free(c->diag);
   cg_kernel_stats_free(c->kernels, c->n_kernels);
   memset(c, 0, sizeof *c);
+}
+
+/* ---- the kernel cache's compiler ---------------------------------------------- */
+
+int cg_nvrtc_cache_compile(void *vctx, const CgCacheRequest *r, unsigned char **out,
+                           size_t *out_size, IrErr *err) {
+  CgNvrtcCacheCtx *ctx = vctx;
+  const CgNvrtc *nv = ctx->nv;
+  *out = NULL;
+  *out_size = 0;
+  if (!r->compiler_version || strcmp(r->compiler_version, nv->version))
+    return ir_errf(err, "kernel cache request names compiler \"%s\" but %s is loaded",
+                   r->compiler_version ? r->compiler_version : "(none)", nv->version);
+  CgCompiled c;
+  int rc = cg_nvrtc_compile(nv, r->source, r->name ? r->name : "ditc_kernel.cu", r->arch,
+                            r->options, r->n_options, CG_OUT_CUBIN, &c, err);
+  if (rc == 0) {
+    /* The CUBIN moves to the caller; the rest is the report. */
+    *out = c.cubin;
+    *out_size = c.cubin_size;
+    c.cubin = NULL;
+    c.cubin_size = 0;
+  }
+  if (ctx->report)
+    *ctx->report = c;
+  else
+    cg_compiled_free(&c);
+  return rc;
 }

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 
+#include "codegen/cache.h"
 #include "ir.h"
 
 typedef struct CgNvrtc CgNvrtc;
@@ -114,5 +115,17 @@ int cg_ptxas_parse(const char *log, CgKernelStats **out);
 void cg_kernel_stats_free(CgKernelStats *k, int n);
 /* The kernel called `name` in c, or NULL. */
 const CgKernelStats *cg_compiled_find_kernel(const CgCompiled *c, const char *name);
+
+/* A CgCompileFn for cg_cache_get_or_compile(): user is the CgNvrtc; makes
+ * r's CUBIN.  r->compiler_version must be cg_nvrtc_version_string(), or the
+ * key would not say what compiled the entry (an error otherwise).  ptxas'
+ * report is not kept: with report set (may be NULL), a miss fills it (free
+ * with cg_compiled_free()); on a hit it stays empty. */
+typedef struct {
+  const CgNvrtc *nv;
+  CgCompiled *report;
+} CgNvrtcCacheCtx;
+int cg_nvrtc_cache_compile(void *ctx /* CgNvrtcCacheCtx */, const CgCacheRequest *r,
+                           unsigned char **out, size_t *out_size, IrErr *err);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -306,6 +307,52 @@ static void test_ptxas_parse(void **state) {
   cg_kernel_stats_free(k, 0);
 }
 
+/* Through the kernel cache: a miss compiles (with ptxas' report), a hit
+ * returns the same CUBIN without compiling. */
+static void test_through_cache(void **state) {
+  (void)state;
+  NEED_NVRTC();
+  char dir[] = "/tmp/ditc-test-nvrtc-cache-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  IrErr err;
+  CgCache *cache = cg_cache_open(dir, &err);
+  assert_non_null(cache);
+  CgCacheRequest r = {.source = KERNELS, .name = "k.cu", .arch = "sm_90",
+                      .compiler_version = cg_nvrtc_version_string(nv),
+                      .codegen_version = "test 1"};
+  CgCompiled report;
+  CgNvrtcCacheCtx ctx = {nv, &report};
+  unsigned char *a, *b;
+  size_t na, nb;
+  int hit;
+  if (cg_cache_get_or_compile(cache, &r, cg_nvrtc_cache_compile, &ctx, &a, &na, &hit, &err))
+    fail_msg("%s", err.msg);
+  assert_int_equal(hit, 0);
+  assert_true(is_elf(a, na));
+  assert_int_equal(report.n_kernels, 2);
+  assert_null(report.cubin); /* moved to the caller */
+  cg_compiled_free(&report);
+  ctx.report = NULL;
+  if (cg_cache_get_or_compile(cache, &r, cg_nvrtc_cache_compile, &ctx, &b, &nb, &hit, &err))
+    fail_msg("%s", err.msg);
+  assert_int_equal(hit, 1);
+  assert_int_equal(na, nb);
+  assert_memory_equal(a, b, na);
+  free(a);
+  free(b);
+  /* A request that names another compiler would poison the cache: refused. */
+  r.compiler_version = "nvrtc 1.0";
+  r.codegen_version = "test 2";
+  assert_int_equal(
+      cg_cache_get_or_compile(cache, &r, cg_nvrtc_cache_compile, &ctx, &a, &na, &hit, &err), -1);
+  assert_non_null(strstr(err.msg, "nvrtc 1.0"));
+  int removed;
+  assert_int_equal(cg_cache_clear(cache, NULL, &removed, &err), 0);
+  assert_int_equal(removed, 1);
+  cg_cache_close(cache);
+  assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_version_and_archs), cmocka_unit_test(test_cubin_sm80),
@@ -313,6 +360,7 @@ int main(void) {
       cmocka_unit_test(test_spills_parsed),     cmocka_unit_test(test_syntax_error),
       cmocka_unit_test(test_bad_arch),          cmocka_unit_test(test_bad_option),
       cmocka_unit_test(test_not_found),         cmocka_unit_test(test_ptxas_parse),
+      cmocka_unit_test(test_through_cache),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
