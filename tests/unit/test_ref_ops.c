@@ -923,6 +923,30 @@ static void test_chain_reuse(void **state) {
   ir_graph_free(g);
 }
 
+/* A value read only through an alias, much later, while same-sized values come
+ * and go; and a permute whose output must not land on its own input. */
+static void test_alias_lifetime(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("t");
+  IrNode *x = in_f32(g, "x", shp(2, 20, 50));
+  IrNode *a = ir_op1f(g, IR_SCALE, x, 2.0f);
+  IrNode *b = ir_reshape(g, a, 2, (IrDim[]){50, 20}); /* read at the very end only */
+  IrNode *c = ir_un(g, IR_NEG, x);
+  for (int i = 0; i < 6; i++) c = ir_permute(g, ir_op1f(g, IR_ADD_SCALAR, c, 1.0f), (int[]){1, 0});
+  IrNode *y = ir_bin(g, IR_ADD, ir_reshape(g, c, 2, (IrDim[]){50, 20}), b);
+  ir_graph_add_output(g, y, "y");
+  float *xs = rnd(1000, -1, 1);
+  double *want = dalloc(1000);
+  for (int j = 0; j < 1000; j++) want[j] = (-xs[j] + 6.0) + 2.0 * xs[j]; /* six transposes: identity */
+  RtTensor in = tens(IR_F32, xs, 2, 20, 50), out;
+  run(g, NULL, 1, &in, &out);
+  CHECK_CLOSE(out.data, want, 1000, TOL);
+  rt_tensor_free(&out);
+  free(xs);
+  free(want);
+  ir_graph_free(g);
+}
+
 /* ---- a small attention block --------------------------------------------------- */
 
 static void test_attention(void **state) {
@@ -1017,6 +1041,7 @@ int main(void) {
       cmocka_unit_test(test_slice_batch_axis),
       cmocka_unit_test(test_input_errors),
       cmocka_unit_test(test_chain_reuse),
+      cmocka_unit_test(test_alias_lifetime),
       cmocka_unit_test(test_attention),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
