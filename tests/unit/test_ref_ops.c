@@ -123,6 +123,9 @@ static double rel_l2(const float *got, const double *want, int64_t n) {
   return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+/* written so that a NaN error fails */
+static int too_far(double rel) { return !(rel <= TOL); }
+
 #define CHECK_CLOSE(got, want, n, tol)                                                       \
   do {                                                                                       \
     double e_ = rel_l2((got), (want), (n));                                                  \
@@ -185,7 +188,7 @@ static void test_unary(void **state) {
     RtTensor in = tens(IR_F32, xs, 3, 2, 3, 37), out;
     run(g, NULL, 1, &in, &out);
     check_shape(&out, 3, (int64_t[]){2, 3, 37});
-    if (rel_l2(out.data, want, n) > TOL)
+    if (too_far(rel_l2(out.data, want, n)))
       fail_msg("%s (f=%g): relative L2 error %.3g", ir_op_name(cases[c].op), (double)f,
                rel_l2(out.data, want, n));
     rt_tensor_free(&out);
@@ -250,7 +253,7 @@ static void test_binary_broadcast(void **state) {
       RtTensor out;
       run(g, NULL, 1, in, &out);
       assert_int_equal(rt_numel(&out), ny);
-      if (rel_l2(out.data, want, ny) > TOL)
+      if (too_far(rel_l2(out.data, want, ny)))
         fail_msg("%s, pair %zu: relative L2 error %.3g", ir_op_name(ops[o]), p,
                  rel_l2(out.data, want, ny));
       rt_tensor_free(&out);
@@ -416,28 +419,32 @@ static void test_topk_softmax(void **state) {
 
 static void test_linear(void **state) {
   (void)state;
-  for (int with_bias = 0; with_bias < 2; with_bias++) {
-    int K = 48, N = 40;
+  /* small; then big enough that the product is split into row panels (M
+   * large) or column panels (N large) across threads */
+  struct { int M0, K, N, bias; } cases[] = {{3, 48, 40, 0}, {3, 48, 40, 1}, {150, 64, 70, 1},
+                                           {3, 100, 1000, 1}, {1, 384, 2304, 1}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    int K = cases[c].K, N = cases[c].N, M0 = cases[c].M0, M = 2 * M0, with_bias = cases[c].bias;
     IrGraph *g = ir_graph_new("t");
     TW tw;
     tw_init(&tw, g);
     float *wv = rnd(N * K, -1, 1), *bv = rnd(N, -1, 1);
-    IrNode *x = in_f32(g, "x", shp(3, 2, 3, K));
+    IrNode *x = in_f32(g, "x", shp(3, 2, M0, K));
     IrNode *w = tw_param(&tw, g, "w", shp(2, N, K), wv);
     IrNode *b = with_bias ? tw_param(&tw, g, "b", shp(1, N), bv) : NULL;
     ir_graph_add_output(g, ir_linear(g, x, w, b), "y");
-    float *xs = rnd(6 * K, -1, 1);
-    double *want = dalloc(6 * N);
-    for (int m = 0; m < 6; m++)
+    float *xs = rnd(M * K, -1, 1);
+    double *want = dalloc(M * N);
+    for (int m = 0; m < M; m++)
       for (int n = 0; n < N; n++) {
         double s = with_bias ? bv[n] : 0;
         for (int k = 0; k < K; k++) s += (double)xs[m * K + k] * wv[n * K + k];
         want[m * N + n] = s;
       }
-    RtTensor in = tens(IR_F32, xs, 3, 2, 3, K), out;
+    RtTensor in = tens(IR_F32, xs, 3, 2, M0, K), out;
     run(g, &tw.w, 1, &in, &out);
-    check_shape(&out, 3, (int64_t[]){2, 3, N});
-    CHECK_CLOSE(out.data, want, 6 * N, TOL);
+    check_shape(&out, 3, (int64_t[]){2, M0, N});
+    if (too_far(rel_l2(out.data, want, M * N))) fail_msg("linear case %zu: %.3g", c, rel_l2(out.data, want, M * N));
     rt_tensor_free(&out);
     free(xs);
     free(wv);
@@ -456,6 +463,10 @@ static void test_matmul(void **state) {
       {shp(3, 3, 4, 5), shp(2, 5, 6), 0},          /* shared right operand */
       {shp(2, 4, 5), shp(3, 3, 5, 6), 0},          /* shared left operand */
       {shp(4, 2, 1, 4, 5), shp(3, 3, 6, 5), 1},    /* leading axes broadcast both ways */
+      {shp(3, 2, 40, 64), shp(3, 2, 64, 300), 0},  /* few big products: each split in panels */
+      {shp(3, 2, 300, 64), shp(3, 2, 50, 64), 1},  /* ... row panels, b transposed */
+      {shp(3, 12, 64, 32), shp(3, 12, 64, 32), 1}, /* many: one product per thread */
+      {shp(3, 3, 128, 64), shp(2, 64, 70), 0},     /* shared right operand, split */
   };
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     IrGraph *g = ir_graph_new("t");
@@ -490,7 +501,7 @@ static void test_matmul(void **state) {
     RtTensor out;
     run(g, NULL, 1, in, &out);
     assert_int_equal(rt_numel(&out), ny);
-    if (rel_l2(out.data, want, ny) > TOL) fail_msg("matmul case %zu: %.3g", c, rel_l2(out.data, want, ny));
+    if (too_far(rel_l2(out.data, want, ny))) fail_msg("matmul case %zu: %.3g", c, rel_l2(out.data, want, ny));
     rt_tensor_free(&out);
     free(av);
     free(bv);
@@ -528,6 +539,7 @@ static void test_conv2d(void **state) {
       {2, 8, 8, 8, 8, 3, 1, 1, 8, 1},    /* depthwise 3x3 */
       {1, 3, 10, 9, 5, 3, 2, 1, 1, 1},   /* strided */
       {1, 4, 6, 6, 8, 3, 2, 1, 4, 1},    /* grouped with a channel multiplier */
+      {1, 4, 32, 32, 64, 2, 2, 0, 1, 1}, /* patch embedding big enough to split */
   };
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     int N = cases[c].N, C = cases[c].C, H = cases[c].H, W = cases[c].W, O = cases[c].O;
@@ -550,7 +562,7 @@ static void test_conv2d(void **state) {
     RtTensor in = tens(IR_F32, xs, 4, N, C, H, W), out;
     run(g, &tw.w, 1, &in, &out);
     check_shape(&out, 4, (int64_t[]){N, O, OH, OW});
-    if (rel_l2(out.data, want, N * O * OH * OW) > TOL)
+    if (too_far(rel_l2(out.data, want, N * O * OH * OW)))
       fail_msg("conv case %zu: %.3g", c, rel_l2(out.data, want, N * O * OH * OW));
     rt_tensor_free(&out);
     free(xs);
