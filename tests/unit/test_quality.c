@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,13 +121,18 @@ static void test_mlp_by_hand(void **state) {
   assert_true(quality_accuracy(logits, 2, 3, right) == 1.0);
 }
 
-/* The shipped real-digit statistics, read with jansson straight from the
- * safetensors layout (independent of runtime/safetensors.c). */
-static int load_stats(double *mu, double *sigma) {
+/* Path of a file in the shared models folder. */
+static void model_path(char *buf, size_t n, const char *name) {
   const char *shared = getenv("DITC_SHARED");
+  snprintf(buf, n, "%s/models/%s", shared ? shared : DITC_SOURCE_DIR "/../shared", name);
+}
+
+/* Read F32 tensors from a safetensors file with jansson, straight from the
+ * format (independent of runtime/safetensors.c).  -1 if the file is absent. */
+static int load_f32(const char *file, int n, const char *const *names, const size_t *count,
+                    float **dst) {
   char path[1024];
-  snprintf(path, sizeof path, "%s/models/digits-real-stats.safetensors",
-           shared ? shared : DITC_SOURCE_DIR "/../shared");
+  model_path(path, sizeof path, file);
   FILE *f = fopen(path, "rb");
   if (!f) return -1;
   uint8_t len8[8];
@@ -138,10 +144,7 @@ static int load_stats(double *mu, double *sigma) {
   json_error_t je;
   json_t *root = json_loads(hdr, 0, &je);
   assert_non_null(root);
-  const char *names[2] = {"mu", "sigma"};
-  double *dst[2] = {mu, sigma};
-  const size_t count[2] = {64, 64 * 64};
-  for (int k = 0; k < 2; k++) {
+  for (int k = 0; k < n; k++) {
     json_t *t = json_object_get(root, names[k]);
     assert_non_null(t);
     assert_string_equal(json_string_value(json_object_get(t, "dtype")), "F32");
@@ -149,16 +152,76 @@ static int load_stats(double *mu, double *sigma) {
     long begin = (long)json_integer_value(json_array_get(off, 0));
     long end = (long)json_integer_value(json_array_get(off, 1));
     assert_int_equal(end - begin, (long)(count[k] * 4));
-    float *buf = malloc(count[k] * 4);
+    dst[k] = malloc(count[k] * 4);
     assert_int_equal(fseek(f, (long)(8 + hl) + begin, SEEK_SET), 0);
-    assert_int_equal(fread(buf, 4, count[k], f), count[k]);
-    for (size_t i = 0; i < count[k]; i++) dst[k][i] = buf[i];
-    free(buf);
+    assert_int_equal(fread(dst[k], 4, count[k], f), count[k]);
   }
   json_decref(root);
   free(hdr);
   fclose(f);
   return 0;
+}
+
+static int load_stats(double *mu, double *sigma) {
+  const char *names[2] = {"mu", "sigma"};
+  const size_t count[2] = {64, 64 * 64};
+  float *t[2];
+  if (load_f32("digits-real-stats.safetensors", 2, names, count, t) != 0) return -1;
+  for (int i = 0; i < 64; i++) mu[i] = t[0][i];
+  for (int i = 0; i < 64 * 64; i++) sigma[i] = t[1][i];
+  free(t[0]);
+  free(t[1]);
+  return 0;
+}
+
+/* The first 100 samples the original code drew (dit-digits-samples-cfg1.5.png:
+ * a 10 x 10 grid, column j = digit j, each 16x16 sample scaled 3x, no border)
+ * must be recognised: the README reports 0.982 over 500 such samples. */
+static void test_classifier_on_reference_samples(void **state) {
+  (void)state;
+  const char *names[6] = {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"};
+  const size_t count[6] = {128 * 256, 128, 64 * 128, 64, 10 * 64, 10};
+  float *w[6];
+  if (load_f32("digits-classifier.safetensors", 6, names, count, w) != 0) {
+    skip();
+    return;
+  }
+  char path[1024];
+  model_path(path, sizeof path, "dit-digits-samples-cfg1.5.png");
+  png_image im;
+  memset(&im, 0, sizeof im);
+  im.version = PNG_IMAGE_VERSION;
+  assert_true(png_image_begin_read_from_file(&im, path));
+  assert_int_equal(im.width, 480);
+  assert_int_equal(im.height, 480);
+  im.format = PNG_FORMAT_GRAY;
+  uint8_t *px = malloc(PNG_IMAGE_SIZE(im));
+  assert_true(png_image_finish_read(&im, NULL, px, 0, NULL));
+  float *x = malloc(sizeof(float) * 100 * 256);
+  int32_t labels[100];
+  for (int s = 0; s < 100; s++) {
+    labels[s] = s % 10;
+    for (int y = 0; y < 16; y++)
+      for (int c = 0; c < 16; c++)
+        x[s * 256 + y * 16 + c] =
+            px[((s / 10) * 48 + 3 * y + 1) * 480 + (s % 10) * 48 + 3 * c + 1] / 255.0f * 2.0f - 1.0f;
+  }
+  QualityMlp m = {256, 128, 64, 10, w[0], w[1], w[2], w[3], w[4], w[5]};
+  float *feat = malloc(sizeof(float) * 100 * 64), logits[100 * 10];
+  quality_mlp_forward(&m, x, 100, feat, logits);
+  double acc = quality_accuracy(logits, 100, 10, labels);
+  if (!(acc >= 0.95)) fail_msg("accuracy %.3f on the reference samples", acc);
+  /* their features are not the real data's: a positive, moderate distance */
+  static double mu_r[64], sg_r[64 * 64], mu_s[64], sg_s[64 * 64];
+  IrErr err = {{0}};
+  assert_int_equal(quality_mean_cov(feat, 100, 64, mu_s, sg_s, &err), 0);
+  assert_int_equal(load_stats(mu_r, sg_r), 0);
+  double fd = fd_of(mu_s, sg_s, mu_r, sg_r, 64);
+  if (!(fd > 1.0 && fd < 20.0)) fail_msg("FD %.3f of 100 reference samples", fd);
+  free(feat);
+  free(x);
+  free(px);
+  for (int i = 0; i < 6; i++) free(w[i]);
 }
 
 static void test_real_stats(void **state) {
@@ -194,6 +257,7 @@ int main(void) {
       cmocka_unit_test(test_mean_cov),
       cmocka_unit_test(test_mlp_by_hand),
       cmocka_unit_test(test_real_stats),
+      cmocka_unit_test(test_classifier_on_reference_samples),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
