@@ -5,7 +5,11 @@
  * Schedule: `diffusion_steps` linear betas 1e-4 .. 0.02 (scaled by 1000 /
  * diffusion_steps as the reference does), respaced to `sampling_steps` kept
  * timesteps round(i * (T-1)/(S-1)) (round half to even, stride accumulated in
- * floating point).  Coefficients in float64, as the reference computes them.
+ * floating point).  Coefficients in float64, as the reference computes them;
+ * each step then takes them as float32 and does the per-element arithmetic in
+ * float32 in the reference's order (torch's `_extract_into_tensor(...).float()`).
+ * Variance: learned range when learn_sigma, else FIXED_LARGE (what
+ * create_diffusion picks for learn_sigma=False).  No clipping of x_0.
  *
  * The model is a callback: the sampler hands it x for `rows` rows and the
  * *original* timestep of every row, and it writes eps (and, with learn_sigma,
