@@ -133,6 +133,7 @@ typedef struct {
   int stride, pad, groups;   /* conv2d */
   int out_h, out_w;          /* adaptive_avg_pool2d */
   IrShape shape;             /* reshape target */
+  IrDType to;                /* cast target */
 } IrAttrs;
 
 typedef struct IrNode IrNode;
