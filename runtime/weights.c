@@ -315,7 +315,7 @@ static int report(IrErr *err, const char *file, const StrList *missing, const St
   if (!err) return -1;
   char big[8192];
   size_t cap = sizeof big;
-  for (int limit = 20;; limit = limit * 2 / 3) {
+  for (int limit = 20;; limit--) {
     size_t len = app(big, cap, 0, "%s: checkpoint does not fit the model (%d missing, "
                      "%d mismatched, %d unexpected)",
                      file, missing->n, mismatched->n, unexpected->n);
