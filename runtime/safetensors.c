@@ -574,17 +574,19 @@ void st_writer_meta(StWriter *w, const char *key, const char *value) {
   w->n_meta++;
 }
 
-/* The header JSON: metadata first, then tensors in the order added. */
+/* The header JSON: metadata first, then tensors in the order added.  NULL
+ * when jansson refuses a key or value (it only takes valid UTF-8). */
 static char *writer_header(const StWriter *w) {
   json_t *root = json_object();
+  int bad = 0;
   if (w->n_meta) {
     json_t *m = json_object();
     for (int i = 0; i < w->n_meta; i++)
-      json_object_set_new(m, w->meta[i].key, json_string(w->meta[i].value));
-    json_object_set_new(root, "__metadata__", m);
+      bad |= json_object_set_new(m, w->meta[i].key, json_string(w->meta[i].value));
+    bad |= json_object_set_new(root, "__metadata__", m);
   }
   uint64_t off = 0;
-  for (int i = 0; i < w->n; i++) {
+  for (int i = 0; i < w->n && !bad; i++) {
     const WEntry *e = &w->t[i];
     json_t *shape = json_array();
     for (int k = 0; k < e->rank; k++) json_array_append_new(shape, json_integer(e->shape[k]));
@@ -596,9 +598,9 @@ static char *writer_header(const StWriter *w) {
     json_object_set_new(o, "dtype", json_string(st_dtype_name(e->dtype)));
     json_object_set_new(o, "shape", shape);
     json_object_set_new(o, "data_offsets", offs);
-    json_object_set_new(root, e->name, o);
+    bad |= json_object_set_new(root, e->name, o);
   }
-  char *s = json_dumps(root, JSON_COMPACT);
+  char *s = bad ? NULL : json_dumps(root, JSON_COMPACT);
   json_decref(root);
   return s;
 }
@@ -650,7 +652,9 @@ static int open_temp(const char *path, char **tmp_out) {
 int st_writer_save(StWriter *w, const char *path, IrErr *err) {
   if (w->bad[0]) return ir_errf(err, "%s: %s", path, w->bad);
   char *hdr = writer_header(w);
-  if (!hdr) return ir_errf(err, "%s: cannot encode the header", path);
+  if (!hdr)
+    return ir_errf(err, "%s: cannot encode the header (tensor names and metadata must be UTF-8)",
+                   path);
   size_t hlen = strlen(hdr);
   size_t padded = (hlen + 7) / 8 * 8;
 

@@ -406,6 +406,16 @@ static void test_writer_errors(void **state) {
   assert_non_null(strstr(err.msg, "bad shape"));
   st_writer_free(w);
   assert_int_equal(access(tpath("dup.safetensors"), F_OK), -1);
+  w = st_writer_new();
+  st_writer_add(w, "bad\xff", ST_F32, 1, s, v);
+  assert_int_equal(st_writer_save(w, tpath("utf8.safetensors"), &err), -1);
+  assert_non_null(strstr(err.msg, "must be UTF-8"));
+  st_writer_free(w);
+  w = st_writer_new();
+  st_writer_meta(w, "k", "\xc3");
+  assert_int_equal(st_writer_save(w, tpath("utf8.safetensors"), &err), -1);
+  st_writer_free(w);
+  assert_int_equal(access(tpath("utf8.safetensors"), F_OK), -1);
 
   /* Saving over an existing file replaces it. */
   w = st_writer_new();
@@ -426,10 +436,10 @@ static void test_writer_errors(void **state) {
 /* ---- shared reference checkpoints ----------------------------------------- */
 
 static const char *shared_dir(void) {
-  static char buf[1024];
   const char *e = getenv("DITC_SHARED");
   if (e && *e) return e;
 #ifdef DITC_SOURCE_DIR
+  static char buf[1024];
   snprintf(buf, sizeof buf, "%s/../shared", DITC_SOURCE_DIR);
   return buf;
 #else

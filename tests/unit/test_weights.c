@@ -383,10 +383,10 @@ static void test_diffusers(void **state) {
 /* ---- shared reference checkpoints ------------------------------------------------- */
 
 static const char *shared_dir(void) {
-  static char buf[1024];
   const char *e = getenv("DITC_SHARED");
   if (e && *e) return e;
 #ifdef DITC_SOURCE_DIR
+  static char buf[1024];
   snprintf(buf, sizeof buf, "%s/../shared", DITC_SOURCE_DIR);
   return buf;
 #else
