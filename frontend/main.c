@@ -1,0 +1,857 @@
+/*
+ * main.c - the `ditc` command line.
+ *
+ *   ditc run     MODEL --weights W --input F --output F [--cfg-scale S]   one forward pass
+ *   ditc sample  MODEL --weights W --sampler ddpm|ddim --steps N ...      a whole sampling run
+ *   ditc check   MODEL [--weights W]                                      parse, elaborate, verify, bind
+ *   ditc ir      MODEL [--passes P] [--dump-after NAME]                   print the IR
+ *   ditc stats   MODEL [--json]                                           parameters, MACs, bytes
+ *   ditc compare A.safetensors:T B.safetensors:T [--tol X]                relative L2 error
+ *   ditc models                                                            named configurations
+ *
+ * Each command declares the flags it takes; anything else is a usage error
+ * (exit 2).  Errors the user can cause exit 1 with one clear message and leave
+ * no output file behind (writers go through a temporary file and a rename).
+ * This file only parses arguments and strings the library calls together.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+#include "runtime/image.h"
+#include "runtime/ref.h"
+#include "runtime/safetensors.h"
+#include "runtime/sampler.h"
+#include "runtime/weights.h"
+
+#define DITC_VERSION "0.1.0"
+
+/* ---- options ---------------------------------------------------------------- */
+
+enum {
+  F_SET = 1 << 0, F_WEIGHTS = 1 << 1, F_INPUT = 1 << 2, F_OUTPUT = 1 << 3, F_CFG = 1 << 4,
+  F_SAMPLER = 1 << 5, F_STEPS = 1 << 6, F_LABELS = 1 << 7, F_SEED = 1 << 8, F_NOISE = 1 << 9,
+  F_PASSES = 1 << 10, F_JSON = 1 << 11, F_BATCH = 1 << 12, F_BACKEND = 1 << 13, F_ENTRY = 1 << 14,
+  F_TOL = 1 << 15, F_PREFIX = 1 << 16, F_GRID = 1 << 17,
+};
+
+typedef struct {
+  const char *cmd;
+  const char *model;
+  const char *extra;          /* compare: the second operand */
+  FeSetting sets[64];
+  int n_sets;
+  const char *weights, *input, *output, *prefix;
+  int has_cfg;
+  double cfg_scale;
+  int cfg_all_channels;
+  const char *sampler;
+  int steps, diffusion_steps;
+  const char *labels, *labels_from;
+  int repeat, grid_cols;
+  uint64_t seed;
+  const char *init_noise, *step_noise;
+  const char *passes, *dump_after;
+  int json, batch, verify;
+  const char *backend, *entry, *weight_dtype;
+  double tol;
+} Opts;
+
+static const char *prog = "ditc";
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: ditc COMMAND MODEL [options]\n"
+          "\n"
+          "commands:\n"
+          "  run      one forward pass: --weights W --input F.safetensors --output F.safetensors\n"
+          "           [--cfg-scale S] [--prefix P] (reads P+x, P+t, P+y; writes `out`)\n"
+          "  sample   sample images: --weights W --sampler ddpm|ddim --steps N --cfg-scale S\n"
+          "           --labels L,... [--repeat K] [--seed N] [--init-noise FILE:TENSOR]\n"
+          "           [--step-noise FILE:TENSOR] [--cfg-all-channels] [--grid-cols N]\n"
+          "           --output F.safetensors|F.png\n"
+          "  check    parse, elaborate and verify MODEL; with --weights, bind them\n"
+          "  ir       print MODEL's IR [--entry forward|forward_with_cfg] [--passes a,b|default|none]\n"
+          "           [--dump-after PASS|all]\n"
+          "  stats    parameters, MACs and bytes [--batch N] [--weight-dtype f32|f16|bf16|i8] [--json]\n"
+          "  compare  A.safetensors:TENSOR B.safetensors:TENSOR [--tol X]  relative L2 error of A vs B\n"
+          "  models   list the named configurations\n"
+          "\n"
+          "MODEL is a .dit file, FILE:CONFIG, or a configuration name such as DiT-S/2 (see `ditc models`).\n"
+          "Every command that takes MODEL takes --set NAME=VALUE (repeatable) to override a model parameter.\n"
+          "--weights takes a safetensors file (reference or diffusers naming) or random[:SEED].\n"
+          "--backend ref (the CPU reference executor) is the backend of this build.\n");
+}
+
+static int die_usage(const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "%s: ", prog);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nrun `ditc help` for usage\n");
+  return 2;
+}
+
+static int fail(const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "%s: error: ", prog);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  return 1;
+}
+
+static int parse_int(const char *s, long long lo, long long hi, long long *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_double(const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || !isfinite(v)) return -1;
+  *out = v;
+  return 0;
+}
+
+static int command_flags(const char *cmd) {
+  if (!strcmp(cmd, "run"))
+    return F_SET | F_WEIGHTS | F_INPUT | F_OUTPUT | F_CFG | F_PASSES | F_BACKEND | F_PREFIX;
+  if (!strcmp(cmd, "sample"))
+    return F_SET | F_WEIGHTS | F_OUTPUT | F_CFG | F_SAMPLER | F_STEPS | F_LABELS | F_SEED | F_NOISE |
+           F_PASSES | F_BACKEND | F_GRID;
+  if (!strcmp(cmd, "check")) return F_SET | F_WEIGHTS | F_PASSES;
+  if (!strcmp(cmd, "ir")) return F_SET | F_PASSES | F_ENTRY;
+  if (!strcmp(cmd, "stats")) return F_SET | F_JSON | F_BATCH | F_PASSES | F_ENTRY;
+  if (!strcmp(cmd, "compare")) return F_TOL;
+  if (!strcmp(cmd, "models")) return 0;
+  return -1;
+}
+
+/* Parse argv into o.  Returns 0, or an exit status (2) after printing why. */
+static int parse_args(int argc, char **argv, Opts *o) {
+  int flags = command_flags(o->cmd);
+  if (flags < 0) return die_usage("unknown command '%s'", o->cmd);
+  o->steps = -1;
+  o->diffusion_steps = 1000;
+  o->repeat = 1;
+  o->tol = -1;
+  o->backend = "ref";
+  o->weight_dtype = "f32";
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = NULL;
+#define FLAG(name, bit)                                                          \
+  (!strcmp(a, name) && ((flags & (bit)) ? 1 : (die_usage("'%s' does not take %s", o->cmd, name), -1)))
+#define VALUE()                                                                  \
+  do {                                                                           \
+    if (i + 1 >= argc) return die_usage("%s needs a value", a);                  \
+    v = argv[++i];                                                               \
+  } while (0)
+    int r;
+    if (a[0] != '-' || !a[1]) {
+      if (!o->model)
+        o->model = a;
+      else if (!strcmp(o->cmd, "compare") && !o->extra)
+        o->extra = a;
+      else
+        return die_usage("unexpected argument '%s'", a);
+      continue;
+    }
+    if ((r = FLAG("--set", F_SET))) {
+      if (r < 0) return 2;
+      VALUE();
+      const char *eq = strchr(v, '=');
+      if (!eq || eq == v) return die_usage("--set takes NAME=VALUE, got '%s'", v);
+      if (o->n_sets == 64) return die_usage("too many --set options");
+      char *name = strndup(v, (size_t)(eq - v));
+      o->sets[o->n_sets++] = (FeSetting){name, eq + 1};
+    } else if ((r = FLAG("--weights", F_WEIGHTS))) {
+      if (r < 0) return 2;
+      VALUE();
+      o->weights = v;
+    } else if ((r = FLAG("--input", F_INPUT))) {
+      if (r < 0) return 2;
+      VALUE();
+      o->input = v;
+    } else if ((r = FLAG("--prefix", F_PREFIX))) {
+      if (r < 0) return 2;
+      VALUE();
+      o->prefix = v;
+    } else if ((r = FLAG("--output", F_OUTPUT)) || (r = FLAG("-o", F_OUTPUT))) {
+      if (r < 0) return 2;
+      VALUE();
+      o->output = v;
+    } else if ((r = FLAG("--cfg-scale", F_CFG))) {
+      if (r < 0) return 2;
+      VALUE();
+      if (parse_double(v, &o->cfg_scale)) return die_usage("--cfg-scale takes a number, got '%s'", v);
+      o->has_cfg = 1;
+    } else if ((r = FLAG("--cfg-all-channels", F_SAMPLER))) {
+      if (r < 0) return 2;
+      o->cfg_all_channels = 1;
+    } else if ((r = FLAG("--sampler", F_SAMPLER))) {
+      if (r < 0) return 2;
+      VALUE();
+      if (strcmp(v, "ddpm") && strcmp(v, "ddim")) return die_usage("--sampler is ddpm or ddim, got '%s'", v);
+      o->sampler = v;
+    } else if ((r = FLAG("--steps", F_STEPS))) {
+      long long n;
+      if (r < 0) return 2;
+      VALUE();
+      if (parse_int(v, 1, 100000, &n)) return die_usage("--steps takes a whole number >= 1, got '%s'", v);
+      o->steps = (int)n;
+    } else if ((r = FLAG("--diffusion-steps", F_STEPS))) {
+      long long n;
+      if (r < 0) return 2;
+      VALUE();
+      if (parse_int(v, 2, 100000, &n)) return die_usage("--diffusion-steps takes a whole number >= 2, got '%s'", v);
+      o->diffusion_steps = (int)n;
+    } else if ((r = FLAG("--labels", F_LABELS))) {
+      if (r < 0) return 2;
+      VALUE();
+      o->labels = v;
+    } else if ((r = FLAG("--labels-from", F_LABELS))) {
+      if (r < 0) return 2;
+      VALUE();
+      o->labels_from = v;
+    } else if ((r = FLAG("--repeat", F_LABELS))) {
+      long long n;
+      if (r < 0) return 2;
+      VALUE();
+      if (parse_int(v, 1, 1000000, &n)) return die_usage("--repeat takes a whole number >= 1, got '%s'", v);
+      o->repeat = (int)n;
+    } else if ((r = FLAG("--grid-cols", F_GRID))) {
+      long long n;
+      if (r < 0) return 2;
+      VALUE();
+      if (parse_int(v, 1, 100000, &n)) return die_usage("--grid-cols takes a whole number >= 1, got '%s'", v);
+      o->grid_cols = (int)n;
+    } else if ((r = FLAG("--seed", F_SEED))) {
+      long long n;
+      if (r < 0) return 2;
+      VALUE();
+      if (parse_int(v, 0, INT64_MAX, &n)) return die_usage("--seed takes a whole number >= 0, got '%s'", v);
+      o->seed = (uint64_t)n;
+    } else if ((r = FLAG("--init-noise", F_NOISE))) {
+      if (r < 0) return 2;
+      VALUE();
+      o->init_noise = v;
+    } else if ((r = FLAG("--step-noise", F_NOISE))) {
+      if (r < 0) return 2;
+      VALUE();
+      o->step_noise = v;
+    } else if ((r = FLAG("--passes", F_PASSES))) {
+      if (r < 0) return 2;
+      VALUE();
+      o->passes = v;
+    } else if ((r = FLAG("--dump-after", F_PASSES))) {
+      if (r < 0) return 2;
+      VALUE();
+      o->dump_after = v;
+    } else if ((r = FLAG("--verify", F_PASSES))) {
+      if (r < 0) return 2;
+      o->verify = 1;
+    } else if ((r = FLAG("--json", F_JSON))) {
+      if (r < 0) return 2;
+      o->json = 1;
+    } else if ((r = FLAG("--batch", F_BATCH))) {
+      long long n;
+      if (r < 0) return 2;
+      VALUE();
+      if (parse_int(v, 1, 1 << 20, &n)) return die_usage("--batch takes a whole number >= 1, got '%s'", v);
+      o->batch = (int)n;
+    } else if ((r = FLAG("--weight-dtype", F_JSON))) {
+      IrDType t;
+      if (r < 0) return 2;
+      VALUE();
+      if (ir_dtype_parse(v, &t)) return die_usage("--weight-dtype is f32, f16, bf16 or i8, got '%s'", v);
+      o->weight_dtype = v;
+    } else if ((r = FLAG("--backend", F_BACKEND))) {
+      if (r < 0) return 2;
+      VALUE();
+      if (strcmp(v, "ref") && strcmp(v, "emu") && strcmp(v, "cuda"))
+        return die_usage("--backend is ref, emu or cuda, got '%s'", v);
+      o->backend = v;
+    } else if ((r = FLAG("--entry", F_ENTRY))) {
+      if (r < 0) return 2;
+      VALUE();
+      o->entry = v;
+    } else if ((r = FLAG("--tol", F_TOL))) {
+      if (r < 0) return 2;
+      VALUE();
+      if (parse_double(v, &o->tol) || o->tol < 0) return die_usage("--tol takes a number >= 0, got '%s'", v);
+    } else {
+      return die_usage("unknown option '%s' for '%s'", a, o->cmd);
+    }
+#undef FLAG
+#undef VALUE
+  }
+  if (strcmp(o->cmd, "models") && !o->model) return die_usage("'%s' needs a MODEL", o->cmd);
+  if (!strcmp(o->cmd, "models") && o->model) return die_usage("'models' takes no MODEL");
+  if (!strcmp(o->cmd, "compare") && !o->extra) return die_usage("compare needs two FILE:TENSOR operands");
+  return 0;
+}
+
+/* ---- building the model ------------------------------------------------------ */
+
+/* Elaborate `entry` of the model, run the pass pipeline.  Returns 0 or 1. */
+static int build(const Opts *o, const char *entry, FeModel *m) {
+  FeSetting sets[66];
+  int n = o->n_sets;
+  memcpy(sets, o->sets, (size_t)n * sizeof *sets);
+  if (o->cfg_all_channels) sets[n++] = (FeSetting){"cfg_channels", "0"};
+  int errors = fe_build(o->model, sets, n, entry, stderr, m);
+  if (errors) {
+    fprintf(stderr, "%s: %d error%s\n", prog, errors, errors == 1 ? "" : "s");
+    return 1;
+  }
+  PassOptions po = {.verify = 1, .dump_after = o->dump_after, .dump = stdout};
+  IrErr err;
+  if (pass_run_pipeline(m->graph, o->passes ? o->passes : "default", &po, &err)) {
+    fe_model_free(m);
+    return fail("%s", err.msg);
+  }
+  return 0;
+}
+
+static int check_backend(const Opts *o) {
+  if (!strcmp(o->backend, "ref")) return 0;
+  return fail("backend '%s' is not part of this build yet; use --backend ref", o->backend);
+}
+
+/* ---- ditc run ----------------------------------------------------------------- */
+
+static int cmd_run(const Opts *o) {
+  if (!o->weights || !o->input || !o->output) return die_usage("run needs --weights, --input and --output");
+  if (check_backend(o)) return 1;
+  FeModel m;
+  if (build(o, o->has_cfg ? "forward_with_cfg" : "forward", &m)) return 1;
+  IrErr err;
+  int rc = 1;
+  Weights w = {0};
+  StFile *in = NULL;
+  RefExec *ex = NULL;
+  IrNode **inputs;
+  int n_in = ir_graph_inputs(m.graph, &inputs);
+  RtTensor *vals = xcalloc((size_t)n_in, sizeof *vals);
+  RtTensor *outs = xcalloc((size_t)m.graph->n_outputs, sizeof *outs);
+  if (weights_open(m.graph, o->weights, &w, &err)) {
+    fail("%s", err.msg);
+    goto done;
+  }
+  if (!(in = st_open(o->input, &err))) {
+    fail("%s", err.msg);
+    goto done;
+  }
+  for (int i = 0; i < n_in; i++) {
+    const char *name = inputs[i]->name;
+    if (!strcmp(name, "cfg_scale")) {
+      vals[i] = rt_tensor_new(IR_F32, 0, NULL);
+      *(float *)vals[i].data = (float)o->cfg_scale;
+      continue;
+    }
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", o->prefix ? o->prefix : "", name);
+    const StTensor *t = st_find(in, full);
+    if (!t) {
+      fail("%s: no tensor '%s' (the model's input '%s')", o->input, full, name);
+      goto done;
+    }
+    if (st_load(t, inputs[i]->dtype, &vals[i], &err)) {
+      fail("%s", err.msg);
+      goto done;
+    }
+  }
+  int64_t batch = ref_batch_of(m.graph, vals, &err);
+  if (batch < 0 || !(ex = ref_prepare(m.graph, &w, batch, &err)) || ref_run(ex, vals, outs, &err)) {
+    fail("%s", err.msg);
+    goto done;
+  }
+  StWriter *wr = st_writer_new();
+  for (int i = 0; i < m.graph->n_outputs; i++) st_writer_add_tensor(wr, m.graph->output_names[i], &outs[i]);
+  st_writer_meta(wr, "producer", "ditc " DITC_VERSION);
+  if (st_writer_save(wr, o->output, &err))
+    fail("%s", err.msg);
+  else
+    rc = 0;
+  st_writer_free(wr);
+done:
+  for (int i = 0; i < n_in; i++) rt_tensor_free(&vals[i]);
+  for (int i = 0; i < m.graph->n_outputs; i++) rt_tensor_free(&outs[i]);
+  free(vals);
+  free(outs);
+  ref_free(ex);
+  st_close(in);
+  weights_free(&w);
+  fe_model_free(&m);
+  return rc;
+}
+
+/* ---- ditc sample ---------------------------------------------------------------- */
+
+typedef struct {
+  RefExec *ex;
+  IrGraph *g;
+  int cfg;
+  float cfg_scale;
+  const int32_t *labels;
+  int32_t null_label;
+  int64_t n;         /* samples */
+  int64_t img;       /* C*H*W */
+  int64_t out_img;   /* C_out*H*W */
+  RtTensor in[4];    /* x, t, y, cfg_scale in graph input order */
+  int slot_x, slot_t, slot_y, slot_s;
+} ModelCtx;
+
+static int model_fn(void *ctx, const float *x, const float *t, int64_t rows, float *out, IrErr *err) {
+  ModelCtx *c = ctx;
+  int64_t r = c->cfg ? 2 * rows : rows;
+  float *xi = c->in[c->slot_x].data, *ti = c->in[c->slot_t].data;
+  int32_t *yi = c->in[c->slot_y].data;
+  for (int64_t i = 0; i < r; i++) {
+    memcpy(xi + i * c->img, x + (i % rows) * c->img, (size_t)c->img * sizeof *x);
+    ti[i] = t[i % rows];
+    yi[i] = i < rows ? c->labels[i] : c->null_label;
+  }
+  if (c->cfg) *(float *)c->in[c->slot_s].data = c->cfg_scale;
+  RtTensor res = {0};
+  if (ref_run(c->ex, c->in, &res, err)) return -1;
+  memcpy(out, res.data, (size_t)(rows * c->out_img) * sizeof *out);  /* conditional rows */
+  rt_tensor_free(&res);
+  return 0;
+}
+
+typedef struct {
+  RtRng rng;
+  const float *replay;   /* [steps, R, C, H, W] from --step-noise */
+  int64_t replay_rows, replay_steps, img, rows;
+} NoiseCtx;
+
+static int noise_fn(void *ctx, int step, float *out, int64_t n, IrErr *err) {
+  NoiseCtx *c = ctx;
+  if (!c->replay) {
+    rng_normal(&c->rng, out, n);
+    return 0;
+  }
+  if (step < 0 || step >= c->replay_steps)
+    return ir_errf(err, "--step-noise has %lld steps, the sampler asked for step %d", (long long)c->replay_steps, step);
+  for (int64_t r = 0; r < c->rows; r++)
+    memcpy(out + r * c->img, c->replay + (step * c->replay_rows + r) * c->img, (size_t)c->img * sizeof *out);
+  return 0;
+}
+
+static void progress(void *ctx, int done, int total) {
+  (void)ctx;
+  int width = 40, filled = (int)((int64_t)width * done / total);
+  fprintf(stderr, "\rsampling [%.*s%*s] %d/%d", filled, "########################################",
+          width - filled, "", done, total);
+  if (done == total) fputc('\n', stderr);
+  fflush(stderr);
+}
+
+/* "0,3,5-9" -> labels; each in [0, classes]. */
+static int parse_labels(const char *s, int repeat, int classes, int32_t **out, int64_t *n_out, int *distinct) {
+  int32_t *v = NULL;
+  int64_t n = 0, cap = 0;
+  const char *p = s;
+  while (*p) {
+    char *end;
+    errno = 0;
+    long a = strtol(p, &end, 10), b;
+    if (end == p || errno) goto bad;
+    b = a;
+    if (*end == '-') {
+      const char *q = end + 1;
+      b = strtol(q, &end, 10);
+      if (end == q || errno || b < a) goto bad;
+    }
+    if (a < 0 || b > classes) {
+      free(v);
+      return fail("--labels: label %ld is outside 0..%d (%d is the null class)", a < 0 ? a : b, classes, classes);
+    }
+    for (long x = a; x <= b; x++) {
+      if (n == cap) v = xrealloc(v, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *v);
+      v[n++] = (int32_t)x;
+      if (n > 100000) goto bad;
+    }
+    if (*end == ',')
+      end++;
+    else if (*end)
+      goto bad;
+    p = end;
+  }
+  if (!n) goto bad;
+  *distinct = (int)n;
+  int32_t *all = xmalloc((size_t)(n * repeat) * sizeof *all);
+  for (int r = 0; r < repeat; r++) memcpy(all + r * n, v, (size_t)n * sizeof *v);
+  free(v);
+  *out = all;
+  *n_out = n * repeat;
+  return 0;
+bad:
+  free(v);
+  return fail("--labels takes a list like 0,1,7 or 0-9, got '%s'", s);
+}
+
+/* --labels-from FILE:TENSOR: a 1-D integer tensor of labels. */
+static int load_labels(const char *spec, int repeat, int classes, int32_t **out, int64_t *n_out, int *distinct) {
+  const char *colon = strrchr(spec, ':');
+  if (!colon || colon == spec || !colon[1]) return fail("'%s': expected FILE:TENSOR", spec);
+  char *path = strndup(spec, (size_t)(colon - spec));
+  IrErr err;
+  StFile *f = st_open(path, &err);
+  free(path);
+  if (!f) return fail("%s", err.msg);
+  const StTensor *t = st_find(f, colon + 1);
+  int rc = 1;
+  if (!t || t->rank != 1 || t->shape[0] < 1) {
+    fail("'%s': expected a non-empty 1-D tensor of labels", spec);
+    goto out;
+  }
+  int64_t n = t->shape[0];
+  int32_t *v = xmalloc((size_t)(n * repeat) * sizeof *v);
+  if (st_to_i32(t, v, &err)) {
+    free(v);
+    fail("%s", err.msg);
+    goto out;
+  }
+  for (int64_t i = 0; i < n; i++)
+    if (v[i] < 0 || v[i] > classes) {
+      fail("'%s': label %d is outside 0..%d (%d is the null class)", spec, v[i], classes, classes);
+      free(v);
+      goto out;
+    }
+  for (int r = 1; r < repeat; r++) memcpy(v + r * n, v, (size_t)n * sizeof *v);
+  *out = v;
+  *n_out = n * repeat;
+  *distinct = (int)n;
+  rc = 0;
+out:
+  st_close(f);
+  return rc;
+}
+
+/* FILE:TENSOR -> f32 data with at least `need` rows of `img` floats (rank >= 2 after `lead` axes). */
+static int load_noise(const char *spec, int lead, int64_t img, int64_t need_rows, float **data, int64_t *rows,
+                      int64_t *steps) {
+  const char *colon = strrchr(spec, ':');
+  if (!colon || colon == spec || !colon[1]) return fail("'%s': expected FILE:TENSOR", spec);
+  char *path = strndup(spec, (size_t)(colon - spec));
+  IrErr err;
+  StFile *f = st_open(path, &err);
+  free(path);
+  if (!f) return fail("%s", err.msg);
+  const StTensor *t = st_find(f, colon + 1);
+  int rc = 1;
+  if (!t) {
+    fail("'%s': no tensor '%s'", spec, colon + 1);
+    goto out;
+  }
+  int64_t per = 1;
+  for (int i = lead + 1; i < t->rank; i++) per *= t->shape[i];
+  if (t->rank != lead + 4 || per != img || t->shape[lead] < need_rows) {
+    fail("'%s' has shape %s-like rank %d; expected %s[%lld+, C, H, W] matching the model (%lld values per sample)",
+         spec, st_dtype_name(t->dtype), t->rank, lead ? "[steps, " : "", (long long)need_rows, (long long)img);
+    goto out;
+  }
+  int64_t numel = 1;
+  for (int i = 0; i < t->rank; i++) numel *= t->shape[i];
+  *data = xmalloc((size_t)numel * sizeof **data);
+  if (st_to_f32(t, *data, &err)) {
+    free(*data);
+    *data = NULL;
+    fail("%s", err.msg);
+    goto out;
+  }
+  *rows = t->shape[lead];
+  *steps = lead ? t->shape[0] : 1;
+  rc = 0;
+out:
+  st_close(f);
+  return rc;
+}
+
+static int cmd_sample(const Opts *o) {
+  if (!o->weights || !o->output || !o->sampler || o->steps < 0 || !o->has_cfg || !(o->labels || o->labels_from))
+    return die_usage("sample needs --weights, --sampler, --steps, --cfg-scale, --labels and --output");
+  if (o->labels && o->labels_from) return die_usage("give --labels or --labels-from, not both");
+  if (check_backend(o)) return 1;
+  const char *ext = strrchr(o->output, '.');
+  int png = ext && !strcmp(ext, ".png");
+  int cfg = o->cfg_scale != 1.0;
+  FeModel m;
+  if (build(o, cfg ? "forward_with_cfg" : "forward", &m)) return 1;
+  int C = (int)fe_param_int(&m, "in_channels", 0), S = (int)fe_param_int(&m, "input_size", 0);
+  int classes = (int)fe_param_int(&m, "num_classes", 0), learn_sigma = (int)fe_param_int(&m, "learn_sigma", 0);
+  int rc = 1;
+  IrErr err;
+  Weights w = {0};
+  Diffusion d = {0};
+  int32_t *labels = NULL;
+  float *x = NULL, *init = NULL;
+  NoiseCtx nc = {0};
+  ModelCtx mc = {0};
+  int64_t n, img = (int64_t)C * S * S;
+  int distinct;
+  if (o->labels_from ? load_labels(o->labels_from, o->repeat, classes, &labels, &n, &distinct)
+                     : parse_labels(o->labels, o->repeat, classes, &labels, &n, &distinct))
+    goto done;
+  if (weights_open(m.graph, o->weights, &w, &err) ||
+      diffusion_init(&d, o->diffusion_steps, "linear", o->steps, &err)) {
+    fail("%s", err.msg);
+    goto done;
+  }
+  nc.img = img;
+  nc.rows = n;
+  rng_init(&nc.rng, o->seed);
+  x = xmalloc((size_t)(n * img) * sizeof *x);
+  if (o->init_noise) {
+    int64_t rows, steps;
+    if (load_noise(o->init_noise, 0, img, n, &init, &rows, &steps)) goto done;
+    memcpy(x, init, (size_t)(n * img) * sizeof *x);
+  } else {
+    rng_normal(&nc.rng, x, n * img);
+  }
+  if (o->step_noise && load_noise(o->step_noise, 1, img, n, (float **)&nc.replay, &nc.replay_rows, &nc.replay_steps))
+    goto done;
+
+  IrNode **inputs;
+  int n_in = ir_graph_inputs(m.graph, &inputs);
+  mc.cfg = cfg;
+  mc.g = m.graph;
+  mc.cfg_scale = (float)o->cfg_scale;
+  mc.labels = labels;
+  mc.null_label = classes;
+  mc.n = n;
+  mc.img = img;
+  mc.out_img = (learn_sigma ? 2 : 1) * img;
+  mc.slot_x = mc.slot_t = mc.slot_y = mc.slot_s = -1;
+  for (int i = 0; i < n_in && i < 4; i++) {
+    const char *nm = inputs[i]->name;
+    int64_t rows = cfg ? 2 * n : n;
+    int64_t shp[4] = {rows, C, S, S};
+    if (!strcmp(nm, "x")) mc.slot_x = i, mc.in[i] = rt_tensor_new(IR_F32, 4, shp);
+    else if (!strcmp(nm, "t")) mc.slot_t = i, mc.in[i] = rt_tensor_new(IR_F32, 1, shp);
+    else if (!strcmp(nm, "y")) mc.slot_y = i, mc.in[i] = rt_tensor_new(IR_I32, 1, shp);
+    else if (!strcmp(nm, "cfg_scale")) mc.slot_s = i, mc.in[i] = rt_tensor_new(IR_F32, 0, NULL);
+  }
+  if (n_in != (cfg ? 4 : 3) || mc.slot_x < 0 || mc.slot_t < 0 || mc.slot_y < 0 || (cfg && mc.slot_s < 0)) {
+    fail("the model's %s entry must take x, t, y%s", cfg ? "forward_with_cfg" : "forward", cfg ? ", cfg_scale" : "");
+    goto done;
+  }
+  if (!(mc.ex = ref_prepare(m.graph, &w, n, &err))) {
+    fail("%s", err.msg);
+    goto done;
+  }
+  SamplerConfig sc = {
+      .kind = !strcmp(o->sampler, "ddpm") ? SAMPLER_DDPM : SAMPLER_DDIM,
+      .rows = n, .channels = C, .height = S, .width = S, .learn_sigma = learn_sigma, .eta = 0.0,
+      .model = model_fn, .model_ctx = &mc, .noise = noise_fn, .noise_ctx = &nc,
+      .progress = isatty(2) ? progress : NULL,
+  };
+  if (sampler_run(&d, &sc, x, &err)) {
+    fail("%s", err.msg);
+    goto done;
+  }
+  if (png) {
+    if (image_write_grid(o->output, x, n, C, S, S, o->grid_cols ? o->grid_cols : distinct, &err)) {
+      fail("%s", err.msg);
+      goto done;
+    }
+  } else {
+    StWriter *wr = st_writer_new();
+    int64_t shp[4] = {n, C, S, S};
+    st_writer_add(wr, "samples", ST_F32, 4, shp, x);
+    st_writer_add(wr, "labels", ST_I32, 1, shp, labels);
+    st_writer_meta(wr, "producer", "ditc " DITC_VERSION);
+    st_writer_meta(wr, "sampler", o->sampler);
+    int bad = st_writer_save(wr, o->output, &err);
+    st_writer_free(wr);
+    if (bad) {
+      fail("%s", err.msg);
+      goto done;
+    }
+  }
+  rc = 0;
+done:
+  for (int i = 0; i < 4; i++) rt_tensor_free(&mc.in[i]);
+  ref_free(mc.ex);
+  free(labels);
+  free(x);
+  free(init);
+  free((void *)nc.replay);
+  diffusion_free(&d);
+  weights_free(&w);
+  fe_model_free(&m);
+  return rc;
+}
+
+/* ---- ditc check / ir / stats / models / compare ---------------------------------- */
+
+static int cmd_check(const Opts *o) {
+  const char *entries[] = {"forward", "forward_with_cfg"};
+  for (int e = 0; e < 2; e++) {
+    FeModel m;
+    if (build(o, entries[e], &m)) return 1;
+    IrErr err;
+    if (ir_verify(m.graph, &err)) {
+      fe_model_free(&m);
+      return fail("%s: the IR does not verify: %s", entries[e], err.msg);
+    }
+    IrCost c;
+    ir_cost(m.graph, 1, IR_F32, &c);
+    printf("%s: %s: %lld nodes, %lld parameters: ok\n", o->model, entries[e], (long long)c.nodes,
+           (long long)c.params);
+    if (o->weights && e == 0) {
+      Weights w = {0};
+      if (weights_open(m.graph, o->weights, &w, &err)) {
+        fe_model_free(&m);
+        return fail("%s", err.msg);
+      }
+      printf("%s: weights %s bind: ok\n", o->model, o->weights);
+      weights_free(&w);
+    }
+    fe_model_free(&m);
+  }
+  return 0;
+}
+
+static int cmd_ir(const Opts *o) {
+  FeModel m;
+  if (build(o, o->entry ? o->entry : "forward", &m)) return 1;
+  if (!o->dump_after) ir_dump(m.graph, stdout);
+  fe_model_free(&m);
+  return 0;
+}
+
+static int cmd_stats(const Opts *o) {
+  FeModel m;
+  if (build(o, o->entry ? o->entry : "forward", &m)) return 1;
+  IrDType wt;
+  ir_dtype_parse(o->weight_dtype, &wt);
+  int64_t batch = o->batch ? o->batch : 1;
+  IrCost c;
+  ir_cost(m.graph, batch, wt, &c);
+  if (o->json) {
+    printf("{\"model\": \"%s\", \"entry\": \"%s\", \"batch\": %lld, \"params\": %lld, \"macs\": %.0f, "
+           "\"gmacs\": %.4f, \"weight_bytes\": %lld, \"weight_dtype\": \"%s\", \"activation_bytes\": %.0f, "
+           "\"nodes\": %lld}\n",
+           m.config ? m.config : o->model, m.graph->name, (long long)batch, (long long)c.params, c.macs,
+           c.macs / 1e9, (long long)c.weight_bytes, o->weight_dtype, c.activation_bytes, (long long)c.nodes);
+  } else {
+    printf("model             %s\n", m.config ? m.config : o->model);
+    printf("entry             %s (batch %lld)\n", m.graph->name, (long long)batch);
+    printf("parameters        %lld (%.2f M)\n", (long long)c.params, c.params / 1e6);
+    printf("MACs              %.0f (%.3f G)\n", c.macs, c.macs / 1e9);
+    printf("weight bytes      %lld (%s, %.1f MiB)\n", (long long)c.weight_bytes, o->weight_dtype,
+           c.weight_bytes / 1048576.0);
+    printf("activation bytes  %.0f (every node's output, %.1f MiB)\n", c.activation_bytes,
+           c.activation_bytes / 1048576.0);
+    printf("IR nodes          %lld\n", (long long)c.nodes);
+  }
+  fe_model_free(&m);
+  return 0;
+}
+
+static int load_operand(const char *spec, float **v, int64_t *n, char *shape, size_t shape_n) {
+  const char *colon = strrchr(spec, ':');
+  if (!colon || colon == spec || !colon[1]) return fail("'%s': expected FILE:TENSOR", spec);
+  char *path = strndup(spec, (size_t)(colon - spec));
+  IrErr err;
+  StFile *f = st_open(path, &err);
+  free(path);
+  if (!f) return fail("%s", err.msg);
+  const StTensor *t = st_find(f, colon + 1);
+  if (!t) {
+    st_close(f);
+    return fail("'%s': no tensor '%s'", spec, colon + 1);
+  }
+  int64_t numel = 1;
+  size_t used = (size_t)snprintf(shape, shape_n, "[");
+  for (int i = 0; i < t->rank; i++) {
+    numel *= t->shape[i];
+    used += (size_t)snprintf(shape + used, shape_n > used ? shape_n - used : 0, "%s%lld", i ? ", " : "",
+                             (long long)t->shape[i]);
+  }
+  if (used < shape_n) snprintf(shape + used, shape_n - used, "]");
+  *v = xmalloc((size_t)(numel ? numel : 1) * sizeof **v);
+  *n = numel;
+  int rc = st_to_f32(t, *v, &err);
+  st_close(f);
+  if (rc) {
+    free(*v);
+    return fail("%s", err.msg);
+  }
+  return 0;
+}
+
+static int cmd_compare(const Opts *o) {
+  float *a = NULL, *b = NULL;
+  int64_t na, nb;
+  char sa[128], sb[128];
+  if (load_operand(o->model, &a, &na, sa, sizeof sa)) return 1;
+  if (load_operand(o->extra, &b, &nb, sb, sizeof sb)) {
+    free(a);
+    return 1;
+  }
+  int rc = 0;
+  if (strcmp(sa, sb)) {
+    rc = fail("shapes differ: %s is %s, %s is %s", o->model, sa, o->extra, sb);
+  } else {
+    double num = 0, den = 0, maxabs = 0;
+    int nonfinite = 0;
+    for (int64_t i = 0; i < na; i++) {
+      double d = (double)a[i] - b[i];
+      if (!isfinite(a[i]) || !isfinite(b[i])) nonfinite++;
+      num += d * d;
+      den += (double)b[i] * b[i];
+      if (fabs(d) > maxabs) maxabs = fabs(d);
+    }
+    double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    printf("%s vs %s: shape %s, relative L2 error %.3e, max abs error %.3e\n", o->model, o->extra, sa, rel, maxabs);
+    if (nonfinite) rc = fail("%d non-finite values", nonfinite);
+    else if (o->tol >= 0 && !(rel <= o->tol)) rc = fail("relative L2 error %.3e is above the tolerance %.1e", rel, o->tol);
+  }
+  free(a);
+  free(b);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("ditc %s\n", DITC_VERSION);
+    return 0;
+  }
+  Opts o = {0};
+  o.cmd = argv[1];
+  int rc = parse_args(argc, argv, &o);
+  if (!rc) {
+    if (!strcmp(o.cmd, "run")) rc = cmd_run(&o);
+    else if (!strcmp(o.cmd, "sample")) rc = cmd_sample(&o);
+    else if (!strcmp(o.cmd, "check")) rc = cmd_check(&o);
+    else if (!strcmp(o.cmd, "ir")) rc = cmd_ir(&o);
+    else if (!strcmp(o.cmd, "stats")) rc = cmd_stats(&o);
+    else if (!strcmp(o.cmd, "compare")) rc = cmd_compare(&o);
+    else if (!strcmp(o.cmd, "models")) rc = fe_list_configs(NULL, stdout, stderr) ? 1 : 0;
+  }
+  for (int i = 0; i < o.n_sets; i++) free((char *)o.sets[i].name);
+  return rc;
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it:
+#   1. installs missing build dependencies (Debian packages);
+#   2. builds ditc with gcc (optimised) and runs every test: unit (cmocka), golden, reference, cli;
+#   3. rebuilds with clang, AddressSanitizer + UndefinedBehaviorSanitizer and the libFuzzer targets,
+#      runs the unit, golden, cli and reference tests again, then each fuzz target for
+#      DITC_FUZZ_SECONDS seconds (default 60).
+# Build trees: build/ and build-asan/ under the repository root.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bash "$root/.ci/install-deps"
+jobs=$(nproc)
+shared=${DITC_SHARED:-$root/../shared}
+
+echo "== gcc build"
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc -DDITC_SHARED="$shared" >/dev/null
+cmake --build "$root/build" -j"$jobs"
+ctest --test-dir "$root/build" --output-on-failure -j"$jobs"
+
+echo "== clang build with ASan + UBSan, and the fuzz targets"
+cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DDITC_SANITIZE=ON \
+      -DDITC_FUZZ=ON -DDITC_FUZZ_SECONDS="${DITC_FUZZ_SECONDS:-60}" -DDITC_SHARED="$shared" >/dev/null
+cmake --build "$root/build-asan" -j"$jobs"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ctest --test-dir "$root/build-asan" --output-on-failure -j"$jobs" -LE fuzz
+ctest --test-dir "$root/build-asan" --output-on-failure -L fuzz
