@@ -2,7 +2,7 @@
  * bench_ref.c - time the reference executor on a DiT built directly in C.
  *
  *   bench_ref [--depth 12] [--hidden 384] [--heads 6] [--input 32] [--patch 2]
- *             [--batch 1] [--runs 5]
+ *             [--classes 1000] [--batch 1] [--runs 5]
  *
  * Builds the DiT forward graph (patch embedding, sin-cos timestep embedding,
  * label embedding, adaLN-Zero blocks with attention and a GELU-tanh MLP, final
@@ -90,9 +90,9 @@ static IrNode *attention(Builder *b, IrNode *x, const char *pre, int T, int D, i
   return dense(b, o, n, D, D);
 }
 
-static IrGraph *build_dit(Builder *b, int depth, int D, int H, int S, int P) {
+static IrGraph *build_dit(Builder *b, int depth, int D, int H, int S, int P, int ncls) {
   IrGraph *g = b->g = ir_graph_new("forward");
-  int C = 4, Cout = 8, G = S / P, T = G * G, ncls = 1000;
+  int C = 4, Cout = 8, G = S / P, T = G * G;
   IrNode *x = ir_input(g, "x", IR_F32, shape(4, (IrDim[]){IR_BATCH, C, S, S}), (IrLoc){0});
   IrNode *t = ir_input(g, "t", IR_F32, shape(1, (IrDim[]){IR_BATCH}), (IrLoc){0});
   IrNode *y = ir_input(g, "y", IR_I32, shape(1, (IrDim[]){IR_BATCH}), (IrLoc){0});
@@ -112,7 +112,7 @@ static IrGraph *build_dit(Builder *b, int depth, int D, int H, int S, int P) {
   IrNode *cs[2] = {ir_un(g, IR_COS, arg), ir_un(g, IR_SIN, arg)};
   IrNode *temb = dense(b, ir_concat(g, 2, cs, 1), "t_embedder.mlp.0", 256, D);
   temb = dense(b, ir_un(g, IR_SILU, temb), "t_embedder.mlp.2", D, D);
-  IrNode *emb[2] = {param(b, "y_embedder.embedding_table", 2, (IrDim[]){ncls + 1, D}), y};
+  IrNode *emb[2] = {param(b, "y_embedder.embedding_table.weight", 2, (IrDim[]){ncls + 1, D}), y};
   IrNode *yemb = ir_node_new(g, IR_EMBEDDING, 2, emb, &(IrAttrs){0}, (IrLoc){0}, &err);
   DITC_ASSERT(yemb);
   IrNode *sc = ir_un(g, IR_SILU, ir_bin(g, IR_ADD, temb, yemb));
@@ -148,7 +148,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  int depth = 12, D = 384, H = 6, S = 32, P = 2, runs = 5;
+  int depth = 12, D = 384, H = 6, S = 32, P = 2, runs = 5, ncls = 1000;
   int64_t batch = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     int v = atoi(argv[i + 1]);
@@ -159,17 +159,18 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--patch")) P = v;
     else if (!strcmp(argv[i], "--batch")) batch = v;
     else if (!strcmp(argv[i], "--runs")) runs = v;
+    else if (!strcmp(argv[i], "--classes")) ncls = v;
     else {
       fprintf(stderr, "bench_ref: unknown option %s\n", argv[i]);
       return 2;
     }
   }
-  if (depth < 0 || D < 1 || H < 1 || D % H || P < 1 || S % P || batch < 1 || runs < 1) {
+  if (depth < 0 || D < 1 || H < 1 || D % H || P < 1 || S % P || batch < 1 || runs < 1 || ncls < 1) {
     fprintf(stderr, "bench_ref: bad configuration\n");
     return 2;
   }
   Builder b = {.seed = 42};
-  IrGraph *g = build_dit(&b, depth, D, H, S, P);
+  IrGraph *g = build_dit(&b, depth, D, H, S, P, ncls);
 
   int64_t xs[4] = {batch, 4, S, S};
   RtTensor in[3] = {rt_tensor_new(IR_F32, 4, xs), rt_tensor_new(IR_F32, 1, &batch),
@@ -178,7 +179,7 @@ int main(int argc, char **argv) {
   for (int64_t i = 0; i < rt_numel(&in[0]); i++) ((float *)in[0].data)[i] = urand(&s);
   for (int64_t i = 0; i < batch; i++) {
     ((float *)in[1].data)[i] = (float)(37 * i % 1000);
-    ((int32_t *)in[2].data)[i] = (int32_t)(11 * i % 1000);
+    ((int32_t *)in[2].data)[i] = (int32_t)(11 * i % ncls);
   }
 
   IrErr err;
