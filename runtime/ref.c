@@ -9,6 +9,10 @@
  * (graph outputs are never handed back).  Slots are allocated once, so
  * repeated ref_run() calls allocate nothing but the outputs.
  *
+ * The executor keeps pointers into the graph, the weights and (during a
+ * run) the inputs: the graph must not change between ref_prepare() and
+ * ref_free().
+ *
  * Storage is 4 bytes an element: f32 values, or int32 for i32 nodes.  f16 and
  * bf16 nodes hold f32 values rounded to that precision after every op, which
  * is what a half-precision backend computes up to its accumulation order.
@@ -1022,21 +1026,24 @@ int ref_run(RefExec *e, const RtTensor *inputs, RtTensor *outputs, IrErr *err) {
 }
 
 int64_t ref_batch_of(IrGraph *g, const RtTensor *inputs, IrErr *err) {
-  IrNode **ins;
-  int n = ir_graph_inputs(g, &ins);
   int64_t B = -1;
   const char *who = NULL;
-  for (int k = 0; k < n; k++) {
-    const IrNode *nd = ins[k];
-    if (inputs[k].rank != nd->shape.rank) {
+  /* the INPUT nodes in graph order, as ir_graph_inputs() lists them, without
+   * taking arena memory on every call */
+  for (int i = 0, k = 0; i < g->n_nodes; i++) {
+    const IrNode *nd = g->nodes[i];
+    if (nd->op != IR_INPUT) continue;
+    k++;
+    const RtTensor *in = &inputs[k - 1];
+    if (in->rank != nd->shape.rank) {
       ir_errf(err, "input '%s': expected rank %d, got %d", node_label(nd), nd->shape.rank,
-              inputs[k].rank);
+              in->rank);
       return -1;
     }
     for (int j = 0; j < nd->shape.rank; j++) {
       IrDim d = nd->shape.d[j];
       if (!ir_dim_is_sym(d)) continue;
-      int64_t got = inputs[k].shape[j], m = -d;
+      int64_t got = in->shape[j], m = -d;
       char ds[32];
       if (got < m || got % m) {
         ir_errf(err, "input '%s': dim %d is %lld, not a positive multiple of %lld (declared %s)",

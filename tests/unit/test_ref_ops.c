@@ -444,7 +444,8 @@ static void test_linear(void **state) {
     RtTensor in = tens(IR_F32, xs, 3, 2, M0, K), out;
     run(g, &tw.w, 1, &in, &out);
     check_shape(&out, 3, (int64_t[]){2, M0, N});
-    if (too_far(rel_l2(out.data, want, M * N))) fail_msg("linear case %zu: %.3g", c, rel_l2(out.data, want, M * N));
+    if (too_far(rel_l2(out.data, want, M * N)))
+      fail_msg("linear case %zu: %.3g", c, rel_l2(out.data, want, M * N));
     rt_tensor_free(&out);
     free(xs);
     free(wv);
@@ -501,7 +502,8 @@ static void test_matmul(void **state) {
     RtTensor out;
     run(g, NULL, 1, in, &out);
     assert_int_equal(rt_numel(&out), ny);
-    if (too_far(rel_l2(out.data, want, ny))) fail_msg("matmul case %zu: %.3g", c, rel_l2(out.data, want, ny));
+    if (too_far(rel_l2(out.data, want, ny)))
+      fail_msg("matmul case %zu: %.3g", c, rel_l2(out.data, want, ny));
     rt_tensor_free(&out);
     free(av);
     free(bv);
