@@ -619,10 +619,10 @@ static void run_permute(const IrNode *nd, uint32_t *y, const Shp *ys, const uint
   int64_t rows = ys->numel / inner;
 #pragma omp parallel for schedule(static) if (ys->numel > PAR_MIN)
   for (int64_t r = 0; r < rows; r++) {
-    int64_t off;
-    walk_offsets(&w, r, &off);
+    int64_t off[2]; /* sized for any walk: gcc -O3 cannot see nops == 1 */
+    walk_offsets(&w, r, off);
     uint32_t *yr = y + r * inner;
-    const uint32_t *xr = x + off;
+    const uint32_t *xr = x + off[0];
     if (sx == 1)
       memcpy(yr, xr, (size_t)inner * 4);
     else
