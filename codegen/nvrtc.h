@@ -32,8 +32,9 @@ typedef struct CgNvrtc CgNvrtc;
 /* Load NVRTC.  With path == NULL, tries in order: libnvrtc.so.13,
  * libnvrtc.so.12, libnvrtc.so (the dynamic loader's search path), then
  * lib64/ of $CUDA_HOME and of /usr/local/cuda.  With a path, or with
- * $DITC_NVRTC set (when path is NULL), tries only that file.  Returns NULL and "NVRTC not found (looked for a, b, ...): <last
- * loader error>" when none loads or a required entry point is missing. */
+ * $DITC_NVRTC set (when path is NULL), tries only that file.  Returns NULL
+ * and "NVRTC not found (looked for a, b, ...): <last loader error>" when
+ * none loads or a required entry point is missing. */
 CgNvrtc *cg_nvrtc_open(const char *path, IrErr *err);
 /* Frees the handle; the library itself stays loaded for the process. */
 void cg_nvrtc_close(CgNvrtc *nv); /* NULL is fine */
