@@ -488,8 +488,9 @@ struct RtBlas {
 struct RtBlasPlan {
   RtBlasMatmulDesc desc; /* normalised: defaults filled in */
   RtBlasColMajor cm;
-  RtLtDesc op, la, lb, ld;
+  RtLtDesc op, la, lb, ld, pref;
   RtLtAlgo algo;
+  int has_algo;
   size_t ws_need;
 };
 
@@ -616,6 +617,7 @@ void rt_blas_plan_free(RtBlasPlan *p) {
   if (p->la) rt_lt.MatrixLayoutDestroy(p->la);
   if (p->lb) rt_lt.MatrixLayoutDestroy(p->lb);
   if (p->ld) rt_lt.MatrixLayoutDestroy(p->ld);
+  if (p->pref) rt_lt.MatmulPreferenceDestroy(p->pref);
   free(p);
 }
 
@@ -645,9 +647,10 @@ static const char *desc_str(const RtBlasMatmulDesc *d, char *buf, size_t n) {
   return buf;
 }
 
-int rt_blas_plan_new(RtBlas *b, const RtBlasMatmulDesc *d, const char *what, RtBlasPlan **out,
-                     IrErr *err) {
+int rt_blas_plan_describe(const RtBlasMatmulDesc *d, const char *what, RtBlasPlan **out,
+                          IrErr *err) {
   *out = NULL;
+  if (rt_blas_load(err)) return -1;
   RtBlasPlan *p = xcalloc(1, sizeof *p);
   if (desc_norm(d, &p->desc, err) || rt_blas_colmajor(d, &p->cm, err)) goto fail;
   const RtBlasColMajor *cm = &p->cm;
@@ -675,33 +678,16 @@ int rt_blas_plan_new(RtBlas *b, const RtBlasMatmulDesc *d, const char *what, RtB
       layout_new(&p->ld, type, cm->d_rows, cm->d_cols, cm->ldd, cm->batch, cm->stride_d, what,
                  err))
     goto fail;
-
-  RtLtDesc pref = NULL;
-  uint64_t ws = b->ws_size;
+  uint64_t ws = WORKSPACE_BYTES;
   uint32_t align = p->desc.align;
-  int rc = RT_LT(err, what, MatmulPreferenceCreate, &pref) ||
-           RT_LT(err, what, MatmulPreferenceSetAttribute, pref, LT_PREF_MAX_WORKSPACE_BYTES, &ws,
-                 sizeof ws);
-  for (int i = 0; i < 4 && !rc; i++)
-    rc = RT_LT(err, what, MatmulPreferenceSetAttribute, pref, LT_PREF_MIN_ALIGNMENT_A + i, &align,
-               sizeof align);
-  RtLtHeuristic res;
-  int found = 0;
-  memset(&res, 0, sizeof res);
-  /* C shares D's layout: C may be D itself (in place) */
-  if (!rc)
-    rc = RT_LT(err, what, MatmulAlgoGetHeuristic, b->h, p->op, p->la, p->lb, p->ld, p->ld, pref,
-               1, &res, &found);
-  if (pref) rt_lt.MatmulPreferenceDestroy(pref);
-  if (rc) goto fail;
-  if (found < 1 || res.state != 0) {
-    char ds[160];
-    ir_errf(err, "cuBLASLt has no algorithm for the matmul %s%s%s%s",
-            desc_str(&p->desc, ds, sizeof ds), what ? " (" : "", what ? what : "", what ? ")" : "");
+  if (RT_LT(err, what, MatmulPreferenceCreate, &p->pref) ||
+      RT_LT(err, what, MatmulPreferenceSetAttribute, p->pref, LT_PREF_MAX_WORKSPACE_BYTES, &ws,
+            sizeof ws))
     goto fail;
-  }
-  p->algo = res.algo;
-  p->ws_need = res.workspace_size;
+  for (int i = 0; i < 4; i++) /* A, B, C, D */
+    if (RT_LT(err, what, MatmulPreferenceSetAttribute, p->pref, LT_PREF_MIN_ALIGNMENT_A + i,
+              &align, sizeof align))
+      goto fail;
   *out = p;
   return 0;
 fail:
@@ -709,10 +695,39 @@ fail:
   return -1;
 }
 
+int rt_blas_plan_new(RtBlas *b, const RtBlasMatmulDesc *d, const char *what, RtBlasPlan **out,
+                     IrErr *err) {
+  RtBlasPlan *p;
+  if (rt_blas_plan_describe(d, what, &p, err)) return -1;
+  *out = NULL;
+  RtLtHeuristic res;
+  int found = 0;
+  memset(&res, 0, sizeof res);
+  /* C shares D's layout: C may be D itself (in place) */
+  if (RT_LT(err, what, MatmulAlgoGetHeuristic, b->h, p->op, p->la, p->lb, p->ld, p->ld, p->pref,
+            1, &res, &found)) {
+    rt_blas_plan_free(p);
+    return -1;
+  }
+  if (found < 1 || res.state != 0) {
+    char ds[160];
+    ir_errf(err, "cuBLASLt has no algorithm for the matmul %s%s%s%s",
+            desc_str(&p->desc, ds, sizeof ds), what ? " (" : "", what ? what : "", what ? ")" : "");
+    rt_blas_plan_free(p);
+    return -1;
+  }
+  p->algo = res.algo;
+  p->ws_need = res.workspace_size;
+  p->has_algo = 1;
+  *out = p;
+  return 0;
+}
+
 int rt_blas_plan_run(RtBlas *b, RtBlasPlan *p, float alpha, CUdeviceptr A, CUdeviceptr B,
                      float beta, CUdeviceptr C, CUdeviceptr D, CUdeviceptr bias, CUstream s,
                      const char *what, IrErr *err) {
   const char *w = what ? what : "matmul";
+  if (!p->has_algo) return ir_errf(err, "%s: the matmul plan has no algorithm (describe only)", w);
   if (!C) {
     if (beta != 0.0f) return ir_errf(err, "%s: beta is %g but there is no C", w, (double)beta);
     C = D; /* not read when beta is 0, but cuBLASLt wants a pointer */

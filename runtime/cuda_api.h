@@ -346,6 +346,10 @@ int rt_blas_plan_run(RtBlas *b, RtBlasPlan *p, float alpha, CUdeviceptr A, CUdev
                      float beta, CUdeviceptr C, CUdeviceptr D, CUdeviceptr bias, CUstream s,
                      const char *what, IrErr *err);
 void rt_blas_plan_free(RtBlasPlan *p);
+/* Only the descriptors, no algorithm (so it cannot run): needs cuBLASLt but
+ * no GPU, so tests and early checks can see cuBLASLt accept a desc. */
+int rt_blas_plan_describe(const RtBlasMatmulDesc *d, const char *what, RtBlasPlan **out,
+                          IrErr *err);
 /* The algorithm's workspace need and the plan's problem, for logs. */
 size_t rt_blas_plan_workspace(const RtBlasPlan *p);
 

@@ -346,6 +346,42 @@ static void test_blas_loads_without_gpu(void **state) {
   assert_string_equal(msg, "CUBLAS_STATUS_NOT_INITIALIZED");
 }
 
+/* cuBLASLt builds descriptors without a GPU and checks each attribute's size,
+ * so this proves the plans' attribute types are right. */
+static void test_blas_describe_without_gpu(void **state) {
+  (void)state;
+  if (access("/usr/local/cuda/lib64/libcublasLt.so.13", R_OK)) skip();
+  IrDType types[] = {IR_F32, IR_F16, IR_BF16};
+  int plans = 0;
+  for (int t = 0; t < 3; t++)
+    for (int epi = 0; epi < 3; epi++)
+      for (int tr = 0; tr < 4; tr++)
+        for (int batch = 1; batch <= 3; batch += 2) {
+          RtBlasMatmulDesc d = {.dtype = types[t], .m = 64, .n = 32, .k = 16, .trans_a = tr & 1,
+                                .trans_b = tr >> 1, .batch = batch, .stride_a = 1024,
+                                .stride_b = 0, .stride_d = 2048, .epilogue = (RtBlasEpilogue)epi,
+                                .align = epi == 1 ? 16 : 0};
+          RtBlasPlan *p = NULL;
+          IrErr err = {{0}};
+          if (rt_blas_plan_describe(&d, "IR node %3 x", &p, &err)) fail_msg("%s", err.msg);
+          assert_non_null(p);
+          assert_int_equal(rt_blas_plan_workspace(p), 0);
+          /* a described plan has no algorithm: it refuses to run */
+          assert_int_equal(rt_blas_plan_run(NULL, p, 1, 256, 256, 0, 0, 256, 256, NULL, "node",
+                                            &err), -1);
+          assert_string_equal(err.msg, "node: the matmul plan has no algorithm (describe only)");
+          rt_blas_plan_free(p);
+          plans++;
+        }
+  assert_int_equal(plans, 72);
+  RtBlasMatmulDesc bad = {.dtype = IR_I8, .m = 1, .n = 1, .k = 1};
+  RtBlasPlan *p = (RtBlasPlan *)1;
+  IrErr err = {{0}};
+  assert_int_equal(rt_blas_plan_describe(&bad, NULL, &p, &err), -1);
+  assert_null(p);
+  assert_string_equal(err.msg, "matmul: cuBLASLt runs f32, f16 or bf16, not i8");
+}
+
 static void test_blas_init_without_gpu(void **state) {
   (void)state;
   if (driver_installed()) skip();
@@ -498,6 +534,7 @@ int main(void) {
       cmocka_unit_test(test_cu_check_message),
       cmocka_unit_test(test_lt_check_message),
       cmocka_unit_test(test_blas_loads_without_gpu),
+      cmocka_unit_test(test_blas_describe_without_gpu),
       cmocka_unit_test(test_blas_init_without_gpu),
       cmocka_unit_test(test_blas_desc_checks),
       cmocka_unit_test(test_rowmajor_mapping),
