@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime/quality.h"
 #include "runtime/safetensors.h"
@@ -28,14 +29,12 @@ static const char *usage =
     "usage: digits_eval SAMPLES.safetensors [--classifier FILE] [--stats FILE]\n"
     "                   [--labels-mod K] [--json]\n";
 
-/* $DITC_SHARED/models/NAME, else the shared folder next to the source tree. */
+/* The copy shipped in models/digits/ (see its README), else $DITC_SHARED/models/NAME. */
 static char *default_path(const char *name) {
   const char *shared = getenv("DITC_SHARED");
   char buf[4096];
-  if (shared && *shared)
-    snprintf(buf, sizeof buf, "%s/models/%s", shared, name);
-  else
-    snprintf(buf, sizeof buf, "%s/../shared/models/%s", DITC_SOURCE_DIR, name);
+  snprintf(buf, sizeof buf, "%s/models/digits/%s", DITC_SOURCE_DIR, name);
+  if (access(buf, R_OK) && shared && *shared) snprintf(buf, sizeof buf, "%s/models/%s", shared, name);
   return xstrdup(buf);
 }
 
