@@ -53,7 +53,7 @@ static void *read_file(const char *path, size_t *n) {
   return buf;
 }
 
-/* Largest |got - want| over D = A op(B) (+ bias), row-major, op(B) = B^T when tb. */
+/* Largest |got - want| (inf for a NaN) over D = A op(B) (+ bias), row-major, op(B) = B^T when tb. */
 static double check_gemm(const float *A, const float *B, const float *bias, int tb,
                          const float *got) {
   double worst = 0;
@@ -61,7 +61,9 @@ static double check_gemm(const float *A, const float *B, const float *bias, int 
     for (int j = 0; j < S; j++) {
       double s = bias ? bias[j] : 0;
       for (int k = 0; k < S; k++) s += (double)A[i * S + k] * (tb ? B[j * S + k] : B[k * S + j]);
-      worst = fmax(worst, fabs(s - got[i * S + j]));
+      double e = fabs(s - got[i * S + j]);
+      if (isnan(e)) return INFINITY; /* fmax would drop it */
+      worst = fmax(worst, e);
     }
   return worst;
 }

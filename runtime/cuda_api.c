@@ -292,12 +292,12 @@ static int lt_status = -1;
 static IrErr lt_err;
 
 static int lt_load(IrErr *err) {
-  const char *name = "libcublasLt.so.13";
-  void *lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    name = "libcublasLt.so";
-    lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-  }
+  /* 12 and 13 agree on every call and struct used here */
+  static const char *const names[] = {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"};
+  const char *name = NULL;
+  void *lib = NULL;
+  for (size_t i = 0; i < sizeof names / sizeof names[0] && !lib; i++)
+    lib = dlopen(name = names[i], RTLD_NOW | RTLD_LOCAL);
   if (!lib)
     return ir_errf(err, "cuBLASLt not found: libcublasLt.so.13 is not on the library path (it "
                    "comes with the CUDA 13 toolkit)");

@@ -15,8 +15,11 @@
  * (what the C ABI passes for an enum), and the constants we need carry an RT_
  * prefix, so this header and cuda.h never collide.  Table members drop the
  * "cu" / "cublasLt" prefix for the same reason (cuda.h #defines cuMemAlloc to
- * cuMemAlloc_v2 and so on); each is loaded from the exact versioned symbol the
- * CUDA 12/13 headers map the plain name to (cuMemAlloc -> cuMemAlloc_v2, ...).
+ * cuMemAlloc_v2 and so on); each is loaded with dlsym from the exact versioned
+ * symbol the CUDA 12/13 headers map the plain name to (cuMemAlloc ->
+ * cuMemAlloc_v2, ...).  Every one of them is exported by drivers since CUDA
+ * 11.4, so cuGetProcAddress (needed only for per-thread-default-stream
+ * variants, which ditc does not use) is not needed.
  *
  * Every driver and cuBLASLt call goes through one checking macro:
  *   if (RT_CU(err, what, LaunchKernel, f, gx, gy, gz, bx, by, bz, smem, s, args, NULL))
@@ -276,13 +279,15 @@ extern RtLtApi rt_lt;
 
 /* Same contract as RT_CU, for cuBLASLt: "cublasLtMatmul failed:
  * CUBLAS_STATUS_NOT_SUPPORTED (the functionality requested is not supported)
- * at file:line (what)". */
+ * at file:line (what)".  cuBLASLt's own CUBLASLT_LOG_LEVEL=1 (environment)
+ * prints why it refused a problem. */
 #define RT_LT(err, what, fn, ...) \
   rt_lt_check(rt_lt.fn(__VA_ARGS__), "cublasLt" #fn, __FILE__, __LINE__, (what), (err))
 int rt_lt_check(RtLtStatus s, const char *call, const char *file, int line, const char *what,
                 IrErr *err);
 
-/* dlopen "libcublasLt.so.13" (else "libcublasLt.so") and fill rt_lt, once.
+/* dlopen "libcublasLt.so.13" (else .so.12, else "libcublasLt.so") and fill
+ * rt_lt, once.
  * Needs no GPU.  rt_blas_version(): cublasLtGetVersion(), 0 if not loaded. */
 int rt_blas_load(IrErr *err);
 size_t rt_blas_version(void);
