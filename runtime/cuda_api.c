@@ -525,9 +525,9 @@ static int desc_norm(const RtBlasMatmulDesc *d, RtBlasMatmulDesc *n, IrErr *err)
   size_t es = ir_dtype_size(d->dtype);
   if (n->align & (n->align - 1) || n->align < es)
     return ir_errf(err, "matmul: alignment %u is not a power of two >= %zu", n->align, es);
-  /* stored shapes (row-major): A is m x k or k x m, B is k x n or n x k */
-  int64_t a_rows = n->trans_a ? n->k : n->m, a_cols = n->trans_a ? n->m : n->k;
-  int64_t b_rows = n->trans_b ? n->n : n->k, b_cols = n->trans_b ? n->k : n->n;
+  /* row lengths of the stored (row-major) A (m x k or k x m) and B (k x n or n x k) */
+  int64_t a_cols = n->trans_a ? n->m : n->k;
+  int64_t b_cols = n->trans_b ? n->k : n->n;
   n->lda = d->lda ? d->lda : a_cols;
   n->ldb = d->ldb ? d->ldb : b_cols;
   n->ldd = d->ldd ? d->ldd : n->n;
@@ -535,7 +535,6 @@ static int desc_norm(const RtBlasMatmulDesc *d, RtBlasMatmulDesc *n, IrErr *err)
     return ir_errf(err, "matmul: row strides lda=%lld ldb=%lld ldd=%lld are below the rows' "
                    "lengths %lld, %lld, %lld", (long long)n->lda, (long long)n->ldb,
                    (long long)n->ldd, (long long)a_cols, (long long)b_cols, (long long)n->n);
-  (void)a_rows, (void)b_rows;
   if (n->batch > 1) {
     n->stride_a = d->stride_a, n->stride_b = d->stride_b, n->stride_d = d->stride_d;
     int64_t d_size = (n->m - 1) * n->ldd + n->n;
