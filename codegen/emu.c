@@ -10,8 +10,11 @@
  * by source text for the life of the process.
  *
  * Launching: blocks are shared out to OpenMP threads; each OS thread owns a
- * Worker with one fiber (ucontext, mmap'ed stack behind a guard page) per
- * thread of the block, reused from block to block.  A Worker's scheduler
+ * Worker with one fiber (ucontext) per thread of the block, reused from block
+ * to block.  Fiber stacks lie in DITC_EMU_FIBER_SLOT-aligned slots of one
+ * mapping: the slot's first page points to the fiber's DitcEmuThread (how the
+ * module's built-ins find the current thread), a guard page follows, then
+ * the stack.  A Worker's scheduler
  * runs every ready fiber in turn until it ends or waits at a barrier: the
  * block barrier (__syncthreads) or its warp's barrier (shuffles,
  * __syncwarp).  When no fiber is ready it releases a barrier every live
@@ -141,18 +144,6 @@ static size_t page_size(void) {
   return p > 0 ? (size_t)p : 4096;
 }
 
-static size_t stack_bytes(void) {
-#ifdef EMU_ASAN
-  size_t kb = 256;
-#else
-  size_t kb = 64;
-#endif
-  const char *s = getenv("DITC_EMU_STACK_KB");
-  if (s && atoi(s) >= 16) kb = (size_t)atoi(s);
-  size_t pg = page_size();
-  return (kb * 1024 + pg - 1) / pg * pg;
-}
-
 static void worker_release(Worker *w) {
   if (w->map) munmap(w->map, w->map_size);
   free(w->fibers);
@@ -164,16 +155,18 @@ static void worker_release(Worker *w) {
 /* Room for n threads and dyn bytes of dynamic shared memory. */
 static int worker_reserve(Worker *w, unsigned n, size_t dyn, char *msg, size_t msg_size) {
   if (n > w->cap) {
-    size_t pg = page_size(), stack = stack_bytes();
-    size_t size = (size_t)n * (stack + pg);
+    const size_t slot = DITC_EMU_FIBER_SLOT, pg = page_size();
+    DITC_ASSERT(slot % pg == 0 && 4 * pg <= slot);
+    size_t size = (size_t)(n + 1) * slot; /* one more to align the start */
     char *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                      -1, 0);
     if (map == MAP_FAILED) {
       snprintf(msg, msg_size, "emu: cannot map %zu bytes of fiber stacks: %s", size, strerror(errno));
       return -1;
     }
-    for (unsigned i = 0; i < n; i++) /* a guard page below each stack */
-      if (mprotect(map + (size_t)i * (stack + pg), pg, PROT_NONE) != 0) {
+    char *base = (char *)(((uintptr_t)map + slot - 1) & ~(uintptr_t)(slot - 1));
+    for (unsigned i = 0; i < n; i++)
+      if (mprotect(base + (size_t)i * slot + pg, pg, PROT_NONE) != 0) {
         snprintf(msg, msg_size, "emu: mprotect: %s", strerror(errno));
         munmap(map, size);
         return -1;
@@ -181,15 +174,19 @@ static int worker_reserve(Worker *w, unsigned n, size_t dyn, char *msg, size_t m
     if (w->map) munmap(w->map, w->map_size);
     w->map = map;
     w->map_size = size;
-    w->stack_size = stack;
+    w->stack_size = slot - 2 * pg - 64; /* the stack's top stays inside the slot */
     free(w->fibers);
     free(w->slots);
     w->fibers = xcalloc(n, sizeof *w->fibers);
     unsigned warps = (n + EMU_WARP - 1) / EMU_WARP;
     w->slots = xcalloc((size_t)warps * 2 * EMU_WARP, sizeof *w->slots);
     for (unsigned i = 0; i < n; i++) {
-      w->fibers[i].w = w;
-      w->fibers[i].stack = map + (size_t)i * (stack + pg) + pg;
+      Fiber *f = &w->fibers[i];
+      char *s = base + (size_t)i * slot;
+      f->w = w;
+      f->stack = s + 2 * pg;
+      DitcEmuThread *t = &f->t;
+      memcpy(s, &t, sizeof t);
     }
     w->cap = n;
   }
@@ -237,7 +234,7 @@ static void fiber_main(void) {
 #ifdef EMU_ASAN
   __sanitizer_finish_switch_fiber(NULL, &w->sched_bottom, &w->sched_size);
 #endif
-  w->entry(&f->t, w->args);
+  w->entry(w->args);
   f->state = F_DONE;
   w->live--;
   fiber_yield(f);
@@ -283,7 +280,25 @@ static void cb_shfl(DitcEmuThread *t, int kind, const void *in, void *out, unsig
   f->shfl_seq++;
 }
 
-static const DitcEmuRt emu_rt = {DITC_EMU_ABI_VERSION, cb_syncthreads, cb_syncwarp, cb_shfl};
+/* Static shared memory: kept on a list until emu_shutdown. */
+typedef struct SharedBlock {
+  struct SharedBlock *next;
+  _Alignas(16) unsigned char data[];
+} SharedBlock;
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static SharedBlock *shared_blocks;
+
+static void *cb_alloc(size_t size) {
+  SharedBlock *b = xcalloc(1, sizeof *b + size);
+  pthread_mutex_lock(&shared_lock);
+  b->next = shared_blocks;
+  shared_blocks = b;
+  pthread_mutex_unlock(&shared_lock);
+  return b->data;
+}
+
+static const DitcEmuRt emu_rt = {DITC_EMU_ABI_VERSION, cb_syncthreads, cb_syncwarp, cb_shfl,
+                                 cb_alloc};
 
 /* ---- running one block ---------------------------------------------------- */
 
@@ -334,7 +349,18 @@ static int describe_wait(const Fiber *f, char *buf, size_t size) {
                   f->t.threadIdx.x, f->t.threadIdx.y, f->t.threadIdx.z);
 }
 
-static int run_block(Worker *w, const Launch *L, unsigned bx, unsigned by, unsigned bz, char *msg,
+/* Apart from run_block: getcontext returns twice, which would put
+ * run_block's locals at risk (-Wclobbered). */
+static int fiber_make(Fiber *f, size_t stack_size) {
+  if (getcontext(&f->ctx) != 0) return -1;
+  f->ctx.uc_stack.ss_sp = f->stack;
+  f->ctx.uc_stack.ss_size = stack_size;
+  f->ctx.uc_link = NULL;
+  makecontext(&f->ctx, fiber_main, 0);
+  return 0;
+}
+
+static int run_block(Worker *w, unsigned worker, const Launch *L, unsigned bx, unsigned by, unsigned bz, char *msg,
                      size_t msg_size) {
   unsigned n = L->nthreads, bdx = L->block.x, bdy = L->block.y;
   w->entry = L->entry;
@@ -349,20 +375,17 @@ static int run_block(Worker *w, const Launch *L, unsigned bx, unsigned by, unsig
     f->t.blockDim = (dim3){L->block.x, L->block.y, L->block.z};
     f->t.gridDim = (dim3){L->grid.x, L->grid.y, L->grid.z};
     f->t.dyn_shared = w->dyn;
+    f->t.worker = worker;
     f->state = F_READY;
     f->site = -1;
     f->lane = i % EMU_WARP;
     f->warp = i / EMU_WARP;
     f->shfl_seq = 0;
     f->fake_stack = NULL;
-    if (getcontext(&f->ctx) != 0) {
+    if (fiber_make(f, w->stack_size) != 0) {
       snprintf(msg, msg_size, "emu: getcontext: %s", strerror(errno));
       return -1;
     }
-    f->ctx.uc_stack.ss_sp = f->stack;
-    f->ctx.uc_stack.ss_size = w->stack_size;
-    f->ctx.uc_link = NULL;
-    makecontext(&f->ctx, fiber_main, 0);
   }
   for (;;) {
     for (unsigned i = 0; i < n; i++)
@@ -436,6 +459,7 @@ int emu_launch(EmuModule *m, const char *kernel, EmuDim3 grid, EmuDim3 block,
 
   long long nblocks = (long long)grid.x * grid.y * grid.z;
   int nt = omp_get_max_threads();
+  if (nt > DITC_EMU_MAX_WORKERS) nt = DITC_EMU_MAX_WORKERS;
   if (nt > nblocks) nt = (int)nblocks;
   if (nt < 1) nt = 1;
 
@@ -458,7 +482,7 @@ int emu_launch(EmuModule *m, const char *kernel, EmuDim3 grid, EmuDim3 block,
       if (bad || __atomic_load_n(&failed, __ATOMIC_RELAXED)) continue;
       unsigned bx = (unsigned)(b % grid.x), by = (unsigned)(b / grid.x % grid.y),
                bz = (unsigned)(b / ((long long)grid.x * grid.y));
-      bad = run_block(w, &L, bx, by, bz, my, sizeof my);
+      bad = run_block(w, (unsigned)omp_get_thread_num(), &L, bx, by, bz, my, sizeof my);
     }
     tls_worker = NULL;
     if (bad) {
@@ -676,4 +700,11 @@ void emu_shutdown(void) {
   pool = NULL;
   pool_size = 0;
   pthread_mutex_unlock(&launch_lock);
+  pthread_mutex_lock(&shared_lock);
+  while (shared_blocks) {
+    SharedBlock *b = shared_blocks;
+    shared_blocks = b->next;
+    free(b);
+  }
+  pthread_mutex_unlock(&shared_lock);
 }

@@ -25,13 +25,15 @@
  *
  *   Device helpers:  DITC_DEVICE static inline float gelu(float x) { ... }
  *
- *   Shared memory.  Static, per block, at the top of a kernel or helper body:
+ *   Shared memory.  Static, per block, declared inside a kernel or helper
+ *   body (not at file scope), 16-byte aligned:
  *       DITC_SHARED(float, tile, 256);        -> __shared__ float tile[256]
  *       DITC_SHARED2(float, t2, 32, 33);      -> __shared__ float t2[32][33]
- *   Dynamic (the launch's dyn_shared_bytes), 16-byte aligned, a pointer:
+ *   Dynamic (the launch's dyn_shared_bytes), 16-byte aligned:
  *       DITC_DYN_SHARED(float, buf);          -> float *buf
- *   Its size is the launch's, not sizeof(buf).  Shared memory starts
- *   uninitialised, as on the GPU.
+ *   Use them only by indexing: under the emulator they are pointers, so
+ *   never take sizeof of them.  Shared memory starts uninitialised, as on
+ *   the GPU.
  *
  *   Built-ins.  threadIdx, blockIdx, blockDim, gridDim (.x .y .z, unsigned),
  *   warpSize (32); __syncthreads(); __syncwarp(); __shfl_sync,
@@ -80,13 +82,17 @@
  * device fault takes the CUDA context.
  *
  * ============================ how it works ================================
- * emu.c runs a block's threads as fibers on one OS thread; blocks run on
- * OpenMP threads.  The current fiber lives in a thread-local pointer set by
- * the kernel entry and after every call that may switch fibers; the
- * built-ins read through it.  Static shared memory is a function-static
- * __thread array: one OS thread runs one block at a time, so that is exactly
- * per-block storage.  The module exports `ditc_emu_module_init`, which
- * receives the emulator's callbacks, and `ditc_emu_kernel_<name>` per kernel.
+ * emu.c runs a block's threads as fibers on one OS thread (a worker);
+ * blocks run on OpenMP threads.  The module uses no thread-local storage
+ * (LeakSanitizer trips over dlopen'ed modules' dynamic TLS, and static TLS
+ * runs out): each fiber's stack lies in a slot of DITC_EMU_FIBER_SLOT bytes
+ * aligned to its size, whose first word points to the fiber's
+ * DitcEmuThread, so the built-ins find the current thread from the frame
+ * address.  Static shared memory is allocated per declaration and worker on
+ * first use (each worker runs one block at a time, so that is per-block
+ * storage) and stays for the life of the module.  The module exports
+ * `ditc_emu_module_init`, which receives the emulator's callbacks, and
+ * `ditc_emu_kernel_<name>` per kernel.
  *
  * emu.c includes this file with DITC_EMU_ABI_ONLY defined to share the ABI
  * section below and nothing else.
@@ -95,6 +101,9 @@
 #define DITC_EMU_PRELUDE_H
 
 /* ============================== ABI ====================================== */
+
+#include <stddef.h>
+#include <stdint.h>
 
 #define DITC_EMU_ABI_VERSION 1
 
@@ -108,7 +117,13 @@ typedef struct {
   uint3 threadIdx, blockIdx;
   dim3 blockDim, gridDim;
   void *dyn_shared; /* this block's dynamic shared memory */
+  unsigned worker;  /* which worker (OS thread) runs the block, < DITC_EMU_MAX_WORKERS */
 } DitcEmuThread;
+
+/* A fiber's stack slot: this size, aligned to it; its first word is the
+ * fiber's DitcEmuThread *, then a guard page, then the stack. */
+#define DITC_EMU_FIBER_SLOT (256u * 1024u)
+#define DITC_EMU_MAX_WORKERS 256
 
 /* Shuffle kinds. */
 #define DITC_EMU_SHFL_IDX 0
@@ -126,10 +141,12 @@ typedef struct {
   /* A shuffle of `size` bytes (at most 16) from `in` to `out`. */
   void (*shfl)(DitcEmuThread *t, int kind, const void *in, void *out, unsigned size,
                int arg, int width);
+  /* Zeroed, 16-byte aligned memory that lives until emu_shutdown. */
+  void *(*alloc)(size_t size);
 } DitcEmuRt;
 
 typedef int (*DitcEmuModuleInit)(const DitcEmuRt *rt);
-typedef void (*DitcEmuEntry)(DitcEmuThread *t, void **args);
+typedef void (*DitcEmuEntry)(void **args);
 #define DITC_EMU_KERNEL_PREFIX "ditc_emu_kernel_"
 
 #ifndef DITC_EMU_ABI_ONLY
@@ -138,12 +155,9 @@ typedef void (*DitcEmuEntry)(DitcEmuThread *t, void **args);
 
 #include <math.h>
 #include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <string.h>
 
 static DitcEmuRt ditc_emu_rt;
-static __thread DitcEmuThread *ditc_emu_self;
 
 __attribute__((visibility("default"))) int ditc_emu_module_init(const DitcEmuRt *rt);
 __attribute__((visibility("default"))) int ditc_emu_module_init(const DitcEmuRt *rt) {
@@ -151,48 +165,45 @@ __attribute__((visibility("default"))) int ditc_emu_module_init(const DitcEmuRt 
   return DITC_EMU_ABI_VERSION;
 }
 
+/* The current thread, from the fiber stack slot we are running on. */
+__attribute__((always_inline)) static inline DitcEmuThread *ditc_emu_me(void) {
+  uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+  return *(DitcEmuThread *const *)(fp & ~(uintptr_t)(DITC_EMU_FIBER_SLOT - 1u));
+}
+
 /* The exported entry unpacks args[0] into the by-value params struct. */
 #define DITC_KERNEL(name, P, p)                                                  \
   static void ditc_emu_body_##name(const P p);                                   \
-  __attribute__((visibility("default"))) void ditc_emu_kernel_##name(            \
-      DitcEmuThread *ditc_emu_t, void **ditc_emu_args);                          \
-  void ditc_emu_kernel_##name(DitcEmuThread *ditc_emu_t, void **ditc_emu_args) { \
-    ditc_emu_self = ditc_emu_t;                                                  \
+  __attribute__((visibility("default"))) void ditc_emu_kernel_##name(void **ditc_emu_args); \
+  void ditc_emu_kernel_##name(void **ditc_emu_args) {                            \
     ditc_emu_body_##name(*(const P *)ditc_emu_args[0]);                          \
   }                                                                              \
   static void ditc_emu_body_##name(const P p)
 #define DITC_KERNEL_BOUNDS(name, P, p, max_threads) DITC_KERNEL(name, P, p)
 #define DITC_DEVICE
 
-#define DITC_SHARED(T, name, n) static __thread T name[n] __attribute__((aligned(16)))
-#define DITC_SHARED2(T, name, n, m) static __thread T name[n][m] __attribute__((aligned(16)))
-#define DITC_DYN_SHARED(T, name) T *name = (T *)ditc_emu_self->dyn_shared
+/* Per declaration, one block of memory per worker, made on first use. */
+static inline void *ditc_emu_shared(void **site, size_t size) {
+  void **slot = &site[ditc_emu_me()->worker];
+  if (!*slot) *slot = ditc_emu_rt.alloc(size);
+  return *slot;
+}
+#define DITC_SHARED(T, name, n)                                    \
+  static void *ditc_emu_site_##name[DITC_EMU_MAX_WORKERS];         \
+  T *const name = (T *)ditc_emu_shared(ditc_emu_site_##name, sizeof(T) * (size_t)(n))
+#define DITC_SHARED2(T, name, n, m)                                \
+  static void *ditc_emu_site_##name[DITC_EMU_MAX_WORKERS];         \
+  T(*const name)[m] = (T(*)[m])ditc_emu_shared(ditc_emu_site_##name, sizeof(T) * (size_t)(n) * (m))
+#define DITC_DYN_SHARED(T, name) T *const name = (T *)ditc_emu_me()->dyn_shared
 
-#define threadIdx (ditc_emu_self->threadIdx)
-#define blockIdx (ditc_emu_self->blockIdx)
-#define blockDim (ditc_emu_self->blockDim)
-#define gridDim (ditc_emu_self->gridDim)
+#define threadIdx (ditc_emu_me()->threadIdx)
+#define blockIdx (ditc_emu_me()->blockIdx)
+#define blockDim (ditc_emu_me()->blockDim)
+#define gridDim (ditc_emu_me()->gridDim)
 #define warpSize 32
 
-/* Every call into the emulator may switch fibers: restore ourselves after. */
-static inline void ditc_emu_syncthreads(int line) {
-  DitcEmuThread *me = ditc_emu_self;
-  ditc_emu_rt.syncthreads(me, line);
-  ditc_emu_self = me;
-}
-static inline void ditc_emu_syncwarp(void) {
-  DitcEmuThread *me = ditc_emu_self;
-  ditc_emu_rt.syncwarp(me);
-  ditc_emu_self = me;
-}
-static inline void ditc_emu_shfl(int kind, const void *in, void *out, unsigned size, int arg,
-                                 int width) {
-  DitcEmuThread *me = ditc_emu_self;
-  ditc_emu_rt.shfl(me, kind, in, out, size, arg, width);
-  ditc_emu_self = me;
-}
-#define __syncthreads() ditc_emu_syncthreads(__LINE__)
-#define __syncwarp(...) ditc_emu_syncwarp()
+#define __syncthreads() ditc_emu_rt.syncthreads(ditc_emu_me(), __LINE__)
+#define __syncwarp(...) ditc_emu_rt.syncwarp(ditc_emu_me())
 #define __threadfence() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 #define __threadfence_block() __atomic_signal_fence(__ATOMIC_SEQ_CST)
 #define __ldg(ptr) (*(ptr))
@@ -203,8 +214,8 @@ static inline void ditc_emu_shfl(int kind, const void *in, void *out, unsigned s
     __auto_type ditc_emu_v = (v);                                                 \
     __typeof__(ditc_emu_v) ditc_emu_r;                                            \
     _Static_assert(sizeof ditc_emu_v <= 16, "shuffle of a value over 16 bytes");  \
-    ditc_emu_shfl(kind, &ditc_emu_v, &ditc_emu_r, sizeof ditc_emu_v, (int)(arg),  \
-                  (int)(width));                                                  \
+    ditc_emu_rt.shfl(ditc_emu_me(), kind, &ditc_emu_v, &ditc_emu_r,               \
+                     sizeof ditc_emu_v, (int)(arg), (int)(width));                \
     ditc_emu_r;                                                                   \
   })
 #define __shfl_sync(mask, v, ...) DITC_EMU_SHFL_(DITC_EMU_SHFL_IDX, v, __VA_ARGS__, 32, 0)
