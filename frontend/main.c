@@ -605,8 +605,8 @@ static int cmd_sample(const Opts *o) {
   float *x = NULL, *init = NULL;
   NoiseCtx nc = {0};
   ModelCtx mc = {0};
-  int64_t n, img = (int64_t)C * S * S;
-  int distinct;
+  int64_t n = 0, img = (int64_t)C * S * S;
+  int distinct = 0;
   if (o->labels_from ? load_labels(o->labels_from, o->repeat, classes, &labels, &n, &distinct)
                      : parse_labels(o->labels, o->repeat, classes, &labels, &n, &distinct))
     goto done;

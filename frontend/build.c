@@ -1,0 +1,292 @@
+/*
+ * build.c - the front end's public API (frontend.h): find the model file a
+ * MODEL argument names, parse it, elaborate the entry, hand back the graph
+ * and the model's parameters; list configurations.
+ *
+ * MODEL is a file, "file:CONFIG", or a bare configuration name looked up in
+ * every *.dit file of the models directory (sorted by name; the first file
+ * that declares it wins).  Looking through files parses them silently; the
+ * file that is then built is parsed again with diagnostics on.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "elab.h"
+#include "frontend.h"
+
+const char *fe_models_dir(void) {
+  const char *d = getenv("DITC_MODELS");
+  if (d && *d) return d;
+#ifdef DITC_MODELS_DIR
+  return DITC_MODELS_DIR;
+#else
+  return "models";
+#endif
+}
+
+static int is_file(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The whole file, NUL-terminated (caller frees); NULL with errno set. */
+static char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  size_t cap = 1 << 16, n = 0;
+  char *buf = xmalloc(cap);
+  for (;;) {
+    size_t got = fread(buf + n, 1, cap - n - 1, f);
+    n += got;
+    if (n < cap - 1) break;
+    cap *= 2;
+    buf = xrealloc(buf, cap);
+  }
+  int err = ferror(f);
+  fclose(f);
+  if (err) {
+    free(buf);
+    errno = EIO;
+    return NULL;
+  }
+  buf[n] = 0;
+  *len = n;
+  return buf;
+}
+
+int fe_build_source(const char *label, const char *text, size_t len, const char *config,
+                    const FeSetting *sets, int n_sets, const char *entry, FILE *diag,
+                    FeModel *out) {
+  FeDiag d = {.out = diag};
+  FeSource src = {.file = label, .text = text, .len = len};
+  Arena arena = {0};
+  AstNode *root = NULL;
+  memset(out, 0, sizeof *out);
+  if (fe_parse(&src, &arena, &d, &root) == 0 && root)
+    fe_elaborate(&src, root, config, sets, n_sets, entry ? entry : "forward", &d, out);
+  arena_free(&arena);
+  return d.n_errors;
+}
+
+static int build_file(const char *path, const char *config, const FeSetting *sets, int n_sets,
+                      const char *entry, FILE *diag, FeModel *out) {
+  size_t len = 0;
+  char *text = read_file(path, &len);
+  if (!text) {
+    FeDiag d = {.out = diag};
+    fe_error_at(&d, path, "cannot read the model file: %s", strerror(errno));
+    memset(out, 0, sizeof *out);
+    return 1;
+  }
+  int n = fe_build_source(path, text, len, config, sets, n_sets, entry, diag, out);
+  free(text);
+  return n;
+}
+
+/* The *.dit files of dir, sorted (caller frees each and the array). */
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char **list_models(const char *dir, int *n, int *ok) {
+  *n = 0;
+  DIR *d = opendir(dir);
+  *ok = d != NULL;
+  if (!d) return NULL;
+  char **v = NULL;
+  int cap = 0;
+  struct dirent *ent;
+  while ((ent = readdir(d))) {
+    size_t l = strlen(ent->d_name);
+    if (l < 5 || strcmp(ent->d_name + l - 4, ".dit")) continue;
+    if (*n == cap) {
+      cap = cap ? 2 * cap : 8;
+      v = xrealloc(v, (size_t)cap * sizeof *v);
+    }
+    size_t pl = strlen(dir) + l + 2;
+    v[*n] = xmalloc(pl);
+    snprintf(v[*n], pl, "%s/%s", dir, ent->d_name);
+    (*n)++;
+  }
+  closedir(d);
+  if (*n) qsort(v, (size_t)*n, sizeof *v, cmp_str);
+  return v;
+}
+
+static void free_list(char **v, int n) {
+  for (int i = 0; i < n; i++) free(v[i]);
+  free(v);
+}
+
+/* Calls fn(config_node, path, ctx) for each configuration of the file;
+ * returns the number of parse errors (reported to d). */
+typedef int (*ConfigFn)(const AstNode *config, const char *path, void *ctx);
+
+static int each_config(const char *path, FeDiag *d, ConfigFn fn, void *ctx) {
+  size_t len = 0;
+  char *text = read_file(path, &len);
+  if (!text) {
+    fe_error_at(d, path, "cannot read the model file: %s", strerror(errno));
+    return 1;
+  }
+  FeSource src = {.file = path, .text = text, .len = len};
+  Arena arena = {0};
+  AstNode *root = NULL;
+  int errors = fe_parse(&src, &arena, d, &root);
+  int stop = 0;
+  for (int i = 0; root && i < root->l1->n && !stop; i++)
+    if (root->l1->v[i]->kind == AST_CONFIG) stop = fn(root->l1->v[i], path, ctx);
+  arena_free(&arena);
+  free(text);
+  return errors;
+}
+
+typedef struct {
+  const char *name;
+  int found;
+  FILE *out;
+  char *names;
+  size_t names_len;
+} ConfigSearch;
+
+static int match_config(const AstNode *config, const char *path, void *ctx) {
+  (void)path;
+  ConfigSearch *s = ctx;
+  if (!strcmp(config->s, s->name)) {
+    s->found = 1;
+    return 1;
+  }
+  return 0;
+}
+
+static int print_config(const AstNode *config, const char *path, void *ctx) {
+  ConfigSearch *s = ctx;
+  fprintf(s->out, "%s\t%s\n", config->s, path);
+  return 0;
+}
+
+/* Appends "name" to a comma-separated list for messages. */
+static int collect_config(const AstNode *config, const char *path, void *ctx) {
+  (void)path;
+  ConfigSearch *s = ctx;
+  size_t l = strlen(config->s);
+  s->names = xrealloc(s->names, s->names_len + l + 3);
+  if (s->names_len) {
+    memcpy(s->names + s->names_len, ", ", 2);
+    s->names_len += 2;
+  }
+  memcpy(s->names + s->names_len, config->s, l + 1);
+  s->names_len += l;
+  return 0;
+}
+
+int fe_build(const char *model_spec, const FeSetting *sets, int n_sets, const char *entry,
+             FILE *diag, FeModel *out) {
+  memset(out, 0, sizeof *out);
+  if (!model_spec || !*model_spec) {
+    FeDiag d = {.out = diag};
+    fe_error_at(&d, NULL, "no model given");
+    return 1;
+  }
+  if (is_file(model_spec)) return build_file(model_spec, NULL, sets, n_sets, entry, diag, out);
+
+  /* file.dit:CONFIG */
+  const char *colon = strrchr(model_spec, ':');
+  if (colon && colon > model_spec) {
+    size_t pl = (size_t)(colon - model_spec);
+    char *path = xmalloc(pl + 1);
+    memcpy(path, model_spec, pl);
+    path[pl] = 0;
+    if (is_file(path)) {
+      int n = build_file(path, colon + 1, sets, n_sets, entry, diag, out);
+      free(path);
+      return n;
+    }
+    free(path);
+  }
+
+  /* a path that does not exist: say so rather than search for it as a name */
+  size_t sl = strlen(model_spec);
+  if (sl > 4 && !strcmp(model_spec + sl - 4, ".dit"))
+    return build_file(model_spec, NULL, sets, n_sets, entry, diag, out);
+
+  const char *dir = fe_models_dir();
+  int n = 0, ok;
+  char **files = list_models(dir, &n, &ok);
+  FeDiag quiet = {0};
+  ConfigSearch s = {.name = model_spec};
+  for (int i = 0; i < n && !s.found; i++) {
+    each_config(files[i], &quiet, match_config, &s);
+    if (s.found) {
+      int errors = build_file(files[i], model_spec, sets, n_sets, entry, diag, out);
+      free_list(files, n);
+      return errors;
+    }
+  }
+  for (int i = 0; i < n; i++) each_config(files[i], &quiet, collect_config, &s);
+  FeDiag d = {.out = diag};
+  fe_error_at(&d, NULL,
+              "unknown model '%s': it is not a file, and no model file in %s declares a configuration of "
+              "that name (configurations: %s)",
+              model_spec, dir, s.names ? s.names : "none");
+  free(s.names);
+  free_list(files, n);
+  return 1;
+}
+
+int fe_list_configs(const char *path, FILE *out, FILE *diag) {
+  FeDiag d = {.out = diag};
+  ConfigSearch s = {.out = out};
+  if (path) {
+    each_config(path, &d, print_config, &s);
+    return d.n_errors;
+  }
+  int n = 0, ok;
+  const char *dir = fe_models_dir();
+  char **files = list_models(dir, &n, &ok);
+  if (!ok) {
+    fe_error_at(&d, dir, "cannot list the models directory: %s", strerror(errno));
+    return d.n_errors;
+  }
+  for (int i = 0; i < n; i++) each_config(files[i], &d, print_config, &s);
+  free_list(files, n);
+  return d.n_errors;
+}
+
+void fe_model_free(FeModel *m) {
+  if (!m) return;
+  ir_graph_free(m->graph);
+  arena_free(&m->arena);
+  memset(m, 0, sizeof *m);
+}
+
+const FeParam *fe_param(const FeModel *m, const char *name) {
+  for (int i = 0; m && i < m->n_params; i++)
+    if (!strcmp(m->params[i].name, name)) return &m->params[i];
+  return NULL;
+}
+
+int64_t fe_param_int(const FeModel *m, const char *name, int64_t def) {
+  const FeParam *p = fe_param(m, name);
+  if (!p) return def;
+  switch (p->kind) {
+  case FE_VAL_INT:
+  case FE_VAL_BOOL: return p->i;
+  case FE_VAL_FLOAT: return p->f > -9e18 && p->f < 9e18 ? (int64_t)p->f : def;
+  default: return def;
+  }
+}
+
+double fe_param_float(const FeModel *m, const char *name, double def) {
+  const FeParam *p = fe_param(m, name);
+  if (!p) return def;
+  switch (p->kind) {
+  case FE_VAL_INT:
+  case FE_VAL_BOOL: return (double)p->i;
+  case FE_VAL_FLOAT: return p->f;
+  default: return def;
+  }
+}
