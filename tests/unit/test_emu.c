@@ -2,9 +2,9 @@
  * test_emu.c - the emulated device: hand-written kernels in ditc's kernel
  * dialect run through emu_module_load/emu_launch and are compared with plain
  * C; the same sources must also compile under NVRTC for sm_90 behind
- * codegen/cuda_prelude.h (skipped when libnvrtc is not installed).
+ * codegen/cuda_prelude.h, through codegen/nvrtc.h (skipped when NVRTC is not
+ * installed).
  */
-#include <dlfcn.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "codegen/emu.h"
+#include "codegen/nvrtc.h"
 
 #ifndef DITC_SOURCE_DIR
 #define DITC_SOURCE_DIR "."
@@ -404,59 +405,35 @@ static void test_deadlock_reported(void **state) {
 
 /* ---- the same sources under NVRTC ------------------------------------------- */
 
-typedef int (*NvrtcCreate)(void **, const char *, const char *, int, const char *const *,
-                           const char *const *);
-typedef int (*NvrtcCompile)(void *, int, const char *const *);
-typedef int (*NvrtcLogSize)(void *, size_t *);
-typedef int (*NvrtcLog)(void *, char *);
-typedef int (*NvrtcDestroy)(void **);
-
 static void test_sources_compile_under_nvrtc(void **state) {
   (void)state;
-  void *dl = dlopen("/usr/local/cuda/lib64/libnvrtc.so.13", RTLD_NOW | RTLD_LOCAL);
-  if (!dl) dl = dlopen("libnvrtc.so.13", RTLD_NOW | RTLD_LOCAL);
-  if (!dl) skip();
-  NvrtcCreate create;
-  NvrtcCompile compile;
-  NvrtcLogSize log_size;
-  NvrtcLog get_log;
-  NvrtcDestroy destroy;
-  void *sym[5] = {dlsym(dl, "nvrtcCreateProgram"), dlsym(dl, "nvrtcCompileProgram"),
-                  dlsym(dl, "nvrtcGetProgramLogSize"), dlsym(dl, "nvrtcGetProgramLog"),
-                  dlsym(dl, "nvrtcDestroyProgram")};
-  for (int i = 0; i < 5; i++) assert_non_null(sym[i]);
-  memcpy(&create, &sym[0], sizeof create);
-  memcpy(&compile, &sym[1], sizeof compile);
-  memcpy(&log_size, &sym[2], sizeof log_size);
-  memcpy(&get_log, &sym[3], sizeof get_log);
-  memcpy(&destroy, &sym[4], sizeof destroy);
-
+  IrErr err = {{0}};
+  CgNvrtc *nv = cg_nvrtc_open(NULL, &err);
+  if (!nv) skip();
   const char *srcdir = getenv("DITC_SRC") ? getenv("DITC_SRC") : DITC_SOURCE_DIR;
-  char inc[1024];
+  const char *cuda = getenv("CUDA_HOME") ? getenv("CUDA_HOME") : "/usr/local/cuda";
+  char inc[1024], cuda_inc[1024];
   snprintf(inc, sizeof inc, "-I%s/codegen", srcdir);
-  const char *opts[] = {"--gpu-architecture=sm_90", "--std=c++17", inc,
-                        "-I/usr/local/cuda/include", "--pre-include=cuda_prelude.h"};
+  snprintf(cuda_inc, sizeof cuda_inc, "-I%s/include", cuda);
+  const char *opts[] = {inc, cuda_inc, "--pre-include=cuda_prelude.h"};
   const char *const good[] = {SRC_AXPB,      SRC_BLOCK_SUM, SRC_WARP,   SRC_DYN,
                               SRC_TRANSPOSE, SRC_HALF,      SRC_ATOMIC, SRC_DEADLOCK};
-  for (size_t i = 0; i <= sizeof good / sizeof *good; i++) {
-    const char *src = i < sizeof good / sizeof *good ? good[i] : SRC_BROKEN;
-    void *prog = NULL;
-    assert_int_equal(create(&prog, src, "kernel.cu", 0, NULL, NULL), 0);
-    int rc = compile(prog, (int)(sizeof opts / sizeof *opts), opts);
-    size_t n = 0;
-    log_size(prog, &n);
-    char *log = calloc(n + 1, 1);
-    get_log(prog, log);
-    if (src == SRC_BROKEN) {
-      assert_int_not_equal(rc, 0);
-      assert_non_null(strstr(log, "undeclared_thing_42"));
-    } else if (rc != 0) {
-      fail_msg("NVRTC rejects source %zu:\n%s", i, log);
-    }
-    free(log);
-    destroy(&prog);
+  const char *const kernels[] = {"k_axpb",      "k_block_sum", "k_warp",   "k_reverse",
+                                 "k_transpose", "k_half",      "k_atomic", "k_deadlock"};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+    CgCompiled out;
+    if (cg_nvrtc_compile(nv, good[i], kernels[i], "sm_90", opts, 3, CG_OUT_CUBIN, &out, &err) != 0)
+      fail_msg("NVRTC rejects %s:\n%s", kernels[i], out.diag ? out.diag : err.msg);
+    assert_non_null(cg_compiled_find_kernel(&out, kernels[i])); /* extern "C": unmangled */
+    cg_compiled_free(&out);
   }
-  /* not dlclose: libnvrtc keeps allocations that LSan would then report */
+  CgCompiled out;
+  assert_int_equal(cg_nvrtc_compile(nv, SRC_BROKEN, "broken", "sm_90", opts, 3, CG_OUT_CUBIN, &out,
+                                    &err),
+                   -1);
+  assert_non_null(strstr(out.diag ? out.diag : err.msg, "undeclared_thing_42"));
+  cg_compiled_free(&out);
+  cg_nvrtc_close(nv);
 }
 
 static int teardown_all(void **state) {
