@@ -10,7 +10,7 @@
  * by source text for the life of the process.
  *
  * Launching: blocks are shared out to OpenMP threads; each OS thread owns a
- * Worker with one fiber (ucontext) per thread of the block, reused from block
+ * Worker with one fiber per thread of the block, reused from block
  * to block.  Fiber stacks lie in DITC_EMU_FIBER_SLOT-aligned slots of one
  * mapping: the slot's first page points to the fiber's DitcEmuThread (how the
  * module's built-ins find the current thread), a guard page follows, then
@@ -29,7 +29,9 @@
  * buffer has passed.  A lane that returned, or that does not exist in a
  * partial warp, or is out of the width segment, yields the caller's value.
  *
- * Built with AddressSanitizer, every fiber switch is announced with
+ * Fibers switch with a few lines of assembly on x86-64 (ucontext's
+ * swapcontext makes a signal-mask system call per switch, ten times the
+ * cost) and with ucontext elsewhere.  Built with AddressSanitizer, every fiber switch is announced with
  * __sanitizer_start/finish_switch_fiber so ASan follows the stacks.
  */
 #include <dlfcn.h>
@@ -62,6 +64,7 @@ extern char **environ;
 #endif
 #endif
 #ifdef EMU_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -88,6 +91,61 @@ extern const char ditc_cuda_prelude_blob[];
 const char *emu_prelude_text(void) { return ditc_emu_prelude_blob; }
 const char *emu_cuda_prelude_text(void) { return ditc_cuda_prelude_blob; }
 
+/* ---- context switching ---------------------------------------------------- */
+
+static void fiber_main(void);
+
+#if defined(__x86_64__)
+/* ditc_emu_switch(save, next): push the callee-saved registers, store the
+ * stack pointer in *save, load next, pop and return into the other context.
+ * The x87 and SSE control words are not switched: kernels leave them alone. */
+void ditc_emu_switch(void **save, void *next);
+__asm__(".text\n"
+        ".globl ditc_emu_switch\n.hidden ditc_emu_switch\n.type ditc_emu_switch, @function\n"
+        "ditc_emu_switch:\n"
+        "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+        "  movq %rsp, (%rdi)\n"
+        "  movq %rsi, %rsp\n"
+        "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n"
+        "  ret\n"
+        ".size ditc_emu_switch, . - ditc_emu_switch\n");
+
+typedef struct {
+  void *sp;
+} Ctx;
+
+static void ctx_switch(Ctx *from, Ctx *to) { ditc_emu_switch(&from->sp, to->sp); }
+
+/* A fresh stack that "returns" into fiber_main with the alignment of a call. */
+static int ctx_make(Ctx *c, char *stack, size_t size) {
+  uintptr_t top = ((uintptr_t)stack + size) & ~(uintptr_t)15;
+  void **sp = (void **)top;
+  *--sp = NULL;                /* fiber_main's return address: it never returns */
+  void (*entry)(void) = fiber_main;
+  sp--;
+  memcpy(sp, &entry, sizeof entry); /* where ditc_emu_switch's ret goes */
+  for (int i = 0; i < 6; i++) *--sp = NULL; /* rbp rbx r12-r15 */
+  c->sp = sp;
+  return 0;
+}
+#else
+typedef struct {
+  ucontext_t uc;
+} Ctx;
+
+static void ctx_switch(Ctx *from, Ctx *to) { swapcontext(&from->uc, &to->uc); }
+
+/* Apart from its callers: getcontext returns twice (-Wclobbered). */
+static int ctx_make(Ctx *c, char *stack, size_t size) {
+  if (getcontext(&c->uc) != 0) return -1;
+  c->uc.uc_stack.ss_sp = stack;
+  c->uc.uc_stack.ss_size = size;
+  c->uc.uc_link = NULL;
+  makecontext(&c->uc, fiber_main, 0);
+  return 0;
+}
+#endif
+
 /* ---- limits (sm_90's) ---------------------------------------------------- */
 
 enum {
@@ -105,7 +163,7 @@ typedef struct Worker Worker;
 
 typedef struct {
   DitcEmuThread t; /* first: the module's view of this thread */
-  ucontext_t ctx;
+  Ctx ctx;
   Worker *w;
   char *stack;
   int state;
@@ -120,7 +178,7 @@ typedef struct {
 } Slot;
 
 struct Worker {
-  ucontext_t sched;
+  Ctx sched;
   Fiber *fibers;
   Slot *slots; /* [warp][2][lane] */
   unsigned cap; /* fibers, stacks and warps' slots for this many threads */
@@ -209,7 +267,7 @@ static void switch_to_fiber(Worker *w, Fiber *f) {
 #ifdef EMU_ASAN
   __sanitizer_start_switch_fiber(&w->sched_fake, f->stack, w->stack_size);
 #endif
-  swapcontext(&w->sched, &f->ctx);
+  ctx_switch(&w->sched, &f->ctx);
 #ifdef EMU_ASAN
   __sanitizer_finish_switch_fiber(w->sched_fake, NULL, NULL);
 #endif
@@ -222,7 +280,7 @@ static void fiber_yield(Fiber *f) {
   __sanitizer_start_switch_fiber(f->state == F_DONE ? NULL : &f->fake_stack, w->sched_bottom,
                                  w->sched_size);
 #endif
-  swapcontext(&f->ctx, &w->sched);
+  ctx_switch(&f->ctx, &w->sched);
 #ifdef EMU_ASAN
   __sanitizer_finish_switch_fiber(f->fake_stack, NULL, NULL);
 #endif
@@ -349,17 +407,6 @@ static int describe_wait(const Fiber *f, char *buf, size_t size) {
                   f->t.threadIdx.x, f->t.threadIdx.y, f->t.threadIdx.z);
 }
 
-/* Apart from run_block: getcontext returns twice, which would put
- * run_block's locals at risk (-Wclobbered). */
-static int fiber_make(Fiber *f, size_t stack_size) {
-  if (getcontext(&f->ctx) != 0) return -1;
-  f->ctx.uc_stack.ss_sp = f->stack;
-  f->ctx.uc_stack.ss_size = stack_size;
-  f->ctx.uc_link = NULL;
-  makecontext(&f->ctx, fiber_main, 0);
-  return 0;
-}
-
 static int run_block(Worker *w, unsigned worker, const Launch *L, unsigned bx, unsigned by, unsigned bz, char *msg,
                      size_t msg_size) {
   unsigned n = L->nthreads, bdx = L->block.x, bdy = L->block.y;
@@ -382,7 +429,7 @@ static int run_block(Worker *w, unsigned worker, const Launch *L, unsigned bx, u
     f->warp = i / EMU_WARP;
     f->shfl_seq = 0;
     f->fake_stack = NULL;
-    if (fiber_make(f, w->stack_size) != 0) {
+    if (ctx_make(&f->ctx, f->stack, w->stack_size) != 0) {
       snprintf(msg, msg_size, "emu: getcontext: %s", strerror(errno));
       return -1;
     }
@@ -407,6 +454,10 @@ static int run_block(Worker *w, unsigned worker, const Launch *L, unsigned bx, u
     describe_wait(b, db, sizeof db);
     snprintf(msg, msg_size, "emu: kernel %s: block (%u,%u,%u) deadlocked: %s, %s", L->kernel, bx, by,
              bz, da, db);
+#ifdef EMU_ASAN
+    /* The abandoned frames' redzones would poison the stacks' next use. */
+    for (unsigned i = 0; i < n; i++) __asan_unpoison_memory_region(w->fibers[i].stack, w->stack_size);
+#endif
     return -1;
   }
 }
