@@ -95,7 +95,7 @@ const char *emu_cuda_prelude_text(void) { return ditc_cuda_prelude_blob; }
 
 static void fiber_main(void);
 
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(DITC_EMU_UCONTEXT) /* -DDITC_EMU_UCONTEXT tests the other path */
 /* ditc_emu_switch(save, next): push the callee-saved registers, store the
  * stack pointer in *save, load next, pop and return into the other context.
  * The x87 and SSE control words are not switched: kernels leave them alone. */

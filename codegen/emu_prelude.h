@@ -35,11 +35,18 @@
  *   never take sizeof of them.  Shared memory starts uninitialised, as on
  *   the GPU.
  *
+ *   Barriers.  Every live thread of a block must reach the same
+ *   __syncthreads() - the same source line, which a helper's barrier is for
+ *   all its callers - or have returned: threads that returned count as
+ *   arrived.  The emulator reports threads waiting at different lines, or
+ *   half a warp in a shuffle while the rest waits elsewhere, as a deadlock.
+ *
  *   Built-ins.  threadIdx, blockIdx, blockDim, gridDim (.x .y .z, unsigned),
  *   warpSize (32); __syncthreads(); __syncwarp(); __shfl_sync,
  *   __shfl_xor_sync, __shfl_up_sync, __shfl_down_sync with mask 0xffffffffu
- *   (full warps only; optional width argument) on 4- or 8-byte scalars,
- *   __half and __nv_bfloat16; ditc_warp_sum/ditc_warp_max/ditc_warp_min
+ *   (full warps only; optional width argument) on scalars, __half and
+ *   __nv_bfloat16 (lanes that returned or do not exist yield the caller's
+ *   own value); ditc_warp_sum/ditc_warp_max/ditc_warp_min
  *   (float, result in every lane); atomicAdd on float, int, unsigned,
  *   unsigned long long; atomicMax/atomicMin on int and unsigned;
  *   atomicExch on int, unsigned, float; atomicCAS on int, unsigned,
@@ -79,7 +86,7 @@
  * operators, __constant__ and __device__ global variables, texture and
  * surface objects, printf, assert and __trap, dynamic parallelism, clusters.
  * In the emulator a thread that faults takes the process with it, as a
- * device fault takes the CUDA context.
+ * device fault takes the CUDA context, and a thread's stack is about 248 KB.
  *
  * ============================ how it works ================================
  * emu.c runs a block's threads as fibers on one OS thread (a worker);
@@ -90,7 +97,7 @@
  * DitcEmuThread, so the built-ins find the current thread from the frame
  * address.  Static shared memory is allocated per declaration and worker on
  * first use (each worker runs one block at a time, so that is per-block
- * storage) and stays for the life of the module.  The module exports
+ * storage) and stays until emu_shutdown.  The module exports
  * `ditc_emu_module_init`, which receives the emulator's callbacks, and
  * `ditc_emu_kernel_<name>` per kernel.
  *
