@@ -319,7 +319,7 @@ static int build(const Opts *o, const char *entry, FeModel *m) {
     fprintf(stderr, "%s: %d error%s\n", prog, errors, errors == 1 ? "" : "s");
     return 1;
   }
-  PassOptions po = {.verify = o->verify, .dump_after = o->dump_after, .dump = stdout};
+  PassOptions po = {.verify = 1, .dump_after = o->dump_after, .dump = stdout};
   IrErr err;
   if (pass_run_pipeline(m->graph, o->passes ? o->passes : "default", &po, &err)) {
     fe_model_free(m);
@@ -605,8 +605,8 @@ static int cmd_sample(const Opts *o) {
   float *x = NULL, *init = NULL;
   NoiseCtx nc = {0};
   ModelCtx mc = {0};
-  int64_t n, img = (int64_t)C * S * S;
-  int distinct;
+  int64_t n = 0, img = (int64_t)C * S * S;
+  int distinct = 0;
   if (o->labels_from ? load_labels(o->labels_from, o->repeat, classes, &labels, &n, &distinct)
                      : parse_labels(o->labels, o->repeat, classes, &labels, &n, &distinct))
     goto done;

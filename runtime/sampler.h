@@ -5,7 +5,11 @@
  * Schedule: `diffusion_steps` linear betas 1e-4 .. 0.02 (scaled by 1000 /
  * diffusion_steps as the reference does), respaced to `sampling_steps` kept
  * timesteps round(i * (T-1)/(S-1)) (round half to even, stride accumulated in
- * floating point).  Coefficients in float64, as the reference computes them.
+ * floating point).  Coefficients in float64, as the reference computes them;
+ * each step then takes them as float32 and does the per-element arithmetic in
+ * float32 in the reference's order (torch's `_extract_into_tensor(...).float()`).
+ * Variance: learned range when learn_sigma, else FIXED_LARGE (what
+ * create_diffusion picks for learn_sigma=False).  No clipping of x_0.
  *
  * The model is a callback: the sampler hands it x for `rows` rows and the
  * *original* timestep of every row, and it writes eps (and, with learn_sigma,
@@ -55,7 +59,10 @@ typedef struct {
   void (*progress)(void *ctx, int done, int total); void *progress_ctx;
 } SamplerConfig;
 
-/* x: in x_T (if init_noise is 0, caller already filled it) out x_0, [N, C, H, W]. */
+/* x: in x_T (filled by the caller, e.g. with rng_normal), out x_0, [N, C, H, W].
+ * Steps i = S-1 .. 0: model(x, t = timestep_map[i]); noise(step = S-1-i) at
+ * every step when cfg->noise is set (the last step's noise is unused, as in
+ * the reference); noise may be NULL only for DDIM with eta = 0. */
 int sampler_run(const Diffusion *d, const SamplerConfig *cfg, float *x, IrErr *err);
 
 /* Deterministic N(0,1) generator (Philox-4x32-10 + Box-Muller) keyed by seed. */
@@ -64,6 +71,16 @@ typedef struct {
   uint64_t counter;
 } RtRng;
 void rng_init(RtRng *r, uint64_t seed);
+/* Fills n normals from blocks counter, counter+1, ... (4 normals a block;
+ * each call starts a fresh block, so the stream depends only on seed, the
+ * counter and n). */
 void rng_normal(RtRng *r, float *out, int64_t n);
+/* The raw Philox-4x32-10 block function (Random123's philox4x32_R(10, ...)).
+ * rng_normal uses ctr = {counter lo, counter hi, 0, 0}, key = {seed lo, seed hi}
+ * and turns words (a, b) into r cos(2 pi u_b), r sin(2 pi u_b) with
+ * r = sqrt(-2 ln u_a), u_w = (w + 0.5) / 2^32, in double precision. */
+void rng_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+/* A NoiseFn over an RtRng (ctx is the RtRng *): every call draws n normals. */
+int sampler_noise_rng(void *ctx, int step, float *out, int64_t n, IrErr *err);
 
 #endif

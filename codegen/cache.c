@@ -1,0 +1,627 @@
+/*
+ * cache.c - the on-disk kernel cache: SHA-256 keys, atomically written and
+ * fully checked entries, and the walks behind `ditc cache ls|verify|clear`.
+ *
+ * Entries are only ever created by rename() of a complete, fsync'd file, so a
+ * reader sees either nothing or a whole entry.  What can still go wrong (a
+ * disk error, a truncated copy, a hand edit) is caught by the header's length
+ * and the payload's hash; such an entry is removed and rebuilt.  Hashing uses
+ * OpenSSL's EVP interface.  The layout is described in cache.h.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "codegen/cache.h"
+
+enum {
+  HDR_SIZE = 8 + 4 + 4 + 8 + 32 + 32,
+  FORMAT_VERSION = 1,
+  MAX_ARCH = 31,
+};
+static const char MAGIC[8] = {'D', 'I', 'T', 'C', 'K', 'C', '0', '1'};
+static const char TMP_PREFIX[] = ".tmp-";
+
+struct CgCache {
+  char *dir;
+  CgCacheWarnFn warn;
+  void *warn_user;
+  atomic_long hits, misses, corrupt, stores;
+};
+
+__attribute__((format(printf, 2, 3))) static void warnf(CgCache *c, const char *fmt, ...) {
+  if (!c->warn) return;
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  c->warn(c->warn_user, msg);
+}
+
+static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xprintf(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  DITC_ASSERT(n >= 0);
+  char *s = xmalloc((size_t)n + 1);
+  va_start(ap, fmt);
+  vsnprintf(s, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  return s;
+}
+
+/* ---- directories ------------------------------------------------------------ */
+
+int cg_cache_default_dir(char *buf, size_t n, IrErr *err) {
+  const char *d = getenv("DITC_CACHE_DIR");
+  const char *x = getenv("XDG_CACHE_HOME");
+  const char *h = getenv("HOME");
+  int len;
+  if (d && *d)
+    len = snprintf(buf, n, "%s", d);
+  else if (x && x[0] == '/') /* the XDG spec says relative values are to be ignored */
+    len = snprintf(buf, n, "%s/ditc", x);
+  else if (h && *h)
+    len = snprintf(buf, n, "%s/.cache/ditc", h);
+  else
+    return ir_errf(err, "no directory for the kernel cache: set DITC_CACHE_DIR (or HOME)");
+  if (len < 0 || (size_t)len >= n) return ir_errf(err, "kernel cache directory name too long");
+  return 0;
+}
+
+/* mkdir -p: create what is missing with `mode`; existing parts must be directories. */
+static int mkdir_p(const char *path, mode_t mode, IrErr *err) {
+  char *p = xstrdup(path);
+  int rc = 0;
+  for (char *s = p + 1;; s++) {
+    if (*s != '/' && *s) continue;
+    char saved = *s;
+    *s = 0;
+    if (mkdir(p, mode) != 0) {
+      struct stat st;
+      if (errno != EEXIST || stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        rc = ir_errf(err, "cannot create directory %s: %s", p,
+                     errno == EEXIST ? "a file is in the way" : strerror(errno));
+        break;
+      }
+    }
+    *s = saved;
+    if (!saved) break;
+  }
+  free(p);
+  return rc;
+}
+
+CgCache *cg_cache_open(const char *dir, IrErr *err) {
+  char def[4096];
+  if (!dir) {
+    if (cg_cache_default_dir(def, sizeof def, err)) return NULL;
+    dir = def;
+  }
+  if (!*dir) {
+    ir_errf(err, "empty kernel cache directory name");
+    return NULL;
+  }
+  if (mkdir_p(dir, 0700, err)) return NULL;
+  CgCache *c = xcalloc(1, sizeof *c);
+  c->dir = xstrdup(dir);
+  size_t n = strlen(c->dir);
+  while (n > 1 && c->dir[n - 1] == '/') c->dir[--n] = 0;
+  return c;
+}
+
+void cg_cache_close(CgCache *c) {
+  if (!c) return;
+  free(c->dir);
+  free(c);
+}
+
+const char *cg_cache_dir(const CgCache *c) { return c->dir; }
+
+void cg_cache_set_warn(CgCache *c, CgCacheWarnFn fn, void *user) {
+  c->warn = fn;
+  c->warn_user = user;
+}
+
+CgCacheStats cg_cache_stats(const CgCache *c) {
+  return (CgCacheStats){atomic_load(&c->hits), atomic_load(&c->misses), atomic_load(&c->corrupt),
+                        atomic_load(&c->stores)};
+}
+
+/* The arch becomes a directory name: nothing that could climb out of the cache. */
+static int check_arch(const char *arch, IrErr *err) {
+  size_t n = arch ? strlen(arch) : 0;
+  if (n == 0 || n > MAX_ARCH || strspn(arch, "abcdefghijklmnopqrstuvwxyz"
+                                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != n)
+    return ir_errf(err, "kernel cache: bad architecture name \"%s\" (letters, digits, '_')",
+                   arch ? arch : "(null)");
+  return 0;
+}
+
+/* ---- hashing ---------------------------------------------------------------- */
+
+static int sha256(const void *data, size_t n, unsigned char out[32]) {
+  unsigned int len = 0;
+  return EVP_Digest(data, n, out, &len, EVP_sha256(), NULL) == 1 && len == 32 ? 0 : -1;
+}
+
+static void put_u32(unsigned char *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static void put_u64(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static uint32_t get_u32(const unsigned char *p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+static uint64_t get_u64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+
+/* Length-prefixed, so no two different field lists hash the same bytes. */
+static int hash_field(EVP_MD_CTX *md, const char *s) {
+  unsigned char len[8];
+  size_t n = s ? strlen(s) : 0;
+  put_u64(len, n);
+  return EVP_DigestUpdate(md, len, 8) == 1 && (n == 0 || EVP_DigestUpdate(md, s, n) == 1) ? 0 : -1;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int cg_cache_key(const CgCacheRequest *r, CgCacheKey *key, IrErr *err) {
+  if (!r->source) return ir_errf(err, "kernel cache: no source to key");
+  if (check_arch(r->arch, err)) return -1;
+  if (r->n_options < 0 || (r->n_options > 0 && !r->options))
+    return ir_errf(err, "kernel cache: bad option list");
+  const char **opts = xmalloc(sizeof *opts * (size_t)(r->n_options + 1));
+  for (int i = 0; i < r->n_options; i++) opts[i] = r->options[i] ? r->options[i] : "";
+  qsort(opts, (size_t)r->n_options, sizeof *opts, cmp_str);
+
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  unsigned int len = 0;
+  int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+  ok = ok && hash_field(md, "ditc kernel cache key 1") == 0;
+  ok = ok && hash_field(md, r->codegen_version) == 0;
+  ok = ok && hash_field(md, r->compiler_version) == 0;
+  ok = ok && hash_field(md, r->arch) == 0;
+  ok = ok && hash_field(md, r->name) == 0;
+  ok = ok && hash_field(md, r->source) == 0;
+  unsigned char cnt[8];
+  put_u64(cnt, (uint64_t)r->n_options);
+  ok = ok && EVP_DigestUpdate(md, cnt, 8) == 1;
+  for (int i = 0; ok && i < r->n_options; i++) ok = hash_field(md, opts[i]) == 0;
+  ok = ok && EVP_DigestFinal_ex(md, key->b, &len) == 1 && len == 32;
+  EVP_MD_CTX_free(md);
+  free(opts);
+  return ok ? 0 : ir_errf(err, "kernel cache: SHA-256 (OpenSSL) failed");
+}
+
+void cg_cache_key_hex(const CgCacheKey *k, char hex[65]) {
+  static const char digits[] = "0123456789abcdef";
+  for (int i = 0; i < 32; i++) {
+    hex[2 * i] = digits[k->b[i] >> 4];
+    hex[2 * i + 1] = digits[k->b[i] & 15];
+  }
+  hex[64] = 0;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+int cg_cache_key_parse(const char *s, CgCacheKey *k) {
+  for (int i = 0; i < 64; i++)
+    if (hexval(s[i]) < 0) return -1;
+  if (s[64]) return -1;
+  for (int i = 0; i < 32; i++) k->b[i] = (unsigned char)(hexval(s[2 * i]) << 4 | hexval(s[2 * i + 1]));
+  return 0;
+}
+
+/* ---- entries ---------------------------------------------------------------- */
+
+static char *entry_path(const CgCache *c, const char *arch, const char *hex) {
+  return xprintf("%s/%s/%.2s/%s.cubin", c->dir, arch, hex, hex);
+}
+
+enum { ENTRY_OK, ENTRY_MISSING, ENTRY_IOERR, ENTRY_CORRUPT };
+
+/* Read and check the entry at path against key.  ENTRY_OK: *payload (malloc'd)
+ * and *size set.  Otherwise `why` says what is wrong; *st is the file's
+ * identity when it was opened (so a corrupt one can be removed without
+ * racing a fresh rename into its place). */
+static int read_entry(const char *path, const CgCacheKey *key, unsigned char **payload,
+                      size_t *size, struct stat *st, char *why, size_t whyn) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(why, whyn, "%s", strerror(errno));
+    return errno == ENOENT ? ENTRY_MISSING : ENTRY_IOERR;
+  }
+  int rc = ENTRY_CORRUPT;
+  unsigned char *buf = NULL;
+  if (fstat(fd, st) != 0) {
+    snprintf(why, whyn, "%s", strerror(errno));
+    rc = ENTRY_IOERR;
+    goto out;
+  }
+  if (!S_ISREG(st->st_mode)) {
+    snprintf(why, whyn, "not a regular file");
+    goto out;
+  }
+  size_t n = (size_t)st->st_size;
+  if (n < HDR_SIZE) {
+    snprintf(why, whyn, "truncated: %zu bytes, shorter than the header", n);
+    goto out;
+  }
+  buf = xmalloc(n);
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, buf + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      snprintf(why, whyn, "%s", strerror(errno));
+      rc = ENTRY_IOERR;
+      goto out;
+    }
+    if (r == 0) break;
+    got += (size_t)r;
+  }
+  if (got != n) {
+    snprintf(why, whyn, "shrank while being read");
+    goto out;
+  }
+  uint64_t len = get_u64(buf + 16);
+  unsigned char hash[32];
+  if (memcmp(buf, MAGIC, sizeof MAGIC)) {
+    snprintf(why, whyn, "bad magic");
+  } else if (get_u32(buf + 8) != FORMAT_VERSION) {
+    snprintf(why, whyn, "unknown format version %u", get_u32(buf + 8));
+  } else if (memcmp(buf + 56, key->b, 32)) {
+    snprintf(why, whyn, "key in the header does not match");
+  } else if (len != n - HDR_SIZE) {
+    snprintf(why, whyn, "payload should be %llu bytes, file holds %zu", (unsigned long long)len,
+             n - HDR_SIZE);
+  } else if (sha256(buf + HDR_SIZE, n - HDR_SIZE, hash) || memcmp(hash, buf + 24, 32)) {
+    snprintf(why, whyn, "payload hash does not match");
+  } else {
+    memmove(buf, buf + HDR_SIZE, n - HDR_SIZE);
+    *payload = buf;
+    *size = n - HDR_SIZE;
+    buf = NULL;
+    rc = ENTRY_OK;
+  }
+out:
+  free(buf);
+  close(fd);
+  return rc;
+}
+
+/* Remove path only if it is still the file that was found bad. */
+static int remove_if_same(CgCache *c, const char *path, const struct stat *bad) {
+  struct stat now;
+  if (stat(path, &now) != 0 || now.st_dev != bad->st_dev || now.st_ino != bad->st_ino) return 0;
+  if (unlink(path) != 0 && errno != ENOENT) {
+    warnf(c, "kernel cache: cannot remove %s: %s", path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+int cg_cache_load(CgCache *c, const char *arch, const CgCacheKey *key, unsigned char **data,
+                  size_t *size, IrErr *err) {
+  *data = NULL;
+  *size = 0;
+  if (check_arch(arch, err)) return -1;
+  char hex[65], why[256];
+  cg_cache_key_hex(key, hex);
+  char *path = entry_path(c, arch, hex);
+  struct stat st;
+  int rc = read_entry(path, key, data, size, &st, why, sizeof why);
+  int ret = 0;
+  switch (rc) {
+  case ENTRY_OK:
+    atomic_fetch_add(&c->hits, 1);
+    ret = 1;
+    break;
+  case ENTRY_MISSING:
+    atomic_fetch_add(&c->misses, 1);
+    break;
+  case ENTRY_CORRUPT:
+    atomic_fetch_add(&c->corrupt, 1);
+    atomic_fetch_add(&c->misses, 1);
+    warnf(c, "kernel cache: corrupt entry %s (%s); removed, will rebuild", path, why);
+    remove_if_same(c, path, &st);
+    break;
+  default:
+    ret = ir_errf(err, "kernel cache: cannot read %s: %s", path, why);
+    break;
+  }
+  free(path);
+  return ret;
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+  const unsigned char *b = p;
+  while (n) {
+    ssize_t w = write(fd, b, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return -1;
+    b += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+int cg_cache_store(CgCache *c, const char *arch, const CgCacheKey *key, const void *data,
+                   size_t size, IrErr *err) {
+  if (check_arch(arch, err)) return -1;
+  char hex[65];
+  cg_cache_key_hex(key, hex);
+  unsigned char hdr[HDR_SIZE] = {0};
+  memcpy(hdr, MAGIC, sizeof MAGIC);
+  put_u32(hdr + 8, FORMAT_VERSION);
+  put_u64(hdr + 16, size);
+  memcpy(hdr + 56, key->b, 32);
+  if (sha256(data, size, hdr + 24)) return ir_errf(err, "kernel cache: SHA-256 (OpenSSL) failed");
+
+  char *dir = xprintf("%s/%s/%.2s", c->dir, arch, hex);
+  char *tmp = xprintf("%s/%s%.16s-XXXXXX", dir, TMP_PREFIX, hex);
+  char *path = entry_path(c, arch, hex);
+  int rc = -1, fd = -1;
+  if (mkdir_p(dir, 0700, err)) goto out;
+  fd = mkostemp(tmp, O_CLOEXEC);
+  if (fd < 0) {
+    ir_errf(err, "kernel cache: cannot create a file in %s: %s", dir, strerror(errno));
+    goto out;
+  }
+  /* Complete and durable before it gets its name: readers never see less. */
+  if (write_all(fd, hdr, sizeof hdr) || write_all(fd, data, size) || fsync(fd)) {
+    ir_errf(err, "kernel cache: cannot write %s: %s", tmp, strerror(errno));
+    goto out;
+  }
+  if (close(fd) != 0) {
+    fd = -1;
+    ir_errf(err, "kernel cache: cannot write %s: %s", tmp, strerror(errno));
+    goto out;
+  }
+  fd = -1;
+  if (rename(tmp, path) != 0) {
+    ir_errf(err, "kernel cache: cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    goto out;
+  }
+  /* Make the new name durable too; failing that only costs a rebuild. */
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    (void)fsync(dfd);
+    close(dfd);
+  }
+  atomic_fetch_add(&c->stores, 1);
+  rc = 0;
+out:
+  if (fd >= 0) close(fd);
+  if (rc) unlink(tmp);
+  free(dir);
+  free(tmp);
+  free(path);
+  return rc;
+}
+
+int cg_cache_get_or_compile(CgCache *c, const CgCacheRequest *r, CgCompileFn compile, void *user,
+                            unsigned char **data, size_t *size, int *hit, IrErr *err) {
+  *data = NULL;
+  *size = 0;
+  *hit = 0;
+  CgCacheKey key;
+  if (cg_cache_key(r, &key, err)) return -1;
+  IrErr lerr;
+  int rc = cg_cache_load(c, r->arch, &key, data, size, &lerr);
+  if (rc == 1) {
+    *hit = 1;
+    return 0;
+  }
+  /* An unreadable cache only costs a compile. */
+  if (rc < 0) warnf(c, "%s", lerr.msg);
+  if (compile(user, r, data, size, err)) {
+    free(*data);
+    *data = NULL;
+    *size = 0;
+    return -1;
+  }
+  if (cg_cache_store(c, r->arch, &key, *data, *size, &lerr))
+    warnf(c, "%s (the kernel is used uncached)", lerr.msg);
+  return 0;
+}
+
+/* ---- walks: ls, verify, clear ----------------------------------------------- */
+
+static int is_entry_name(const char *name, const char *sub) {
+  CgCacheKey k;
+  char hex[65];
+  if (strlen(name) != 64 + 6 || strcmp(name + 64, ".cubin") || strncmp(name, sub, 2)) return 0;
+  memcpy(hex, name, 64);
+  hex[64] = 0;
+  return cg_cache_key_parse(hex, &k) == 0;
+}
+
+/* name: the file's name in <arch>/<sub>/; path: its full path. */
+typedef int (*VisitFn)(CgCache *c, void *ctx, const char *arch, const char *sub, const char *name,
+                       const char *path);
+
+/* Calls visit for every file in <dir>/<arch>/<xx>/ (one arch, or all).  With
+ * prune, removes the directories left empty afterwards. */
+static int walk(CgCache *c, const char *only_arch, VisitFn visit, void *ctx, int prune,
+                IrErr *err) {
+  if (only_arch && check_arch(only_arch, err)) return -1;
+  DIR *top = opendir(c->dir);
+  if (!top) return ir_errf(err, "kernel cache: cannot read %s: %s", c->dir, strerror(errno));
+  int rc = 0;
+  struct dirent *a;
+  while (rc == 0 && (a = readdir(top))) {
+    if (a->d_name[0] == '.' || check_arch(a->d_name, NULL)) continue;
+    if (only_arch && strcmp(a->d_name, only_arch)) continue;
+    char *adir = xprintf("%s/%s", c->dir, a->d_name);
+    DIR *ad = opendir(adir);
+    if (!ad) {
+      if (errno != ENOTDIR)
+        rc = ir_errf(err, "kernel cache: cannot read %s: %s", adir, strerror(errno));
+      free(adir);
+      continue;
+    }
+    struct dirent *s;
+    while (rc == 0 && (s = readdir(ad))) {
+      if (strlen(s->d_name) != 2 || hexval(s->d_name[0]) < 0 || hexval(s->d_name[1]) < 0) continue;
+      char *sdir = xprintf("%s/%s", adir, s->d_name);
+      DIR *sd = opendir(sdir);
+      if (!sd) {
+        if (errno != ENOTDIR)
+          rc = ir_errf(err, "kernel cache: cannot read %s: %s", sdir, strerror(errno));
+        free(sdir);
+        continue;
+      }
+      struct dirent *f;
+      while (rc == 0 && (f = readdir(sd))) {
+        if (!strcmp(f->d_name, ".") || !strcmp(f->d_name, "..")) continue;
+        char *path = xprintf("%s/%s", sdir, f->d_name);
+        rc = visit(c, ctx, a->d_name, s->d_name, f->d_name, path);
+        free(path);
+      }
+      closedir(sd);
+      if (prune) (void)rmdir(sdir); /* fails, harmlessly, when not empty */
+      free(sdir);
+    }
+    closedir(ad);
+    if (prune) (void)rmdir(adir);
+    free(adir);
+  }
+  closedir(top);
+  return rc;
+}
+
+typedef struct {
+  CgCacheEntry *e;
+  int n, cap;
+} ListCtx;
+
+static int visit_list(CgCache *c, void *vctx, const char *arch, const char *sub,
+                      const char *name, const char *path) {
+  (void)c;
+  ListCtx *l = vctx;
+  /* Only files a lookup would find: named by their key, under its prefix. */
+  if (!is_entry_name(name, sub)) return 0;
+  struct stat st;
+  if (stat(path, &st) != 0) return 0; /* removed meanwhile */
+  if (l->n == l->cap) l->e = xrealloc(l->e, sizeof *l->e * (size_t)(l->cap = l->cap ? 2 * l->cap : 64));
+  CgCacheEntry *e = &l->e[l->n++];
+  memset(e, 0, sizeof *e);
+  snprintf(e->arch, sizeof e->arch, "%s", arch);
+  memcpy(e->key, name, 64);
+  e->key[64] = 0;
+  e->size = (int64_t)st.st_size;
+  e->mtime = (int64_t)st.st_mtime;
+  return 0;
+}
+
+static int cmp_entry(const void *a, const void *b) {
+  const CgCacheEntry *x = a, *y = b;
+  int r = strcmp(x->arch, y->arch);
+  return r ? r : strcmp(x->key, y->key);
+}
+
+int cg_cache_list(CgCache *c, const char *arch, CgCacheEntry **entries, int *n, IrErr *err) {
+  ListCtx l = {0};
+  *entries = NULL;
+  *n = 0;
+  if (walk(c, arch, visit_list, &l, 0, err)) {
+    free(l.e);
+    return -1;
+  }
+  if (l.n) qsort(l.e, (size_t)l.n, sizeof *l.e, cmp_entry);
+  *entries = l.e;
+  *n = l.n;
+  return 0;
+}
+
+typedef struct {
+  int remove_bad, ok, bad;
+} VerifyCtx;
+
+static int visit_verify(CgCache *c, void *vctx, const char *arch, const char *sub,
+                        const char *name, const char *path) {
+  (void)arch;
+  VerifyCtx *v = vctx;
+  if (!is_entry_name(name, sub)) return 0;
+  CgCacheKey key;
+  char hex[65];
+  memcpy(hex, name, 64);
+  hex[64] = 0;
+  cg_cache_key_parse(hex, &key);
+  unsigned char *data = NULL;
+  size_t size;
+  struct stat st;
+  char why[256];
+  int rc = read_entry(path, &key, &data, &size, &st, why, sizeof why);
+  free(data);
+  if (rc == ENTRY_OK) {
+    v->ok++;
+  } else if (rc != ENTRY_MISSING) {
+    v->bad++;
+    warnf(c, "kernel cache: %s %s (%s)%s", rc == ENTRY_CORRUPT ? "corrupt entry" : "unreadable",
+          path, why, v->remove_bad ? "; removed" : "");
+    if (v->remove_bad) {
+      if (rc == ENTRY_CORRUPT)
+        remove_if_same(c, path, &st);
+      else if (unlink(path) != 0 && errno != ENOENT)
+        warnf(c, "kernel cache: cannot remove %s: %s", path, strerror(errno));
+    }
+  }
+  return 0;
+}
+
+int cg_cache_verify(CgCache *c, const char *arch, int remove_bad, int *n_ok, int *n_bad,
+                    IrErr *err) {
+  VerifyCtx v = {.remove_bad = remove_bad};
+  int rc = walk(c, arch, visit_verify, &v, 0, err);
+  if (n_ok) *n_ok = v.ok;
+  if (n_bad) *n_bad = v.bad;
+  return rc;
+}
+
+static int visit_clear(CgCache *c, void *vctx, const char *arch, const char *sub,
+                       const char *name, const char *path) {
+  (void)arch;
+  int entry = is_entry_name(name, sub);
+  /* A temporary file may belong to a builder still running: its rename then
+   * fails and it warns; nothing wrong is ever read. */
+  if (!entry && strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX))) return 0;
+  if (unlink(path) != 0) {
+    if (errno != ENOENT) warnf(c, "kernel cache: cannot remove %s: %s", path, strerror(errno));
+    return 0;
+  }
+  if (entry) ++*(int *)vctx;
+  return 0;
+}
+
+int cg_cache_clear(CgCache *c, const char *arch, int *n_removed, IrErr *err) {
+  int removed = 0;
+  int rc = walk(c, arch, visit_clear, &removed, 1, err);
+  if (n_removed) *n_removed = removed;
+  return rc;
+}

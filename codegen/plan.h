@@ -1,0 +1,132 @@
+/*
+ * plan.h - an execution plan: what the code generator produces and every
+ * device backend (emulated, CUDA) runs.
+ *
+ * A plan is one IR entry (forward, forward_with_cfg) lowered at a fixed batch
+ * and precision into
+ *   - one CUDA C translation unit holding every generated kernel (the kernel
+ *     dialect of codegen/emu_prelude.h: NVRTC compiles it behind
+ *     cuda_prelude.h, the host compiler behind emu_prelude.h);
+ *   - a straight-line list of steps: kernel launches and matrix products
+ *     (served by cuBLASLt on a GPU, by a reference GEMM on the emulator);
+ *   - a memory layout: every value lives at a byte offset in one of three
+ *     spaces: the activation arena, the weights blob, or nowhere (aliases).
+ *
+ * Kernels take one argument, `DitcArgs` (below), by value: the base pointers
+ * of the spaces.  Every offset, shape and stride is a constant in the
+ * generated source, so a kernel needs nothing else and the same launch
+ * sequence can be captured once in a CUDA graph.
+ */
+#ifndef DITC_PLAN_H
+#define DITC_PLAN_H
+
+#include "ir.h"
+#include "weights.h"
+
+/* The one kernel argument.  Declared identically in the generated source. */
+typedef struct {
+  char *act;        /* activation arena (inputs and outputs live here too) */
+  const char *w;    /* weights blob */
+} DitcArgs;
+
+typedef enum { CG_SPACE_ACT, CG_SPACE_WEIGHTS } CgSpace;
+
+typedef struct {
+  CgSpace space;
+  int64_t offset;   /* bytes */
+} CgRef;
+
+typedef enum { CG_EPI_NONE, CG_EPI_BIAS, CG_EPI_GELU_TANH_BIAS } CgEpilogue;
+
+/* D[b] = op(A[b]) op(B[b]) (+ bias[n], then GELU for GELU_TANH_BIAS), all
+ * row-major.  op(A) is [m, k], op(B) is [k, n], D is [m, n].  lda/ldb/ldd are
+ * row strides and stride_* batch strides, in elements; a batch stride of 0
+ * reuses one matrix for every batch entry (broadcast).  Accumulation is f32. */
+typedef struct {
+  IrDType dtype;            /* storage of A, B, D and bias */
+  int trans_a, trans_b;
+  int64_t m, n, k, batch;
+  int64_t lda, ldb, ldd;
+  int64_t stride_a, stride_b, stride_d;
+  CgRef a, b, d, bias;      /* bias used when epilogue != NONE */
+  CgEpilogue epilogue;
+  float alpha;              /* D = alpha * AB (+ bias) */
+} CgGemm;
+
+typedef enum { CG_STEP_KERNEL, CG_STEP_GEMM } CgStepKind;
+
+typedef struct {
+  CgStepKind kind;
+  int node;                 /* IR node position it came from (for messages) */
+  const char *what;         /* "%42 softmax blocks.0.attn": for error messages */
+  /* CG_STEP_KERNEL */
+  int kernel;               /* index into CgPlan.kernels */
+  uint32_t grid[3], block[3];
+  uint32_t shared_bytes;    /* dynamic shared memory */
+  /* CG_STEP_GEMM */
+  CgGemm gemm;
+} CgStep;
+
+typedef struct {
+  const char *name;         /* function name in the source */
+  const char *nodes;        /* IR node(s) it computes, as in its banner */
+} CgKernel;
+
+/* A graph input or output: where it lives in the arena, at this batch. */
+typedef struct {
+  const char *name;
+  IrDType dtype;
+  int rank;
+  int64_t shape[IR_MAX_RANK];
+  int64_t offset;           /* in the activation arena */
+} CgIo;
+
+/* A weight tensor in the blob, converted to its storage dtype. */
+typedef struct {
+  const char *name;         /* PARAM name */
+  IrDType dtype;
+  int rank;
+  int64_t shape[IR_MAX_RANK];
+  int64_t offset;           /* in the weights blob */
+  int param_id;             /* IR node id of the PARAM (for binding), or -1 for a CONST */
+  const float *const_data;  /* CONST: its f32 values (arena-owned) */
+} CgWeight;
+
+typedef struct {
+  Arena arena;              /* owns every string and array below */
+  const char *entry;        /* "forward", ... */
+  IrDType precision;        /* activations and weights: f32, f16 or bf16 */
+  int64_t batch;
+  const char *source;       /* the generated CUDA C translation unit */
+  CgKernel *kernels;
+  int n_kernels;
+  CgStep *steps;
+  int n_steps;
+  int64_t arena_bytes;      /* activation arena size */
+  CgWeight *weights;
+  int n_weights;
+  int64_t weights_bytes;
+  CgIo *inputs;             /* in ir_graph_inputs() order */
+  int n_inputs;
+  CgIo *outputs;            /* in graph output order */
+  int n_outputs;
+} CgPlan;
+
+typedef struct {
+  IrDType precision;        /* f32 (default), f16, bf16 */
+  int64_t batch;            /* >= 1 */
+  int fuse_attention;       /* generate the fused attention kernel where the pattern fits */
+} CgOptions;
+
+/* Lower graph g (after passes) into a plan.  Errors name the node. */
+int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err);
+void cg_plan_free(CgPlan *p);
+
+/* Fill the weights blob (weights_bytes, host memory) from bound weights
+ * (runtime/weights.h), converting to each CgWeight's dtype. */
+int cg_plan_fill_weights(const CgPlan *p, const Weights *w, void *blob, IrErr *err);
+
+/* Bump when generated code changes meaning: it is part of every cache key. */
+#define CG_CODEGEN_VERSION "ditc-codegen-1"
+
+#endif

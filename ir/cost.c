@@ -1,0 +1,50 @@
+/*
+ * cost.c - the cost model: multiply-accumulates, parameters and memory.
+ *
+ * A MAC is one multiply-accumulate of a contraction; only LINEAR, MATMUL and
+ * CONV2D count, as in the DiT paper's Gflops (fvcore's convention).  Every
+ * contraction does numel(output) dot products of length K:
+ *   linear  x[..., K] w[N, K]          -> numel(y) * K
+ *   matmul  a[..., M, K] b[..., K, N]  -> numel(y) * K   (broadcast batch included)
+ *   conv2d  w[O, I/groups, kh, kw]     -> numel(y) * (I/groups) * kh * kw
+ * PARAM shapes never depend on the batch, so params are counted at batch 1;
+ * activations are every non-leaf output at the requested batch.
+ */
+#include "ir.h"
+
+double ir_node_macs(const IrNode *n, int64_t batch) {
+  double out = (double)ir_shape_numel(&n->shape, batch);
+  switch (n->op) {
+  case IR_LINEAR: {
+    const IrShape *x = &n->in[0]->shape;
+    return x->rank ? out * (double)ir_dim_eval(x->d[x->rank - 1], batch) : 0.0;
+  }
+  case IR_MATMUL: {
+    /* K is a's last axis whether or not b is transposed. */
+    const IrShape *a = &n->in[0]->shape;
+    return a->rank ? out * (double)ir_dim_eval(a->d[a->rank - 1], batch) : 0.0;
+  }
+  case IR_CONV2D: {
+    const IrShape *w = &n->in[1]->shape;
+    if (w->rank != 4) return 0.0;
+    return out * (double)ir_dim_eval(w->d[1], batch) * (double)ir_dim_eval(w->d[2], batch) *
+           (double)ir_dim_eval(w->d[3], batch);
+  }
+  default:
+    return 0.0;
+  }
+}
+
+void ir_cost(IrGraph *g, int64_t batch, IrDType weight_dtype, IrCost *out) {
+  IrCost c = {0};
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    c.nodes++;
+    if (n->op == IR_PARAM) c.params += ir_shape_numel(&n->shape, 1);
+    if (ir_op_class(n->op) == IR_CLASS_LEAF) continue;
+    c.macs += ir_node_macs(n, batch);
+    c.activation_bytes += (double)ir_shape_numel(&n->shape, batch) * (double)ir_dtype_size(n->dtype);
+  }
+  c.weight_bytes = c.params * (int64_t)ir_dtype_size(weight_dtype);
+  *out = c;
+}

@@ -1,0 +1,190 @@
+/*
+ * dump.c - ir_dump(): the stable textual form of a graph.
+ *
+ *   graph forward {
+ *     %0 = input "x" : f32[B, 4, 32, 32]
+ *     %1 = param "blocks.0.attn.qkv.weight" : f32[1152, 384]
+ *     %2 = const : f32[128] {0, 1, 2, 3, 4, 5, 6, 7, ... }
+ *     %3 = linear(%0, %1) : f32[B, 256, 1152]  # blocks.0.attn.qkv
+ *     %4 = layernorm(%3) {eps=1e-06} : f32[B, 256, 1152]
+ *     return %4 "out"
+ *   }
+ *
+ * Nodes are numbered densely by position, not by id, so the text of a graph
+ * does not depend on which passes created and deleted nodes before it: golden
+ * files stay stable.  Attributes appear only for ops that use them (ops.def),
+ * floats with %g; source locations are left out on purpose.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir.h"
+
+#define DUMP_CONST_VALUES 8
+
+/* id -> position, for the node references; -1 for nodes outside the graph. */
+typedef struct {
+  int *pos;
+  int n;
+} Numbering;
+
+static void number_nodes(IrGraph *g, Numbering *num) {
+  num->n = g->next_id > 0 ? g->next_id : 1;
+  num->pos = xmalloc((size_t)num->n * sizeof *num->pos);
+  for (int i = 0; i < num->n; i++) num->pos[i] = -1;
+  for (int i = 0; i < g->n_nodes; i++) {
+    int id = g->nodes[i]->id;
+    if (id >= 0 && id < num->n) num->pos[id] = i;
+  }
+}
+
+static void print_ref(FILE *out, const Numbering *num, const IrNode *n) {
+  if (!n) fputs("%null", out);
+  else if (n->id >= 0 && n->id < num->n && num->pos[n->id] >= 0) fprintf(out, "%%%d", num->pos[n->id]);
+  else fprintf(out, "%%?id%d", n->id);  /* not in the graph: only in broken graphs */
+}
+
+/* A string in double quotes, with quotes and backslashes escaped. */
+static void print_quoted(FILE *out, const char *s) {
+  fputc('"', out);
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\') fputc('\\', out);
+    fputc(*s, out);
+  }
+  fputc('"', out);
+}
+
+static void print_dim(FILE *out, IrDim d) {
+  char buf[32];
+  fputs(ir_dim_str(d, buf, sizeof buf), out);
+}
+
+static void print_type(FILE *out, const IrNode *n) {
+  char buf[256];
+  fprintf(out, " : %s%s", ir_dtype_name(n->dtype), ir_shape_str(&n->shape, buf, sizeof buf));
+}
+
+/* The attributes ops.def says the op uses, as " {k=v, ...}". */
+static void print_attrs(FILE *out, const IrNode *n) {
+  const IrAttrs *a = &n->attr;
+  switch (n->op) {
+  case IR_LAYERNORM:
+    fprintf(out, " {eps=%g}", a->f);
+    break;
+  case IR_SCALE:
+  case IR_ADD_SCALAR:
+  case IR_POW_SCALAR:
+  case IR_CLAMP_MIN:
+    fprintf(out, " {f=%g}", a->f);
+    break;
+  case IR_REDUCE_SUM:
+  case IR_REDUCE_MEAN:
+  case IR_CONCAT:
+    fprintf(out, " {axis=%d}", a->axis);
+    break;
+  case IR_TOPK_SOFTMAX:
+    fprintf(out, " {k=%d}", a->k);
+    break;
+  case IR_MATMUL:
+    if (a->trans_b) fputs(" {trans_b=1}", out);
+    break;
+  case IR_CONV2D:
+    /* 0 means the default 1 for stride and groups (ir/shape.c). */
+    fprintf(out, " {stride=%d, pad=%d, groups=%d}", a->stride ? a->stride : 1, a->pad,
+            a->groups ? a->groups : 1);
+    break;
+  case IR_CAST:
+    fprintf(out, " {to=%s}", ir_dtype_name(a->to));
+    break;
+  case IR_AVGPOOL2D:
+    fprintf(out, " {out_h=%d, out_w=%d}", a->out_h, a->out_w);
+    break;
+  case IR_SLICE:
+    fprintf(out, " {axis=%d, start=", a->axis);
+    print_dim(out, a->start);
+    fputs(", len=", out);
+    print_dim(out, a->len);
+    fputc('}', out);
+    break;
+  case IR_PERMUTE:
+    fputs(" {perm=[", out);
+    for (int i = 0; i < n->shape.rank; i++) fprintf(out, "%s%d", i ? "," : "", a->perm[i]);
+    fputs("]}", out);
+    break;
+  case IR_RESHAPE:
+    fputs(" {shape=[", out);
+    for (int i = 0; i < a->shape.rank; i++) {
+      if (i) fputc(',', out);
+      print_dim(out, a->shape.d[i]);
+    }
+    fputs("]}", out);
+    break;
+  default:
+    break;
+  }
+}
+
+/* The first few values of a CONST (or of a PARAM's default). */
+static void print_values(FILE *out, const IrNode *n) {
+  int64_t numel = ir_shape_numel(&n->shape, 1);
+  int64_t shown = numel < DUMP_CONST_VALUES ? numel : DUMP_CONST_VALUES;
+  fputs(" {", out);
+  for (int64_t i = 0; i < shown; i++) {
+    if (i) fputs(", ", out);
+    if (n->dtype == IR_I32) fprintf(out, "%d", ((const int32_t *)n->data)[i]);
+    else fprintf(out, "%g", ((const float *)n->data)[i]);
+  }
+  if (shown < numel) fputs(", ... ", out);
+  fputc('}', out);
+}
+
+static void dump_node(FILE *out, const Numbering *num, const IrNode *n, int pos) {
+  fprintf(out, "  %%%d = %s", pos, ir_op_name(n->op));
+  switch (n->op) {
+  case IR_INPUT:
+  case IR_PARAM:
+    fputc(' ', out);
+    print_quoted(out, n->name ? n->name : "");
+    print_type(out, n);
+    if (n->op == IR_PARAM && n->data) {
+      fputs(" default", out);
+      print_values(out, n);
+    }
+    fputc('\n', out);
+    return;
+  case IR_CONST:
+    print_type(out, n);
+    if (n->data) print_values(out, n);
+    break;
+  default:
+    fputc('(', out);
+    for (int i = 0; i < n->n_in; i++) {
+      if (i) fputs(", ", out);
+      print_ref(out, num, n->in[i]);
+    }
+    fputc(')', out);
+    print_attrs(out, n);
+    print_type(out, n);
+    break;
+  }
+  if (n->name && n->name[0]) fprintf(out, "  # %s", n->name);
+  fputc('\n', out);
+}
+
+void ir_dump(IrGraph *g, FILE *out) {
+  Numbering num;
+  number_nodes(g, &num);
+  fprintf(out, "graph %s {\n", g->name ? g->name : "main");
+  for (int i = 0; i < g->n_nodes; i++) dump_node(out, &num, g->nodes[i], i);
+  fputs("  return", out);
+  for (int k = 0; k < g->n_outputs; k++) {
+    fputs(k ? ", " : " ", out);
+    print_ref(out, &num, g->outputs[k]);
+    if (g->output_names && g->output_names[k]) {
+      fputc(' ', out);
+      print_quoted(out, g->output_names[k]);
+    }
+  }
+  fputs("\n}\n", out);
+  free(num.pos);
+}

@@ -1,0 +1,2 @@
+# fgq attention block, canonicalized.
+models/dit.dit --set input_size=8 --set in_channels=4 --set patch_size=2 --set hidden_size=32 --set depth=1 --set num_heads=2 --set num_classes=10 --set att=fgq --set num_heads=3 --set hidden_size=48 --passes canonicalize

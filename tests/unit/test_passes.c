@@ -1,0 +1,387 @@
+/*
+ * test_passes.c - each pass on a small graph (node counts, dump text, folded
+ * values) and the pass manager's handling of pipelines and dumps.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "passes.h"
+
+static const IrLoc NOLOC = {0};
+static const PassOptions OPTS = {.verify = 1};
+
+static char *dump_str(IrGraph *g) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  assert_non_null(f);
+  ir_dump(g, f);
+  fclose(f);
+  return buf;
+}
+
+static void expect_dump(IrGraph *g, const char *want) {
+  char *text = dump_str(g);
+  assert_string_equal(text, want);
+  free(text);
+}
+
+static void run(IrGraph *g, const char *pipeline) {
+  IrErr e = {{0}};
+  if (pass_run_pipeline(g, pipeline, &OPTS, &e)) fail_msg("%s: %s", pipeline, e.msg);
+}
+
+static IrNode *input(IrGraph *g, const char *name, int rank, const IrDim *d) {
+  return ir_input(g, name, IR_F32, ir_shape_make(rank, d), NOLOC);
+}
+
+static IrNode *node1(IrGraph *g, IrOp op, IrNode *x, IrAttrs a) {
+  IrErr e;
+  IrNode *n = ir_node_new(g, op, 1, &x, &a, NOLOC, &e);
+  if (!n) fail_msg("%s", e.msg);
+  return n;
+}
+
+static IrNode *fconst(IrGraph *g, int n, const float *v) {
+  return ir_const(g, IR_F32, ir_shape_make(1, (IrDim[]){n}), v, NOLOC);
+}
+
+/* ---- dce ------------------------------------------------------------------ */
+
+static void test_dce(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrNode *x = input(g, "x", 2, (IrDim[]){IR_BATCH, 8});
+  IrNode *unused = input(g, "t", 1, (IrDim[]){IR_BATCH});
+  IrNode *w = ir_param(g, "dead.weight", IR_F32, ir_shape_make(2, (IrDim[]){4, 8}), NOLOC);
+  ir_linear(g, x, w, NULL); /* dead */
+  IrNode *y = ir_un(g, IR_SILU, x);
+  ir_un(g, IR_EXP, y); /* dead */
+  ir_graph_add_output(g, y, "out");
+  (void)unused;
+  assert_int_equal(g->n_nodes, 6);
+  run(g, "dce");
+  expect_dump(g,
+              "graph f {\n"
+              "  %0 = input \"x\" : f32[B, 8]\n"
+              "  %1 = input \"t\" : f32[B]\n"
+              "  %2 = silu(%0) : f32[B, 8]\n"
+              "  return %2 \"out\"\n"
+              "}\n");
+  ir_graph_free(g);
+}
+
+/* ---- cse ------------------------------------------------------------------ */
+
+static void test_cse_merges_subexpressions(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrNode *x = input(g, "x", 2, (IrDim[]){IR_BATCH, 8});
+  IrNode *y = input(g, "y", 2, (IrDim[]){IR_BATCH, 8}); /* same type, other name: kept */
+  /* Two copies of scale(silu(x), 2) + the same const. */
+  float v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  IrNode *t[2];
+  for (int i = 0; i < 2; i++) {
+    IrNode *c = fconst(g, 8, v);
+    IrNode *s = ir_op1f(g, IR_SCALE, ir_un(g, IR_SILU, x), 2.0f);
+    t[i] = ir_bin(g, IR_ADD, s, c);
+  }
+  IrNode *other = ir_op1f(g, IR_SCALE, ir_un(g, IR_SILU, x), 3.0f); /* differs in f */
+  IrNode *sum = ir_bin(g, IR_ADD, ir_bin(g, IR_MUL, t[0], t[1]), other);
+  IrNode *sy = ir_bin(g, IR_ADD, ir_un(g, IR_SILU, y), sum);
+  ir_graph_add_output(g, sy, "out");
+  ir_graph_add_output(g, t[1], "aux");
+  run(g, "cse");
+  expect_dump(g,
+              "graph f {\n"
+              "  %0 = input \"x\" : f32[B, 8]\n"
+              "  %1 = input \"y\" : f32[B, 8]\n"
+              "  %2 = const : f32[8] {1, 2, 3, 4, 5, 6, 7, 8}\n"
+              "  %3 = silu(%0) : f32[B, 8]\n"
+              "  %4 = scale(%3) {f=2} : f32[B, 8]\n"
+              "  %5 = add(%4, %2) : f32[B, 8]\n"
+              "  %6 = scale(%3) {f=3} : f32[B, 8]\n"
+              "  %7 = mul(%5, %5) : f32[B, 8]\n"
+              "  %8 = add(%7, %6) : f32[B, 8]\n"
+              "  %9 = silu(%1) : f32[B, 8]\n"
+              "  %10 = add(%9, %8) : f32[B, 8]\n"
+              "  return %10 \"out\", %5 \"aux\"\n"
+              "}\n");
+  ir_graph_free(g);
+}
+
+static void test_cse_leaves(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrShape ws = ir_shape_make(2, (IrDim[]){4, 4});
+  IrNode *x = input(g, "x", 2, (IrDim[]){IR_BATCH, 4});
+  IrNode *w1 = ir_param(g, "w", IR_F32, ws, NOLOC);
+  IrNode *w2 = ir_param(g, "w", IR_F32, ws, NOLOC); /* same binding: merged */
+  IrNode *w3 = ir_param(g, "v", IR_F32, ws, NOLOC); /* other name: kept */
+  float a[2] = {1, 2}, b[2] = {1, 3};
+  IrNode *c1 = fconst(g, 2, a), *c2 = fconst(g, 2, b); /* different data: kept */
+  IrNode *l1 = ir_linear(g, x, w1, NULL), *l2 = ir_linear(g, x, w2, NULL), *l3 = ir_linear(g, x, w3, NULL);
+  IrNode *cc = ir_concat(g, 2, (IrNode *[]){c1, c2}, 0);
+  IrNode *out = ir_bin(g, IR_ADD, ir_bin(g, IR_ADD, l1, l2), ir_bin(g, IR_ADD, l3, cc));
+  ir_graph_add_output(g, out, "out");
+  int before = g->n_nodes;
+  run(g, "cse");
+  assert_int_equal(g->n_nodes, before - 2); /* one param, one linear */
+  int params = 0, consts = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    params += g->nodes[i]->op == IR_PARAM;
+    consts += g->nodes[i]->op == IR_CONST;
+  }
+  assert_int_equal(params, 2);
+  assert_int_equal(consts, 2);
+  ir_graph_free(g);
+}
+
+/* ---- canonicalize ------------------------------------------------------- */
+
+static void test_canonicalize(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrNode *x = input(g, "x", 3, (IrDim[]){IR_BATCH, 4, 6});
+  /* reshape(reshape(x)) -> one reshape */
+  IrNode *r1 = ir_reshape(g, x, 2, (IrDim[]){IR_BATCH, 24});
+  IrNode *r2 = ir_reshape(g, r1, 4, (IrDim[]){IR_BATCH, 2, 3, 4});
+  /* permute(permute()) composes: [B,2,3,4] -> [B,3,4,2] -> [B,3,2,4] is [0,2,1,3];
+   * an identity permute vanishes */
+  IrNode *p1 = ir_permute(g, r2, (int[]){0, 2, 3, 1});
+  IrNode *p2 = ir_permute(g, p1, (int[]){0, 1, 3, 2});
+  IrNode *p3 = ir_permute(g, p2, (int[]){0, 1, 2, 3});
+  /* no-op scalars and a whole-axis slice vanish */
+  IrNode *s = ir_op1f(g, IR_SCALE, p3, 1.0f);
+  IrNode *a = ir_op1f(g, IR_ADD_SCALAR, s, 0.0f);
+  IrNode *sl = ir_slice(g, a, 1, 0, 3);
+  IrNode *sb = ir_slice(g, sl, 0, 0, IR_BATCH);
+  IrNode *keep = ir_op1f(g, IR_SCALE, sb, 0.5f);
+  /* reshape back to x's shape through a chain: becomes x itself */
+  IrNode *back = ir_reshape(g, ir_reshape(g, x, 1, (IrDim[]){-24}), 3, (IrDim[]){IR_BATCH, 4, 6});
+  IrNode *c = node1(g, IR_CAST, back, (IrAttrs){.to = IR_F32});
+  ir_graph_add_output(g, keep, "out");
+  ir_graph_add_output(g, c, "same");
+  run(g, "canonicalize");
+  expect_dump(g,
+              "graph f {\n"
+              "  %0 = input \"x\" : f32[B, 4, 6]\n"
+              "  %1 = reshape(%0) {shape=[B,2,3,4]} : f32[B, 2, 3, 4]\n"
+              "  %2 = permute(%1) {perm=[0,2,1,3]} : f32[B, 3, 2, 4]\n"
+              "  %3 = scale(%2) {f=0.5} : f32[B, 3, 2, 4]\n"
+              "  return %3 \"out\", %0 \"same\"\n"
+              "}\n");
+  ir_graph_free(g);
+}
+
+/* Permutations that compose to the identity disappear entirely; a partial
+ * slice and a real reshape stay. */
+static void test_canonicalize_keeps_real_work(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrNode *x = input(g, "x", 3, (IrDim[]){IR_BATCH, 4, 6});
+  IrNode *p = ir_permute(g, ir_permute(g, x, (int[]){0, 2, 1}), (int[]){0, 2, 1});
+  IrNode *sl = ir_slice(g, p, 2, 1, 5);
+  IrNode *sc = ir_op1f(g, IR_ADD_SCALAR, sl, 1.0f);
+  ir_graph_add_output(g, sc, "out");
+  run(g, "canonicalize");
+  expect_dump(g,
+              "graph f {\n"
+              "  %0 = input \"x\" : f32[B, 4, 6]\n"
+              "  %1 = slice(%0) {axis=2, start=1, len=5} : f32[B, 4, 5]\n"
+              "  %2 = add_scalar(%1) {f=1} : f32[B, 4, 5]\n"
+              "  return %2 \"out\"\n"
+              "}\n");
+  ir_graph_free(g);
+}
+
+/* ---- fold-constants ----------------------------------------------------- */
+
+static const IrNode *only_const(IrGraph *g) {
+  const IrNode *c = NULL;
+  for (int i = 0; i < g->n_nodes; i++)
+    if (g->nodes[i]->op == IR_CONST) {
+      assert_null(c);
+      c = g->nodes[i];
+    }
+  assert_non_null(c);
+  return c;
+}
+
+/* The timestep-embedding pattern: freqs = exp(arange(n) * -k); emb = [cos, sin](t * freqs). */
+static void test_fold_sin_arange(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrNode *t = input(g, "t", 2, (IrDim[]){IR_BATCH, 1});
+  float ar[8];
+  for (int i = 0; i < 8; i++) ar[i] = (float)i;
+  IrNode *c = fconst(g, 8, ar);
+  IrNode *s = ir_un(g, IR_SIN, ir_op1f(g, IR_ADD_SCALAR, ir_op1f(g, IR_SCALE, c, 0.5f), 0.25f));
+  IrNode *two = ir_bin(g, IR_MUL, s, s);
+  IrNode *y = ir_bin(g, IR_MUL, t, two);
+  ir_graph_add_output(g, y, "out");
+  run(g, "fold-constants");
+  assert_int_equal(g->n_nodes, 3); /* t, the folded const, mul */
+  const IrNode *k = only_const(g);
+  assert_int_equal(k->shape.rank, 1);
+  assert_int_equal(k->shape.d[0], 8);
+  assert_ptr_equal(y->in[1], k);
+  const float *v = k->data;
+  for (int i = 0; i < 8; i++) {
+    float want = sinf(i * 0.5f + 0.25f);
+    assert_float_equal(v[i], want * want, 1e-6);
+  }
+  ir_graph_free(g);
+}
+
+static void test_fold_layout_and_reduce(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  float v[6] = {0, 1, 2, 3, 4, 5};
+  IrNode *c = ir_const(g, IR_F32, ir_shape_make(2, (IrDim[]){2, 3}), v, NOLOC);
+  IrNode *p = ir_permute(g, c, (int[]){1, 0});                 /* [[0,3],[1,4],[2,5]] */
+  IrNode *sl = ir_slice(g, p, 0, 1, 2);                        /* [[1,4],[2,5]] */
+  IrNode *cat = ir_concat(g, 2, (IrNode *[]){sl, p}, 0);       /* [5, 2] */
+  IrNode *r = ir_reshape(g, cat, 2, (IrDim[]){2, 5});          /* [[1,4,2,5,0],[3,1,4,2,5]] */
+  IrNode *m = node1(g, IR_REDUCE_MEAN, r, (IrAttrs){.axis = 1}); /* [[2.4],[3]] */
+  float row[3] = {10, 20, 30};
+  IrNode *b = ir_bin(g, IR_ADD, m, fconst(g, 3, row));         /* broadcast [2,1]+[3] -> [2,3] */
+  IrNode *x = input(g, "x", 2, (IrDim[]){IR_BATCH, 3});
+  IrNode *y = ir_bin(g, IR_MUL, x, node1(g, IR_REDUCE_SUM, b, (IrAttrs){.axis = 0}));
+  ir_graph_add_output(g, y, "out");
+  ir_graph_add_output(g, cat, "cat");
+  run(g, "fold-constants");
+  /* x, two consts (the reduce_sum result and the cat output), mul */
+  assert_int_equal(g->n_nodes, 4);
+  const IrNode *sum = y->in[1], *cc = g->outputs[1];
+  assert_int_equal(sum->op, IR_CONST);
+  assert_int_equal(cc->op, IR_CONST);
+  const float want_cat[10] = {1, 4, 2, 5, 0, 3, 1, 4, 2, 5};
+  for (int i = 0; i < 10; i++) assert_float_equal(((const float *)cc->data)[i], want_cat[i], 0);
+  /* sum of [[12.4,22.4,32.4],[13,23,33]] = 67.2 + 69 */
+  assert_int_equal(sum->shape.rank, 2);
+  assert_int_equal(sum->shape.d[0], 1);
+  assert_int_equal(sum->shape.d[1], 1);
+  assert_float_equal(((const float *)sum->data)[0], 136.2, 1e-4);
+  ir_graph_free(g);
+}
+
+static void test_fold_leaves_non_constants(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrNode *x = input(g, "x", 1, (IrDim[]){4});
+  float v[4] = {1, 2, 3, 4};
+  IrNode *y = ir_bin(g, IR_ADD, x, fconst(g, 4, v));
+  IrNode *p = ir_param(g, "p", IR_F32, ir_shape_make(1, (IrDim[]){4}), NOLOC);
+  IrNode *z = ir_un(g, IR_EXP, p);
+  ir_graph_add_output(g, ir_bin(g, IR_ADD, y, z), "out");
+  int before = g->n_nodes;
+  run(g, "fold-constants");
+  assert_int_equal(g->n_nodes, before);
+  ir_graph_free(g);
+}
+
+/* ---- the pass manager ---------------------------------------------------- */
+
+static void test_pipeline_unknown_pass(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrNode *x = input(g, "x", 1, (IrDim[]){IR_BATCH});
+  IrNode *d = ir_un(g, IR_EXP, x); /* dead: shows nothing ran */
+  ir_graph_add_output(g, x, "out");
+  IrErr e = {{0}};
+  assert_int_equal(pass_run_pipeline(g, "dce,frobnicate", &OPTS, &e), -1);
+  assert_non_null(strstr(e.msg, "unknown pass 'frobnicate'"));
+  assert_non_null(strstr(e.msg, "canonicalize, fold-constants, cse, dce"));
+  assert_int_equal(g->n_nodes, 2);
+  assert_ptr_equal(g->nodes[1], d);
+  ir_graph_free(g);
+}
+
+static void test_pipeline_registry_and_dump(void **state) {
+  (void)state;
+  int n;
+  const PassInfo *t = pass_table(&n);
+  assert_int_equal(n, 4);
+  for (int i = 0; i < n; i++) {
+    assert_ptr_equal(pass_find(t[i].name), &t[i]);
+    assert_non_null(t[i].doc);
+  }
+  assert_null(pass_find("nope"));
+  assert_ptr_equal(pass_find("fold-constants")->fn, pass_fold_constants);
+
+  IrGraph *g = ir_graph_new("f");
+  IrNode *x = input(g, "x", 1, (IrDim[]){IR_BATCH});
+  IrNode *a = ir_un(g, IR_EXP, x), *b = ir_un(g, IR_EXP, x);
+  ir_graph_add_output(g, ir_bin(g, IR_ADD, ir_op1f(g, IR_SCALE, a, 1.0f), b), "out");
+
+  IrErr e = {{0}};
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  PassOptions o = {.verify = 1, .dump_after = "cse", .dump = f};
+  assert_int_equal(pass_run_pipeline(g, " none , ", &o, &e), 0);
+  assert_int_equal(g->n_nodes, 5);
+  assert_int_equal(pass_run_pipeline(g, "default", &o, &e), 0);
+  fclose(f);
+  assert_string_equal(buf,
+                      "// after cse\n"
+                      "graph f {\n"
+                      "  %0 = input \"x\" : f32[B]\n"
+                      "  %1 = exp(%0) : f32[B]\n"
+                      "  %2 = add(%1, %1) : f32[B]\n"
+                      "  return %2 \"out\"\n"
+                      "}\n");
+  free(buf);
+
+  /* "all" dumps after every pass, in order. */
+  buf = NULL;
+  f = open_memstream(&buf, &len);
+  o.dump_after = "all";
+  o.dump = f;
+  assert_int_equal(pass_run_pipeline(g, "dce,cse", &o, &e), 0);
+  fclose(f);
+  char *second = strstr(buf, "// after cse\n");
+  assert_non_null(second);
+  assert_true(strncmp(buf, "// after dce\n", 13) == 0);
+  free(buf);
+  ir_graph_free(g);
+}
+
+/* The manager verifies after each pass: a pass that breaks the IR is named. */
+static void test_pipeline_verifies(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrNode *x = input(g, "x", 1, (IrDim[]){IR_BATCH});
+  IrNode *y = ir_un(g, IR_EXP, x);
+  ir_graph_add_output(g, y, "out");
+  y->shape.d[0] = 3; /* corrupt: dce leaves it, the verifier catches it */
+  IrErr e = {{0}};
+  assert_int_equal(pass_run_pipeline(g, "dce", &OPTS, &e), -1);
+  assert_non_null(strstr(e.msg, "after pass dce"));
+  assert_non_null(strstr(e.msg, "%1 (exp): stored shape [3] but inputs give [B]"));
+  ir_graph_free(g);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_dce),
+      cmocka_unit_test(test_cse_merges_subexpressions),
+      cmocka_unit_test(test_cse_leaves),
+      cmocka_unit_test(test_canonicalize),
+      cmocka_unit_test(test_canonicalize_keeps_real_work),
+      cmocka_unit_test(test_fold_sin_arange),
+      cmocka_unit_test(test_fold_layout_and_reduce),
+      cmocka_unit_test(test_fold_leaves_non_constants),
+      cmocka_unit_test(test_pipeline_unknown_pass),
+      cmocka_unit_test(test_pipeline_registry_and_dump),
+      cmocka_unit_test(test_pipeline_verifies),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
