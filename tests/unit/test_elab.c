@@ -96,6 +96,8 @@ static void test_small_model(void **state) {
   (void)state;
   Built b = build_ok(tiny);
   IrGraph *g = b.m.graph;
+  IrErr err;
+  assert_int_equal(ir_verify(g, &err), 0);
   /* 1 input; per block 2 params + linear + relu + scale + add; head 2 params + linear */
   assert_int_equal(g->n_nodes, 1 + 2 * 6 + 3);
   assert_int_equal(count_op(g, IR_PARAM), 6);
@@ -606,6 +608,9 @@ static void test_dit_all_configs(void **state) {
       assert_int_equal(o->shape.d[0], e == 0 ? -1 : -2);
       assert_int_equal(o->shape.d[1], 2 * fe_param_int(&m, "in_channels", 0));
       assert_int_equal(o->shape.d[2], fe_param_int(&m, "input_size", 0));
+      IrErr err;
+      if (ir_verify(m.graph, &err)) fprintf(stderr, "%s %s: %s\n", spec, entries[e], err.msg);
+      assert_int_equal(ir_verify(m.graph, &err), 0);
       fe_model_free(&m);
     }
     line = nl + 1;
@@ -622,6 +627,8 @@ static void test_dit_all_configs(void **state) {
     FeModel m;
     assert_int_equal(fe_build(spec, sets, 1, "forward", stderr, &m), 0);
     assert_int_equal(m.graph->n_outputs, 1);
+    IrErr err;
+    assert_int_equal(ir_verify(m.graph, &err), 0);
     fe_model_free(&m);
   }
 }
