@@ -85,11 +85,11 @@ def st_load(path):
         if count == 0:
             out[name] = torch.empty(shape, dtype=dt)
             continue
-        buf = bytearray(raw[base + begin:base + end])  # own, writable copy
-        t = torch.frombuffer(buf, dtype=dt, count=count)
         if sys.byteorder != "little" and esize > 1:
             raise ValueError("big-endian hosts are not supported")
-        out[name] = t.reshape(shape).clone()
+        # A fresh bytearray per tensor: writable, aligned, and kept alive by the tensor.
+        buf = bytearray(raw[base + begin:base + end])
+        out[name] = torch.frombuffer(buf, dtype=dt, count=count).reshape(shape)
     return out, meta
 
 
@@ -401,14 +401,27 @@ def build(cfg, attn_impl="sdpa"):
     return DiT(attn_impl=attn_impl, **model_config(cfg))
 
 
-def random_state(model, seed=0):
+def build_empty(cfg, attn_impl="sdpa"):
+    """The module tree on the meta device (no memory, no init); fill with load_into()."""
+    with torch.device("meta"):
+        return build(cfg, attn_impl)
+
+
+def load_into(model, state):
+    """load_state_dict(strict) taking the tensors themselves (assign), so meta models work."""
+    model.load_state_dict(state, strict=True, assign=True)
+    return model
+
+
+def random_state(cfg, seed=0):
     """Deterministic weights with every tensor non-zero: weights ~ N(0, 1/fan_in), biases and
-    embedding rows ~ N(0, 0.02^2); pos_embed keeps its sin-cos values."""
+    embedding rows ~ N(0, 0.02^2); pos_embed holds its fixed sin-cos values.  Tensors are
+    drawn in state_dict order from one CPU generator."""
     g = torch.Generator().manual_seed(seed)
     sd = {}
-    for name, t in model.state_dict().items():
+    for name, t in build_empty(cfg).state_dict().items():
         if name == "pos_embed":
-            sd[name] = t.clone()
+            sd[name] = sincos_pos_embed(t.shape[-1], int(round(math.sqrt(t.shape[1]))))
             continue
         if t.dim() >= 2 and "embedding_table" not in name:
             std = 1.0 / math.sqrt(t[0].numel())
@@ -449,6 +462,9 @@ def cmd_check(args):
     worst = 0.0
     for name in [c for c in args.case.split(",") if c]:
         base = os.path.join(args.ref_dir, name)
+        if not os.path.isfile(base + ".json"):
+            print(f"error: no case {base}.json (see --ref-dir)", file=sys.stderr)
+            return 2
         with open(base + ".json") as f:
             cfg = json.load(f)
         sd, _ = load_weights(os.path.join(args.ref_dir, cfg.get("weights",
@@ -496,13 +512,17 @@ def resolve_config(spec):
 
 
 def disable_tf32():
-    """fp32 must mean IEEE fp32: no TF32 in matmuls or cuDNN convolutions."""
-    try:  # torch >= 2.9 API; mixing it with the legacy flags is an error there
-        torch.backends.cuda.matmul.fp32_precision = "ieee"
-        torch.backends.cudnn.conv.fp32_precision = "ieee"
-    except AttributeError:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+    """fp32 must mean IEEE fp32: no TF32 in matmuls or cuDNN convolutions.
+
+    The legacy flags are used on purpose: in torch 2.9-2.11, setting only the new
+    fp32_precision attributes leaves cudnn.conv and cudnn.rnn disagreeing, and reading
+    torch.backends.cudnn.allow_tf32 (as some code does) then raises."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def tf32_enabled():
+    return bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32)
 
 
 def _time_iters(fn, iters, cuda):
@@ -533,8 +553,7 @@ def _median(v):
 def bench_one(name, cfg, state, batch, dtype_name, mode, args, dev):
     cuda = dev.type == "cuda"
     dtype = _DTYPES[dtype_name]
-    model = build(cfg, args.attn).eval()
-    model.load_state_dict(state, strict=True)
+    model = load_into(build_empty(cfg, args.attn), state).eval()
     model = model.to(device=dev, dtype=dtype)
     g = torch.Generator().manual_seed(1234)
     x = torch.randn(batch, cfg.get("in_channels", 4), cfg["input_size"], cfg["input_size"],
@@ -566,10 +585,11 @@ def bench_one(name, cfg, state, batch, dtype_name, mode, args, dev):
         "median_ms": med, "images_per_s": batch / (med / 1e3),
         "peak_mem_bytes": peak, "torch_version": torch.__version__,
         "device_name": torch.cuda.get_device_name(dev) if cuda else "cpu",
+        "weights_bytes": sum(v.numel() * v.element_size() for v in model.state_dict().values()),
         "min_ms": min(times), "mean_ms": sum(times) / len(times),
         "compile_mode": args.compile_mode if mode == "compile" else None,
         "compile_s": compile_s, "attn": args.attn, "weights": args.weights,
-        "warmup": args.warmup, "iters": args.iters, "tf32": False,
+        "warmup": args.warmup, "iters": args.iters, "tf32": tf32_enabled(),
     }
     del fn, model
     if cuda:
@@ -584,7 +604,7 @@ def cmd_bench(args):
     disable_tf32()
     name, cfg = resolve_config(args.model)
     if args.weights == "random":
-        state = random_state(build(cfg), args.seed)
+        state = random_state(cfg, args.seed)
     else:
         state, _ = load_weights(args.weights)
     rows = []
@@ -613,7 +633,7 @@ def cmd_bench(args):
 
 def cmd_random_weights(args):
     name, cfg = resolve_config(args.model)
-    state = random_state(build(cfg), args.seed)
+    state = random_state(cfg, args.seed)
     dt = _DTYPES[args.dtype]
     st_save(args.out, {k: v.to(dt) if v.is_floating_point() else v for k, v in state.items()},
             {"format": "pt", "config": json.dumps(cfg), "seed": args.seed})
