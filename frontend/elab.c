@@ -1041,7 +1041,7 @@ static int want_int(Elab *e, AstLoc loc, Value v, const char *what, int64_t *out
 }
 
 static Exec exec_for(Elab *e, Env *env, const AstNode *s) {
-  int64_t lo, hi;
+  int64_t lo = 0, hi = 0;
   Value a = eval(e, env, s->a), b = eval(e, env, s->b);
   if (e->fatal) return EX_STOP;
   int bad = want_int(e, s->a->loc, a, "the start of a 'for' range", &lo);
