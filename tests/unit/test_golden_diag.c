@@ -70,7 +70,7 @@ static void check_one(void **state) {
   snprintf(path, sizeof path, "%s/tests/golden/diag/%s.dit", src_dir(), name);
   snprintf(expected_path, sizeof expected_path, "%s/tests/golden/diag/%s.expected", src_dir(), name);
   snprintf(label, sizeof label, "tests/golden/diag/%s.dit", name);
-  size_t len;
+  size_t len = 0;
   char *text = slurp(path, &len);
   assert_non_null(text);
 
