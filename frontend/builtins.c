@@ -389,22 +389,6 @@ static Value bi_embedding(Call *c) {
 
 /* ---- layout ------------------------------------------------------------------ */
 
-/* Element count of a shape as fixed * B^sym; -1 on overflow. */
-static int count(const IrShape *s, int64_t *fixed, int *sym) {
-  int64_t f = 1;
-  *sym = 0;
-  for (int i = 0; i < s->rank; i++) {
-    int64_t d = s->d[i];
-    if (d < 0) {
-      (*sym)++;
-      d = -d;
-    }
-    if (__builtin_mul_overflow(f, d, &f)) return -1;
-  }
-  *fixed = f;
-  return 0;
-}
-
 /* reshape(x, shape): entries are ints >= 1, multiples of B, or one -1 that is
  * inferred (a multiple of B when x has one more batch factor than the rest). */
 static Value bi_reshape(Call *c) {
@@ -439,7 +423,7 @@ static Value bi_reshape(Call *c) {
     int64_t fa, fb;
     int sa, sb;
     char b1[128];
-    if (count(&x->shape, &fa, &sa) || count(&to, &fb, &sb) || fb == 0 || fa % fb != 0 ||
+    if (ir_shape_count(&x->shape, &fa, &sa) || ir_shape_count(&to, &fb, &sb) || fb == 0 || fa % fb != 0 ||
         (sa != sb && sa != sb + 1) || fa / fb == 0) {
       el_error(c->e, c->call->loc, "reshape(): cannot infer the -1 entry: %s does not divide into the other sizes",
                ir_shape_str(&x->shape, b1, sizeof b1));
@@ -675,7 +659,7 @@ static Value bi_constant(Call *c) {
   IrShape s = {0};
   int64_t n, at = 0;
   int sym;
-  if (nested_shape(c, c->a[0], 0, &s) || count(&s, &n, &sym) || n > MAX_CONST_ELEMS) return el_poison();
+  if (nested_shape(c, c->a[0], 0, &s) || ir_shape_count(&s, &n, &sym) || n > MAX_CONST_ELEMS) return el_poison();
   float *v = el_alloc(c->e, c->call->loc, (size_t)n * sizeof *v);
   if (!v || fill_nested(c, c->a[0], &s, 0, v, &at)) return el_poison();
   return el_const_f32(c->e, c->call->loc, s, v);

@@ -71,6 +71,21 @@ int64_t ir_shape_numel(const IrShape *s, int64_t batch) {
   return n;
 }
 
+int ir_shape_count(const IrShape *s, int64_t *fixed, int *sym) {
+  int64_t f = 1;
+  *sym = 0;
+  for (int i = 0; i < s->rank; i++) {
+    int64_t d = s->d[i];
+    if (d < 0) {
+      (*sym)++;
+      d = -d;
+    }
+    if (__builtin_mul_overflow(f, d, &f)) return -1;
+  }
+  *fixed = f;
+  return 0;
+}
+
 IrShape ir_shape_make(int rank, const IrDim *d) {
   IrShape s = {0};
   DITC_ASSERT(rank >= 0 && rank <= IR_MAX_RANK);

@@ -102,6 +102,9 @@ int ir_shape_eq(const IrShape *a, const IrShape *b);
 /* Number of elements for batch B (>= 0). */
 int64_t ir_shape_numel(const IrShape *s, int64_t batch);
 IrShape ir_shape_make(int rank, const IrDim *d);
+/* Element count as fixed * B^sym (symbolic multipliers folded into fixed);
+ * -1 on overflow. */
+int ir_shape_count(const IrShape *s, int64_t *fixed, int *sym);
 
 /* ======================================================================== */
 /* nodes and graphs                                                         */

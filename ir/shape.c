@@ -40,23 +40,6 @@ static int broadcast(IrOp op, const IrShape *a, const IrShape *b, IrShape *out, 
   return 0;
 }
 
-/* Element count as fixed * B^sym: fixed folds symbolic multipliers in. */
-static int count(const IrShape *s, int64_t *fixed, int *sym) {
-  int64_t f = 1;
-  *sym = 0;
-  for (int i = 0; i < s->rank; i++) {
-    int64_t d = s->d[i];
-    if (d < 0) {
-      (*sym)++;
-      d = -d;
-    }
-    if (d && f > INT64_MAX / d) return -1;
-    f *= d;
-  }
-  *fixed = f;
-  return 0;
-}
-
 static int check_axis(IrOp op, int axis, int rank, IrErr *err) {
   if (axis < 0 || axis >= rank)
     return ir_errf(err, "%s: axis %d out of range for rank %d", ir_op_name(op), axis, rank);
@@ -191,7 +174,7 @@ static int infer_other(IrOp op, int n, IrNode *const *in, const IrAttrs *at, IrS
     int sa, sb;
     const IrShape *to = &at->shape;
     if (to->rank < 0 || to->rank > IR_MAX_RANK) return ir_errf(err, "reshape: bad rank %d", to->rank);
-    if (count(&x->shape, &fa, &sa) || count(to, &fb, &sb))
+    if (ir_shape_count(&x->shape, &fa, &sa) || ir_shape_count(to, &fb, &sb))
       return ir_errf(err, "reshape: element count overflows");
     if (sb > 1) return ir_errf(err, "reshape: at most one dimension may depend on the batch, got %s", SHP(to));
     if (fa != fb || sa != sb)

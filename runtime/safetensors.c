@@ -84,18 +84,6 @@ struct StFile {
   int n_meta;
 };
 
-/* "[192, 64]" for any rank up to ST_MAX_RANK. */
-static const char *shape_str(int rank, const int64_t *shape, char *buf, size_t n) {
-  size_t len = 0;
-  buf[0] = '\0';
-  for (int i = 0; i <= rank && len < n; i++) {
-    int k = i == rank ? snprintf(buf + len, n - len, "]")
-                      : snprintf(buf + len, n - len, "%s%lld", i ? ", " : "[", (long long)shape[i]);
-    len = k < 0 ? n : len + (size_t)k;
-  }
-  return buf;
-}
-
 void st_close(StFile *f) {
   if (!f) return;
   if (f->map) munmap(f->map, f->map_len);
@@ -195,7 +183,7 @@ static int check_entry(StFile *f, const char *name, const json_t *e, uint64_t da
     char sb[160];
     return ir_errf(err, "%s: tensor '%s': data_offsets [%lld, %lld] do not match %s %s (%llu bytes)",
                    f->label, name, (long long)b, (long long)en, st_dtype_name(t->dtype),
-                   shape_str(t->rank, t->shape, sb, sizeof sb), (unsigned long long)nbytes);
+                   rt_dims_str(t->rank, t->shape, sb, sizeof sb), (unsigned long long)nbytes);
   }
   t->nbytes = (size_t)nbytes;
   *begin = b;

@@ -45,7 +45,7 @@ void rt_tensor_free(RtTensor *t) {
   memset(t, 0, sizeof *t);
 }
 
-char *rt_shape_str(const RtTensor *t, char *buf, size_t n) {
+char *rt_dims_str(int rank, const int64_t *dims, char *buf, size_t n) {
   if (n == 0) return buf;
   size_t len = 0;
   buf[0] = '\0';
@@ -58,11 +58,13 @@ char *rt_shape_str(const RtTensor *t, char *buf, size_t n) {
     }                                                              \
   } while (0)
   PUT("[");
-  for (int i = 0; i < t->rank; i++) PUT(i ? ", %lld" : "%lld", (long long)t->shape[i]);
+  for (int i = 0; i < rank; i++) PUT(i ? ", %lld" : "%lld", (long long)dims[i]);
   PUT("]");
 #undef PUT
   return buf;
 }
+
+char *rt_shape_str(const RtTensor *t, char *buf, size_t n) { return rt_dims_str(t->rank, t->shape, buf, n); }
 
 /* ---- half precision ------------------------------------------------------ */
 

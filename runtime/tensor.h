@@ -21,6 +21,8 @@ RtTensor rt_tensor_new(IrDType dtype, int rank, const int64_t *shape);
 void rt_tensor_free(RtTensor *t);
 /* "[2, 4, 16, 16]" */
 char *rt_shape_str(const RtTensor *t, char *buf, size_t n);
+/* The same for any rank and dims array. */
+char *rt_dims_str(int rank, const int64_t *dims, char *buf, size_t n);
 
 /* IEEE half / bfloat16 conversions (round to nearest even). */
 float rt_f16_to_f32(uint16_t h);

@@ -60,17 +60,6 @@ static void list_free(StrList *l) {
   memset(l, 0, sizeof *l);
 }
 
-static const char *dims_str(int rank, const int64_t *d, char *buf, size_t n) {
-  size_t len = 0;
-  buf[0] = '\0';
-  for (int i = 0; i <= rank && len < n; i++) {
-    int k = i == rank ? snprintf(buf + len, n - len, "]")
-                      : snprintf(buf + len, n - len, "%s%lld", i ? ", " : "[", (long long)d[i]);
-    len = k < 0 ? n : len + (size_t)k;
-  }
-  return buf;
-}
-
 /* ---- sources: the checkpoint in reference naming ---------------------------- */
 
 typedef struct {
@@ -232,9 +221,9 @@ static void finish_qkv(Sources *out, QkvGroup *groups, int n_groups, StrList *mi
       char a[96], b[96], c[96];
       list_add(mismatched,
                fmt("%s: to_q/to_k/to_v shapes %s, %s, %s cannot be stacked", r->orig,
-                   dims_str(q->rank, q->shape, a, sizeof a),
-                   dims_str(gr->qkv[1]->rank, gr->qkv[1]->shape, b, sizeof b),
-                   dims_str(gr->qkv[2]->rank, gr->qkv[2]->shape, c, sizeof c)));
+                   rt_dims_str(q->rank, q->shape, a, sizeof a),
+                   rt_dims_str(gr->qkv[1]->rank, gr->qkv[1]->shape, b, sizeof b),
+                   rt_dims_str(gr->qkv[2]->rank, gr->qkv[2]->shape, c, sizeof c)));
       r->bad = 1;
       continue;
     }
@@ -368,8 +357,8 @@ int weights_bind_file(IrGraph *g, const StFile *f, Weights *w, IrErr *err) {
     if (s->bad) continue;
     if (s->rank != p->shape.rank || memcmp(s->shape, dims, (size_t)s->rank * sizeof *dims)) {
       list_add(&mismatched, fmt("%s: checkpoint has %s, model expects %s", p->name,
-                                dims_str(s->rank, s->shape, a, sizeof a),
-                                dims_str(p->shape.rank, dims, b, sizeof b)));
+                                rt_dims_str(s->rank, s->shape, a, sizeof a),
+                                rt_dims_str(p->shape.rank, dims, b, sizeof b)));
       continue;
     }
     bind[i] = s;
