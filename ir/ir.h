@@ -27,7 +27,7 @@
 
 /* An error message filled in by a failing call; the caller decides what to do. */
 typedef struct {
-  char msg[1024];
+  char msg[8192];
 } IrErr;
 
 /* printf-style: fill err (may be NULL) and return -1. */

@@ -39,5 +39,6 @@ int pass_dce(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_cse(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_canonicalize(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_fold_constants(IrGraph *g, const PassOptions *o, IrErr *err);
+int pass_hoist_adaln(IrGraph *g, const PassOptions *o, IrErr *err);
 
 #endif

@@ -18,6 +18,8 @@ static const PassInfo PASSES[] = {
     {"fold-constants", pass_fold_constants,
      "evaluate elementwise, layout and reduce ops over constants into one constant"},
     {"cse", pass_cse, "merge nodes computing the same op over the same inputs and attributes"},
+    {"hoist-adaln", pass_hoist_adaln,
+     "merge linears reading one activation (every block's adaLN modulation) into one product"},
     {"dce", pass_dce, "remove nodes no output depends on"},
 };
 
@@ -25,7 +27,7 @@ static const PassInfo PASSES[] = {
 /* Longest pipeline accepted (names, after expanding "default"). */
 #define MAX_PIPELINE 64
 
-const char *const PASS_DEFAULT_PIPELINE = "canonicalize,fold-constants,cse,dce";
+const char *const PASS_DEFAULT_PIPELINE = "canonicalize,fold-constants,cse,hoist-adaln,dce";
 
 const PassInfo *pass_table(int *n) {
   if (n) *n = N_PASSES;

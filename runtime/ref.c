@@ -53,6 +53,7 @@ typedef struct {
   int alias;      /* position of the node whose storage this one shares, or -1 */
   int last_use;   /* position of the last node reading this storage (roots only), -1 if none */
   int keep;       /* storage holds a graph output: never reused */
+  int fixed;      /* depends on weights and constants only: computed once by ref_prepare */
   float *owned;   /* PARAM rounded to f16/bf16: our own copy */
 } RefVal;
 
@@ -761,7 +762,10 @@ static void plan_slots(RefExec *e) {
   for (int i = 0; i < n; i++) {
     IrNode *nd = e->g->nodes[i];
     RefVal *v = &e->v[i];
-    if (ir_op_class(nd->op) != IR_CLASS_LEAF && v->alias < 0) {
+    if (v->fixed && ir_op_class(nd->op) != IR_CLASS_LEAF && v->alias < 0) {
+      v->owned = xmalloc((size_t)(v->s.numel > 0 ? v->s.numel : 1) * 4);
+      v->ptr = v->owned;
+    } else if (ir_op_class(nd->op) != IR_CLASS_LEAF && v->alias < 0) {
       size_t need = (size_t)(v->s.numel > 0 ? v->s.numel : 1) * 4;
       int best = -1;
       for (int k = 0; k < n_free; k++) {
@@ -797,6 +801,8 @@ static void plan_slots(RefExec *e) {
   for (int i = 0; i < n; i++)
     if (e->v[i].slot >= 0) e->v[i].ptr = e->slots[e->v[i].slot];
 }
+
+static int run_node(RefExec *e, int i, IrErr *err);
 
 RefExec *ref_prepare(IrGraph *g, const Weights *w, int64_t batch, IrErr *err) {
   if (batch < 1) {
@@ -862,11 +868,19 @@ RefExec *ref_prepare(IrGraph *g, const Weights *w, int64_t batch, IrErr *err) {
     } else if (nd->op == IR_RESHAPE) {
       v->alias = pos_of(e, nd->in[0]);
     }
+    v->fixed = nd->op == IR_PARAM || nd->op == IR_CONST;
+    if (nd->op != IR_INPUT && nd->n_in > 0) {
+      v->fixed = 1;
+      for (int k = 0; k < nd->n_in; k++) v->fixed &= e->v[pos_of(e, nd->in[k])].fixed;
+    }
     for (int k = 0; k < nd->n_in; k++) e->v[root_of(e, pos_of(e, nd->in[k]))].last_use = i;
   }
   for (int k = 0; k < g->n_outputs; k++) e->v[root_of(e, pos_of(e, g->outputs[k]))].keep = 1;
   plan_slots(e);
   if (e->scratch_n) e->scratch = xmalloc(e->scratch_n * sizeof *e->scratch);
+  /* Weight-only values (stacked weights, folded layouts) once, here. */
+  for (int i = 0; i < e->n; i++)
+    if (e->v[i].fixed && ir_op_class(g->nodes[i]->op) != IR_CLASS_LEAF && run_node(e, i, err)) goto fail;
   return e;
 fail:
   ref_free(e);
@@ -1008,7 +1022,7 @@ int ref_run(RefExec *e, const RtTensor *inputs, RtTensor *outputs, IrErr *err) {
     val_of(e, e->inputs[k])->ptr = inputs[k].data;
   }
   for (int i = 0; i < e->n; i++)
-    if (run_node(e, i, err)) return -1;
+    if (!e->v[i].fixed && run_node(e, i, err)) return -1;
   for (int k = 0; k < g->n_outputs; k++) {
     IrNode *nd = g->outputs[k];
     RefVal *v = val_of(e, nd);

@@ -1,0 +1,93 @@
+/*
+ * hoist_adaln.c - merge the linear layers that read the same activation into
+ * one wider linear layer.
+ *
+ * In DiT every block's adaLN modulation is Linear(SiLU(c)): after CSE all of
+ * them (and the final layer's) read the one SiLU(c) node, so the depth + 1
+ * small products [B, D] x [D, 6D] become one [B, D] x [D, (6 depth + 2) D]
+ * product whose weights are the blocks' weights stacked by rows.  The same
+ * rewrite merges any group of linears over one input (e.g. the study's wq and
+ * wkv).
+ *
+ *   y_i = linear(s, W_i, b_i)     ->   y = linear(s, concat(W_1..W_n), concat(b_1..b_n))
+ *                                      y_i = slice(y, last axis, offset_i, N_i)
+ *
+ * The stacked weights depend on parameters only: backends compute such
+ * weight-only subgraphs once (the reference executor at prepare time, the code
+ * generator into the weights blob), so the concatenation costs nothing per run.
+ * Groups need the same weight dtype and either all or no biases; a group is
+ * merged only when every weight is a PARAM (or itself weight-only).
+ */
+#include <stdlib.h>
+
+#include "passes.h"
+
+/* A value that depends on no graph input. */
+static int weight_only(const IrNode *n, unsigned char *memo) {
+  if (memo[n->index]) return memo[n->index] == 1;
+  int r = n->op == IR_PARAM || n->op == IR_CONST;
+  if (n->op != IR_INPUT && n->n_in > 0) {
+    r = 1;
+    for (int i = 0; i < n->n_in && r; i++) r = weight_only(n->in[i], memo);
+  }
+  memo[n->index] = r ? 1 : 2;
+  return r;
+}
+
+static int mergeable(const IrNode *a, const IrNode *b) {
+  return b->op == IR_LINEAR && b->in[0] == a->in[0] && b->n_in == a->n_in &&
+         b->in[1]->dtype == a->in[1]->dtype && b->dtype == a->dtype;
+}
+
+int pass_hoist_adaln(IrGraph *g, const PassOptions *o, IrErr *err) {
+  (void)o;
+  int n = g->n_nodes;
+  for (int i = 0; i < n; i++) g->nodes[i]->index = i;
+  unsigned char *memo = xcalloc((size_t)(n ? n : 1), 1);
+  unsigned char *done = xcalloc((size_t)(n ? n : 1), 1);
+  IrNode **group = xmalloc((size_t)(n ? n : 1) * sizeof *group);
+  for (int i = 0; i < n; i++) {
+    IrNode *a = g->nodes[i];
+    if (a->op != IR_LINEAR || done[i]) continue;
+    int k = 0;
+    for (int j = i; j < n; j++) {
+      IrNode *b = g->nodes[j];
+      if (done[j] || !mergeable(a, b)) continue;
+      int ok = weight_only(b->in[1], memo) && (b->n_in < 3 || weight_only(b->in[2], memo));
+      if (!ok) continue;
+      group[k++] = b;
+      done[j] = 1;
+    }
+    if (k < 2) continue;
+
+    IrNode **w = xmalloc((size_t)k * sizeof *w), **bias = xmalloc((size_t)k * sizeof *bias);
+    for (int j = 0; j < k; j++) {
+      w[j] = group[j]->in[1];
+      bias[j] = group[j]->n_in > 2 ? group[j]->in[2] : NULL;
+    }
+    IrNode *wcat = ir_concat(g, k, w, 0);
+    IrNode *bcat = bias[0] ? ir_concat(g, k, bias, 0) : NULL;
+    IrNode *merged = ir_linear(g, a->in[0], wcat, bcat);
+    wcat->loc = merged->loc = a->loc;
+    if (bcat) bcat->loc = a->loc;
+    free(w);
+    free(bias);
+    merged->name = "merged linear";
+    int axis = merged->shape.rank - 1;
+    IrDim at = 0;
+    for (int j = 0; j < k; j++) {
+      IrDim len = group[j]->shape.d[axis];
+      IrNode *s = ir_slice(g, merged, axis, at, len);
+      s->loc = group[j]->loc;
+      s->name = group[j]->name;
+      ir_replace_all_uses(g, group[j], s);
+      at += len;
+    }
+  }
+  free(memo);
+  free(done);
+  free(group);
+  if (ir_graph_toposort(g, err)) return -1;
+  ir_graph_dce(g);
+  return 0;
+}
