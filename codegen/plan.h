@@ -126,6 +126,12 @@ void cg_plan_free(CgPlan *p);
  * (runtime/weights.h), converting to each CgWeight's dtype. */
 int cg_plan_fill_weights(const CgPlan *p, const Weights *w, void *blob, IrErr *err);
 
+/* Runs one GEMM step on the host: the reference the emulated backend and the
+ * tests use.  act is the activation arena, w the weights blob.  Operands are
+ * widened to f32, multiplied with f32 accumulation, the epilogue applied in
+ * f32 and D rounded once to g->dtype.  (codegen/gemm_ref.c) */
+void cg_gemm_ref(const CgGemm *g, char *act, const char *w);
+
 /* Bump when generated code changes meaning: it is part of every cache key. */
 #define CG_CODEGEN_VERSION "ditc-codegen-1"
 
