@@ -957,10 +957,10 @@ static void emit_all(Ctx *c) {
   free(e.src.s);
   p->n_kernels = e.n_kernels;
   p->kernels = arena_alloc(&p->arena, (size_t)(e.n_kernels + 1) * sizeof *p->kernels);
-  memcpy(p->kernels, e.kernels, (size_t)e.n_kernels * sizeof *p->kernels);
+  if (e.n_kernels) memcpy(p->kernels, e.kernels, (size_t)e.n_kernels * sizeof *p->kernels);
   p->n_steps = e.n_steps;
   p->steps = arena_alloc(&p->arena, (size_t)(e.n_steps + 1) * sizeof *p->steps);
-  memcpy(p->steps, e.steps, (size_t)e.n_steps * sizeof *p->steps);
+  if (e.n_steps) memcpy(p->steps, e.steps, (size_t)e.n_steps * sizeof *p->steps);
   p->status_offset = e.status_offset;
   free(e.kernels);
   free(e.steps);
@@ -1006,7 +1006,7 @@ int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err) {
   p->weights_bytes = c.weights_bytes;
   p->n_weights = c.n_weights;
   p->weights = arena_alloc(&p->arena, (size_t)(c.n_weights + 1) * sizeof *p->weights);
-  memcpy(p->weights, c.weights, (size_t)c.n_weights * sizeof *p->weights);
+  if (c.n_weights) memcpy(p->weights, c.weights, (size_t)c.n_weights * sizeof *p->weights);
   IrNode **ins;
   p->n_inputs = ir_graph_inputs(g, &ins);
   p->inputs = arena_alloc(&p->arena, (size_t)(p->n_inputs + 1) * sizeof *p->inputs);
