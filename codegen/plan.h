@@ -110,12 +110,21 @@ typedef struct {
   int n_inputs;
   CgIo *outputs;            /* in graph output order */
   int n_outputs;
+  /* Arena offset of an int32 status word, or -1 when the plan has none.  The
+   * plan's first step zeroes it; kernels that meet bad data set bits (1: an
+   * embedding index out of range, clamped); a backend checks it after a run.
+   * (Added after the first version of this header.) */
+  int64_t status_offset;
 } CgPlan;
+
+/* Bits of the status word. */
+#define CG_STATUS_EMBEDDING_RANGE 1
 
 typedef struct {
   IrDType precision;        /* f32 (default), f16, bf16 */
   int64_t batch;            /* >= 1 */
   int fuse_attention;       /* generate the fused attention kernel where the pattern fits */
+  const char *model;        /* for the source banner only; NULL is fine (added later) */
 } CgOptions;
 
 /* Lower graph g (after passes) into a plan.  Errors name the node. */
@@ -125,6 +134,12 @@ void cg_plan_free(CgPlan *p);
 /* Fill the weights blob (weights_bytes, host memory) from bound weights
  * (runtime/weights.h), converting to each CgWeight's dtype. */
 int cg_plan_fill_weights(const CgPlan *p, const Weights *w, void *blob, IrErr *err);
+
+/* Runs one GEMM step on the host: the reference the emulated backend and the
+ * tests use.  act is the activation arena, w the weights blob.  Operands are
+ * widened to f32, multiplied with f32 accumulation, the epilogue applied in
+ * f32 and D rounded once to g->dtype.  (codegen/gemm_ref.c) */
+void cg_gemm_ref(const CgGemm *g, char *act, const char *w);
 
 /* Bump when generated code changes meaning: it is part of every cache key. */
 #define CG_CODEGEN_VERSION "ditc-codegen-1"

@@ -1,0 +1,114 @@
+/*
+ * gemm_ref.c - the reference implementation of a plan's GEMM step (plan.h).
+ *
+ * The emulated backend and the code generator's tests run CgGemm steps here:
+ * operands are read from the activation arena or the weights blob in the
+ * step's storage dtype, widened to f32, multiplied by cblas_sgemm (f32
+ * accumulation, as cuBLASLt's COMPUTE_32F), then alpha, the bias and the GELU
+ * epilogue are applied in f32 and the result is rounded once to the storage
+ * dtype - the order a fused cuBLASLt epilogue computes in.
+ *
+ * f32 operands are handed to sgemm in place; f16/bf16 operands are widened
+ * into a packed scratch copy first.  Batches run on OpenMP threads, each a
+ * single-threaded sgemm (see runtime/ref.c on why one pool).
+ */
+#include "plan.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensor.h"
+
+static const char *ref_base(CgRef r, char *act, const char *w) {
+  return (r.space == CG_SPACE_ACT ? (const char *)act : w) + r.offset;
+}
+
+static float load_elem(IrDType t, const char *p, int64_t i) {
+  uint16_t h;
+  switch (t) {
+  case IR_F32: {
+    float f;
+    memcpy(&f, p + 4 * i, 4);
+    return f;
+  }
+  case IR_F16: memcpy(&h, p + 2 * i, 2); return rt_f16_to_f32(h);
+  case IR_BF16: memcpy(&h, p + 2 * i, 2); return rt_bf16_to_f32(h);
+  default: ditc_unreachable();
+  }
+}
+
+static void store_elem(IrDType t, char *p, int64_t i, float v) {
+  uint16_t h;
+  switch (t) {
+  case IR_F32: memcpy(p + 4 * i, &v, 4); return;
+  case IR_F16: h = rt_f32_to_f16(v); memcpy(p + 2 * i, &h, 2); return;
+  case IR_BF16: h = rt_f32_to_bf16(v); memcpy(p + 2 * i, &h, 2); return;
+  default: ditc_unreachable();
+  }
+}
+
+/* Widen a rows x cols matrix with row stride ld into a packed f32 copy. */
+static float *widen(IrDType t, const char *p, int64_t rows, int64_t cols, int64_t ld) {
+  float *out = xmalloc((size_t)(rows * cols > 0 ? rows * cols : 1) * sizeof(float));
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) out[r * cols + c] = load_elem(t, p, r * ld + c);
+  return out;
+}
+
+/* x sigmoid(2u), the same GELU (tanh form) as runtime/ref.c. */
+static float gelu_tanh(float x) {
+  const float k = 0.7978845608028654f;
+  return x / (1.0f + expf(-2.0f * k * (x + 0.044715f * x * x * x)));
+}
+
+static void gemm_one(const CgGemm *g, const char *a, const char *b, char *d, const char *bias) {
+  int64_t m = g->m, n = g->n, k = g->k;
+  int64_t a_rows = g->trans_a ? k : m, a_cols = g->trans_a ? m : k;
+  int64_t b_rows = g->trans_b ? n : k, b_cols = g->trans_b ? k : n;
+  int f32 = g->dtype == IR_F32;
+  float *a_tmp = NULL, *b_tmp = NULL, *d_tmp = NULL;
+  const float *af = (const float *)a, *bf = (const float *)b;
+  int64_t lda = g->lda, ldb = g->ldb, ldd = g->ldd;
+  float *df = (float *)d;
+  if (!f32) {
+    af = a_tmp = widen(g->dtype, a, a_rows, a_cols, g->lda);
+    bf = b_tmp = widen(g->dtype, b, b_rows, b_cols, g->ldb);
+    df = d_tmp = xmalloc((size_t)(m * n > 0 ? m * n : 1) * sizeof(float));
+    lda = a_cols, ldb = b_cols, ldd = n;
+  }
+  if (k == 0) {
+    for (int64_t r = 0; r < m; r++)
+      for (int64_t c = 0; c < n; c++) df[r * ldd + c] = 0.0f;
+  } else {
+    cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
+                g->trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, g->alpha, af,
+                (int)(lda > 0 ? lda : 1), bf, (int)(ldb > 0 ? ldb : 1), 0.0f, df,
+                (int)(ldd > 0 ? ldd : 1));
+  }
+  for (int64_t r = 0; r < m; r++) {
+    for (int64_t c = 0; c < n; c++) {
+      float v = df[r * ldd + c];
+      if (g->epilogue != CG_EPI_NONE) v += load_elem(g->dtype, bias, c);
+      if (g->epilogue == CG_EPI_GELU_TANH_BIAS) v = gelu_tanh(v);
+      store_elem(g->dtype, d, r * g->ldd + c, v);
+    }
+  }
+  free(a_tmp);
+  free(b_tmp);
+  free(d_tmp);
+}
+
+void cg_gemm_ref(const CgGemm *g, char *act, const char *w) {
+  DITC_ASSERT(g->dtype == IR_F32 || g->dtype == IR_F16 || g->dtype == IR_BF16);
+  const char *a = ref_base(g->a, act, w), *b = ref_base(g->b, act, w);
+  char *d = act + g->d.offset;
+  DITC_ASSERT(g->d.space == CG_SPACE_ACT);
+  const char *bias = g->epilogue != CG_EPI_NONE ? ref_base(g->bias, act, w) : NULL;
+  size_t es = ir_dtype_size(g->dtype);
+#pragma omp parallel for schedule(dynamic, 1) if (g->batch > 1)
+  for (int64_t i = 0; i < g->batch; i++)
+    gemm_one(g, a + (size_t)(i * g->stride_a) * es, b + (size_t)(i * g->stride_b) * es,
+             d + (size_t)(i * g->stride_d) * es, bias);
+}
