@@ -110,12 +110,21 @@ typedef struct {
   int n_inputs;
   CgIo *outputs;            /* in graph output order */
   int n_outputs;
+  /* Arena offset of an int32 status word, or -1 when the plan has none.  The
+   * plan's first step zeroes it; kernels that meet bad data set bits (1: an
+   * embedding index out of range, clamped); a backend checks it after a run.
+   * (Added after the first version of this header.) */
+  int64_t status_offset;
 } CgPlan;
+
+/* Bits of the status word. */
+#define CG_STATUS_EMBEDDING_RANGE 1
 
 typedef struct {
   IrDType precision;        /* f32 (default), f16, bf16 */
   int64_t batch;            /* >= 1 */
   int fuse_attention;       /* generate the fused attention kernel where the pattern fits */
+  const char *model;        /* for the source banner only; NULL is fine (added later) */
 } CgOptions;
 
 /* Lower graph g (after passes) into a plan.  Errors name the node. */

@@ -1,0 +1,140 @@
+/*
+ * cg_internal.h - what the code generator's files share (not for other modules).
+ *
+ * codegen.c decides how each IR node is lowered, plans the memory and drives
+ * the emission; kernels.c holds one kernel template per op family;
+ * attention.c the fused attention kernel.  Emitters receive values already
+ * placed in memory (CgView: a space, an offset and strides) and append a
+ * kernel to the source plus its launch step, or GEMM steps, to the plan.
+ */
+#ifndef DITC_CG_INTERNAL_H
+#define DITC_CG_INTERNAL_H
+
+#include "plan.h"
+
+/* ---- text ------------------------------------------------------------------ */
+
+typedef struct {
+  char *s;
+  size_t len, cap;
+} CgText;
+
+void cg_text_printf(CgText *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A float literal that means exactly f in both C and CUDA ("0.125f", "DITC_INFINITY"). */
+const char *cg_float_lit(float f, char buf[48]);
+
+/* ---- launch tuning ----------------------------------------------------------- */
+
+/* Launch geometry, one row per architecture; every kernel template takes its
+ * block shape from here, and the generated source names them as CG_* macros,
+ * so tuning is an entry in this table. */
+typedef struct {
+  const char *arch;
+  int block_elementwise;  /* CG_BLOCK_ELEMENTWISE: threads of elementwise / copy kernels */
+  int rows_per_block;     /* CG_ROWS_PER_BLOCK: warps (one row each) of row kernels */
+  int transpose_tile;     /* CG_TRANSPOSE_TILE: square tile edge of the tiled transpose */
+  int transpose_rows;     /* CG_TRANSPOSE_ROWS: thread rows of the tiled transpose block */
+  int block_row_thread;   /* CG_BLOCK_ROW_THREAD: threads of one-thread-per-row kernels */
+  int attn_warps;         /* CG_ATTN_WARPS: warps of a fused attention block */
+  int attn_rows_per_warp; /* CG_ATTN_ROWS_PER_WARP: query rows each warp carries */
+} CgTuning;
+
+const CgTuning *cg_tuning_for(const char *arch); /* NULL: the default row */
+
+/* ---- values in memory -------------------------------------------------------- */
+
+/* Where a stored value starts and in what dtype. */
+typedef struct {
+  CgSpace space;
+  IrDType dtype;   /* storage dtype */
+  int64_t offset;  /* bytes into its space */
+} CgLoc;
+
+/* A strided view of a stored value: element (i_0 .. i_{r-1}) lives at element
+ * offset + sum i_j * stride[j] from loc. */
+typedef struct {
+  CgLoc loc;
+  int rank;
+  int64_t shape[IR_MAX_RANK];
+  int64_t stride[IR_MAX_RANK];
+  int64_t offset;
+} CgView;
+
+/* A contiguous view of shape (rank, shape) at loc. */
+CgView cg_view_contig(CgLoc loc, int rank, const int64_t *shape);
+
+/* ---- emission ------------------------------------------------------------------ */
+
+typedef struct {
+  CgPlan *plan;
+  const CgTuning *tune;
+  int64_t batch;
+  CgText src;
+  CgStep *steps;
+  int n_steps, cap_steps;
+  CgKernel *kernels;
+  int n_kernels, cap_kernels;
+  int64_t status_offset;  /* arena offset of the status word, -1 when none */
+} CgEmit;
+
+/* Opens a kernel for node n (NULL for a helper step): writes the banner
+ * naming the node and its concrete shape, and returns the new kernel's index;
+ * *name gets its function name "k<index>_<op>". */
+int cg_kernel_open(CgEmit *e, const IrNode *n, const char *op, const char *detail,
+                   const char **name);
+/* Appends a launch of kernel k for node n. */
+void cg_launch(CgEmit *e, const IrNode *n, int k, int64_t grid_x, int64_t grid_y, int64_t grid_z,
+               int bx, int by, int bz, uint32_t shared_bytes);
+void cg_gemm(CgEmit *e, const IrNode *n, const CgGemm *g);
+
+/* C type name of a storage dtype ("float", "__half", "__nv_bfloat16", "int"). */
+const char *cg_ctype(IrDType t);
+/* Pointer expression of a location: "(const float *)(a.w + 1024)". */
+const char *cg_ptr(CgEmit *e, CgLoc l, int writable, char buf[128]);
+/* The expression loading element `idx` of pointer `p` (dtype t) as a float. */
+const char *cg_load(IrDType t, const char *p, const char *idx, char buf[256]);
+
+/* ---- kernel templates (kernels.c) ------------------------------------------------ */
+
+/* Elementwise: out[i] = expr(v0, v1, ...) where vj is input j read through
+ * its view (views are indexed by output coordinates, so broadcasting, slices
+ * and permutes are all strides).  expr NULL with one input: a copy, raw when
+ * the dtypes match.  cast_int: the value is converted to or from i32. */
+void cg_emit_map(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_in,
+                 const CgView *in, const char *expr);
+/* Concatenation along `axis` of contiguous inputs into contiguous out. */
+void cg_emit_concat(CgEmit *e, const IrNode *n, CgView out, int n_in, const CgView *in, int axis);
+/* Row kernels over the last axis of a contiguous [rows, len] value. */
+void cg_emit_layernorm(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len,
+                       float eps);
+void cg_emit_softmax(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len);
+void cg_emit_reduce(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len,
+                    int mean);
+void cg_emit_topk_softmax(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows,
+                          int64_t len, int k);
+void cg_emit_embedding(CgEmit *e, const IrNode *n, CgLoc out, CgLoc table, CgLoc idx,
+                       int64_t count, int64_t rows, int64_t dim);
+/* x [N, C, H, W], w [O, C/groups, KH, KW], bias [O] or NULL -> out [N, O, OH, OW]. */
+typedef struct {
+  int64_t n, c, h, w, o, kh, kw, oh, ow;
+  int stride, pad, groups;
+} CgConvShape;
+void cg_emit_conv2d(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, CgLoc w, const CgLoc *bias,
+                    const CgConvShape *s);
+void cg_emit_avgpool(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, int64_t planes, int64_t h,
+                     int64_t w, int64_t oh, int64_t ow);
+/* Zero the status word (first step of a plan that has one). */
+void cg_emit_status_reset(CgEmit *e);
+
+/* ---- fused attention (attention.c) ---------------------------------------------- */
+
+/* out[l.., i, :] = softmax(scale * q[l.., i, :] k[l.., :, :]^T) v[l.., :, :], with
+ * `lead` leading dims (broadcast through zero strides).  q, k, v and out are
+ * views of rank lead + 2. */
+void cg_emit_attention(CgEmit *e, const IrNode *n, CgView out, CgView q, CgView k, CgView v,
+                       float scale);
+/* Head dims the fused kernel takes. */
+#define CG_ATTN_MIN_DIM 1
+#define CG_ATTN_MAX_DIM 128
+
+#endif

@@ -1,0 +1,1067 @@
+/*
+ * codegen.c - lower an IR graph into an execution plan (plan.h).
+ *
+ * Five steps, each a function below:
+ *   decide   how each node is lowered: a kernel, a GEMM step, an alias
+ *            (reshape shares its input's storage), a leaf (inputs in the
+ *            arena, PARAM/CONST in the weights blob), or absorbed into a
+ *            neighbour (the linear under a tanh-GELU becomes the GEMM's
+ *            epilogue; matmul -> scale -> softmax -> matmul becomes one fused
+ *            attention kernel reading q/k/v through the permutes and slices
+ *            that split the heads, see attention.c);
+ *   need     which nodes must be materialised: walk back from the outputs
+ *            through what each lowering actually reads (so the head-split
+ *            permutes a fused attention reads through cost nothing);
+ *   steps    the ordered list of lowered steps with the buffers they read
+ *            and write, adding dtype conversions where a GEMM operand is not
+ *            stored in the GEMM's dtype, and copies so that every graph
+ *            output has its own buffer in its IR dtype;
+ *   place    buffers into the arena: lifetimes [first write, last read] over
+ *            the step list, then a greedy first-fit by decreasing size, every
+ *            offset 256-byte aligned; inputs, outputs and the status word
+ *            live for the whole run;
+ *   emit     the source text (kernels.c, attention.c) and the CgSteps.
+ *
+ * Precision: values of IR dtype f32 are stored in the plan's precision
+ * (f32, f16 or bf16), weights too (converted by cg_plan_fill_weights);
+ * values whose IR dtype is f16/bf16/i32 keep it.  Graph inputs stay in their
+ * IR dtype (the caller writes plain f32/i32) and each kernel converts on
+ * load; a GEMM operand in another dtype gets a conversion step first.  Graph
+ * outputs are left in their IR dtype (a copy step when the producer stored
+ * another).
+ *
+ * Out-of-range embedding indices do not touch memory outside the table: the
+ * kernel clamps them and sets the plan's status word (CgPlan.status_offset),
+ * which the first step zeroes; a backend reads it after the run.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cg_internal.h"
+
+#define ALIGN 256
+
+typedef enum {
+  LOW_NONE,        /* not computed (dead, or not needed) */
+  LOW_INPUT,       /* graph input: in the arena, written by the caller */
+  LOW_WEIGHT,      /* PARAM / CONST: in the weights blob */
+  LOW_ALIAS,       /* reshape: its input's storage */
+  LOW_KERNEL,      /* a generated kernel */
+  LOW_GEMM,        /* linear / matmul: GEMM steps */
+  LOW_LINEAR_GELU, /* gelu_tanh(linear(x, w, b)): one GEMM with the GELU epilogue */
+  LOW_ATTENTION,   /* the final matmul of a fused attention */
+  LOW_ABSORBED,    /* computed as part of another node's lowering */
+} Lowering;
+
+/* A strided view of node `base`'s stored value (attention operands). */
+typedef struct {
+  IrNode *base;
+  int rank;
+  int64_t shape[IR_MAX_RANK], stride[IR_MAX_RANK], offset;
+} NodeView;
+
+typedef struct {
+  Lowering how;
+  int need;
+  int buf;                 /* buffer holding the value, -1 when none */
+  IrNode *linear;          /* LOW_LINEAR_GELU: the absorbed linear */
+  NodeView qkv[3];         /* LOW_ATTENTION */
+  float scale;             /* LOW_ATTENTION */
+} NodeInfo;
+
+typedef struct {
+  CgSpace space;
+  IrDType dtype;
+  int64_t bytes;
+  int64_t offset;          /* assigned by place() for the arena, at creation for weights */
+  int first, last;         /* step range it is live in */
+  int pinned;              /* live for the whole run */
+  int is_input;            /* a graph input's: the caller writes it */
+} Buf;
+
+typedef enum { LS_NODE, LS_CONVERT, LS_OUTPUT, LS_STATUS } LsKind;
+
+typedef struct {
+  LsKind kind;
+  IrNode *node;
+  int *reads;              /* buffers read; LS_NODE: per operand, in lowering order */
+  int n_reads;
+  int write;               /* buffer written, -1 none */
+} LStep;
+
+typedef struct {
+  IrGraph *g;
+  const CgOptions *o;
+  CgPlan *plan;
+  int64_t batch;
+  NodeInfo *info;          /* by node index */
+  int *uses;               /* by node index, graph outputs counted */
+  Buf *bufs;
+  int n_bufs, cap_bufs;
+  LStep *steps;
+  int n_steps, cap_steps;
+  CgWeight *weights;
+  int n_weights, cap_weights;
+  int64_t weights_bytes;
+  int status_buf;          /* -1 when no kernel reports status */
+  unsigned char *f32_values; /* by node index: kept in f32 whatever the precision */
+  Arena scratch;
+} Ctx;
+
+static int64_t align_up(int64_t x) { return (x + ALIGN - 1) / ALIGN * ALIGN; }
+
+static NodeInfo *inf(Ctx *c, const IrNode *n) { return &c->info[n->index]; }
+
+static void node_shape(Ctx *c, const IrNode *n, int64_t *shape) {
+  for (int i = 0; i < n->shape.rank; i++) shape[i] = ir_dim_eval(n->shape.d[i], c->batch);
+}
+
+static int64_t node_numel(Ctx *c, const IrNode *n) { return ir_shape_numel(&n->shape, c->batch); }
+
+/* How a value of IR dtype t is stored at this precision. */
+static IrDType storage_of(Ctx *c, IrDType t) { return t == IR_F32 ? c->o->precision : t; }
+
+/* How node n's value is stored: the precision, except that the arguments of
+ * sin and cos stay f32 - the timestep embedding's t * freq reaches ~1000,
+ * where a bf16 ulp is 4 radians (mixed-precision frameworks keep it f32 too). */
+static IrDType storage_of_node(Ctx *c, const IrNode *n) {
+  if (n->dtype == IR_F32 && c->f32_values && c->f32_values[n->index]) return IR_F32;
+  return storage_of(c, n->dtype);
+}
+
+static int new_buf(Ctx *c, CgSpace space, IrDType dtype, int64_t numel) {
+  if (c->n_bufs == c->cap_bufs) {
+    c->cap_bufs = c->cap_bufs ? 2 * c->cap_bufs : 256;
+    c->bufs = xrealloc(c->bufs, (size_t)c->cap_bufs * sizeof *c->bufs);
+  }
+  Buf *b = &c->bufs[c->n_bufs];
+  *b = (Buf){.space = space, .dtype = dtype, .bytes = numel * (int64_t)ir_dtype_size(dtype),
+             .offset = -1, .first = -1, .last = -1};
+  return c->n_bufs++;
+}
+
+static CgLoc buf_loc(Ctx *c, int b) {
+  return (CgLoc){.space = c->bufs[b].space, .dtype = c->bufs[b].dtype, .offset = c->bufs[b].offset};
+}
+
+static const char *node_what(Arena *a, const IrNode *n) {
+  return arena_printf(a, "%%%d %s%s%s", n->id, ir_op_name(n->op), n->name ? " " : "", n->name ? n->name : "");
+}
+
+static int node_err(IrErr *err, const IrNode *n, const char *msg) {
+  if (n->loc.file)
+    return ir_errf(err, "%s:%d:%d: %%%d %s: %s", n->loc.file, n->loc.line, n->loc.col, n->id,
+                   ir_op_name(n->op), msg);
+  return ir_errf(err, "%%%d %s%s%s: %s", n->id, ir_op_name(n->op), n->name ? " " : "",
+                 n->name ? n->name : "", msg);
+}
+
+/* ======================================================================== */
+/* views through permute / slice / reshape                                  */
+/* ======================================================================== */
+
+static NodeView view_contig(Ctx *c, IrNode *n) {
+  NodeView v = {.base = n, .rank = n->shape.rank};
+  node_shape(c, n, v.shape);
+  int64_t s = 1;
+  for (int i = v.rank - 1; i >= 0; i--) {
+    v.stride[i] = s;
+    s *= v.shape[i];
+  }
+  return v;
+}
+
+/* Reshape view u into shape t (rank rt) without copying, if the strides allow. */
+static int view_reshape(const NodeView *u, int rt, const int64_t *t, NodeView *out) {
+  int64_t a[IR_MAX_RANK], st[IR_MAX_RANK];
+  int na = 0;
+  for (int i = 0; i < u->rank; i++) {
+    if (u->shape[i] == 0) return -1;
+    if (u->shape[i] == 1) continue;
+    a[na] = u->shape[i];
+    st[na++] = u->stride[i];
+  }
+  *out = *u;
+  out->rank = rt;
+  int ia = 0, j = 0;
+  while (j < rt) {
+    out->shape[j] = t[j];
+    if (t[j] == 1) {
+      out->stride[j++] = 0;
+      continue;
+    }
+    int j0 = j, i0 = ia;
+    if (ia >= na) return -1;
+    int64_t pj = t[j++], pi = a[ia++];
+    while (pi != pj) {
+      if (pi < pj) {
+        if (ia >= na) return -1;
+        pi *= a[ia++];
+      } else {
+        if (j >= rt) return -1;
+        out->shape[j] = t[j];
+        pj *= t[j++];
+      }
+    }
+    for (int x = i0; x < ia - 1; x++)
+      if (st[x] != st[x + 1] * a[x + 1]) return -1;
+    int64_t s = st[ia - 1];
+    for (int y = j - 1; y >= j0; y--) {
+      out->stride[y] = s;
+      s *= t[y];
+    }
+  }
+  return ia == na ? 0 : -1;
+}
+
+/* The view of n's value in terms of a stored node, looking through layout ops. */
+static NodeView resolve_view(Ctx *c, IrNode *n) {
+  NodeView u, v;
+  switch (n->op) {
+  case IR_PERMUTE:
+    u = resolve_view(c, n->in[0]);
+    v = u;
+    for (int j = 0; j < n->shape.rank; j++) {
+      v.shape[j] = u.shape[n->attr.perm[j]];
+      v.stride[j] = u.stride[n->attr.perm[j]];
+    }
+    return v;
+  case IR_SLICE: {
+    u = resolve_view(c, n->in[0]);
+    int ax = n->attr.axis;
+    u.offset += ir_dim_eval(n->attr.start, c->batch) * u.stride[ax];
+    u.shape[ax] = ir_dim_eval(n->attr.len, c->batch);
+    return u;
+  }
+  case IR_RESHAPE: {
+    int64_t t[IR_MAX_RANK];
+    node_shape(c, n, t);
+    u = resolve_view(c, n->in[0]);
+    if (view_reshape(&u, n->shape.rank, t, &v) == 0) return v;
+    return view_contig(c, n);
+  }
+  default:
+    return view_contig(c, n);
+  }
+}
+
+/* ======================================================================== */
+/* decide                                                                   */
+/* ======================================================================== */
+
+/* matmul(softmax([scale](matmul(q, k, trans_b))), v) rooted at n, each inner
+ * node used once: fill the attention operands and absorb the inner nodes. */
+static int match_attention(Ctx *c, IrNode *n) {
+  if (n->op != IR_MATMUL || n->attr.trans_b) return 0;
+  IrNode *sm = n->in[0], *v = n->in[1], *sc = NULL, *qk;
+  if (sm->op != IR_SOFTMAX || c->uses[sm->index] != 1) return 0;
+  qk = sm->in[0];
+  float scale = 1.0f;
+  if (qk->op == IR_SCALE) {
+    if (c->uses[qk->index] != 1) return 0;
+    sc = qk;
+    scale = sc->attr.f;
+    qk = sc->in[0];
+  }
+  if (qk->op != IR_MATMUL || !qk->attr.trans_b || c->uses[qk->index] != 1) return 0;
+  IrNode *q = qk->in[0], *k = qk->in[1];
+  int r = n->shape.rank;
+  /* same rank everywhere keeps the leading-dim strides simple */
+  if (q->shape.rank != r || k->shape.rank != r || v->shape.rank != r) return 0;
+  int64_t d = ir_dim_eval(q->shape.d[r - 1], c->batch), dv = ir_dim_eval(v->shape.d[r - 1], c->batch);
+  if (d < CG_ATTN_MIN_DIM || d > CG_ATTN_MAX_DIM || dv < 1 || dv > CG_ATTN_MAX_DIM) return 0;
+  int64_t groups = 1;
+  for (int i = 0; i < r - 2; i++) groups *= ir_dim_eval(n->shape.d[i], c->batch);
+  if (groups > 65535) return 0;
+  NodeInfo *ni = inf(c, n);
+  IrNode *ops[3] = {q, k, v};
+  for (int i = 0; i < 3; i++) {
+    ni->qkv[i] = resolve_view(c, ops[i]);
+    /* broadcast leading dims read with stride 0 */
+    for (int j = 0; j < r - 2; j++)
+      if (ni->qkv[i].shape[j] == 1 && ir_dim_eval(n->shape.d[j], c->batch) != 1) ni->qkv[i].stride[j] = 0;
+  }
+  ni->scale = scale;
+  ni->how = LOW_ATTENTION;
+  inf(c, sm)->how = LOW_ABSORBED;
+  inf(c, qk)->how = LOW_ABSORBED;
+  if (sc) inf(c, sc)->how = LOW_ABSORBED;
+  return 1;
+}
+
+static int decide(Ctx *c, IrErr *err) {
+  for (int i = 0; i < c->g->n_nodes; i++) {
+    IrNode *n = c->g->nodes[i];
+    NodeInfo *ni = inf(c, n);
+    ni->buf = -1;
+    if (n->dtype == IR_I8) return node_err(err, n, "i8 tensors are not supported by the code generator yet");
+    switch (n->op) {
+    case IR_INPUT: ni->how = LOW_INPUT; break;
+    case IR_PARAM:
+    case IR_CONST: ni->how = LOW_WEIGHT; break;
+    case IR_RESHAPE: ni->how = LOW_ALIAS; break;
+    case IR_LINEAR: ni->how = LOW_GEMM; break;
+    case IR_MATMUL:
+      if (!(c->o->fuse_attention && match_attention(c, n))) ni->how = LOW_GEMM;
+      break;
+    case IR_GELU_TANH: {
+      IrNode *l = n->in[0];
+      if (l->op == IR_LINEAR && l->n_in == 3 && c->uses[l->index] == 1 && inf(c, l)->how == LOW_GEMM &&
+          storage_of_node(c, l) == storage_of_node(c, n)) {
+        ni->how = LOW_LINEAR_GELU;
+        ni->linear = l;
+        inf(c, l)->how = LOW_ABSORBED;
+      } else {
+        ni->how = LOW_KERNEL;
+      }
+      break;
+    }
+    default: ni->how = LOW_KERNEL; break;
+    }
+  }
+  return 0;
+}
+
+/* ======================================================================== */
+/* need                                                                     */
+/* ======================================================================== */
+
+/* The nodes a lowering reads, in operand order. */
+static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
+  NodeInfo *ni = inf(c, n);
+  switch (ni->how) {
+  case LOW_ALIAS:
+  case LOW_KERNEL:
+  case LOW_GEMM:
+    for (int i = 0; i < n->n_in; i++) out[i] = n->in[i];
+    return n->n_in;
+  case LOW_LINEAR_GELU:
+    for (int i = 0; i < ni->linear->n_in; i++) out[i] = ni->linear->in[i];
+    return ni->linear->n_in;
+  case LOW_ATTENTION:
+    for (int i = 0; i < 3; i++) out[i] = ni->qkv[i].base;
+    return 3;
+  default: return 0;
+  }
+}
+
+static void need(Ctx *c) {
+  for (int i = 0; i < c->g->n_outputs; i++) inf(c, c->g->outputs[i])->need = 1;
+  IrNode **rd = NULL;
+  int cap = 0;
+  for (int i = c->g->n_nodes - 1; i >= 0; i--) {
+    IrNode *n = c->g->nodes[i];
+    if (!inf(c, n)->need) continue;
+    DITC_ASSERT(inf(c, n)->how != LOW_ABSORBED);
+    if (n->n_in + 3 > cap) {
+      cap = n->n_in + 3;
+      rd = xrealloc(rd, (size_t)cap * sizeof *rd);
+    }
+    int k = lowering_reads(c, n, rd);
+    for (int j = 0; j < k; j++) inf(c, rd[j])->need = 1;
+  }
+  free(rd);
+}
+
+/* ======================================================================== */
+/* steps                                                                    */
+/* ======================================================================== */
+
+static LStep *add_step(Ctx *c, LsKind kind, IrNode *n, int n_reads, int write) {
+  if (c->n_steps == c->cap_steps) {
+    c->cap_steps = c->cap_steps ? 2 * c->cap_steps : 256;
+    c->steps = xrealloc(c->steps, (size_t)c->cap_steps * sizeof *c->steps);
+  }
+  LStep *s = &c->steps[c->n_steps++];
+  *s = (LStep){.kind = kind, .node = n, .n_reads = n_reads, .write = write};
+  s->reads = arena_alloc(&c->scratch, (size_t)(n_reads ? n_reads : 1) * sizeof(int));
+  return s;
+}
+
+static int add_weight(Ctx *c, IrNode *n) {
+  if (c->n_weights == c->cap_weights) {
+    c->cap_weights = c->cap_weights ? 2 * c->cap_weights : 64;
+    c->weights = xrealloc(c->weights, (size_t)c->cap_weights * sizeof *c->weights);
+  }
+  IrDType t = storage_of_node(c, n);
+  int b = new_buf(c, CG_SPACE_WEIGHTS, t, node_numel(c, n));
+  c->bufs[b].offset = c->weights_bytes;
+  CgWeight *w = &c->weights[c->n_weights++];
+  *w = (CgWeight){.name = n->name ? arena_strdup(&c->plan->arena, n->name) : NULL,
+                  .dtype = t,
+                  .rank = n->shape.rank,
+                  .offset = c->weights_bytes,
+                  .param_id = n->op == IR_PARAM ? n->id : -1};
+  node_shape(c, n, w->shape);
+  if (n->op == IR_CONST) {
+    size_t bytes = (size_t)node_numel(c, n) * 4; /* f32 values or i32 bits */
+    void *d = arena_alloc(&c->plan->arena, bytes ? bytes : 1);
+    memcpy(d, n->data, bytes);
+    w->const_data = d;
+  }
+  c->weights_bytes = align_up(c->weights_bytes + c->bufs[b].bytes);
+  return b;
+}
+
+/* Buffer holding node x's value in dtype t: x's own, or a converted copy made
+ * by a step before the current one (one per value and dtype). */
+static int operand_in(Ctx *c, IrNode *x, IrDType t, int **conv_cache) {
+  int b = inf(c, x)->buf;
+  if (c->bufs[b].dtype == t) return b;
+  int *cache = conv_cache[x->index];
+  if (cache && cache[t] >= 0) return cache[t];
+  if (!cache) {
+    cache = conv_cache[x->index] = arena_alloc(&c->scratch, IR_DTYPE_COUNT * sizeof(int));
+    for (int i = 0; i < IR_DTYPE_COUNT; i++) cache[i] = -1;
+  }
+  int nb = new_buf(c, CG_SPACE_ACT, t, node_numel(c, x));
+  LStep *s = add_step(c, LS_CONVERT, x, 1, nb);
+  s->reads[0] = b;
+  return cache[t] = nb;
+}
+
+static int plan_steps(Ctx *c) {
+  IrGraph *g = c->g;
+  int **conv_cache = xcalloc((size_t)g->n_nodes + 1, sizeof *conv_cache);
+  int has_status = 0;
+  for (int i = 0; i < g->n_nodes; i++)
+    has_status |= g->nodes[i]->op == IR_EMBEDDING && inf(c, g->nodes[i])->need;
+  c->status_buf = -1;
+  if (has_status) {
+    c->status_buf = new_buf(c, CG_SPACE_ACT, IR_I32, 1);
+    c->bufs[c->status_buf].pinned = 1;
+    add_step(c, LS_STATUS, NULL, 0, c->status_buf);
+  }
+  for (int i = 0; i < g->n_nodes; i++) {
+    IrNode *n = g->nodes[i];
+    NodeInfo *ni = inf(c, n);
+    if (n->op == IR_INPUT) { /* every input has a place, used or not */
+      ni->buf = new_buf(c, CG_SPACE_ACT, n->dtype, node_numel(c, n));
+      c->bufs[ni->buf].pinned = c->bufs[ni->buf].is_input = 1;
+      continue;
+    }
+    if (!ni->need) continue;
+    switch (ni->how) {
+    case LOW_WEIGHT: ni->buf = add_weight(c, n); break;
+    case LOW_ALIAS: ni->buf = inf(c, n->in[0])->buf; break;
+    case LOW_KERNEL:
+    case LOW_ATTENTION: {
+      IrNode *rd[IR_MAX_RANK + 3];
+      IrNode **r = n->n_in + 3 > IR_MAX_RANK + 3 ? xmalloc((size_t)(n->n_in + 3) * sizeof *r) : rd;
+      int k = lowering_reads(c, n, r);
+      ni->buf = new_buf(c, CG_SPACE_ACT, storage_of_node(c, n), node_numel(c, n));
+      LStep *s = add_step(c, LS_NODE, n, k + (n->op == IR_EMBEDDING), ni->buf);
+      for (int j = 0; j < k; j++) s->reads[j] = inf(c, r[j])->buf;
+      if (n->op == IR_EMBEDDING) s->reads[k] = c->status_buf;
+      if (r != rd) free(r);
+      break;
+    }
+    case LOW_GEMM:
+    case LOW_LINEAR_GELU: {
+      IrNode *rd[3];
+      int k = lowering_reads(c, n, rd);
+      IrDType t = storage_of_node(c, n);
+      int ops[3];
+      for (int j = 0; j < k; j++) ops[j] = operand_in(c, rd[j], t, conv_cache);
+      ni->buf = new_buf(c, CG_SPACE_ACT, t, node_numel(c, n));
+      LStep *s = add_step(c, LS_NODE, n, k, ni->buf);
+      memcpy(s->reads, ops, (size_t)k * sizeof(int));
+      break;
+    }
+    default: ditc_unreachable();
+    }
+  }
+  free(conv_cache);
+
+  /* Outputs: each in a buffer of its own, in its IR dtype, live to the end. */
+  int *claimed = xcalloc((size_t)c->n_bufs + 1, sizeof *claimed);
+  for (int i = 0; i < g->n_outputs; i++) {
+    IrNode *n = g->outputs[i];
+    int b = inf(c, n)->buf;
+    Buf *bb = &c->bufs[b];
+    if (bb->space == CG_SPACE_ACT && bb->dtype == n->dtype && !claimed[b] && !bb->is_input) {
+      claimed[b] = 1;
+      bb->pinned = 1;
+      continue;
+    }
+    int nb = new_buf(c, CG_SPACE_ACT, n->dtype, node_numel(c, n));
+    c->bufs[nb].pinned = 1;
+    LStep *s = add_step(c, LS_OUTPUT, n, 1, nb);
+    s->reads[0] = b;
+  }
+  free(claimed);
+  return 0;
+}
+
+/* The buffer each output ends in: the last LS_OUTPUT step for it, else its own. */
+static int output_buf(Ctx *c, int i, int *used) {
+  IrNode *n = c->g->outputs[i];
+  for (int s = 0; s < c->n_steps; s++)
+    if (c->steps[s].kind == LS_OUTPUT && c->steps[s].node == n && !used[s]) {
+      used[s] = 1;
+      return c->steps[s].write;
+    }
+  return inf(c, n)->buf;
+}
+
+/* ======================================================================== */
+/* place                                                                    */
+/* ======================================================================== */
+
+static int cmp_size_desc(const void *a, const void *b, void *ctx) {
+  const Buf *bufs = ctx;
+  const Buf *x = &bufs[*(const int *)a], *y = &bufs[*(const int *)b];
+  if (x->bytes != y->bytes) return x->bytes > y->bytes ? -1 : 1;
+  if (x->first != y->first) return x->first < y->first ? -1 : 1;
+  return *(const int *)a - *(const int *)b;
+}
+
+static int cmp_offset(const void *a, const void *b, void *ctx) {
+  const Buf *bufs = ctx;
+  int64_t x = bufs[*(const int *)a].offset, y = bufs[*(const int *)b].offset;
+  return x < y ? -1 : x > y;
+}
+
+static int64_t place(Ctx *c) {
+  for (int s = 0; s < c->n_steps; s++) {
+    LStep *st = &c->steps[s];
+    for (int j = 0; j < st->n_reads; j++) {
+      Buf *b = &c->bufs[st->reads[j]];
+      if (b->first < 0) b->first = s;
+      b->last = s;
+    }
+    if (st->write >= 0) {
+      Buf *b = &c->bufs[st->write];
+      if (b->first < 0 || b->first > s) b->first = s;
+      if (b->last < s) b->last = s;
+    }
+  }
+  int *order = xmalloc((size_t)(c->n_bufs + 1) * sizeof *order), n = 0;
+  for (int i = 0; i < c->n_bufs; i++) {
+    Buf *b = &c->bufs[i];
+    if (b->space != CG_SPACE_ACT) continue;
+    if (b->pinned || b->first < 0) {
+      b->first = 0;
+      b->last = c->n_steps;
+    }
+    order[n++] = i;
+  }
+  qsort_r(order, (size_t)n, sizeof *order, cmp_size_desc, c->bufs);
+  int *placed = xmalloc((size_t)(n + 1) * sizeof *placed), n_placed = 0;
+  int *conf = xmalloc((size_t)(n + 1) * sizeof *conf);
+  int64_t top = 0;
+  for (int i = 0; i < n; i++) {
+    Buf *b = &c->bufs[order[i]];
+    int nc = 0;
+    for (int j = 0; j < n_placed; j++) {
+      Buf *p = &c->bufs[placed[j]];
+      if (p->first <= b->last && b->first <= p->last) conf[nc++] = placed[j];
+    }
+    qsort_r(conf, (size_t)nc, sizeof *conf, cmp_offset, c->bufs);
+    int64_t at = 0, size = align_up(b->bytes > 0 ? b->bytes : 1);
+    for (int j = 0; j < nc; j++) {
+      Buf *p = &c->bufs[conf[j]];
+      if (p->offset >= at + size) break;
+      int64_t end = p->offset + align_up(p->bytes > 0 ? p->bytes : 1);
+      if (end > at) at = end;
+    }
+    b->offset = at;
+    if (at + size > top) top = at + size;
+    placed[n_placed++] = order[i];
+  }
+  free(order);
+  free(placed);
+  free(conf);
+  return top;
+}
+
+/* ======================================================================== */
+/* emit                                                                     */
+/* ======================================================================== */
+
+int cg_kernel_open(CgEmit *e, const IrNode *n, const char *op, const char *detail,
+                   const char **name) {
+  if (e->n_kernels == e->cap_kernels) {
+    e->cap_kernels = e->cap_kernels ? 2 * e->cap_kernels : 64;
+    e->kernels = xrealloc(e->kernels, (size_t)e->cap_kernels * sizeof *e->kernels);
+  }
+  int k = e->n_kernels++;
+  Arena *a = &e->plan->arena;
+  *name = arena_printf(a, "k%d_%s", k, op);
+  char shape[256] = "";
+  if (n) {
+    size_t len = (size_t)snprintf(shape, sizeof shape, "[");
+    for (int i = 0; i < n->shape.rank; i++)
+      len += (size_t)snprintf(shape + len, sizeof shape - len, i ? ", %lld" : "%lld",
+                              (long long)ir_dim_eval(n->shape.d[i], e->batch));
+    snprintf(shape + len, sizeof shape - len, "]");
+  }
+  const char *nodes = n ? arena_printf(a, "%s : %s%s", node_what(a, n), ir_dtype_name(n->dtype), shape)
+                        : arena_strdup(a, op);
+  e->kernels[k] = (CgKernel){.name = *name, .nodes = nodes};
+  cg_text_printf(&e->src, "/* %s */\n", nodes);
+  if (detail) cg_text_printf(&e->src, "/* %s */\n", detail);
+  return k;
+}
+
+static CgStep *new_cgstep(CgEmit *e, const IrNode *n) {
+  if (e->n_steps == e->cap_steps) {
+    e->cap_steps = e->cap_steps ? 2 * e->cap_steps : 256;
+    e->steps = xrealloc(e->steps, (size_t)e->cap_steps * sizeof *e->steps);
+  }
+  CgStep *s = &e->steps[e->n_steps++];
+  memset(s, 0, sizeof *s);
+  s->node = n ? n->index : -1;
+  s->what = n ? node_what(&e->plan->arena, n) : "status reset";
+  return s;
+}
+
+void cg_launch(CgEmit *e, const IrNode *n, int k, int64_t gx, int64_t gy, int64_t gz, int bx, int by,
+               int bz, uint32_t shared_bytes) {
+  DITC_ASSERT(gx >= 1 && gx < ((int64_t)1 << 31) && gy >= 1 && gy <= 65535 && gz >= 1 && gz <= 65535);
+  CgStep *s = new_cgstep(e, n);
+  s->kind = CG_STEP_KERNEL;
+  s->kernel = k;
+  s->grid[0] = (uint32_t)gx, s->grid[1] = (uint32_t)gy, s->grid[2] = (uint32_t)gz;
+  s->block[0] = (uint32_t)bx, s->block[1] = (uint32_t)by, s->block[2] = (uint32_t)bz;
+  s->shared_bytes = shared_bytes;
+}
+
+void cg_gemm(CgEmit *e, const IrNode *n, const CgGemm *g) {
+  CgStep *s = new_cgstep(e, n);
+  s->kind = CG_STEP_GEMM;
+  s->gemm = *g;
+}
+
+static CgRef ref_of(CgLoc l) { return (CgRef){.space = l.space, .offset = l.offset}; }
+
+/* The unary expression of op over v0. */
+static const char *unary_expr(const IrNode *n, char *buf, size_t size) {
+  char f[48];
+  cg_float_lit(n->attr.f, f);
+  switch (n->op) {
+  case IR_NEG: return "-v0";
+  case IR_RELU: return "(v0 < 0.0f ? 0.0f : v0)"; /* NaN passes, as in torch */
+  case IR_SILU: return "v0 / (1.0f + expf(-v0))";
+  case IR_GELU_TANH: return "cg_gelu_tanh(v0)";
+  case IR_GELU: return "0.5f * v0 * (1.0f + erff(v0 * 0.70710678118654752f))";
+  case IR_SIGMOID: return "1.0f / (1.0f + expf(-v0))";
+  case IR_TANH: return "tanhf(v0)";
+  case IR_EXP: return "expf(v0)";
+  case IR_LOG: return "logf(v0)";
+  case IR_SIN: return "sinf(v0)";
+  case IR_COS: return "cosf(v0)";
+  case IR_SQRT: return "sqrtf(v0)";
+  case IR_RECIP: return "1.0f / v0";
+  case IR_SCALE: snprintf(buf, size, "v0 * %s", f); return buf;
+  case IR_ADD_SCALAR: snprintf(buf, size, "v0 + %s", f); return buf;
+  case IR_CLAMP_MIN: snprintf(buf, size, "(v0 < %s ? %s : v0)", f, f); return buf;
+  case IR_POW_SCALAR: {
+    /* the exponents torch special-cases, computed its way (as runtime/ref.c) */
+    float p = n->attr.f;
+    if (p == 2.0f) return "v0 * v0";
+    if (p == 3.0f) return "v0 * v0 * v0";
+    if (p == 0.5f) return "sqrtf(v0)";
+    if (p == -0.5f) return "1.0f / sqrtf(v0)";
+    if (p == -1.0f) return "1.0f / v0";
+    if (p == -2.0f) return "1.0f / (v0 * v0)";
+    if (p == 1.0f) return "v0";
+    snprintf(buf, size, "powf(v0, %s)", f);
+    return buf;
+  }
+  case IR_CAST: return NULL;
+  default: ditc_unreachable();
+  }
+}
+
+static const char *binary_expr(IrOp op) {
+  switch (op) {
+  case IR_ADD: return "v0 + v1";
+  case IR_SUB: return "v0 - v1";
+  case IR_MUL: return "v0 * v1";
+  case IR_DIV: return "v0 / v1";
+  case IR_MAX: return "(v0 != v0 || v0 > v1) ? v0 : v1"; /* NaN wins, as in torch */
+  default: ditc_unreachable();
+  }
+}
+
+/* Input x read at the output's coordinates with numpy broadcasting. */
+static CgView broadcast_view(Ctx *c, CgLoc loc, const IrNode *x, const IrNode *out) {
+  int64_t xs[IR_MAX_RANK];
+  node_shape(c, x, xs);
+  CgView v = cg_view_contig(loc, x->shape.rank, xs), r = {.loc = loc, .rank = out->shape.rank};
+  int lead = out->shape.rank - x->shape.rank;
+  for (int i = 0; i < r.rank; i++) {
+    r.shape[i] = ir_dim_eval(out->shape.d[i], c->batch);
+    int j = i - lead;
+    r.stride[i] = (j < 0 || (xs[j] == 1 && r.shape[i] != 1)) ? 0 : v.stride[j];
+  }
+  return r;
+}
+
+static void emit_gemm_linear(Ctx *c, CgEmit *e, IrNode *n, const LStep *st, CgEpilogue epi) {
+  IrNode *lin = epi == CG_EPI_GELU_TANH_BIAS ? inf(c, n)->linear : n;
+  IrNode *x = lin->in[0], *w = lin->in[1];
+  int64_t K = ir_dim_eval(x->shape.d[x->shape.rank - 1], c->batch), N = w->shape.d[0];
+  int64_t M = K ? node_numel(c, x) / K : node_numel(c, n) / (N ? N : 1);
+  if (M == 0 || N == 0) return;
+  CgLoc d = buf_loc(c, st->write);
+  CgGemm g = {.dtype = d.dtype, .trans_b = 1, .m = M, .n = N, .k = K, .batch = 1,
+              .lda = K, .ldb = K, .ldd = N, .stride_a = M * K, .stride_b = 0, .stride_d = M * N,
+              .a = ref_of(buf_loc(c, st->reads[0])), .b = ref_of(buf_loc(c, st->reads[1])),
+              .d = ref_of(d), .epilogue = CG_EPI_NONE, .alpha = 1.0f};
+  if (lin->n_in == 3) {
+    g.bias = ref_of(buf_loc(c, st->reads[2]));
+    g.epilogue = epi == CG_EPI_GELU_TANH_BIAS ? CG_EPI_GELU_TANH_BIAS : CG_EPI_BIAS;
+  }
+  cg_gemm(e, n, &g);
+}
+
+/* Batched matmul: leading dims merged where every operand allows; what is
+ * left beyond one batch dim becomes a loop of GEMM steps. */
+static void emit_gemm_matmul(Ctx *c, CgEmit *e, IrNode *n, const LStep *st) {
+  IrNode *a = n->in[0], *b = n->in[1];
+  int r = n->shape.rank - 2, ra = a->shape.rank - 2, rb = b->shape.rank - 2;
+  int64_t M = ir_dim_eval(n->shape.d[r], c->batch), N = ir_dim_eval(n->shape.d[r + 1], c->batch);
+  int64_t K = ir_dim_eval(a->shape.d[ra + 1], c->batch);
+  int64_t sa[IR_MAX_RANK], sb[IR_MAX_RANK], sd[IR_MAX_RANK], dims[IR_MAX_RANK];
+  int64_t ma = M * K, mb = K * N, md = M * N;
+  for (int i = r - 1; i >= 0; i--) {
+    dims[i] = ir_dim_eval(n->shape.d[i], c->batch);
+    int ia = i - (r - ra), ib = i - (r - rb);
+    int64_t da = ia >= 0 ? ir_dim_eval(a->shape.d[ia], c->batch) : 1;
+    int64_t db = ib >= 0 ? ir_dim_eval(b->shape.d[ib], c->batch) : 1;
+    sa[i] = (da == 1 && dims[i] != 1) ? 0 : ma;
+    sb[i] = (db == 1 && dims[i] != 1) ? 0 : mb;
+    sd[i] = md;
+    ma *= da, mb *= db, md *= dims[i];
+  }
+  /* merge leading dims (drop size 1, join contiguous) */
+  int nd = 0;
+  for (int i = 0; i < r; i++) {
+    if (dims[i] == 1) continue;
+    if (nd && sa[nd - 1] == sa[i] * dims[i] && sb[nd - 1] == sb[i] * dims[i] && sd[nd - 1] == sd[i] * dims[i]) {
+      dims[nd - 1] *= dims[i];
+      sa[nd - 1] = sa[i], sb[nd - 1] = sb[i], sd[nd - 1] = sd[i];
+    } else {
+      dims[nd] = dims[i], sa[nd] = sa[i], sb[nd] = sb[i], sd[nd] = sd[i];
+      nd++;
+    }
+  }
+  if (M == 0 || N == 0) return;
+  CgLoc la = buf_loc(c, st->reads[0]), lb = buf_loc(c, st->reads[1]), ld = buf_loc(c, st->write);
+  int64_t es = (int64_t)ir_dtype_size(ld.dtype);
+  CgGemm g = {.dtype = ld.dtype, .trans_b = n->attr.trans_b, .m = M, .n = N, .k = K, .batch = 1,
+              .lda = K, .ldb = n->attr.trans_b ? K : N, .ldd = N, .stride_a = M * K,
+              .stride_b = K * N, .stride_d = M * N, .epilogue = CG_EPI_NONE, .alpha = 1.0f};
+  if (nd >= 1) {
+    g.batch = dims[nd - 1];
+    g.stride_a = sa[nd - 1], g.stride_b = sb[nd - 1], g.stride_d = sd[nd - 1];
+  }
+  int64_t outer = 1;
+  for (int i = 0; i < nd - 1; i++) outer *= dims[i];
+  for (int64_t o = 0; o < outer; o++) {
+    int64_t rest = o, oa = 0, ob = 0, od = 0;
+    for (int i = nd - 2; i >= 0; i--) {
+      int64_t ci = rest % dims[i];
+      rest /= dims[i];
+      oa += ci * sa[i], ob += ci * sb[i], od += ci * sd[i];
+    }
+    g.a = ref_of(la), g.b = ref_of(lb), g.d = ref_of(ld);
+    g.a.offset += oa * es, g.b.offset += ob * es, g.d.offset += od * es;
+    cg_gemm(e, n, &g);
+  }
+}
+
+static CgView node_view(Ctx *c, const IrNode *n, CgLoc loc) {
+  int64_t s[IR_MAX_RANK];
+  node_shape(c, n, s);
+  return cg_view_contig(loc, n->shape.rank, s);
+}
+
+static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
+  IrNode *n = st->node;
+  NodeInfo *ni = inf(c, n);
+  CgLoc out = buf_loc(c, st->write);
+  CgView ov = node_view(c, n, out);
+  char buf[160];
+  if (node_numel(c, n) == 0) return;
+  if (ni->how == LOW_GEMM && n->op == IR_LINEAR) return emit_gemm_linear(c, e, n, st, CG_EPI_BIAS);
+  if (ni->how == LOW_GEMM) return emit_gemm_matmul(c, e, n, st);
+  if (ni->how == LOW_LINEAR_GELU) return emit_gemm_linear(c, e, n, st, CG_EPI_GELU_TANH_BIAS);
+  if (ni->how == LOW_ATTENTION) {
+    CgView v[3];
+    for (int i = 0; i < 3; i++) {
+      const NodeView *nv = &ni->qkv[i];
+      v[i] = (CgView){.loc = buf_loc(c, st->reads[i]), .rank = nv->rank, .offset = nv->offset};
+      memcpy(v[i].shape, nv->shape, sizeof nv->shape);
+      memcpy(v[i].stride, nv->stride, sizeof nv->stride);
+    }
+    return cg_emit_attention(e, n, ov, v[0], v[1], v[2], ni->scale);
+  }
+  DITC_ASSERT(ni->how == LOW_KERNEL);
+  CgLoc in0 = buf_loc(c, st->reads[0]);
+  IrNode *x = n->in[0];
+  int64_t xs[IR_MAX_RANK];
+  node_shape(c, x, xs);
+  int xr = x->shape.rank;
+  switch (ir_op_class(n->op)) {
+  case IR_CLASS_UNARY: {
+    CgView iv = node_view(c, x, in0);
+    return cg_emit_map(e, n, ir_op_name(n->op), ov, 1, &iv, unary_expr(n, buf, sizeof buf));
+  }
+  case IR_CLASS_BINARY: {
+    CgView iv[2] = {broadcast_view(c, in0, x, n), broadcast_view(c, buf_loc(c, st->reads[1]), n->in[1], n)};
+    return cg_emit_map(e, n, ir_op_name(n->op), ov, 2, iv, binary_expr(n->op));
+  }
+  default: break;
+  }
+  int64_t last = xr ? xs[xr - 1] : 1, numel = node_numel(c, x);
+  switch (n->op) {
+  case IR_LAYERNORM:
+    return cg_emit_layernorm(e, n, out, in0, last ? numel / last : 0, last, n->attr.f);
+  case IR_SOFTMAX: return cg_emit_softmax(e, n, out, in0, last ? numel / last : 0, last);
+  case IR_TOPK_SOFTMAX:
+    return cg_emit_topk_softmax(e, n, out, in0, last ? numel / last : 0, last, n->attr.k);
+  case IR_REDUCE_SUM:
+  case IR_REDUCE_MEAN: {
+    int64_t rows = 1, len = 1;
+    for (int i = 0; i < xr; i++) *(i < n->attr.axis ? &rows : &len) *= xs[i];
+    return cg_emit_reduce(e, n, out, in0, rows, len, n->op == IR_REDUCE_MEAN);
+  }
+  case IR_EMBEDDING:
+    return cg_emit_embedding(e, n, out, in0, buf_loc(c, st->reads[1]), node_numel(c, n->in[1]),
+                             xs[0], xs[1]);
+  case IR_CONV2D: {
+    const IrNode *w = n->in[1];
+    CgConvShape s = {.n = xs[0], .c = xs[1], .h = xs[2], .w = xs[3], .o = w->shape.d[0],
+                     .kh = w->shape.d[2], .kw = w->shape.d[3], .oh = ov.shape[2], .ow = ov.shape[3],
+                     .stride = n->attr.stride ? n->attr.stride : 1, .pad = n->attr.pad,
+                     .groups = n->attr.groups ? n->attr.groups : 1};
+    CgLoc bias = n->n_in == 3 ? buf_loc(c, st->reads[2]) : out;
+    return cg_emit_conv2d(e, n, out, in0, buf_loc(c, st->reads[1]), n->n_in == 3 ? &bias : NULL, &s);
+  }
+  case IR_AVGPOOL2D:
+    return cg_emit_avgpool(e, n, out, in0, xs[0] * xs[1], xs[2], xs[3], n->attr.out_h, n->attr.out_w);
+  case IR_PERMUTE: {
+    CgView iv = node_view(c, x, in0), pv = {.loc = in0, .rank = ov.rank};
+    for (int j = 0; j < ov.rank; j++) {
+      pv.shape[j] = ov.shape[j];
+      pv.stride[j] = iv.stride[n->attr.perm[j]];
+    }
+    return cg_emit_map(e, n, "permute", ov, 1, &pv, NULL);
+  }
+  case IR_SLICE: {
+    CgView iv = node_view(c, x, in0);
+    int ax = n->attr.axis;
+    iv.offset = ir_dim_eval(n->attr.start, c->batch) * iv.stride[ax];
+    iv.shape[ax] = ov.shape[ax];
+    return cg_emit_map(e, n, "slice", ov, 1, &iv, NULL);
+  }
+  case IR_CONCAT: {
+    CgView *iv = xmalloc((size_t)n->n_in * sizeof *iv);
+    for (int i = 0; i < n->n_in; i++) iv[i] = node_view(c, n->in[i], buf_loc(c, st->reads[i]));
+    cg_emit_concat(e, n, ov, n->n_in, iv, n->attr.axis);
+    free(iv);
+    return;
+  }
+  default: ditc_unreachable();
+  }
+}
+
+static void emit_copy(Ctx *c, CgEmit *e, const LStep *st, const char *op) {
+  if (node_numel(c, st->node) == 0) return;
+  CgView ov = node_view(c, st->node, buf_loc(c, st->write));
+  CgView iv = node_view(c, st->node, buf_loc(c, st->reads[0]));
+  cg_emit_map(e, st->node, op, ov, 1, &iv, NULL);
+}
+
+static void emit_header(Ctx *c, CgEmit *e) {
+  const CgTuning *t = e->tune;
+  cg_text_printf(&e->src,
+                 "/*\n"
+                 " * ditc generated kernels\n"
+                 " *   model:     %s\n"
+                 " *   entry:     %s\n"
+                 " *   batch:     %lld\n"
+                 " *   precision: %s\n"
+                 " *   codegen:   %s\n"
+                 " * Shapes, strides and offsets are literals for this batch.  Graph inputs and\n"
+                 " * outputs keep their IR dtypes; other values are stored in the precision and\n"
+                 " * computed on in f32.  Arena bytes: %lld, weights bytes: %lld.\n"
+                 " */\n\n",
+                 c->o->model ? c->o->model : "(unnamed)", c->g->name ? c->g->name : "?",
+                 (long long)c->batch, ir_dtype_name(c->o->precision), CG_CODEGEN_VERSION,
+                 (long long)c->plan->arena_bytes, (long long)c->weights_bytes);
+  cg_text_printf(&e->src,
+                 "typedef struct {\n"
+                 "  char *act;\n"
+                 "  const char *w;\n"
+                 "} DitcArgs;\n\n"
+                 "/* launch geometry (tuning table row \"%s\") */\n"
+                 "#define CG_BLOCK_ELEMENTWISE %d\n"
+                 "#define CG_ROWS_PER_BLOCK %d\n"
+                 "#define CG_TRANSPOSE_TILE %d\n"
+                 "#define CG_TRANSPOSE_ROWS %d\n"
+                 "#define CG_BLOCK_ROW_THREAD %d\n"
+                 "#define CG_ATTN_WARPS %d\n"
+                 "#define CG_ATTN_ROWS_PER_WARP %d\n\n"
+                 "/* x/2 (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3) */\n"
+                 "DITC_DEVICE static inline float cg_gelu_tanh(float x) {\n"
+                 "  return x / (1.0f + expf(-2.0f * 0.7978845608028654f * (x + 0.044715f * x * x * x)));\n"
+                 "}\n\n",
+                 t->arch, t->block_elementwise, t->rows_per_block, t->transpose_tile,
+                 t->transpose_rows, t->block_row_thread, t->attn_warps, t->attn_rows_per_warp);
+}
+
+static void emit_all(Ctx *c) {
+  CgPlan *p = c->plan;
+  CgEmit e = {.plan = p, .tune = cg_tuning_for(NULL), .batch = c->batch,
+              .status_offset = c->status_buf >= 0 ? c->bufs[c->status_buf].offset : -1};
+  emit_header(c, &e);
+  for (int s = 0; s < c->n_steps; s++) {
+    LStep *st = &c->steps[s];
+    switch (st->kind) {
+    case LS_STATUS: cg_emit_status_reset(&e); break;
+    case LS_NODE: emit_node(c, &e, st); break;
+    case LS_CONVERT: emit_copy(c, &e, st, "convert"); break;
+    case LS_OUTPUT: emit_copy(c, &e, st, "output"); break;
+    }
+  }
+  p->source = arena_strdup(&p->arena, e.src.s ? e.src.s : "");
+  free(e.src.s);
+  p->n_kernels = e.n_kernels;
+  p->kernels = arena_alloc(&p->arena, (size_t)(e.n_kernels + 1) * sizeof *p->kernels);
+  memcpy(p->kernels, e.kernels, (size_t)e.n_kernels * sizeof *p->kernels);
+  p->n_steps = e.n_steps;
+  p->steps = arena_alloc(&p->arena, (size_t)(e.n_steps + 1) * sizeof *p->steps);
+  memcpy(p->steps, e.steps, (size_t)e.n_steps * sizeof *p->steps);
+  p->status_offset = e.status_offset;
+  free(e.kernels);
+  free(e.steps);
+}
+
+/* ======================================================================== */
+/* the plan                                                                 */
+/* ======================================================================== */
+
+static void fill_io(Ctx *c, CgIo *io, const IrNode *n, int b) {
+  *io = (CgIo){.name = n->name ? arena_strdup(&c->plan->arena, n->name) : NULL, .dtype = n->dtype,
+               .rank = n->shape.rank, .offset = c->bufs[b].offset};
+  node_shape(c, n, io->shape);
+}
+
+int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err) {
+  *out = NULL;
+  if (o->batch < 1) return ir_errf(err, "codegen: batch must be >= 1, got %lld", (long long)o->batch);
+  if (o->precision != IR_F32 && o->precision != IR_F16 && o->precision != IR_BF16)
+    return ir_errf(err, "codegen: precision must be f32, f16 or bf16, got %s", ir_dtype_name(o->precision));
+  if (ir_verify(g, err)) return -1;
+  CgPlan *p = xcalloc(1, sizeof *p);
+  Ctx c = {.g = g, .o = o, .plan = p, .batch = o->batch};
+  c.uses = ir_use_counts(g); /* also refreshes node->index */
+  c.info = xcalloc((size_t)g->n_nodes + 1, sizeof *c.info);
+  c.f32_values = xcalloc((size_t)g->n_nodes + 1, 1);
+  for (int i = 0; i < g->n_nodes; i++) {
+    IrNode *n = g->nodes[i];
+    if (n->op != IR_SIN && n->op != IR_COS) continue;
+    for (IrNode *x = n->in[0];; x = x->in[0]) { /* through aliases: they share storage */
+      c.f32_values[x->index] = 1;
+      if (x->op != IR_RESHAPE) break;
+    }
+  }
+  int rc = -1;
+  if (decide(&c, err)) goto done;
+  need(&c);
+  if (plan_steps(&c)) goto done;
+  p->arena_bytes = place(&c);
+  p->entry = arena_strdup(&p->arena, g->name ? g->name : "forward");
+  p->precision = o->precision;
+  p->batch = o->batch;
+  p->weights_bytes = c.weights_bytes;
+  p->n_weights = c.n_weights;
+  p->weights = arena_alloc(&p->arena, (size_t)(c.n_weights + 1) * sizeof *p->weights);
+  memcpy(p->weights, c.weights, (size_t)c.n_weights * sizeof *p->weights);
+  IrNode **ins;
+  p->n_inputs = ir_graph_inputs(g, &ins);
+  p->inputs = arena_alloc(&p->arena, (size_t)(p->n_inputs + 1) * sizeof *p->inputs);
+  for (int i = 0; i < p->n_inputs; i++) fill_io(&c, &p->inputs[i], ins[i], inf(&c, ins[i])->buf);
+  p->n_outputs = g->n_outputs;
+  p->outputs = arena_alloc(&p->arena, (size_t)(g->n_outputs + 1) * sizeof *p->outputs);
+  int *used = xcalloc((size_t)c.n_steps + 1, sizeof *used);
+  for (int i = 0; i < g->n_outputs; i++) {
+    fill_io(&c, &p->outputs[i], g->outputs[i], output_buf(&c, i, used));
+    if (g->output_names[i]) p->outputs[i].name = arena_strdup(&p->arena, g->output_names[i]);
+  }
+  free(used);
+  emit_all(&c);
+  rc = 0;
+done:
+  free(c.uses);
+  free(c.info);
+  free(c.f32_values);
+  free(c.bufs);
+  free(c.steps);
+  free(c.weights);
+  arena_free(&c.scratch);
+  if (rc) {
+    cg_plan_free(p);
+    return -1;
+  }
+  *out = p;
+  return 0;
+}
+
+void cg_plan_free(CgPlan *p) {
+  if (!p) return;
+  arena_free(&p->arena);
+  free(p);
+}
+
+/* ======================================================================== */
+/* weights                                                                  */
+/* ======================================================================== */
+
+#include "tensor.h"
+
+int cg_plan_fill_weights(const CgPlan *p, const Weights *w, void *blob, IrErr *err) {
+  char *out = blob;
+  memset(out, 0, (size_t)p->weights_bytes);
+  for (int i = 0; i < p->n_weights; i++) {
+    const CgWeight *cw = &p->weights[i];
+    int64_t n = 1;
+    for (int j = 0; j < cw->rank; j++) n *= cw->shape[j];
+    const float *src = cw->const_data;
+    if (!src) {
+      if (!w || cw->param_id < 0 || cw->param_id >= w->cap || !w->data[cw->param_id])
+        return ir_errf(err, "codegen: weight '%s' is not bound", cw->name ? cw->name : "?");
+      src = w->data[cw->param_id];
+    }
+    char *dst = out + cw->offset;
+    switch (cw->dtype) {
+    case IR_F32: memcpy(dst, src, (size_t)n * 4); break;
+    case IR_I32:
+      if (cw->const_data) {
+        memcpy(dst, src, (size_t)n * 4); /* i32 bits */
+      } else {
+        for (int64_t j = 0; j < n; j++) ((int32_t *)dst)[j] = (int32_t)src[j];
+      }
+      break;
+    case IR_F16:
+      for (int64_t j = 0; j < n; j++) {
+        uint16_t h = rt_f32_to_f16(src[j]);
+        memcpy(dst + 2 * j, &h, 2);
+      }
+      break;
+    case IR_BF16:
+      for (int64_t j = 0; j < n; j++) {
+        uint16_t h = rt_f32_to_bf16(src[j]);
+        memcpy(dst + 2 * j, &h, 2);
+      }
+      break;
+    default: return ir_errf(err, "codegen: weight '%s' has unsupported dtype %s", cw->name ? cw->name : "?",
+                            ir_dtype_name(cw->dtype));
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,629 @@
+/*
+ * kernels.c - the code generator's kernel templates, one per op family.
+ *
+ * Each template writes one kernel in ditc's kernel dialect (emu_prelude.h)
+ * with every shape, stride, offset and constant baked in as a literal, then
+ * appends its launch.  Values are loaded in their storage dtype, converted to
+ * float, computed on in float and rounded once on the store.
+ *
+ *   map        elementwise unary/binary/cast and every pure copy (slice,
+ *              permute, broadcast, dtype conversion): an output-indexed
+ *              gather whose index math is specialised to the shapes after
+ *              merging dims that are contiguous in every operand; a plain
+ *              `x[i]` when everything is contiguous; a shared-memory tiled
+ *              transpose when the copy swaps the last two axes
+ *   concat     one pass over the output, a branch per input
+ *   rows       layernorm, softmax, reduce: one warp per row, f32 sums,
+ *              layernorm two-pass (mean, then centred variance)
+ *   topk       one thread per row (rows are expert counts, short)
+ *   conv2d     direct, one thread per output; depthwise without the
+ *              channel loop
+ *   others     embedding (clamped, status flag), adaptive average pool
+ *
+ * Index arithmetic is `int` when every offset a kernel forms fits in 31
+ * bits, else `long long`.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cg_internal.h"
+
+/* ======================================================================== */
+/* text and names                                                           */
+/* ======================================================================== */
+
+void cg_text_printf(CgText *t, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  DITC_ASSERT(n >= 0);
+  if (t->len + (size_t)n + 1 > t->cap) {
+    size_t cap = t->cap ? t->cap : 4096;
+    while (cap < t->len + (size_t)n + 1) cap *= 2;
+    t->s = xrealloc(t->s, cap);
+    t->cap = cap;
+  }
+  va_start(ap, fmt);
+  vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+  va_end(ap);
+  t->len += (size_t)n;
+}
+
+const char *cg_float_lit(float f, char buf[48]) {
+  if (isnan(f)) return strcpy(buf, "__int_as_float(0x7fc00000)");
+  if (isinf(f)) return strcpy(buf, f > 0 ? "DITC_INFINITY" : "(-DITC_INFINITY)");
+  snprintf(buf, 48, "%.9g", (double)f);
+  if (!strpbrk(buf, ".eni")) strcat(buf, ".0");
+  strcat(buf, "f");
+  if (f < 0) { /* parenthesise so "x - -1.0f" never reads as a decrement */
+    memmove(buf + 1, buf, strlen(buf) + 1);
+    buf[0] = '(';
+    strcat(buf, ")");
+  }
+  return buf;
+}
+
+/* The generic row: sm_80 and sm_90 share it until measurements say otherwise. */
+static const CgTuning tunings[] = {
+    {"default", 256, 4, 32, 8, 128, 4, 4},
+};
+
+const CgTuning *cg_tuning_for(const char *arch) {
+  for (size_t i = 0; arch && i < sizeof tunings / sizeof *tunings; i++)
+    if (!strcmp(tunings[i].arch, arch)) return &tunings[i];
+  return &tunings[0];
+}
+
+const char *cg_ctype(IrDType t) {
+  switch (t) {
+  case IR_F32: return "float";
+  case IR_F16: return "__half";
+  case IR_BF16: return "__nv_bfloat16";
+  case IR_I32: return "int";
+  case IR_I8: return "int8_t";
+  default: ditc_unreachable();
+  }
+}
+
+const char *cg_ptr(CgEmit *e, CgLoc l, int writable, char buf[128]) {
+  (void)e;
+  DITC_ASSERT(!writable || l.space == CG_SPACE_ACT);
+  snprintf(buf, 128, "(%s%s *)(a.%s + %lld)", writable ? "" : "const ", cg_ctype(l.dtype),
+           l.space == CG_SPACE_ACT ? "act" : "w", (long long)l.offset);
+  return buf;
+}
+
+const char *cg_load(IrDType t, const char *p, const char *idx, char buf[256]) {
+  switch (t) {
+  case IR_F32: snprintf(buf, 256, "%s[%s]", p, idx); break;
+  case IR_F16: snprintf(buf, 256, "__half2float(%s[%s])", p, idx); break;
+  case IR_BF16: snprintf(buf, 256, "__bfloat162float(%s[%s])", p, idx); break;
+  case IR_I32:
+  case IR_I8: snprintf(buf, 256, "(float)%s[%s]", p, idx); break;
+  default: ditc_unreachable();
+  }
+  return buf;
+}
+
+/* The statement storing float expression v into p[idx]. */
+static const char *store(IrDType t, const char *p, const char *idx, const char *v, char buf[512]) {
+  switch (t) {
+  case IR_F32: snprintf(buf, 512, "%s[%s] = %s;", p, idx, v); break;
+  case IR_F16: snprintf(buf, 512, "%s[%s] = __float2half_rn(%s);", p, idx, v); break;
+  case IR_BF16: snprintf(buf, 512, "%s[%s] = __float2bfloat16_rn(%s);", p, idx, v); break;
+  case IR_I32: snprintf(buf, 512, "%s[%s] = (int)(%s);", p, idx, v); break;
+  case IR_I8: snprintf(buf, 512, "%s[%s] = (int8_t)(%s);", p, idx, v); break;
+  default: ditc_unreachable();
+  }
+  return buf;
+}
+
+CgView cg_view_contig(CgLoc loc, int rank, const int64_t *shape) {
+  CgView v = {.loc = loc, .rank = rank};
+  int64_t s = 1;
+  for (int i = rank - 1; i >= 0; i--) {
+    v.shape[i] = shape[i];
+    v.stride[i] = s;
+    s *= shape[i];
+  }
+  return v;
+}
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* "int" when n (a count or offset bound) and the block overshoot fit in 31 bits. */
+static const char *index_type(int64_t bound) {
+  return bound < ((int64_t)1 << 31) - 65536 ? "int" : "long long";
+}
+
+/* Declares `name` as a pointer to loc, on its own line. */
+static void decl_ptr(CgEmit *e, const char *name, CgLoc l, int writable) {
+  char p[128];
+  cg_text_printf(&e->src, "  %s%s *%s%s = %s;\n", writable ? "" : "const ", cg_ctype(l.dtype),
+                 writable ? "" : "__restrict__ ", name, cg_ptr(e, l, writable, p));
+}
+
+static void launch_1d(CgEmit *e, const IrNode *n, int k, int64_t count, int block) {
+  int64_t grid = ceil_div(count, block);
+  cg_launch(e, n, k, grid > 0 ? grid : 1, 1, 1, block, 1, 1, 0);
+}
+
+/* ======================================================================== */
+/* map: elementwise and copies                                              */
+/* ======================================================================== */
+
+/* Dims and per-operand strides over the output's coordinates, merged. */
+typedef struct {
+  int rank, n_ops;
+  int64_t d[IR_MAX_RANK];
+  int64_t s[IR_MAX_RANK + 1][IR_MAX_RANK]; /* s[op][dim]; op n_ops-1 is the output */
+} Walk;
+
+static void walk_coalesce(Walk *w) {
+  int r = 0;
+  for (int i = 0; i < w->rank; i++) { /* drop size-1 dims */
+    if (w->d[i] == 1) continue;
+    w->d[r] = w->d[i];
+    for (int o = 0; o < w->n_ops; o++) w->s[o][r] = w->s[o][i];
+    r++;
+  }
+  w->rank = r;
+  r = 0;
+  for (int i = 1; i < w->rank; i++) { /* merge dims contiguous in every operand */
+    int ok = 1;
+    for (int o = 0; o < w->n_ops; o++) ok &= w->s[o][r] == w->s[o][i] * w->d[i];
+    if (ok) {
+      w->d[r] *= w->d[i];
+      for (int o = 0; o < w->n_ops; o++) w->s[o][r] = w->s[o][i];
+    } else {
+      r++;
+      w->d[r] = w->d[i];
+      for (int o = 0; o < w->n_ops; o++) w->s[o][r] = w->s[o][i];
+    }
+  }
+  w->rank = w->rank ? r + 1 : 0;
+}
+
+/* Is operand o contiguous over the merged walk (stride 1 on one dim, or no dims)? */
+static int walk_contig(const Walk *w, int o) {
+  return w->rank == 0 || (w->rank == 1 && w->s[o][0] == 1);
+}
+
+static int64_t view_extent(const CgView *v) {
+  int64_t m = v->offset;
+  for (int i = 0; i < v->rank; i++) m += (v->shape[i] - 1) * (v->stride[i] > 0 ? v->stride[i] : 0);
+  return m + 1;
+}
+
+/* The tiled transpose: out[l][c][r] = in[l][r][c], in and out contiguous. */
+static void emit_transpose(CgEmit *e, const IrNode *n, const char *op, CgView out, CgView in,
+                           int64_t L, int64_t C, int64_t R) {
+  const char *name;
+  int k = cg_kernel_open(e, n, op, "tiled transpose", &name);
+  const char *it = index_type(L * R * C + in.offset);
+  char ld[256], st[512], idx[128];
+  cg_text_printf(&e->src, "DITC_KERNEL(%s, DitcArgs, a) {\n", name);
+  cg_text_printf(&e->src, "  DITC_SHARED2(float, tile, CG_TRANSPOSE_TILE, CG_TRANSPOSE_TILE + 1);\n");
+  decl_ptr(e, "x", in.loc, 0);
+  decl_ptr(e, "y", out.loc, 1);
+  cg_text_printf(&e->src,
+                 "  %s plane = (%s)blockIdx.z;\n"
+                 "  %s c0 = (%s)blockIdx.x * CG_TRANSPOSE_TILE, r0 = (%s)blockIdx.y * CG_TRANSPOSE_TILE;\n"
+                 "  for (int j = threadIdx.y; j < CG_TRANSPOSE_TILE; j += CG_TRANSPOSE_ROWS) {\n"
+                 "    %s r = r0 + j, c = c0 + threadIdx.x;\n",
+                 it, it, it, it, it, it);
+  snprintf(idx, sizeof idx, "%lld + plane * %lld + r * %lld + c", (long long)in.offset,
+           (long long)(R * C), (long long)C);
+  cg_text_printf(&e->src, "    if (r < %lld && c < %lld) tile[j][threadIdx.x] = %s;\n  }\n",
+                 (long long)R, (long long)C, cg_load(in.loc.dtype, "x", idx, ld));
+  cg_text_printf(&e->src,
+                 "  __syncthreads();\n"
+                 "  for (int j = threadIdx.y; j < CG_TRANSPOSE_TILE; j += CG_TRANSPOSE_ROWS) {\n"
+                 "    %s c = c0 + j, r = r0 + threadIdx.x;\n",
+                 it);
+  snprintf(idx, sizeof idx, "plane * %lld + c * %lld + r", (long long)(R * C), (long long)R);
+  cg_text_printf(&e->src, "    if (r < %lld && c < %lld) %s\n  }\n}\n\n", (long long)R,
+                 (long long)C, store(out.loc.dtype, "y", idx, "tile[threadIdx.x][j]", st));
+  int t = e->tune->transpose_tile;
+  cg_launch(e, n, k, ceil_div(C, t), ceil_div(R, t), L, t, e->tune->transpose_rows, 1, 0);
+}
+
+void cg_emit_map(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_in,
+                 const CgView *in, const char *expr) {
+  DITC_ASSERT(n_in >= 1 && n_in <= IR_MAX_RANK);
+  Walk w = {.rank = out.rank, .n_ops = n_in + 1};
+  int64_t count = 1, bound = view_extent(&out);
+  for (int i = 0; i < out.rank; i++) {
+    w.d[i] = out.shape[i];
+    count *= out.shape[i];
+  }
+  for (int o = 0; o < n_in; o++) {
+    DITC_ASSERT(in[o].rank == out.rank);
+    for (int i = 0; i < out.rank; i++) w.s[o][i] = in[o].stride[i];
+    int64_t x = view_extent(&in[o]);
+    if (x > bound) bound = x;
+  }
+  for (int i = 0; i < out.rank; i++) w.s[n_in][i] = out.stride[i];
+  walk_coalesce(&w);
+  int raw = !expr && in[0].loc.dtype == out.loc.dtype;
+
+  /* A copy that swaps the two innermost merged axes: tile it through shared memory. */
+  if (!expr && n_in == 1 && in[0].loc.dtype != IR_I32 && in[0].loc.dtype != IR_I8 &&
+      w.rank >= 2 && w.rank <= 3 && out.offset == 0) {
+    int r = w.rank;
+    int64_t C = w.d[r - 2], R = w.d[r - 1], L = r == 3 ? w.d[0] : 1;
+    const int64_t *s = w.s[0], *so = w.s[1];
+    if (s[r - 1] == C && s[r - 2] == 1 && (r == 2 || s[0] == R * C) && so[r - 1] == 1 &&
+        so[r - 2] == R && (r == 2 || so[0] == R * C) && C >= 8 && R >= 8 && L <= 65535) {
+      emit_transpose(e, n, op, out, in[0], L, C, R);
+      return;
+    }
+  }
+
+  const char *name;
+  int k = cg_kernel_open(e, n, op, NULL, &name);
+  const char *it = index_type(bound > count ? bound : count);
+  char buf[128], ld[256], st[512];
+  cg_text_printf(&e->src, "DITC_KERNEL(%s, DitcArgs, a) {\n", name);
+  for (int o = 0; o < n_in; o++) {
+    snprintf(buf, sizeof buf, "x%d", o);
+    decl_ptr(e, buf, in[o].loc, 0);
+  }
+  decl_ptr(e, "y", out.loc, 1);
+  cg_text_printf(&e->src, "  %s i = (%s)blockIdx.x * CG_BLOCK_ELEMENTWISE + threadIdx.x;\n", it, it);
+  cg_text_printf(&e->src, "  if (i >= %lld) return;\n", (long long)count);
+  /* Coordinates over the merged dims, only when some operand needs them. */
+  int need_coords = 0;
+  for (int o = 0; o <= n_in; o++) need_coords |= !walk_contig(&w, o);
+  if (need_coords && w.rank > 0) {
+    if (w.rank == 1) {
+      cg_text_printf(&e->src, "  %s c0 = i;\n", it);
+    } else {
+      cg_text_printf(&e->src, "  %s rest = i;\n", it);
+      for (int d = w.rank - 1; d > 0; d--)
+        cg_text_printf(&e->src, "  %s c%d = rest %% %lld; rest /= %lld;\n", it, d,
+                       (long long)w.d[d], (long long)w.d[d]);
+      cg_text_printf(&e->src, "  %s c0 = rest;\n", it);
+    }
+  }
+  /* The element offset of operand o as an expression. */
+  char offs[IR_MAX_RANK + 1][256];
+  for (int o = 0; o <= n_in; o++) {
+    int64_t base = o < n_in ? in[o].offset : out.offset;
+    char *p = offs[o];
+    size_t m = sizeof offs[o], len = 0;
+    p[0] = 0;
+    if (walk_contig(&w, o)) {
+      len += (size_t)snprintf(p + len, m - len, "i");
+    } else {
+      int any = 0;
+      for (int d = 0; d < w.rank; d++) {
+        if (w.s[o][d] == 0) continue;
+        len += (size_t)snprintf(p + len, m - len, any ? " + " : "");
+        if (w.s[o][d] == 1)
+          len += (size_t)snprintf(p + len, m - len, "c%d", d);
+        else
+          len += (size_t)snprintf(p + len, m - len, "c%d * %lld", d, (long long)w.s[o][d]);
+        any = 1;
+      }
+      if (!any) len += (size_t)snprintf(p + len, m - len, "0");
+    }
+    if (base) snprintf(p + len, m - len, " + %lld", (long long)base);
+  }
+  if (raw) {
+    cg_text_printf(&e->src, "  y[%s] = x0[%s];\n}\n\n", offs[n_in], offs[0]);
+  } else {
+    for (int o = 0; o < n_in; o++) {
+      snprintf(buf, sizeof buf, "x%d", o);
+      cg_text_printf(&e->src, "  float v%d = %s;\n", o, cg_load(in[o].loc.dtype, buf, offs[o], ld));
+    }
+    cg_text_printf(&e->src, "  %s\n}\n\n", store(out.loc.dtype, "y", offs[n_in], expr ? expr : "v0", st));
+  }
+  launch_1d(e, n, k, count, e->tune->block_elementwise);
+}
+
+/* ======================================================================== */
+/* concat                                                                   */
+/* ======================================================================== */
+
+void cg_emit_concat(CgEmit *e, const IrNode *n, CgView out, int n_in, const CgView *in, int axis) {
+  int64_t outer = 1, inner = 1, A = out.shape[axis], count;
+  for (int i = 0; i < axis; i++) outer *= out.shape[i];
+  for (int i = axis + 1; i < out.rank; i++) inner *= out.shape[i];
+  count = outer * A * inner;
+  const char *name;
+  int k = cg_kernel_open(e, n, "concat", NULL, &name);
+  const char *it = index_type(count);
+  char buf[64], ld[256], st[512], idx[256];
+  cg_text_printf(&e->src, "DITC_KERNEL(%s, DitcArgs, a) {\n", name);
+  for (int o = 0; o < n_in; o++) {
+    snprintf(buf, sizeof buf, "x%d", o);
+    decl_ptr(e, buf, in[o].loc, 0);
+  }
+  decl_ptr(e, "y", out.loc, 1);
+  cg_text_printf(&e->src, "  %s i = (%s)blockIdx.x * CG_BLOCK_ELEMENTWISE + threadIdx.x;\n", it, it);
+  cg_text_printf(&e->src, "  if (i >= %lld) return;\n", (long long)count);
+  cg_text_printf(&e->src, "  %s inner = i %% %lld, along = (i / %lld) %% %lld, outer = i / %lld;\n",
+                 it, (long long)inner, (long long)inner, (long long)A, (long long)(inner * A));
+  int64_t start = 0;
+  for (int o = 0; o < n_in; o++) {
+    int64_t len = in[o].shape[axis];
+    snprintf(buf, sizeof buf, "x%d", o);
+    snprintf(idx, sizeof idx, "(outer * %lld + along - %lld) * %lld + inner", (long long)len,
+             (long long)start, (long long)inner);
+    if (o < n_in - 1)
+      cg_text_printf(&e->src, "  %sif (along < %lld)\n  ", o ? "else " : "", (long long)(start + len));
+    else if (o)
+      cg_text_printf(&e->src, "  else\n  ");
+    if (in[o].loc.dtype == out.loc.dtype) {
+      cg_text_printf(&e->src, "  y[i] = %s[%s];\n", buf, idx);
+    } else {
+      cg_text_printf(&e->src, "  %s\n", store(out.loc.dtype, "y", "i", cg_load(in[o].loc.dtype, buf, idx, ld), st));
+    }
+    start += len;
+  }
+  cg_text_printf(&e->src, "}\n\n");
+  launch_1d(e, n, k, count, e->tune->block_elementwise);
+}
+
+/* ======================================================================== */
+/* row kernels: one warp per row                                            */
+/* ======================================================================== */
+
+/* The common head: x, y, the row index (warp-uniform: whole warps return). */
+static int rows_open(CgEmit *e, const IrNode *n, const char *op, CgLoc out, CgLoc in, int64_t rows,
+                     int64_t len, int64_t out_len, const char **it) {
+  const char *name;
+  int k = cg_kernel_open(e, n, op, NULL, &name);
+  *it = index_type(rows * (len > out_len ? len : out_len));
+  cg_text_printf(&e->src, "DITC_KERNEL_BOUNDS(%s, DitcArgs, a, 32 * CG_ROWS_PER_BLOCK) {\n", name);
+  decl_ptr(e, "x", in, 0);
+  decl_ptr(e, "y", out, 1);
+  cg_text_printf(&e->src, "  %s row = (%s)blockIdx.x * CG_ROWS_PER_BLOCK + threadIdx.y;\n", *it, *it);
+  cg_text_printf(&e->src, "  if (row >= %lld) return;\n", (long long)rows);
+  cg_text_printf(&e->src, "  const %s *__restrict__ xr = x + row * %lld;\n", cg_ctype(in.dtype), (long long)len);
+  if (out_len)
+    cg_text_printf(&e->src, "  %s *yr = y + row * %lld;\n", cg_ctype(out.dtype), (long long)out_len);
+  return k;
+}
+
+static void rows_launch(CgEmit *e, const IrNode *n, int k, int64_t rows) {
+  int r = e->tune->rows_per_block;
+  cg_launch(e, n, k, ceil_div(rows, r) > 0 ? ceil_div(rows, r) : 1, 1, 1, 32, r, 1, 0);
+}
+
+void cg_emit_layernorm(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len,
+                       float eps) {
+  const char *it;
+  char ld[256], st[512], f[48], v[300];
+  int k = rows_open(e, n, "layernorm", out, in, rows, len, len, &it);
+  cg_load(in.dtype, "xr", "j", ld);
+  cg_text_printf(&e->src,
+                 "  float sum = 0.0f;\n"
+                 "  for (int j = threadIdx.x; j < %lld; j += 32) sum += %s;\n"
+                 "  float mean = ditc_warp_sum(sum) / %lld.0f;\n"
+                 "  float sq = 0.0f;\n"
+                 "  for (int j = threadIdx.x; j < %lld; j += 32) {\n"
+                 "    float d = %s - mean;\n"
+                 "    sq += d * d;\n"
+                 "  }\n"
+                 "  float rstd = 1.0f / sqrtf(ditc_warp_sum(sq) / %lld.0f + %s);\n",
+                 (long long)len, ld, (long long)len, (long long)len, ld, (long long)len,
+                 cg_float_lit(eps, f));
+  snprintf(v, sizeof v, "(%s - mean) * rstd", ld);
+  cg_text_printf(&e->src, "  for (int j = threadIdx.x; j < %lld; j += 32) %s\n}\n\n", (long long)len,
+                 store(out.dtype, "yr", "j", v, st));
+  rows_launch(e, n, k, rows);
+}
+
+void cg_emit_softmax(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len) {
+  const char *it;
+  char ld[256], st[512], v[300];
+  int k = rows_open(e, n, "softmax", out, in, rows, len, len, &it);
+  cg_load(in.dtype, "xr", "j", ld);
+  cg_text_printf(&e->src,
+                 "  float mx = -DITC_INFINITY;\n"
+                 "  for (int j = threadIdx.x; j < %lld; j += 32) mx = fmaxf(mx, %s);\n"
+                 "  mx = ditc_warp_max(mx);\n"
+                 "  float sum = 0.0f;\n"
+                 "  for (int j = threadIdx.x; j < %lld; j += 32) sum += expf(%s - mx);\n"
+                 "  float inv = 1.0f / ditc_warp_sum(sum);\n",
+                 (long long)len, ld, (long long)len, ld);
+  snprintf(v, sizeof v, "expf(%s - mx) * inv", ld);
+  cg_text_printf(&e->src, "  for (int j = threadIdx.x; j < %lld; j += 32) %s\n}\n\n", (long long)len,
+                 store(out.dtype, "yr", "j", v, st));
+  rows_launch(e, n, k, rows);
+}
+
+void cg_emit_reduce(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len,
+                    int mean) {
+  const char *it;
+  char ld[256], st[512], v[64];
+  int k = rows_open(e, n, mean ? "reduce_mean" : "reduce_sum", out, in, rows, len, 0, &it);
+  cg_text_printf(&e->src,
+                 "  float sum = 0.0f;\n"
+                 "  for (int j = threadIdx.x; j < %lld; j += 32) sum += %s;\n"
+                 "  sum = ditc_warp_sum(sum);\n",
+                 (long long)len, cg_load(in.dtype, "xr", "j", ld));
+  snprintf(v, sizeof v, mean ? "sum / %lld.0f" : "sum", (long long)len);
+  cg_text_printf(&e->src, "  if (threadIdx.x == 0) %s\n}\n\n", store(out.dtype, "y", "row", v, st));
+  rows_launch(e, n, k, rows);
+}
+
+/* ======================================================================== */
+/* topk_softmax: one thread per row                                         */
+/* ======================================================================== */
+
+void cg_emit_topk_softmax(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows,
+                          int64_t len, int k) {
+  const char *name;
+  int kid = cg_kernel_open(e, n, "topk_softmax", NULL, &name);
+  const char *it = index_type(rows * len);
+  char ld[256], ld2[256], st[512], st2[512], v[300];
+  cg_text_printf(&e->src, "DITC_KERNEL(%s, DitcArgs, a) {\n", name);
+  decl_ptr(e, "x", in, 0);
+  decl_ptr(e, "y", out, 1);
+  cg_text_printf(&e->src,
+                 "  %s row = (%s)blockIdx.x * CG_BLOCK_ROW_THREAD + threadIdx.x;\n"
+                 "  if (row >= %lld) return;\n"
+                 "  const %s *__restrict__ xr = x + row * %lld;\n"
+                 "  %s *yr = y + row * %lld;\n"
+                 "  int pick[%d];\n"
+                 "  /* the k largest, in order; the lower index wins ties */\n"
+                 "  for (int t = 0; t < %d; t++) {\n"
+                 "    int best = -1;\n"
+                 "    float best_v = 0.0f;\n"
+                 "    for (int j = 0; j < %lld; j++) {\n"
+                 "      int taken = 0;\n"
+                 "      for (int u = 0; u < t; u++) taken |= pick[u] == j;\n"
+                 "      if (taken) continue;\n"
+                 "      float v = %s;\n"
+                 "      if (best < 0 || v > best_v) {\n"
+                 "        best = j;\n"
+                 "        best_v = v;\n"
+                 "      }\n"
+                 "    }\n"
+                 "    pick[t] = best;\n"
+                 "  }\n",
+                 it, it, (long long)rows, cg_ctype(in.dtype), (long long)len, cg_ctype(out.dtype),
+                 (long long)len, k, k, (long long)len, cg_load(in.dtype, "xr", "j", ld));
+  cg_load(in.dtype, "xr", "pick[0]", ld);
+  cg_load(in.dtype, "xr", "pick[t]", ld2);
+  snprintf(v, sizeof v, "expf(%s - mx) / sum", ld2);
+  cg_text_printf(&e->src,
+                 "  float mx = %s, sum = 0.0f;\n"
+                 "  for (int t = 0; t < %d; t++) sum += expf(%s - mx);\n"
+                 "  for (int j = 0; j < %lld; j++) %s\n"
+                 "  for (int t = 0; t < %d; t++) %s\n"
+                 "}\n\n",
+                 ld, k, ld2, (long long)len, store(out.dtype, "yr", "j", "0.0f", st), k,
+                 store(out.dtype, "yr", "pick[t]", v, st2));
+  launch_1d(e, n, kid, rows, e->tune->block_row_thread);
+}
+
+/* ======================================================================== */
+/* embedding, conv2d, pooling, status                                       */
+/* ======================================================================== */
+
+void cg_emit_embedding(CgEmit *e, const IrNode *n, CgLoc out, CgLoc table, CgLoc idx,
+                       int64_t count, int64_t rows, int64_t dim) {
+  const char *name;
+  int k = cg_kernel_open(e, n, "embedding", "out-of-range indices: clamped, status |= 1", &name);
+  const char *it = index_type(count * dim > rows * dim ? count * dim : rows * dim);
+  char ld[256], st[512];
+  DITC_ASSERT(e->status_offset >= 0);
+  cg_text_printf(&e->src, "DITC_KERNEL(%s, DitcArgs, a) {\n", name);
+  decl_ptr(e, "table", table, 0);
+  decl_ptr(e, "idx", idx, 0);
+  decl_ptr(e, "y", out, 1);
+  cg_text_printf(&e->src,
+                 "  %s i = (%s)blockIdx.x * CG_BLOCK_ELEMENTWISE + threadIdx.x;\n"
+                 "  if (i >= %lld) return;\n"
+                 "  %s r = i / %lld, c = i %% %lld;\n"
+                 "  %s id = idx[r];\n"
+                 "  if (id < 0 || id >= %lld) {\n"
+                 "    atomicExch((int *)(a.act + %lld), 1);\n"
+                 "    id = id < 0 ? 0 : %lld;\n"
+                 "  }\n",
+                 it, it, (long long)(count * dim), it, (long long)dim, (long long)dim, it,
+                 (long long)rows, (long long)e->status_offset, (long long)(rows - 1));
+  if (table.dtype == out.dtype)
+    cg_text_printf(&e->src, "  y[i] = table[id * %lld + c];\n}\n\n", (long long)dim);
+  else {
+    char idx_s[64];
+    snprintf(idx_s, sizeof idx_s, "id * %lld + c", (long long)dim);
+    cg_text_printf(&e->src, "  %s\n}\n\n", store(out.dtype, "y", "i", cg_load(table.dtype, "table", idx_s, ld), st));
+  }
+  launch_1d(e, n, k, count * dim, e->tune->block_elementwise);
+}
+
+void cg_emit_conv2d(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, CgLoc w, const CgLoc *bias,
+                    const CgConvShape *s) {
+  int64_t cpg = s->c / s->groups, opg = s->o / s->groups;
+  int depthwise = cpg == 1 && opg == 1;
+  int64_t count = s->n * s->o * s->oh * s->ow;
+  const char *name;
+  int k = cg_kernel_open(e, n, "conv2d", depthwise ? "direct, depthwise" : "direct", &name);
+  int64_t big = s->n * s->c * s->h * s->w;
+  const char *it = index_type(count > big ? count : big);
+  char ld[256], ldw[256], st[512];
+  cg_text_printf(&e->src, "DITC_KERNEL(%s, DitcArgs, a) {\n", name);
+  decl_ptr(e, "x", x, 0);
+  decl_ptr(e, "w", w, 0);
+  if (bias) decl_ptr(e, "bias", *bias, 0);
+  decl_ptr(e, "y", out, 1);
+  cg_text_printf(&e->src,
+                 "  %s i = (%s)blockIdx.x * CG_BLOCK_ELEMENTWISE + threadIdx.x;\n"
+                 "  if (i >= %lld) return;\n"
+                 "  %s ow = i %% %lld, oh = (i / %lld) %% %lld, o = (i / %lld) %% %lld, b = i / %lld;\n",
+                 it, it, (long long)count, it, (long long)s->ow, (long long)s->ow, (long long)s->oh,
+                 (long long)(s->ow * s->oh), (long long)s->o, (long long)(s->ow * s->oh * s->o));
+  cg_text_printf(&e->src, "  float acc = %s;\n", bias ? cg_load(bias->dtype, "bias", "o", ld) : "0.0f");
+  if (depthwise)
+    cg_text_printf(&e->src, "  {\n    %s c = o;\n", it);
+  else
+    cg_text_printf(&e->src, "  for (int ci = 0; ci < %lld; ci++) {\n    %s c = (o / %lld) * %lld + ci;\n",
+                   (long long)cpg, it, (long long)opg, (long long)cpg);
+  cg_text_printf(&e->src,
+                 "    for (int kh = 0; kh < %lld; kh++) {\n"
+                 "      %s ih = oh * %d - %d + kh;\n"
+                 "      if (ih < 0 || ih >= %lld) continue;\n"
+                 "      for (int kw = 0; kw < %lld; kw++) {\n"
+                 "        %s iw = ow * %d - %d + kw;\n"
+                 "        if (iw < 0 || iw >= %lld) continue;\n",
+                 (long long)s->kh, it, s->stride, s->pad, (long long)s->h, (long long)s->kw, it,
+                 s->stride, s->pad, (long long)s->w);
+  char xi[128], wi[128];
+  snprintf(xi, sizeof xi, "((b * %lld + c) * %lld + ih) * %lld + iw", (long long)s->c, (long long)s->h,
+           (long long)s->w);
+  snprintf(wi, sizeof wi, "((o * %lld + %s) * %lld + kh) * %lld + kw", (long long)cpg,
+           depthwise ? "0" : "ci", (long long)s->kh, (long long)s->kw);
+  cg_text_printf(&e->src, "        acc += %s * %s;\n      }\n    }\n  }\n", cg_load(x.dtype, "x", xi, ld),
+                 cg_load(w.dtype, "w", wi, ldw));
+  cg_text_printf(&e->src, "  %s\n}\n\n", store(out.dtype, "y", "i", "acc", st));
+  launch_1d(e, n, k, count, e->tune->block_elementwise);
+}
+
+void cg_emit_avgpool(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, int64_t planes, int64_t h,
+                     int64_t w, int64_t oh, int64_t ow) {
+  int64_t count = planes * oh * ow;
+  const char *name;
+  int k = cg_kernel_open(e, n, "adaptive_avg_pool2d", NULL, &name);
+  const char *it = index_type(planes * h * w > count ? planes * h * w : count);
+  char ld[256], st[512], xi[128];
+  snprintf(xi, sizeof xi, "(plane * %lld + yy) * %lld + xx", (long long)h, (long long)w);
+  cg_text_printf(&e->src, "DITC_KERNEL(%s, DitcArgs, a) {\n", name);
+  decl_ptr(e, "x", x, 0);
+  decl_ptr(e, "y", out, 1);
+  cg_text_printf(&e->src,
+                 "  %s i = (%s)blockIdx.x * CG_BLOCK_ELEMENTWISE + threadIdx.x;\n"
+                 "  if (i >= %lld) return;\n"
+                 "  %s ox = i %% %lld, oy = (i / %lld) %% %lld, plane = i / %lld;\n"
+                 "  /* window: floor(o * H / OH) .. ceil((o + 1) * H / OH) - 1 */\n"
+                 "  %s y0 = oy * %lld / %lld, y1 = ((oy + 1) * %lld + %lld) / %lld;\n"
+                 "  %s x0 = ox * %lld / %lld, x1 = ((ox + 1) * %lld + %lld) / %lld;\n"
+                 "  float sum = 0.0f;\n"
+                 "  for (%s yy = y0; yy < y1; yy++)\n"
+                 "    for (%s xx = x0; xx < x1; xx++) sum += %s;\n",
+                 it, it, (long long)count, it, (long long)ow, (long long)ow, (long long)oh,
+                 (long long)(ow * oh), it, (long long)h, (long long)oh, (long long)h,
+                 (long long)(oh - 1), (long long)oh, it, (long long)w, (long long)ow, (long long)w,
+                 (long long)(ow - 1), (long long)ow, it, it,
+                 cg_load(x.dtype, "x", xi, ld));
+  cg_text_printf(&e->src, "  %s\n}\n\n", store(out.dtype, "y", "i", "sum / (float)((y1 - y0) * (x1 - x0))", st));
+  launch_1d(e, n, k, count, e->tune->block_elementwise);
+}
+
+void cg_emit_status_reset(CgEmit *e) {
+  const char *name;
+  int k = cg_kernel_open(e, NULL, "status_reset", NULL, &name);
+  cg_text_printf(&e->src,
+                 "DITC_KERNEL(%s, DitcArgs, a) {\n"
+                 "  if (threadIdx.x == 0) *(int *)(a.act + %lld) = 0;\n"
+                 "}\n\n",
+                 name, (long long)e->status_offset);
+  cg_launch(e, NULL, k, 1, 1, 1, 1, 1, 1, 0);
+}

@@ -1,0 +1,849 @@
+/*
+ * test_codegen.c - the code generator against the reference executor.
+ *
+ * Every op gets a small graph built with the IR builders; the graph is run by
+ * runtime/ref.c and, lowered by cg_plan_build(), on the emulated device: the
+ * plan's source is loaded with emu_module_load(), kernel steps are launched
+ * with emu_launch() and GEMM steps run through cg_gemm_ref().  Outputs must
+ * match in relative L2: 1e-5 at f32, 1e-2 at f16 and bf16.  Each plan's source
+ * must also compile under NVRTC for sm_80 and sm_90 (skipped without NVRTC).
+ * End to end: dit-tiny-p2 (forward and forward_with_cfg, f32 and bf16),
+ * paper-att-fgq and paper-moe-8e2a from ../shared/reference.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "codegen/emu.h"
+#include "codegen/nvrtc.h"
+#include "frontend.h"
+#include "passes.h"
+#include "plan.h"
+#include "ref.h"
+#include "safetensors.h"
+#include "tensor.h"
+#include "weights.h"
+
+#ifndef DITC_SOURCE_DIR
+#define DITC_SOURCE_DIR "."
+#endif
+
+/* ---- small helpers --------------------------------------------------------- */
+
+static IrLoc noloc(void) { return (IrLoc){0}; }
+
+static IrShape shp(int rank, ...) {
+  va_list ap;
+  va_start(ap, rank);
+  IrDim d[IR_MAX_RANK];
+  for (int i = 0; i < rank; i++) d[i] = va_arg(ap, IrDim);
+  va_end(ap);
+  return ir_shape_make(rank, d);
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static double urand(void) { /* splitmix64 -> [0, 1) */
+  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return (double)(z >> 11) / 9007199254740992.0;
+}
+
+static double rel_l2(const RtTensor *got, const RtTensor *want) {
+  int64_t n = rt_numel(want);
+  assert_int_equal(rt_numel(got), n);
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double a, b;
+    if (want->dtype == IR_I32) {
+      a = ((const int32_t *)got->data)[i];
+      b = ((const int32_t *)want->data)[i];
+    } else {
+      a = ((const float *)got->data)[i];
+      b = ((const float *)want->data)[i];
+    }
+    if (isnan(a) != isnan(b)) return INFINITY;
+    num += (a - b) * (a - b);
+    den += b * b;
+  }
+  if (den == 0) return sqrt(num);
+  return sqrt(num / den);
+}
+
+static CgNvrtc *nvrtc; /* NULL when NVRTC is missing */
+
+static void nvrtc_check(const CgPlan *p, const char *arch, const char *label) {
+  if (!nvrtc) return;
+  const char *srcdir = getenv("DITC_SRC") ? getenv("DITC_SRC") : DITC_SOURCE_DIR;
+  const char *cuda = getenv("CUDA_HOME") ? getenv("CUDA_HOME") : "/usr/local/cuda";
+  char inc[1024], cuda_inc[1024];
+  snprintf(inc, sizeof inc, "-I%s/codegen", srcdir);
+  snprintf(cuda_inc, sizeof cuda_inc, "-I%s/include", cuda);
+  const char *opts[] = {inc, cuda_inc, "--pre-include=cuda_prelude.h"};
+  CgCompiled out;
+  IrErr err = {{0}};
+  if (cg_nvrtc_compile(nvrtc, p->source, label, arch, opts, 3, CG_OUT_CUBIN, &out, &err) != 0)
+    fail_msg("NVRTC (%s) rejects %s:\n%s", arch, label, out.diag ? out.diag : err.msg);
+  for (int k = 0; k < p->n_kernels; k++)
+    if (!cg_compiled_find_kernel(&out, p->kernels[k].name))
+      fail_msg("%s: kernel %s missing from the CUBIN", label, p->kernels[k].name);
+  cg_compiled_free(&out);
+}
+
+/* Structural checks every plan must pass. */
+static void check_plan_shape(const CgPlan *p) {
+  assert_non_null(strstr(p->source, "typedef struct {\n  char *act;\n  const char *w;\n} DitcArgs;"));
+  assert_non_null(strstr(p->source, CG_CODEGEN_VERSION));
+  for (int i = 0; i < p->n_inputs; i++) {
+    assert_int_equal(p->inputs[i].offset % 256, 0);
+    assert_true(p->inputs[i].offset < p->arena_bytes || p->arena_bytes == 0);
+  }
+  for (int i = 0; i < p->n_outputs; i++) assert_int_equal(p->outputs[i].offset % 256, 0);
+  for (int i = 0; i < p->n_weights; i++) assert_int_equal(p->weights[i].offset % 256, 0);
+  for (int s = 0; s < p->n_steps; s++) {
+    const CgStep *st = &p->steps[s];
+    assert_non_null(st->what);
+    if (st->kind == CG_STEP_KERNEL) {
+      assert_true(st->kernel >= 0 && st->kernel < p->n_kernels);
+      assert_true(st->grid[0] >= 1 && st->block[0] >= 1);
+      assert_true(st->block[0] * st->block[1] * st->block[2] <= 1024);
+    } else {
+      const CgGemm *g = &st->gemm;
+      assert_int_equal(g->d.space, CG_SPACE_ACT);
+      int64_t es = (int64_t)ir_dtype_size(g->dtype);
+      int64_t d_end = g->d.offset + es * ((g->batch - 1) * g->stride_d + (g->m - 1) * g->ldd + g->n);
+      assert_true(d_end <= p->arena_bytes);
+    }
+  }
+}
+
+/* Runs plan p on the emulator: inputs in ir_graph_inputs() order, outputs
+ * allocated here (IR dtypes, f32 values for float outputs). */
+static void run_plan_emu(const CgPlan *p, const Weights *w, const RtTensor *in, RtTensor *out,
+                         int *status) {
+  IrErr err = {{0}};
+  char *act = calloc(1, (size_t)p->arena_bytes + 1);
+  char *blob = calloc(1, (size_t)p->weights_bytes + 1);
+  assert_non_null(act);
+  assert_non_null(blob);
+  if (cg_plan_fill_weights(p, w, blob, &err)) fail_msg("fill weights: %s", err.msg);
+  memset(act, 0x7f, (size_t)p->arena_bytes); /* stale data must not matter */
+  for (int i = 0; i < p->n_inputs; i++) {
+    assert_int_equal(in[i].dtype, p->inputs[i].dtype);
+    memcpy(act + p->inputs[i].offset, in[i].data, rt_nbytes(&in[i]));
+  }
+  EmuModule *m = emu_module_load(p->source, "codegen_test", &err);
+  if (!m) fail_msg("emu: %s", err.msg);
+  DitcArgs args = {.act = act, .w = blob};
+  void *argv[1] = {&args};
+  for (int s = 0; s < p->n_steps; s++) {
+    const CgStep *st = &p->steps[s];
+    if (st->kind == CG_STEP_GEMM) {
+      cg_gemm_ref(&st->gemm, act, blob);
+      continue;
+    }
+    const char *name = p->kernels[st->kernel].name;
+    EmuDim3 grid = {st->grid[0], st->grid[1], st->grid[2]};
+    EmuDim3 block = {st->block[0], st->block[1], st->block[2]};
+    if (emu_launch(m, name, grid, block, st->shared_bytes, argv, &err))
+      fail_msg("step %d (%s): %s", s, st->what, err.msg);
+  }
+  for (int i = 0; i < p->n_outputs; i++) {
+    const CgIo *io = &p->outputs[i];
+    out[i] = rt_tensor_new(io->dtype, io->rank, io->shape);
+    memcpy(out[i].data, act + io->offset, rt_nbytes(&out[i]));
+  }
+  *status = p->status_offset >= 0 ? *(int *)(act + p->status_offset) : 0;
+  free(act);
+  free(blob);
+}
+
+/* Random inputs: floats in [lo, hi], i32 in [0, imax). */
+static RtTensor *make_inputs(IrGraph *g, int64_t batch, float lo, float hi, int imax, int *n_out) {
+  IrNode **ins;
+  int n = ir_graph_inputs(g, &ins);
+  RtTensor *t = calloc((size_t)n + 1, sizeof *t);
+  for (int i = 0; i < n; i++) {
+    int64_t shape[IR_MAX_RANK];
+    for (int j = 0; j < ins[i]->shape.rank; j++) shape[j] = ir_dim_eval(ins[i]->shape.d[j], batch);
+    t[i] = rt_tensor_new(ins[i]->dtype, ins[i]->shape.rank, shape);
+    for (int64_t k = 0; k < rt_numel(&t[i]); k++) {
+      if (ins[i]->dtype == IR_I32)
+        ((int32_t *)t[i].data)[k] = (int32_t)(urand() * imax);
+      else
+        ((float *)t[i].data)[k] = (float)(lo + (hi - lo) * urand());
+    }
+  }
+  *n_out = n;
+  return t;
+}
+
+static void free_tensors(RtTensor *t, int n) {
+  for (int i = 0; i < n; i++) rt_tensor_free(&t[i]);
+  free(t);
+}
+
+typedef struct {
+  float lo, hi;   /* float input range */
+  int imax;       /* i32 input range */
+  int nvrtc;      /* also compile the f32 plan with NVRTC */
+} RunOpts;
+
+/* Build a plan of g at (batch, precision, fuse), run it and the reference on
+ * the same inputs, compare every output within tol.  Returns the worst error. */
+static double check_graph_at(IrGraph *g, const Weights *w, const RtTensor *in, int64_t batch,
+                             IrDType prec, int fuse, double tol, const char *label, int nv) {
+  IrErr err = {{0}};
+  RefExec *ex = ref_prepare(g, w, batch, &err);
+  if (!ex) fail_msg("%s: ref_prepare: %s", label, err.msg);
+  RtTensor *want = calloc((size_t)g->n_outputs + 1, sizeof *want);
+  if (ref_run(ex, in, want, &err)) fail_msg("%s: ref_run: %s", label, err.msg);
+  ref_free(ex);
+  CgOptions o = {.precision = prec, .batch = batch, .fuse_attention = fuse, .model = label};
+  CgPlan *p;
+  if (cg_plan_build(g, &o, &p, &err)) fail_msg("%s: cg_plan_build: %s", label, err.msg);
+  check_plan_shape(p);
+  RtTensor *got = calloc((size_t)g->n_outputs + 1, sizeof *got);
+  int status;
+  run_plan_emu(p, w, in, got, &status);
+  assert_int_equal(status, 0);
+  double worst = 0;
+  for (int i = 0; i < g->n_outputs; i++) {
+    double e = rel_l2(&got[i], &want[i]);
+    if (!(e <= tol)) {
+      if (getenv("CG_TEST_DUMP")) fprintf(stderr, "%s\n", p->source);
+      fail_msg("%s (%s, fuse %d) output %d: relative L2 %g > %g", label, ir_dtype_name(prec), fuse, i,
+               e, tol);
+    }
+    if (e > worst) worst = e;
+  }
+  if (nv) {
+    char name[160];
+    snprintf(name, sizeof name, "%s_%s.cu", label, ir_dtype_name(prec));
+    nvrtc_check(p, nv == 1 ? "sm_80" : "sm_90", name);
+  }
+  if (getenv("CG_TEST_VERBOSE"))
+    fprintf(stderr, "  %-28s %-4s fuse=%d  rel L2 %.3g  (%d kernels, %d steps, arena %lld)\n", label,
+            ir_dtype_name(prec), fuse, worst, p->n_kernels, p->n_steps, (long long)p->arena_bytes);
+  cg_plan_free(p);
+  free_tensors(got, g->n_outputs);
+  free_tensors(want, g->n_outputs);
+  return worst;
+}
+
+/* Random weights with O(1) values, so products are not tiny. */
+static void bind_weights(IrGraph *g, Weights *w) {
+  IrErr err = {{0}};
+  if (weights_random(g, 7, w, &err)) fail_msg("weights: %s", err.msg);
+  IrNode **params;
+  int np = ir_graph_params(g, &params);
+  for (int i = 0; i < np; i++) {
+    float *d = w->data[params[i]->id];
+    for (int64_t k = 0; k < ir_shape_numel(&params[i]->shape, 1); k++) d[k] = (float)(2 * urand() - 1);
+  }
+}
+
+/* f32 (with the NVRTC check), f16 and bf16; fused and unfused attention. */
+static void check_graph(IrGraph *g, const char *label, RunOpts ro) {
+  IrErr err = {{0}};
+  if (ir_verify(g, &err)) fail_msg("%s: %s", label, err.msg);
+  Weights w;
+  bind_weights(g, &w);
+  const int64_t batch = 2;
+  int n_in;
+  RtTensor *in = make_inputs(g, batch, ro.lo, ro.hi, ro.imax ? ro.imax : 4, &n_in);
+  check_graph_at(g, &w, in, batch, IR_F32, 1, 1e-5, label, ro.nvrtc ? 1 : 0);
+  check_graph_at(g, &w, in, batch, IR_F32, 0, 1e-5, label, 0);
+  check_graph_at(g, &w, in, batch, IR_F16, 1, 1e-2, label, 0);
+  check_graph_at(g, &w, in, batch, IR_BF16, 1, 1e-2, label, ro.nvrtc ? 2 : 0);
+  free_tensors(in, n_in);
+  in = make_inputs(g, 1, ro.lo, ro.hi, ro.imax ? ro.imax : 4, &n_in);
+  check_graph_at(g, &w, in, 1, IR_F32, 1, 1e-5, label, 0);
+  free_tensors(in, n_in);
+  weights_free(&w);
+}
+
+static const RunOpts DEF = {-2.0f, 2.0f, 4, 1};
+
+/* ---- cg_gemm_ref ------------------------------------------------------------- */
+
+static void test_gemm_ref(void **state) {
+  (void)state;
+  /* batch 3 of [4 x 5] op(A) times op(B) [5 x 6], every transpose, bias + gelu, broadcast B */
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++)
+      for (int bcast = 0; bcast < 2; bcast++)
+        for (int ep = 0; ep < 3; ep++) {
+          const int64_t M = 4, N = 6, K = 5, B = 3;
+          float A[3 * 20], Bm[3 * 30], bias[6], act[4096];
+          for (int i = 0; i < 60; i++) A[i] = (float)(2 * urand() - 1);
+          for (int i = 0; i < 90; i++) Bm[i] = (float)(2 * urand() - 1);
+          for (int i = 0; i < 6; i++) bias[i] = (float)(2 * urand() - 1);
+          memset(act, 0, sizeof act);
+          memcpy(act, A, sizeof A);
+          char wblob[1024];
+          memcpy(wblob, Bm, sizeof Bm);
+          memcpy(wblob + 512, bias, sizeof bias);
+          CgGemm g = {.dtype = IR_F32, .trans_a = ta, .trans_b = tb, .m = M, .n = N, .k = K, .batch = B,
+                      .lda = ta ? M : K, .ldb = tb ? K : N, .ldd = N, .stride_a = M * K,
+                      .stride_b = bcast ? 0 : K * N, .stride_d = M * N,
+                      .a = {CG_SPACE_ACT, 0}, .b = {CG_SPACE_WEIGHTS, 0}, .d = {CG_SPACE_ACT, 1024},
+                      .bias = {CG_SPACE_WEIGHTS, 512}, .epilogue = (CgEpilogue)ep, .alpha = 0.5f};
+          cg_gemm_ref(&g, (char *)act, wblob);
+          for (int64_t b = 0; b < B; b++)
+            for (int64_t i = 0; i < M; i++)
+              for (int64_t j = 0; j < N; j++) {
+                double s = 0;
+                for (int64_t k = 0; k < K; k++) {
+                  double a = ta ? A[b * 20 + k * M + i] : A[b * 20 + i * K + k];
+                  int64_t bb = bcast ? 0 : b * 30;
+                  double v = tb ? Bm[bb + j * K + k] : Bm[bb + k * N + j];
+                  s += a * v;
+                }
+                s *= 0.5;
+                if (ep) s += bias[j];
+                if (ep == 2) s = 0.5 * s * (1 + tanh(0.7978845608028654 * (s + 0.044715 * s * s * s)));
+                assert_float_equal(act[256 + b * 24 + i * N + j], s, 1e-5);
+              }
+        }
+  /* bf16 storage: one rounding of the f32 result */
+  uint16_t a16[4], b16[4], d16[4];
+  float av[4] = {1.5f, -2.0f, 0.25f, 3.0f}, bv[4] = {0.5f, 1.0f, -1.0f, 2.0f};
+  for (int i = 0; i < 4; i++) a16[i] = rt_f32_to_bf16(av[i]), b16[i] = rt_f32_to_bf16(bv[i]);
+  char act2[64], w2[64];
+  memcpy(act2, a16, 8);
+  memcpy(w2, b16, 8);
+  CgGemm g = {.dtype = IR_BF16, .m = 2, .n = 2, .k = 2, .batch = 1, .lda = 2, .ldb = 2, .ldd = 2,
+              .a = {CG_SPACE_ACT, 0}, .b = {CG_SPACE_WEIGHTS, 0}, .d = {CG_SPACE_ACT, 16}, .alpha = 1};
+  cg_gemm_ref(&g, act2, w2);
+  memcpy(d16, act2 + 16, 8);
+  assert_float_equal(rt_bf16_to_f32(d16[0]), 1.5 * 0.5 + -2.0 * -1.0, 1e-6);
+  assert_float_equal(rt_bf16_to_f32(d16[3]), 0.25 * 1.0 + 3.0 * 2.0, 1e-6);
+}
+
+/* ---- per-op graphs ------------------------------------------------------------ */
+
+static void test_unary(void **state) {
+  (void)state;
+  static const IrOp ops[] = {IR_NEG,  IR_RELU, IR_SILU,  IR_GELU_TANH, IR_GELU,  IR_SIGMOID,
+                             IR_TANH, IR_EXP,  IR_LOG,   IR_SIN,       IR_COS,   IR_SQRT,
+                             IR_RECIP, IR_SCALE, IR_ADD_SCALAR, IR_POW_SCALAR, IR_CLAMP_MIN};
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *x = ir_input(g, "x", IR_F32, shp(3, IR_BATCH, (IrDim)5, (IrDim)33), noloc());
+  /* log, sqrt, recip and pow get a positive operand */
+  IrNode *pos = ir_op1f(g, IR_ADD_SCALAR, ir_un(g, IR_SIGMOID, x), 0.25f);
+  for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
+    int positive = ops[i] == IR_LOG || ops[i] == IR_SQRT || ops[i] == IR_POW_SCALAR || ops[i] == IR_RECIP;
+    IrNode *y = ir_op1f(g, ops[i], positive ? pos : x, ops[i] == IR_POW_SCALAR ? 1.7f : -0.75f);
+    ir_graph_add_output(g, y, ir_op_name(ops[i]));
+  }
+  /* pow_scalar's special exponents */
+  float ex[] = {2.0f, 3.0f, 0.5f, -0.5f, -1.0f, -2.0f, 1.0f};
+  for (size_t i = 0; i < sizeof ex / sizeof *ex; i++)
+    ir_graph_add_output(g, ir_op1f(g, IR_POW_SCALAR, pos, ex[i]), "pow_special");
+  check_graph(g, "unary", DEF);
+  ir_graph_free(g);
+}
+
+static void test_binary_broadcast(void **state) {
+  (void)state;
+  static const IrOp ops[] = {IR_ADD, IR_SUB, IR_MUL, IR_DIV, IR_MAX};
+  IrShape sa[] = {shp(3, IR_BATCH, (IrDim)4, (IrDim)6), shp(4, IR_BATCH, (IrDim)4, (IrDim)1, (IrDim)6),
+                  shp(3, IR_BATCH, (IrDim)1, (IrDim)7), shp(2, IR_BATCH, (IrDim)300)};
+  IrShape sb[] = {shp(3, IR_BATCH, (IrDim)4, (IrDim)6), shp(2, (IrDim)3, (IrDim)6),
+                  shp(0), shp(2, (IrDim)1, (IrDim)1)};
+  IrGraph *g = ir_graph_new("forward");
+  for (size_t s = 0; s < sizeof sa / sizeof *sa; s++) {
+    char name[16];
+    snprintf(name, sizeof name, "a%zu", s);
+    IrNode *a = ir_input(g, arena_strdup(&g->arena, name), IR_F32, sa[s], noloc());
+    snprintf(name, sizeof name, "b%zu", s);
+    IrNode *b = ir_input(g, arena_strdup(&g->arena, name), IR_F32, sb[s], noloc());
+    /* denominators away from 0 */
+    IrNode *ap = ir_op1f(g, IR_ADD_SCALAR, ir_un(g, IR_SIGMOID, a), 0.5f);
+    IrNode *bp = ir_op1f(g, IR_ADD_SCALAR, ir_un(g, IR_SIGMOID, b), 0.5f);
+    for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
+      /* the broadcast operand on either side */
+      ir_graph_add_output(g, ir_bin(g, ops[i], a, ops[i] == IR_DIV ? bp : b), "ab");
+      ir_graph_add_output(g, ir_bin(g, ops[i], b, ops[i] == IR_DIV ? ap : a), "ba");
+    }
+  }
+  check_graph(g, "binary", DEF);
+  ir_graph_free(g);
+}
+
+static IrNode *node_attr(IrGraph *g, IrOp op, int n, IrNode **in, IrAttrs at) {
+  IrErr err = {{0}};
+  IrNode *r = ir_node_new(g, op, n, in, &at, noloc(), &err);
+  if (!r) fail_msg("%s: %s", ir_op_name(op), err.msg);
+  return r;
+}
+
+static void test_rows(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *x = ir_input(g, "x", IR_F32, shp(3, IR_BATCH, (IrDim)7, (IrDim)100), noloc());
+  ir_graph_add_output(g, ir_op1f(g, IR_LAYERNORM, x, 1e-6f), "ln");
+  ir_graph_add_output(g, ir_un(g, IR_SOFTMAX, ir_op1f(g, IR_SCALE, x, 3.0f)), "sm");
+  ir_graph_add_output(g, node_attr(g, IR_REDUCE_SUM, 1, &x, (IrAttrs){.axis = 1}), "sum");
+  ir_graph_add_output(g, node_attr(g, IR_REDUCE_MEAN, 1, &x, (IrAttrs){.axis = 2}), "mean");
+  IrNode *e = ir_input(g, "e", IR_F32, shp(3, IR_BATCH, (IrDim)5, (IrDim)8), noloc());
+  ir_graph_add_output(g, node_attr(g, IR_TOPK_SOFTMAX, 1, &e, (IrAttrs){.k = 2}), "top2");
+  ir_graph_add_output(g, node_attr(g, IR_TOPK_SOFTMAX, 1, &e, (IrAttrs){.k = 8}), "top8");
+  /* short rows (fewer than a warp) and a rank-1 layernorm */
+  IrNode *s = ir_input(g, "s", IR_F32, shp(2, IR_BATCH, (IrDim)3), noloc());
+  ir_graph_add_output(g, ir_op1f(g, IR_LAYERNORM, s, 1e-5f), "ln_short");
+  ir_graph_add_output(g, ir_un(g, IR_SOFTMAX, s), "sm_short");
+  check_graph(g, "rows", DEF);
+  ir_graph_free(g);
+}
+
+static void test_topk_ties(void **state) {
+  (void)state;
+  /* ties: the lower index wins, as in the reference */
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *x = ir_input(g, "x", IR_F32, shp(2, IR_BATCH, (IrDim)6), noloc());
+  IrNode *r = ir_un(g, IR_RELU, x); /* many exact zeros: ties */
+  ir_graph_add_output(g, node_attr(g, IR_TOPK_SOFTMAX, 1, &r, (IrAttrs){.k = 3}), "y");
+  RunOpts ro = DEF;
+  ro.lo = -3.0f, ro.hi = 0.5f, ro.nvrtc = 0;
+  check_graph(g, "topk_ties", ro);
+  ir_graph_free(g);
+}
+
+static void test_linear(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *x = ir_input(g, "x", IR_F32, shp(3, IR_BATCH, (IrDim)9, (IrDim)24), noloc());
+  IrNode *w = ir_param(g, "w", IR_F32, shp(2, (IrDim)40, (IrDim)24), noloc());
+  IrNode *b = ir_param(g, "b", IR_F32, shp(1, (IrDim)40), noloc());
+  IrNode *w2 = ir_param(g, "w2", IR_F32, shp(2, (IrDim)16, (IrDim)40), noloc());
+  IrNode *h = ir_un(g, IR_GELU_TANH, ir_linear(g, x, w, b)); /* fused epilogue */
+  ir_graph_add_output(g, ir_linear(g, h, w2, NULL), "y");     /* no bias */
+  IrNode *l = ir_linear(g, x, w, b);                          /* used twice: not fused */
+  ir_graph_add_output(g, ir_un(g, IR_GELU_TANH, l), "gelu");
+  ir_graph_add_output(g, l, "lin");
+  check_graph(g, "linear", DEF);
+  ir_graph_free(g);
+}
+
+static void test_matmul(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *a = ir_input(g, "a", IR_F32, shp(4, IR_BATCH, (IrDim)3, (IrDim)5, (IrDim)7), noloc());
+  IrNode *b = ir_input(g, "b", IR_F32, shp(4, IR_BATCH, (IrDim)3, (IrDim)7, (IrDim)4), noloc());
+  IrNode *bt = ir_input(g, "bt", IR_F32, shp(4, IR_BATCH, (IrDim)3, (IrDim)6, (IrDim)7), noloc());
+  IrNode *c2 = ir_input(g, "c2", IR_F32, shp(2, (IrDim)7, (IrDim)4), noloc());
+  IrNode *a1 = ir_input(g, "a1", IR_F32, shp(4, IR_BATCH, (IrDim)1, (IrDim)5, (IrDim)7), noloc());
+  IrNode *b1 = ir_input(g, "b1", IR_F32, shp(4, (IrDim)1, (IrDim)3, (IrDim)7, (IrDim)4), noloc());
+  ir_graph_add_output(g, ir_matmul(g, a, b, 0), "ab");
+  ir_graph_add_output(g, ir_matmul(g, a, bt, 1), "abt");
+  ir_graph_add_output(g, ir_matmul(g, a, c2, 0), "a_c2");      /* B broadcast: stride 0 */
+  ir_graph_add_output(g, ir_matmul(g, a1, b1, 0), "a1_b1");    /* both broadcast: a loop */
+  ir_graph_add_output(g, ir_matmul(g, c2, c2, 1), "plain");   /* rank 2, no batch */
+  check_graph(g, "matmul", DEF);
+  ir_graph_free(g);
+}
+
+static void test_conv_pool(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *x = ir_input(g, "x", IR_F32, shp(4, IR_BATCH, (IrDim)4, (IrDim)8, (IrDim)8), noloc());
+  IrNode *w = ir_param(g, "w", IR_F32, shp(4, (IrDim)16, (IrDim)4, (IrDim)2, (IrDim)2), noloc());
+  IrNode *b = ir_param(g, "b", IR_F32, shp(1, (IrDim)16), noloc());
+  IrNode *in3[3] = {x, w, b};
+  ir_graph_add_output(g, node_attr(g, IR_CONV2D, 3, in3, (IrAttrs){.stride = 2}), "patch");
+  IrNode *dw = ir_param(g, "dw", IR_F32, shp(4, (IrDim)4, (IrDim)1, (IrDim)3, (IrDim)3), noloc());
+  IrNode *db = ir_param(g, "db", IR_F32, shp(1, (IrDim)4), noloc());
+  IrNode *in_dw[3] = {x, dw, db};
+  ir_graph_add_output(g, node_attr(g, IR_CONV2D, 3, in_dw, (IrAttrs){.pad = 1, .groups = 4}), "depthwise");
+  IrNode *gw = ir_param(g, "gw", IR_F32, shp(4, (IrDim)6, (IrDim)2, (IrDim)3, (IrDim)3), noloc());
+  IrNode *in_g[2] = {x, gw};
+  ir_graph_add_output(g, node_attr(g, IR_CONV2D, 2, in_g, (IrAttrs){.stride = 2, .pad = 1, .groups = 2}),
+                      "grouped");
+  IrNode *p = ir_input(g, "p", IR_F32, shp(4, IR_BATCH, (IrDim)3, (IrDim)7, (IrDim)9), noloc());
+  ir_graph_add_output(g, node_attr(g, IR_AVGPOOL2D, 1, &p, (IrAttrs){.out_h = 3, .out_w = 4}), "pool");
+  ir_graph_add_output(g, node_attr(g, IR_AVGPOOL2D, 1, &p, (IrAttrs){.out_h = 7, .out_w = 1}), "pool2");
+  check_graph(g, "conv_pool", DEF);
+  ir_graph_free(g);
+}
+
+static void test_embedding_cast(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *table = ir_param(g, "table", IR_F32, shp(2, (IrDim)10, (IrDim)12), noloc());
+  IrNode *idx = ir_input(g, "idx", IR_I32, shp(2, IR_BATCH, (IrDim)3), noloc());
+  IrNode *in[2] = {table, idx};
+  ir_graph_add_output(g, node_attr(g, IR_EMBEDDING, 2, in, (IrAttrs){0}), "emb");
+  IrNode *f = node_attr(g, IR_CAST, 1, &idx, (IrAttrs){.to = IR_F32});
+  ir_graph_add_output(g, f, "as_f32");
+  IrNode *back = node_attr(g, IR_CAST, 1, &f, (IrAttrs){.to = IR_I32});
+  ir_graph_add_output(g, back, "as_i32");
+  IrNode *x = ir_input(g, "x", IR_F32, shp(2, IR_BATCH, (IrDim)50), noloc());
+  IrNode *h = node_attr(g, IR_CAST, 1, &x, (IrAttrs){.to = IR_F16});
+  IrNode *h2 = ir_op1f(g, IR_SCALE, h, 3.0f);
+  ir_graph_add_output(g, node_attr(g, IR_CAST, 1, &h2, (IrAttrs){.to = IR_F32}), "via_f16");
+  IrNode *bf = node_attr(g, IR_CAST, 1, &x, (IrAttrs){.to = IR_BF16});
+  ir_graph_add_output(g, node_attr(g, IR_CAST, 1, &bf, (IrAttrs){.to = IR_F32}), "via_bf16");
+  RunOpts ro = DEF;
+  ro.imax = 10;
+  check_graph(g, "embedding_cast", ro);
+  ir_graph_free(g);
+}
+
+static void test_embedding_out_of_range(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *table = ir_param(g, "table", IR_F32, shp(2, (IrDim)10, (IrDim)4), noloc());
+  IrNode *idx = ir_input(g, "idx", IR_I32, shp(1, IR_BATCH), noloc());
+  IrNode *in[2] = {table, idx};
+  ir_graph_add_output(g, node_attr(g, IR_EMBEDDING, 2, in, (IrAttrs){0}), "emb");
+  Weights w;
+  bind_weights(g, &w);
+  CgOptions o = {.precision = IR_F32, .batch = 3};
+  CgPlan *p;
+  IrErr err = {{0}};
+  assert_int_equal(cg_plan_build(g, &o, &p, &err), 0);
+  assert_true(p->status_offset >= 0);
+  int64_t shape[1] = {3};
+  RtTensor t = rt_tensor_new(IR_I32, 1, shape), out;
+  int32_t bad[3] = {2, 10, -5};
+  memcpy(t.data, bad, sizeof bad);
+  int status;
+  run_plan_emu(p, &w, &t, &out, &status);
+  assert_int_equal(status, CG_STATUS_EMBEDDING_RANGE);
+  const float *y = out.data, *tab = w.data[table->id];
+  for (int j = 0; j < 4; j++) {
+    assert_float_equal(y[j], tab[2 * 4 + j], 0);
+    assert_float_equal(y[4 + j], tab[9 * 4 + j], 0); /* clamped to the last row */
+    assert_float_equal(y[8 + j], tab[j], 0);         /* clamped to row 0 */
+  }
+  /* a good run after a bad one: the status is reset by the plan itself */
+  int32_t good[3] = {0, 1, 9};
+  memcpy(t.data, good, sizeof good);
+  rt_tensor_free(&out);
+  run_plan_emu(p, &w, &t, &out, &status);
+  assert_int_equal(status, 0);
+  rt_tensor_free(&out);
+  rt_tensor_free(&t);
+  cg_plan_free(p);
+  weights_free(&w);
+  ir_graph_free(g);
+}
+
+static void test_layout(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *x = ir_input(g, "x", IR_F32, shp(4, IR_BATCH, (IrDim)4, (IrDim)6, (IrDim)8), noloc());
+  ir_graph_add_output(g, ir_permute(g, x, (int[]){0, 2, 1, 3}), "p0213");
+  ir_graph_add_output(g, ir_permute(g, x, (int[]){3, 1, 0, 2}), "p3102");
+  IrNode *t = ir_input(g, "t", IR_F32, shp(3, IR_BATCH, (IrDim)40, (IrDim)36), noloc());
+  ir_graph_add_output(g, ir_permute(g, t, (int[]){0, 2, 1}), "transpose"); /* tiled */
+  IrNode *u = ir_reshape(g, x, 6, (IrDim[]){IR_BATCH, 2, 2, 3, 2, 8});
+  ir_graph_add_output(g, ir_permute(g, u, (int[]){0, 5, 1, 3, 2, 4}), "unpatchify");
+  ir_graph_add_output(g, ir_slice(g, x, 2, 1, 4), "slice2");
+  ir_graph_add_output(g, ir_slice(g, x, 3, 5, 3), "slice3");
+  IrNode *cat[3] = {x, ir_slice(g, x, 1, 0, 2), x};
+  ir_graph_add_output(g, ir_concat(g, 3, cat, 1), "concat1");
+  IrNode *cat3[2] = {x, ir_op1f(g, IR_SCALE, x, 2.0f)};
+  ir_graph_add_output(g, ir_concat(g, 2, cat3, 3), "concat3");
+  ir_graph_add_output(g, ir_reshape(g, x, 2, (IrDim[]){IR_BATCH, 192}), "reshape"); /* alias of an input */
+  ir_graph_add_output(g, x, "identity");                                          /* an input itself */
+  IrNode *sq = ir_op1f(g, IR_SCALE, x, 0.5f);
+  ir_graph_add_output(g, sq, "twice_a");
+  ir_graph_add_output(g, sq, "twice_b");
+  ir_graph_add_output(g, ir_reshape(g, sq, 2, (IrDim[]){IR_BATCH, 192}), "twice_c");
+  check_graph(g, "layout", DEF);
+  ir_graph_free(g);
+
+  /* the batch axis: slices at B, concat of batch halves (the CFG graph's shape) */
+  g = ir_graph_new("forward");
+  IrNode *y = ir_input(g, "y", IR_F32, shp(2, (IrDim)-2, (IrDim)5), noloc());
+  IrNode *lo = ir_slice(g, y, 0, 0, IR_BATCH), *hi = ir_slice(g, y, 0, IR_BATCH, IR_BATCH);
+  IrNode *halves[2] = {hi, ir_bin(g, IR_SUB, lo, hi)};
+  ir_graph_add_output(g, ir_concat(g, 2, halves, 0), "swapped");
+  IrNode *iy = ir_input(g, "iy", IR_I32, shp(1, (IrDim)-2), noloc());
+  IrNode *ih[2] = {ir_slice(g, iy, 0, IR_BATCH, IR_BATCH), ir_slice(g, iy, 0, 0, IR_BATCH)};
+  ir_graph_add_output(g, ir_concat(g, 2, ih, 0), "int_swap"); /* i32 copies stay exact */
+  ir_graph_add_output(g, ir_permute(g, ir_reshape(g, iy, 2, (IrDim[]){IR_BATCH, 2}), (int[]){1, 0}),
+                      "int_permute");
+  RunOpts ro = DEF;
+  ro.imax = 1 << 30;
+  check_graph(g, "batch_axis", ro);
+  ir_graph_free(g);
+}
+
+static void test_const(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *x = ir_input(g, "x", IR_F32, shp(2, IR_BATCH, (IrDim)8), noloc());
+  float cv[8] = {1, 2, 3, 4, -1, -2, 0.5f, 0.25f};
+  IrNode *c = ir_const(g, IR_F32, shp(2, (IrDim)1, (IrDim)8), cv, noloc());
+  ir_graph_add_output(g, ir_bin(g, IR_MUL, x, c), "y");
+  int32_t iv[3] = {3, 1, 2};
+  IrNode *ic = ir_const(g, IR_I32, shp(1, (IrDim)3), iv, noloc());
+  IrNode *tab = ir_param(g, "tab", IR_F32, shp(2, (IrDim)4, (IrDim)5), noloc());
+  IrNode *in[2] = {tab, ic};
+  ir_graph_add_output(g, node_attr(g, IR_EMBEDDING, 2, in, (IrAttrs){0}), "emb_const");
+  ir_graph_add_output(g, c, "the_const"); /* a CONST output: copied out of the weights */
+  check_graph(g, "const", DEF);
+  ir_graph_free(g);
+}
+
+/* q, k, v split out of one projection, as models/dit.dit produces them. */
+static IrGraph *attention_graph(int64_t tokens, int heads, int64_t hd, int with_scale) {
+  IrGraph *g = ir_graph_new("forward");
+  int64_t dim = heads * hd;
+  IrNode *x = ir_input(g, "x", IR_F32, shp(3, IR_BATCH, (IrDim)tokens, (IrDim)16), noloc());
+  IrNode *w = ir_param(g, "qkv.weight", IR_F32, shp(2, (IrDim)(3 * dim), (IrDim)16), noloc());
+  IrNode *b = ir_param(g, "qkv.bias", IR_F32, shp(1, (IrDim)(3 * dim)), noloc());
+  IrNode *qkv = ir_linear(g, x, w, b);
+  IrNode *part[3];
+  for (int i = 0; i < 3; i++) {
+    IrNode *s = ir_slice(g, qkv, 2, i * dim, dim);
+    IrNode *r = ir_reshape(g, s, 4, (IrDim[]){IR_BATCH, tokens, heads, hd});
+    part[i] = ir_permute(g, r, (int[]){0, 2, 1, 3});
+  }
+  IrNode *sc = ir_matmul(g, part[0], part[1], 1);
+  if (with_scale) sc = ir_op1f(g, IR_SCALE, sc, 1.0f / sqrtf((float)hd));
+  IrNode *o = ir_matmul(g, ir_un(g, IR_SOFTMAX, sc), part[2], 0);
+  IrNode *t = ir_permute(g, o, (int[]){0, 2, 1, 3});
+  ir_graph_add_output(g, ir_reshape(g, t, 3, (IrDim[]){IR_BATCH, tokens, dim}), "y");
+  return g;
+}
+
+static void test_attention(void **state) {
+  (void)state;
+  static const struct {
+    int64_t tokens;
+    int heads;
+    int64_t hd;
+    int scale;
+  } cases[] = {{40, 2, 8, 1}, {64, 2, 64, 1}, {37, 3, 72, 1}, {33, 1, 128, 1}, {5, 2, 16, 0}, {70, 2, 40, 1}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    IrGraph *g = attention_graph(cases[i].tokens, cases[i].heads, cases[i].hd, cases[i].scale);
+    char label[64];
+    snprintf(label, sizeof label, "attention_hd%lld_n%lld", (long long)cases[i].hd,
+             (long long)cases[i].tokens);
+    /* the fused plan has no softmax kernel and no score-sized buffer */
+    CgOptions o = {.precision = IR_F32, .batch = 2, .fuse_attention = 1};
+    CgPlan *p;
+    IrErr err = {{0}};
+    assert_int_equal(cg_plan_build(g, &o, &p, &err), 0);
+    int fused = 0;
+    for (int k = 0; k < p->n_kernels; k++) {
+      assert_null(strstr(p->kernels[k].name, "softmax"));
+      fused += strstr(p->kernels[k].name, "attention") != NULL;
+    }
+    assert_int_equal(fused, 1);
+    cg_plan_free(p);
+    RunOpts ro = DEF;
+    ro.nvrtc = cases[i].hd == 72 || cases[i].hd == 128;
+    check_graph(g, label, ro);
+    ir_graph_free(g);
+  }
+}
+
+/* Buffers are reused: a chain of elementwise ops needs two buffers, not n. */
+static void test_memory_reuse(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *x = ir_input(g, "x", IR_F32, shp(2, IR_BATCH, (IrDim)1000), noloc());
+  IrNode *h = x;
+  for (int i = 0; i < 20; i++) h = ir_op1f(g, IR_ADD_SCALAR, h, 1.0f);
+  ir_graph_add_output(g, h, "y");
+  CgOptions o = {.precision = IR_F32, .batch = 4};
+  CgPlan *p;
+  IrErr err = {{0}};
+  assert_int_equal(cg_plan_build(g, &o, &p, &err), 0);
+  /* input + output + two ping-pong buffers at most */
+  assert_true(p->arena_bytes <= 4 * 16128);
+  assert_int_equal(p->n_steps, 20);
+  cg_plan_free(p);
+  RunOpts ro = DEF;
+  ro.nvrtc = 0;
+  check_graph(g, "chain", ro);
+  ir_graph_free(g);
+}
+
+static void test_errors(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *x = ir_input(g, "x", IR_F32, shp(1, IR_BATCH), noloc());
+  ir_graph_add_output(g, ir_un(g, IR_NEG, x), "y");
+  CgPlan *p = (CgPlan *)1;
+  IrErr err = {{0}};
+  CgOptions o = {.precision = IR_I32, .batch = 1};
+  assert_int_equal(cg_plan_build(g, &o, &p, &err), -1);
+  assert_null(p);
+  assert_non_null(strstr(err.msg, "precision"));
+  o = (CgOptions){.precision = IR_F32, .batch = 0};
+  assert_int_equal(cg_plan_build(g, &o, &p, &err), -1);
+  assert_non_null(strstr(err.msg, "batch"));
+  cg_plan_free(NULL);
+  ir_graph_free(g);
+}
+
+/* ---- end to end against ../shared/reference --------------------------------------------- */
+
+static const char *shared_dir(void) {
+  const char *s = getenv("DITC_SHARED");
+  return s ? s : DITC_SOURCE_DIR "/../shared";
+}
+
+typedef struct {
+  const char *name;
+  const char *sets[16][2];
+} RefCase;
+
+/* Runs entry of a reference case through a plan on the emulator; compares with `want`. */
+static void check_reference(const RefCase *rc, const char *entry, const char *prefix, IrDType prec,
+                            double tol, int nv) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/reference/%s.case.safetensors", shared_dir(), rc->name);
+  IrErr err = {{0}};
+  StFile *cf = st_open(path, &err);
+  if (!cf) {
+    fprintf(stderr, "skipping %s: %s\n", rc->name, err.msg);
+    skip();
+  }
+  FeSetting sets[16];
+  int ns = 0;
+  while (ns < 16 && rc->sets[ns][0]) {
+    sets[ns] = (FeSetting){rc->sets[ns][0], rc->sets[ns][1]};
+    ns++;
+  }
+  FeModel m;
+  if (fe_build(DITC_SOURCE_DIR "/models/dit.dit", sets, ns, entry, stderr, &m))
+    fail_msg("%s: the model does not build", rc->name);
+  PassOptions po = {.verify = 1};
+  if (pass_run_pipeline(m.graph, "default", &po, &err)) fail_msg("%s", err.msg);
+  Weights w;
+  snprintf(path, sizeof path, "%s/reference/%s.weights.safetensors", shared_dir(), rc->name);
+  if (weights_load(m.graph, path, &w, &err)) fail_msg("%s", err.msg);
+  IrNode **ins;
+  int n_in = ir_graph_inputs(m.graph, &ins);
+  RtTensor *in = calloc((size_t)n_in + 1, sizeof *in);
+  float cfg_scale = 4.0f;
+  for (int i = 0; i < n_in; i++) {
+    if (!strcmp(ins[i]->name, "cfg_scale")) {
+      in[i] = rt_tensor_new(IR_F32, 0, NULL);
+      *(float *)in[i].data = cfg_scale;
+      continue;
+    }
+    char full[128];
+    snprintf(full, sizeof full, "%s%s", prefix, ins[i]->name);
+    const StTensor *t = st_find(cf, full);
+    assert_non_null(t);
+    if (st_load(t, ins[i]->dtype, &in[i], &err)) fail_msg("%s", err.msg);
+  }
+  int64_t batch = ref_batch_of(m.graph, in, &err);
+  assert_true(batch >= 1);
+  CgOptions o = {.precision = prec, .batch = batch, .fuse_attention = 1, .model = rc->name};
+  CgPlan *p;
+  if (cg_plan_build(m.graph, &o, &p, &err)) fail_msg("%s: %s", rc->name, err.msg);
+  check_plan_shape(p);
+  RtTensor out;
+  int status;
+  run_plan_emu(p, &w, in, &out, &status);
+  assert_int_equal(status, 0);
+  char want_name[64];
+  snprintf(want_name, sizeof want_name, "%sout", prefix);
+  RtTensor want;
+  if (st_load(st_find(cf, want_name), IR_F32, &want, &err)) fail_msg("%s", err.msg);
+  double e = rel_l2(&out, &want);
+  if (getenv("CG_TEST_VERBOSE"))
+    fprintf(stderr, "  %s %s %s: rel L2 %.3g (%d kernels, %d steps, arena %lld B, weights %lld B)\n",
+            rc->name, entry, ir_dtype_name(prec), e, p->n_kernels, p->n_steps,
+            (long long)p->arena_bytes, (long long)p->weights_bytes);
+  if (!(e < tol)) fail_msg("%s %s %s: relative L2 %g >= %g", rc->name, entry, ir_dtype_name(prec), e, tol);
+  if (nv) {
+    char name[128];
+    snprintf(name, sizeof name, "%s_%s.cu", rc->name, entry);
+    nvrtc_check(p, "sm_80", name);
+    nvrtc_check(p, "sm_90", name);
+  }
+  rt_tensor_free(&want);
+  rt_tensor_free(&out);
+  cg_plan_free(p);
+  free_tensors(in, n_in);
+  weights_free(&w);
+  fe_model_free(&m);
+  st_close(cf);
+}
+
+static const RefCase DIT_TINY = {"dit-tiny-p2",
+                                 {{"input_size", "16"}, {"in_channels", "4"}, {"patch_size", "2"},
+                                  {"hidden_size", "64"}, {"depth", "2"}, {"num_heads", "4"},
+                                  {"mlp_ratio", "4.0"}, {"num_classes", "10"}, {"learn_sigma", "true"}}};
+
+static void test_e2e_dit_tiny(void **state) {
+  (void)state;
+  check_reference(&DIT_TINY, "forward", "", IR_F32, 1e-5, 1);
+  check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_F32, 1e-5, 1);
+  check_reference(&DIT_TINY, "forward", "", IR_BF16, 1e-2, 0);
+  check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_BF16, 1e-2, 0);
+  check_reference(&DIT_TINY, "forward", "", IR_F16, 1e-2, 0);
+}
+
+static void test_e2e_paper_variants(void **state) {
+  (void)state;
+  static const RefCase fgq = {"paper-att-fgq",
+                              {{"input_size", "16"}, {"in_channels", "4"}, {"patch_size", "2"},
+                               {"hidden_size", "96"}, {"depth", "2"}, {"num_heads", "6"},
+                               {"mlp_ratio", "4.0"}, {"num_classes", "10"}, {"learn_sigma", "true"},
+                               {"att", "fgq"}, {"mediator_dim", "4"}}};
+  static const RefCase moe = {"paper-moe-8e2a",
+                              {{"input_size", "16"}, {"in_channels", "4"}, {"patch_size", "2"},
+                               {"hidden_size", "96"}, {"depth", "2"}, {"num_heads", "6"},
+                               {"mlp_ratio", "4.0"}, {"num_classes", "10"}, {"learn_sigma", "true"},
+                               {"moe_experts", "8"}, {"moe_top_k", "2"}, {"moe_frequency", "1"}}};
+  check_reference(&fgq, "forward", "", IR_F32, 1e-5, 1);
+  check_reference(&moe, "forward", "", IR_F32, 1e-5, 1);
+}
+
+static int setup_all(void **state) {
+  (void)state;
+  IrErr err = {{0}};
+  nvrtc = cg_nvrtc_open(NULL, &err);
+  if (!nvrtc) fprintf(stderr, "NVRTC checks skipped: %s\n", err.msg);
+  return 0;
+}
+
+static int teardown_all(void **state) {
+  (void)state;
+  cg_nvrtc_close(nvrtc);
+  emu_shutdown();
+  return 0;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_gemm_ref),
+      cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_unary),
+      cmocka_unit_test(test_binary_broadcast),
+      cmocka_unit_test(test_rows),
+      cmocka_unit_test(test_topk_ties),
+      cmocka_unit_test(test_linear),
+      cmocka_unit_test(test_matmul),
+      cmocka_unit_test(test_conv_pool),
+      cmocka_unit_test(test_embedding_cast),
+      cmocka_unit_test(test_embedding_out_of_range),
+      cmocka_unit_test(test_layout),
+      cmocka_unit_test(test_const),
+      cmocka_unit_test(test_attention),
+      cmocka_unit_test(test_memory_reuse),
+      cmocka_unit_test(test_e2e_dit_tiny),
+      cmocka_unit_test(test_e2e_paper_variants),
+  };
+  return cmocka_run_group_tests(tests, setup_all, teardown_all);
+}
