@@ -192,15 +192,6 @@ static json_t *gemm_json(const CgGemm *g) {
   return o;
 }
 
-static int64_t plan_status_offset(const CgPlan *p) {
-#ifdef CG_STATUS_EMBEDDING_RANGE
-  return p->status_offset;
-#else
-  (void)p;
-  return -1;
-#endif
-}
-
 static const IrNode *find_param(IrGraph *g, int id) {
   if (!g) return NULL;
   for (int i = 0; i < g->n_nodes; i++)
@@ -272,7 +263,7 @@ int cg_pack_writer_add_plan(CgPackWriter *w, const CgPlan *p, IrGraph *g, const 
                            "precision", ir_dtype_name(p->precision), "batch", (json_int_t)p->batch,
                            "arena_bytes", (json_int_t)p->arena_bytes, "weights_bytes",
                            (json_int_t)p->weights_bytes, "status_offset",
-                           (json_int_t)plan_status_offset(p), "weights_blob", blob_index);
+                           (json_int_t)p->status_offset, "weights_blob", blob_index);
   json_object_set_new(root, "kernels", kernels);
   json_object_set_new(root, "steps", steps);
   json_object_set_new(root, "weights", weights);
@@ -647,14 +638,7 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
     bad(r, "the status word lies outside the arena");
     goto out;
   }
-#ifdef CG_STATUS_EMBEDDING_RANGE
   p->status_offset = status;
-#else
-  if (status >= 0) {
-    bad(r, "the plan has a status word, which this ditc does not know");
-    goto out;
-  }
-#endif
   if (pp->blob >= 0 && pk->blobs[pp->blob].size != p->weights_bytes) {
     bad(r, "weights blob %d has %lld bytes, the plan needs %lld", pp->blob, (long long)pk->blobs[pp->blob].size,
         (long long)p->weights_bytes);

@@ -104,20 +104,11 @@ RtTensor rt_io_get(const CgIo *io, const void *src) {
   return t;
 }
 
-int64_t rt_status_offset(const CgPlan *p) {
-#ifdef CG_STATUS_EMBEDDING_RANGE
-  return p->status_offset;
-#else
-  (void)p;
-  return -1;
-#endif
-}
+int64_t rt_status_offset(const CgPlan *p) { return p->status_offset; }
 
 int rt_status_check(int32_t s, IrErr *err) {
   if (!s) return 0;
-#ifdef CG_STATUS_EMBEDDING_RANGE
   if (s == CG_STATUS_EMBEDDING_RANGE)
     return ir_errf(err, "an embedding index (a class label) was out of range for its table");
-#endif
   return ir_errf(err, "the plan's status word reports error bits 0x%x", (unsigned)s);
 }
