@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "codegen/cache.h"
 #include "codegen/nvrtc.h"
 #include "codegen/pack.h"
@@ -978,6 +980,382 @@ done:
   return rc;
 }
 
+/* ---- ditc compile / ditc cache ---------------------------------------------------- */
+
+/* "sm_80,sm_90" -> checked names (pointers into a copy owned by *buf). */
+static int parse_archs(const char *list, char **buf, const char **archs, int max) {
+  int n = 0;
+  *buf = xstrdup(list);
+  for (char *save = NULL, *a = strtok_r(*buf, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
+    CgArch ca;
+    IrErr err;
+    if (cg_arch_parse(a, &ca, &err)) return die_usage("--arch: %s", err.msg);
+    if (n == max) return die_usage("--arch: at most %d architectures", max);
+    for (int i = 0; i < n; i++)
+      if (!strcmp(archs[i], a)) return die_usage("--arch names %s twice", a);
+    archs[n++] = a;
+  }
+  if (!n) return die_usage("--arch needs at least one architecture, e.g. sm_90");
+  return -n;  /* negative: the count (0 and 2 are the usage-error codes) */
+}
+
+/* "blocks.<i>" or "blocks.<i>.*" -> i, else -1. */
+static int block_of(const char *label) {
+  if (!label || strncmp(label, "blocks.", 7)) return -1;
+  const char *p = label + 7;
+  if (*p < '0' || *p > '9') return -1;
+  int i = 0;
+  while (*p >= '0' && *p <= '9' && i < 1000000) i = i * 10 + (*p++ - '0');
+  return *p == '.' || !*p ? i : -1;
+}
+
+/* Bytes a value occupies when stored by plan p: floats at the plan's precision. */
+static int64_t stored_bytes(const CgPlan *p, const IrNode *n) {
+  size_t es = ir_dtype_is_float(n->dtype) ? ir_dtype_size(p->precision) : ir_dtype_size(n->dtype);
+  return ir_shape_numel(&n->shape, p->batch) * (int64_t)es;
+}
+
+typedef struct {
+  int steps, kernel_steps, gemm_steps, per_block;
+  double act_moved;
+} PlanStats;
+
+/* Counts per forward pass.  Launches per block: steps whose IR node carries a
+ * "blocks.<i>" label, the most over i.  Activation bytes moved: per GEMM its
+ * arena operands (A, B, bias when there, D) exactly; per kernel an estimate
+ * from its IR node - its output plus every input that is not a weight (the
+ * nodes a kernel absorbs are not counted). */
+static PlanStats plan_stats(const CgPlan *p, IrGraph *g) {
+  PlanStats s = {.steps = p->n_steps};
+  int max_block = -1;
+  for (int i = 0; i < p->n_steps; i++) {
+    const CgStep *st = &p->steps[i];
+    const IrNode *n = st->node >= 0 && st->node < g->n_nodes ? g->nodes[st->node] : NULL;
+    int b = n ? block_of(n->name) : -1;
+    if (b > max_block) max_block = b;
+    if (st->kind == CG_STEP_GEMM) {
+      const CgGemm *m = &st->gemm;
+      double es = (double)ir_dtype_size(m->dtype), bt = (double)m->batch;
+      s.gemm_steps++;
+      if (m->a.space == CG_SPACE_ACT) s.act_moved += es * (double)(m->stride_a ? bt : 1) * (double)(m->m * m->k);
+      if (m->b.space == CG_SPACE_ACT) s.act_moved += es * (double)(m->stride_b ? bt : 1) * (double)(m->k * m->n);
+      if (m->epilogue != CG_EPI_NONE && m->bias.space == CG_SPACE_ACT) s.act_moved += es * (double)m->n;
+      s.act_moved += es * bt * (double)(m->m * m->n);
+      continue;
+    }
+    s.kernel_steps++;
+    if (!n) continue;
+    s.act_moved += (double)stored_bytes(p, n);
+    for (int k = 0; k < n->n_in; k++)
+      if (n->in[k]->op != IR_PARAM && n->in[k]->op != IR_CONST) s.act_moved += (double)stored_bytes(p, n->in[k]);
+  }
+  int *count = xcalloc((size_t)max_block + 2, sizeof *count);
+  for (int i = 0; i < p->n_steps; i++) {
+    const CgStep *st = &p->steps[i];
+    const IrNode *n = st->node >= 0 && st->node < g->n_nodes ? g->nodes[st->node] : NULL;
+    int b = n ? block_of(n->name) : -1;
+    if (b >= 0 && ++count[b] > s.per_block) s.per_block = count[b];
+  }
+  free(count);
+  return s;
+}
+
+/* ptxas' report of one kernel as JSON / text (stats NULL: not available). */
+static json_t *kernel_json(const CgKernel *k, const CgKernelStats *ks) {
+  if (!ks) return json_pack("{s:s, s:n}", "name", k->name, "registers");
+  return json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "name", k->name, "registers", ks->registers, "spill_stores",
+                   ks->spill_stores, "spill_loads", ks->spill_loads, "stack_frame", ks->stack_frame, "smem", ks->smem);
+}
+
+static const CgKernelStats *find_stats(const CgKernelStats *ks, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (ks[i].name && !strcmp(ks[i].name, name)) return &ks[i];
+  return NULL;
+}
+
+/* Build every requested entry and compile it for every arch; with w (compile)
+ * also add plans, weights and CUBINs to the pack and the report to rep. */
+static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n_archs, CgPackWriter *w,
+                           json_t *rep) {
+  const char *all[] = {"forward", "forward_with_cfg"};
+  const char *one[] = {o->entry};
+  int all_entries = !o->entry || !strcmp(o->entry, "all");
+  const char **entries = all_entries ? all : one;
+  int n_entries = all_entries ? 2 : 1;
+  void *blobs[2] = {0};
+  int rc = 1;
+  for (int e = 0; e < n_entries; e++) {
+    FeModel m;
+    IrErr err;
+    if (build(o, entries[e], &m)) goto out;
+    CgOptions co = {.batch = o->batch ? o->batch : 1, .fuse_attention = 1, .model = m.config ? m.config : m.model};
+    parse_precision(o, &co.precision);
+    CgPlan *p = NULL;
+    if (cg_plan_build(m.graph, &co, &p, &err)) {
+      fail("%s: %s", entries[e], err.msg);
+      fe_model_free(&m);
+      goto out;
+    }
+    int idx = -1;
+    if (w) {
+      if (e == 0) {
+        cg_pack_writer_meta(w, "model", m.model);
+        cg_pack_writer_meta(w, "config", m.config ? m.config : "");
+        for (int i = 0; i < m.n_params; i++) {
+          const FeParam *fp = &m.params[i];
+          char v[64];
+          switch (fp->kind) {
+          case FE_VAL_INT: snprintf(v, sizeof v, "%lld", (long long)fp->i); break;
+          case FE_VAL_FLOAT: snprintf(v, sizeof v, "%.17g", fp->f); break;
+          case FE_VAL_BOOL: snprintf(v, sizeof v, "%s", fp->i ? "true" : "false"); break;
+          case FE_VAL_STR: break;
+          }
+          cg_pack_writer_param(w, fp->name, fp->kind == FE_VAL_STR ? fp->s : v);
+        }
+      }
+      if (o->weights) {
+        Weights wt;
+        if (weights_open(m.graph, o->weights, &wt, &err)) {
+          fail("%s", err.msg);
+          cg_plan_free(p);
+          fe_model_free(&m);
+          goto out;
+        }
+        blobs[e] = xmalloc((size_t)p->weights_bytes + 1);
+        int bad = cg_plan_fill_weights(p, &wt, blobs[e], &err);
+        weights_free(&wt);
+        if (bad) {
+          fail("%s", err.msg);
+          cg_plan_free(p);
+          fe_model_free(&m);
+          goto out;
+        }
+      }
+      idx = cg_pack_writer_add_plan(w, p, m.graph, blobs[e]);
+    }
+    json_t *pj = NULL, *aj = NULL;
+    if (rep) {
+      PlanStats st = plan_stats(p, m.graph);
+      pj = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:f, s:I, s:I, s:I}", "entry", entries[e], "kernels_per_forward",
+                     st.steps, "kernel_launches", st.kernel_steps, "gemm_steps", st.gemm_steps, "kernels",
+                     p->n_kernels, "kernels_per_block", st.per_block, "activation_bytes_moved", st.act_moved,
+                     "peak_activation_bytes", (json_int_t)p->arena_bytes, "arena_bytes", (json_int_t)p->arena_bytes,
+                     "weights_bytes", (json_int_t)p->weights_bytes);
+      aj = json_object();
+      json_object_set_new(pj, "archs", aj);
+      json_array_append_new(json_object_get(rep, "plans"), pj);
+    }
+    for (int a = 0; a < n_archs; a++) {
+      unsigned char *cubin;
+      size_t size;
+      char *log;
+      if (compile_plan(c, p, archs[a], &cubin, &size, &log)) {
+        cg_plan_free(p);
+        fe_model_free(&m);
+        goto out;
+      }
+      if (w) cg_pack_writer_add_cubin(w, idx, archs[a], cubin, size, log);
+      if (aj) {
+        CgKernelStats *ks = NULL;
+        int nk = log ? cg_ptxas_parse(log, &ks) : 0;
+        json_t *kj = json_array();
+        int max_regs = 0, spills = 0;
+        for (int k = 0; k < p->n_kernels; k++) {
+          const CgKernelStats *s = log ? find_stats(ks, nk, p->kernels[k].name) : NULL;
+          if (s && s->registers > max_regs) max_regs = s->registers;
+          if (s && (s->spill_stores > 0 || s->spill_loads > 0)) spills++;
+          json_array_append_new(kj, kernel_json(&p->kernels[k], s));
+        }
+        json_object_set_new(aj, archs[a], json_pack("{s:b, s:I, s:i, s:i, s:o}", "ptxas_report", log != NULL,
+                                                    "cubin_bytes", (json_int_t)size, "max_registers", max_regs,
+                                                    "kernels_spilling", spills, "kernels", kj));
+        cg_kernel_stats_free(ks, nk);
+      }
+      free(cubin);
+      free(log);
+    }
+    cg_plan_free(p);
+    fe_model_free(&m);
+  }
+  if (w && o->output) {
+    IrErr err;
+    if (cg_pack_writer_save(w, o->output, &err)) {
+      fail("%s", err.msg);
+      goto out;
+    }
+  }
+  rc = 0;
+out:
+  for (int e = 0; e < 2; e++) free(blobs[e]);
+  return rc;
+}
+
+static void print_report(const json_t *rep, FILE *f) {
+  size_t i;
+  json_t *pj;
+  json_array_foreach(json_object_get(rep, "plans"), i, pj) {
+    fprintf(f, "plan %s (%s, batch %lld)\n", json_string_value(json_object_get(pj, "entry")),
+            json_string_value(json_object_get(rep, "precision")),
+            (long long)json_integer_value(json_object_get(rep, "batch")));
+    fprintf(f, "  launches per forward   %lld (%lld kernels, %lld GEMMs; %lld distinct kernels)\n",
+            (long long)json_integer_value(json_object_get(pj, "kernels_per_forward")),
+            (long long)json_integer_value(json_object_get(pj, "kernel_launches")),
+            (long long)json_integer_value(json_object_get(pj, "gemm_steps")),
+            (long long)json_integer_value(json_object_get(pj, "kernels")));
+    fprintf(f, "  launches per block     %lld\n", (long long)json_integer_value(json_object_get(pj, "kernels_per_block")));
+    fprintf(f, "  activation arena       %lld bytes (%.2f MiB)\n",
+            (long long)json_integer_value(json_object_get(pj, "arena_bytes")),
+            (double)json_integer_value(json_object_get(pj, "arena_bytes")) / 1048576.0);
+    fprintf(f, "  activation bytes moved %.0f (%.2f MiB, estimated)\n",
+            json_real_value(json_object_get(pj, "activation_bytes_moved")),
+            json_real_value(json_object_get(pj, "activation_bytes_moved")) / 1048576.0);
+    fprintf(f, "  weights                %lld bytes (%.2f MiB)\n",
+            (long long)json_integer_value(json_object_get(pj, "weights_bytes")),
+            (double)json_integer_value(json_object_get(pj, "weights_bytes")) / 1048576.0);
+    const char *arch;
+    json_t *aj;
+    json_object_foreach(json_object_get(pj, "archs"), arch, aj) {
+      fprintf(f, "  %s: CUBIN %lld bytes%s\n", arch, (long long)json_integer_value(json_object_get(aj, "cubin_bytes")),
+              json_is_true(json_object_get(aj, "ptxas_report")) ? "" : " (ptxas report not in the cache)");
+      fprintf(f, "    %-40s %5s %13s %6s %6s\n", "kernel", "regs", "spill st/ld", "stack", "smem");
+      size_t k;
+      json_t *kj;
+      json_array_foreach(json_object_get(aj, "kernels"), k, kj) {
+        json_t *r = json_object_get(kj, "registers");
+        if (json_is_null(r)) {
+          fprintf(f, "    %-40s %5s\n", json_string_value(json_object_get(kj, "name")), "-");
+          continue;
+        }
+        char sp[32];
+        snprintf(sp, sizeof sp, "%lld/%lld", (long long)json_integer_value(json_object_get(kj, "spill_stores")),
+                 (long long)json_integer_value(json_object_get(kj, "spill_loads")));
+        fprintf(f, "    %-40s %5lld %13s %6lld %6lld\n", json_string_value(json_object_get(kj, "name")),
+                (long long)json_integer_value(r), sp,
+                (long long)json_integer_value(json_object_get(kj, "stack_frame")),
+                (long long)json_integer_value(json_object_get(kj, "smem")));
+      }
+    }
+  }
+}
+
+static int cmd_compile(const Opts *o) {
+  if (!o->output) return die_usage("compile needs -o OUT.ditpack");
+  if (!o->arch) return die_usage("compile needs --arch, e.g. --arch sm_80,sm_90");
+  if (o->json && !o->report) return die_usage("--json goes with --report");
+  if (o->entry && strcmp(o->entry, "all") && strcmp(o->entry, "forward") && strcmp(o->entry, "forward_with_cfg"))
+    return die_usage("--entry is forward, forward_with_cfg or all, got '%s'", o->entry);
+  char *archbuf;
+  const char *archs[32];
+  int n_archs = parse_archs(o->arch, &archbuf, archs, 32);
+  if (n_archs >= 0) {
+    free(archbuf);
+    return n_archs ? n_archs : 2;
+  }
+  n_archs = -n_archs;
+  Compiler c;
+  if (compiler_open(&c, 1)) {
+    free(archbuf);
+    return 1;
+  }
+  FILE *info = o->json ? stderr : stdout;
+  CgPackWriter *w = cg_pack_writer_new();
+  cg_pack_writer_meta(w, "producer", "ditc " DITC_VERSION);
+  cg_pack_writer_meta(w, "codegen_version", CG_CODEGEN_VERSION);
+  cg_pack_writer_meta(w, "compiler", cg_nvrtc_version_string(c.nv));
+  cg_pack_writer_meta(w, "spec", o->model);
+  json_t *rep = o->report ? json_pack("{s:s, s:s, s:I, s:[]}", "model", o->model, "precision", o->precision, "batch",
+                                      (json_int_t)(o->batch ? o->batch : 1), "plans")
+                          : NULL;
+  int rc = compile_entries(o, &c, archs, n_archs, w, rep);
+  if (!rc) {
+    fprintf(info, "nvrtc: %d compiled, %d from cache\n", c.compiled, c.cached);
+    fprintf(info, "wrote %s (%s, %s, %s%s)\n", o->output, o->precision, o->arch,
+            o->weights ? "weights " : "no weights", o->weights ? o->weights : "");
+  }
+  if (!rc && rep) {
+    json_t *first = json_array_get(json_object_get(rep, "plans"), 0);
+    const char *keys[] = {"kernels_per_forward", "kernels_per_block", "activation_bytes_moved", "peak_activation_bytes"};
+    for (int i = 0; i < 4; i++) json_object_set(rep, keys[i], json_object_get(first, keys[i]));
+    json_object_set_new(rep, "nvrtc", json_pack("{s:s, s:i, s:i}", "version", cg_nvrtc_version_string(c.nv),
+                                               "compiled", c.compiled, "from_cache", c.cached));
+    if (o->json) {
+      char *text = json_dumps(rep, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+      printf("%s\n", text);
+      free(text);
+    } else {
+      print_report(rep, stdout);
+    }
+  }
+  json_decref(rep);
+  cg_pack_writer_free(w);
+  compiler_close(&c);
+  free(archbuf);
+  return rc;
+}
+
+static int cmd_cache(const Opts *o) {
+  Compiler c;
+  IrErr err;
+  if (!strcmp(o->sub, "build")) {
+    if (!o->arch) return die_usage("cache build needs --arch, e.g. --arch sm_90");
+    char *archbuf;
+    const char *archs[32];
+    int n_archs = parse_archs(o->arch, &archbuf, archs, 32);
+    if (n_archs >= 0) {
+      free(archbuf);
+      return n_archs ? n_archs : 2;
+    }
+    if (compiler_open(&c, 1)) {
+      free(archbuf);
+      return 1;
+    }
+    int rc = compile_entries(o, &c, archs, -n_archs, NULL, NULL);
+    if (!rc) printf("nvrtc: %d compiled, %d from cache (%s)\n", c.compiled, c.cached, cg_cache_dir(c.cache));
+    compiler_close(&c);
+    free(archbuf);
+    return rc;
+  }
+  if (o->arch) {
+    CgArch ca;
+    if (cg_arch_parse(o->arch, &ca, &err)) return die_usage("--arch: %s", err.msg);
+  }
+  if (compiler_open(&c, 0)) return 1;
+  int rc = 0;
+  if (!strcmp(o->sub, "ls")) {
+    CgCacheEntry *e;
+    int n;
+    if (cg_cache_list(c.cache, o->arch, &e, &n, &err)) {
+      rc = fail("%s", err.msg);
+    } else {
+      int64_t total = 0;
+      for (int i = 0; i < n; i++) {
+        char when[32];
+        time_t t = (time_t)e[i].mtime;
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M", localtime(&t));
+        printf("%-8s %s %10lld  %s\n", e[i].arch, e[i].key, (long long)e[i].size, when);
+        total += e[i].size;
+      }
+      printf("%d entr%s, %lld bytes in %s\n", n, n == 1 ? "y" : "ies", (long long)total, cg_cache_dir(c.cache));
+      free(e);
+    }
+  } else if (!strcmp(o->sub, "verify")) {
+    int ok = 0, bad = 0;
+    if (cg_cache_verify(c.cache, o->arch, 1, &ok, &bad, &err))
+      rc = fail("%s", err.msg);
+    else
+      printf("%d entr%s ok, %d bad (removed)\n", ok, ok == 1 ? "y" : "ies", bad);
+    if (!rc && bad) rc = 1;
+  } else {
+    int n = 0;
+    if (cg_cache_clear(c.cache, o->arch, &n, &err))
+      rc = fail("%s", err.msg);
+    else
+      printf("removed %d entr%s from %s\n", n, n == 1 ? "y" : "ies", cg_cache_dir(c.cache));
+  }
+  compiler_close(&c);
+  return rc;
+}
+
 /* ---- ditc check / ir / stats / models / compare ---------------------------------- */
 
 static int cmd_check(const Opts *o) {
@@ -1128,6 +1506,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(o.cmd, "ir")) rc = cmd_ir(&o);
     else if (!strcmp(o.cmd, "stats")) rc = cmd_stats(&o);
     else if (!strcmp(o.cmd, "compare")) rc = cmd_compare(&o);
+    else if (!strcmp(o.cmd, "compile")) rc = cmd_compile(&o);
+    else if (!strcmp(o.cmd, "cache")) rc = cmd_cache(&o);
     else if (!strcmp(o.cmd, "models")) rc = fe_list_configs(NULL, stdout, stderr) ? 1 : 0;
   }
   for (int i = 0; i < o.n_sets; i++) free((char *)o.sets[i].name);
