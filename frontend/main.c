@@ -424,6 +424,22 @@ static void compiler_close(Compiler *c) {
   cg_cache_close(c->cache);
 }
 
+/* Drop ptxas' "Compile time = 4.2 ms" lines, so that the same compile gives
+ * the same pack byte for byte. */
+static void strip_timing(char *log) {
+  char *out = log;
+  for (char *line = log; *line;) {
+    char *end = strchr(line, '\n');
+    size_t len = end ? (size_t)(end - line) + 1 : strlen(line);
+    if (!memmem(line, len, "Compile time =", 14)) {
+      memmove(out, line, len);
+      out += len;
+    }
+    line += len;
+  }
+  *out = 0;
+}
+
 /* One plan's CUBIN for one architecture, from the cache or compiled now.
  * ptxas' report is cached next to the CUBIN, as an entry of its own keyed
  * like the CUBIN with "/ptxas-log" added to the codegen version, so a cache
@@ -457,6 +473,7 @@ static int compile_plan(Compiler *c, const CgPlan *p, const char *arch, unsigned
   }
   if (!hit) {
     *log = xstrdup(rep.log ? rep.log : "");
+    strip_timing(*log);
     if (cg_cache_store(c->cache, arch, &key, *log, strlen(*log), &err)) cache_warn(NULL, err.msg);
   } else {
     unsigned char *d;
