@@ -135,7 +135,7 @@ static WSec *add_sec(CgPackWriter *w, uint32_t kind, uint32_t ref, const char *a
   memset(s, 0, sizeof *s);
   s->kind = kind;
   s->ref = ref;
-  if (arch) strncpy(s->arch, arch, sizeof s->arch);
+  if (arch) memcpy(s->arch, arch, strnlen(arch, sizeof s->arch)); /* NUL-padded, not terminated */
   return s;
 }
 
@@ -455,7 +455,7 @@ static int jint(Rd *r, json_t *o, const char *key, int64_t lo, int64_t hi, int64
 }
 
 static int jint32(Rd *r, json_t *o, const char *key, int64_t lo, int64_t hi, int *out) {
-  int64_t v;
+  int64_t v = 0;
   if (jint(r, o, key, lo, hi, &v)) return -1;
   *out = (int)v;
   return 0;

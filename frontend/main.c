@@ -176,7 +176,6 @@ static int parse_args(int argc, char **argv, Opts *o) {
   o->repeat = 1;
   o->tol = -1;
   o->weight_dtype = "f32";
-  o->precision = "f32";
   int first = 2;
   if (!strcmp(o->cmd, "cache")) {
     if (argc < 3 || (strcmp(argv[2], "build") && strcmp(argv[2], "ls") && strcmp(argv[2], "verify") &&
@@ -355,7 +354,7 @@ static int parse_args(int argc, char **argv, Opts *o) {
   if (o->plan && o->model) return die_usage("give MODEL or --plan, not both");
   if (!no_model && !o->model && !o->plan) return die_usage("'%s' needs a MODEL", o->cmd);
   if (no_model && o->model) return die_usage("'%s%s%s' takes no MODEL", o->cmd, o->sub ? " " : "", o->sub ? o->sub : "");
-  if (o->sub && strcmp(o->sub, "build") && (o->n_sets || o->batch || o->entry || o->passes || strcmp(o->precision, "f32")))
+  if (o->sub && strcmp(o->sub, "build") && (o->n_sets || o->batch || o->entry || o->passes || o->precision))
     return die_usage("'cache %s' takes only --arch", o->sub);
   if (!strcmp(o->cmd, "compare") && !o->extra) return die_usage("compare needs two FILE:TENSOR operands");
   return 0;
@@ -493,7 +492,7 @@ out:
 }
 
 static int parse_precision(const Opts *o, IrDType *t) {
-  ir_dtype_parse(o->precision, t);
+  ir_dtype_parse(o->precision ? o->precision : "f32", t);
   return 0;
 }
 
@@ -532,9 +531,11 @@ static int runner_open(const Opts *o, const char *entry, Runner *r) {
   memset(r, 0, sizeof *r);
   r->backend = default_backend(o);
   if (!strcmp(r->backend, "cuda") && !rt_cuda_available(&err)) return fail("%s", err.msg);
-  if (!strcmp(r->backend, "ref") && strcmp(o->precision, "f32"))
+  if (!strcmp(r->backend, "ref") && o->precision && strcmp(o->precision, "f32"))
     return fail("--precision %s needs --backend emu or cuda (ref computes in f32)", o->precision);
   if (o->plan) {
+    if (o->n_sets || o->passes || o->precision)
+      return fail("--set, --passes and --precision do not apply to a pack: they were fixed when it was compiled");
     if (!strcmp(r->backend, "ref"))
       return fail("--backend ref runs a MODEL, not a pack; use --backend emu or cuda with --plan");
     if (!(r->pack = cg_pack_open(o->plan, &err))) return fail("%s", err.msg);
@@ -1280,13 +1281,14 @@ static int cmd_compile(const Opts *o) {
   cg_pack_writer_meta(w, "codegen_version", CG_CODEGEN_VERSION);
   cg_pack_writer_meta(w, "compiler", cg_nvrtc_version_string(c.nv));
   cg_pack_writer_meta(w, "spec", o->model);
-  json_t *rep = o->report ? json_pack("{s:s, s:s, s:I, s:[]}", "model", o->model, "precision", o->precision, "batch",
+  json_t *rep = o->report ? json_pack("{s:s, s:s, s:I, s:[]}", "model", o->model, "precision",
+                                      o->precision ? o->precision : "f32", "batch",
                                       (json_int_t)(o->batch ? o->batch : 1), "plans")
                           : NULL;
   int rc = compile_entries(o, &c, archs, n_archs, w, rep);
   if (!rc) {
     fprintf(info, "nvrtc: %d compiled, %d from cache\n", c.compiled, c.cached);
-    fprintf(info, "wrote %s (%s, %s, %s%s)\n", o->output, o->precision, o->arch,
+    fprintf(info, "wrote %s (%s, %s, %s%s)\n", o->output, o->precision ? o->precision : "f32", o->arch,
             o->weights ? "weights " : "no weights", o->weights ? o->weights : "");
   }
   if (!rc && rep) {

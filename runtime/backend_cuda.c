@@ -237,14 +237,17 @@ static int cuda_run(RtBackend *b, const RtTensor *in, RtTensor *out, IrErr *err)
   /* the steps worked once: capture them for the runs to come */
   if (!c->ran++ && !c->graph && !c->no_graph && !c->sync_each) {
     IrErr why;
-    if (rt_cuda_capture_begin(c->stream, &why) || enqueue(c, &why)) {
-      CUgraphExec dummy = NULL;
-      rt_cuda_capture_end(c->stream, &dummy, &why);
-      if (dummy) rt_cu.GraphExecDestroy(dummy);
-      c->no_graph = 1;
-    } else if (rt_cuda_capture_end(c->stream, &c->graph, &why)) {
-      c->graph = NULL;
-      c->no_graph = 1;
+    CUgraphExec g = NULL;
+    c->no_graph = 1;
+    if (!rt_cuda_capture_begin(c->stream, &why)) {
+      int bad = enqueue(c, &why);
+      bad |= rt_cuda_capture_end(c->stream, &g, &why); /* always ends the capture */
+      if (!bad && g) {
+        c->graph = g;
+        c->no_graph = 0;
+      } else if (g) {
+        rt_cu.GraphExecDestroy(g);
+      }
     }
   }
   return 0;

@@ -9,7 +9,8 @@ trap 'rm -rf "$TMP"' EXIT
 # Tests never touch the user's kernel cache.
 export DITC_CACHE_DIR="$TMP/cache"
 # Extra flags for every run and sample (the emu_*.sh tests pass --backend emu ...), and the tolerances.
-[ -n "${BACKEND_ARGS+set}" ] || BACKEND_ARGS=()
+# (the plain reference tests pin the reference executor: the default would be cuda on a GPU machine)
+[ -n "${BACKEND_ARGS+set}" ] || BACKEND_ARGS=(--backend ref)
 TOL_FORWARD=${TOL_FORWARD:-1e-5}
 TOL_SAMPLER=${TOL_SAMPLER:-1e-4}
 
@@ -65,7 +66,7 @@ check_emu() {  # CASE
   fi
   BACKEND_ARGS=(--backend emu --precision bf16)
   TOL_FORWARD=${EMU_BF16_TOL:-1e-2} check_forward "$c"
-  BACKEND_ARGS=()
+  BACKEND_ARGS=(--backend ref)
 }
 
 cd "${DITC_SRC:?DITC_SRC must name the source tree}"
