@@ -352,7 +352,8 @@ static int parse_args(int argc, char **argv, Opts *o) {
   }
   int no_model = !strcmp(o->cmd, "models") || (o->sub && strcmp(o->sub, "build"));
   if (o->plan && o->model) return die_usage("give MODEL or --plan, not both");
-  if (!no_model && !o->model && !o->plan) return die_usage("'%s' needs a MODEL", o->cmd);
+  if (!no_model && !o->model && !o->plan)
+    return die_usage("'%s%s%s' needs a MODEL", o->cmd, o->sub ? " " : "", o->sub ? o->sub : "");
   if (no_model && o->model) return die_usage("'%s%s%s' takes no MODEL", o->cmd, o->sub ? " " : "", o->sub ? o->sub : "");
   if (o->sub && strcmp(o->sub, "build") && (o->n_sets || o->batch || o->entry || o->passes || o->precision))
     return die_usage("'cache %s' takes only --arch", o->sub);
