@@ -30,8 +30,8 @@ static void lead_offset(char *buf, size_t n, const CgView *v, int nl) {
     if (v->stride[i]) len += (size_t)snprintf(buf + len, n - len, " + l%d * %lldLL", i, (long long)v->stride[i]);
 }
 
-void cg_emit_attention(CgEmit *e, const IrNode *n, CgView out, CgView q, CgView k, CgView v,
-                       float scale) {
+void cg_emit_attention(CgEmit *e, const IrNode *n, const char *fused, CgView out, CgView q, CgView k,
+                       CgView v, float scale) {
   int nl = out.rank - 2;
   int64_t N = q.shape[nl], D = q.shape[nl + 1], M = k.shape[nl], Dv = v.shape[nl + 1];
   int64_t groups = 1;
@@ -41,9 +41,9 @@ void cg_emit_attention(CgEmit *e, const IrNode *n, CgView out, CgView q, CgView 
   int qr = t->attn_warps * t->attn_rows_per_warp;
   DITC_ASSERT(D >= CG_ATTN_MIN_DIM && D <= CG_ATTN_MAX_DIM && Dv >= 1 && Dv <= CG_ATTN_MAX_DIM);
 
-  char detail[128], f[48], buf[512], ld[256];
-  snprintf(detail, sizeof detail, "fused attention, head dim %lld, %lld queries x %lld keys",
-           (long long)D, (long long)N, (long long)M);
+  char detail[512], f[48], buf[512], ld[256];
+  snprintf(detail, sizeof detail, "%s\n * head dim %lld, %lld queries x %lld keys, online softmax",
+           fused ? fused : "fused attention", (long long)D, (long long)N, (long long)M);
   const char *name;
   int kid = cg_kernel_open(e, n, "attention", detail, &name);
   CgText *s = &e->src;

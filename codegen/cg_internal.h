@@ -130,9 +130,9 @@ void cg_emit_status_reset(CgEmit *e);
 
 /* out[l.., i, :] = softmax(scale * q[l.., i, :] k[l.., :, :]^T) v[l.., :, :], with
  * `lead` leading dims (broadcast through zero strides).  q, k, v and out are
- * views of rank lead + 2. */
-void cg_emit_attention(CgEmit *e, const IrNode *n, CgView out, CgView q, CgView k, CgView v,
-                       float scale);
+ * views of rank lead + 2.  `fused` names the nodes it computes (banner). */
+void cg_emit_attention(CgEmit *e, const IrNode *n, const char *fused, CgView out, CgView q, CgView k,
+                       CgView v, float scale);
 /* Head dims the fused kernel takes. */
 #define CG_ATTN_MIN_DIM 1
 #define CG_ATTN_MAX_DIM 128

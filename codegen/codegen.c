@@ -67,6 +67,8 @@ typedef struct {
   IrNode *linear;          /* LOW_LINEAR_GELU: the absorbed linear */
   NodeView qkv[3];         /* LOW_ATTENTION */
   float scale;             /* LOW_ATTENTION */
+  IrNode *attn;            /* LOW_ATTENTION rooted at the permute of its result: the final matmul */
+  const char *fused;       /* LOW_ATTENTION: the nodes it computes, for the banner */
 } NodeInfo;
 
 typedef struct {
@@ -283,6 +285,10 @@ static int match_attention(Ctx *c, IrNode *n) {
   }
   ni->scale = scale;
   ni->how = LOW_ATTENTION;
+  ni->fused = sc ? arena_printf(&c->scratch, "fused attention: %%%d matmul, %%%d scale, %%%d softmax, %%%d matmul",
+                                qk->id, sc->id, sm->id, n->id)
+                 : arena_printf(&c->scratch, "fused attention: %%%d matmul, %%%d softmax, %%%d matmul", qk->id,
+                                sm->id, n->id);
   inf(c, sm)->how = LOW_ABSORBED;
   inf(c, qk)->how = LOW_ABSORBED;
   if (sc) inf(c, sc)->how = LOW_ABSORBED;
@@ -300,6 +306,20 @@ static int decide(Ctx *c, IrErr *err) {
     case IR_PARAM:
     case IR_CONST: ni->how = LOW_WEIGHT; break;
     case IR_RESHAPE: ni->how = LOW_ALIAS; break;
+    case IR_PERMUTE: {
+      /* the attention writes its result straight into the permuted layout */
+      IrNode *m = n->in[0];
+      NodeInfo *mi = inf(c, m);
+      if (mi->how == LOW_ATTENTION && !mi->attn && c->uses[m->index] == 1) {
+        *ni = *mi;
+        ni->attn = m;
+        ni->fused = arena_printf(&c->scratch, "%s, %%%d permute", mi->fused, n->id);
+        mi->how = LOW_ABSORBED;
+      } else {
+        ni->how = LOW_KERNEL;
+      }
+      break;
+    }
     case IR_LINEAR: ni->how = LOW_GEMM; break;
     case IR_MATMUL:
       if (!(c->o->fuse_attention && match_attention(c, n))) ni->how = LOW_GEMM;
@@ -790,6 +810,11 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
   if (ni->how == LOW_GEMM) return emit_gemm_matmul(c, e, n, st);
   if (ni->how == LOW_LINEAR_GELU) return emit_gemm_linear(c, e, n, st, CG_EPI_GELU_TANH_BIAS);
   if (ni->how == LOW_ATTENTION) {
+    if (ni->attn) { /* out is the permute of the attention result: write through the inverse */
+      CgView mv = node_view(c, ni->attn, out);
+      for (int j = 0; j < ov.rank; j++) mv.stride[n->attr.perm[j]] = ov.stride[j];
+      ov = mv;
+    }
     CgView v[3];
     for (int i = 0; i < 3; i++) {
       const NodeView *nv = &ni->qkv[i];
@@ -797,7 +822,7 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
       memcpy(v[i].shape, nv->shape, sizeof nv->shape);
       memcpy(v[i].stride, nv->stride, sizeof nv->stride);
     }
-    return cg_emit_attention(e, n, ov, v[0], v[1], v[2], ni->scale);
+    return cg_emit_attention(e, n, ni->fused, ov, v[0], v[1], v[2], ni->scale);
   }
   DITC_ASSERT(ni->how == LOW_KERNEL);
   CgLoc in0 = buf_loc(c, st->reads[0]);

