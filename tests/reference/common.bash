@@ -54,7 +54,8 @@ check_sampler() {  # CASE ddim|ddpm
 
 # check_emu CASE: every check the case has data for (forward; cfg and the samplers when its json
 # names a cfg_scale) on the emulated device (the generated kernels on the CPU) at fp32 with the
-# tolerances above, then forward at bf16, whose `out` must be within EMU_BF16_TOL (1e-2).
+# tolerances above, then forward at f16 and bf16, whose `out` must be within EMU_F16_TOL and
+# EMU_BF16_TOL (default 1e-2; a case script may set them, saying why).
 check_emu() {  # CASE
   local c=$1
   BACKEND_ARGS=(--backend emu)
@@ -64,6 +65,8 @@ check_emu() {  # CASE
     check_sampler "$c" ddim
     check_sampler "$c" ddpm
   fi
+  BACKEND_ARGS=(--backend emu --precision f16)
+  TOL_FORWARD=${EMU_F16_TOL:-1e-2} check_forward "$c"
   BACKEND_ARGS=(--backend emu --precision bf16)
   TOL_FORWARD=${EMU_BF16_TOL:-1e-2} check_forward "$c"
   BACKEND_ARGS=(--backend ref)
