@@ -3,6 +3,9 @@
  *
  *   ditc run     MODEL --weights W --input F --output F [--cfg-scale S]   one forward pass
  *   ditc sample  MODEL --weights W --sampler ddpm|ddim --steps N ...      a whole sampling run
+ *                (both also take --plan P.ditpack in place of MODEL, and --backend ref|emu|cuda)
+ *   ditc compile MODEL --arch sm_80,sm_90 -o OUT.ditpack [--report]     plans + CUBINs in one file
+ *   ditc cache   build MODEL --arch ... | ls | verify | clear            the kernel cache
  *   ditc check   MODEL [--weights W]                                      parse, elaborate, verify, bind
  *   ditc ir      MODEL [--passes P] [--dump-after NAME]                   print the IR
  *   ditc stats   MODEL [--json]                                           parameters, MACs, bytes
@@ -22,8 +25,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "codegen/cache.h"
+#include "codegen/nvrtc.h"
+#include "codegen/pack.h"
+#include "codegen/emu.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
+#include "runtime/backend.h"
+#include "runtime/cuda_api.h"
 #include "runtime/image.h"
 #include "runtime/ref.h"
 #include "runtime/safetensors.h"
@@ -38,7 +49,8 @@ enum {
   F_SET = 1 << 0, F_WEIGHTS = 1 << 1, F_INPUT = 1 << 2, F_OUTPUT = 1 << 3, F_CFG = 1 << 4,
   F_SAMPLER = 1 << 5, F_STEPS = 1 << 6, F_LABELS = 1 << 7, F_SEED = 1 << 8, F_NOISE = 1 << 9,
   F_PASSES = 1 << 10, F_JSON = 1 << 11, F_BATCH = 1 << 12, F_BACKEND = 1 << 13, F_ENTRY = 1 << 14,
-  F_TOL = 1 << 15, F_PREFIX = 1 << 16, F_GRID = 1 << 17,
+  F_TOL = 1 << 15, F_PREFIX = 1 << 16, F_GRID = 1 << 17, F_ARCH = 1 << 18, F_PRECISION = 1 << 19,
+  F_PLAN = 1 << 20, F_REPORT = 1 << 21,
 };
 
 typedef struct {
@@ -61,6 +73,9 @@ typedef struct {
   int json, batch, verify;
   const char *backend, *entry, *weight_dtype;
   double tol;
+  const char *sub;            /* cache: build, ls, verify, clear */
+  const char *arch, *precision, *plan;
+  int report;
 } Opts;
 
 static const char *prog = "ditc";
@@ -82,11 +97,19 @@ static void usage(FILE *f) {
           "  stats    parameters, MACs and bytes [--batch N] [--weight-dtype f32|f16|bf16|i8] [--json]\n"
           "  compare  A.safetensors:TENSOR B.safetensors:TENSOR [--tol X]  relative L2 error of A vs B\n"
           "  models   list the named configurations\n"
+          "  compile  plans and CUBINs in one file: --arch sm_80,sm_90 -o OUT.ditpack [--weights W]\n"
+          "           [--precision f32|f16|bf16] [--batch N] [--entry forward|forward_with_cfg|all]\n"
+          "           [--report [--json]]  (needs NVRTC, not a GPU)\n"
+          "  cache    build MODEL --arch ... [--precision P] [--batch N]  fill the kernel cache;\n"
+          "           ls | verify | clear [--arch sm_XX]  ($DITC_CACHE_DIR, else ~/.cache/ditc)\n"
           "\n"
           "MODEL is a .dit file, FILE:CONFIG, or a configuration name such as DiT-S/2 (see `ditc models`).\n"
           "Every command that takes MODEL takes --set NAME=VALUE (repeatable) to override a model parameter.\n"
           "--weights takes a safetensors file (reference or diffusers naming) or random[:SEED].\n"
-          "--backend ref (the CPU reference executor) is the backend of this build.\n");
+          "run and sample take --plan P.ditpack in place of MODEL (weights from the pack, or --weights)\n"
+          "and --backend ref (CPU reference executor), emu (the generated kernels on the CPU) or cuda;\n"
+          "the default is cuda when a GPU is present, else ref (emu with --plan).  --precision f32|f16|bf16\n"
+          "selects the plan's precision for emu and cuda.\n");
 }
 
 static int die_usage(const char *fmt, ...) {
@@ -129,10 +152,13 @@ static int parse_double(const char *s, double *out) {
 
 static int command_flags(const char *cmd) {
   if (!strcmp(cmd, "run"))
-    return F_SET | F_WEIGHTS | F_INPUT | F_OUTPUT | F_CFG | F_PASSES | F_BACKEND | F_PREFIX;
+    return F_SET | F_WEIGHTS | F_INPUT | F_OUTPUT | F_CFG | F_PASSES | F_BACKEND | F_PREFIX | F_PLAN | F_PRECISION;
   if (!strcmp(cmd, "sample"))
     return F_SET | F_WEIGHTS | F_OUTPUT | F_CFG | F_SAMPLER | F_STEPS | F_LABELS | F_SEED | F_NOISE |
-           F_PASSES | F_BACKEND | F_GRID;
+           F_PASSES | F_BACKEND | F_GRID | F_PLAN | F_PRECISION;
+  if (!strcmp(cmd, "compile"))
+    return F_SET | F_WEIGHTS | F_ARCH | F_PRECISION | F_BATCH | F_ENTRY | F_REPORT | F_JSON | F_OUTPUT | F_PASSES;
+  if (!strcmp(cmd, "cache")) return F_SET | F_ARCH | F_PRECISION | F_BATCH | F_ENTRY | F_PASSES;
   if (!strcmp(cmd, "check")) return F_SET | F_WEIGHTS | F_PASSES;
   if (!strcmp(cmd, "ir")) return F_SET | F_PASSES | F_ENTRY;
   if (!strcmp(cmd, "stats")) return F_SET | F_JSON | F_BATCH | F_PASSES | F_ENTRY;
@@ -149,9 +175,16 @@ static int parse_args(int argc, char **argv, Opts *o) {
   o->diffusion_steps = 1000;
   o->repeat = 1;
   o->tol = -1;
-  o->backend = "ref";
   o->weight_dtype = "f32";
-  for (int i = 2; i < argc; i++) {
+  int first = 2;
+  if (!strcmp(o->cmd, "cache")) {
+    if (argc < 3 || (strcmp(argv[2], "build") && strcmp(argv[2], "ls") && strcmp(argv[2], "verify") &&
+                     strcmp(argv[2], "clear")))
+      return die_usage("cache takes build, ls, verify or clear");
+    o->sub = argv[2];
+    first = 3;
+  }
+  for (int i = first; i < argc; i++) {
     const char *a = argv[i];
     const char *v = NULL;
 #define FLAG(name, bit)                                                          \
@@ -286,6 +319,23 @@ static int parse_args(int argc, char **argv, Opts *o) {
       if (strcmp(v, "ref") && strcmp(v, "emu") && strcmp(v, "cuda"))
         return die_usage("--backend is ref, emu or cuda, got '%s'", v);
       o->backend = v;
+    } else if ((r = FLAG("--arch", F_ARCH))) {
+      if (r < 0) return 2;
+      VALUE();
+      o->arch = v;
+    } else if ((r = FLAG("--precision", F_PRECISION))) {
+      if (r < 0) return 2;
+      VALUE();
+      if (strcmp(v, "f32") && strcmp(v, "f16") && strcmp(v, "bf16"))
+        return die_usage("--precision is f32, f16 or bf16, got '%s'", v);
+      o->precision = v;
+    } else if ((r = FLAG("--plan", F_PLAN))) {
+      if (r < 0) return 2;
+      VALUE();
+      o->plan = v;
+    } else if ((r = FLAG("--report", F_REPORT))) {
+      if (r < 0) return 2;
+      o->report = 1;
     } else if ((r = FLAG("--entry", F_ENTRY))) {
       if (r < 0) return 2;
       VALUE();
@@ -300,8 +350,13 @@ static int parse_args(int argc, char **argv, Opts *o) {
 #undef FLAG
 #undef VALUE
   }
-  if (strcmp(o->cmd, "models") && !o->model) return die_usage("'%s' needs a MODEL", o->cmd);
-  if (!strcmp(o->cmd, "models") && o->model) return die_usage("'models' takes no MODEL");
+  int no_model = !strcmp(o->cmd, "models") || (o->sub && strcmp(o->sub, "build"));
+  if (o->plan && o->model) return die_usage("give MODEL or --plan, not both");
+  if (!no_model && !o->model && !o->plan)
+    return die_usage("'%s%s%s' needs a MODEL", o->cmd, o->sub ? " " : "", o->sub ? o->sub : "");
+  if (no_model && o->model) return die_usage("'%s%s%s' takes no MODEL", o->cmd, o->sub ? " " : "", o->sub ? o->sub : "");
+  if (o->sub && strcmp(o->sub, "build") && (o->n_sets || o->batch || o->entry || o->passes || o->precision))
+    return die_usage("'cache %s' takes only --arch", o->sub);
   if (!strcmp(o->cmd, "compare") && !o->extra) return die_usage("compare needs two FILE:TENSOR operands");
   return 0;
 }
@@ -328,37 +383,278 @@ static int build(const Opts *o, const char *entry, FeModel *m) {
   return 0;
 }
 
-static int check_backend(const Opts *o) {
-  if (!strcmp(o->backend, "ref")) return 0;
-  return fail("backend '%s' is not part of this build yet; use --backend ref", o->backend);
+/* ---- compiling kernels: NVRTC through the kernel cache ------------------------- */
+
+static void cache_warn(void *user, const char *msg) {
+  (void)user;
+  fprintf(stderr, "%s: warning: %s\n", prog, msg);
+}
+
+/* NVRTC and the kernel cache, opened once per command. */
+typedef struct {
+  CgNvrtc *nv;
+  CgCache *cache;
+  char inc[1100];           /* -I<cuda>/include, for cuda_fp16.h / cuda_bf16.h */
+  int compiled, cached;
+} Compiler;
+
+static int compiler_open(Compiler *c, int need_nvrtc) {
+  IrErr err;
+  memset(c, 0, sizeof *c);
+  if (!(c->cache = cg_cache_open(NULL, &err))) return fail("%s", err.msg);
+  cg_cache_set_warn(c->cache, cache_warn, NULL);
+  if (!need_nvrtc) return 0;
+  if (!(c->nv = cg_nvrtc_open(NULL, &err))) {
+    cg_cache_close(c->cache);
+    return fail("%s", err.msg);
+  }
+  const char *home = getenv("CUDA_HOME");
+  snprintf(c->inc, sizeof c->inc, "%s/include", home && *home ? home : "/usr/local/cuda");
+  if (access(c->inc, R_OK) == 0) {
+    memmove(c->inc + 2, c->inc, strlen(c->inc) + 1);
+    memcpy(c->inc, "-I", 2);
+  } else {
+    c->inc[0] = 0;  /* NVRTC's built-in headers then */
+  }
+  return 0;
+}
+
+static void compiler_close(Compiler *c) {
+  cg_nvrtc_close(c->nv);
+  cg_cache_close(c->cache);
+}
+
+/* Drop ptxas' "Compile time = 4.2 ms" lines, so that the same compile gives
+ * the same pack byte for byte. */
+static void strip_timing(char *log) {
+  char *out = log;
+  for (char *line = log; *line;) {
+    char *end = strchr(line, '\n');
+    size_t len = end ? (size_t)(end - line) + 1 : strlen(line);
+    if (!memmem(line, len, "Compile time =", 14)) {
+      memmove(out, line, len);
+      out += len;
+    }
+    line += len;
+  }
+  *out = 0;
+}
+
+/* One plan's CUBIN for one architecture, from the cache or compiled now.
+ * ptxas' report is cached next to the CUBIN, as an entry of its own keyed
+ * like the CUBIN with "/ptxas-log" added to the codegen version, so a cache
+ * hit can still report registers and spills (*log NULL when it is gone). */
+static int compile_plan(Compiler *c, const CgPlan *p, const char *arch, unsigned char **cubin, size_t *size,
+                        char **log) {
+  IrErr err;
+  *log = NULL;
+  if (cg_nvrtc_check_arch(c->nv, arch, &err)) return fail("%s", err.msg);
+  const char *prelude = emu_cuda_prelude_text();
+  size_t n = strlen(prelude) + strlen(p->source) + 64;
+  char *src = xmalloc(n), name[96];
+  snprintf(src, n, "%s\n#line 1 \"ditc_%s.cu\"\n%s", prelude, p->entry, p->source);
+  snprintf(name, sizeof name, "ditc_%s.cu", p->entry);
+  const char *opts[1] = {c->inc};
+  CgCacheRequest rq = {.source = src, .name = name, .arch = arch, .options = opts, .n_options = c->inc[0] ? 1 : 0,
+                       .compiler_version = cg_nvrtc_version_string(c->nv), .codegen_version = CG_CODEGEN_VERSION};
+  CgCompiled rep = {0};
+  CgNvrtcCacheCtx ctx = {c->nv, &rep};
+  int hit = 0, rc = 1;
+  if (cg_cache_get_or_compile(c->cache, &rq, cg_nvrtc_cache_compile, &ctx, cubin, size, &hit, &err)) {
+    fail("%s", rep.diag ? rep.diag : err.msg);
+    goto out;
+  }
+  hit ? c->cached++ : c->compiled++;
+  rq.codegen_version = CG_CODEGEN_VERSION "/ptxas-log";
+  CgCacheKey key;
+  if (cg_cache_key(&rq, &key, &err)) {
+    fail("%s", err.msg);
+    goto out;
+  }
+  if (!hit) {
+    *log = xstrdup(rep.log ? rep.log : "");
+    strip_timing(*log);
+    if (cg_cache_store(c->cache, arch, &key, *log, strlen(*log), &err)) cache_warn(NULL, err.msg);
+  } else {
+    unsigned char *d;
+    size_t dn;
+    int got = cg_cache_load(c->cache, arch, &key, &d, &dn, &err);
+    if (got < 0) cache_warn(NULL, err.msg);
+    if (got == 1) {
+      *log = strndup((const char *)d, dn);
+      free(d);
+    }
+  }
+  rc = 0;
+out:
+  cg_compiled_free(&rep);
+  free(src);
+  return rc;
+}
+
+static int parse_precision(const Opts *o, IrDType *t) {
+  ir_dtype_parse(o->precision ? o->precision : "f32", t);
+  return 0;
+}
+
+/* ---- running a model on a backend ----------------------------------------------- */
+
+/* What run and sample execute: the graph of MODEL (ref), a plan built from it
+ * here (emu, cuda) or a plan from a pack (--plan), on one backend. */
+typedef struct {
+  const char *backend;
+  FeModel m;
+  int built;
+  CgPack *pack;
+  const CgPackPlan *pp;
+  CgPlan *plan;               /* built here */
+  const CgPlan *use;          /* the plan that runs (emu, cuda) */
+  Weights w;
+  void *blob;                 /* owned weights blob */
+  CgPackCubin cubin;          /* cuda with MODEL: compiled here */
+  unsigned char *cubin_data;
+  char *cubin_log;
+  RtBackend *be;
+  int n_in;                   /* graph inputs, in order */
+  const char **in_names;
+  IrDType *in_dtypes;
+} Runner;
+
+static const char *default_backend(const Opts *o) {
+  if (o->backend) return o->backend;
+  if (rt_cuda_available(NULL)) return "cuda";
+  return o->plan ? "emu" : "ref";
+}
+
+/* Build or load `entry`.  Returns 0 or 1 (after saying why). */
+static int runner_open(const Opts *o, const char *entry, Runner *r) {
+  IrErr err;
+  memset(r, 0, sizeof *r);
+  r->backend = default_backend(o);
+  if (!strcmp(r->backend, "cuda") && !rt_cuda_available(&err)) return fail("%s", err.msg);
+  if (!strcmp(r->backend, "ref") && o->precision && strcmp(o->precision, "f32"))
+    return fail("--precision %s needs --backend emu or cuda (ref computes in f32)", o->precision);
+  if (o->plan) {
+    if (o->n_sets || o->passes || o->precision)
+      return fail("--set, --passes and --precision do not apply to a pack: they were fixed when it was compiled");
+    if (!strcmp(r->backend, "ref"))
+      return fail("--backend ref runs a MODEL, not a pack; use --backend emu or cuda with --plan");
+    if (!(r->pack = cg_pack_open(o->plan, &err))) return fail("%s", err.msg);
+    if (!(r->pp = cg_pack_find_plan(r->pack, entry))) {
+      char list[256] = "";
+      size_t used = 0;
+      for (int i = 0; i < r->pack->n_plans && used < sizeof list; i++)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", r->pack->plans[i].plan->entry);
+      return fail("%s has no plan for '%s' (it has %s; compile with --entry %s or --entry all)", o->plan, entry, list,
+                  entry);
+    }
+    r->use = r->pp->plan;
+    r->n_in = r->use->n_inputs;
+    r->in_names = xcalloc((size_t)r->n_in + 1, sizeof *r->in_names);
+    r->in_dtypes = xcalloc((size_t)r->n_in + 1, sizeof *r->in_dtypes);
+    for (int i = 0; i < r->n_in; i++) r->in_names[i] = r->use->inputs[i].name, r->in_dtypes[i] = r->use->inputs[i].dtype;
+    return 0;
+  }
+  if (build(o, entry, &r->m)) return 1;
+  r->built = 1;
+  IrNode **inputs;
+  r->n_in = ir_graph_inputs(r->m.graph, &inputs);
+  r->in_names = xcalloc((size_t)r->n_in + 1, sizeof *r->in_names);
+  r->in_dtypes = xcalloc((size_t)r->n_in + 1, sizeof *r->in_dtypes);
+  for (int i = 0; i < r->n_in; i++) r->in_names[i] = inputs[i]->name, r->in_dtypes[i] = inputs[i]->dtype;
+  return 0;
+}
+
+/* A model parameter: from the pack, else from the elaborated model. */
+static int64_t runner_param(const Runner *r, const char *name) {
+  return r->pack ? cg_pack_param_int(r->pack, name, 0) : fe_param_int(&r->m, name, 0);
+}
+
+/* Bind the weights and prepare the backend at `batch`.  Returns 0 or 1. */
+static int runner_prepare(const Opts *o, Runner *r, int64_t batch) {
+  IrErr err;
+  RtModel md = {.batch = batch};
+  if (r->pack) {
+    const void *blob;
+    if (r->use->batch != batch)
+      return fail("%s was compiled for batch %lld, this run needs batch %lld (compile with --batch %lld)", o->plan,
+                  (long long)r->use->batch, (long long)batch, (long long)batch);
+    if (cg_pack_weights(r->pack, r->pp, o->weights, &blob, &r->blob, &err)) return fail("%s", err.msg);
+    md.plan = r->use;
+    md.blob = blob;
+    md.cubins = r->pp->cubins;
+    md.n_cubins = r->pp->n_cubins;
+  } else {
+    if (!o->weights) return fail("--weights is required with a MODEL");
+    if (weights_open(r->m.graph, o->weights, &r->w, &err)) return fail("%s", err.msg);
+    md.graph = r->m.graph;
+    md.weights = &r->w;
+    if (strcmp(r->backend, "ref")) {
+      CgOptions co = {.batch = batch, .fuse_attention = 1, .model = r->m.config ? r->m.config : r->m.model};
+      parse_precision(o, &co.precision);
+      if (cg_plan_build(r->m.graph, &co, &r->plan, &err)) return fail("%s", err.msg);
+      r->use = r->plan;
+      r->blob = xmalloc((size_t)r->plan->weights_bytes + 1);
+      if (cg_plan_fill_weights(r->plan, &r->w, r->blob, &err)) return fail("%s", err.msg);
+      md.plan = r->plan;
+      md.blob = r->blob;
+    }
+    if (!strcmp(r->backend, "cuda")) {
+      /* compile for the GPU that is here */
+      RtCudaDevice dev;
+      Compiler c;
+      if (rt_cuda_device_open(0, &dev, &err)) return fail("%s", err.msg);
+      snprintf(r->cubin.arch, sizeof r->cubin.arch, "sm_%d%d", dev.cc_major, dev.cc_minor);
+      rt_cuda_device_close(&dev);
+      if (compiler_open(&c, 1)) return 1;
+      int bad = compile_plan(&c, r->plan, r->cubin.arch, &r->cubin_data, &r->cubin.size, &r->cubin_log);
+      compiler_close(&c);
+      if (bad) return 1;
+      r->cubin.image = r->cubin_data;
+      r->cubin.ptxas_log = r->cubin_log ? r->cubin_log : "";
+      md.cubins = &r->cubin;
+      md.n_cubins = 1;
+    }
+  }
+  if (!(r->be = rt_backend_new(r->backend, &err)) || r->be->prepare(r->be, &md, &err)) return fail("%s", err.msg);
+  return 0;
+}
+
+static void runner_free(Runner *r) {
+  rt_backend_free(r->be);
+  free(r->blob);
+  free(r->cubin_data);
+  free(r->cubin_log);
+  cg_plan_free(r->plan);
+  weights_free(&r->w);
+  cg_pack_close(r->pack);
+  free(r->in_names);
+  free(r->in_dtypes);
+  if (r->built) fe_model_free(&r->m);
+  memset(r, 0, sizeof *r);
 }
 
 /* ---- ditc run ----------------------------------------------------------------- */
 
 static int cmd_run(const Opts *o) {
-  if (!o->weights || !o->input || !o->output) return die_usage("run needs --weights, --input and --output");
-  if (check_backend(o)) return 1;
-  FeModel m;
-  if (build(o, o->has_cfg ? "forward_with_cfg" : "forward", &m)) return 1;
+  if (!o->input || !o->output) return die_usage("run needs --input and --output (and --weights with a MODEL)");
+  if (!o->plan && !o->weights) return die_usage("run needs --weights with a MODEL");
+  Runner rn;
   IrErr err;
   int rc = 1;
-  Weights w = {0};
   StFile *in = NULL;
-  RefExec *ex = NULL;
-  IrNode **inputs;
-  int n_in = ir_graph_inputs(m.graph, &inputs);
-  RtTensor *vals = xcalloc((size_t)n_in, sizeof *vals);
-  RtTensor *outs = xcalloc((size_t)m.graph->n_outputs, sizeof *outs);
-  if (weights_open(m.graph, o->weights, &w, &err)) {
-    fail("%s", err.msg);
-    goto done;
-  }
+  int n_out = 0;
+  RtTensor *vals = NULL, *outs = NULL;
+  if (runner_open(o, o->has_cfg ? "forward_with_cfg" : "forward", &rn)) goto done;
+  n_out = rn.use && !rn.built ? rn.use->n_outputs : rn.m.graph->n_outputs;
+  vals = xcalloc((size_t)rn.n_in + 1, sizeof *vals);
+  outs = xcalloc((size_t)n_out + 1, sizeof *outs);
   if (!(in = st_open(o->input, &err))) {
     fail("%s", err.msg);
     goto done;
   }
-  for (int i = 0; i < n_in; i++) {
-    const char *name = inputs[i]->name;
+  for (int i = 0; i < rn.n_in; i++) {
+    const char *name = rn.in_names[i];
     if (!strcmp(name, "cfg_scale")) {
       vals[i] = rt_tensor_new(IR_F32, 0, NULL);
       *(float *)vals[i].data = (float)o->cfg_scale;
@@ -371,41 +667,45 @@ static int cmd_run(const Opts *o) {
       fail("%s: no tensor '%s' (the model's input '%s')", o->input, full, name);
       goto done;
     }
-    if (st_load(t, inputs[i]->dtype, &vals[i], &err)) {
+    if (st_load(t, rn.in_dtypes[i] == IR_I32 ? IR_I32 : IR_F32, &vals[i], &err)) {
       fail("%s", err.msg);
       goto done;
     }
   }
-  int64_t batch = ref_batch_of(m.graph, vals, &err);
-  if (batch < 0 || !(ex = ref_prepare(m.graph, &w, batch, &err)) || ref_run(ex, vals, outs, &err)) {
+  int64_t batch = rn.built ? ref_batch_of(rn.m.graph, vals, &err) : rn.use->batch;
+  if (batch < 0) {
+    fail("%s", err.msg);
+    goto done;
+  }
+  if (runner_prepare(o, &rn, batch)) goto done;
+  if (rn.be->run(rn.be, vals, outs, &err)) {
     fail("%s", err.msg);
     goto done;
   }
   StWriter *wr = st_writer_new();
-  for (int i = 0; i < m.graph->n_outputs; i++) st_writer_add_tensor(wr, m.graph->output_names[i], &outs[i]);
+  for (int i = 0; i < n_out; i++)
+    st_writer_add_tensor(wr, rn.built ? rn.m.graph->output_names[i] : rn.use->outputs[i].name, &outs[i]);
   st_writer_meta(wr, "producer", "ditc " DITC_VERSION);
+  st_writer_meta(wr, "backend", rn.backend);
   if (st_writer_save(wr, o->output, &err))
     fail("%s", err.msg);
   else
     rc = 0;
   st_writer_free(wr);
 done:
-  for (int i = 0; i < n_in; i++) rt_tensor_free(&vals[i]);
-  for (int i = 0; i < m.graph->n_outputs; i++) rt_tensor_free(&outs[i]);
+  for (int i = 0; vals && i < rn.n_in; i++) rt_tensor_free(&vals[i]);
+  for (int i = 0; outs && i < n_out; i++) rt_tensor_free(&outs[i]);
   free(vals);
   free(outs);
-  ref_free(ex);
   st_close(in);
-  weights_free(&w);
-  fe_model_free(&m);
+  runner_free(&rn);
   return rc;
 }
 
 /* ---- ditc sample ---------------------------------------------------------------- */
 
 typedef struct {
-  RefExec *ex;
-  IrGraph *g;
+  RtBackend *be;
   int cfg;
   float cfg_scale;
   const int32_t *labels;
@@ -429,7 +729,7 @@ static int model_fn(void *ctx, const float *x, const float *t, int64_t rows, flo
   }
   if (c->cfg) *(float *)c->in[c->slot_s].data = c->cfg_scale;
   RtTensor res = {0};
-  if (ref_run(c->ex, c->in, &res, err)) return -1;
+  if (c->be->run(c->be, c->in, &res, err)) return -1;
   memcpy(out, res.data, (size_t)(rows * c->out_img) * sizeof *out);  /* conditional rows */
   rt_tensor_free(&res);
   return 0;
@@ -586,20 +886,26 @@ out:
 }
 
 static int cmd_sample(const Opts *o) {
-  if (!o->weights || !o->output || !o->sampler || o->steps < 0 || !o->has_cfg || !(o->labels || o->labels_from))
-    return die_usage("sample needs --weights, --sampler, --steps, --cfg-scale, --labels and --output");
+  if (!(o->weights || o->plan) || !o->output || !o->sampler || o->steps < 0 || !o->has_cfg ||
+      !(o->labels || o->labels_from))
+    return die_usage("sample needs --weights (or --plan), --sampler, --steps, --cfg-scale, --labels and --output");
   if (o->labels && o->labels_from) return die_usage("give --labels or --labels-from, not both");
-  if (check_backend(o)) return 1;
   const char *ext = strrchr(o->output, '.');
   int png = ext && !strcmp(ext, ".png");
   int cfg = o->cfg_scale != 1.0;
-  FeModel m;
-  if (build(o, cfg ? "forward_with_cfg" : "forward", &m)) return 1;
-  int C = (int)fe_param_int(&m, "in_channels", 0), S = (int)fe_param_int(&m, "input_size", 0);
-  int classes = (int)fe_param_int(&m, "num_classes", 0), learn_sigma = (int)fe_param_int(&m, "learn_sigma", 0);
+  Runner rn;
+  if (runner_open(o, cfg ? "forward_with_cfg" : "forward", &rn)) {
+    runner_free(&rn);
+    return 1;
+  }
+  if (rn.pack && o->cfg_all_channels && runner_param(&rn, "cfg_channels") != 0) {
+    runner_free(&rn);
+    return fail("--cfg-all-channels is fixed when a pack is compiled: compile it with --set cfg_channels=0");
+  }
+  int C = (int)runner_param(&rn, "in_channels"), S = (int)runner_param(&rn, "input_size");
+  int classes = (int)runner_param(&rn, "num_classes"), learn_sigma = (int)runner_param(&rn, "learn_sigma");
   int rc = 1;
   IrErr err;
-  Weights w = {0};
   Diffusion d = {0};
   int32_t *labels = NULL;
   float *x = NULL, *init = NULL;
@@ -610,8 +916,7 @@ static int cmd_sample(const Opts *o) {
   if (o->labels_from ? load_labels(o->labels_from, o->repeat, classes, &labels, &n, &distinct)
                      : parse_labels(o->labels, o->repeat, classes, &labels, &n, &distinct))
     goto done;
-  if (weights_open(m.graph, o->weights, &w, &err) ||
-      diffusion_init(&d, o->diffusion_steps, "linear", o->steps, &err)) {
+  if (diffusion_init(&d, o->diffusion_steps, "linear", o->steps, &err)) {
     fail("%s", err.msg);
     goto done;
   }
@@ -629,10 +934,8 @@ static int cmd_sample(const Opts *o) {
   if (o->step_noise && load_noise(o->step_noise, 1, img, n, (float **)&nc.replay, &nc.replay_rows, &nc.replay_steps))
     goto done;
 
-  IrNode **inputs;
-  int n_in = ir_graph_inputs(m.graph, &inputs);
+  int n_in = rn.n_in;
   mc.cfg = cfg;
-  mc.g = m.graph;
   mc.cfg_scale = (float)o->cfg_scale;
   mc.labels = labels;
   mc.null_label = classes;
@@ -641,7 +944,7 @@ static int cmd_sample(const Opts *o) {
   mc.out_img = (learn_sigma ? 2 : 1) * img;
   mc.slot_x = mc.slot_t = mc.slot_y = mc.slot_s = -1;
   for (int i = 0; i < n_in && i < 4; i++) {
-    const char *nm = inputs[i]->name;
+    const char *nm = rn.in_names[i];
     int64_t rows = cfg ? 2 * n : n;
     int64_t shp[4] = {rows, C, S, S};
     if (!strcmp(nm, "x")) mc.slot_x = i, mc.in[i] = rt_tensor_new(IR_F32, 4, shp);
@@ -653,10 +956,8 @@ static int cmd_sample(const Opts *o) {
     fail("the model's %s entry must take x, t, y%s", cfg ? "forward_with_cfg" : "forward", cfg ? ", cfg_scale" : "");
     goto done;
   }
-  if (!(mc.ex = ref_prepare(m.graph, &w, n, &err))) {
-    fail("%s", err.msg);
-    goto done;
-  }
+  if (runner_prepare(o, &rn, n)) goto done;
+  mc.be = rn.be;
   SamplerConfig sc = {
       .kind = !strcmp(o->sampler, "ddpm") ? SAMPLER_DDPM : SAMPLER_DDIM,
       .rows = n, .channels = C, .height = S, .width = S, .learn_sigma = learn_sigma, .eta = 0.0,
@@ -689,14 +990,389 @@ static int cmd_sample(const Opts *o) {
   rc = 0;
 done:
   for (int i = 0; i < 4; i++) rt_tensor_free(&mc.in[i]);
-  ref_free(mc.ex);
   free(labels);
   free(x);
   free(init);
   free((void *)nc.replay);
   diffusion_free(&d);
-  weights_free(&w);
-  fe_model_free(&m);
+  runner_free(&rn);
+  return rc;
+}
+
+/* ---- ditc compile / ditc cache ---------------------------------------------------- */
+
+/* "sm_80,sm_90" -> checked names (pointers into a copy owned by *buf). */
+static int parse_archs(const char *list, char **buf, const char **archs, int max) {
+  int n = 0;
+  *buf = xstrdup(list);
+  for (char *save = NULL, *a = strtok_r(*buf, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
+    CgArch ca;
+    IrErr err;
+    if (cg_arch_parse(a, &ca, &err)) return die_usage("--arch: %s", err.msg);
+    if (n == max) return die_usage("--arch: at most %d architectures", max);
+    for (int i = 0; i < n; i++)
+      if (!strcmp(archs[i], a)) return die_usage("--arch names %s twice", a);
+    archs[n++] = a;
+  }
+  if (!n) return die_usage("--arch needs at least one architecture, e.g. sm_90");
+  return -n;  /* negative: the count (0 and 2 are the usage-error codes) */
+}
+
+/* "blocks.<i>" or "blocks.<i>.*" -> i, else -1. */
+static int block_of(const char *label) {
+  if (!label || strncmp(label, "blocks.", 7)) return -1;
+  const char *p = label + 7;
+  if (*p < '0' || *p > '9') return -1;
+  int i = 0;
+  while (*p >= '0' && *p <= '9' && i < 1000000) i = i * 10 + (*p++ - '0');
+  return *p == '.' || !*p ? i : -1;
+}
+
+/* Bytes a value occupies when stored by plan p: floats at the plan's precision. */
+static int64_t stored_bytes(const CgPlan *p, const IrNode *n) {
+  size_t es = ir_dtype_is_float(n->dtype) ? ir_dtype_size(p->precision) : ir_dtype_size(n->dtype);
+  return ir_shape_numel(&n->shape, p->batch) * (int64_t)es;
+}
+
+typedef struct {
+  int steps, kernel_steps, gemm_steps, per_block;
+  double act_moved;
+} PlanStats;
+
+/* Counts per forward pass.  Launches per block: steps whose IR node carries a
+ * "blocks.<i>" label, the most over i.  Activation bytes moved: per GEMM its
+ * arena operands (A, B, bias when there, D) exactly; per kernel an estimate
+ * from its IR node - its output plus every input that is not a weight (the
+ * nodes a kernel absorbs are not counted). */
+static PlanStats plan_stats(const CgPlan *p, IrGraph *g) {
+  PlanStats s = {.steps = p->n_steps};
+  int max_block = -1;
+  for (int i = 0; i < p->n_steps; i++) {
+    const CgStep *st = &p->steps[i];
+    const IrNode *n = st->node >= 0 && st->node < g->n_nodes ? g->nodes[st->node] : NULL;
+    int b = n ? block_of(n->name) : -1;
+    if (b > max_block) max_block = b;
+    if (st->kind == CG_STEP_GEMM) {
+      const CgGemm *m = &st->gemm;
+      double es = (double)ir_dtype_size(m->dtype), bt = (double)m->batch;
+      s.gemm_steps++;
+      if (m->a.space == CG_SPACE_ACT) s.act_moved += es * (double)(m->stride_a ? bt : 1) * (double)(m->m * m->k);
+      if (m->b.space == CG_SPACE_ACT) s.act_moved += es * (double)(m->stride_b ? bt : 1) * (double)(m->k * m->n);
+      if (m->epilogue != CG_EPI_NONE && m->bias.space == CG_SPACE_ACT) s.act_moved += es * (double)m->n;
+      s.act_moved += es * bt * (double)(m->m * m->n);
+      continue;
+    }
+    s.kernel_steps++;
+    if (!n) continue;
+    s.act_moved += (double)stored_bytes(p, n);
+    for (int k = 0; k < n->n_in; k++)
+      if (n->in[k]->op != IR_PARAM && n->in[k]->op != IR_CONST) s.act_moved += (double)stored_bytes(p, n->in[k]);
+  }
+  int *count = xcalloc((size_t)max_block + 2, sizeof *count);
+  for (int i = 0; i < p->n_steps; i++) {
+    const CgStep *st = &p->steps[i];
+    const IrNode *n = st->node >= 0 && st->node < g->n_nodes ? g->nodes[st->node] : NULL;
+    int b = n ? block_of(n->name) : -1;
+    if (b >= 0 && ++count[b] > s.per_block) s.per_block = count[b];
+  }
+  free(count);
+  return s;
+}
+
+/* ptxas' report of one kernel as JSON / text (stats NULL: not available). */
+static json_t *kernel_json(const CgKernel *k, const CgKernelStats *ks) {
+  if (!ks) return json_pack("{s:s, s:n}", "name", k->name, "registers");
+  return json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "name", k->name, "registers", ks->registers, "spill_stores",
+                   ks->spill_stores, "spill_loads", ks->spill_loads, "stack_frame", ks->stack_frame, "smem", ks->smem);
+}
+
+static const CgKernelStats *find_stats(const CgKernelStats *ks, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (ks[i].name && !strcmp(ks[i].name, name)) return &ks[i];
+  return NULL;
+}
+
+/* Build every requested entry and compile it for every arch; with w (compile)
+ * also add plans, weights and CUBINs to the pack and the report to rep. */
+static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n_archs, CgPackWriter *w,
+                           json_t *rep) {
+  const char *all[] = {"forward", "forward_with_cfg"};
+  const char *one[] = {o->entry};
+  int all_entries = !o->entry || !strcmp(o->entry, "all");
+  const char **entries = all_entries ? all : one;
+  int n_entries = all_entries ? 2 : 1;
+  void *blobs[2] = {0};
+  int rc = 1;
+  for (int e = 0; e < n_entries; e++) {
+    FeModel m;
+    IrErr err;
+    if (build(o, entries[e], &m)) goto out;
+    CgOptions co = {.batch = o->batch ? o->batch : 1, .fuse_attention = 1, .model = m.config ? m.config : m.model};
+    parse_precision(o, &co.precision);
+    CgPlan *p = NULL;
+    if (cg_plan_build(m.graph, &co, &p, &err)) {
+      fail("%s: %s", entries[e], err.msg);
+      fe_model_free(&m);
+      goto out;
+    }
+    int idx = -1;
+    if (w) {
+      if (e == 0) {
+        cg_pack_writer_meta(w, "model", m.model);
+        cg_pack_writer_meta(w, "config", m.config ? m.config : "");
+        for (int i = 0; i < m.n_params; i++) {
+          const FeParam *fp = &m.params[i];
+          char v[64];
+          switch (fp->kind) {
+          case FE_VAL_INT: snprintf(v, sizeof v, "%lld", (long long)fp->i); break;
+          case FE_VAL_FLOAT: snprintf(v, sizeof v, "%.17g", fp->f); break;
+          case FE_VAL_BOOL: snprintf(v, sizeof v, "%s", fp->i ? "true" : "false"); break;
+          case FE_VAL_STR: break;
+          }
+          cg_pack_writer_param(w, fp->name, fp->kind == FE_VAL_STR ? fp->s : v);
+        }
+      }
+      if (o->weights) {
+        Weights wt;
+        if (weights_open(m.graph, o->weights, &wt, &err)) {
+          fail("%s", err.msg);
+          cg_plan_free(p);
+          fe_model_free(&m);
+          goto out;
+        }
+        blobs[e] = xmalloc((size_t)p->weights_bytes + 1);
+        int bad = cg_plan_fill_weights(p, &wt, blobs[e], &err);
+        weights_free(&wt);
+        if (bad) {
+          fail("%s", err.msg);
+          cg_plan_free(p);
+          fe_model_free(&m);
+          goto out;
+        }
+      }
+      idx = cg_pack_writer_add_plan(w, p, m.graph, blobs[e]);
+    }
+    json_t *pj = NULL, *aj = NULL;
+    if (rep) {
+      PlanStats st = plan_stats(p, m.graph);
+      pj = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:f, s:I, s:I, s:I}", "entry", entries[e], "kernels_per_forward",
+                     st.steps, "kernel_launches", st.kernel_steps, "gemm_steps", st.gemm_steps, "kernels",
+                     p->n_kernels, "kernels_per_block", st.per_block, "activation_bytes_moved", st.act_moved,
+                     "peak_activation_bytes", (json_int_t)p->arena_bytes, "arena_bytes", (json_int_t)p->arena_bytes,
+                     "weights_bytes", (json_int_t)p->weights_bytes);
+      aj = json_object();
+      json_object_set_new(pj, "archs", aj);
+      json_array_append_new(json_object_get(rep, "plans"), pj);
+    }
+    for (int a = 0; a < n_archs; a++) {
+      unsigned char *cubin;
+      size_t size;
+      char *log;
+      if (compile_plan(c, p, archs[a], &cubin, &size, &log)) {
+        cg_plan_free(p);
+        fe_model_free(&m);
+        goto out;
+      }
+      if (w) cg_pack_writer_add_cubin(w, idx, archs[a], cubin, size, log);
+      if (aj) {
+        CgKernelStats *ks = NULL;
+        int nk = log ? cg_ptxas_parse(log, &ks) : 0;
+        json_t *kj = json_array();
+        int max_regs = 0, spills = 0;
+        for (int k = 0; k < p->n_kernels; k++) {
+          const CgKernelStats *s = log ? find_stats(ks, nk, p->kernels[k].name) : NULL;
+          if (s && s->registers > max_regs) max_regs = s->registers;
+          if (s && (s->spill_stores > 0 || s->spill_loads > 0)) spills++;
+          json_array_append_new(kj, kernel_json(&p->kernels[k], s));
+        }
+        json_object_set_new(aj, archs[a], json_pack("{s:b, s:I, s:i, s:i, s:o}", "ptxas_report", log != NULL,
+                                                    "cubin_bytes", (json_int_t)size, "max_registers", max_regs,
+                                                    "kernels_spilling", spills, "kernels", kj));
+        cg_kernel_stats_free(ks, nk);
+      }
+      free(cubin);
+      free(log);
+    }
+    cg_plan_free(p);
+    fe_model_free(&m);
+  }
+  if (w && o->output) {
+    IrErr err;
+    if (cg_pack_writer_save(w, o->output, &err)) {
+      fail("%s", err.msg);
+      goto out;
+    }
+  }
+  rc = 0;
+out:
+  for (int e = 0; e < 2; e++) free(blobs[e]);
+  return rc;
+}
+
+static void print_report(const json_t *rep, FILE *f) {
+  size_t i;
+  json_t *pj;
+  json_array_foreach(json_object_get(rep, "plans"), i, pj) {
+    fprintf(f, "plan %s (%s, batch %lld)\n", json_string_value(json_object_get(pj, "entry")),
+            json_string_value(json_object_get(rep, "precision")),
+            (long long)json_integer_value(json_object_get(rep, "batch")));
+    fprintf(f, "  launches per forward   %lld (%lld kernels, %lld GEMMs; %lld distinct kernels)\n",
+            (long long)json_integer_value(json_object_get(pj, "kernels_per_forward")),
+            (long long)json_integer_value(json_object_get(pj, "kernel_launches")),
+            (long long)json_integer_value(json_object_get(pj, "gemm_steps")),
+            (long long)json_integer_value(json_object_get(pj, "kernels")));
+    fprintf(f, "  launches per block     %lld\n", (long long)json_integer_value(json_object_get(pj, "kernels_per_block")));
+    fprintf(f, "  activation arena       %lld bytes (%.2f MiB)\n",
+            (long long)json_integer_value(json_object_get(pj, "arena_bytes")),
+            (double)json_integer_value(json_object_get(pj, "arena_bytes")) / 1048576.0);
+    fprintf(f, "  activation bytes moved %.0f (%.2f MiB, estimated)\n",
+            json_real_value(json_object_get(pj, "activation_bytes_moved")),
+            json_real_value(json_object_get(pj, "activation_bytes_moved")) / 1048576.0);
+    fprintf(f, "  weights                %lld bytes (%.2f MiB)\n",
+            (long long)json_integer_value(json_object_get(pj, "weights_bytes")),
+            (double)json_integer_value(json_object_get(pj, "weights_bytes")) / 1048576.0);
+    const char *arch;
+    json_t *aj;
+    json_object_foreach(json_object_get(pj, "archs"), arch, aj) {
+      fprintf(f, "  %s: CUBIN %lld bytes%s\n", arch, (long long)json_integer_value(json_object_get(aj, "cubin_bytes")),
+              json_is_true(json_object_get(aj, "ptxas_report")) ? "" : " (ptxas report not in the cache)");
+      fprintf(f, "    %-40s %5s %13s %6s %6s\n", "kernel", "regs", "spill st/ld", "stack", "smem");
+      size_t k;
+      json_t *kj;
+      json_array_foreach(json_object_get(aj, "kernels"), k, kj) {
+        json_t *r = json_object_get(kj, "registers");
+        if (json_is_null(r)) {
+          fprintf(f, "    %-40s %5s\n", json_string_value(json_object_get(kj, "name")), "-");
+          continue;
+        }
+        char sp[32];
+        snprintf(sp, sizeof sp, "%lld/%lld", (long long)json_integer_value(json_object_get(kj, "spill_stores")),
+                 (long long)json_integer_value(json_object_get(kj, "spill_loads")));
+        fprintf(f, "    %-40s %5lld %13s %6lld %6lld\n", json_string_value(json_object_get(kj, "name")),
+                (long long)json_integer_value(r), sp,
+                (long long)json_integer_value(json_object_get(kj, "stack_frame")),
+                (long long)json_integer_value(json_object_get(kj, "smem")));
+      }
+    }
+  }
+}
+
+static int cmd_compile(const Opts *o) {
+  if (!o->output) return die_usage("compile needs -o OUT.ditpack");
+  if (!o->arch) return die_usage("compile needs --arch, e.g. --arch sm_80,sm_90");
+  if (o->json && !o->report) return die_usage("--json goes with --report");
+  if (o->entry && strcmp(o->entry, "all") && strcmp(o->entry, "forward") && strcmp(o->entry, "forward_with_cfg"))
+    return die_usage("--entry is forward, forward_with_cfg or all, got '%s'", o->entry);
+  char *archbuf;
+  const char *archs[32];
+  int n_archs = parse_archs(o->arch, &archbuf, archs, 32);
+  if (n_archs >= 0) {
+    free(archbuf);
+    return n_archs ? n_archs : 2;
+  }
+  n_archs = -n_archs;
+  Compiler c;
+  if (compiler_open(&c, 1)) {
+    free(archbuf);
+    return 1;
+  }
+  FILE *info = o->json ? stderr : stdout;
+  CgPackWriter *w = cg_pack_writer_new();
+  cg_pack_writer_meta(w, "producer", "ditc " DITC_VERSION);
+  cg_pack_writer_meta(w, "codegen_version", CG_CODEGEN_VERSION);
+  cg_pack_writer_meta(w, "compiler", cg_nvrtc_version_string(c.nv));
+  cg_pack_writer_meta(w, "spec", o->model);
+  json_t *rep = o->report ? json_pack("{s:s, s:s, s:I, s:[]}", "model", o->model, "precision",
+                                      o->precision ? o->precision : "f32", "batch",
+                                      (json_int_t)(o->batch ? o->batch : 1), "plans")
+                          : NULL;
+  int rc = compile_entries(o, &c, archs, n_archs, w, rep);
+  if (!rc) {
+    fprintf(info, "nvrtc: %d compiled, %d from cache\n", c.compiled, c.cached);
+    fprintf(info, "wrote %s (%s, %s, %s%s)\n", o->output, o->precision ? o->precision : "f32", o->arch,
+            o->weights ? "weights " : "no weights", o->weights ? o->weights : "");
+  }
+  if (!rc && rep) {
+    json_t *first = json_array_get(json_object_get(rep, "plans"), 0);
+    const char *keys[] = {"kernels_per_forward", "kernels_per_block", "activation_bytes_moved", "peak_activation_bytes"};
+    for (int i = 0; i < 4; i++) json_object_set(rep, keys[i], json_object_get(first, keys[i]));
+    json_object_set_new(rep, "nvrtc", json_pack("{s:s, s:i, s:i}", "version", cg_nvrtc_version_string(c.nv),
+                                               "compiled", c.compiled, "from_cache", c.cached));
+    if (o->json) {
+      char *text = json_dumps(rep, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+      printf("%s\n", text);
+      free(text);
+    } else {
+      print_report(rep, stdout);
+    }
+  }
+  json_decref(rep);
+  cg_pack_writer_free(w);
+  compiler_close(&c);
+  free(archbuf);
+  return rc;
+}
+
+static int cmd_cache(const Opts *o) {
+  Compiler c;
+  IrErr err;
+  if (!strcmp(o->sub, "build")) {
+    if (!o->arch) return die_usage("cache build needs --arch, e.g. --arch sm_90");
+    char *archbuf;
+    const char *archs[32];
+    int n_archs = parse_archs(o->arch, &archbuf, archs, 32);
+    if (n_archs >= 0) {
+      free(archbuf);
+      return n_archs ? n_archs : 2;
+    }
+    if (compiler_open(&c, 1)) {
+      free(archbuf);
+      return 1;
+    }
+    int rc = compile_entries(o, &c, archs, -n_archs, NULL, NULL);
+    if (!rc) printf("nvrtc: %d compiled, %d from cache (%s)\n", c.compiled, c.cached, cg_cache_dir(c.cache));
+    compiler_close(&c);
+    free(archbuf);
+    return rc;
+  }
+  if (o->arch) {
+    CgArch ca;
+    if (cg_arch_parse(o->arch, &ca, &err)) return die_usage("--arch: %s", err.msg);
+  }
+  if (compiler_open(&c, 0)) return 1;
+  int rc = 0;
+  if (!strcmp(o->sub, "ls")) {
+    CgCacheEntry *e;
+    int n;
+    if (cg_cache_list(c.cache, o->arch, &e, &n, &err)) {
+      rc = fail("%s", err.msg);
+    } else {
+      int64_t total = 0;
+      for (int i = 0; i < n; i++) {
+        char when[32];
+        time_t t = (time_t)e[i].mtime;
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M", localtime(&t));
+        printf("%-8s %s %10lld  %s\n", e[i].arch, e[i].key, (long long)e[i].size, when);
+        total += e[i].size;
+      }
+      printf("%d entr%s, %lld bytes in %s\n", n, n == 1 ? "y" : "ies", (long long)total, cg_cache_dir(c.cache));
+      free(e);
+    }
+  } else if (!strcmp(o->sub, "verify")) {
+    int ok = 0, bad = 0;
+    if (cg_cache_verify(c.cache, o->arch, 1, &ok, &bad, &err))
+      rc = fail("%s", err.msg);
+    else
+      printf("%d entr%s ok, %d bad (removed)\n", ok, ok == 1 ? "y" : "ies", bad);
+    if (!rc && bad) rc = 1;
+  } else {
+    int n = 0;
+    if (cg_cache_clear(c.cache, o->arch, &n, &err))
+      rc = fail("%s", err.msg);
+    else
+      printf("removed %d entr%s from %s\n", n, n == 1 ? "y" : "ies", cg_cache_dir(c.cache));
+  }
+  compiler_close(&c);
   return rc;
 }
 
@@ -850,6 +1526,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(o.cmd, "ir")) rc = cmd_ir(&o);
     else if (!strcmp(o.cmd, "stats")) rc = cmd_stats(&o);
     else if (!strcmp(o.cmd, "compare")) rc = cmd_compare(&o);
+    else if (!strcmp(o.cmd, "compile")) rc = cmd_compile(&o);
+    else if (!strcmp(o.cmd, "cache")) rc = cmd_cache(&o);
     else if (!strcmp(o.cmd, "models")) rc = fe_list_configs(NULL, stdout, stderr) ? 1 : 0;
   }
   for (int i = 0; i < o.n_sets; i++) free((char *)o.sets[i].name);

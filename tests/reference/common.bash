@@ -6,6 +6,13 @@ set -euo pipefail
 REF=${DITC_SHARED:?DITC_SHARED must name the shared folder}/reference
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
+# Tests never touch the user's kernel cache.
+export DITC_CACHE_DIR="$TMP/cache"
+# Extra flags for every run and sample (the emu_*.sh tests pass --backend emu ...), and the tolerances.
+# (the plain reference tests pin the reference executor: the default would be cuda on a GPU machine)
+[ -n "${BACKEND_ARGS+set}" ] || BACKEND_ARGS=(--backend ref)
+TOL_FORWARD=${TOL_FORWARD:-1e-5}
+TOL_SAMPLER=${TOL_SAMPLER:-1e-4}
 
 # settings CASE: --set flags for every model parameter the case's json names.
 settings() {
@@ -18,8 +25,8 @@ check_forward() {  # CASE
   local c=$1
   # shellcheck disable=SC2046
   "$DITC" run models/dit.dit $(settings "$c") --weights "$REF/$c.weights.safetensors" \
-    --input "$REF/$c.case.safetensors" --output "$TMP/$c.out.safetensors"
-  "$DITC" compare "$TMP/$c.out.safetensors:out" "$REF/$c.case.safetensors:out" --tol 1e-5
+    --input "$REF/$c.case.safetensors" --output "$TMP/$c.out.safetensors" ${BACKEND_ARGS[@]+"${BACKEND_ARGS[@]}"}
+  "$DITC" compare "$TMP/$c.out.safetensors:out" "$REF/$c.case.safetensors:out" --tol "$TOL_FORWARD"
 }
 
 check_cfg() {  # CASE
@@ -27,8 +34,9 @@ check_cfg() {  # CASE
   scale=$(jq -r .cfg_scale "$REF/$c.json")
   # shellcheck disable=SC2046
   "$DITC" run models/dit.dit $(settings "$c") --weights "$REF/$c.weights.safetensors" \
-    --input "$REF/$c.case.safetensors" --prefix cfg_ --cfg-scale "$scale" --output "$TMP/$c.cfg.safetensors"
-  "$DITC" compare "$TMP/$c.cfg.safetensors:out" "$REF/$c.case.safetensors:cfg_out" --tol 1e-5
+    --input "$REF/$c.case.safetensors" --prefix cfg_ --cfg-scale "$scale" --output "$TMP/$c.cfg.safetensors" \
+    ${BACKEND_ARGS[@]+"${BACKEND_ARGS[@]}"}
+  "$DITC" compare "$TMP/$c.cfg.safetensors:out" "$REF/$c.case.safetensors:cfg_out" --tol "$TOL_FORWARD"
 }
 
 check_sampler() {  # CASE ddim|ddpm
@@ -39,8 +47,29 @@ check_sampler() {  # CASE ddim|ddpm
   # shellcheck disable=SC2046
   "$DITC" sample models/dit.dit $(settings "$c") --weights "$REF/$c.weights.safetensors" \
     --sampler "$s" --steps "$steps" --cfg-scale "$scale" --labels-from "$REF/$c.case.safetensors:${s}_y" \
-    --init-noise "$REF/$c.case.safetensors:${s}_xT" "${noise[@]}" --output "$TMP/$c.$s.safetensors"
-  "$DITC" compare "$TMP/$c.$s.safetensors:samples" "$REF/$c.case.safetensors:${s}_x0" --tol 1e-4
+    --init-noise "$REF/$c.case.safetensors:${s}_xT" ${noise[@]+"${noise[@]}"} --output "$TMP/$c.$s.safetensors" \
+    ${BACKEND_ARGS[@]+"${BACKEND_ARGS[@]}"}
+  "$DITC" compare "$TMP/$c.$s.safetensors:samples" "$REF/$c.case.safetensors:${s}_x0" --tol "$TOL_SAMPLER"
+}
+
+# check_emu CASE: every check the case has data for (forward; cfg and the samplers when its json
+# names a cfg_scale) on the emulated device (the generated kernels on the CPU) at fp32 with the
+# tolerances above, then forward at f16 and bf16, whose `out` must be within EMU_F16_TOL and
+# EMU_BF16_TOL (default 1e-2; a case script may set them, saying why).
+check_emu() {  # CASE
+  local c=$1
+  BACKEND_ARGS=(--backend emu)
+  check_forward "$c"
+  if jq -e 'has("cfg_scale")' "$REF/$c.json" >/dev/null; then
+    check_cfg "$c"
+    check_sampler "$c" ddim
+    check_sampler "$c" ddpm
+  fi
+  BACKEND_ARGS=(--backend emu --precision f16)
+  TOL_FORWARD=${EMU_F16_TOL:-1e-2} check_forward "$c"
+  BACKEND_ARGS=(--backend emu --precision bf16)
+  TOL_FORWARD=${EMU_BF16_TOL:-1e-2} check_forward "$c"
+  BACKEND_ARGS=(--backend ref)
 }
 
 cd "${DITC_SRC:?DITC_SRC must name the source tree}"

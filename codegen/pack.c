@@ -1,0 +1,1171 @@
+/*
+ * pack.c - writing and reading .ditpack files (the layout is in pack.h).
+ *
+ * Writing: each plan is serialized when it is added (its JSON, source and
+ * constants are copied), so the caller may free it; weights blobs are only
+ * borrowed and hashed, and a blob whose size and SHA-256 equal an earlier
+ * one's is not stored twice.  Saving lays the sections out at 64-byte
+ * boundaries, hashes them into the table of contents, writes a temporary
+ * file next to the target, fsyncs it and renames it into place.
+ *
+ * Reading trusts nothing: the header, the table of contents, the tiling of
+ * the file by the sections and every hash are checked before any section is
+ * parsed, and the JSON is then checked field by field, with every offset,
+ * extent and index bounded by what it points into, so that what a backend
+ * is handed cannot make it read or write outside the arena or the blob.
+ * Hashes can be skipped (CG_PACK_SKIP_HASHES) so a fuzzer reaches the
+ * parsers; nothing else changes then.
+ */
+#include "codegen/pack.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "tensor.h"
+#include "weights.h"
+
+enum { HDR = 64, TOC_ENTRY = 64, ALIGN = 64, MAX_SECTIONS = 4096, MAX_PLANS = 256 };
+static const char MAGIC[8] = {'D', 'I', 'T', 'C', 'P', 'A', 'C', 'K'};
+
+/* Upper bound on any size or offset in a plan: 2^48 bytes. */
+#define MAX_BYTES ((int64_t)1 << 48)
+
+static const char *sec_name(uint32_t kind) {
+  switch (kind) {
+  case CG_PACK_SEC_MANIFEST: return "manifest";
+  case CG_PACK_SEC_PLAN: return "plan";
+  case CG_PACK_SEC_SOURCE: return "source";
+  case CG_PACK_SEC_CONSTS: return "consts";
+  case CG_PACK_SEC_WEIGHTS: return "weights";
+  case CG_PACK_SEC_CUBIN: return "cubin";
+  case CG_PACK_SEC_PTXAS: return "ptxas";
+  default: return "unknown";
+  }
+}
+
+static void sha256(const void *data, size_t n, unsigned char out[32]) {
+  unsigned len = 0;
+  if (EVP_Digest(data, n, out, &len, EVP_sha256(), NULL) != 1 || len != 32)
+    ditc_fatal(__FILE__, __LINE__, "SHA-256 failed");
+}
+
+static void put_u32(unsigned char *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static void put_u64(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static uint32_t get_u32(const unsigned char *p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+static uint64_t get_u64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+static uint64_t align_up(uint64_t v) { return (v + ALIGN - 1) / ALIGN * ALIGN; }
+
+static int64_t numel_of(int rank, const int64_t *shape) {
+  int64_t n = 1;
+  for (int i = 0; i < rank; i++) n *= shape[i];
+  return n;
+}
+
+/* ======================================================================== */
+/* writing                                                                  */
+/* ======================================================================== */
+
+typedef struct {
+  uint32_t kind, ref;
+  char arch[8];
+  unsigned char *own;       /* owned bytes, or NULL */
+  const void *data;         /* own, or a borrowed blob */
+  size_t size;
+  unsigned char sha[32];
+} WSec;
+
+struct CgPackWriter {
+  json_t *meta, *params;
+  WSec *secs;
+  int n_secs, cap_secs;
+  int n_plans, n_blobs;
+};
+
+CgPackWriter *cg_pack_writer_new(void) {
+  CgPackWriter *w = xcalloc(1, sizeof *w);
+  w->meta = json_object();
+  w->params = json_object();
+  return w;
+}
+
+void cg_pack_writer_free(CgPackWriter *w) {
+  if (!w) return;
+  json_decref(w->meta);
+  json_decref(w->params);
+  for (int i = 0; i < w->n_secs; i++) free(w->secs[i].own);
+  free(w->secs);
+  free(w);
+}
+
+void cg_pack_writer_meta(CgPackWriter *w, const char *key, const char *value) {
+  json_object_set_new(w->meta, key, json_string(value ? value : ""));
+}
+
+void cg_pack_writer_param(CgPackWriter *w, const char *key, const char *value) {
+  json_object_set_new(w->params, key, json_string(value ? value : ""));
+}
+
+static WSec *add_sec(CgPackWriter *w, uint32_t kind, uint32_t ref, const char *arch) {
+  if (w->n_secs == w->cap_secs)
+    w->secs = xrealloc(w->secs, (size_t)(w->cap_secs = w->cap_secs ? 2 * w->cap_secs : 16) * sizeof *w->secs);
+  WSec *s = &w->secs[w->n_secs++];
+  memset(s, 0, sizeof *s);
+  s->kind = kind;
+  s->ref = ref;
+  if (arch) memcpy(s->arch, arch, strnlen(arch, sizeof s->arch)); /* NUL-padded, not terminated */
+  return s;
+}
+
+static void sec_own(WSec *s, void *data, size_t size) {
+  s->own = data;
+  s->data = data;
+  s->size = size;
+  sha256(data, size, s->sha);
+}
+
+static json_t *shape_json(int rank, const int64_t *shape) {
+  json_t *a = json_array();
+  for (int i = 0; i < rank; i++) json_array_append_new(a, json_integer(shape[i]));
+  return a;
+}
+
+static json_t *ref_json(CgRef r) {
+  json_t *a = json_array();
+  json_array_append_new(a, json_integer(r.space));
+  json_array_append_new(a, json_integer(r.offset));
+  return a;
+}
+
+static json_t *dim3_json(const uint32_t *d) {
+  json_t *a = json_array();
+  for (int i = 0; i < 3; i++) json_array_append_new(a, json_integer(d[i]));
+  return a;
+}
+
+static json_t *io_json(const CgIo *io, int n) {
+  json_t *a = json_array();
+  for (int i = 0; i < n; i++)
+    json_array_append_new(a, json_pack("{s:s, s:s, s:o, s:I}", "name", io[i].name ? io[i].name : "",
+                                       "dtype", ir_dtype_name(io[i].dtype), "shape",
+                                       shape_json(io[i].rank, io[i].shape), "offset",
+                                       (json_int_t)io[i].offset));
+  return a;
+}
+
+static json_t *gemm_json(const CgGemm *g) {
+  json_t *o = json_object();
+  json_object_set_new(o, "dtype", json_string(ir_dtype_name(g->dtype)));
+  json_object_set_new(o, "trans_a", json_integer(g->trans_a));
+  json_object_set_new(o, "trans_b", json_integer(g->trans_b));
+  const char *names[] = {"m", "n", "k", "batch", "lda", "ldb", "ldd", "stride_a", "stride_b", "stride_d"};
+  const int64_t vals[] = {g->m, g->n, g->k, g->batch, g->lda, g->ldb, g->ldd, g->stride_a, g->stride_b, g->stride_d};
+  for (int i = 0; i < 10; i++) json_object_set_new(o, names[i], json_integer(vals[i]));
+  json_object_set_new(o, "a", ref_json(g->a));
+  json_object_set_new(o, "b", ref_json(g->b));
+  json_object_set_new(o, "d", ref_json(g->d));
+  json_object_set_new(o, "bias", ref_json(g->bias));
+  json_object_set_new(o, "epilogue", json_integer(g->epilogue));
+  json_object_set_new(o, "alpha", json_real(g->alpha));
+  return o;
+}
+
+static const IrNode *find_param(IrGraph *g, int id) {
+  if (!g) return NULL;
+  for (int i = 0; i < g->n_nodes; i++)
+    if (g->nodes[i]->id == id && g->nodes[i]->op == IR_PARAM) return g->nodes[i];
+  return NULL;
+}
+
+int cg_pack_writer_add_plan(CgPackWriter *w, const CgPlan *p, IrGraph *g, const void *blob) {
+  int index = w->n_plans++;
+  /* constants and defaults, 4-byte aligned by construction */
+  size_t cap = 0, used = 0;
+  unsigned char *consts = NULL;
+  json_t *weights = json_array();
+  for (int i = 0; i < p->n_weights; i++) {
+    const CgWeight *cw = &p->weights[i];
+    json_t *o = json_pack("{s:s, s:s, s:o, s:I, s:i}", "name", cw->name ? cw->name : "", "dtype",
+                          ir_dtype_name(cw->dtype), "shape", shape_json(cw->rank, cw->shape), "offset",
+                          (json_int_t)cw->offset, "param_id", cw->param_id);
+    const float *data = cw->const_data;
+    if (!data && cw->param_id >= 0) {
+      const IrNode *n = find_param(g, cw->param_id);
+      if (n && n->data) data = n->data;
+    }
+    if (data) {
+      size_t bytes = (size_t)numel_of(cw->rank, cw->shape) * sizeof(float);
+      if (used + bytes > cap) consts = xrealloc(consts, cap = 2 * (used + bytes) + 64);
+      memcpy(consts + used, data, bytes);
+      json_object_set_new(o, "data", json_pack("[I, I]", (json_int_t)used, (json_int_t)(bytes / 4)));
+      used += bytes;
+    }
+    json_array_append_new(weights, o);
+  }
+  /* the weights blob, shared with an identical earlier one */
+  int blob_index = -1;
+  if (blob) {
+    unsigned char sha[32];
+    sha256(blob, (size_t)p->weights_bytes, sha);
+    for (int i = 0; i < w->n_secs && blob_index < 0; i++)
+      if (w->secs[i].kind == CG_PACK_SEC_WEIGHTS && w->secs[i].size == (size_t)p->weights_bytes &&
+          !memcmp(w->secs[i].sha, sha, 32))
+        blob_index = (int)w->secs[i].ref;
+    if (blob_index < 0) {
+      blob_index = w->n_blobs++;
+      WSec *s = add_sec(w, CG_PACK_SEC_WEIGHTS, (uint32_t)blob_index, NULL);
+      s->data = blob;
+      s->size = (size_t)p->weights_bytes;
+      memcpy(s->sha, sha, 32);
+    }
+  }
+  json_t *kernels = json_array();
+  for (int i = 0; i < p->n_kernels; i++)
+    json_array_append_new(kernels, json_pack("{s:s, s:s}", "name", p->kernels[i].name,
+                                             "nodes", p->kernels[i].nodes ? p->kernels[i].nodes : ""));
+  json_t *steps = json_array();
+  for (int i = 0; i < p->n_steps; i++) {
+    const CgStep *s = &p->steps[i];
+    json_t *o = json_pack("{s:i, s:s}", "node", s->node, "what", s->what ? s->what : "");
+    if (s->kind == CG_STEP_KERNEL) {
+      json_object_set_new(o, "kernel", json_integer(s->kernel));
+      json_object_set_new(o, "grid", dim3_json(s->grid));
+      json_object_set_new(o, "block", dim3_json(s->block));
+      json_object_set_new(o, "smem", json_integer(s->shared_bytes));
+    } else {
+      json_object_set_new(o, "gemm", gemm_json(&s->gemm));
+    }
+    json_array_append_new(steps, o);
+  }
+  json_t *root = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:i}", "entry", p->entry ? p->entry : "",
+                           "precision", ir_dtype_name(p->precision), "batch", (json_int_t)p->batch,
+                           "arena_bytes", (json_int_t)p->arena_bytes, "weights_bytes",
+                           (json_int_t)p->weights_bytes, "status_offset",
+                           (json_int_t)p->status_offset, "weights_blob", blob_index);
+  json_object_set_new(root, "kernels", kernels);
+  json_object_set_new(root, "steps", steps);
+  json_object_set_new(root, "weights", weights);
+  json_object_set_new(root, "inputs", io_json(p->inputs, p->n_inputs));
+  json_object_set_new(root, "outputs", io_json(p->outputs, p->n_outputs));
+  char *text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(9));
+  json_decref(root);
+  DITC_ASSERT(text);
+  sec_own(add_sec(w, CG_PACK_SEC_PLAN, (uint32_t)index, NULL), text, strlen(text));
+  const char *src = p->source ? p->source : "";
+  sec_own(add_sec(w, CG_PACK_SEC_SOURCE, (uint32_t)index, NULL), xstrdup(src), strlen(src));
+  sec_own(add_sec(w, CG_PACK_SEC_CONSTS, (uint32_t)index, NULL), consts ? consts : xmalloc(1), used);
+  return index;
+}
+
+void cg_pack_writer_add_cubin(CgPackWriter *w, int plan, const char *arch, const void *cubin,
+                              size_t size, const char *ptxas_log) {
+  DITC_ASSERT(plan >= 0 && plan < w->n_plans && arch && strlen(arch) < 8);
+  unsigned char *copy = xmalloc(size ? size : 1);
+  memcpy(copy, cubin, size);
+  sec_own(add_sec(w, CG_PACK_SEC_CUBIN, (uint32_t)plan, arch), copy, size);
+  const char *log = ptxas_log ? ptxas_log : "";
+  sec_own(add_sec(w, CG_PACK_SEC_PTXAS, (uint32_t)plan, arch), xstrdup(log), strlen(log));
+}
+
+typedef int (*PutFn)(void *user, const void *data, size_t n);
+
+/* Emit the whole pack through put(). */
+static int emit(CgPackWriter *w, PutFn put, void *user) {
+  json_t *man = json_deep_copy(w->meta);
+  static const char *const keys[] = {"producer", "codegen_version", "compiler", "model", "config", "spec"};
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+    if (!json_object_get(man, keys[i])) json_object_set_new(man, keys[i], json_string(""));
+  json_object_set_new(man, "format", json_string("ditpack"));
+  json_object_set(man, "params", w->params);
+  json_object_set_new(man, "plans", json_integer(w->n_plans));
+  json_object_set_new(man, "blobs", json_integer(w->n_blobs));
+  char *text = json_dumps(man, JSON_COMPACT);
+  json_decref(man);
+  DITC_ASSERT(text);
+  WSec mansec = {.kind = CG_PACK_SEC_MANIFEST};
+  sec_own(&mansec, text, strlen(text));
+
+  int n = w->n_secs + 1;
+  const WSec **all = xmalloc((size_t)n * sizeof *all);
+  all[0] = &mansec;
+  for (int i = 0; i < w->n_secs; i++) all[i + 1] = &w->secs[i];
+  size_t toc_bytes = (size_t)n * TOC_ENTRY;
+  unsigned char *head = xcalloc(1, HDR + toc_bytes);
+  uint64_t off = align_up(HDR + toc_bytes);
+  uint64_t *offs = xmalloc((size_t)n * sizeof *offs);
+  for (int i = 0; i < n; i++) {
+    unsigned char *e = head + HDR + (size_t)i * TOC_ENTRY;
+    offs[i] = off;
+    put_u32(e, all[i]->kind);
+    put_u32(e + 4, all[i]->ref);
+    put_u64(e + 8, off);
+    put_u64(e + 16, all[i]->size);
+    memcpy(e + 24, all[i]->arch, 8);
+    memcpy(e + 32, all[i]->sha, 32);
+    off = align_up(off + all[i]->size);
+  }
+  memcpy(head, MAGIC, 8);
+  put_u32(head + 8, CG_PACK_VERSION);
+  put_u32(head + 12, (uint32_t)n);
+  put_u64(head + 16, off);
+  put_u64(head + 24, HDR);
+  sha256(head + HDR, toc_bytes, head + 32);
+  static const unsigned char zeros[ALIGN];
+  int rc = put(user, head, HDR + toc_bytes);
+  uint64_t at = HDR + toc_bytes;
+  for (int i = 0; i < n && !rc; i++) {
+    if (offs[i] > at) rc = put(user, zeros, (size_t)(offs[i] - at));
+    if (!rc && all[i]->size) rc = put(user, all[i]->data, all[i]->size);
+    at = offs[i] + all[i]->size;
+  }
+  if (!rc && off > at) rc = put(user, zeros, (size_t)(off - at));
+  free(offs);
+  free(head);
+  free(all);
+  free(mansec.own);
+  return rc;
+}
+
+typedef struct {
+  unsigned char *buf;
+  size_t len, cap;
+} MemOut;
+
+static int put_mem(void *user, const void *data, size_t n) {
+  MemOut *m = user;
+  if (m->len + n > m->cap) m->buf = xrealloc(m->buf, m->cap = 2 * (m->len + n));
+  memcpy(m->buf + m->len, data, n);
+  m->len += n;
+  return 0;
+}
+
+int cg_pack_writer_bytes(CgPackWriter *w, unsigned char **out, size_t *size, IrErr *err) {
+  (void)err;
+  MemOut m = {0};
+  emit(w, put_mem, &m);
+  *out = m.buf;
+  *size = m.len;
+  return 0;
+}
+
+static int put_fd(void *user, const void *data, size_t n) {
+  int fd = *(int *)user;
+  const char *p = data;
+  while (n) {
+    ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return -1;
+    p += k;
+    n -= (size_t)k;
+  }
+  return 0;
+}
+
+int cg_pack_writer_save(CgPackWriter *w, const char *path, IrErr *err) {
+  size_t n = strlen(path);
+  char *tmp = xmalloc(n + 16);
+  snprintf(tmp, n + 16, "%s.tmp.XXXXXX", path);
+  int fd = mkstemp(tmp);
+  if (fd < 0) {
+    ir_errf(err, "%s: cannot create a temporary file next to it: %s", path, strerror(errno));
+    free(tmp);
+    return -1;
+  }
+  (void)fchmod(fd, 0644);
+  int rc = emit(w, put_fd, &fd);
+  int saved = errno;
+  if (!rc && fsync(fd)) rc = -1, saved = errno;
+  if (close(fd) && !rc) rc = -1, saved = errno;
+  if (!rc && rename(tmp, path)) rc = -1, saved = errno;
+  if (rc) {
+    unlink(tmp);
+    ir_errf(err, "%s: cannot write the pack: %s", path, strerror(saved));
+  } else {
+    /* make the rename itself durable */
+    char *dir = xstrdup(path);
+    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+      (void)fsync(dfd);
+      close(dfd);
+    }
+    free(dir);
+  }
+  free(tmp);
+  return rc;
+}
+
+/* ======================================================================== */
+/* reading                                                                  */
+/* ======================================================================== */
+
+typedef struct {
+  uint32_t kind, ref;
+  char arch[9];
+  const unsigned char *data;
+  uint64_t size;
+} RSec;
+
+typedef struct {
+  CgPack *pk;
+  IrErr *err;
+  char where[160];   /* "plan 0 (forward): step 12" */
+} Rd;
+
+__attribute__((format(printf, 2, 3))) static int bad(Rd *r, const char *fmt, ...) {
+  char msg[700];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (r->where[0])
+    return ir_errf(r->err, "%s: %s: %s", r->pk->path, r->where, msg);
+  return ir_errf(r->err, "%s: %s", r->pk->path, msg);
+}
+
+static int jint(Rd *r, json_t *o, const char *key, int64_t lo, int64_t hi, int64_t *out) {
+  json_t *v = json_object_get(o, key);
+  if (!v || !json_is_integer(v)) return bad(r, "field '%s' is missing or not an integer", key);
+  json_int_t x = json_integer_value(v);
+  if (x < lo || x > hi) return bad(r, "field '%s' = %lld is outside [%lld, %lld]", key, (long long)x,
+                                   (long long)lo, (long long)hi);
+  *out = x;
+  return 0;
+}
+
+static int jint32(Rd *r, json_t *o, const char *key, int64_t lo, int64_t hi, int *out) {
+  int64_t v = 0;
+  if (jint(r, o, key, lo, hi, &v)) return -1;
+  *out = (int)v;
+  return 0;
+}
+
+static int jstr(Rd *r, json_t *o, const char *key, int nonempty, const char **out) {
+  json_t *v = json_object_get(o, key);
+  if (!v || !json_is_string(v)) return bad(r, "field '%s' is missing or not a string", key);
+  if (nonempty && !json_string_length(v)) return bad(r, "field '%s' is empty", key);
+  if (strlen(json_string_value(v)) != json_string_length(v)) return bad(r, "field '%s' holds a NUL", key);
+  *out = arena_strdup(&r->pk->arena, json_string_value(v));
+  return 0;
+}
+
+static int jarr(Rd *r, json_t *o, const char *key, size_t max, json_t **out) {
+  json_t *v = json_object_get(o, key);
+  if (!v || !json_is_array(v)) return bad(r, "field '%s' is missing or not an array", key);
+  if (json_array_size(v) > max) return bad(r, "field '%s' has %zu entries (at most %zu)", key, json_array_size(v), max);
+  *out = v;
+  return 0;
+}
+
+static int jdtype(Rd *r, json_t *o, const char *key, int float_only, IrDType *out) {
+  const char *s;
+  if (jstr(r, o, key, 1, &s)) return -1;
+  if (ir_dtype_parse(s, out) || (float_only && *out != IR_F32 && *out != IR_F16 && *out != IR_BF16) ||
+      (!float_only && *out == IR_I8))
+    return bad(r, "field '%s': unexpected dtype '%s'", key, s);
+  return 0;
+}
+
+static int is_ident(const char *s) {
+  if (!*s || (*s >= '0' && *s <= '9')) return 0;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_'))
+      return 0;
+  return 1;
+}
+
+/* A shape array of at most IR_MAX_RANK dims in [0, 2^40]; *bytes its size. */
+static int jshape(Rd *r, json_t *o, IrDType t, int *rank, int64_t *shape, int64_t *bytes) {
+  json_t *a;
+  if (jarr(r, o, "shape", IR_MAX_RANK, &a)) return -1;
+  *rank = (int)json_array_size(a);
+  __int128 n = (__int128)ir_dtype_size(t);
+  for (int i = 0; i < *rank; i++) {
+    json_t *d = json_array_get(a, (size_t)i);
+    if (!json_is_integer(d) || json_integer_value(d) < 0 || json_integer_value(d) > ((int64_t)1 << 40))
+      return bad(r, "shape entry %d is not a size", i);
+    shape[i] = json_integer_value(d);
+    n *= shape[i];
+    if (n > MAX_BYTES) return bad(r, "shape too large");
+  }
+  *bytes = (int64_t)n;
+  return 0;
+}
+
+static int read_io(Rd *r, json_t *a, CgIo *io, int n, int64_t arena, const char *what) {
+  char save[sizeof r->where];
+  memcpy(save, r->where, sizeof save);
+  for (int i = 0; i < n; i++) {
+    json_t *o = json_array_get(a, (size_t)i);
+    snprintf(r->where, sizeof r->where, "%s: %s %d", save, what, i);
+    int64_t bytes;
+    if (!json_is_object(o)) return bad(r, "not an object");
+    if (jstr(r, o, "name", 1, &io[i].name) || jdtype(r, o, "dtype", 0, &io[i].dtype) ||
+        jshape(r, o, io[i].dtype, &io[i].rank, io[i].shape, &bytes) ||
+        jint(r, o, "offset", 0, MAX_BYTES, &io[i].offset))
+      return -1;
+    if (io[i].offset + bytes > arena)
+      return bad(r, "'%s' (%lld bytes at %lld) lies outside the %lld-byte arena", io[i].name, (long long)bytes,
+                 (long long)io[i].offset, (long long)arena);
+  }
+  memcpy(r->where, save, sizeof save);
+  return 0;
+}
+
+static int jdim3(Rd *r, json_t *o, const char *key, uint32_t *d, const int64_t *max) {
+  json_t *a;
+  if (jarr(r, o, key, 3, &a)) return -1;
+  if (json_array_size(a) != 3) return bad(r, "field '%s' needs 3 entries", key);
+  for (int i = 0; i < 3; i++) {
+    json_t *v = json_array_get(a, (size_t)i);
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > max[i])
+      return bad(r, "field '%s' entry %d is outside [1, %lld]", key, i, (long long)max[i]);
+    d[i] = (uint32_t)json_integer_value(v);
+  }
+  return 0;
+}
+
+static int jref(Rd *r, json_t *o, const char *key, CgRef *ref) {
+  json_t *a = json_object_get(o, key);
+  if (!a || !json_is_array(a) || json_array_size(a) != 2 || !json_is_integer(json_array_get(a, 0)) ||
+      !json_is_integer(json_array_get(a, 1)))
+    return bad(r, "field '%s' is not [space, offset]", key);
+  json_int_t sp = json_integer_value(json_array_get(a, 0)), off = json_integer_value(json_array_get(a, 1));
+  if ((sp != CG_SPACE_ACT && sp != CG_SPACE_WEIGHTS) || off < 0 || off > MAX_BYTES)
+    return bad(r, "field '%s' has a bad space or offset", key);
+  ref->space = (CgSpace)sp;
+  ref->offset = off;
+  return 0;
+}
+
+/* Bytes spanned by `batch` matrices of rows x cols with row stride ld, stride apart. */
+static int span_ok(Rd *r, const char *what, CgRef ref, int64_t batch, int64_t stride, int64_t rows,
+                   int64_t ld, int64_t cols, size_t esize, int64_t act, int64_t wts) {
+  if (ld < cols) return bad(r, "GEMM operand %s: row stride %lld is below its %lld columns", what, (long long)ld,
+                            (long long)cols);
+  __int128 last = (__int128)(batch - 1) * stride + (__int128)(rows - 1) * ld + cols;
+  __int128 end = ref.offset + last * (__int128)esize;
+  int64_t limit = ref.space == CG_SPACE_ACT ? act : wts;
+  if (end > limit)
+    return bad(r, "GEMM operand %s ends at byte %lld, past the %lld-byte %s", what, (long long)(end > MAX_BYTES ? MAX_BYTES : end),
+               (long long)limit, ref.space == CG_SPACE_ACT ? "arena" : "weights blob");
+  return 0;
+}
+
+static int read_gemm(Rd *r, json_t *o, CgGemm *g, int64_t act, int64_t wts) {
+  if (!json_is_object(o)) return bad(r, "'gemm' is not an object");
+  const int64_t big = (int64_t)1 << 31;
+  int64_t epi;
+  double alpha;
+  json_t *al = json_object_get(o, "alpha");
+  if (jdtype(r, o, "dtype", 1, &g->dtype) || jint32(r, o, "trans_a", 0, 1, &g->trans_a) ||
+      jint32(r, o, "trans_b", 0, 1, &g->trans_b) || jint(r, o, "m", 1, big, &g->m) ||
+      jint(r, o, "n", 1, big, &g->n) || jint(r, o, "k", 1, big, &g->k) || jint(r, o, "batch", 1, big, &g->batch) ||
+      jint(r, o, "lda", 1, big, &g->lda) || jint(r, o, "ldb", 1, big, &g->ldb) || jint(r, o, "ldd", 1, big, &g->ldd) ||
+      jint(r, o, "stride_a", 0, MAX_BYTES, &g->stride_a) || jint(r, o, "stride_b", 0, MAX_BYTES, &g->stride_b) ||
+      jint(r, o, "stride_d", 0, MAX_BYTES, &g->stride_d) || jref(r, o, "a", &g->a) || jref(r, o, "b", &g->b) ||
+      jref(r, o, "d", &g->d) || jref(r, o, "bias", &g->bias) ||
+      jint(r, o, "epilogue", CG_EPI_NONE, CG_EPI_GELU_TANH_BIAS, &epi))
+    return -1;
+  if (!al || !json_is_number(al) || !isfinite(alpha = json_number_value(al)))
+    return bad(r, "field 'alpha' is missing or not a finite number");
+  g->alpha = (float)alpha;
+  g->epilogue = (CgEpilogue)epi;
+  if (g->d.space != CG_SPACE_ACT) return bad(r, "GEMM writes into the weights blob");
+  if (g->batch > 1 && g->stride_d < g->m * g->ldd) return bad(r, "GEMM output batches overlap");
+  size_t es = ir_dtype_size(g->dtype);
+  int64_t ar = g->trans_a ? g->k : g->m, ac = g->trans_a ? g->m : g->k;
+  int64_t br = g->trans_b ? g->n : g->k, bc = g->trans_b ? g->k : g->n;
+  if (span_ok(r, "A", g->a, g->batch, g->stride_a, ar, g->lda, ac, es, act, wts) ||
+      span_ok(r, "B", g->b, g->batch, g->stride_b, br, g->ldb, bc, es, act, wts) ||
+      span_ok(r, "D", g->d, g->batch, g->stride_d, g->m, g->ldd, g->n, es, act, wts))
+    return -1;
+  if (g->epilogue != CG_EPI_NONE && span_ok(r, "bias", g->bias, 1, 0, 1, g->n, g->n, es, act, wts)) return -1;
+  return 0;
+}
+
+static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const RSec *consts, CgPackPlan *pp) {
+  CgPack *pk = r->pk;
+  snprintf(r->where, sizeof r->where, "plan %d", index);
+  json_error_t je;
+  json_t *root = json_loadb((const char *)psec->data, psec->size, JSON_REJECT_DUPLICATES, &je);
+  if (!root) return bad(r, "bad JSON: %s (at byte %d)", je.text, je.position);
+  int rc = -1;
+  CgPlan *p = xcalloc(1, sizeof *p);
+  pp->plan = p;
+  pp->blob = -1;
+  Arena *A = &p->arena;
+  json_t *ks, *ss, *ws, *is, *os;
+  int64_t batch, status;
+  if (!json_is_object(root)) {
+    bad(r, "not a JSON object");
+    goto out;
+  }
+  if (jstr(r, root, "entry", 1, &p->entry) || jdtype(r, root, "precision", 1, &p->precision) ||
+      jint(r, root, "batch", 1, (int64_t)1 << 31, &batch) ||
+      jint(r, root, "arena_bytes", 0, MAX_BYTES, &p->arena_bytes) ||
+      jint(r, root, "weights_bytes", 0, MAX_BYTES, &p->weights_bytes) ||
+      jint(r, root, "status_offset", -1, MAX_BYTES, &status) ||
+      jint32(r, root, "weights_blob", -1, pk->n_blobs - 1, &pp->blob) ||
+      jarr(r, root, "kernels", 1 << 20, &ks) || jarr(r, root, "steps", 1 << 22, &ss) ||
+      jarr(r, root, "weights", 1 << 20, &ws) || jarr(r, root, "inputs", 1024, &is) ||
+      jarr(r, root, "outputs", 1024, &os))
+    goto out;
+  p->batch = batch;
+  snprintf(r->where, sizeof r->where, "plan %d (%s)", index, p->entry);
+  if (status >= 0 && status + 4 > p->arena_bytes) {
+    bad(r, "the status word lies outside the arena");
+    goto out;
+  }
+  p->status_offset = status;
+  if (pp->blob >= 0 && pk->blobs[pp->blob].size != p->weights_bytes) {
+    bad(r, "weights blob %d has %lld bytes, the plan needs %lld", pp->blob, (long long)pk->blobs[pp->blob].size,
+        (long long)p->weights_bytes);
+    goto out;
+  }
+  char base[sizeof r->where];
+  memcpy(base, r->where, sizeof base);
+
+  p->n_kernels = (int)json_array_size(ks);
+  p->kernels = arena_alloc(A, (size_t)p->n_kernels * sizeof *p->kernels + 1);
+  for (int i = 0; i < p->n_kernels; i++) {
+    json_t *o = json_array_get(ks, (size_t)i);
+    snprintf(r->where, sizeof r->where, "%s: kernel %d", base, i);
+    if (!json_is_object(o)) {
+      bad(r, "not an object");
+      goto out;
+    }
+    const char *name, *nodes;
+    if (jstr(r, o, "name", 1, &name) || jstr(r, o, "nodes", 0, &nodes)) goto out;
+    if (!is_ident(name) || strlen(name) > 200) {
+      bad(r, "'%.60s' is not a kernel name", name);
+      goto out;
+    }
+    p->kernels[i] = (CgKernel){arena_strdup(A, name), arena_strdup(A, nodes)};
+  }
+
+  p->n_steps = (int)json_array_size(ss);
+  p->steps = arena_alloc(A, (size_t)p->n_steps * sizeof *p->steps + 1);
+  static const int64_t grid_max[3] = {2147483647, 65535, 65535}, block_max[3] = {1024, 1024, 64};
+  for (int i = 0; i < p->n_steps; i++) {
+    json_t *o = json_array_get(ss, (size_t)i);
+    CgStep *s = &p->steps[i];
+    const char *what;
+    snprintf(r->where, sizeof r->where, "%s: step %d", base, i);
+    if (!json_is_object(o)) {
+      bad(r, "not an object");
+      goto out;
+    }
+    if (jint32(r, o, "node", -1, INT32_MAX, &s->node) || jstr(r, o, "what", 0, &what)) goto out;
+    s->what = arena_strdup(A, what);
+    json_t *gm = json_object_get(o, "gemm");
+    if (gm) {
+      s->kind = CG_STEP_GEMM;
+      if (read_gemm(r, gm, &s->gemm, p->arena_bytes, p->weights_bytes)) goto out;
+      continue;
+    }
+    int64_t smem;
+    s->kind = CG_STEP_KERNEL;
+    if (jint32(r, o, "kernel", 0, p->n_kernels - 1, &s->kernel) || jdim3(r, o, "grid", s->grid, grid_max) ||
+        jdim3(r, o, "block", s->block, block_max) || jint(r, o, "smem", 0, 1 << 22, &smem))
+      goto out;
+    if ((int64_t)s->block[0] * s->block[1] * s->block[2] > 1024) {
+      bad(r, "a block of more than 1024 threads");
+      goto out;
+    }
+    s->shared_bytes = (uint32_t)smem;
+  }
+
+  p->n_weights = (int)json_array_size(ws);
+  p->weights = arena_alloc(A, (size_t)p->n_weights * sizeof *p->weights + 1);
+  pp->defaults = arena_alloc(A, (size_t)p->n_weights * sizeof *pp->defaults + 1);
+  for (int i = 0; i < p->n_weights; i++) {
+    json_t *o = json_array_get(ws, (size_t)i);
+    CgWeight *w = &p->weights[i];
+    int64_t bytes;
+    snprintf(r->where, sizeof r->where, "%s: weight %d", base, i);
+    if (!json_is_object(o)) {
+      bad(r, "not an object");
+      goto out;
+    }
+    if (jstr(r, o, "name", 0, &w->name) || jdtype(r, o, "dtype", 0, &w->dtype) ||
+        jshape(r, o, w->dtype, &w->rank, w->shape, &bytes) || jint(r, o, "offset", 0, MAX_BYTES, &w->offset) ||
+        jint32(r, o, "param_id", -1, INT32_MAX - 1, &w->param_id))
+      goto out;
+    if (w->offset + bytes > p->weights_bytes) {
+      bad(r, "'%s' lies outside the %lld-byte weights blob", w->name, (long long)p->weights_bytes);
+      goto out;
+    }
+    if (w->param_id >= 0 && !w->name[0]) {
+      bad(r, "a parameter without a name");
+      goto out;
+    }
+    json_t *d = json_object_get(o, "data");
+    if (!d) {
+      if (w->param_id < 0) {
+        bad(r, "a constant without data");
+        goto out;
+      }
+      continue;
+    }
+    json_int_t off, cnt;
+    if (!json_is_array(d) || json_array_size(d) != 2 || !json_is_integer(json_array_get(d, 0)) ||
+        !json_is_integer(json_array_get(d, 1)) || (off = json_integer_value(json_array_get(d, 0))) < 0 ||
+        (cnt = json_integer_value(json_array_get(d, 1))) != numel_of(w->rank, w->shape) || off % 4 ||
+        (uint64_t)off > consts->size || (uint64_t)cnt * 4 > consts->size - (uint64_t)off) {
+      bad(r, "field 'data' does not lie inside the constants");
+      goto out;
+    }
+    float *v = arena_alloc(A, (size_t)cnt * 4 + 1);
+    memcpy(v, consts->data + off, (size_t)cnt * 4);
+    if (w->param_id < 0)
+      w->const_data = v;
+    else
+      pp->defaults[i] = v;
+  }
+
+  snprintf(r->where, sizeof r->where, "%s", base);
+  p->n_inputs = (int)json_array_size(is);
+  p->n_outputs = (int)json_array_size(os);
+  p->inputs = arena_alloc(A, (size_t)p->n_inputs * sizeof *p->inputs + 1);
+  p->outputs = arena_alloc(A, (size_t)p->n_outputs * sizeof *p->outputs + 1);
+  if (read_io(r, is, p->inputs, p->n_inputs, p->arena_bytes, "input") ||
+      read_io(r, os, p->outputs, p->n_outputs, p->arena_bytes, "output"))
+    goto out;
+  if (!p->n_outputs) {
+    bad(r, "a plan without outputs");
+    goto out;
+  }
+  if (memchr(src->data, 0, src->size)) {
+    bad(r, "the source holds a NUL byte");
+    goto out;
+  }
+  char *text = arena_alloc(A, src->size + 1);
+  memcpy(text, src->data, src->size);
+  p->source = text;
+  rc = 0;
+out:
+  json_decref(root);
+  r->where[0] = 0;
+  return rc;
+}
+
+static int read_manifest(Rd *r, const RSec *s) {
+  CgPack *pk = r->pk;
+  snprintf(r->where, sizeof r->where, "manifest");
+  json_error_t je;
+  json_t *root = json_loadb((const char *)s->data, s->size, JSON_REJECT_DUPLICATES, &je);
+  if (!root) return bad(r, "bad JSON: %s (at byte %d)", je.text, je.position);
+  int rc = -1;
+  const char *format;
+  int64_t plans, blobs;
+  json_t *params;
+  if (!json_is_object(root)) {
+    bad(r, "not a JSON object");
+    goto out;
+  }
+  if (jstr(r, root, "format", 1, &format) || jstr(r, root, "producer", 0, &pk->producer) ||
+      jstr(r, root, "codegen_version", 0, &pk->codegen_version) || jstr(r, root, "compiler", 0, &pk->compiler) ||
+      jstr(r, root, "model", 0, &pk->model) || jstr(r, root, "config", 0, &pk->config) ||
+      jstr(r, root, "spec", 0, &pk->spec) || jint(r, root, "plans", 1, MAX_PLANS, &plans) ||
+      jint(r, root, "blobs", 0, MAX_PLANS, &blobs))
+    goto out;
+  if (strcmp(format, "ditpack")) {
+    bad(r, "format is '%s', not 'ditpack'", format);
+    goto out;
+  }
+  params = json_object_get(root, "params");
+  if (!params || !json_is_object(params) || json_object_size(params) > 4096) {
+    bad(r, "field 'params' is missing or not an object");
+    goto out;
+  }
+  pk->n_params = (int)json_object_size(params);
+  pk->params = arena_alloc(&pk->arena, (size_t)pk->n_params * sizeof *pk->params + 1);
+  const char *key;
+  json_t *v;
+  int i = 0;
+  json_object_foreach(params, key, v) {
+    if (!json_is_string(v)) {
+      bad(r, "parameter '%.60s' is not a string", key);
+      goto out;
+    }
+    pk->params[i].key = arena_strdup(&pk->arena, key);
+    pk->params[i].value = arena_strdup(&pk->arena, json_string_value(v));
+    i++;
+  }
+  pk->n_plans = (int)plans;
+  pk->n_blobs = (int)blobs;
+  rc = 0;
+out:
+  json_decref(root);
+  r->where[0] = 0;
+  return rc;
+}
+
+static int arch_ok(const char *a) {
+  if (strncmp(a, "sm_", 3) || !a[3]) return 0;
+  for (const char *p = a + 3; *p; p++)
+    if (!((*p >= '0' && *p <= '9') || *p == 'a' || *p == 'f')) return 0;
+  return 1;
+}
+
+static int parse(CgPack *pk, const unsigned char *buf, size_t len, unsigned flags, IrErr *err) {
+  Rd rd = {.pk = pk, .err = err}, *r = &rd;
+  if (len < HDR) return bad(r, "truncated: %zu bytes, less than the 64-byte header", len);
+  if (memcmp(buf, MAGIC, 8)) return bad(r, "not a ditc pack (bad magic)");
+  uint32_t version = get_u32(buf + 8), n = get_u32(buf + 12);
+  uint64_t fsize = get_u64(buf + 16), toc = get_u64(buf + 24);
+  if (version != CG_PACK_VERSION)
+    return bad(r, "pack format version %u; this ditc reads version %d (recompile the pack)", version,
+               CG_PACK_VERSION);
+  if (fsize != len)
+    return bad(r, "%s: the header says %llu bytes, the file has %zu", fsize > len ? "truncated" : "trailing bytes",
+               (unsigned long long)fsize, len);
+  if (toc != HDR) return bad(r, "bad table of contents offset %llu", (unsigned long long)toc);
+  if (n < 1 || n > MAX_SECTIONS) return bad(r, "bad section count %u", n);
+  uint64_t toc_end = HDR + (uint64_t)n * TOC_ENTRY;
+  if (toc_end > len) return bad(r, "truncated: the table of contents runs past the end");
+  unsigned char sha[32];
+  if (!(flags & CG_PACK_SKIP_HASHES)) {
+    sha256(buf + HDR, (size_t)(toc_end - HDR), sha);
+    if (memcmp(sha, buf + 32, 32)) return bad(r, "the table of contents is corrupt (SHA-256 mismatch)");
+  }
+  RSec *secs = xcalloc(n, sizeof *secs);
+  int rc = -1;
+  uint64_t at = toc_end;
+  for (uint32_t i = 0; i < n; i++) {
+    const unsigned char *e = buf + HDR + (size_t)i * TOC_ENTRY;
+    RSec *s = &secs[i];
+    s->kind = get_u32(e);
+    s->ref = get_u32(e + 4);
+    uint64_t off = get_u64(e + 8);
+    s->size = get_u64(e + 16);
+    memcpy(s->arch, e + 24, 8);
+    if (s->kind < CG_PACK_SEC_MANIFEST || s->kind > CG_PACK_SEC_PTXAS) {
+      bad(r, "section %u has an unknown kind %u", i, s->kind);
+      goto out;
+    }
+    if (off != align_up(at) || off > len || s->size > len - off) {
+      bad(r, "section %u (%s) at %llu, %llu bytes, does not follow the previous one inside the file", i,
+          sec_name(s->kind), (unsigned long long)off, (unsigned long long)s->size);
+      goto out;
+    }
+    for (uint64_t k = at; k < off; k++)
+      if (buf[k]) {
+        bad(r, "non-zero padding before section %u", i);
+        goto out;
+      }
+    s->data = buf + off;
+    at = off + s->size;
+    int cubin = s->kind == CG_PACK_SEC_CUBIN || s->kind == CG_PACK_SEC_PTXAS;
+    if (cubin ? !arch_ok(s->arch) : memcmp(e + 24, "\0\0\0\0\0\0\0\0", 8)) {
+      bad(r, "section %u (%s) has a bad architecture field", i, sec_name(s->kind));
+      goto out;
+    }
+    if (!(flags & CG_PACK_SKIP_HASHES)) {
+      sha256(s->data, (size_t)s->size, sha);
+      if (memcmp(sha, e + 32, 32)) {
+        bad(r, "section %u (%s%s%s) is corrupt (SHA-256 mismatch)", i, sec_name(s->kind), cubin ? " " : "",
+            cubin ? s->arch : "");
+        goto out;
+      }
+    }
+  }
+  if (align_up(at) != len) {
+    bad(r, "%llu bytes after the last section", (unsigned long long)(len - at));
+    goto out;
+  }
+  for (uint64_t k = at; k < len; k++)
+    if (buf[k]) {
+      bad(r, "non-zero padding at the end");
+      goto out;
+    }
+  /* the manifest first: it says how many plans and blobs to expect */
+  if (secs[0].kind != CG_PACK_SEC_MANIFEST || secs[0].ref) {
+    bad(r, "the first section is not the manifest");
+    goto out;
+  }
+  for (uint32_t i = 1; i < n; i++)
+    if (secs[i].kind == CG_PACK_SEC_MANIFEST) {
+      bad(r, "more than one manifest");
+      goto out;
+    }
+  if (read_manifest(r, &secs[0])) goto out;
+  pk->blobs = arena_alloc(&pk->arena, (size_t)pk->n_blobs * sizeof *pk->blobs + 1);
+  pk->plans = arena_alloc(&pk->arena, (size_t)pk->n_plans * sizeof *pk->plans);
+  for (int b = 0; b < pk->n_blobs; b++) pk->blobs[b].size = -1;
+  const RSec **per = xcalloc((size_t)pk->n_plans * 3, sizeof *per); /* PLAN, SOURCE, CONSTS */
+  for (uint32_t i = 1; i < n; i++) {
+    RSec *s = &secs[i];
+    int limit = s->kind == CG_PACK_SEC_WEIGHTS ? pk->n_blobs : pk->n_plans;
+    if (s->ref >= (uint32_t)limit) {
+      bad(r, "section %u (%s) refers to %s %u of %d", i, sec_name(s->kind),
+          s->kind == CG_PACK_SEC_WEIGHTS ? "blob" : "plan", s->ref, limit);
+      goto out_per;
+    }
+    if (s->kind == CG_PACK_SEC_WEIGHTS) {
+      if (pk->blobs[s->ref].size >= 0) {
+        bad(r, "weights blob %u appears twice", s->ref);
+        goto out_per;
+      }
+      pk->blobs[s->ref] = (CgPackBlob){s->data, (int64_t)s->size};
+    } else if (s->kind <= CG_PACK_SEC_CONSTS) {
+      const RSec **slot = &per[s->ref * 3 + (s->kind - CG_PACK_SEC_PLAN)];
+      if (*slot) {
+        bad(r, "plan %u has two %s sections", s->ref, sec_name(s->kind));
+        goto out_per;
+      }
+      *slot = s;
+    } else {
+      CgPackPlan *pp = &pk->plans[s->ref];
+      int found = -1;
+      for (int c = 0; c < pp->n_cubins; c++)
+        if (!strcmp(pp->cubins[c].arch, s->arch)) found = c;
+      if (s->kind == CG_PACK_SEC_CUBIN) {
+        if (found >= 0) {
+          bad(r, "plan %u has two CUBINs for %s", s->ref, s->arch);
+          goto out_per;
+        }
+        CgPackCubin *nc = arena_alloc(&pk->arena, (size_t)(pp->n_cubins + 1) * sizeof *nc);
+        if (pp->n_cubins) memcpy(nc, pp->cubins, (size_t)pp->n_cubins * sizeof *nc);
+        pp->cubins = nc;
+        CgPackCubin *c = &pp->cubins[pp->n_cubins++];
+        memcpy(c->arch, s->arch, sizeof c->arch);
+        c->image = s->data;
+        c->size = (size_t)s->size;
+        c->ptxas_log = NULL;
+      } else {
+        if (found < 0 || pp->cubins[found].ptxas_log) {
+          bad(r, "section %u: a ptxas report without its CUBIN (plan %u, %s)", i, s->ref, s->arch);
+          goto out_per;
+        }
+        char *log = arena_alloc(&pk->arena, (size_t)s->size + 1);
+        memcpy(log, s->data, (size_t)s->size);
+        pp->cubins[found].ptxas_log = log;
+      }
+    }
+  }
+  for (int b = 0; b < pk->n_blobs; b++)
+    if (pk->blobs[b].size < 0) {
+      bad(r, "weights blob %d is missing", b);
+      goto out_per;
+    }
+  for (int p = 0; p < pk->n_plans; p++) {
+    for (int k = 0; k < 3; k++)
+      if (!per[p * 3 + k]) {
+        bad(r, "plan %d has no %s section", p, sec_name((uint32_t)(CG_PACK_SEC_PLAN + k)));
+        goto out_per;
+      }
+    CgPackPlan *pp = &pk->plans[p];
+    for (int c = 0; c < pp->n_cubins; c++)
+      if (!pp->cubins[c].ptxas_log) pp->cubins[c].ptxas_log = "";
+    if (read_plan(r, p, per[p * 3], per[p * 3 + 1], per[p * 3 + 2], pp)) goto out_per;
+    for (int q = 0; q < p; q++)
+      if (!strcmp(pk->plans[q].plan->entry, pp->plan->entry)) {
+        bad(r, "two plans for entry '%s'", pp->plan->entry);
+        goto out_per;
+      }
+  }
+  rc = 0;
+out_per:
+  free(per);
+out:
+  free(secs);
+  return rc;
+}
+
+static CgPack *pack_new(const char *label) {
+  CgPack *pk = xcalloc(1, sizeof *pk);
+  pk->path = arena_strdup(&pk->arena, label ? label : "pack");
+  return pk;
+}
+
+CgPack *cg_pack_open_memory(const void *buf, size_t len, const char *label, unsigned flags, IrErr *err) {
+  CgPack *pk = pack_new(label);
+  if (parse(pk, buf, len, flags, err)) {
+    cg_pack_close(pk);
+    return NULL;
+  }
+  return pk;
+}
+
+CgPack *cg_pack_open(const char *path, IrErr *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    ir_errf(err, "%s: cannot open: %s", path, strerror(errno));
+    return NULL;
+  }
+  struct stat st;
+  if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+    ir_errf(err, "%s: not a regular file", path);
+    close(fd);
+    return NULL;
+  }
+  CgPack *pk = pack_new(path);
+  size_t len = (size_t)st.st_size;
+  if (len) {
+    void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED) {
+      ir_errf(err, "%s: cannot map: %s", path, strerror(errno));
+      close(fd);
+      cg_pack_close(pk);
+      return NULL;
+    }
+    pk->map = m;
+    pk->map_size = len;
+  }
+  close(fd);
+  if (parse(pk, pk->map ? pk->map : (const void *)"", len, 0, err)) {
+    cg_pack_close(pk);
+    return NULL;
+  }
+  return pk;
+}
+
+void cg_pack_close(CgPack *pk) {
+  if (!pk) return;
+  for (int i = 0; pk->plans && i < pk->n_plans; i++)
+    if (pk->plans[i].plan) {
+      arena_free(&pk->plans[i].plan->arena);
+      free(pk->plans[i].plan);
+    }
+  if (pk->map) munmap(pk->map, pk->map_size);
+  arena_free(&pk->arena);
+  free(pk);
+}
+
+/* ======================================================================== */
+/* lookups                                                                  */
+/* ======================================================================== */
+
+const char *cg_pack_param(const CgPack *p, const char *key) {
+  for (int i = 0; i < p->n_params; i++)
+    if (!strcmp(p->params[i].key, key)) return p->params[i].value;
+  return NULL;
+}
+
+int64_t cg_pack_param_int(const CgPack *p, const char *key, int64_t def) {
+  const char *v = cg_pack_param(p, key);
+  if (!v) return def;
+  if (!strcmp(v, "true")) return 1;
+  if (!strcmp(v, "false")) return 0;
+  char *end;
+  errno = 0;
+  long long x = strtoll(v, &end, 10);
+  return errno || end == v || *end ? def : x;
+}
+
+const CgPackPlan *cg_pack_find_plan(const CgPack *p, const char *entry) {
+  for (int i = 0; i < p->n_plans; i++)
+    if (!strcmp(p->plans[i].plan->entry, entry)) return &p->plans[i];
+  return NULL;
+}
+
+/* "sm_90a" -> 90 and 'a'. */
+static int arch_num(const char *a, char *suffix) {
+  int v = 0;
+  const char *p = a + 3;
+  while (*p >= '0' && *p <= '9') v = v * 10 + (*p++ - '0');
+  *suffix = *p;
+  return v;
+}
+
+const CgPackCubin *cg_pack_pick_cubin(const CgPackPlan *pp, int major, int minor, IrErr *err) {
+  int want = major * 10 + minor;
+  const CgPackCubin *best = NULL;
+  int best_sm = -1, exact_plain = 0;
+  for (int i = 0; i < pp->n_cubins; i++) {
+    char sfx;
+    int sm = arch_num(pp->cubins[i].arch, &sfx);
+    if (sm == want) {
+      /* prefer the plain target over 'a'/'f' on an exact match */
+      if (!best || best_sm != want || (!exact_plain && !sfx)) best = &pp->cubins[i], exact_plain = !sfx;
+      best_sm = want;
+    } else if (best_sm != want && sm / 10 == major && sm < want && sfx != 'a' && sm > best_sm) {
+      best = &pp->cubins[i];
+      best_sm = sm;
+    }
+  }
+  if (best) return best;
+  char list[512] = "";
+  size_t used = 0;
+  for (int i = 0; i < pp->n_cubins && used < sizeof list; i++)
+    used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", pp->cubins[i].arch);
+  ir_errf(err, "the pack has no CUBIN for this GPU (sm_%d%d) in plan '%s'; it has: %s (recompile with --arch sm_%d%d)",
+          major, minor, pp->plan->entry, pp->n_cubins ? list : "none", major, minor);
+  return NULL;
+}
+
+/* ======================================================================== */
+/* weights                                                                  */
+/* ======================================================================== */
+
+int cg_pack_weights(const CgPack *pk, const CgPackPlan *pp, const char *spec, const void **blob, void **owned,
+                    IrErr *err) {
+  const CgPlan *p = pp->plan;
+  *owned = NULL;
+  *blob = NULL;
+  if (!spec) {
+    if (pp->blob < 0)
+      return ir_errf(err, "%s holds no weights: give --weights FILE (or random[:SEED])", pk->path);
+    *blob = pk->blobs[pp->blob].data;
+    return 0;
+  }
+  /* A graph of just the parameters, named as in the model: weights_open binds
+   * it as it would the whole model (diffusers names, defaults, random). */
+  IrGraph *g = ir_graph_new("pack-weights");
+  int max_id = -1;
+  for (int i = 0; i < p->n_weights; i++)
+    if (p->weights[i].param_id > max_id) max_id = p->weights[i].param_id;
+  IrNode **by_id = xcalloc((size_t)max_id + 2, sizeof *by_id);
+  for (int i = 0; i < p->n_weights; i++) {
+    const CgWeight *cw = &p->weights[i];
+    if (cw->param_id < 0 || by_id[cw->param_id]) continue;
+    IrDim d[IR_MAX_RANK];
+    for (int k = 0; k < cw->rank; k++) d[k] = cw->shape[k];
+    IrNode *n = ir_param(g, cw->name, IR_F32, ir_shape_make(cw->rank, d), (IrLoc){0});
+    n->data = (void *)pp->defaults[i];
+    by_id[cw->param_id] = n;
+  }
+  Weights w = {0}, mapped = {0};
+  int rc = -1;
+  if (weights_open(g, spec, &w, err)) goto out;
+  mapped.cap = max_id + 1;
+  mapped.data = xcalloc((size_t)mapped.cap + 1, sizeof *mapped.data);
+  for (int id = 0; id <= max_id; id++)
+    if (by_id[id]) mapped.data[id] = w.data[by_id[id]->id];
+  void *b = xmalloc((size_t)p->weights_bytes + 1);
+  if (cg_plan_fill_weights(p, &mapped, b, err)) {
+    free(b);
+    goto out;
+  }
+  *blob = *owned = b;
+  rc = 0;
+out:
+  free(mapped.data);
+  weights_free(&w);
+  free(by_id);
+  ir_graph_free(g);
+  return rc;
+}

@@ -1,0 +1,432 @@
+/*
+ * test_pack.c - the .ditpack file: round trips (memory and disk), blob
+ * sharing, CUBIN selection, weights from the pack or bound by name, and
+ * rejection of every kind of damage: truncation, a flipped byte in every
+ * section and in the padding, a bad magic or version, and a table of
+ * contents or plan that lies (with the hashes recomputed, so only the
+ * structural checks can catch it).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+
+#include "codegen/pack.h"
+#include "tiny_plan.h"
+
+static uint64_t rd64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+
+static void sha(const void *d, size_t n, unsigned char *out) {
+  unsigned len;
+  EVP_Digest(d, n, out, &len, EVP_sha256(), NULL);
+}
+
+/* Two plans (forward, forward_with_cfg) sharing one blob; CUBINs for sm_80
+ * and sm_90 (plan 0) and sm_90 (plan 1). */
+static void make_pack(unsigned char **buf, size_t *len, int with_weights) {
+  float blob[20];
+  tiny_blob(blob);
+  CgPackWriter *w = cg_pack_writer_new();
+  cg_pack_writer_meta(w, "producer", "test");
+  cg_pack_writer_meta(w, "codegen_version", CG_CODEGEN_VERSION);
+  cg_pack_writer_meta(w, "compiler", "nvrtc 13.0");
+  cg_pack_writer_meta(w, "model", "tiny");
+  cg_pack_writer_meta(w, "config", "Tiny/2");
+  cg_pack_writer_meta(w, "spec", "tiny.dit:Tiny/2");
+  cg_pack_writer_param(w, "in_channels", "4");
+  cg_pack_writer_param(w, "learn_sigma", "true");
+  cg_pack_writer_param(w, "mlp_ratio", "4.0");
+  CgPlan *p = tiny_plan();
+  assert_int_equal(cg_pack_writer_add_plan(w, p, NULL, with_weights ? blob : NULL), 0);
+  p->entry = "forward_with_cfg";
+  assert_int_equal(cg_pack_writer_add_plan(w, p, NULL, with_weights ? blob : NULL), 1);
+  tiny_plan_free(p);
+  cg_pack_writer_add_cubin(w, 0, "sm_80", "CUBIN80", 7, "ptxas info    : Used 10 registers");
+  cg_pack_writer_add_cubin(w, 0, "sm_90", "CUBIN90!", 8, NULL);
+  cg_pack_writer_add_cubin(w, 1, "sm_90", "CUBIN90?", 8, "");
+  IrErr err;
+  assert_int_equal(cg_pack_writer_bytes(w, buf, len, &err), 0);
+  cg_pack_writer_free(w);
+}
+
+static void check_contents(const CgPack *pk) {
+  assert_string_equal(pk->model, "tiny");
+  assert_string_equal(pk->config, "Tiny/2");
+  assert_string_equal(pk->compiler, "nvrtc 13.0");
+  assert_string_equal(pk->codegen_version, CG_CODEGEN_VERSION);
+  assert_int_equal(pk->n_params, 3);
+  assert_int_equal(cg_pack_param_int(pk, "in_channels", -1), 4);
+  assert_int_equal(cg_pack_param_int(pk, "learn_sigma", -1), 1);
+  assert_int_equal(cg_pack_param_int(pk, "mlp_ratio", -1), -1);
+  assert_string_equal(cg_pack_param(pk, "mlp_ratio"), "4.0");
+  assert_null(cg_pack_param(pk, "depth"));
+  assert_int_equal(pk->n_plans, 2);
+  assert_int_equal(pk->n_blobs, 1);    /* identical blobs are stored once */
+  const CgPackPlan *pp = cg_pack_find_plan(pk, "forward");
+  assert_non_null(pp);
+  assert_non_null(cg_pack_find_plan(pk, "forward_with_cfg"));
+  assert_null(cg_pack_find_plan(pk, "backward"));
+  const CgPlan *p = pp->plan, *want = tiny_plan();
+  assert_int_equal(pp->blob, 0);
+  assert_int_equal(pk->blobs[0].size, 80);
+  float blob[20];
+  tiny_blob(blob);
+  assert_memory_equal(pk->blobs[0].data, blob, 80);
+  assert_string_equal(p->source, TINY_SOURCE);
+  assert_int_equal(p->precision, IR_F32);
+  assert_int_equal(p->batch, 2);
+  assert_int_equal(p->arena_bytes, 192);
+  assert_int_equal(p->weights_bytes, 80);
+  assert_int_equal(p->n_kernels, 1);
+  assert_string_equal(p->kernels[0].name, "k_add_c");
+  assert_string_equal(p->kernels[0].nodes, want->kernels[0].nodes);
+  assert_int_equal(p->n_steps, 2);
+  const CgGemm *g = &p->steps[0].gemm, *wg = &want->steps[0].gemm;
+  assert_int_equal(p->steps[0].kind, CG_STEP_GEMM);
+  assert_string_equal(p->steps[0].what, "%2 linear fc");
+  assert_int_equal(p->steps[0].node, 2);
+  assert_true(g->a.space == wg->a.space && g->a.offset == wg->a.offset);
+  assert_true(g->b.space == CG_SPACE_WEIGHTS && g->d.offset == 64);
+  assert_true(g->bias.space == wg->bias.space && g->bias.offset == wg->bias.offset);
+  assert_true(g->m == 2 && g->n == 3 && g->k == 4 && g->trans_b == 1 && !g->trans_a && g->ldd == 3);
+  assert_int_equal(g->epilogue, CG_EPI_BIAS);
+  assert_true(g->alpha == 1.0f);
+  assert_int_equal(p->steps[1].kind, CG_STEP_KERNEL);
+  assert_int_equal(p->steps[1].block[0], 32);
+  assert_int_equal(p->steps[1].grid[2], 1);
+  assert_int_equal(p->n_weights, 3);
+  assert_string_equal(p->weights[1].name, "fc.bias");
+  assert_int_equal(p->weights[1].offset, 48);
+  assert_int_equal(p->weights[2].param_id, -1);
+  assert_memory_equal(p->weights[2].const_data, TINY_C, sizeof TINY_C);
+  assert_null(pp->defaults[0]);
+  assert_int_equal(p->n_inputs, 1);
+  assert_string_equal(p->inputs[0].name, "x");
+  assert_int_equal(p->inputs[0].shape[1], 4);
+  assert_int_equal(p->outputs[0].offset, 128);
+  assert_int_equal(pp->n_cubins, 2);
+  assert_string_equal(pp->cubins[0].arch, "sm_80");
+  assert_memory_equal(pp->cubins[0].image, "CUBIN80", 7);
+  assert_string_equal(pp->cubins[0].ptxas_log, "ptxas info    : Used 10 registers");
+  assert_string_equal(pp->cubins[1].ptxas_log, "");
+  tiny_plan_free((CgPlan *)want);
+}
+
+static void test_round_trip_memory(void **state) {
+  (void)state;
+  unsigned char *buf;
+  size_t len;
+  make_pack(&buf, &len, 1);
+  assert_int_equal(len % 64, 0);
+  IrErr err;
+  CgPack *pk = cg_pack_open_memory(buf, len, "mem", 0, &err);
+  if (!pk) fail_msg("%s", err.msg);
+  check_contents(pk);
+  cg_pack_close(pk);
+  free(buf);
+}
+
+static void test_round_trip_file(void **state) {
+  (void)state;
+  char dir[] = "/tmp/test_pack.XXXXXX", path[64];
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/a.ditpack", dir);
+  float blob[20];
+  tiny_blob(blob);
+  CgPackWriter *w = cg_pack_writer_new();
+  cg_pack_writer_meta(w, "model", "tiny");
+  CgPlan *p = tiny_plan();
+  cg_pack_writer_add_plan(w, p, NULL, blob);
+  tiny_plan_free(p);
+  IrErr err;
+  assert_int_equal(cg_pack_writer_save(w, path, &err), 0);
+  cg_pack_writer_free(w);
+  CgPack *pk = cg_pack_open(path, &err);
+  if (!pk) fail_msg("%s", err.msg);
+  assert_int_equal(pk->n_plans, 1);
+  assert_string_equal(pk->config, ""); /* meta not given: empty */
+  assert_int_equal(((uintptr_t)pk->blobs[0].data) % 64, 0);
+  assert_memory_equal(pk->blobs[0].data, blob, 80);
+  cg_pack_close(pk);
+  /* only the pack is left in the directory: no temporary file */
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "test $(ls -A %s | wc -l) = 1", dir);
+  assert_int_equal(system(cmd), 0);
+  /* a directory that does not exist: a clear error */
+  snprintf(path, sizeof path, "%s/no/such/dir/a.ditpack", dir);
+  w = cg_pack_writer_new();
+  assert_int_equal(cg_pack_writer_save(w, path, &err), -1);
+  assert_non_null(strstr(err.msg, "temporary file"));
+  cg_pack_writer_free(w);
+  assert_null(cg_pack_open(path, &err));
+  assert_non_null(strstr(err.msg, "cannot open"));
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
+static void expect_reject(const unsigned char *buf, size_t len, const char *needle) {
+  IrErr err = {{0}};
+  CgPack *pk = cg_pack_open_memory(buf, len, "bad.ditpack", 0, &err);
+  if (pk) fail_msg("a damaged pack was accepted (expected '%s')", needle);
+  if (strncmp(err.msg, "bad.ditpack: ", 13)) fail_msg("message does not name the file: %s", err.msg);
+  if (needle && !strstr(err.msg, needle)) fail_msg("expected '%s' in: %s", needle, err.msg);
+}
+
+static void test_truncated(void **state) {
+  (void)state;
+  unsigned char *buf;
+  size_t len;
+  make_pack(&buf, &len, 1);
+  expect_reject(buf, 0, "truncated");
+  expect_reject(buf, 63, "truncated");
+  for (size_t n = 64; n < len; n += 13) expect_reject(buf, n, "truncated");
+  expect_reject(buf, len - 1, "truncated");
+  /* trailing bytes too */
+  unsigned char *big = calloc(1, len + 64);
+  memcpy(big, buf, len);
+  expect_reject(big, len + 64, "trailing");
+  free(big);
+  free(buf);
+}
+
+static void test_flipped_bytes(void **state) {
+  (void)state;
+  unsigned char *buf;
+  size_t len;
+  make_pack(&buf, &len, 1);
+  uint32_t n = buf[12] | buf[13] << 8;
+  assert_true(n >= 10);
+  /* one flipped byte at the start, middle and end of every section */
+  for (uint32_t i = 0; i < n; i++) {
+    const unsigned char *e = buf + 64 + 64 * i;
+    uint64_t off = rd64(e + 8), size = rd64(e + 16);
+    if (!size) continue;
+    uint64_t at[3] = {off, off + size / 2, off + size - 1};
+    for (int k = 0; k < 3; k++) {
+      char needle[32];
+      snprintf(needle, sizeof needle, "section %u (", i);
+      buf[at[k]] ^= 0x40;
+      expect_reject(buf, len, needle);
+      expect_reject(buf, len, "corrupt");
+      buf[at[k]] ^= 0x40;
+    }
+  }
+  /* the table of contents, its hash, the header */
+  buf[64 + 64 * 3 + 9] ^= 1;
+  expect_reject(buf, len, "table of contents is corrupt");
+  buf[64 + 64 * 3 + 9] ^= 1;
+  buf[40] ^= 1;
+  expect_reject(buf, len, "table of contents is corrupt");
+  buf[40] ^= 1;
+  buf[0] = 'X';
+  expect_reject(buf, len, "bad magic");
+  buf[0] = 'D';
+  buf[8] = 2;
+  expect_reject(buf, len, "version 2");
+  buf[8] = 1;
+  buf[24] = 65;
+  expect_reject(buf, len, "table of contents offset");
+  buf[24] = 64;
+  /* padding after the manifest (it is never a multiple of 64 here) */
+  uint64_t end = rd64(buf + 64 + 8) + rd64(buf + 64 + 16);
+  assert_true(end % 64 != 0);
+  buf[end] = 1;
+  expect_reject(buf, len, "padding");
+  buf[end] = 0;
+  IrErr err;
+  CgPack *pk = cg_pack_open_memory(buf, len, "ok", 0, &err);
+  assert_non_null(pk); /* every flip was undone */
+  cg_pack_close(pk);
+  free(buf);
+}
+
+/* Rewrite section i's hash and the table's hash after an edit. */
+static void rehash(unsigned char *buf, uint32_t i) {
+  unsigned char *e = buf + 64 + 64 * i;
+  sha(buf + rd64(e + 8), rd64(e + 16), e + 32);
+  uint32_t n = buf[12] | buf[13] << 8;
+  sha(buf + 64, 64 * n, buf + 32);
+}
+
+static uint32_t find_sec(const unsigned char *buf, uint32_t kind, uint32_t ref) {
+  uint32_t n = buf[12] | buf[13] << 8;
+  for (uint32_t i = 0; i < n; i++)
+    if (buf[64 + 64 * i] == kind && buf[64 + 64 * i + 4] == ref) return i;
+  fail_msg("no section of kind %u", kind);
+  return 0;
+}
+
+/* Replace `from` by `to` (same length) in section i, rehash, expect a rejection. */
+static void lie_in_section(const unsigned char *orig, size_t len, uint32_t i, const char *from, const char *to,
+                           const char *needle) {
+  unsigned char *buf = malloc(len);
+  memcpy(buf, orig, len);
+  unsigned char *e = buf + 64 + 64 * i;
+  char *s = (char *)buf + rd64(e + 8);
+  size_t size = rd64(e + 16);
+  char *hit = memmem(s, size, from, strlen(from));
+  if (!hit) fail_msg("'%s' not found in section %u", from, i);
+  assert_int_equal(strlen(from), strlen(to));
+  memcpy(hit, to, strlen(to));
+  rehash(buf, i);
+  expect_reject(buf, len, needle);
+  free(buf);
+}
+
+static void test_lying_toc(void **state) {
+  (void)state;
+  unsigned char *buf;
+  size_t len;
+  make_pack(&buf, &len, 1);
+  unsigned char *b = malloc(len);
+  /* a section that claims more bytes than it has, with every hash redone */
+  memcpy(b, buf, len);
+  b[64 + 64 * 1 + 16] += 64;
+  rehash(b, 1);
+  expect_reject(b, len, "does not follow");
+  /* an offset that points back into the table */
+  memcpy(b, buf, len);
+  b[64 + 64 * 2 + 8] = 64;
+  b[64 + 64 * 2 + 9] = 0;
+  sha(b + 64, 64 * (b[12] | b[13] << 8), b + 32);
+  expect_reject(b, len, "does not follow");
+  /* an unknown kind, a plan that does not exist, a bad arch field */
+  memcpy(b, buf, len);
+  b[64 + 64 * 2] = 99;
+  sha(b + 64, 64 * (b[12] | b[13] << 8), b + 32);
+  expect_reject(b, len, "unknown kind 99");
+  memcpy(b, buf, len);
+  b[64 + 64 * 2 + 4] = 7;
+  sha(b + 64, 64 * (b[12] | b[13] << 8), b + 32);
+  expect_reject(b, len, "plan 7");
+  memcpy(b, buf, len);
+  uint32_t cb = find_sec(buf, CG_PACK_SEC_CUBIN, 0);
+  b[64 + 64 * cb + 24] = 'x';
+  sha(b + 64, 64 * (b[12] | b[13] << 8), b + 32);
+  expect_reject(b, len, "architecture");
+  /* two sections claiming the same role */
+  memcpy(b, buf, len);
+  uint32_t src1 = find_sec(buf, CG_PACK_SEC_SOURCE, 1);
+  b[64 + 64 * src1 + 4] = 0;
+  sha(b + 64, 64 * (b[12] | b[13] << 8), b + 32);
+  expect_reject(b, len, "two source sections");
+  /* fewer sections than the manifest promises: cut the count */
+  memcpy(b, buf, len);
+  b[12] -= 1;
+  sha(b + 64, 64 * (b[12] | b[13] << 8), b + 32);
+  expect_reject(b, len, NULL);
+  free(b);
+
+  /* plans whose JSON lies, with hashes redone */
+  uint32_t pl = find_sec(buf, CG_PACK_SEC_PLAN, 0), man = find_sec(buf, CG_PACK_SEC_MANIFEST, 0);
+  lie_in_section(buf, len, pl, "\"kernel\":0", "\"kernel\":5", "field 'kernel' = 5");
+  lie_in_section(buf, len, pl, "\"n\":3", "\"n\":7", "GEMM operand B ends at byte");
+  lie_in_section(buf, len, pl, "\"ldd\":3", "\"ldd\":1", "row stride 1");
+  lie_in_section(buf, len, pl, "\"offset\":128", "\"offset\":178", "lies outside the 192-byte arena");
+  lie_in_section(buf, len, pl, "\"offset\":48", "\"offset\":78", "outside the 80-byte weights blob");
+  lie_in_section(buf, len, pl, "\"block\":[32,", "\"block\":[0 ,", "field 'block'");
+  lie_in_section(buf, len, pl, "\"name\":\"k_add_c\"", "\"name\":\"k_add;c\"", "not a kernel name");
+  lie_in_section(buf, len, pl, "\"weights_blob\":0", "\"weights_blob\":3", "weights_blob");
+  lie_in_section(buf, len, pl, "\"precision\":\"f32\"", "\"precision\":\"i32\"", "dtype 'i32'");
+  lie_in_section(buf, len, pl, "{\"entry\"", "[\"entry\"", "bad JSON");
+  lie_in_section(buf, len, pl, "\"data\":[0,3]", "\"data\":[9,3]", "constants");
+  lie_in_section(buf, len, man, "\"plans\":2", "\"plans\":1", "plan 1 of 1");
+  lie_in_section(buf, len, man, "\"ditpack\"", "\"ditpak!\"", "not 'ditpack'");
+  lie_in_section(buf, len, find_sec(buf, CG_PACK_SEC_PLAN, 1), "\"forward_with_cfg\"", "\"forward\",\"x\":\"cf\"",
+                 "two plans for entry 'forward'");
+  free(buf);
+}
+
+static void test_pick_cubin(void **state) {
+  (void)state;
+  CgPlan *p = tiny_plan();
+  CgPackCubin c[4] = {{.arch = "sm_80"}, {.arch = "sm_86"}, {.arch = "sm_90a"}, {.arch = "sm_89"}};
+  CgPackPlan pp = {.plan = p, .cubins = c, .n_cubins = 4};
+  IrErr err;
+  assert_ptr_equal(cg_pack_pick_cubin(&pp, 8, 0, &err), &c[0]);
+  assert_ptr_equal(cg_pack_pick_cubin(&pp, 8, 6, &err), &c[1]);
+  assert_ptr_equal(cg_pack_pick_cubin(&pp, 8, 7, &err), &c[1]); /* highest <= of the same major */
+  assert_ptr_equal(cg_pack_pick_cubin(&pp, 8, 9, &err), &c[3]);
+  assert_ptr_equal(cg_pack_pick_cubin(&pp, 9, 0, &err), &c[2]); /* exact 'a' */
+  assert_null(cg_pack_pick_cubin(&pp, 10, 0, &err));             /* no sm_10x */
+  assert_non_null(strstr(err.msg, "sm_100"));
+  assert_non_null(strstr(err.msg, "sm_80, sm_86, sm_90a, sm_89"));
+  assert_null(cg_pack_pick_cubin(&pp, 7, 5, &err));
+  pp.n_cubins = 0;
+  assert_null(cg_pack_pick_cubin(&pp, 9, 0, &err));
+  assert_non_null(strstr(err.msg, "none"));
+  tiny_plan_free(p);
+}
+
+static void test_weights(void **state) {
+  (void)state;
+  unsigned char *buf;
+  size_t len;
+  IrErr err;
+  /* from the pack: borrowed */
+  make_pack(&buf, &len, 1);
+  CgPack *pk = cg_pack_open_memory(buf, len, "w", 0, &err);
+  assert_non_null(pk);
+  const void *blob;
+  void *owned;
+  assert_int_equal(cg_pack_weights(pk, &pk->plans[0], NULL, &blob, &owned, &err), 0);
+  assert_null(owned);
+  assert_ptr_equal(blob, pk->blobs[0].data);
+  cg_pack_close(pk);
+  free(buf);
+
+  /* no weights in the pack: an error without a spec; bound by name with one,
+   * and a PARAM default (kept from the graph) used where random fills the rest */
+  IrGraph *g = ir_graph_new("g");
+  IrNode *wn = ir_param(g, "fc.weight", IR_F32, ir_shape_make(2, (IrDim[]){3, 4}), (IrLoc){0});
+  IrNode *bn = ir_param(g, "fc.bias", IR_F32, ir_shape_make(1, (IrDim[]){3}), (IrLoc){0});
+  static float bias_default[3] = {7, 8, 9};
+  bn->data = bias_default;
+  CgPlan *p = tiny_plan();
+  p->weights[0].param_id = wn->id;
+  p->weights[1].param_id = bn->id;
+  CgPackWriter *w = cg_pack_writer_new();
+  cg_pack_writer_add_plan(w, p, g, NULL);
+  assert_int_equal(cg_pack_writer_bytes(w, &buf, &len, &err), 0);
+  cg_pack_writer_free(w);
+  tiny_plan_free(p);
+  ir_graph_free(g);
+  pk = cg_pack_open_memory(buf, len, "nw", 0, &err);
+  if (!pk) fail_msg("%s", err.msg);
+  assert_int_equal(pk->n_blobs, 0);
+  assert_int_equal(pk->plans[0].blob, -1);
+  assert_non_null(pk->plans[0].defaults[1]);
+  assert_int_equal(cg_pack_weights(pk, &pk->plans[0], NULL, &blob, &owned, &err), -1);
+  assert_non_null(strstr(err.msg, "holds no weights"));
+  assert_int_equal(cg_pack_weights(pk, &pk->plans[0], "random:3", &blob, &owned, &err), 0);
+  const float *f = blob;
+  assert_ptr_equal(blob, owned);
+  for (int i = 0; i < 12; i++) assert_true(f[i] != 0.0f && f[i] > -1 && f[i] < 1);
+  assert_true(f[12] == 7 && f[13] == 8 && f[14] == 9);
+  assert_true(f[16] == TINY_C[0] && f[18] == TINY_C[2]);
+  free(owned);
+  assert_int_equal(cg_pack_weights(pk, &pk->plans[0], "/no/such/file.safetensors", &blob, &owned, &err), -1);
+  assert_non_null(strstr(err.msg, "file.safetensors"));
+  cg_pack_close(pk);
+  free(buf);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_round_trip_memory), cmocka_unit_test(test_round_trip_file),
+      cmocka_unit_test(test_truncated),         cmocka_unit_test(test_flipped_bytes),
+      cmocka_unit_test(test_lying_toc),         cmocka_unit_test(test_pick_cubin),
+      cmocka_unit_test(test_weights),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
