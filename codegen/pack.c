@@ -479,7 +479,7 @@ static int jarr(Rd *r, json_t *o, const char *key, size_t max, json_t **out) {
 }
 
 static int jdtype(Rd *r, json_t *o, const char *key, int float_only, IrDType *out) {
-  const char *s;
+  const char *s = NULL;
   if (jstr(r, o, key, 1, &s)) return -1;
   if (ir_dtype_parse(s, out) || (float_only && *out != IR_F32 && *out != IR_F16 && *out != IR_BF16) ||
       (!float_only && *out == IR_I8))
@@ -497,7 +497,7 @@ static int is_ident(const char *s) {
 
 /* A shape array of at most IR_MAX_RANK dims in [0, 2^40]; *bytes its size. */
 static int jshape(Rd *r, json_t *o, IrDType t, int *rank, int64_t *shape, int64_t *bytes) {
-  json_t *a;
+  json_t *a = NULL;
   if (jarr(r, o, "shape", IR_MAX_RANK, &a)) return -1;
   *rank = (int)json_array_size(a);
   __int128 n = (__int128)ir_dtype_size(t);
@@ -534,7 +534,7 @@ static int read_io(Rd *r, json_t *a, CgIo *io, int n, int64_t arena, const char 
 }
 
 static int jdim3(Rd *r, json_t *o, const char *key, uint32_t *d, const int64_t *max) {
-  json_t *a;
+  json_t *a = NULL;
   if (jarr(r, o, key, 3, &a)) return -1;
   if (json_array_size(a) != 3) return bad(r, "field '%s' needs 3 entries", key);
   for (int i = 0; i < 3; i++) {
@@ -576,7 +576,7 @@ static int span_ok(Rd *r, const char *what, CgRef ref, int64_t batch, int64_t st
 static int read_gemm(Rd *r, json_t *o, CgGemm *g, int64_t act, int64_t wts) {
   if (!json_is_object(o)) return bad(r, "'gemm' is not an object");
   const int64_t big = (int64_t)1 << 31;
-  int64_t epi;
+  int64_t epi = 0;
   double alpha;
   json_t *al = json_object_get(o, "alpha");
   if (jdtype(r, o, "dtype", 1, &g->dtype) || jint32(r, o, "trans_a", 0, 1, &g->trans_a) ||
@@ -616,8 +616,8 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
   pp->plan = p;
   pp->blob = -1;
   Arena *A = &p->arena;
-  json_t *ks, *ss, *ws, *is, *os;
-  int64_t batch, status;
+  json_t *ks = NULL, *ss = NULL, *ws = NULL, *is = NULL, *os = NULL;
+  int64_t batch = 0, status = 0;
   if (!json_is_object(root)) {
     bad(r, "not a JSON object");
     goto out;
@@ -779,7 +779,7 @@ static int read_manifest(Rd *r, const RSec *s) {
   if (!root) return bad(r, "bad JSON: %s (at byte %d)", je.text, je.position);
   int rc = -1;
   const char *format;
-  int64_t plans, blobs;
+  int64_t plans = 0, blobs = 0;
   json_t *params;
   if (!json_is_object(root)) {
     bad(r, "not a JSON object");
