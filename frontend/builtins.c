@@ -47,7 +47,9 @@ static int arg_error(Call *c, int i, const char *want) {
 
 static int given(const Call *c, int i) { return c->a[i].k != V_UNSET; }
 
+/* The arg_* readers set *out on every path, so callers never read garbage. */
 static int arg_tensor(Call *c, int i, IrNode **out) {
+  *out = NULL;
   if (c->a[i].k != V_TENSOR) return arg_error(c, i, "a tensor");
   *out = c->a[i].t;
   return 0;
@@ -55,6 +57,7 @@ static int arg_tensor(Call *c, int i, IrNode **out) {
 
 static int arg_int(Call *c, int i, int64_t lo, int64_t hi, int64_t *out) {
   Value v = c->a[i];
+  *out = 0;
   if (v.k != V_INT) return arg_error(c, i, "an int");
   if (v.i < lo || v.i > hi) {
     el_error(c->e, arg_loc(c, i), "%s(): argument '%s' = %" PRId64 " is outside %" PRId64 "..%" PRId64,
@@ -67,6 +70,7 @@ static int arg_int(Call *c, int i, int64_t lo, int64_t hi, int64_t *out) {
 
 static int arg_num(Call *c, int i, double *out) {
   Value v = c->a[i];
+  *out = 0;
   if (v.k == V_INT) *out = (double)v.i;
   else if (v.k == V_FLOAT) *out = v.f;
   else return arg_error(c, i, "a number");
@@ -74,6 +78,7 @@ static int arg_num(Call *c, int i, double *out) {
 }
 
 static int arg_bool(Call *c, int i, int *out) {
+  *out = 0;
   if (c->a[i].k != V_BOOL) return arg_error(c, i, "a bool");
   *out = (int)c->a[i].i;
   return 0;
@@ -82,6 +87,7 @@ static int arg_bool(Call *c, int i, int *out) {
 /* An axis of a tensor of rank `rank` (negative counts from the end). */
 static int arg_axis(Call *c, int i, int rank, int *out) {
   int64_t a;
+  *out = 0;
   if (c->a[i].k != V_INT) return arg_error(c, i, "an int axis");
   a = c->a[i].i;
   if (a < -rank || a >= rank) {
@@ -95,6 +101,7 @@ static int arg_axis(Call *c, int i, int rank, int *out) {
 
 /* A size or index that may be a batch multiple: as an IrDim. */
 static int arg_size(Call *c, int i, IrDim *out) {
+  *out = 0;
   if (c->a[i].k == V_INT || c->a[i].k == V_DIM) {
     *out = c->a[i].i;
     return 0;
