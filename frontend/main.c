@@ -18,6 +18,7 @@
  * This file only parses arguments and strings the library calls together.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -60,23 +61,73 @@ typedef struct {
   FeSetting sets[64];
   int n_sets;
   const char *weights, *input, *output, *prefix;
-  int has_cfg;
+  int has_cfg;                /* --cfg-scale given */
   double cfg_scale;
-  int cfg_all_channels;
+  long long cfg_all_channels;
   const char *sampler;
-  int steps, diffusion_steps;
+  long long steps, diffusion_steps;
   const char *labels, *labels_from;
-  int repeat, grid_cols;
-  uint64_t seed;
+  long long repeat, grid_cols;
+  long long seed;
   const char *init_noise, *step_noise;
   const char *passes, *dump_after;
-  int json, batch, verify;
+  long long json, batch, verify;
   const char *backend, *entry, *weight_dtype;
   double tol;
   const char *sub;            /* cache: build, ls, verify, clear */
   const char *arch, *precision, *plan;
-  int report;
+  long long report;
 } Opts;
+
+/* One command-line option: which commands take it, what its value is, where
+ * it goes.  parse_args() is a loop over this table. */
+typedef enum { OPT_FLAG, OPT_STR, OPT_INT, OPT_NUM, OPT_SET } OptKind;
+
+typedef struct {
+  const char *name;
+  int cmds;                   /* F_ bits: the option is accepted where command_flags() has one */
+  OptKind kind;
+  size_t at;                  /* offsetof(Opts, field) */
+  long long lo, hi;           /* OPT_INT: the range; OPT_NUM: lo = minimum when hi != 0 */
+  const char *choices;        /* OPT_STR: "a|b|c", or NULL for any string */
+  const char *says;           /* the value, as the error message describes it */
+} OptSpec;
+
+#define O(f) offsetof(Opts, f)
+static const OptSpec OPTIONS[] = {
+    {"--set", F_SET, OPT_SET, 0, 0, 0, NULL, "NAME=VALUE"},
+    {"--weights", F_WEIGHTS, OPT_STR, O(weights), 0, 0, NULL, NULL},
+    {"--input", F_INPUT, OPT_STR, O(input), 0, 0, NULL, NULL},
+    {"--prefix", F_PREFIX, OPT_STR, O(prefix), 0, 0, NULL, NULL},
+    {"--output", F_OUTPUT, OPT_STR, O(output), 0, 0, NULL, NULL},
+    {"-o", F_OUTPUT, OPT_STR, O(output), 0, 0, NULL, NULL},
+    {"--cfg-scale", F_CFG, OPT_NUM, O(cfg_scale), 0, 0, NULL, "a number"},
+    {"--cfg-all-channels", F_SAMPLER, OPT_FLAG, O(cfg_all_channels), 0, 0, NULL, NULL},
+    {"--sampler", F_SAMPLER, OPT_STR, O(sampler), 0, 0, "ddpm|ddim", "ddpm or ddim"},
+    {"--steps", F_STEPS, OPT_INT, O(steps), 1, 100000, NULL, "a whole number >= 1"},
+    {"--diffusion-steps", F_STEPS, OPT_INT, O(diffusion_steps), 2, 100000, NULL, "a whole number >= 2"},
+    {"--labels", F_LABELS, OPT_STR, O(labels), 0, 0, NULL, NULL},
+    {"--labels-from", F_LABELS, OPT_STR, O(labels_from), 0, 0, NULL, NULL},
+    {"--repeat", F_LABELS, OPT_INT, O(repeat), 1, 1000000, NULL, "a whole number >= 1"},
+    {"--grid-cols", F_GRID, OPT_INT, O(grid_cols), 1, 100000, NULL, "a whole number >= 1"},
+    {"--seed", F_SEED, OPT_INT, O(seed), 0, INT64_MAX, NULL, "a whole number >= 0"},
+    {"--init-noise", F_NOISE, OPT_STR, O(init_noise), 0, 0, NULL, NULL},
+    {"--step-noise", F_NOISE, OPT_STR, O(step_noise), 0, 0, NULL, NULL},
+    {"--passes", F_PASSES, OPT_STR, O(passes), 0, 0, NULL, NULL},
+    {"--dump-after", F_PASSES, OPT_STR, O(dump_after), 0, 0, NULL, NULL},
+    {"--verify", F_PASSES, OPT_FLAG, O(verify), 0, 0, NULL, NULL},
+    {"--json", F_JSON, OPT_FLAG, O(json), 0, 0, NULL, NULL},
+    {"--batch", F_BATCH, OPT_INT, O(batch), 1, 1 << 20, NULL, "a whole number >= 1"},
+    {"--weight-dtype", F_JSON, OPT_STR, O(weight_dtype), 0, 0, "f32|f16|bf16|i8", "f32, f16, bf16 or i8"},
+    {"--backend", F_BACKEND, OPT_STR, O(backend), 0, 0, "ref|emu|cuda", "ref, emu or cuda"},
+    {"--arch", F_ARCH, OPT_STR, O(arch), 0, 0, NULL, NULL},
+    {"--precision", F_PRECISION, OPT_STR, O(precision), 0, 0, "f32|f16|bf16", "f32, f16 or bf16"},
+    {"--plan", F_PLAN, OPT_STR, O(plan), 0, 0, NULL, NULL},
+    {"--report", F_REPORT, OPT_FLAG, O(report), 0, 0, NULL, NULL},
+    {"--entry", F_ENTRY, OPT_STR, O(entry), 0, 0, NULL, NULL},
+    {"--tol", F_TOL, OPT_NUM, O(tol), 0, 1, NULL, "a number >= 0"},
+};
+#undef O
 
 static const char *prog = "ditc";
 
@@ -167,6 +218,47 @@ static int command_flags(const char *cmd) {
   return -1;
 }
 
+/* Store one option's value.  Returns 0, or 2 after a usage message for a bad value. */
+static int set_option(Opts *o, const OptSpec *spec, const char *v) {
+  char *field = (char *)o + spec->at;
+  switch (spec->kind) {
+  case OPT_FLAG:
+    *(long long *)field = 1;
+    return 0;
+  case OPT_SET: {
+    const char *eq = strchr(v, '=');
+    if (!eq || eq == v) return die_usage("--set takes NAME=VALUE, got '%s'", v);
+    if (o->n_sets == (int)(sizeof o->sets / sizeof o->sets[0])) return die_usage("too many --set options");
+    o->sets[o->n_sets++] = (FeSetting){strndup(v, (size_t)(eq - v)), eq + 1};
+    return 0;
+  }
+  case OPT_STR:
+    if (spec->choices) {
+      size_t n = strlen(v);
+      const char *c = spec->choices;
+      int ok = 0;
+      while (*c && !ok) {
+        size_t len = strcspn(c, "|");
+        ok = n && len == n && !strncmp(c, v, n);
+        c += len + (c[len] == '|');
+      }
+      if (!ok) return die_usage("%s is %s, got '%s'", spec->name, spec->says, v);
+    }
+    *(const char **)field = v;
+    return 0;
+  case OPT_INT:
+    if (parse_int(v, spec->lo, spec->hi, (long long *)field))
+      return die_usage("%s takes %s, got '%s'", spec->name, spec->says, v);
+    return 0;
+  case OPT_NUM:
+    if (parse_double(v, (double *)field) || (spec->hi && *(double *)field < (double)spec->lo))
+      return die_usage("%s takes %s, got '%s'", spec->name, spec->says, v);
+    if (field == (char *)&o->cfg_scale) o->has_cfg = 1;
+    return 0;
+  }
+  ditc_unreachable();
+}
+
 /* Parse argv into o.  Returns 0, or an exit status (2) after printing why. */
 static int parse_args(int argc, char **argv, Opts *o) {
   int flags = command_flags(o->cmd);
@@ -186,15 +278,6 @@ static int parse_args(int argc, char **argv, Opts *o) {
   }
   for (int i = first; i < argc; i++) {
     const char *a = argv[i];
-    const char *v = NULL;
-#define FLAG(name, bit)                                                          \
-  (!strcmp(a, name) && ((flags & (bit)) ? 1 : (die_usage("'%s' does not take %s", o->cmd, name), -1)))
-#define VALUE()                                                                  \
-  do {                                                                           \
-    if (i + 1 >= argc) return die_usage("%s needs a value", a);                  \
-    v = argv[++i];                                                               \
-  } while (0)
-    int r;
     if (a[0] != '-' || !a[1]) {
       if (!o->model)
         o->model = a;
@@ -204,151 +287,17 @@ static int parse_args(int argc, char **argv, Opts *o) {
         return die_usage("unexpected argument '%s'", a);
       continue;
     }
-    if ((r = FLAG("--set", F_SET))) {
-      if (r < 0) return 2;
-      VALUE();
-      const char *eq = strchr(v, '=');
-      if (!eq || eq == v) return die_usage("--set takes NAME=VALUE, got '%s'", v);
-      if (o->n_sets == 64) return die_usage("too many --set options");
-      char *name = strndup(v, (size_t)(eq - v));
-      o->sets[o->n_sets++] = (FeSetting){name, eq + 1};
-    } else if ((r = FLAG("--weights", F_WEIGHTS))) {
-      if (r < 0) return 2;
-      VALUE();
-      o->weights = v;
-    } else if ((r = FLAG("--input", F_INPUT))) {
-      if (r < 0) return 2;
-      VALUE();
-      o->input = v;
-    } else if ((r = FLAG("--prefix", F_PREFIX))) {
-      if (r < 0) return 2;
-      VALUE();
-      o->prefix = v;
-    } else if ((r = FLAG("--output", F_OUTPUT)) || (r = FLAG("-o", F_OUTPUT))) {
-      if (r < 0) return 2;
-      VALUE();
-      o->output = v;
-    } else if ((r = FLAG("--cfg-scale", F_CFG))) {
-      if (r < 0) return 2;
-      VALUE();
-      if (parse_double(v, &o->cfg_scale)) return die_usage("--cfg-scale takes a number, got '%s'", v);
-      o->has_cfg = 1;
-    } else if ((r = FLAG("--cfg-all-channels", F_SAMPLER))) {
-      if (r < 0) return 2;
-      o->cfg_all_channels = 1;
-    } else if ((r = FLAG("--sampler", F_SAMPLER))) {
-      if (r < 0) return 2;
-      VALUE();
-      if (strcmp(v, "ddpm") && strcmp(v, "ddim")) return die_usage("--sampler is ddpm or ddim, got '%s'", v);
-      o->sampler = v;
-    } else if ((r = FLAG("--steps", F_STEPS))) {
-      long long n;
-      if (r < 0) return 2;
-      VALUE();
-      if (parse_int(v, 1, 100000, &n)) return die_usage("--steps takes a whole number >= 1, got '%s'", v);
-      o->steps = (int)n;
-    } else if ((r = FLAG("--diffusion-steps", F_STEPS))) {
-      long long n;
-      if (r < 0) return 2;
-      VALUE();
-      if (parse_int(v, 2, 100000, &n)) return die_usage("--diffusion-steps takes a whole number >= 2, got '%s'", v);
-      o->diffusion_steps = (int)n;
-    } else if ((r = FLAG("--labels", F_LABELS))) {
-      if (r < 0) return 2;
-      VALUE();
-      o->labels = v;
-    } else if ((r = FLAG("--labels-from", F_LABELS))) {
-      if (r < 0) return 2;
-      VALUE();
-      o->labels_from = v;
-    } else if ((r = FLAG("--repeat", F_LABELS))) {
-      long long n;
-      if (r < 0) return 2;
-      VALUE();
-      if (parse_int(v, 1, 1000000, &n)) return die_usage("--repeat takes a whole number >= 1, got '%s'", v);
-      o->repeat = (int)n;
-    } else if ((r = FLAG("--grid-cols", F_GRID))) {
-      long long n;
-      if (r < 0) return 2;
-      VALUE();
-      if (parse_int(v, 1, 100000, &n)) return die_usage("--grid-cols takes a whole number >= 1, got '%s'", v);
-      o->grid_cols = (int)n;
-    } else if ((r = FLAG("--seed", F_SEED))) {
-      long long n;
-      if (r < 0) return 2;
-      VALUE();
-      if (parse_int(v, 0, INT64_MAX, &n)) return die_usage("--seed takes a whole number >= 0, got '%s'", v);
-      o->seed = (uint64_t)n;
-    } else if ((r = FLAG("--init-noise", F_NOISE))) {
-      if (r < 0) return 2;
-      VALUE();
-      o->init_noise = v;
-    } else if ((r = FLAG("--step-noise", F_NOISE))) {
-      if (r < 0) return 2;
-      VALUE();
-      o->step_noise = v;
-    } else if ((r = FLAG("--passes", F_PASSES))) {
-      if (r < 0) return 2;
-      VALUE();
-      o->passes = v;
-    } else if ((r = FLAG("--dump-after", F_PASSES))) {
-      if (r < 0) return 2;
-      VALUE();
-      o->dump_after = v;
-    } else if ((r = FLAG("--verify", F_PASSES))) {
-      if (r < 0) return 2;
-      o->verify = 1;
-    } else if ((r = FLAG("--json", F_JSON))) {
-      if (r < 0) return 2;
-      o->json = 1;
-    } else if ((r = FLAG("--batch", F_BATCH))) {
-      long long n;
-      if (r < 0) return 2;
-      VALUE();
-      if (parse_int(v, 1, 1 << 20, &n)) return die_usage("--batch takes a whole number >= 1, got '%s'", v);
-      o->batch = (int)n;
-    } else if ((r = FLAG("--weight-dtype", F_JSON))) {
-      IrDType t;
-      if (r < 0) return 2;
-      VALUE();
-      if (ir_dtype_parse(v, &t)) return die_usage("--weight-dtype is f32, f16, bf16 or i8, got '%s'", v);
-      o->weight_dtype = v;
-    } else if ((r = FLAG("--backend", F_BACKEND))) {
-      if (r < 0) return 2;
-      VALUE();
-      if (strcmp(v, "ref") && strcmp(v, "emu") && strcmp(v, "cuda"))
-        return die_usage("--backend is ref, emu or cuda, got '%s'", v);
-      o->backend = v;
-    } else if ((r = FLAG("--arch", F_ARCH))) {
-      if (r < 0) return 2;
-      VALUE();
-      o->arch = v;
-    } else if ((r = FLAG("--precision", F_PRECISION))) {
-      if (r < 0) return 2;
-      VALUE();
-      if (strcmp(v, "f32") && strcmp(v, "f16") && strcmp(v, "bf16"))
-        return die_usage("--precision is f32, f16 or bf16, got '%s'", v);
-      o->precision = v;
-    } else if ((r = FLAG("--plan", F_PLAN))) {
-      if (r < 0) return 2;
-      VALUE();
-      o->plan = v;
-    } else if ((r = FLAG("--report", F_REPORT))) {
-      if (r < 0) return 2;
-      o->report = 1;
-    } else if ((r = FLAG("--entry", F_ENTRY))) {
-      if (r < 0) return 2;
-      VALUE();
-      o->entry = v;
-    } else if ((r = FLAG("--tol", F_TOL))) {
-      if (r < 0) return 2;
-      VALUE();
-      if (parse_double(v, &o->tol) || o->tol < 0) return die_usage("--tol takes a number >= 0, got '%s'", v);
-    } else {
-      return die_usage("unknown option '%s' for '%s'", a, o->cmd);
+    const OptSpec *spec = NULL;
+    for (size_t k = 0; k < sizeof OPTIONS / sizeof OPTIONS[0] && !spec; k++)
+      if (!strcmp(a, OPTIONS[k].name)) spec = &OPTIONS[k];
+    if (!spec) return die_usage("unknown option '%s' for '%s'", a, o->cmd);
+    if (!(flags & spec->cmds)) return die_usage("'%s' does not take %s", o->cmd, a);
+    const char *v = NULL;
+    if (spec->kind != OPT_FLAG) {
+      if (i + 1 >= argc) return die_usage("%s needs a value", a);
+      v = argv[++i];
     }
-#undef FLAG
-#undef VALUE
+    if (set_option(o, spec, v)) return 2;
   }
   int no_model = !strcmp(o->cmd, "models") || (o->sub && strcmp(o->sub, "build"));
   if (o->plan && o->model) return die_usage("give MODEL or --plan, not both");
