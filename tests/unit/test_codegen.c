@@ -21,6 +21,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "codegen/emu.h"
 #include "codegen/nvrtc.h"
 #include "frontend.h"
@@ -695,10 +697,6 @@ static void test_errors(void **state) {
 
 /* ---- end to end against ../shared/reference --------------------------------------------- */
 
-static const char *shared_dir(void) {
-  const char *s = getenv("DITC_SHARED");
-  return s ? s : DITC_SOURCE_DIR "/../shared";
-}
 
 typedef struct {
   const char *name;
@@ -709,7 +707,7 @@ typedef struct {
 static void check_reference(const RefCase *rc, const char *entry, const char *prefix, IrDType prec,
                             double tol, int nv) {
   char path[1024];
-  snprintf(path, sizeof path, "%s/reference/%s.case.safetensors", shared_dir(), rc->name);
+  snprintf(path, sizeof path, "%s/reference/%s.case.safetensors", tu_shared_dir(), rc->name);
   IrErr err = {{0}};
   StFile *cf = st_open(path, &err);
   if (!cf) {
@@ -728,7 +726,7 @@ static void check_reference(const RefCase *rc, const char *entry, const char *pr
   PassOptions po = {.verify = 1};
   if (pass_run_pipeline(m.graph, "default", &po, &err)) fail_msg("%s", err.msg);
   Weights w;
-  snprintf(path, sizeof path, "%s/reference/%s.weights.safetensors", shared_dir(), rc->name);
+  snprintf(path, sizeof path, "%s/reference/%s.weights.safetensors", tu_shared_dir(), rc->name);
   if (weights_load(m.graph, path, &w, &err)) fail_msg("%s", err.msg);
   IrNode **ins;
   int n_in = ir_graph_inputs(m.graph, &ins);

@@ -10,20 +10,13 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "ir.h"
 
 static const IrLoc NOLOC = {0};
 
 /* The dump of g as a malloc'd string. */
-static char *dump_str(IrGraph *g) {
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  assert_non_null(f);
-  ir_dump(g, f);
-  fclose(f);
-  return buf;
-}
 
 static IrShape shp(int rank, ...) {
   IrShape s = {0};
@@ -64,7 +57,7 @@ static void test_small_graph(void **state) {
   ir_graph_add_output(g, cs, "out");
   ir_graph_add_output(g, lin, "feat");
 
-  char *text = dump_str(g);
+  char *text = tu_dump_str(g);
   const char *want =
       "graph forward {\n"
       "  %0 = input \"x\" : f32[B, 4, 8]\n"
@@ -107,7 +100,7 @@ static void test_dense_numbering_and_long_const(void **state) {
   for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->index = i;
   (void)dead;
 
-  char *text = dump_str(g);
+  char *text = tu_dump_str(g);
   const char *want =
       "graph f {\n"
       "  %0 = input \"t\" : f32[B, 1]\n"
@@ -139,7 +132,7 @@ static void test_conv_pool_and_i32_const(void **state) {
   IrNode *tk = node(g, IR_TOPK_SOFTMAX, 1, &emb, (IrAttrs){.k = 2});
   ir_graph_add_output(g, pool, "out");
   ir_graph_add_output(g, tk, "out1");
-  char *text = dump_str(g);
+  char *text = tu_dump_str(g);
   const char *want =
       "graph forward {\n"
       "  %0 = input \"x\" : f32[2B, 4, 8, 8]\n"

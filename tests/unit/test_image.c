@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include <dirent.h>
 #include <png.h>
 #include <stdio.h>
@@ -23,23 +25,12 @@ static char dir[64];
 
 static int setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/ditc_test_image_XXXXXX");
-  return mkdtemp(dir) ? 0 : -1;
+  return tu_tmpdir_make(dir, sizeof dir, "image");
 }
 
 static int teardown(void **state) {
   (void)state;
-  DIR *d = opendir(dir);
-  if (!d) return -1;
-  struct dirent *e;
-  char p[512];
-  while ((e = readdir(d))) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    if (remove(p) != 0) rmdir(p);
-  }
-  closedir(d);
-  return rmdir(dir);
+  return tu_tmpdir_remove(dir);
 }
 
 /* Number of entries in the test directory. */

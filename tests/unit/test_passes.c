@@ -11,23 +11,16 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "passes.h"
 
 static const IrLoc NOLOC = {0};
 static const PassOptions OPTS = {.verify = 1};
 
-static char *dump_str(IrGraph *g) {
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  assert_non_null(f);
-  ir_dump(g, f);
-  fclose(f);
-  return buf;
-}
 
 static void expect_dump(IrGraph *g, const char *want) {
-  char *text = dump_str(g);
+  char *text = tu_dump_str(g);
   assert_string_equal(text, want);
   free(text);
 }

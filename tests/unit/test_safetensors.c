@@ -22,30 +22,20 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "safetensors.h"
 
 static char tmpdir[256];
 
 static int setup(void **state) {
   (void)state;
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/ditc_test_st.XXXXXX");
-  return mkdtemp(tmpdir) ? 0 : -1;
+  return tu_tmpdir_make(tmpdir, sizeof tmpdir, "st");
 }
 
 static int teardown(void **state) {
   (void)state;
-  DIR *d = opendir(tmpdir);
-  if (d) {
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d))) {
-      if (e->d_name[0] == '.') continue;
-      snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-      if (remove(p)) rmdir(p);
-    }
-    closedir(d);
-  }
-  rmdir(tmpdir);
+  tu_tmpdir_remove(tmpdir);
   return 0;
 }
 
@@ -435,17 +425,6 @@ static void test_writer_errors(void **state) {
 
 /* ---- shared reference checkpoints ----------------------------------------- */
 
-static const char *shared_dir(void) {
-  const char *e = getenv("DITC_SHARED");
-  if (e && *e) return e;
-#ifdef DITC_SOURCE_DIR
-  static char buf[1024];
-  snprintf(buf, sizeof buf, "%s/../shared", DITC_SOURCE_DIR);
-  return buf;
-#else
-  return NULL;
-#endif
-}
 
 static int check_dir(const char *dir) {
   DIR *d = opendir(dir);
@@ -480,7 +459,7 @@ static int check_dir(const char *dir) {
 
 static void test_shared_reference(void **state) {
   (void)state;
-  const char *sh = shared_dir();
+  const char *sh = tu_shared_dir();
   char dir[1200];
   snprintf(dir, sizeof dir, "%s/reference", sh ? sh : "");
   if (!sh || access(dir, R_OK)) {

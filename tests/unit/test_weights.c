@@ -22,30 +22,20 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "weights.h"
 
 static char tmpdir[256];
 
 static int setup(void **state) {
   (void)state;
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/ditc_test_weights.XXXXXX");
-  return mkdtemp(tmpdir) ? 0 : -1;
+  return tu_tmpdir_make(tmpdir, sizeof tmpdir, "weights");
 }
 
 static int teardown(void **state) {
   (void)state;
-  DIR *d = opendir(tmpdir);
-  if (d) {
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)))
-      if (e->d_name[0] != '.') {
-        snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-        remove(p);
-      }
-    closedir(d);
-  }
-  rmdir(tmpdir);
+  tu_tmpdir_remove(tmpdir);
   return 0;
 }
 
@@ -382,21 +372,10 @@ static void test_diffusers(void **state) {
 
 /* ---- shared reference checkpoints ------------------------------------------------- */
 
-static const char *shared_dir(void) {
-  const char *e = getenv("DITC_SHARED");
-  if (e && *e) return e;
-#ifdef DITC_SOURCE_DIR
-  static char buf[1024];
-  snprintf(buf, sizeof buf, "%s/../shared", DITC_SOURCE_DIR);
-  return buf;
-#else
-  return NULL;
-#endif
-}
 
 static void bind_reference(const char *file, const DitCfg *cfg, int64_t want_params) {
   char path[1200];
-  snprintf(path, sizeof path, "%s/%s", shared_dir(), file);
+  snprintf(path, sizeof path, "%s/%s", tu_shared_dir(), file);
   IrGraph *g = dit_graph(cfg);
   Weights ws;
   IrErr err = {{0}};
@@ -431,8 +410,8 @@ static void bind_reference(const char *file, const DitCfg *cfg, int64_t want_par
 static void test_shared_reference(void **state) {
   (void)state;
   char probe[1200];
-  snprintf(probe, sizeof probe, "%s/reference/dit-tiny-p2.weights.safetensors", shared_dir() ? shared_dir() : "");
-  if (!shared_dir() || access(probe, R_OK)) {
+  snprintf(probe, sizeof probe, "%s/reference/dit-tiny-p2.weights.safetensors", tu_shared_dir() ? tu_shared_dir() : "");
+  if (!tu_shared_dir() || access(probe, R_OK)) {
     print_message("shared reference checkpoints not found; skipped\n");
     skip();
   }
@@ -450,7 +429,7 @@ static void test_shared_reference(void **state) {
                       64 * D + 64 + 2 * D * D + 2 * D;
   bind_reference("reference/dit-tiny-p4-eps.weights.safetensors", &p4, p4_params); /* stored F16 */
   const DitCfg digits = {.depth = 4, .d = 128, .p = 2, .c = 1, .c_out = 2, .classes = 10, .tokens = 64};
-  snprintf(probe, sizeof probe, "%s/models/dit-digits.weights.safetensors", shared_dir());
+  snprintf(probe, sizeof probe, "%s/models/dit-digits.weights.safetensors", tu_shared_dir());
   if (!access(probe, R_OK)) bind_reference("models/dit-digits.weights.safetensors", &digits, -1);
 }
 

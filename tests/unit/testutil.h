@@ -1,0 +1,60 @@
+/*
+ * testutil.h - small helpers shared by the unit tests: a scratch directory,
+ * the shared data folder, and an IR dump as a string.  Header-only (static
+ * functions): every test is its own executable.
+ */
+#ifndef DITC_TESTUTIL_H
+#define DITC_TESTUTIL_H
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ir.h"
+
+/* mkdtemp "/tmp/ditc_test_<tag>.XXXXXX" into buf; 0 or -1. */
+static inline int tu_tmpdir_make(char *buf, size_t n, const char *tag) {
+  snprintf(buf, n, "/tmp/ditc_test_%s.XXXXXX", tag);
+  return mkdtemp(buf) ? 0 : -1;
+}
+
+/* Remove the files (and empty subdirectories) in dir, then dir itself. */
+static inline int tu_tmpdir_remove(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  struct dirent *e;
+  char p[4096];
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+    if (remove(p) != 0) rmdir(p);
+  }
+  closedir(d);
+  return rmdir(dir);
+}
+
+/* The shared data folder: $DITC_SHARED, else the one beside the source tree. */
+static inline const char *tu_shared_dir(void) {
+  const char *e = getenv("DITC_SHARED");
+  if (e && *e) return e;
+#ifdef DITC_SOURCE_DIR
+  return DITC_SOURCE_DIR "/../shared";
+#else
+  return NULL;
+#endif
+}
+
+/* ir_dump into a malloc'ed string (the caller frees it). */
+static inline char *tu_dump_str(IrGraph *g) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f) return NULL;
+  ir_dump(g, f);
+  fclose(f);
+  return buf;
+}
+
+#endif
