@@ -166,7 +166,8 @@ static void usage(FILE *f) {
           "run and sample take --plan P.ditpack in place of MODEL (weights from the pack, or --weights)\n"
           "and --backend ref (CPU reference executor), emu (the generated kernels on the CPU) or cuda;\n"
           "the default is cuda when a GPU is present, else ref (emu with --plan).  --precision f32|f16|bf16\n"
-          "selects the plan's precision for emu and cuda.\n");
+          "selects the plan's precision for emu and cuda.  On emu and cuda, sample keeps the whole loop on\n"
+          "the device (DITC_SAMPLE_ON_HOST=1: the host loop over forward passes instead).\n");
 }
 
 static int die_usage(const char *fmt, ...) {
