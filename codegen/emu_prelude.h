@@ -58,6 +58,10 @@
  *   rsqrtf __expf __logf __log2f __powf __sinf __cosf __tanf __fdividef
  *   __frcp_rn __fsqrt_rn __fadd_rn __fmul_rn __fmaf_rn __saturatef
  *   __int_as_float __float_as_int __uint_as_float __float_as_uint.
+ *   Double precision only where a kernel must reproduce host double math
+ *   (the sampler's normal generator, codegen/sampler_kernel.c): sqrt log
+ *   sin cos on double.  The emulator calls the host's libm, so it matches
+ *   the host bit for bit; CUDA's are within 1-2 ulp in double.
  *   Integers: ditc_imin, ditc_imax (never min/max: under C they would not be
  *   overloaded and would silently truncate floats).  Constants: DITC_INFINITY,
  *   DITC_FLT_MAX, DITC_WARP_SIZE.  Types: int8_t ... uint64_t, size_t, bool,

@@ -166,7 +166,8 @@ static void usage(FILE *f) {
           "run and sample take --plan P.ditpack in place of MODEL (weights from the pack, or --weights)\n"
           "and --backend ref (CPU reference executor), emu (the generated kernels on the CPU) or cuda;\n"
           "the default is cuda when a GPU is present, else ref (emu with --plan).  --precision f32|f16|bf16\n"
-          "selects the plan's precision for emu and cuda.\n");
+          "selects the plan's precision for emu and cuda.  On emu and cuda, sample keeps the whole loop on\n"
+          "the device (DITC_SAMPLE_ON_HOST=1: the host loop over forward passes instead).\n");
 }
 
 static int die_usage(const char *fmt, ...) {
@@ -921,7 +922,29 @@ static int cmd_sample(const Opts *o) {
       .model = model_fn, .model_ctx = &mc, .noise = noise_fn, .noise_ctx = &nc,
       .progress = isatty(2) ? progress : NULL,
   };
-  if (sampler_run(&d, &sc, x, &err)) {
+  /* On a backend that samples on the device (emu, cuda) the whole loop runs
+   * there; else, or when it says it cannot, the host loop over run().
+   * DITC_SAMPLE_ON_HOST=1 forces the host loop (to compare the two). */
+  int sampled = 0;
+  const char *on_host = getenv("DITC_SAMPLE_ON_HOST");
+  if (rn.be->sample && !(on_host && *on_host && strcmp(on_host, "0"))) {
+    RtSampleRequest rq = {
+        .diffusion = &d, .kind = sc.kind, .eta = sc.eta, .learn_sigma = learn_sigma, .rows = n, .channels = C,
+        .height = S, .width = S, .labels = labels, .cfg = cfg, .null_label = classes, .cfg_scale = mc.cfg_scale,
+        .replay = nc.replay, .replay_rows = nc.replay_rows, .replay_steps = nc.replay_steps, .rng = &nc.rng,
+        .progress = sc.progress,
+    };
+    int got = rn.be->sample(rn.be, &rq, x, &err);
+    if (got == RT_SAMPLE_UNSUPPORTED) {
+      fprintf(stderr, "%s: note: sampling on the host: %s\n", prog, err.msg);
+    } else if (got) {
+      fail("%s", err.msg);
+      goto done;
+    } else {
+      sampled = 1;
+    }
+  }
+  if (!sampled && sampler_run(&d, &sc, x, &err)) {
     fail("%s", err.msg);
     goto done;
   }

@@ -36,7 +36,7 @@ static void ref_be_free(RtBackend *b) {
 
 RtBackend *rt_backend_ref(void) {
   RtBackend *b = xcalloc(1, sizeof *b);
-  *b = (RtBackend){"ref", ref_supports, ref_be_prepare, ref_be_run, ref_be_free, NULL};
+  *b = (RtBackend){"ref", ref_supports, ref_be_prepare, ref_be_run, ref_be_free, NULL, NULL};
   return b;
 }
 
@@ -111,4 +111,113 @@ int rt_status_check(int32_t s, IrErr *err) {
   if (s == CG_STATUS_EMBEDDING_RANGE)
     return ir_errf(err, "an embedding index (a class label) was out of range for its table");
   return ir_errf(err, "the plan's status word reports error bits 0x%x", (unsigned)s);
+}
+
+/* ---- sampling on a device ------------------------------------------------------ */
+
+static const CgIo *input_named(const CgPlan *p, const char *name) {
+  for (int i = 0; i < p->n_inputs; i++)
+    if (!strcmp(p->inputs[i].name, name)) return &p->inputs[i];
+  return NULL;
+}
+
+static int float_kind(IrDType t) { return t == IR_F32 || t == IR_F16 || t == IR_BF16; }
+
+static int shape_is(const CgIo *io, int rank, const int64_t *shape) {
+  if (io->rank != rank) return 0;
+  for (int i = 0; i < rank; i++)
+    if (io->shape[i] != shape[i]) return 0;
+  return 1;
+}
+
+int rt_sample_layout(const CgPlan *p, const RtSampleRequest *r, RtSampleLayout *l, IrErr *err) {
+  memset(l, 0, sizeof *l);
+  const Diffusion *d = r->diffusion;
+  if (!d || d->num_steps < 1 || !d->timestep_map) return ir_errf(err, "sampler: the diffusion schedule is not initialised");
+  if (r->rows < 1 || r->channels < 1 || r->height < 1 || r->width < 1)
+    return ir_errf(err, "sampler: bad sample shape [%lld, %d, %d, %d]", (long long)r->rows, r->channels, r->height,
+                   r->width);
+  if (r->kind != SAMPLER_DDPM && r->kind != SAMPLER_DDIM)
+    return ir_errf(err, "sampler: unknown sampler kind %d", (int)r->kind);
+  if (r->kind == SAMPLER_DDIM && !(r->eta >= 0.0)) return ir_errf(err, "sampler: DDIM eta must be >= 0 (got %g)", r->eta);
+  if ((r->kind == SAMPLER_DDPM || r->eta > 0.0) && !r->replay && !r->rng)
+    return ir_errf(err, "sampler: %s needs a noise source", r->kind == SAMPLER_DDPM ? "DDPM" : "DDIM with eta > 0");
+  if (!r->labels) return ir_errf(err, "sampler: no labels");
+
+  l->x = input_named(p, "x"), l->t = input_named(p, "t"), l->y = input_named(p, "y");
+  l->scale = input_named(p, "cfg_scale");
+  if (!l->x || !l->t || !l->y || !r->cfg != !l->scale || p->n_inputs != (r->cfg ? 4 : 3) || p->n_outputs != 1) {
+    ir_errf(err, "plan %s does not take exactly x, t, y%s and give one output", p->entry, r->cfg ? ", cfg_scale" : "");
+    return RT_SAMPLE_UNSUPPORTED;
+  }
+  l->out = &p->outputs[0];
+  l->rows_in = r->cfg ? 2 * r->rows : r->rows;
+  l->img = (int64_t)r->channels * r->height * r->width;
+  l->n = r->rows * l->img;
+  int64_t xs[4] = {l->rows_in, r->channels, r->height, r->width};
+  int64_t os[4] = {l->rows_in, (r->learn_sigma ? 2 : 1) * r->channels, r->height, r->width};
+  if (!shape_is(l->x, 4, xs) || !shape_is(l->t, 1, xs) || !shape_is(l->y, 1, xs) ||
+      (l->scale && !shape_is(l->scale, 0, xs)) || !shape_is(l->out, 4, os))
+    return ir_errf(err, "plan %s (batch %lld) does not fit %lld samples of [%d, %d, %d]%s", p->entry,
+                   (long long)p->batch, (long long)r->rows, r->channels, r->height, r->width,
+                   r->cfg ? " with guidance" : "");
+  if (!float_kind(l->x->dtype) || !float_kind(l->t->dtype) || l->y->dtype != IR_I32 || !float_kind(l->out->dtype) ||
+      (l->scale && l->scale->dtype != l->t->dtype)) {
+    ir_errf(err, "plan %s: the sampler kernels do not handle its input/output dtypes", p->entry);
+    return RT_SAMPLE_UNSUPPORTED;
+  }
+  if (r->replay && (r->replay_rows < r->rows || r->replay_steps < d->num_steps))
+    return ir_errf(err, "the replayed noise has %lld steps of %lld rows; sampling needs %d steps of %lld",
+                   (long long)r->replay_steps, (long long)r->replay_rows, d->num_steps, (long long)r->rows);
+  l->types = (CgSamplerTypes){.x = l->x->dtype, .t = l->t->dtype, .out = l->out->dtype};
+  l->labels = xmalloc(sizeof *l->labels * (size_t)l->rows_in);
+  for (int64_t i = 0; i < l->rows_in; i++) l->labels[i] = i < r->rows ? r->labels[i] : r->null_label;
+  return 0;
+}
+
+void rt_sample_layout_free(RtSampleLayout *l) {
+  if (!l) return;
+  free(l->labels);
+  memset(l, 0, sizeof *l);
+}
+
+/* Prefix err with the step, as sampler_run does. */
+static int sample_step_err(IrErr *err, const char *what, int step, int t) {
+  if (!err) return -1;
+  char inner[sizeof err->msg];
+  memcpy(inner, err->msg, sizeof inner);
+  inner[sizeof inner - 1] = '\0';
+  return ir_errf(err, "%s failed at sampling step %d (t=%d): %s", what, step, t, inner[0] ? inner : "(no message)");
+}
+
+int rt_sample_loop(const RtSampleRequest *r, const RtSampleLayout *l, const RtSampleOps *ops, void *ctx,
+                   IrErr *err) {
+  const Diffusion *d = r->diffusion;
+  const int S = d->num_steps;
+  const int noisy = r->kind == SAMPLER_DDPM || r->eta > 0.0;
+  /* sampler_run draws a step's noise at every step (the last one's unused),
+   * so step s's normals start at block base + s * blocks(n). */
+  uint64_t counter = r->rng ? r->rng->counter : 0;
+  for (int i = S - 1; i >= 0; i--) {
+    const int step = S - 1 - i;
+    SamplerStep k;
+    sampler_step_coef(d, i, r->eta, &k);
+    if (err) err->msg[0] = '\0';
+    if (ops->inputs(ctx, &k, err) || ops->forward(ctx, err)) return sample_step_err(err, "model", step, k.t);
+    RtNoiseKind nk = RT_NOISE_NONE;
+    int64_t at = 0;
+    if (noisy && i != 0) {
+      if (r->replay) {
+        nk = RT_NOISE_REPLAY;
+        at = (int64_t)step * r->replay_rows * l->img;
+      } else {
+        if (ops->normal(ctx, counter, err)) return sample_step_err(err, "noise source", step, k.t);
+        nk = RT_NOISE_RNG;
+      }
+    }
+    counter += rng_blocks(l->n);
+    if (ops->update(ctx, &k, nk, at, err)) return sample_step_err(err, "sampler update", step, k.t);
+    if (r->progress) r->progress(r->progress_ctx, step + 1, S);
+  }
+  return 0;
 }

@@ -15,12 +15,21 @@
  * dtype (f16/bf16 plans) itself.  Outputs, one per graph output, are F32
  * (I32 for integer outputs), allocated by run() and freed by the caller
  * with rt_tensor_free().
+ *
+ * A backend may also run a whole sampling loop itself (`sample`, NULL when
+ * it cannot): x stays on the device from x_T to x_0, each step being the
+ * forward pass, the step's noise drawn on the device (or taken from a replay
+ * tensor uploaded once) and the update of x as a kernel
+ * (codegen/sampler_kernel.h).  It computes what sampler_run computes with
+ * the backend's run() as the model.
  */
 #ifndef DITC_BACKEND_H
 #define DITC_BACKEND_H
 
 #include "codegen/pack.h"
 #include "codegen/plan.h"
+#include "codegen/sampler_kernel.h"
+#include "sampler.h"
 #include "tensor.h"
 #include "weights.h"
 
@@ -39,6 +48,35 @@ typedef struct {
   int n_cubins;
 } RtModel;
 
+/* A whole sampling loop for sample(): what sampler_run gets, with the model
+ * being this backend's prepared entry (forward, or forward_with_cfg when cfg
+ * is set, whose inputs are x, t, y and cfg_scale).  Everything borrowed. */
+typedef struct {
+  const Diffusion *diffusion;
+  SamplerKind kind;
+  double eta;                 /* DDIM */
+  int learn_sigma;            /* the model's output has 2C channels */
+  int64_t rows;               /* samples; the plan runs 2 * rows with cfg */
+  int channels, height, width;
+  const int32_t *labels;      /* [rows] */
+  int cfg;                    /* rows rows..2rows-1 are the unconditional half */
+  int32_t null_label;         /* their label */
+  float cfg_scale;
+  /* The noise: replay when set - step s's noise for row r is the C*H*W
+   * values at (s * replay_rows + r) of [replay_steps, replay_rows, C, H, W] -
+   * else normals from rng (its state after x_T was drawn; not advanced here),
+   * rows*C*H*W of them per step, the way sampler_noise_rng draws them. */
+  const float *replay;
+  int64_t replay_rows, replay_steps;
+  const RtRng *rng;
+  void (*progress)(void *ctx, int done, int total);
+  void *progress_ctx;
+} RtSampleRequest;
+
+/* What sample() returns when this backend cannot sample on the device after
+ * all (err says why): the caller runs sampler_run over run() instead. */
+#define RT_SAMPLE_UNSUPPORTED 1
+
 typedef struct RtBackend RtBackend;
 struct RtBackend {
   const char *name;
@@ -50,6 +88,10 @@ struct RtBackend {
   int (*run)(RtBackend *b, const RtTensor *inputs, RtTensor *outputs, IrErr *err);
   void (*free)(RtBackend *b);
   void *impl;
+  /* Optional (NULL: use sampler_run over run()).  After prepare(): x is x_T
+   * on entry, x_0 on return, [rows, C, H, W] host memory.  0, -1 with err,
+   * or RT_SAMPLE_UNSUPPORTED with err. */
+  int (*sample)(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *err);
 };
 
 /* "ref", "emu" or "cuda".  cuda fails here, with rt_cuda_available()'s
@@ -76,5 +118,50 @@ size_t rt_io_bytes(const CgIo *io);
  * the word read after a run, as an error (-1) or 0. */
 int64_t rt_status_offset(const CgPlan *p);
 int rt_status_check(int32_t status, IrErr *err);
+
+/* ---- sampling on a device, shared by emu and cuda ---------------------------- */
+
+/* Where a sampling loop's values live in a plan. */
+typedef struct {
+  const CgIo *x, *t, *y, *scale;  /* the plan's inputs (scale NULL without cfg) */
+  const CgIo *out;                /* its output */
+  int64_t rows_in;                /* rows the plan runs (2 * rows with cfg) */
+  int64_t img;                    /* C*H*W */
+  int64_t n;                      /* rows * img: elements of x */
+  CgSamplerTypes types;           /* for cg_sampler_source() */
+  int32_t *labels;                /* [rows_in]: what y holds every step (malloc'd) */
+} RtSampleLayout;
+
+/* Check r against plan p (inputs x, t, y(, cfg_scale) of the right shapes,
+ * one output of [rows_in, C or 2C, H, W], a noise source) and fill *l.
+ * Returns 0, -1 with err for a bad request, or RT_SAMPLE_UNSUPPORTED when
+ * the plan is not a DiT entry the sampler kernels can drive. */
+int rt_sample_layout(const CgPlan *p, const RtSampleRequest *r, RtSampleLayout *l, IrErr *err);
+void rt_sample_layout_free(RtSampleLayout *l);
+
+/* The noise a step's update adds. */
+typedef enum {
+  RT_NOISE_NONE,    /* no noise term (DDIM with eta 0, and the last step) */
+  RT_NOISE_RNG,     /* the buffer normal() just filled */
+  RT_NOISE_REPLAY,  /* the replay tensor at element offset replay_at */
+} RtNoiseKind;
+
+/* A backend's launches for rt_sample_loop; each returns 0 or -1 with err. */
+typedef struct {
+  /* ditc_sampler_inputs with t = k->t */
+  int (*inputs)(void *ctx, const SamplerStep *k, IrErr *err);
+  /* the plan's forward pass */
+  int (*forward)(void *ctx, IrErr *err);
+  /* ditc_sampler_normal: the noise buffer from Philox block `counter` on */
+  int (*normal)(void *ctx, uint64_t counter, IrErr *err);
+  /* ditc_sampler_step with k's coefficients */
+  int (*update)(void *ctx, const SamplerStep *k, RtNoiseKind noise, int64_t replay_at, IrErr *err);
+} RtSampleOps;
+
+/* The loop of sampler_run, steps i = S-1 .. 0, as launches: inputs, forward,
+ * normal (when the step adds noise from the rng), update; then progress.
+ * Errors name the step as sampler_run's do. */
+int rt_sample_loop(const RtSampleRequest *r, const RtSampleLayout *l, const RtSampleOps *ops, void *ctx,
+                   IrErr *err);
 
 #endif

@@ -23,8 +23,11 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
+#include "codegen/emu.h"
+#include "codegen/nvrtc.h"
 #include "cuda_api.h"
 
 typedef struct {
@@ -253,6 +256,186 @@ static int cuda_run(RtBackend *b, const RtTensor *in, RtTensor *out, IrErr *err)
   return 0;
 }
 
+/* ---- sampling: the loop of rt_sample_loop on the GPU ------------------------- */
+/*
+ * sample() keeps x on the device from x_T to x_0.  The sampler kernels
+ * (codegen/sampler_kernel.h) are not part of a pack: they are compiled here
+ * for this GPU with NVRTC through the kernel cache (a hit after the first
+ * time) and loaded for the call; without NVRTC it returns
+ * RT_SAMPLE_UNSUPPORTED and the caller samples over run().  Per step, on the
+ * one stream: the inputs kernel, the forward pass (the captured graph; the
+ * first forward is the warm-up after which it is captured, as in run()), the
+ * normal kernel when the step draws noise, the update kernel.  A replayed
+ * noise tensor is uploaded once.  The plan's status word is ORed into a
+ * sticky word by the update kernel and read once at the end, with x.
+ */
+
+typedef struct {
+  Cuda *c;
+  const RtSampleLayout *l;
+  const RtSampleRequest *r;
+  CUmodule mod;
+  CUfunction k_inputs, k_step, k_normal;
+  CUdeviceptr x, noise, replay, labels, sticky;
+} CudaSample;
+
+static void *dptr(CUdeviceptr p) { return (void *)(uintptr_t)p; }
+
+/* Compile (or fetch from the cache) and load the sampler kernels for this
+ * GPU.  0, -1 with err, or RT_SAMPLE_UNSUPPORTED when there is no NVRTC (or
+ * it cannot target this GPU). */
+static int sampler_module(CudaSample *s, IrErr *err) {
+  char arch[16], inc[1100] = "", *src = NULL;
+  snprintf(arch, sizeof arch, "sm_%d%d", s->c->dev.cc_major, s->c->dev.cc_minor);
+  CgNvrtc *nv = cg_nvrtc_open(NULL, err);
+  if (!nv) return RT_SAMPLE_UNSUPPORTED;
+  CgCache *cache = NULL;
+  unsigned char *cubin = NULL;
+  size_t size = 0;
+  int rc = RT_SAMPLE_UNSUPPORTED, hit = 0;
+  if (cg_nvrtc_check_arch(nv, arch, err) || !(cache = cg_cache_open(NULL, err))) goto out;
+  rc = -1;
+  char *body = cg_sampler_source(&s->l->types, err);
+  if (!body) goto out;
+  const char *prelude = emu_cuda_prelude_text();
+  size_t n = strlen(prelude) + strlen(body) + 64;
+  src = xmalloc(n);
+  snprintf(src, n, "%s\n#line 1 \"ditc_sampler.cu\"\n%s", prelude, body);
+  free(body);
+  const char *home = getenv("CUDA_HOME");
+  snprintf(inc, sizeof inc, "-I%s/include", home && *home ? home : "/usr/local/cuda");
+  const char *opts[1] = {inc};
+  CgCacheRequest rq = {.source = src, .name = "ditc_sampler.cu", .arch = arch, .options = opts,
+                       .n_options = access(inc + 2, R_OK) == 0 ? 1 : 0,
+                       .compiler_version = cg_nvrtc_version_string(nv),
+                       .codegen_version = CG_CODEGEN_VERSION "/sampler"};
+  CgNvrtcCacheCtx ctx = {nv, NULL};
+  if (cg_cache_get_or_compile(cache, &rq, cg_nvrtc_cache_compile, &ctx, &cubin, &size, &hit, err) ||
+      rt_cuda_module_load(cubin, "sampler kernels", &s->mod, err) ||
+      RT_CU(err, CG_SAMPLER_KERNEL_INPUTS, ModuleGetFunction, &s->k_inputs, s->mod, CG_SAMPLER_KERNEL_INPUTS) ||
+      RT_CU(err, CG_SAMPLER_KERNEL_STEP, ModuleGetFunction, &s->k_step, s->mod, CG_SAMPLER_KERNEL_STEP) ||
+      RT_CU(err, CG_SAMPLER_KERNEL_NORMAL, ModuleGetFunction, &s->k_normal, s->mod, CG_SAMPLER_KERNEL_NORMAL))
+    goto out;
+  rc = 0;
+out:
+  free(cubin);
+  free(src);
+  cg_cache_close(cache);
+  cg_nvrtc_close(nv);
+  return rc;
+}
+
+static int cs_launch(CudaSample *s, CUfunction f, const char *what, int64_t threads, void *params, IrErr *err) {
+  void *argv[] = {params};
+  unsigned grid = (unsigned)((threads + CG_SAMPLER_BLOCK - 1) / CG_SAMPLER_BLOCK);
+  if (RT_CU(err, what, LaunchKernel, f, grid, 1, 1, CG_SAMPLER_BLOCK, 1, 1, 0, s->c->stream, argv, NULL)) return -1;
+  return s->c->sync_each ? RT_CU(err, what, StreamSynchronize, s->c->stream) : 0;
+}
+
+static int cs_inputs(void *ctx, const SamplerStep *k, IrErr *err) {
+  CudaSample *s = ctx;
+  const RtSampleLayout *l = s->l;
+  CUdeviceptr act = s->c->act;
+  CgSamplerInputsParams p = {
+      .x_in = dptr(act + (CUdeviceptr)l->x->offset), .t_in = dptr(act + (CUdeviceptr)l->t->offset),
+      .y_in = dptr(act + (CUdeviceptr)l->y->offset),
+      .s_in = l->scale ? dptr(act + (CUdeviceptr)l->scale->offset) : NULL, .x = dptr(s->x),
+      .labels = dptr(s->labels), .t = (float)k->t, .cfg_scale = s->r->cfg_scale, .rows = s->r->rows,
+      .rows_in = l->rows_in, .img = l->img,
+  };
+  return cs_launch(s, s->k_inputs, CG_SAMPLER_KERNEL_INPUTS, l->rows_in * l->img, &p, err);
+}
+
+/* The forward pass: the graph once there is one; else the steps, and after
+ * the first time (the warm-up) the capture, as run() does it. */
+static int cs_forward(void *ctx, IrErr *err) {
+  Cuda *c = ((CudaSample *)ctx)->c;
+  if (c->graph) return RT_CU(err, "forward graph", GraphLaunch, c->graph, c->stream);
+  if (enqueue(c, err)) return -1;
+  if (c->ran++ || c->no_graph || c->sync_each) return 0;
+  if (RT_CU(err, "forward pass", StreamSynchronize, c->stream)) return -1;
+  IrErr why;
+  CUgraphExec g = NULL;
+  c->no_graph = 1;
+  if (!rt_cuda_capture_begin(c->stream, &why)) {
+    int bad = enqueue(c, &why);
+    bad |= rt_cuda_capture_end(c->stream, &g, &why);
+    if (!bad && g) {
+      c->graph = g;
+      c->no_graph = 0;
+    } else if (g) {
+      rt_cu.GraphExecDestroy(g);
+    }
+  }
+  return 0;
+}
+
+static int cs_normal(void *ctx, uint64_t counter, IrErr *err) {
+  CudaSample *s = ctx;
+  const RtRng *g = s->r->rng;
+  CgSamplerNormalParams p = {.out = dptr(s->noise), .n = s->l->n, .counter = counter,
+                             .key_lo = (uint32_t)g->seed, .key_hi = (uint32_t)(g->seed >> 32)};
+  return cs_launch(s, s->k_normal, CG_SAMPLER_KERNEL_NORMAL, (s->l->n + 3) / 4, &p, err);
+}
+
+static int cs_update(void *ctx, const SamplerStep *k, RtNoiseKind nk, int64_t replay_at, IrErr *err) {
+  CudaSample *s = ctx;
+  const RtSampleLayout *l = s->l;
+  int64_t so = rt_status_offset(s->c->plan);
+  CUdeviceptr noise = nk == RT_NOISE_RNG ? s->noise
+                      : nk == RT_NOISE_REPLAY ? s->replay + (CUdeviceptr)replay_at * sizeof(float) : 0;
+  CgSamplerStepParams p = {
+      .x = dptr(s->x), .model_out = dptr(s->c->act + (CUdeviceptr)l->out->offset), .noise = dptr(noise),
+      .status = so >= 0 ? dptr(s->c->act + (CUdeviceptr)so) : NULL, .sticky = dptr(s->sticky),
+      .n = l->n, .chw = l->img, .hw = (int64_t)s->r->height * s->r->width,
+      .sr = k->sr, .srm1 = k->srm1, .coef1 = k->coef1, .coef2 = k->coef2, .max_log = k->max_log,
+      .min_log = k->min_log, .fixed_log = k->fixed_log, .sigma = k->sigma, .sqrt_ab_prev = k->sqrt_ab_prev,
+      .dir_coef = k->dir_coef, .ddpm = s->r->kind == SAMPLER_DDPM, .learn_sigma = s->r->learn_sigma,
+      .add_noise = nk != RT_NOISE_NONE,
+  };
+  return cs_launch(s, s->k_step, CG_SAMPLER_KERNEL_STEP, l->n, &p, err);
+}
+
+static int cuda_sample(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *err) {
+  Cuda *c = b->impl;
+  if (!c) return ir_errf(err, "cuda backend: sample before prepare");
+  RtSampleLayout l;
+  int rc = rt_sample_layout(c->plan, r, &l, err);
+  if (rc) return rc;
+  CudaSample s = {.c = c, .l = &l, .r = r};
+  if (rt_cuda_device_bind(&c->dev, err)) {
+    rt_sample_layout_free(&l);
+    return -1;
+  }
+  if ((rc = sampler_module(&s, err))) goto out;
+  rc = -1;
+  size_t xb = (size_t)l.n * sizeof(float), lb = (size_t)l.rows_in * sizeof(int32_t);
+  size_t rb = r->replay ? (size_t)(r->replay_steps * r->replay_rows * l.img) * sizeof(float) : 0;
+  if (RT_CU(err, "sampler x", MemAlloc, &s.x, xb) || RT_CU(err, "sampler noise", MemAlloc, &s.noise, xb) ||
+      RT_CU(err, "sampler labels", MemAlloc, &s.labels, lb) || RT_CU(err, "sampler status", MemAlloc, &s.sticky, 4) ||
+      (rb && RT_CU(err, "replayed noise", MemAlloc, &s.replay, rb)) ||
+      RT_CU(err, "x_T upload", MemcpyHtoDAsync, s.x, x, xb, c->stream) ||
+      RT_CU(err, "labels upload", MemcpyHtoDAsync, s.labels, l.labels, lb, c->stream) ||
+      (rb && RT_CU(err, "replayed noise upload", MemcpyHtoDAsync, s.replay, r->replay, rb, c->stream)) ||
+      RT_CU(err, "sampler status", MemsetD32Async, s.sticky, 0, 1, c->stream))
+    goto out;
+  RtSampleOps ops = {cs_inputs, cs_forward, cs_normal, cs_update};
+  int32_t status = 0;
+  if (rt_sample_loop(r, &l, &ops, &s, err) || RT_CU(err, "x_0", MemcpyDtoHAsync, x, s.x, xb, c->stream) ||
+      RT_CU(err, "sampler status", MemcpyDtoHAsync, &status, s.sticky, 4, c->stream) ||
+      RT_CU(err, "sampling loop", StreamSynchronize, c->stream) || rt_status_check(status, err))
+    goto out;
+  rc = 0;
+out:
+  if (rc) rt_cu.StreamSynchronize(c->stream); /* nothing may still use the buffers */
+  CUdeviceptr bufs[] = {s.x, s.noise, s.replay, s.labels, s.sticky};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    if (bufs[i]) rt_cu.MemFree(bufs[i]);
+  if (s.mod) rt_cu.ModuleUnload(s.mod);
+  rt_sample_layout_free(&l);
+  return rc;
+}
+
 static void cuda_free(RtBackend *b) {
   cuda_release(b->impl);
   free(b);
@@ -261,6 +444,6 @@ static void cuda_free(RtBackend *b) {
 RtBackend *rt_backend_cuda(IrErr *err) {
   if (!rt_cuda_available(err)) return NULL;
   RtBackend *b = xcalloc(1, sizeof *b);
-  *b = (RtBackend){"cuda", cuda_supports, cuda_prepare, cuda_run, cuda_free, NULL};
+  *b = (RtBackend){"cuda", cuda_supports, cuda_prepare, cuda_run, cuda_free, NULL, cuda_sample};
   return b;
 }

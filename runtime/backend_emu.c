@@ -9,7 +9,9 @@
  * copied otherwise.  run() writes the inputs into the arena in their stored
  * dtype, runs the steps in order - kernels through emu_launch with the one
  * DitcArgs argument, GEMMs through cg_gemm_ref - checks the status word and
- * reads the outputs back.
+ * reads the outputs back.  sample() runs rt_sample_loop with the sampler
+ * kernels (codegen/sampler_kernel.h) on buffers of its own next to the
+ * arena, exactly the launches the CUDA backend makes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -73,12 +75,9 @@ static int emu_prepare(RtBackend *b, const RtModel *m, IrErr *err) {
   return 0;
 }
 
-static int emu_run(RtBackend *b, const RtTensor *in, RtTensor *out, IrErr *err) {
-  Emu *e = b->impl;
-  if (!e) return ir_errf(err, "emu backend: run before prepare");
+/* The plan's steps, in order, on the arena as it stands. */
+static int emu_forward(Emu *e, IrErr *err) {
   const CgPlan *p = e->plan;
-  for (int i = 0; i < p->n_inputs; i++)
-    if (rt_io_put(p, &p->inputs[i], &in[i], e->act + p->inputs[i].offset, err)) return -1;
   DitcArgs args = {e->act, e->w};
   void *argv[] = {&args};
   for (int s = 0; s < p->n_steps; s++) {
@@ -93,6 +92,16 @@ static int emu_run(RtBackend *b, const RtTensor *in, RtTensor *out, IrErr *err) 
     if (emu_launch(e->mod, k->name, grid, block, st->shared_bytes, argv, &why))
       return ir_errf(err, "emu: step %d, kernel %s (%s): %s", s, k->name, st->what, why.msg);
   }
+  return 0;
+}
+
+static int emu_run(RtBackend *b, const RtTensor *in, RtTensor *out, IrErr *err) {
+  Emu *e = b->impl;
+  if (!e) return ir_errf(err, "emu backend: run before prepare");
+  const CgPlan *p = e->plan;
+  for (int i = 0; i < p->n_inputs; i++)
+    if (rt_io_put(p, &p->inputs[i], &in[i], e->act + p->inputs[i].offset, err)) return -1;
+  if (emu_forward(e, err)) return -1;
   int64_t so = rt_status_offset(p);
   if (so >= 0) {
     int32_t status;
@@ -103,6 +112,102 @@ static int emu_run(RtBackend *b, const RtTensor *in, RtTensor *out, IrErr *err) 
   return 0;
 }
 
+/* ---- sampling: the loop of rt_sample_loop on emulated device memory ---------- */
+
+typedef struct {
+  Emu *e;
+  const RtSampleLayout *l;
+  const RtSampleRequest *r;
+  EmuModule *mod;             /* the sampler kernels */
+  float *x, *noise;           /* device-side x and the step's normals */
+  int32_t *labels, *sticky;
+} EmuSample;
+
+static EmuDim3 grid_for(int64_t threads) {
+  EmuDim3 g = {(unsigned)((threads + CG_SAMPLER_BLOCK - 1) / CG_SAMPLER_BLOCK), 1, 1};
+  return g;
+}
+
+static int emu_sampler_launch(EmuSample *s, const char *kernel, int64_t threads, void *params, IrErr *err) {
+  EmuDim3 block = {CG_SAMPLER_BLOCK, 1, 1};
+  void *argv[] = {params};
+  IrErr why;
+  if (emu_launch(s->mod, kernel, grid_for(threads), block, 0, argv, &why))
+    return ir_errf(err, "emu: kernel %s: %s", kernel, why.msg);
+  return 0;
+}
+
+static int es_inputs(void *ctx, const SamplerStep *k, IrErr *err) {
+  EmuSample *s = ctx;
+  const RtSampleLayout *l = s->l;
+  char *act = s->e->act;
+  CgSamplerInputsParams p = {
+      .x_in = act + l->x->offset, .t_in = act + l->t->offset, .y_in = (int32_t *)(void *)(act + l->y->offset),
+      .s_in = l->scale ? act + l->scale->offset : NULL, .x = s->x, .labels = s->labels, .t = (float)k->t,
+      .cfg_scale = s->r->cfg_scale, .rows = s->r->rows, .rows_in = l->rows_in, .img = l->img,
+  };
+  return emu_sampler_launch(s, CG_SAMPLER_KERNEL_INPUTS, l->rows_in * l->img, &p, err);
+}
+
+static int es_forward(void *ctx, IrErr *err) { return emu_forward(((EmuSample *)ctx)->e, err); }
+
+static int es_normal(void *ctx, uint64_t counter, IrErr *err) {
+  EmuSample *s = ctx;
+  const RtRng *g = s->r->rng;
+  CgSamplerNormalParams p = {.out = s->noise, .n = s->l->n, .counter = counter, .key_lo = (uint32_t)g->seed,
+                             .key_hi = (uint32_t)(g->seed >> 32)};
+  return emu_sampler_launch(s, CG_SAMPLER_KERNEL_NORMAL, (s->l->n + 3) / 4, &p, err);
+}
+
+static int es_update(void *ctx, const SamplerStep *k, RtNoiseKind nk, int64_t replay_at, IrErr *err) {
+  EmuSample *s = ctx;
+  const RtSampleLayout *l = s->l;
+  int64_t so = rt_status_offset(s->e->plan);
+  const float *noise = nk == RT_NOISE_RNG ? s->noise : nk == RT_NOISE_REPLAY ? s->r->replay + replay_at : NULL;
+  CgSamplerStepParams p = {
+      .x = s->x, .model_out = s->e->act + l->out->offset, .noise = noise,
+      .status = so >= 0 ? (const int32_t *)(const void *)(s->e->act + so) : NULL, .sticky = s->sticky,
+      .n = l->n, .chw = l->img, .hw = (int64_t)s->r->height * s->r->width,
+      .sr = k->sr, .srm1 = k->srm1, .coef1 = k->coef1, .coef2 = k->coef2, .max_log = k->max_log,
+      .min_log = k->min_log, .fixed_log = k->fixed_log, .sigma = k->sigma, .sqrt_ab_prev = k->sqrt_ab_prev,
+      .dir_coef = k->dir_coef, .ddpm = s->r->kind == SAMPLER_DDPM, .learn_sigma = s->r->learn_sigma,
+      .add_noise = nk != RT_NOISE_NONE,
+  };
+  return emu_sampler_launch(s, CG_SAMPLER_KERNEL_STEP, l->n, &p, err);
+}
+
+/* The replay tensor is used where it lies: the emulated device's memory is
+ * the host's, so "uploading it once" is nothing to do. */
+static int emu_sample(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *err) {
+  Emu *e = b->impl;
+  if (!e) return ir_errf(err, "emu backend: sample before prepare");
+  RtSampleLayout l;
+  int rc = rt_sample_layout(e->plan, r, &l, err);
+  if (rc) return rc;
+  EmuSample s = {.e = e, .l = &l, .r = r};
+  char *src = cg_sampler_source(&l.types, err);
+  rc = -1;
+  if (!src || !(s.mod = emu_module_load(src, "ditc sampler kernels", err))) goto out;
+  s.x = alloc64(l.n * (int64_t)sizeof(float));
+  s.noise = alloc64(l.n * (int64_t)sizeof(float));
+  s.labels = alloc64(l.rows_in * (int64_t)sizeof(int32_t));
+  s.sticky = alloc64(sizeof(int32_t));
+  memcpy(s.x, x, (size_t)l.n * sizeof(float));
+  memcpy(s.labels, l.labels, (size_t)l.rows_in * sizeof(int32_t));
+  RtSampleOps ops = {es_inputs, es_forward, es_normal, es_update};
+  if (rt_sample_loop(r, &l, &ops, &s, err) || rt_status_check(*s.sticky, err)) goto out;
+  memcpy(x, s.x, (size_t)l.n * sizeof(float));
+  rc = 0;
+out:
+  free(src);
+  free(s.x);
+  free(s.noise);
+  free(s.labels);
+  free(s.sticky);
+  rt_sample_layout_free(&l);
+  return rc;
+}
+
 static void emu_free(RtBackend *b) {
   emu_release(b->impl);
   free(b);
@@ -110,6 +215,6 @@ static void emu_free(RtBackend *b) {
 
 RtBackend *rt_backend_emu(void) {
   RtBackend *b = xcalloc(1, sizeof *b);
-  *b = (RtBackend){"emu", emu_supports, emu_prepare, emu_run, emu_free, NULL};
+  *b = (RtBackend){"emu", emu_supports, emu_prepare, emu_run, emu_free, NULL, emu_sample};
   return b;
 }

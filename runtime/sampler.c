@@ -147,17 +147,13 @@ static int step_err(IrErr *err, const char *what, int step, int t) {
 
 /* The coefficients of kept step i, as float32 the way the reference extracts
  * them, plus the fixed-variance log (FIXED_LARGE when the model does not learn
- * sigma: log(append(posterior_variance[1], betas[1:]))). */
-typedef struct {
-  float sr, srm1;            /* sqrt_recip(m1)_alphas_cumprod */
-  float coef1, coef2;        /* posterior mean */
-  float max_log, min_log;    /* learned range: log beta, clipped log posterior variance */
-  float fixed_log;           /* FIXED_LARGE log variance */
-  float ab, ab_prev;         /* alphas_cumprod(_prev) */
-} StepCoef;
-
-static StepCoef step_coef(const Diffusion *d, int i) {
-  StepCoef c;
+ * sigma: log(append(posterior_variance[1], betas[1:]))) and DDIM's per-step
+ * values, each one float32 value as the reference computes it. */
+void sampler_step_coef(const Diffusion *d, int i, double eta, SamplerStep *out) {
+  DITC_ASSERT(i >= 0 && i < d->num_steps);
+  SamplerStep c;
+  c.i = i;
+  c.t = d->timestep_map[i];
   c.sr = (float)d->sqrt_recip_alphas_cumprod[i];
   c.srm1 = (float)d->sqrt_recipm1_alphas_cumprod[i];
   c.coef1 = (float)d->posterior_mean_coef1[i];
@@ -168,7 +164,44 @@ static StepCoef step_coef(const Diffusion *d, int i) {
   c.fixed_log = (float)log(fixed);
   c.ab = (float)d->alphas_cumprod[i];
   c.ab_prev = (float)d->alphas_cumprod_prev[i];
-  return c;
+  c.sigma = (float)eta * sqrtf((1.0f - c.ab_prev) / (1.0f - c.ab)) * sqrtf(1.0f - c.ab / c.ab_prev);
+  c.sqrt_ab_prev = sqrtf(c.ab_prev);
+  c.dir_coef = sqrtf(1.0f - c.ab_prev - c.sigma * c.sigma);
+  *out = c;
+}
+
+/* The device kernel (codegen/sampler_kernel.c) spells out this same order of
+ * float32 operations; change both together. */
+void sampler_step_apply(const SamplerStep *k, SamplerKind kind, int learn_sigma, int64_t rows, int channels,
+                        int64_t hw, float *x, const float *model_out, const float *noise) {
+  const int C = channels, c_out = learn_sigma ? 2 * C : C;
+  for (int64_t r = 0; r < rows; r++) {
+    for (int c = 0; c < C; c++) {
+      float *xp = x + (r * C + c) * hw;
+      const float *eps = model_out + (r * c_out + c) * hw;
+      const float *v = learn_sigma ? model_out + (r * c_out + C + c) * hw : NULL;
+      const float *z = noise ? noise + (r * C + c) * hw : NULL;
+      for (int64_t p = 0; p < hw; p++) {
+        float xv = xp[p], zv = z ? z[p] : 0.0f;
+        float pred_x0 = k->sr * xv - k->srm1 * eps[p];
+        float res;
+        if (kind == SAMPLER_DDPM) {
+          float mean = k->coef1 * pred_x0 + k->coef2 * xv;
+          float log_var = k->fixed_log;
+          if (v) {
+            float frac = (v[p] + 1.0f) / 2.0f;
+            log_var = frac * k->max_log + (1.0f - frac) * k->min_log;
+          }
+          res = k->i != 0 ? mean + expf(0.5f * log_var) * zv : mean;
+        } else {
+          float eps2 = (k->sr * xv - pred_x0) / k->srm1;
+          float mean = pred_x0 * k->sqrt_ab_prev + k->dir_coef * eps2;
+          res = k->i != 0 ? mean + k->sigma * zv : mean;
+        }
+        xp[p] = res;
+      }
+    }
+  }
 }
 
 int sampler_run(const Diffusion *d, const SamplerConfig *cfg, float *x, IrErr *err) {
@@ -216,40 +249,9 @@ int sampler_run(const Diffusion *d, const SamplerConfig *cfg, float *x, IrErr *e
       memset(noise, 0, sizeof(float) * (size_t)n);
     }
 
-    const StepCoef k = step_coef(d, i);
-    /* DDIM's sigma, one float32 value per step as the reference computes it. */
-    float sigma = (float)cfg->eta * sqrtf((1.0f - k.ab_prev) / (1.0f - k.ab)) *
-                  sqrtf(1.0f - k.ab / k.ab_prev);
-    float sqrt_ab_prev = sqrtf(k.ab_prev);
-    float dir_coef = sqrtf(1.0f - k.ab_prev - sigma * sigma);
-
-    for (int64_t r = 0; r < rows; r++) {
-      for (int c = 0; c < C; c++) {
-        float *xp = x + (r * C + c) * hw;
-        const float *eps = out + (r * c_out + c) * hw;
-        const float *v = cfg->learn_sigma ? out + (r * c_out + C + c) * hw : NULL;
-        const float *z = noise + (r * C + c) * hw;
-        for (int64_t p = 0; p < hw; p++) {
-          float xv = xp[p];
-          float pred_x0 = k.sr * xv - k.srm1 * eps[p];
-          float res;
-          if (cfg->kind == SAMPLER_DDPM) {
-            float mean = k.coef1 * pred_x0 + k.coef2 * xv;
-            float log_var = k.fixed_log;
-            if (v) {
-              float frac = (v[p] + 1.0f) / 2.0f;
-              log_var = frac * k.max_log + (1.0f - frac) * k.min_log;
-            }
-            res = i != 0 ? mean + expf(0.5f * log_var) * z[p] : mean;
-          } else {
-            float eps2 = (k.sr * xv - pred_x0) / k.srm1;
-            float mean = pred_x0 * sqrt_ab_prev + dir_coef * eps2;
-            res = i != 0 ? mean + sigma * z[p] : mean;
-          }
-          xp[p] = res;
-        }
-      }
-    }
+    SamplerStep k;
+    sampler_step_coef(d, i, cfg->eta, &k);
+    sampler_step_apply(&k, cfg->kind, cfg->learn_sigma, rows, C, hw, x, out, noise);
     if (cfg->progress) cfg->progress(cfg->progress_ctx, step + 1, S);
   }
   free(t);

@@ -65,6 +65,32 @@ typedef struct {
  * the reference); noise may be NULL only for DDIM with eta = 0. */
 int sampler_run(const Diffusion *d, const SamplerConfig *cfg, float *x, IrErr *err);
 
+/* One sampling step's coefficients, float32 as the per-element arithmetic
+ * takes them: the host loop (sampler_run) and the device sampler kernels
+ * (codegen/sampler_kernel.h) both get them from sampler_step_coef, so the
+ * schedule math has one definition. */
+typedef struct {
+  int i;                     /* kept step index (S-1 first); 0 is the last step: no noise added */
+  int t;                     /* its original timestep, timestep_map[i] */
+  float sr, srm1;            /* sqrt_recip(m1)_alphas_cumprod */
+  float coef1, coef2;        /* DDPM posterior mean */
+  float max_log, min_log;    /* DDPM learned range: log beta, clipped log posterior variance */
+  float fixed_log;           /* DDPM FIXED_LARGE: log(append(posterior_variance[1], betas[1:]))[i] */
+  float ab, ab_prev;         /* alphas_cumprod(_prev) */
+  float sigma;               /* DDIM: eta * sqrt((1-ab_prev)/(1-ab)) * sqrt(1-ab/ab_prev) */
+  float sqrt_ab_prev;        /* DDIM: sqrt(ab_prev) */
+  float dir_coef;            /* DDIM: sqrt(1 - ab_prev - sigma^2) */
+} SamplerStep;
+
+/* Step i's coefficients (0 <= i < num_steps); eta matters for DDIM only. */
+void sampler_step_coef(const Diffusion *d, int i, double eta, SamplerStep *out);
+
+/* The per-element update of one step, in place: x [rows, C, hw]; model_out
+ * [rows, C_out, hw] (C_out = 2C with learn_sigma: eps, then v); noise [rows,
+ * C, hw] or NULL for zeros.  New x = mean (+ noise term unless k->i == 0). */
+void sampler_step_apply(const SamplerStep *k, SamplerKind kind, int learn_sigma, int64_t rows, int channels,
+                        int64_t hw, float *x, const float *model_out, const float *noise);
+
 /* Deterministic N(0,1) generator (Philox-4x32-10 + Box-Muller) keyed by seed. */
 typedef struct {
   uint64_t seed;
@@ -75,6 +101,8 @@ void rng_init(RtRng *r, uint64_t seed);
  * each call starts a fresh block, so the stream depends only on seed, the
  * counter and n). */
 void rng_normal(RtRng *r, float *out, int64_t n);
+/* The blocks (counter values) one rng_normal call of n values consumes. */
+static inline uint64_t rng_blocks(int64_t n) { return (uint64_t)(n + 3) / 4; }
 /* The raw Philox-4x32-10 block function (Random123's philox4x32_R(10, ...)).
  * rng_normal uses ctr = {counter lo, counter hi, 0, 0}, key = {seed lo, seed hi}
  * and turns words (a, b) into r cos(2 pi u_b), r sin(2 pi u_b) with
