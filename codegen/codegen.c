@@ -22,13 +22,35 @@
  *            live for the whole run;
  *   emit     the source text (kernels.c, attention.c) and the CgSteps.
  *
- * Precision: values of IR dtype f32 are stored in the plan's precision
- * (f32, f16 or bf16), weights too (converted by cg_plan_fill_weights);
- * values whose IR dtype is f16/bf16/i32 keep it.  Graph inputs stay in their
- * IR dtype (the caller writes plain f32/i32) and each kernel converts on
- * load; a GEMM operand in another dtype gets a conversion step first.  Graph
- * outputs are left in their IR dtype (a copy step when the producer stored
- * another).
+ * Precision (the plan's f32, f16 or bf16) is a mixed-precision storage
+ * policy, like autocast: it applies to the operands of matrix products and
+ * to nothing else.  Every GEMM (linear, matmul) reads A and B in the
+ * precision and accumulates in f32; the fused attention reads q, k and v in
+ * whatever they are stored in and computes in f32.  Each value's storage is
+ * decided from its readers (storage(), after `need`):
+ *   - a value of IR dtype f32 is stored in the precision when every reader
+ *     takes it as a GEMM A/B operand or an attention q/k/v (through aliases:
+ *     a reshape shares its input's storage), else in f32.  So the residual
+ *     stream, layernorm/softmax/reduction inputs and outputs, elementwise
+ *     chains (modulation, gates, the focusing norms r^3 / sum r^6 of
+ *     paper-att-fgq, the timestep embedding's sin/cos arguments) and the
+ *     guidance combine stay f32, while e.g. the modulated layernorm output
+ *     feeding qkv, the attention output feeding proj, and the GELU'd fc1
+ *     output feeding fc2 are stored in the precision by their producers (a
+ *     kernel or GEMM converts on its store: no conversion step);
+ *   - GEMM outputs follow the same rule (CgGemm.d_dtype: f32 unless every
+ *     reader is a GEMM/attention operand); a bias is read in D's dtype;
+ *   - weights (PARAM/CONST, converted by cg_plan_fill_weights) too: a linear's
+ *     weight is stored in the precision, biases feeding f32 outputs, conv2d
+ *     patch-embedding and depthwise weights, embedding tables and constants
+ *     that kernels read stay f32;
+ *   - graph inputs keep their IR dtype (the caller writes plain f32/i32);
+ *     values whose IR dtype is f16/bf16/i32 keep it, and a GEMM over IR-typed
+ *     f16/bf16 values runs in that dtype.
+ * A value read both as a GEMM operand and otherwise is stored f32 and gets
+ * one conversion step for the GEMMs (operand_in).  Graph outputs are left in
+ * their IR dtype (a copy step when the producer stored another).  At f32
+ * every value is f32, as before the policy existed.
  *
  * Out-of-range embedding indices do not touch memory outside the table: the
  * kernel clamps them and sets the plan's status word (CgPlan.status_offset),
@@ -63,6 +85,7 @@ typedef struct {
 typedef struct {
   Lowering how;
   int need;
+  IrDType store;           /* storage dtype (see storage()); an alias: what its readers want */
   int buf;                 /* buffer holding the value, -1 when none */
   IrNode *linear;          /* LOW_LINEAR_GELU: the absorbed linear */
   NodeView qkv[3];         /* LOW_ATTENTION */
@@ -106,7 +129,6 @@ typedef struct {
   int n_weights, cap_weights;
   int64_t weights_bytes;
   int status_buf;          /* -1 when no kernel reports status */
-  unsigned char *f32_values; /* by node index: kept in f32 whatever the precision */
   Arena scratch;
 } Ctx;
 
@@ -120,15 +142,10 @@ static void node_shape(Ctx *c, const IrNode *n, int64_t *shape) {
 
 static int64_t node_numel(Ctx *c, const IrNode *n) { return ir_shape_numel(&n->shape, c->batch); }
 
-/* How a value of IR dtype t is stored at this precision. */
-static IrDType storage_of(Ctx *c, IrDType t) { return t == IR_F32 ? c->o->precision : t; }
-
-/* How node n's value is stored: the precision, except that the arguments of
- * sin and cos stay f32 - the timestep embedding's t * freq reaches ~1000,
- * where a bf16 ulp is 4 radians (mixed-precision frameworks keep it f32 too). */
-static IrDType storage_of_node(Ctx *c, const IrNode *n) {
-  if (n->dtype == IR_F32 && c->f32_values && c->f32_values[n->index]) return IR_F32;
-  return storage_of(c, n->dtype);
+/* The dtype a GEMM or fused attention computing node n reads its matrix
+ * operands in: the precision, or the IR dtype of an explicitly typed product. */
+static IrDType operand_dtype(Ctx *c, const IrNode *n) {
+  return n->dtype == IR_F32 ? c->o->precision : n->dtype;
 }
 
 static int new_buf(Ctx *c, CgSpace space, IrDType dtype, int64_t numel) {
@@ -326,8 +343,7 @@ static int decide(Ctx *c, IrErr *err) {
       break;
     case IR_GELU_TANH: {
       IrNode *l = n->in[0];
-      if (l->op == IR_LINEAR && l->n_in == 3 && c->uses[l->index] == 1 && inf(c, l)->how == LOW_GEMM &&
-          storage_of_node(c, l) == storage_of_node(c, n)) {
+      if (l->op == IR_LINEAR && l->n_in == 3 && c->uses[l->index] == 1 && inf(c, l)->how == LOW_GEMM) {
         ni->how = LOW_LINEAR_GELU;
         ni->linear = l;
         inf(c, l)->how = LOW_ABSORBED;
@@ -384,6 +400,56 @@ static void need(Ctx *c) {
 }
 
 /* ======================================================================== */
+/* storage                                                                  */
+/* ======================================================================== */
+
+/* What a reader wants: *want is -1 (no reader yet), one dtype, or f32 once
+ * readers disagree (f32 serves every kernel; a GEMM operand gets converted). */
+static void want_add(IrDType *want, IrDType t) {
+  if ((int)*want < 0)
+    *want = t;
+  else if (*want != t)
+    *want = IR_F32;
+}
+
+/* Each needed node's storage dtype, readers before producers (the precision
+ * policy at the top of this file). */
+static void storage(Ctx *c) {
+  IrGraph *g = c->g;
+  IrDType *want = xmalloc(((size_t)g->n_nodes + 1) * sizeof *want);
+  for (int i = 0; i < g->n_nodes; i++) want[i] = (IrDType)-1;
+  for (int i = 0; i < g->n_outputs; i++) want_add(&want[g->outputs[i]->index], g->outputs[i]->dtype);
+  IrNode **rd = NULL;
+  int cap = 0;
+  for (int i = g->n_nodes - 1; i >= 0; i--) {
+    IrNode *n = g->nodes[i];
+    NodeInfo *ni = inf(c, n);
+    if (!ni->need) continue;
+    if (n->dtype != IR_F32 || ni->how == LOW_INPUT || (int)want[i] < 0)
+      ni->store = n->dtype;
+    else
+      ni->store = want[i];
+    if (n->n_in + 3 > cap) {
+      cap = n->n_in + 3;
+      rd = xrealloc(rd, (size_t)cap * sizeof *rd);
+    }
+    int k = lowering_reads(c, n, rd);
+    for (int j = 0; j < k; j++) {
+      IrDType t = IR_F32; /* a kernel computes in f32 */
+      if (ni->how == LOW_GEMM || ni->how == LOW_LINEAR_GELU)
+        t = j < 2 ? operand_dtype(c, n) : ni->store; /* the bias is read in D's dtype */
+      else if (ni->how == LOW_ATTENTION)
+        t = operand_dtype(c, n);
+      else if (ni->how == LOW_ALIAS)
+        t = ni->store;
+      want_add(&want[rd[j]->index], t);
+    }
+  }
+  free(rd);
+  free(want);
+}
+
+/* ======================================================================== */
 /* steps                                                                    */
 /* ======================================================================== */
 
@@ -403,7 +469,7 @@ static int add_weight(Ctx *c, IrNode *n) {
     c->cap_weights = c->cap_weights ? 2 * c->cap_weights : 64;
     c->weights = xrealloc(c->weights, (size_t)c->cap_weights * sizeof *c->weights);
   }
-  IrDType t = storage_of_node(c, n);
+  IrDType t = inf(c, n)->store;
   int b = new_buf(c, CG_SPACE_WEIGHTS, t, node_numel(c, n));
   c->bufs[b].offset = c->weights_bytes;
   CgWeight *w = &c->weights[c->n_weights++];
@@ -469,7 +535,7 @@ static int plan_steps(Ctx *c) {
       IrNode *rd[IR_MAX_RANK + 3];
       IrNode **r = n->n_in + 3 > IR_MAX_RANK + 3 ? xmalloc((size_t)(n->n_in + 3) * sizeof *r) : rd;
       int k = lowering_reads(c, n, r);
-      ni->buf = new_buf(c, CG_SPACE_ACT, storage_of_node(c, n), node_numel(c, n));
+      ni->buf = new_buf(c, CG_SPACE_ACT, ni->store, node_numel(c, n));
       LStep *s = add_step(c, LS_NODE, n, k + (n->op == IR_EMBEDDING), ni->buf);
       for (int j = 0; j < k; j++) s->reads[j] = inf(c, r[j])->buf;
       if (n->op == IR_EMBEDDING) s->reads[k] = c->status_buf;
@@ -480,10 +546,9 @@ static int plan_steps(Ctx *c) {
     case LOW_LINEAR_GELU: {
       IrNode *rd[3];
       int k = lowering_reads(c, n, rd);
-      IrDType t = storage_of_node(c, n);
       int ops[3];
-      for (int j = 0; j < k; j++) ops[j] = operand_in(c, rd[j], t, conv_cache);
-      ni->buf = new_buf(c, CG_SPACE_ACT, t, node_numel(c, n));
+      for (int j = 0; j < k; j++) ops[j] = operand_in(c, rd[j], j < 2 ? operand_dtype(c, n) : ni->store, conv_cache);
+      ni->buf = new_buf(c, CG_SPACE_ACT, ni->store, node_numel(c, n));
       LStep *s = add_step(c, LS_NODE, n, k, ni->buf);
       memcpy(s->reads, ops, (size_t)k * sizeof(int));
       break;
@@ -726,7 +791,8 @@ static void emit_gemm_linear(Ctx *c, CgEmit *e, IrNode *n, const LStep *st, CgEp
   int64_t M = K ? node_numel(c, x) / K : node_numel(c, n) / (N ? N : 1);
   if (M == 0 || N == 0) return;
   CgLoc d = buf_loc(c, st->write);
-  CgGemm g = {.dtype = d.dtype, .trans_b = 1, .m = M, .n = N, .k = K, .batch = 1,
+  DITC_ASSERT(buf_loc(c, st->reads[0]).dtype == buf_loc(c, st->reads[1]).dtype);
+  CgGemm g = {.dtype = buf_loc(c, st->reads[0]).dtype, .d_dtype = d.dtype, .trans_b = 1, .m = M, .n = N, .k = K, .batch = 1,
               .lda = K, .ldb = K, .ldd = N, .stride_a = M * K, .stride_b = 0, .stride_d = M * N,
               .a = ref_of(buf_loc(c, st->reads[0])), .b = ref_of(buf_loc(c, st->reads[1])),
               .d = ref_of(d), .epilogue = CG_EPI_NONE, .alpha = 1.0f};
@@ -770,8 +836,9 @@ static void emit_gemm_matmul(Ctx *c, CgEmit *e, IrNode *n, const LStep *st) {
   }
   if (M == 0 || N == 0) return;
   CgLoc la = buf_loc(c, st->reads[0]), lb = buf_loc(c, st->reads[1]), ld = buf_loc(c, st->write);
-  int64_t es = (int64_t)ir_dtype_size(ld.dtype);
-  CgGemm g = {.dtype = ld.dtype, .trans_b = n->attr.trans_b, .m = M, .n = N, .k = K, .batch = 1,
+  DITC_ASSERT(la.dtype == lb.dtype);
+  int64_t es = (int64_t)ir_dtype_size(la.dtype), ds = (int64_t)ir_dtype_size(ld.dtype);
+  CgGemm g = {.dtype = la.dtype, .d_dtype = ld.dtype, .trans_b = n->attr.trans_b, .m = M, .n = N, .k = K, .batch = 1,
               .lda = K, .ldb = n->attr.trans_b ? K : N, .ldd = N, .stride_a = M * K,
               .stride_b = K * N, .stride_d = M * N, .epilogue = CG_EPI_NONE, .alpha = 1.0f};
   if (nd >= 1) {
@@ -788,7 +855,7 @@ static void emit_gemm_matmul(Ctx *c, CgEmit *e, IrNode *n, const LStep *st) {
       oa += ci * sa[i], ob += ci * sb[i], od += ci * sd[i];
     }
     g.a = ref_of(la), g.b = ref_of(lb), g.d = ref_of(ld);
-    g.a.offset += oa * es, g.b.offset += ob * es, g.d.offset += od * es;
+    g.a.offset += oa * es, g.b.offset += ob * es, g.d.offset += od * ds;
     cg_gemm(e, n, &g);
   }
 }
@@ -912,8 +979,9 @@ static void emit_header(Ctx *c, CgEmit *e) {
                  " *   precision: %s\n"
                  " *   codegen:   %s\n"
                  " * Shapes, strides and offsets are literals for this batch.  Graph inputs and\n"
-                 " * outputs keep their IR dtypes; other values are stored in the precision and\n"
-                 " * computed on in f32.  Arena bytes: %lld, weights bytes: %lld.\n"
+                 " * outputs keep their IR dtypes; matrix-product operands are stored in the\n"
+                 " * precision, other values in f32; all computing is f32.\n"
+                 " * Arena bytes: %lld, weights bytes: %lld.\n"
                  " */\n\n",
                  c->o->model ? c->o->model : "(unnamed)", c->g->name ? c->g->name : "?",
                  (long long)c->batch, ir_dtype_name(c->o->precision), CG_CODEGEN_VERSION,
@@ -986,18 +1054,10 @@ int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err) {
   Ctx c = {.g = g, .o = o, .plan = p, .batch = o->batch};
   c.uses = ir_use_counts(g); /* also refreshes node->index */
   c.info = xcalloc((size_t)g->n_nodes + 1, sizeof *c.info);
-  c.f32_values = xcalloc((size_t)g->n_nodes + 1, 1);
-  for (int i = 0; i < g->n_nodes; i++) {
-    IrNode *n = g->nodes[i];
-    if (n->op != IR_SIN && n->op != IR_COS) continue;
-    for (IrNode *x = n->in[0];; x = x->in[0]) { /* through aliases: they share storage */
-      c.f32_values[x->index] = 1;
-      if (x->op != IR_RESHAPE) break;
-    }
-  }
   int rc = -1;
   if (decide(&c, err)) goto done;
   need(&c);
+  storage(&c);
   if (plan_steps(&c)) goto done;
   p->arena_bytes = place(&c);
   p->entry = arena_strdup(&p->arena, g->name ? g->name : "forward");
@@ -1024,7 +1084,6 @@ int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err) {
 done:
   free(c.uses);
   free(c.info);
-  free(c.f32_values);
   free(c.bufs);
   free(c.steps);
   free(c.weights);

@@ -178,6 +178,7 @@ static json_t *io_json(const CgIo *io, int n) {
 static json_t *gemm_json(const CgGemm *g) {
   json_t *o = json_object();
   json_object_set_new(o, "dtype", json_string(ir_dtype_name(g->dtype)));
+  json_object_set_new(o, "d_dtype", json_string(ir_dtype_name(g->d_dtype)));
   json_object_set_new(o, "trans_a", json_integer(g->trans_a));
   json_object_set_new(o, "trans_b", json_integer(g->trans_b));
   const char *names[] = {"m", "n", "k", "batch", "lda", "ldb", "ldd", "stride_a", "stride_b", "stride_d"};
@@ -579,7 +580,8 @@ static int read_gemm(Rd *r, json_t *o, CgGemm *g, int64_t act, int64_t wts) {
   int64_t epi = 0;
   double alpha;
   json_t *al = json_object_get(o, "alpha");
-  if (jdtype(r, o, "dtype", 1, &g->dtype) || jint32(r, o, "trans_a", 0, 1, &g->trans_a) ||
+  if (jdtype(r, o, "dtype", 1, &g->dtype) || jdtype(r, o, "d_dtype", 1, &g->d_dtype) ||
+      jint32(r, o, "trans_a", 0, 1, &g->trans_a) ||
       jint32(r, o, "trans_b", 0, 1, &g->trans_b) || jint(r, o, "m", 1, big, &g->m) ||
       jint(r, o, "n", 1, big, &g->n) || jint(r, o, "k", 1, big, &g->k) || jint(r, o, "batch", 1, big, &g->batch) ||
       jint(r, o, "lda", 1, big, &g->lda) || jint(r, o, "ldb", 1, big, &g->ldb) || jint(r, o, "ldd", 1, big, &g->ldd) ||
@@ -593,15 +595,18 @@ static int read_gemm(Rd *r, json_t *o, CgGemm *g, int64_t act, int64_t wts) {
   g->alpha = (float)alpha;
   g->epilogue = (CgEpilogue)epi;
   if (g->d.space != CG_SPACE_ACT) return bad(r, "GEMM writes into the weights blob");
+  if (g->d_dtype != g->dtype && g->d_dtype != IR_F32)
+    return bad(r, "GEMM with %s operands writes %s (only the operands' dtype or f32)", ir_dtype_name(g->dtype),
+               ir_dtype_name(g->d_dtype));
   if (g->batch > 1 && g->stride_d < g->m * g->ldd) return bad(r, "GEMM output batches overlap");
-  size_t es = ir_dtype_size(g->dtype);
+  size_t es = ir_dtype_size(g->dtype), ds = ir_dtype_size(g->d_dtype);
   int64_t ar = g->trans_a ? g->k : g->m, ac = g->trans_a ? g->m : g->k;
   int64_t br = g->trans_b ? g->n : g->k, bc = g->trans_b ? g->k : g->n;
   if (span_ok(r, "A", g->a, g->batch, g->stride_a, ar, g->lda, ac, es, act, wts) ||
       span_ok(r, "B", g->b, g->batch, g->stride_b, br, g->ldb, bc, es, act, wts) ||
-      span_ok(r, "D", g->d, g->batch, g->stride_d, g->m, g->ldd, g->n, es, act, wts))
+      span_ok(r, "D", g->d, g->batch, g->stride_d, g->m, g->ldd, g->n, ds, act, wts))
     return -1;
-  if (g->epilogue != CG_EPI_NONE && span_ok(r, "bias", g->bias, 1, 0, 1, g->n, g->n, es, act, wts)) return -1;
+  if (g->epilogue != CG_EPI_NONE && span_ok(r, "bias", g->bias, 1, 0, 1, g->n, g->n, ds, act, wts)) return -1;
   return 0;
 }
 

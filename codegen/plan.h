@@ -41,9 +41,14 @@ typedef enum { CG_EPI_NONE, CG_EPI_BIAS, CG_EPI_GELU_TANH_BIAS } CgEpilogue;
 /* D[b] = op(A[b]) op(B[b]) (+ bias[n], then GELU for GELU_TANH_BIAS), all
  * row-major.  op(A) is [m, k], op(B) is [k, n], D is [m, n].  lda/ldb/ldd are
  * row strides and stride_* batch strides, in elements; a batch stride of 0
- * reuses one matrix for every batch entry (broadcast).  Accumulation is f32. */
+ * reuses one matrix for every batch entry (broadcast).  Accumulation is f32.
+ * A and B share `dtype`; D and the bias are stored in `d_dtype`, which is
+ * either `dtype` or f32 (f16/bf16 operands with an f32 result, as cuBLASLt's
+ * COMPUTE_32F allows).  d_dtype was added after the first version of this
+ * header: whoever fills a CgGemm must set it (IR_F32 is 0, so a zeroed field
+ * means an f32 result, not "same as dtype"). */
 typedef struct {
-  IrDType dtype;            /* storage of A, B, D and bias */
+  IrDType dtype;            /* storage of A and B */
   int trans_a, trans_b;
   int64_t m, n, k, batch;
   int64_t lda, ldb, ldd;
@@ -51,6 +56,7 @@ typedef struct {
   CgRef a, b, d, bias;      /* bias used when epilogue != NONE */
   CgEpilogue epilogue;
   float alpha;              /* D = alpha * AB (+ bias) */
+  IrDType d_dtype;          /* storage of D and bias: dtype or IR_F32 */
 } CgGemm;
 
 typedef enum { CG_STEP_KERNEL, CG_STEP_GEMM } CgStepKind;
@@ -95,7 +101,7 @@ typedef struct {
 typedef struct {
   Arena arena;              /* owns every string and array below */
   const char *entry;        /* "forward", ... */
-  IrDType precision;        /* activations and weights: f32, f16 or bf16 */
+  IrDType precision;        /* matrix-product operands: f32, f16 or bf16 (codegen.c: the policy) */
   int64_t batch;
   const char *source;       /* the generated CUDA C translation unit */
   CgKernel *kernels;
@@ -138,10 +144,10 @@ int cg_plan_fill_weights(const CgPlan *p, const Weights *w, void *blob, IrErr *e
 /* Runs one GEMM step on the host: the reference the emulated backend and the
  * tests use.  act is the activation arena, w the weights blob.  Operands are
  * widened to f32, multiplied with f32 accumulation, the epilogue applied in
- * f32 and D rounded once to g->dtype.  (codegen/gemm_ref.c) */
+ * f32 and D rounded once to g->d_dtype.  (codegen/gemm_ref.c) */
 void cg_gemm_ref(const CgGemm *g, char *act, const char *w);
 
 /* Bump when generated code changes meaning: it is part of every cache key. */
-#define CG_CODEGEN_VERSION "ditc-codegen-1"
+#define CG_CODEGEN_VERSION "ditc-codegen-2"
 
 #endif

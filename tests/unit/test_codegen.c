@@ -321,12 +321,37 @@ static void test_gemm_ref(void **state) {
   char act2[64], w2[64];
   memcpy(act2, a16, 8);
   memcpy(w2, b16, 8);
-  CgGemm g = {.dtype = IR_BF16, .m = 2, .n = 2, .k = 2, .batch = 1, .lda = 2, .ldb = 2, .ldd = 2,
-              .a = {CG_SPACE_ACT, 0}, .b = {CG_SPACE_WEIGHTS, 0}, .d = {CG_SPACE_ACT, 16}, .alpha = 1};
+  CgGemm g = {.dtype = IR_BF16, .d_dtype = IR_BF16, .m = 2, .n = 2, .k = 2, .batch = 1, .lda = 2,
+              .ldb = 2, .ldd = 2, .a = {CG_SPACE_ACT, 0}, .b = {CG_SPACE_WEIGHTS, 0},
+              .d = {CG_SPACE_ACT, 16}, .alpha = 1};
   cg_gemm_ref(&g, act2, w2);
   memcpy(d16, act2 + 16, 8);
   assert_float_equal(rt_bf16_to_f32(d16[0]), 1.5 * 0.5 + -2.0 * -1.0, 1e-6);
   assert_float_equal(rt_bf16_to_f32(d16[3]), 0.25 * 1.0 + 3.0 * 2.0, 1e-6);
+
+  /* f16 operands, f32 result and bias, batch 2 (D batches 4 floats apart):
+   * the product is exact in f32 and never rounded to half */
+  uint16_t a2[8], b2[4];
+  float av2[8] = {1.5f, -2.0f, 0.25f, 3.0f, 0.5f, 0.125f, -1.0f, 2.0f}, bias2[2] = {1e-4f, -3.0f};
+  for (int i = 0; i < 8; i++) a2[i] = rt_f32_to_f16(av2[i]);
+  for (int i = 0; i < 4; i++) b2[i] = rt_f32_to_f16(bv[i]);
+  char act3[128] = {0}, w3[64];
+  memcpy(act3, a2, 16);
+  memcpy(w3, b2, 8);
+  memcpy(w3 + 32, bias2, 8);
+  CgGemm m = {.dtype = IR_F16, .d_dtype = IR_F32, .m = 2, .n = 2, .k = 2, .batch = 2, .lda = 2,
+              .ldb = 2, .ldd = 2, .stride_a = 4, .stride_b = 0, .stride_d = 4,
+              .a = {CG_SPACE_ACT, 0}, .b = {CG_SPACE_WEIGHTS, 0}, .d = {CG_SPACE_ACT, 64},
+              .bias = {CG_SPACE_WEIGHTS, 32}, .epilogue = CG_EPI_BIAS, .alpha = 1};
+  cg_gemm_ref(&m, act3, w3);
+  float d32[8];
+  memcpy(d32, act3 + 64, 32);
+  for (int b = 0; b < 2; b++)
+    for (int i = 0; i < 2; i++)
+      for (int j = 0; j < 2; j++) {
+        float want = av2[4 * b + 2 * i] * bv[j] + av2[4 * b + 2 * i + 1] * bv[2 + j] + bias2[j];
+        assert_true(d32[4 * b + 2 * i + j] == want); /* 1e-4 survives: no half rounding */
+      }
 }
 
 /* ---- per-op graphs ------------------------------------------------------------ */
@@ -790,15 +815,14 @@ static void test_e2e_dit_tiny(void **state) {
   (void)state;
   check_reference(&DIT_TINY, "forward", "", IR_F32, 1e-5, 1);
   check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_F32, 1e-5, 1);
-  /* bf16 against the f32 reference measures bf16 itself: every weight and
-   * activation rounded to 8 mantissa bits gives 1.9e-2 on these random
-   * (untrained, all non-zero) weights, spread over every op (keeping any
-   * one op family in f32 removes at most a tenth of it).  Guidance at scale
-   * 4 amplifies the conditional - unconditional difference: 3.8e-2.  f16,
-   * three more mantissa bits: 2.5e-3. */
-  check_reference(&DIT_TINY, "forward", "", IR_BF16, 3e-2, 0);
-  check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_BF16, 5e-2, 0);
+  /* Half precision against the f32 reference: only matrix-product operands
+   * are rounded (codegen.c's policy), every other value stays f32, and the
+   * issue's bound holds for both formats on every case (measured: bf16
+   * 3.0e-3, with guidance 4.9e-3; f16 3.7e-4, 5.9e-4). */
+  check_reference(&DIT_TINY, "forward", "", IR_BF16, 1e-2, 0);
+  check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_BF16, 1e-2, 0);
   check_reference(&DIT_TINY, "forward", "", IR_F16, 1e-2, 1);
+  check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_F16, 1e-2, 0);
 }
 
 static void test_e2e_paper_variants(void **state) {
@@ -815,6 +839,12 @@ static void test_e2e_paper_variants(void **state) {
                                {"moe_experts", "8"}, {"moe_top_k", "2"}, {"moe_frequency", "1"}}};
   check_reference(&fgq, "forward", "", IR_F32, 1e-5, 1);
   check_reference(&moe, "forward", "", IR_F32, 1e-5, 1);
+  /* the focusing step (r^3, sums of r^6) overflows f16 and loses everything
+   * in bf16 unless it stays f32, as the policy keeps it */
+  check_reference(&fgq, "forward", "", IR_F16, 1e-2, 0);
+  check_reference(&fgq, "forward", "", IR_BF16, 1e-2, 1);
+  check_reference(&moe, "forward", "", IR_F16, 1e-2, 0);
+  check_reference(&moe, "forward", "", IR_BF16, 1e-2, 1);
 }
 
 static int setup_all(void **state) {

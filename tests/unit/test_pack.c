@@ -101,6 +101,7 @@ static void check_contents(const CgPack *pk) {
   assert_true(g->m == 2 && g->n == 3 && g->k == 4 && g->trans_b == 1 && !g->trans_a && g->ldd == 3);
   assert_int_equal(g->epilogue, CG_EPI_BIAS);
   assert_true(g->alpha == 1.0f);
+  assert_true(g->dtype == IR_F32 && g->d_dtype == IR_F32);
   assert_int_equal(p->steps[1].kind, CG_STEP_KERNEL);
   assert_int_equal(p->steps[1].block[0], 32);
   assert_int_equal(p->steps[1].grid[2], 1);
@@ -231,9 +232,11 @@ static void test_flipped_bytes(void **state) {
   buf[0] = 'X';
   expect_reject(buf, len, "bad magic");
   buf[0] = 'D';
-  buf[8] = 2;
-  expect_reject(buf, len, "version 2");
   buf[8] = 1;
+  expect_reject(buf, len, "version 1");
+  buf[8] = 3;
+  expect_reject(buf, len, "version 3");
+  buf[8] = 2;
   buf[24] = 65;
   expect_reject(buf, len, "table of contents offset");
   buf[24] = 64;
@@ -332,6 +335,10 @@ static void test_lying_toc(void **state) {
   lie_in_section(buf, len, pl, "\"kernel\":0", "\"kernel\":5", "field 'kernel' = 5");
   lie_in_section(buf, len, pl, "\"n\":3", "\"n\":7", "GEMM operand B ends at byte");
   lie_in_section(buf, len, pl, "\"ldd\":3", "\"ldd\":1", "row stride 1");
+  /* a GEMM writes its operands' dtype or f32, nothing else */
+  lie_in_section(buf, len, pl, "\"d_dtype\":\"f32\"", "\"d_dtype\":\"f16\"", "GEMM with f32 operands writes f16");
+  lie_in_section(buf, len, pl, "\"d_dtype\":\"f32\"", "\"d_dtype\":\"i32\"", "field 'd_dtype'");
+  lie_in_section(buf, len, pl, "\"d_dtype\":\"f32\"", "\"x_dtype\":\"f32\"", "'d_dtype' is missing");
   lie_in_section(buf, len, pl, "\"offset\":128", "\"offset\":178", "lies outside the 192-byte arena");
   lie_in_section(buf, len, pl, "\"offset\":48", "\"offset\":78", "outside the 80-byte weights blob");
   lie_in_section(buf, len, pl, "\"block\":[32,", "\"block\":[0 ,", "field 'block'");
