@@ -1,10 +1,13 @@
 /*
  * codegen.c - lower an IR graph into an execution plan (plan.h).
  *
- * Five steps, each a function below:
+ * Six steps, each a function below:
  *   decide   how each node is lowered: a kernel, a GEMM step, an alias
  *            (reshape shares its input's storage), a leaf (inputs in the
- *            arena, PARAM/CONST in the weights blob), or absorbed into a
+ *            arena, PARAM/CONST in the weights blob), a computed weight (a
+ *            concat/slice/permute/cast of weights only, e.g. hoist-adaln's
+ *            stacked adaLN weights: a constant of the plan, computed into the
+ *            blob by cg_plan_fill_weights, never a step), or absorbed into a
  *            neighbour (the linear under a tanh-GELU becomes the GEMM's
  *            epilogue; matmul -> scale -> softmax -> matmul becomes one fused
  *            attention kernel reading q/k/v through the permutes and slices
@@ -12,11 +15,14 @@
  *   need     which nodes must be materialised: walk back from the outputs
  *            through what each lowering actually reads (so the head-split
  *            permutes a fused attention reads through cost nothing);
+ *   storage  each value's storage dtype (the precision policy below);
  *   steps    the ordered list of lowered steps with the buffers they read
  *            and write, adding dtype conversions where a GEMM operand is not
  *            stored in the GEMM's dtype, and copies so that every graph
  *            output has its own buffer in its IR dtype;
- *   place    buffers into the arena: lifetimes [first write, last read] over
+ *   place    weights into the blob, those some step reads (a parameter read
+ *            only by computed weights is not stored); buffers into the
+ *            arena: lifetimes [first write, last read] over
  *            the step list, then a greedy first-fit by decreasing size, every
  *            offset 256-byte aligned; inputs, outputs and the status word
  *            live for the whole run;
@@ -66,7 +72,7 @@
 typedef enum {
   LOW_NONE,        /* not computed (dead, or not needed) */
   LOW_INPUT,       /* graph input: in the arena, written by the caller */
-  LOW_WEIGHT,      /* PARAM / CONST: in the weights blob */
+  LOW_WEIGHT,      /* PARAM / CONST, or a weight-only node: in the weights blob */
   LOW_ALIAS,       /* reshape: its input's storage */
   LOW_KERNEL,      /* a generated kernel */
   LOW_GEMM,        /* linear / matmul: GEMM steps */
@@ -102,6 +108,7 @@ typedef struct {
   int first, last;         /* step range it is live in */
   int pinned;              /* live for the whole run */
   int is_input;            /* a graph input's: the caller writes it */
+  int weight;              /* CgWeight index of a weights-space buffer, else -1 */
 } Buf;
 
 typedef enum { LS_NODE, LS_CONVERT, LS_OUTPUT, LS_STATUS } LsKind;
@@ -155,7 +162,7 @@ static int new_buf(Ctx *c, CgSpace space, IrDType dtype, int64_t numel) {
   }
   Buf *b = &c->bufs[c->n_bufs];
   *b = (Buf){.space = space, .dtype = dtype, .bytes = numel * (int64_t)ir_dtype_size(dtype),
-             .offset = -1, .first = -1, .last = -1};
+             .offset = -1, .first = -1, .last = -1, .weight = -1};
   return c->n_bufs++;
 }
 
@@ -312,6 +319,25 @@ static int match_attention(Ctx *c, IrNode *n) {
   return 1;
 }
 
+/* The node a chain of reshapes (aliases) stores its value in. */
+static IrNode *alias_root(Ctx *c, IrNode *n) {
+  while (inf(c, n)->how == LOW_ALIAS) n = n->in[0];
+  return n;
+}
+
+/* A weight-only node the blob can hold (CgWeight.op): a layout op or cast
+ * over float weights (PARAM, CONST or themselves computed), e.g. the stacked
+ * adaLN weights hoist-adaln makes.  Other weight-only nodes stay steps. */
+static int computed_weight(Ctx *c, const IrNode *n) {
+  if (n->op != IR_CONCAT && n->op != IR_SLICE && n->op != IR_PERMUTE && n->op != IR_CAST) return 0;
+  if (!ir_dtype_is_float(n->dtype)) return 0;
+  for (int i = 0; i < n->n_in; i++) {
+    IrNode *x = alias_root(c, n->in[i]);
+    if (inf(c, x)->how != LOW_WEIGHT || !ir_dtype_is_float(x->dtype)) return 0;
+  }
+  return 1;
+}
+
 static int decide(Ctx *c, IrErr *err) {
   for (int i = 0; i < c->g->n_nodes; i++) {
     IrNode *n = c->g->nodes[i];
@@ -327,7 +353,9 @@ static int decide(Ctx *c, IrErr *err) {
       /* the attention writes its result straight into the permuted layout */
       IrNode *m = n->in[0];
       NodeInfo *mi = inf(c, m);
-      if (mi->how == LOW_ATTENTION && !mi->attn && c->uses[m->index] == 1) {
+      if (computed_weight(c, n)) {
+        ni->how = LOW_WEIGHT;
+      } else if (mi->how == LOW_ATTENTION && !mi->attn && c->uses[m->index] == 1) {
         *ni = *mi;
         ni->attn = m;
         ni->fused = arena_printf(&c->scratch, "%s, %%%d permute", mi->fused, n->id);
@@ -352,7 +380,7 @@ static int decide(Ctx *c, IrErr *err) {
       }
       break;
     }
-    default: ni->how = LOW_KERNEL; break;
+    default: ni->how = computed_weight(c, n) ? LOW_WEIGHT : LOW_KERNEL; break;
     }
   }
   return 0;
@@ -377,6 +405,9 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
   case LOW_ATTENTION:
     for (int i = 0; i < 3; i++) out[i] = ni->qkv[i].base;
     return 3;
+  case LOW_WEIGHT: /* a computed weight reads its inputs when the blob is filled */
+    for (int i = 0; i < n->n_in; i++) out[i] = n->in[i];
+    return n->n_in;
   default: return 0;
   }
 }
@@ -442,6 +473,8 @@ static void storage(Ctx *c) {
         t = operand_dtype(c, n);
       else if (ni->how == LOW_ALIAS)
         t = ni->store;
+      else if (ni->how == LOW_WEIGHT)
+        t = rd[j]->dtype; /* computed at fill time from exact values */
       want_add(&want[rd[j]->index], t);
     }
   }
@@ -471,22 +504,45 @@ static int add_weight(Ctx *c, IrNode *n) {
   }
   IrDType t = inf(c, n)->store;
   int b = new_buf(c, CG_SPACE_WEIGHTS, t, node_numel(c, n));
-  c->bufs[b].offset = c->weights_bytes;
+  c->bufs[b].weight = c->n_weights;
   CgWeight *w = &c->weights[c->n_weights++];
-  *w = (CgWeight){.name = n->name ? arena_strdup(&c->plan->arena, n->name) : NULL,
+  Arena *a = &c->plan->arena;
+  int leaf = n->op == IR_PARAM || n->op == IR_CONST;
+  *w = (CgWeight){.name = leaf ? (n->name ? arena_strdup(a, n->name) : NULL) : node_what(a, n),
                   .dtype = t,
                   .rank = n->shape.rank,
-                  .offset = c->weights_bytes,
+                  .offset = -1, /* place_weights() */
                   .param_id = n->op == IR_PARAM ? n->id : -1};
   node_shape(c, n, w->shape);
   if (n->op == IR_CONST) {
     size_t bytes = (size_t)node_numel(c, n) * 4; /* f32 values or i32 bits */
-    void *d = arena_alloc(&c->plan->arena, bytes ? bytes : 1);
+    void *d = arena_alloc(a, bytes ? bytes : 1);
     memcpy(d, n->data, bytes);
     w->const_data = d;
   }
-  c->weights_bytes = align_up(c->weights_bytes + c->bufs[b].bytes);
+  if (!leaf) {
+    int *in = arena_alloc(a, (size_t)n->n_in * sizeof *in);
+    for (int i = 0; i < n->n_in; i++) in[i] = c->bufs[inf(c, n->in[i])->buf].weight;
+    w->op = n->op;
+    w->attr = n->attr;
+    w->n_in = n->n_in;
+    w->in = in;
+  }
   return b;
+}
+
+/* Blob offsets, in weight order, for the weights some step reads; the others
+ * (inputs of computed weights only) are not stored. */
+static void place_weights(Ctx *c) {
+  unsigned char *read = xcalloc((size_t)c->n_bufs + 1, 1);
+  for (int s = 0; s < c->n_steps; s++)
+    for (int j = 0; j < c->steps[s].n_reads; j++) read[c->steps[s].reads[j]] = 1;
+  for (int b = 0; b < c->n_bufs; b++) {
+    if (c->bufs[b].weight < 0 || !read[b]) continue;
+    c->bufs[b].offset = c->weights[c->bufs[b].weight].offset = c->weights_bytes;
+    c->weights_bytes = align_up(c->weights_bytes + c->bufs[b].bytes);
+  }
+  free(read);
 }
 
 /* Buffer holding node x's value in dtype t: x's own, or a converted copy made
@@ -1059,6 +1115,7 @@ int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err) {
   need(&c);
   storage(&c);
   if (plan_steps(&c)) goto done;
+  place_weights(&c);
   p->arena_bytes = place(&c);
   p->entry = arena_strdup(&p->arena, g->name ? g->name : "forward");
   p->precision = o->precision;
@@ -1108,44 +1165,226 @@ void cg_plan_free(CgPlan *p) {
 
 #include "tensor.h"
 
+static int64_t shape_numel(int rank, const int64_t *shape) {
+  int64_t n = 1;
+  for (int j = 0; j < rank; j++) n *= shape[j];
+  return n;
+}
+
+/* Elements before and after `axis` of a computed weight's shape. */
+static void outer_inner(const CgWeight *cw, int axis, int64_t *outer, int64_t *inner) {
+  *outer = *inner = 1;
+  for (int j = 0; j < cw->rank; j++) {
+    if (j < axis) *outer *= cw->shape[j];
+    if (j > axis) *inner *= cw->shape[j];
+  }
+}
+
+static int is_float_dtype(IrDType t) { return t == IR_F32 || t == IR_F16 || t == IR_BF16; }
+
+int cg_weight_check(const CgPlan *p, int i, IrErr *err) {
+  const CgWeight *cw = &p->weights[i];
+  const char *name = cw->name ? cw->name : "?";
+  if (cw->n_in == 0) return 0;
+  if (cw->n_in < 0 || !cw->in) return ir_errf(err, "computed weight '%s': no inputs", name);
+  if (cw->param_id >= 0 || cw->const_data)
+    return ir_errf(err, "computed weight '%s' is also a parameter or constant", name);
+  if (!is_float_dtype(cw->dtype)) return ir_errf(err, "computed weight '%s': dtype %s", name, ir_dtype_name(cw->dtype));
+  int64_t numel = shape_numel(cw->rank, cw->shape), in_numel[1] = {0};
+  for (int j = 0; j < cw->n_in; j++) {
+    int k = cw->in[j];
+    if (k < 0 || k >= i) return ir_errf(err, "computed weight '%s': input %d is not an earlier weight", name, k);
+    if (!is_float_dtype(p->weights[k].dtype))
+      return ir_errf(err, "computed weight '%s': input '%s' is not float", name, p->weights[k].name ? p->weights[k].name : "?");
+    if (j == 0) in_numel[0] = shape_numel(p->weights[k].rank, p->weights[k].shape);
+  }
+  int axis = cw->attr.axis;
+  int64_t outer, inner;
+  switch (cw->op) {
+  case IR_RESHAPE:
+  case IR_CAST:
+    if (cw->n_in != 1 || in_numel[0] != numel) break;
+    if (cw->op == IR_CAST && !is_float_dtype(cw->attr.to)) break;
+    return 0;
+  case IR_PERMUTE: {
+    unsigned seen = 0;
+    if (cw->n_in != 1 || in_numel[0] != numel) break;
+    for (int j = 0; j < cw->rank; j++) {
+      int q = cw->attr.perm[j];
+      if (q < 0 || q >= cw->rank || (seen >> q & 1)) return ir_errf(err, "computed weight '%s': bad permutation", name);
+      seen |= 1u << q;
+    }
+    return 0;
+  }
+  case IR_SLICE:
+    if (cw->n_in != 1 || axis < 0 || axis >= cw->rank) break;
+    outer_inner(cw, axis, &outer, &inner);
+    if (outer * inner == 0) {
+      if (numel == 0) return 0;
+      break;
+    }
+    if (in_numel[0] % (outer * inner) || cw->attr.start < 0 || cw->attr.len != cw->shape[axis] ||
+        cw->attr.start > in_numel[0] / (outer * inner) - cw->shape[axis])
+      break;
+    return 0;
+  case IR_CONCAT: {
+    if (axis < 0 || axis >= cw->rank) break;
+    outer_inner(cw, axis, &outer, &inner);
+    int64_t along = 0;
+    int ok = 1;
+    for (int j = 0; j < cw->n_in && ok; j++) {
+      const CgWeight *x = &p->weights[cw->in[j]];
+      int64_t n = shape_numel(x->rank, x->shape);
+      if (outer * inner == 0) {
+        ok = n == 0;
+      } else {
+        ok = n % (outer * inner) == 0;
+        along += n / (outer * inner);
+      }
+    }
+    if (!ok || (outer * inner != 0 && along != cw->shape[axis])) break;
+    return 0;
+  }
+  default: return ir_errf(err, "computed weight '%s': op %s cannot be computed into the blob", name, ir_op_name(cw->op));
+  }
+  return ir_errf(err, "computed weight '%s': its %s does not fit its inputs", name, ir_op_name(cw->op));
+}
+
+/* The f32 values of computed weight cw from its inputs' values (the checks
+ * above hold). */
+static float *compute_weight(const CgPlan *p, const CgWeight *cw, float *const *val) {
+  int64_t numel = shape_numel(cw->rank, cw->shape);
+  float *out = xmalloc((size_t)(numel > 0 ? numel : 1) * sizeof *out);
+  const float *x = val[cw->in[0]];
+  int64_t outer, inner;
+  switch (cw->op) {
+  case IR_RESHAPE: memcpy(out, x, (size_t)numel * sizeof *out); break;
+  case IR_CAST:
+    for (int64_t j = 0; j < numel; j++)
+      out[j] = cw->attr.to == IR_F16 ? rt_f16_to_f32(rt_f32_to_f16(x[j]))
+               : cw->attr.to == IR_BF16 ? rt_bf16_to_f32(rt_f32_to_bf16(x[j]))
+                                         : x[j];
+    break;
+  case IR_SLICE: {
+    outer_inner(cw, cw->attr.axis, &outer, &inner);
+    if (!numel) break;
+    int64_t len = cw->shape[cw->attr.axis], in_len = shape_numel(p->weights[cw->in[0]].rank, p->weights[cw->in[0]].shape) / (outer * inner);
+    for (int64_t o = 0; o < outer; o++)
+      memcpy(out + o * len * inner, x + (o * in_len + cw->attr.start) * inner, (size_t)(len * inner) * sizeof *out);
+    break;
+  }
+  case IR_CONCAT: {
+    outer_inner(cw, cw->attr.axis, &outer, &inner);
+    if (!numel) break;
+    int64_t along = cw->shape[cw->attr.axis], at = 0;
+    for (int j = 0; j < cw->n_in; j++) {
+      const CgWeight *w = &p->weights[cw->in[j]];
+      int64_t len = shape_numel(w->rank, w->shape) / (outer * inner);
+      for (int64_t o = 0; o < outer; o++)
+        memcpy(out + (o * along + at) * inner, val[cw->in[j]] + o * len * inner, (size_t)(len * inner) * sizeof *out);
+      at += len;
+    }
+    break;
+  }
+  case IR_PERMUTE: { /* out axis j is input axis perm[j] */
+    int r = cw->rank;
+    int64_t in_shape[IR_MAX_RANK], in_stride[IR_MAX_RANK], idx[IR_MAX_RANK] = {0}, step[IR_MAX_RANK];
+    for (int j = 0; j < r; j++) in_shape[cw->attr.perm[j]] = cw->shape[j];
+    for (int j = r - 1, s = 1; j >= 0; j--) {
+      in_stride[j] = s;
+      s *= in_shape[j];
+    }
+    for (int j = 0; j < r; j++) step[j] = in_stride[cw->attr.perm[j]];
+    for (int64_t e = 0, off = 0; e < numel; e++) {
+      out[e] = x[off];
+      for (int j = r - 1; j >= 0; j--) { /* odometer over the output's coordinates */
+        off += step[j];
+        if (++idx[j] < cw->shape[j]) break;
+        off -= step[j] * cw->shape[j];
+        idx[j] = 0;
+      }
+    }
+    break;
+  }
+  default: ditc_unreachable();
+  }
+  return out;
+}
+
+/* n values src (f32; i32 bits for an i32 CONST) into dst in dtype t. */
+static int store_weight(const CgWeight *cw, const float *src, int64_t n, char *dst, IrErr *err) {
+  switch (cw->dtype) {
+  case IR_F32: memcpy(dst, src, (size_t)n * 4); break;
+  case IR_I32:
+    if (cw->const_data) {
+      memcpy(dst, src, (size_t)n * 4); /* i32 bits */
+    } else {
+      for (int64_t j = 0; j < n; j++) ((int32_t *)dst)[j] = (int32_t)src[j];
+    }
+    break;
+  case IR_F16:
+    for (int64_t j = 0; j < n; j++) {
+      uint16_t h = rt_f32_to_f16(src[j]);
+      memcpy(dst + 2 * j, &h, 2);
+    }
+    break;
+  case IR_BF16:
+    for (int64_t j = 0; j < n; j++) {
+      uint16_t h = rt_f32_to_bf16(src[j]);
+      memcpy(dst + 2 * j, &h, 2);
+    }
+    break;
+  default: return ir_errf(err, "codegen: weight '%s' has unsupported dtype %s", cw->name ? cw->name : "?",
+                          ir_dtype_name(cw->dtype));
+  }
+  return 0;
+}
+
 int cg_plan_fill_weights(const CgPlan *p, const Weights *w, void *blob, IrErr *err) {
   char *out = blob;
   memset(out, 0, (size_t)p->weights_bytes);
+  /* values of the weights computed weights read, f32 (owned when computed or rounded) */
+  float **val = xcalloc((size_t)p->n_weights + 1, sizeof *val);
+  unsigned char *owned = xcalloc((size_t)p->n_weights + 1, 1), *read = xcalloc((size_t)p->n_weights + 1, 1);
+  int rc = -1;
+  for (int i = 0; i < p->n_weights; i++)
+    for (int j = 0; j < p->weights[i].n_in; j++)
+      if (p->weights[i].in[j] >= 0 && p->weights[i].in[j] < i) read[p->weights[i].in[j]] = 1;
   for (int i = 0; i < p->n_weights; i++) {
     const CgWeight *cw = &p->weights[i];
-    int64_t n = 1;
-    for (int j = 0; j < cw->rank; j++) n *= cw->shape[j];
+    int64_t n = shape_numel(cw->rank, cw->shape);
     const float *src = cw->const_data;
-    if (!src) {
-      if (!w || cw->param_id < 0 || cw->param_id >= w->cap || !w->data[cw->param_id])
-        return ir_errf(err, "codegen: weight '%s' is not bound", cw->name ? cw->name : "?");
+    if (cw->n_in) {
+      if (cg_weight_check(p, i, err)) goto out;
+      src = val[i] = compute_weight(p, cw, val);
+      owned[i] = 1;
+    } else if (!src) {
+      if (!w || cw->param_id < 0 || cw->param_id >= w->cap || !w->data[cw->param_id]) {
+        ir_errf(err, "codegen: weight '%s' is not bound", cw->name ? cw->name : "?");
+        goto out;
+      }
       src = w->data[cw->param_id];
     }
-    char *dst = out + cw->offset;
-    switch (cw->dtype) {
-    case IR_F32: memcpy(dst, src, (size_t)n * 4); break;
-    case IR_I32:
-      if (cw->const_data) {
-        memcpy(dst, src, (size_t)n * 4); /* i32 bits */
+    if (read[i] && !cw->n_in) {
+      /* a half-typed parameter holds half values (as runtime/ref.c does) */
+      if (cw->dtype == IR_F16 || cw->dtype == IR_BF16) {
+        float *r = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *r);
+        for (int64_t j = 0; j < n; j++)
+          r[j] = cw->dtype == IR_F16 ? rt_f16_to_f32(rt_f32_to_f16(src[j])) : rt_bf16_to_f32(rt_f32_to_bf16(src[j]));
+        val[i] = r;
+        owned[i] = 1;
       } else {
-        for (int64_t j = 0; j < n; j++) ((int32_t *)dst)[j] = (int32_t)src[j];
+        val[i] = (float *)src;
       }
-      break;
-    case IR_F16:
-      for (int64_t j = 0; j < n; j++) {
-        uint16_t h = rt_f32_to_f16(src[j]);
-        memcpy(dst + 2 * j, &h, 2);
-      }
-      break;
-    case IR_BF16:
-      for (int64_t j = 0; j < n; j++) {
-        uint16_t h = rt_f32_to_bf16(src[j]);
-        memcpy(dst + 2 * j, &h, 2);
-      }
-      break;
-    default: return ir_errf(err, "codegen: weight '%s' has unsupported dtype %s", cw->name ? cw->name : "?",
-                            ir_dtype_name(cw->dtype));
     }
+    if (cw->offset >= 0 && store_weight(cw, src, n, out + cw->offset, err)) goto out;
   }
-  return 0;
+  rc = 0;
+out:
+  for (int i = 0; i < p->n_weights; i++)
+    if (owned[i]) free(val[i]);
+  free(val);
+  free(owned);
+  free(read);
+  return rc;
 }

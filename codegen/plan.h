@@ -87,15 +87,30 @@ typedef struct {
   int64_t offset;           /* in the activation arena */
 } CgIo;
 
-/* A weight tensor in the blob, converted to its storage dtype. */
+/* A weight tensor in the blob, converted to its storage dtype.
+ *
+ * Besides PARAMs and CONSTs, a weight may be computed from other weights
+ * when the blob is filled (added after the first version of this header):
+ * a node that depends on PARAM/CONST nodes only (e.g. hoist-adaln's
+ * concat(W_0, ..., W_depth)) is a constant of the plan, not a step.  With
+ * n_in > 0 the value is op(in[0], ..., in[n_in - 1]) with attr, the inputs
+ * being earlier entries of CgPlan.weights read as flat row-major arrays (an
+ * input may be a reshape of the entry: only its element count matters); op
+ * is CONCAT, SLICE, PERMUTE, RESHAPE or CAST over float values; param_id is -1
+ * and const_data NULL.  offset -1: not stored in the blob, only read by
+ * computed weights (the stacked blocks' weights stay out of it). */
 typedef struct {
-  const char *name;         /* PARAM name */
+  const char *name;         /* PARAM name; a computed weight's node ("%12 concat") */
   IrDType dtype;
   int rank;
   int64_t shape[IR_MAX_RANK];
-  int64_t offset;           /* in the weights blob */
+  int64_t offset;           /* in the weights blob, or -1 (see above) */
   int param_id;             /* IR node id of the PARAM (for binding), or -1 for a CONST */
   const float *const_data;  /* CONST: its f32 values (arena-owned) */
+  IrOp op;                  /* computed weights: the op (n_in > 0) */
+  IrAttrs attr;             /* its attributes (axis, start, perm, to) */
+  int n_in;                 /* 0: a PARAM or CONST */
+  const int *in;            /* indices of earlier weights (arena-owned) */
 } CgWeight;
 
 typedef struct {
@@ -138,8 +153,14 @@ int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err);
 void cg_plan_free(CgPlan *p);
 
 /* Fill the weights blob (weights_bytes, host memory) from bound weights
- * (runtime/weights.h), converting to each CgWeight's dtype. */
+ * (runtime/weights.h), computing the computed weights (in f32, from their
+ * inputs' values) and converting each to its CgWeight's dtype. */
 int cg_plan_fill_weights(const CgPlan *p, const Weights *w, void *blob, IrErr *err);
+/* Check computed weight i of p (no-op for a PARAM/CONST): its op, inputs
+ * (earlier weights, float), attributes and element counts fit together, so
+ * filling it reads and writes only inside its arrays.  The pack reader runs
+ * it on every weight.  0 or -1 with a message naming the weight. */
+int cg_weight_check(const CgPlan *p, int i, IrErr *err);
 
 /* Runs one GEMM step on the host: the reference the emulated backend and the
  * tests use.  act is the activation arena, w the weights blob.  Operands are
@@ -148,6 +169,6 @@ int cg_plan_fill_weights(const CgPlan *p, const Weights *w, void *blob, IrErr *e
 void cg_gemm_ref(const CgGemm *g, char *act, const char *w);
 
 /* Bump when generated code changes meaning: it is part of every cache key. */
-#define CG_CODEGEN_VERSION "ditc-codegen-2"
+#define CG_CODEGEN_VERSION "ditc-codegen-3"
 
 #endif

@@ -107,7 +107,14 @@ static void check_plan_shape(const CgPlan *p) {
     assert_true(p->inputs[i].offset < p->arena_bytes || p->arena_bytes == 0);
   }
   for (int i = 0; i < p->n_outputs; i++) assert_int_equal(p->outputs[i].offset % 256, 0);
-  for (int i = 0; i < p->n_weights; i++) assert_int_equal(p->weights[i].offset % 256, 0);
+  for (int i = 0; i < p->n_weights; i++) {
+    const CgWeight *w = &p->weights[i];
+    int64_t n = (int64_t)ir_dtype_size(w->dtype);
+    for (int j = 0; j < w->rank; j++) n *= w->shape[j];
+    assert_true(w->offset == -1 || (w->offset % 256 == 0 && w->offset + n <= p->weights_bytes));
+    IrErr err = {{0}};
+    if (cg_weight_check(p, i, &err)) fail_msg("%s", err.msg);
+  }
   for (int s = 0; s < p->n_steps; s++) {
     const CgStep *st = &p->steps[s];
     assert_non_null(st->what);
@@ -118,7 +125,7 @@ static void check_plan_shape(const CgPlan *p) {
     } else {
       const CgGemm *g = &st->gemm;
       assert_int_equal(g->d.space, CG_SPACE_ACT);
-      int64_t es = (int64_t)ir_dtype_size(g->dtype);
+      int64_t es = (int64_t)ir_dtype_size(g->d_dtype);
       int64_t d_end = g->d.offset + es * ((g->batch - 1) * g->stride_d + (g->m - 1) * g->ldd + g->n);
       assert_true(d_end <= p->arena_bytes);
     }
@@ -847,6 +854,72 @@ static void test_e2e_paper_variants(void **state) {
   check_reference(&moe, "forward", "", IR_BF16, 1e-2, 1);
 }
 
+/* Does n depend on a graph input? */
+static int reads_input(const IrNode *n, unsigned char *memo) {
+  if (memo[n->index]) return memo[n->index] == 1;
+  int r = n->op == IR_INPUT;
+  for (int i = 0; i < n->n_in && !r; i++) r = reads_input(n->in[i], memo);
+  memo[n->index] = r ? 1 : 2;
+  return r;
+}
+
+/* After the default pipeline every block's adaLN weights are one
+ * concat(W_0, ..., W_depth) of parameters: the plan computes it into the
+ * blob when the weights are filled, never per run, and keeps the blocks'
+ * own copies out of the blob. */
+static void test_weight_only(void **state) {
+  (void)state;
+  FeSetting sets[] = {{"depth", "2"}};
+  FeModel m;
+  if (fe_build("DiT-S/2", sets, 1, "forward", stderr, &m)) fail_msg("DiT-S/2 does not build");
+  IrErr err = {{0}};
+  PassOptions po = {.verify = 1};
+  if (pass_run_pipeline(m.graph, "default", &po, &err)) fail_msg("%s", err.msg);
+  IrGraph *g = m.graph;
+  int stacked = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    IrNode *n = g->nodes[i];
+    int params = n->op == IR_CONCAT;
+    for (int j = 0; j < n->n_in && params; j++) params = n->in[j]->op == IR_PARAM;
+    stacked += params;
+  }
+  assert_int_equal(stacked, 2); /* weights and biases */
+
+  CgOptions o = {.precision = IR_F32, .batch = 2, .fuse_attention = 1};
+  CgPlan *p;
+  if (cg_plan_build(g, &o, &p, &err)) fail_msg("%s", err.msg);
+  check_plan_shape(p);
+  unsigned char *memo = calloc((size_t)g->n_nodes + 1, 1);
+  int concat_steps = 0;
+  for (int i = 0; i < p->n_steps; i++) {
+    const CgStep *st = &p->steps[i];
+    if (st->node < 0) continue;
+    const IrNode *n = g->nodes[st->node];
+    if (!reads_input(n, memo)) fail_msg("step %d computes the weight-only %s", i, st->what);
+    concat_steps += st->kind == CG_STEP_KERNEL && strstr(p->kernels[st->kernel].name, "_concat") != NULL;
+  }
+  assert_int_equal(concat_steps, 1); /* the timestep embedding's [cos, sin] */
+  free(memo);
+  int computed = 0, unstored = 0;
+  for (int i = 0; i < p->n_weights; i++) {
+    computed += p->weights[i].n_in > 0 && p->weights[i].op == IR_CONCAT;
+    unstored += p->weights[i].offset < 0;
+  }
+  assert_int_equal(computed, 2);
+  assert_int_equal(unstored, 2 * 3); /* (2 blocks + final layer) x (weight, bias) */
+  cg_plan_free(p);
+
+  Weights w;
+  if (weights_random(g, 11, &w, &err)) fail_msg("%s", err.msg);
+  int n_in;
+  RtTensor *in = make_inputs(g, 2, 0.0f, 999.0f, 1000, &n_in);
+  check_graph_at(g, &w, in, 2, IR_F32, 1, 1e-5, "DiT-S/2 depth 2", 0);
+  check_graph_at(g, &w, in, 2, IR_BF16, 1, 1e-2, "DiT-S/2 depth 2", 0);
+  free_tensors(in, n_in);
+  weights_free(&w);
+  fe_model_free(&m);
+}
+
 static int setup_all(void **state) {
   (void)state;
   IrErr err = {{0}};
@@ -879,6 +952,7 @@ int main(void) {
       cmocka_unit_test(test_const),
       cmocka_unit_test(test_attention),
       cmocka_unit_test(test_memory_reuse),
+      cmocka_unit_test(test_weight_only),
       cmocka_unit_test(test_e2e_dit_tiny),
       cmocka_unit_test(test_e2e_paper_variants),
   };
