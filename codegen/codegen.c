@@ -1,10 +1,13 @@
 /*
  * codegen.c - lower an IR graph into an execution plan (plan.h).
  *
- * Five steps, each a function below:
+ * Six steps, each a function below:
  *   decide   how each node is lowered: a kernel, a GEMM step, an alias
  *            (reshape shares its input's storage), a leaf (inputs in the
- *            arena, PARAM/CONST in the weights blob), or absorbed into a
+ *            arena, PARAM/CONST in the weights blob), a computed weight (a
+ *            concat/slice/permute/cast of weights only, e.g. hoist-adaln's
+ *            stacked adaLN weights: a constant of the plan, computed into the
+ *            blob by cg_plan_fill_weights, never a step), or absorbed into a
  *            neighbour (the linear under a tanh-GELU becomes the GEMM's
  *            epilogue; matmul -> scale -> softmax -> matmul becomes one fused
  *            attention kernel reading q/k/v through the permutes and slices
@@ -12,23 +15,48 @@
  *   need     which nodes must be materialised: walk back from the outputs
  *            through what each lowering actually reads (so the head-split
  *            permutes a fused attention reads through cost nothing);
+ *   storage  each value's storage dtype (the precision policy below);
  *   steps    the ordered list of lowered steps with the buffers they read
  *            and write, adding dtype conversions where a GEMM operand is not
  *            stored in the GEMM's dtype, and copies so that every graph
  *            output has its own buffer in its IR dtype;
- *   place    buffers into the arena: lifetimes [first write, last read] over
+ *   place    weights into the blob, those some step reads (a parameter read
+ *            only by computed weights is not stored); buffers into the
+ *            arena: lifetimes [first write, last read] over
  *            the step list, then a greedy first-fit by decreasing size, every
  *            offset 256-byte aligned; inputs, outputs and the status word
  *            live for the whole run;
  *   emit     the source text (kernels.c, attention.c) and the CgSteps.
  *
- * Precision: values of IR dtype f32 are stored in the plan's precision
- * (f32, f16 or bf16), weights too (converted by cg_plan_fill_weights);
- * values whose IR dtype is f16/bf16/i32 keep it.  Graph inputs stay in their
- * IR dtype (the caller writes plain f32/i32) and each kernel converts on
- * load; a GEMM operand in another dtype gets a conversion step first.  Graph
- * outputs are left in their IR dtype (a copy step when the producer stored
- * another).
+ * Precision (the plan's f32, f16 or bf16) is a mixed-precision storage
+ * policy, like autocast: it applies to the operands of matrix products and
+ * to nothing else.  Every GEMM (linear, matmul) reads A and B in the
+ * precision and accumulates in f32; the fused attention reads q, k and v in
+ * whatever they are stored in and computes in f32.  Each value's storage is
+ * decided from its readers (storage(), after `need`):
+ *   - a value of IR dtype f32 is stored in the precision when every reader
+ *     takes it as a GEMM A/B operand or an attention q/k/v (through aliases:
+ *     a reshape shares its input's storage), else in f32.  So the residual
+ *     stream, layernorm/softmax/reduction inputs and outputs, elementwise
+ *     chains (modulation, gates, the focusing norms r^3 / sum r^6 of
+ *     paper-att-fgq, the timestep embedding's sin/cos arguments) and the
+ *     guidance combine stay f32, while e.g. the modulated layernorm output
+ *     feeding qkv, the attention output feeding proj, and the GELU'd fc1
+ *     output feeding fc2 are stored in the precision by their producers (a
+ *     kernel or GEMM converts on its store: no conversion step);
+ *   - GEMM outputs follow the same rule (CgGemm.d_dtype: f32 unless every
+ *     reader is a GEMM/attention operand); a bias is read in D's dtype;
+ *   - weights (PARAM/CONST, converted by cg_plan_fill_weights) too: a linear's
+ *     weight is stored in the precision, biases feeding f32 outputs, conv2d
+ *     patch-embedding and depthwise weights, embedding tables and constants
+ *     that kernels read stay f32;
+ *   - graph inputs keep their IR dtype (the caller writes plain f32/i32);
+ *     values whose IR dtype is f16/bf16/i32 keep it, and a GEMM over IR-typed
+ *     f16/bf16 values runs in that dtype.
+ * A value read both as a GEMM operand and otherwise is stored f32 and gets
+ * one conversion step for the GEMMs (operand_in).  Graph outputs are left in
+ * their IR dtype (a copy step when the producer stored another).  At f32
+ * every value is f32, as before the policy existed.
  *
  * Out-of-range embedding indices do not touch memory outside the table: the
  * kernel clamps them and sets the plan's status word (CgPlan.status_offset),
@@ -44,7 +72,7 @@
 typedef enum {
   LOW_NONE,        /* not computed (dead, or not needed) */
   LOW_INPUT,       /* graph input: in the arena, written by the caller */
-  LOW_WEIGHT,      /* PARAM / CONST: in the weights blob */
+  LOW_WEIGHT,      /* PARAM / CONST, or a weight-only node: in the weights blob */
   LOW_ALIAS,       /* reshape: its input's storage */
   LOW_KERNEL,      /* a generated kernel */
   LOW_GEMM,        /* linear / matmul: GEMM steps */
@@ -63,6 +91,7 @@ typedef struct {
 typedef struct {
   Lowering how;
   int need;
+  IrDType store;           /* storage dtype (see storage()); an alias: what its readers want */
   int buf;                 /* buffer holding the value, -1 when none */
   IrNode *linear;          /* LOW_LINEAR_GELU: the absorbed linear */
   NodeView qkv[3];         /* LOW_ATTENTION */
@@ -79,6 +108,7 @@ typedef struct {
   int first, last;         /* step range it is live in */
   int pinned;              /* live for the whole run */
   int is_input;            /* a graph input's: the caller writes it */
+  int weight;              /* CgWeight index of a weights-space buffer, else -1 */
 } Buf;
 
 typedef enum { LS_NODE, LS_CONVERT, LS_OUTPUT, LS_STATUS } LsKind;
@@ -106,7 +136,6 @@ typedef struct {
   int n_weights, cap_weights;
   int64_t weights_bytes;
   int status_buf;          /* -1 when no kernel reports status */
-  unsigned char *f32_values; /* by node index: kept in f32 whatever the precision */
   Arena scratch;
 } Ctx;
 
@@ -120,15 +149,10 @@ static void node_shape(Ctx *c, const IrNode *n, int64_t *shape) {
 
 static int64_t node_numel(Ctx *c, const IrNode *n) { return ir_shape_numel(&n->shape, c->batch); }
 
-/* How a value of IR dtype t is stored at this precision. */
-static IrDType storage_of(Ctx *c, IrDType t) { return t == IR_F32 ? c->o->precision : t; }
-
-/* How node n's value is stored: the precision, except that the arguments of
- * sin and cos stay f32 - the timestep embedding's t * freq reaches ~1000,
- * where a bf16 ulp is 4 radians (mixed-precision frameworks keep it f32 too). */
-static IrDType storage_of_node(Ctx *c, const IrNode *n) {
-  if (n->dtype == IR_F32 && c->f32_values && c->f32_values[n->index]) return IR_F32;
-  return storage_of(c, n->dtype);
+/* The dtype a GEMM or fused attention computing node n reads its matrix
+ * operands in: the precision, or the IR dtype of an explicitly typed product. */
+static IrDType operand_dtype(Ctx *c, const IrNode *n) {
+  return n->dtype == IR_F32 ? c->o->precision : n->dtype;
 }
 
 static int new_buf(Ctx *c, CgSpace space, IrDType dtype, int64_t numel) {
@@ -138,7 +162,7 @@ static int new_buf(Ctx *c, CgSpace space, IrDType dtype, int64_t numel) {
   }
   Buf *b = &c->bufs[c->n_bufs];
   *b = (Buf){.space = space, .dtype = dtype, .bytes = numel * (int64_t)ir_dtype_size(dtype),
-             .offset = -1, .first = -1, .last = -1};
+             .offset = -1, .first = -1, .last = -1, .weight = -1};
   return c->n_bufs++;
 }
 
@@ -295,6 +319,25 @@ static int match_attention(Ctx *c, IrNode *n) {
   return 1;
 }
 
+/* The node a chain of reshapes (aliases) stores its value in. */
+static IrNode *alias_root(Ctx *c, IrNode *n) {
+  while (inf(c, n)->how == LOW_ALIAS) n = n->in[0];
+  return n;
+}
+
+/* A weight-only node the blob can hold (CgWeight.op): a layout op or cast
+ * over float weights (PARAM, CONST or themselves computed), e.g. the stacked
+ * adaLN weights hoist-adaln makes.  Other weight-only nodes stay steps. */
+static int computed_weight(Ctx *c, const IrNode *n) {
+  if (n->op != IR_CONCAT && n->op != IR_SLICE && n->op != IR_PERMUTE && n->op != IR_CAST) return 0;
+  if (!ir_dtype_is_float(n->dtype)) return 0;
+  for (int i = 0; i < n->n_in; i++) {
+    IrNode *x = alias_root(c, n->in[i]);
+    if (inf(c, x)->how != LOW_WEIGHT || !ir_dtype_is_float(x->dtype)) return 0;
+  }
+  return 1;
+}
+
 static int decide(Ctx *c, IrErr *err) {
   for (int i = 0; i < c->g->n_nodes; i++) {
     IrNode *n = c->g->nodes[i];
@@ -310,7 +353,9 @@ static int decide(Ctx *c, IrErr *err) {
       /* the attention writes its result straight into the permuted layout */
       IrNode *m = n->in[0];
       NodeInfo *mi = inf(c, m);
-      if (mi->how == LOW_ATTENTION && !mi->attn && c->uses[m->index] == 1) {
+      if (computed_weight(c, n)) {
+        ni->how = LOW_WEIGHT;
+      } else if (mi->how == LOW_ATTENTION && !mi->attn && c->uses[m->index] == 1) {
         *ni = *mi;
         ni->attn = m;
         ni->fused = arena_printf(&c->scratch, "%s, %%%d permute", mi->fused, n->id);
@@ -326,8 +371,7 @@ static int decide(Ctx *c, IrErr *err) {
       break;
     case IR_GELU_TANH: {
       IrNode *l = n->in[0];
-      if (l->op == IR_LINEAR && l->n_in == 3 && c->uses[l->index] == 1 && inf(c, l)->how == LOW_GEMM &&
-          storage_of_node(c, l) == storage_of_node(c, n)) {
+      if (l->op == IR_LINEAR && l->n_in == 3 && c->uses[l->index] == 1 && inf(c, l)->how == LOW_GEMM) {
         ni->how = LOW_LINEAR_GELU;
         ni->linear = l;
         inf(c, l)->how = LOW_ABSORBED;
@@ -336,7 +380,7 @@ static int decide(Ctx *c, IrErr *err) {
       }
       break;
     }
-    default: ni->how = LOW_KERNEL; break;
+    default: ni->how = computed_weight(c, n) ? LOW_WEIGHT : LOW_KERNEL; break;
     }
   }
   return 0;
@@ -361,6 +405,9 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
   case LOW_ATTENTION:
     for (int i = 0; i < 3; i++) out[i] = ni->qkv[i].base;
     return 3;
+  case LOW_WEIGHT: /* a computed weight reads its inputs when the blob is filled */
+    for (int i = 0; i < n->n_in; i++) out[i] = n->in[i];
+    return n->n_in;
   default: return 0;
   }
 }
@@ -384,6 +431,58 @@ static void need(Ctx *c) {
 }
 
 /* ======================================================================== */
+/* storage                                                                  */
+/* ======================================================================== */
+
+/* What a reader wants: *want is -1 (no reader yet), one dtype, or f32 once
+ * readers disagree (f32 serves every kernel; a GEMM operand gets converted). */
+static void want_add(IrDType *want, IrDType t) {
+  if ((int)*want < 0)
+    *want = t;
+  else if (*want != t)
+    *want = IR_F32;
+}
+
+/* Each needed node's storage dtype, readers before producers (the precision
+ * policy at the top of this file). */
+static void storage(Ctx *c) {
+  IrGraph *g = c->g;
+  IrDType *want = xmalloc(((size_t)g->n_nodes + 1) * sizeof *want);
+  for (int i = 0; i < g->n_nodes; i++) want[i] = (IrDType)-1;
+  for (int i = 0; i < g->n_outputs; i++) want_add(&want[g->outputs[i]->index], g->outputs[i]->dtype);
+  IrNode **rd = NULL;
+  int cap = 0;
+  for (int i = g->n_nodes - 1; i >= 0; i--) {
+    IrNode *n = g->nodes[i];
+    NodeInfo *ni = inf(c, n);
+    if (!ni->need) continue;
+    if (n->dtype != IR_F32 || ni->how == LOW_INPUT || (int)want[i] < 0)
+      ni->store = n->dtype;
+    else
+      ni->store = want[i];
+    if (n->n_in + 3 > cap) {
+      cap = n->n_in + 3;
+      rd = xrealloc(rd, (size_t)cap * sizeof *rd);
+    }
+    int k = lowering_reads(c, n, rd);
+    for (int j = 0; j < k; j++) {
+      IrDType t = IR_F32; /* a kernel computes in f32 */
+      if (ni->how == LOW_GEMM || ni->how == LOW_LINEAR_GELU)
+        t = j < 2 ? operand_dtype(c, n) : ni->store; /* the bias is read in D's dtype */
+      else if (ni->how == LOW_ATTENTION)
+        t = operand_dtype(c, n);
+      else if (ni->how == LOW_ALIAS)
+        t = ni->store;
+      else if (ni->how == LOW_WEIGHT)
+        t = rd[j]->dtype; /* computed at fill time from exact values */
+      want_add(&want[rd[j]->index], t);
+    }
+  }
+  free(rd);
+  free(want);
+}
+
+/* ======================================================================== */
 /* steps                                                                    */
 /* ======================================================================== */
 
@@ -403,24 +502,47 @@ static int add_weight(Ctx *c, IrNode *n) {
     c->cap_weights = c->cap_weights ? 2 * c->cap_weights : 64;
     c->weights = xrealloc(c->weights, (size_t)c->cap_weights * sizeof *c->weights);
   }
-  IrDType t = storage_of_node(c, n);
+  IrDType t = inf(c, n)->store;
   int b = new_buf(c, CG_SPACE_WEIGHTS, t, node_numel(c, n));
-  c->bufs[b].offset = c->weights_bytes;
+  c->bufs[b].weight = c->n_weights;
   CgWeight *w = &c->weights[c->n_weights++];
-  *w = (CgWeight){.name = n->name ? arena_strdup(&c->plan->arena, n->name) : NULL,
+  Arena *a = &c->plan->arena;
+  int leaf = n->op == IR_PARAM || n->op == IR_CONST;
+  *w = (CgWeight){.name = leaf ? (n->name ? arena_strdup(a, n->name) : NULL) : node_what(a, n),
                   .dtype = t,
                   .rank = n->shape.rank,
-                  .offset = c->weights_bytes,
+                  .offset = -1, /* place_weights() */
                   .param_id = n->op == IR_PARAM ? n->id : -1};
   node_shape(c, n, w->shape);
   if (n->op == IR_CONST) {
     size_t bytes = (size_t)node_numel(c, n) * 4; /* f32 values or i32 bits */
-    void *d = arena_alloc(&c->plan->arena, bytes ? bytes : 1);
+    void *d = arena_alloc(a, bytes ? bytes : 1);
     memcpy(d, n->data, bytes);
     w->const_data = d;
   }
-  c->weights_bytes = align_up(c->weights_bytes + c->bufs[b].bytes);
+  if (!leaf) {
+    int *in = arena_alloc(a, (size_t)n->n_in * sizeof *in);
+    for (int i = 0; i < n->n_in; i++) in[i] = c->bufs[inf(c, n->in[i])->buf].weight;
+    w->op = n->op;
+    w->attr = n->attr;
+    w->n_in = n->n_in;
+    w->in = in;
+  }
   return b;
+}
+
+/* Blob offsets, in weight order, for the weights some step reads; the others
+ * (inputs of computed weights only) are not stored. */
+static void place_weights(Ctx *c) {
+  unsigned char *read = xcalloc((size_t)c->n_bufs + 1, 1);
+  for (int s = 0; s < c->n_steps; s++)
+    for (int j = 0; j < c->steps[s].n_reads; j++) read[c->steps[s].reads[j]] = 1;
+  for (int b = 0; b < c->n_bufs; b++) {
+    if (c->bufs[b].weight < 0 || !read[b]) continue;
+    c->bufs[b].offset = c->weights[c->bufs[b].weight].offset = c->weights_bytes;
+    c->weights_bytes = align_up(c->weights_bytes + c->bufs[b].bytes);
+  }
+  free(read);
 }
 
 /* Buffer holding node x's value in dtype t: x's own, or a converted copy made
@@ -469,7 +591,7 @@ static int plan_steps(Ctx *c) {
       IrNode *rd[IR_MAX_RANK + 3];
       IrNode **r = n->n_in + 3 > IR_MAX_RANK + 3 ? xmalloc((size_t)(n->n_in + 3) * sizeof *r) : rd;
       int k = lowering_reads(c, n, r);
-      ni->buf = new_buf(c, CG_SPACE_ACT, storage_of_node(c, n), node_numel(c, n));
+      ni->buf = new_buf(c, CG_SPACE_ACT, ni->store, node_numel(c, n));
       LStep *s = add_step(c, LS_NODE, n, k + (n->op == IR_EMBEDDING), ni->buf);
       for (int j = 0; j < k; j++) s->reads[j] = inf(c, r[j])->buf;
       if (n->op == IR_EMBEDDING) s->reads[k] = c->status_buf;
@@ -480,10 +602,9 @@ static int plan_steps(Ctx *c) {
     case LOW_LINEAR_GELU: {
       IrNode *rd[3];
       int k = lowering_reads(c, n, rd);
-      IrDType t = storage_of_node(c, n);
       int ops[3];
-      for (int j = 0; j < k; j++) ops[j] = operand_in(c, rd[j], t, conv_cache);
-      ni->buf = new_buf(c, CG_SPACE_ACT, t, node_numel(c, n));
+      for (int j = 0; j < k; j++) ops[j] = operand_in(c, rd[j], j < 2 ? operand_dtype(c, n) : ni->store, conv_cache);
+      ni->buf = new_buf(c, CG_SPACE_ACT, ni->store, node_numel(c, n));
       LStep *s = add_step(c, LS_NODE, n, k, ni->buf);
       memcpy(s->reads, ops, (size_t)k * sizeof(int));
       break;
@@ -726,7 +847,8 @@ static void emit_gemm_linear(Ctx *c, CgEmit *e, IrNode *n, const LStep *st, CgEp
   int64_t M = K ? node_numel(c, x) / K : node_numel(c, n) / (N ? N : 1);
   if (M == 0 || N == 0) return;
   CgLoc d = buf_loc(c, st->write);
-  CgGemm g = {.dtype = d.dtype, .trans_b = 1, .m = M, .n = N, .k = K, .batch = 1,
+  DITC_ASSERT(buf_loc(c, st->reads[0]).dtype == buf_loc(c, st->reads[1]).dtype);
+  CgGemm g = {.dtype = buf_loc(c, st->reads[0]).dtype, .d_dtype = d.dtype, .trans_b = 1, .m = M, .n = N, .k = K, .batch = 1,
               .lda = K, .ldb = K, .ldd = N, .stride_a = M * K, .stride_b = 0, .stride_d = M * N,
               .a = ref_of(buf_loc(c, st->reads[0])), .b = ref_of(buf_loc(c, st->reads[1])),
               .d = ref_of(d), .epilogue = CG_EPI_NONE, .alpha = 1.0f};
@@ -770,8 +892,9 @@ static void emit_gemm_matmul(Ctx *c, CgEmit *e, IrNode *n, const LStep *st) {
   }
   if (M == 0 || N == 0) return;
   CgLoc la = buf_loc(c, st->reads[0]), lb = buf_loc(c, st->reads[1]), ld = buf_loc(c, st->write);
-  int64_t es = (int64_t)ir_dtype_size(ld.dtype);
-  CgGemm g = {.dtype = ld.dtype, .trans_b = n->attr.trans_b, .m = M, .n = N, .k = K, .batch = 1,
+  DITC_ASSERT(la.dtype == lb.dtype);
+  int64_t es = (int64_t)ir_dtype_size(la.dtype), ds = (int64_t)ir_dtype_size(ld.dtype);
+  CgGemm g = {.dtype = la.dtype, .d_dtype = ld.dtype, .trans_b = n->attr.trans_b, .m = M, .n = N, .k = K, .batch = 1,
               .lda = K, .ldb = n->attr.trans_b ? K : N, .ldd = N, .stride_a = M * K,
               .stride_b = K * N, .stride_d = M * N, .epilogue = CG_EPI_NONE, .alpha = 1.0f};
   if (nd >= 1) {
@@ -788,7 +911,7 @@ static void emit_gemm_matmul(Ctx *c, CgEmit *e, IrNode *n, const LStep *st) {
       oa += ci * sa[i], ob += ci * sb[i], od += ci * sd[i];
     }
     g.a = ref_of(la), g.b = ref_of(lb), g.d = ref_of(ld);
-    g.a.offset += oa * es, g.b.offset += ob * es, g.d.offset += od * es;
+    g.a.offset += oa * es, g.b.offset += ob * es, g.d.offset += od * ds;
     cg_gemm(e, n, &g);
   }
 }
@@ -912,8 +1035,9 @@ static void emit_header(Ctx *c, CgEmit *e) {
                  " *   precision: %s\n"
                  " *   codegen:   %s\n"
                  " * Shapes, strides and offsets are literals for this batch.  Graph inputs and\n"
-                 " * outputs keep their IR dtypes; other values are stored in the precision and\n"
-                 " * computed on in f32.  Arena bytes: %lld, weights bytes: %lld.\n"
+                 " * outputs keep their IR dtypes; matrix-product operands are stored in the\n"
+                 " * precision, other values in f32; all computing is f32.\n"
+                 " * Arena bytes: %lld, weights bytes: %lld.\n"
                  " */\n\n",
                  c->o->model ? c->o->model : "(unnamed)", c->g->name ? c->g->name : "?",
                  (long long)c->batch, ir_dtype_name(c->o->precision), CG_CODEGEN_VERSION,
@@ -986,19 +1110,12 @@ int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err) {
   Ctx c = {.g = g, .o = o, .plan = p, .batch = o->batch};
   c.uses = ir_use_counts(g); /* also refreshes node->index */
   c.info = xcalloc((size_t)g->n_nodes + 1, sizeof *c.info);
-  c.f32_values = xcalloc((size_t)g->n_nodes + 1, 1);
-  for (int i = 0; i < g->n_nodes; i++) {
-    IrNode *n = g->nodes[i];
-    if (n->op != IR_SIN && n->op != IR_COS) continue;
-    for (IrNode *x = n->in[0];; x = x->in[0]) { /* through aliases: they share storage */
-      c.f32_values[x->index] = 1;
-      if (x->op != IR_RESHAPE) break;
-    }
-  }
   int rc = -1;
   if (decide(&c, err)) goto done;
   need(&c);
+  storage(&c);
   if (plan_steps(&c)) goto done;
+  place_weights(&c);
   p->arena_bytes = place(&c);
   p->entry = arena_strdup(&p->arena, g->name ? g->name : "forward");
   p->precision = o->precision;
@@ -1024,7 +1141,6 @@ int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err) {
 done:
   free(c.uses);
   free(c.info);
-  free(c.f32_values);
   free(c.bufs);
   free(c.steps);
   free(c.weights);
@@ -1049,44 +1165,226 @@ void cg_plan_free(CgPlan *p) {
 
 #include "tensor.h"
 
+static int64_t shape_numel(int rank, const int64_t *shape) {
+  int64_t n = 1;
+  for (int j = 0; j < rank; j++) n *= shape[j];
+  return n;
+}
+
+/* Elements before and after `axis` of a computed weight's shape. */
+static void outer_inner(const CgWeight *cw, int axis, int64_t *outer, int64_t *inner) {
+  *outer = *inner = 1;
+  for (int j = 0; j < cw->rank; j++) {
+    if (j < axis) *outer *= cw->shape[j];
+    if (j > axis) *inner *= cw->shape[j];
+  }
+}
+
+static int is_float_dtype(IrDType t) { return t == IR_F32 || t == IR_F16 || t == IR_BF16; }
+
+int cg_weight_check(const CgPlan *p, int i, IrErr *err) {
+  const CgWeight *cw = &p->weights[i];
+  const char *name = cw->name ? cw->name : "?";
+  if (cw->n_in == 0) return 0;
+  if (cw->n_in < 0 || !cw->in) return ir_errf(err, "computed weight '%s': no inputs", name);
+  if (cw->param_id >= 0 || cw->const_data)
+    return ir_errf(err, "computed weight '%s' is also a parameter or constant", name);
+  if (!is_float_dtype(cw->dtype)) return ir_errf(err, "computed weight '%s': dtype %s", name, ir_dtype_name(cw->dtype));
+  int64_t numel = shape_numel(cw->rank, cw->shape), in_numel[1] = {0};
+  for (int j = 0; j < cw->n_in; j++) {
+    int k = cw->in[j];
+    if (k < 0 || k >= i) return ir_errf(err, "computed weight '%s': input %d is not an earlier weight", name, k);
+    if (!is_float_dtype(p->weights[k].dtype))
+      return ir_errf(err, "computed weight '%s': input '%s' is not float", name, p->weights[k].name ? p->weights[k].name : "?");
+    if (j == 0) in_numel[0] = shape_numel(p->weights[k].rank, p->weights[k].shape);
+  }
+  int axis = cw->attr.axis;
+  int64_t outer, inner;
+  switch (cw->op) {
+  case IR_RESHAPE:
+  case IR_CAST:
+    if (cw->n_in != 1 || in_numel[0] != numel) break;
+    if (cw->op == IR_CAST && !is_float_dtype(cw->attr.to)) break;
+    return 0;
+  case IR_PERMUTE: {
+    unsigned seen = 0;
+    if (cw->n_in != 1 || in_numel[0] != numel) break;
+    for (int j = 0; j < cw->rank; j++) {
+      int q = cw->attr.perm[j];
+      if (q < 0 || q >= cw->rank || (seen >> q & 1)) return ir_errf(err, "computed weight '%s': bad permutation", name);
+      seen |= 1u << q;
+    }
+    return 0;
+  }
+  case IR_SLICE:
+    if (cw->n_in != 1 || axis < 0 || axis >= cw->rank) break;
+    outer_inner(cw, axis, &outer, &inner);
+    if (outer * inner == 0) {
+      if (numel == 0) return 0;
+      break;
+    }
+    if (in_numel[0] % (outer * inner) || cw->attr.start < 0 || cw->attr.len != cw->shape[axis] ||
+        cw->attr.start > in_numel[0] / (outer * inner) - cw->shape[axis])
+      break;
+    return 0;
+  case IR_CONCAT: {
+    if (axis < 0 || axis >= cw->rank) break;
+    outer_inner(cw, axis, &outer, &inner);
+    int64_t along = 0;
+    int ok = 1;
+    for (int j = 0; j < cw->n_in && ok; j++) {
+      const CgWeight *x = &p->weights[cw->in[j]];
+      int64_t n = shape_numel(x->rank, x->shape);
+      if (outer * inner == 0) {
+        ok = n == 0;
+      } else {
+        ok = n % (outer * inner) == 0;
+        along += n / (outer * inner);
+      }
+    }
+    if (!ok || (outer * inner != 0 && along != cw->shape[axis])) break;
+    return 0;
+  }
+  default: return ir_errf(err, "computed weight '%s': op %s cannot be computed into the blob", name, ir_op_name(cw->op));
+  }
+  return ir_errf(err, "computed weight '%s': its %s does not fit its inputs", name, ir_op_name(cw->op));
+}
+
+/* The f32 values of computed weight cw from its inputs' values (the checks
+ * above hold). */
+static float *compute_weight(const CgPlan *p, const CgWeight *cw, float *const *val) {
+  int64_t numel = shape_numel(cw->rank, cw->shape);
+  float *out = xmalloc((size_t)(numel > 0 ? numel : 1) * sizeof *out);
+  const float *x = val[cw->in[0]];
+  int64_t outer, inner;
+  switch (cw->op) {
+  case IR_RESHAPE: memcpy(out, x, (size_t)numel * sizeof *out); break;
+  case IR_CAST:
+    for (int64_t j = 0; j < numel; j++)
+      out[j] = cw->attr.to == IR_F16 ? rt_f16_to_f32(rt_f32_to_f16(x[j]))
+               : cw->attr.to == IR_BF16 ? rt_bf16_to_f32(rt_f32_to_bf16(x[j]))
+                                         : x[j];
+    break;
+  case IR_SLICE: {
+    outer_inner(cw, cw->attr.axis, &outer, &inner);
+    if (!numel) break;
+    int64_t len = cw->shape[cw->attr.axis], in_len = shape_numel(p->weights[cw->in[0]].rank, p->weights[cw->in[0]].shape) / (outer * inner);
+    for (int64_t o = 0; o < outer; o++)
+      memcpy(out + o * len * inner, x + (o * in_len + cw->attr.start) * inner, (size_t)(len * inner) * sizeof *out);
+    break;
+  }
+  case IR_CONCAT: {
+    outer_inner(cw, cw->attr.axis, &outer, &inner);
+    if (!numel) break;
+    int64_t along = cw->shape[cw->attr.axis], at = 0;
+    for (int j = 0; j < cw->n_in; j++) {
+      const CgWeight *w = &p->weights[cw->in[j]];
+      int64_t len = shape_numel(w->rank, w->shape) / (outer * inner);
+      for (int64_t o = 0; o < outer; o++)
+        memcpy(out + (o * along + at) * inner, val[cw->in[j]] + o * len * inner, (size_t)(len * inner) * sizeof *out);
+      at += len;
+    }
+    break;
+  }
+  case IR_PERMUTE: { /* out axis j is input axis perm[j] */
+    int r = cw->rank;
+    int64_t in_shape[IR_MAX_RANK], in_stride[IR_MAX_RANK], idx[IR_MAX_RANK] = {0}, step[IR_MAX_RANK];
+    for (int j = 0; j < r; j++) in_shape[cw->attr.perm[j]] = cw->shape[j];
+    for (int j = r - 1, s = 1; j >= 0; j--) {
+      in_stride[j] = s;
+      s *= in_shape[j];
+    }
+    for (int j = 0; j < r; j++) step[j] = in_stride[cw->attr.perm[j]];
+    for (int64_t e = 0, off = 0; e < numel; e++) {
+      out[e] = x[off];
+      for (int j = r - 1; j >= 0; j--) { /* odometer over the output's coordinates */
+        off += step[j];
+        if (++idx[j] < cw->shape[j]) break;
+        off -= step[j] * cw->shape[j];
+        idx[j] = 0;
+      }
+    }
+    break;
+  }
+  default: ditc_unreachable();
+  }
+  return out;
+}
+
+/* n values src (f32; i32 bits for an i32 CONST) into dst in dtype t. */
+static int store_weight(const CgWeight *cw, const float *src, int64_t n, char *dst, IrErr *err) {
+  switch (cw->dtype) {
+  case IR_F32: memcpy(dst, src, (size_t)n * 4); break;
+  case IR_I32:
+    if (cw->const_data) {
+      memcpy(dst, src, (size_t)n * 4); /* i32 bits */
+    } else {
+      for (int64_t j = 0; j < n; j++) ((int32_t *)dst)[j] = (int32_t)src[j];
+    }
+    break;
+  case IR_F16:
+    for (int64_t j = 0; j < n; j++) {
+      uint16_t h = rt_f32_to_f16(src[j]);
+      memcpy(dst + 2 * j, &h, 2);
+    }
+    break;
+  case IR_BF16:
+    for (int64_t j = 0; j < n; j++) {
+      uint16_t h = rt_f32_to_bf16(src[j]);
+      memcpy(dst + 2 * j, &h, 2);
+    }
+    break;
+  default: return ir_errf(err, "codegen: weight '%s' has unsupported dtype %s", cw->name ? cw->name : "?",
+                          ir_dtype_name(cw->dtype));
+  }
+  return 0;
+}
+
 int cg_plan_fill_weights(const CgPlan *p, const Weights *w, void *blob, IrErr *err) {
   char *out = blob;
   memset(out, 0, (size_t)p->weights_bytes);
+  /* values of the weights computed weights read, f32 (owned when computed or rounded) */
+  float **val = xcalloc((size_t)p->n_weights + 1, sizeof *val);
+  unsigned char *owned = xcalloc((size_t)p->n_weights + 1, 1), *read = xcalloc((size_t)p->n_weights + 1, 1);
+  int rc = -1;
+  for (int i = 0; i < p->n_weights; i++)
+    for (int j = 0; j < p->weights[i].n_in; j++)
+      if (p->weights[i].in[j] >= 0 && p->weights[i].in[j] < i) read[p->weights[i].in[j]] = 1;
   for (int i = 0; i < p->n_weights; i++) {
     const CgWeight *cw = &p->weights[i];
-    int64_t n = 1;
-    for (int j = 0; j < cw->rank; j++) n *= cw->shape[j];
+    int64_t n = shape_numel(cw->rank, cw->shape);
     const float *src = cw->const_data;
-    if (!src) {
-      if (!w || cw->param_id < 0 || cw->param_id >= w->cap || !w->data[cw->param_id])
-        return ir_errf(err, "codegen: weight '%s' is not bound", cw->name ? cw->name : "?");
+    if (cw->n_in) {
+      if (cg_weight_check(p, i, err)) goto out;
+      src = val[i] = compute_weight(p, cw, val);
+      owned[i] = 1;
+    } else if (!src) {
+      if (!w || cw->param_id < 0 || cw->param_id >= w->cap || !w->data[cw->param_id]) {
+        ir_errf(err, "codegen: weight '%s' is not bound", cw->name ? cw->name : "?");
+        goto out;
+      }
       src = w->data[cw->param_id];
     }
-    char *dst = out + cw->offset;
-    switch (cw->dtype) {
-    case IR_F32: memcpy(dst, src, (size_t)n * 4); break;
-    case IR_I32:
-      if (cw->const_data) {
-        memcpy(dst, src, (size_t)n * 4); /* i32 bits */
+    if (read[i] && !cw->n_in) {
+      /* a half-typed parameter holds half values (as runtime/ref.c does) */
+      if (cw->dtype == IR_F16 || cw->dtype == IR_BF16) {
+        float *r = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *r);
+        for (int64_t j = 0; j < n; j++)
+          r[j] = cw->dtype == IR_F16 ? rt_f16_to_f32(rt_f32_to_f16(src[j])) : rt_bf16_to_f32(rt_f32_to_bf16(src[j]));
+        val[i] = r;
+        owned[i] = 1;
       } else {
-        for (int64_t j = 0; j < n; j++) ((int32_t *)dst)[j] = (int32_t)src[j];
+        val[i] = (float *)src;
       }
-      break;
-    case IR_F16:
-      for (int64_t j = 0; j < n; j++) {
-        uint16_t h = rt_f32_to_f16(src[j]);
-        memcpy(dst + 2 * j, &h, 2);
-      }
-      break;
-    case IR_BF16:
-      for (int64_t j = 0; j < n; j++) {
-        uint16_t h = rt_f32_to_bf16(src[j]);
-        memcpy(dst + 2 * j, &h, 2);
-      }
-      break;
-    default: return ir_errf(err, "codegen: weight '%s' has unsupported dtype %s", cw->name ? cw->name : "?",
-                            ir_dtype_name(cw->dtype));
     }
+    if (cw->offset >= 0 && store_weight(cw, src, n, out + cw->offset, err)) goto out;
   }
-  return 0;
+  rc = 0;
+out:
+  for (int i = 0; i < p->n_weights; i++)
+    if (owned[i]) free(val[i]);
+  free(val);
+  free(owned);
+  free(read);
+  return rc;
 }

@@ -3,13 +3,14 @@
  *
  * The emulated backend and the code generator's tests run CgGemm steps here:
  * operands are read from the activation arena or the weights blob in the
- * step's storage dtype, widened to f32, multiplied by cblas_sgemm (f32
+ * step's operand dtype, widened to f32, multiplied by cblas_sgemm (f32
  * accumulation, as cuBLASLt's COMPUTE_32F), then alpha, the bias and the GELU
- * epilogue are applied in f32 and the result is rounded once to the storage
- * dtype - the order a fused cuBLASLt epilogue computes in.
+ * epilogue are applied in f32 and the result is rounded once to D's dtype
+ * (d_dtype: the operands' or f32) - the order a fused cuBLASLt epilogue
+ * computes in.
  *
  * f32 operands are handed to sgemm in place; f16/bf16 operands are widened
- * into a packed scratch copy first.  Batches run on OpenMP threads, each a
+ * into a packed scratch copy first; an f32 D is written in place.  Batches run on OpenMP threads, each a
  * single-threaded sgemm (see runtime/ref.c on why one pool).
  */
 #include "plan.h"
@@ -67,16 +68,18 @@ static void gemm_one(const CgGemm *g, const char *a, const char *b, char *d, con
   int64_t m = g->m, n = g->n, k = g->k;
   int64_t a_rows = g->trans_a ? k : m, a_cols = g->trans_a ? m : k;
   int64_t b_rows = g->trans_b ? n : k, b_cols = g->trans_b ? k : n;
-  int f32 = g->dtype == IR_F32;
   float *a_tmp = NULL, *b_tmp = NULL, *d_tmp = NULL;
   const float *af = (const float *)a, *bf = (const float *)b;
   int64_t lda = g->lda, ldb = g->ldb, ldd = g->ldd;
   float *df = (float *)d;
-  if (!f32) {
+  if (g->dtype != IR_F32) {
     af = a_tmp = widen(g->dtype, a, a_rows, a_cols, g->lda);
     bf = b_tmp = widen(g->dtype, b, b_rows, b_cols, g->ldb);
+    lda = a_cols, ldb = b_cols;
+  }
+  if (g->d_dtype != IR_F32) { /* an f32 result in place; else a packed f32 scratch */
     df = d_tmp = xmalloc((size_t)(m * n > 0 ? m * n : 1) * sizeof(float));
-    lda = a_cols, ldb = b_cols, ldd = n;
+    ldd = n;
   }
   if (k == 0) {
     for (int64_t r = 0; r < m; r++)
@@ -90,9 +93,9 @@ static void gemm_one(const CgGemm *g, const char *a, const char *b, char *d, con
   for (int64_t r = 0; r < m; r++) {
     for (int64_t c = 0; c < n; c++) {
       float v = df[r * ldd + c];
-      if (g->epilogue != CG_EPI_NONE) v += load_elem(g->dtype, bias, c);
+      if (g->epilogue != CG_EPI_NONE) v += load_elem(g->d_dtype, bias, c);
       if (g->epilogue == CG_EPI_GELU_TANH_BIAS) v = gelu_tanh(v);
-      store_elem(g->dtype, d, r * g->ldd + c, v);
+      store_elem(g->d_dtype, d, r * g->ldd + c, v);
     }
   }
   free(a_tmp);
@@ -100,15 +103,17 @@ static void gemm_one(const CgGemm *g, const char *a, const char *b, char *d, con
   free(d_tmp);
 }
 
+static int is_float(IrDType t) { return t == IR_F32 || t == IR_F16 || t == IR_BF16; }
+
 void cg_gemm_ref(const CgGemm *g, char *act, const char *w) {
-  DITC_ASSERT(g->dtype == IR_F32 || g->dtype == IR_F16 || g->dtype == IR_BF16);
+  DITC_ASSERT(is_float(g->dtype) && (g->d_dtype == g->dtype || g->d_dtype == IR_F32));
   const char *a = ref_base(g->a, act, w), *b = ref_base(g->b, act, w);
   char *d = act + g->d.offset;
   DITC_ASSERT(g->d.space == CG_SPACE_ACT);
   const char *bias = g->epilogue != CG_EPI_NONE ? ref_base(g->bias, act, w) : NULL;
-  size_t es = ir_dtype_size(g->dtype);
+  size_t es = ir_dtype_size(g->dtype), ds = ir_dtype_size(g->d_dtype);
 #pragma omp parallel for schedule(dynamic, 1) if (g->batch > 1)
   for (int64_t i = 0; i < g->batch; i++)
     gemm_one(g, a + (size_t)(i * g->stride_a) * es, b + (size_t)(i * g->stride_b) * es,
-             d + (size_t)(i * g->stride_d) * es, bias);
+             d + (size_t)(i * g->stride_d) * ds, bias);
 }

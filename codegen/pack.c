@@ -178,6 +178,7 @@ static json_t *io_json(const CgIo *io, int n) {
 static json_t *gemm_json(const CgGemm *g) {
   json_t *o = json_object();
   json_object_set_new(o, "dtype", json_string(ir_dtype_name(g->dtype)));
+  json_object_set_new(o, "d_dtype", json_string(ir_dtype_name(g->d_dtype)));
   json_object_set_new(o, "trans_a", json_integer(g->trans_a));
   json_object_set_new(o, "trans_b", json_integer(g->trans_b));
   const char *names[] = {"m", "n", "k", "batch", "lda", "ldb", "ldd", "stride_a", "stride_b", "stride_d"};
@@ -210,6 +211,18 @@ int cg_pack_writer_add_plan(CgPackWriter *w, const CgPlan *p, IrGraph *g, const 
     json_t *o = json_pack("{s:s, s:s, s:o, s:I, s:i}", "name", cw->name ? cw->name : "", "dtype",
                           ir_dtype_name(cw->dtype), "shape", shape_json(cw->rank, cw->shape), "offset",
                           (json_int_t)cw->offset, "param_id", cw->param_id);
+    if (cw->n_in) { /* computed when the blob is filled */
+      json_t *in = json_array(), *perm = json_array();
+      for (int j = 0; j < cw->n_in; j++) json_array_append_new(in, json_integer(cw->in[j]));
+      for (int j = 0; j < cw->rank; j++) json_array_append_new(perm, json_integer(cw->attr.perm[j]));
+      json_object_set_new(o, "op", json_string(ir_op_name(cw->op)));
+      json_object_set_new(o, "in", in);
+      json_object_set_new(o, "axis", json_integer(cw->attr.axis));
+      json_object_set_new(o, "start", json_integer(cw->attr.start));
+      json_object_set_new(o, "len", json_integer(cw->attr.len));
+      json_object_set_new(o, "perm", perm);
+      json_object_set_new(o, "to", json_string(ir_dtype_name(cw->attr.to)));
+    }
     const float *data = cw->const_data;
     if (!data && cw->param_id >= 0) {
       const IrNode *n = find_param(g, cw->param_id);
@@ -579,7 +592,8 @@ static int read_gemm(Rd *r, json_t *o, CgGemm *g, int64_t act, int64_t wts) {
   int64_t epi = 0;
   double alpha;
   json_t *al = json_object_get(o, "alpha");
-  if (jdtype(r, o, "dtype", 1, &g->dtype) || jint32(r, o, "trans_a", 0, 1, &g->trans_a) ||
+  if (jdtype(r, o, "dtype", 1, &g->dtype) || jdtype(r, o, "d_dtype", 1, &g->d_dtype) ||
+      jint32(r, o, "trans_a", 0, 1, &g->trans_a) ||
       jint32(r, o, "trans_b", 0, 1, &g->trans_b) || jint(r, o, "m", 1, big, &g->m) ||
       jint(r, o, "n", 1, big, &g->n) || jint(r, o, "k", 1, big, &g->k) || jint(r, o, "batch", 1, big, &g->batch) ||
       jint(r, o, "lda", 1, big, &g->lda) || jint(r, o, "ldb", 1, big, &g->ldb) || jint(r, o, "ldd", 1, big, &g->ldd) ||
@@ -593,15 +607,52 @@ static int read_gemm(Rd *r, json_t *o, CgGemm *g, int64_t act, int64_t wts) {
   g->alpha = (float)alpha;
   g->epilogue = (CgEpilogue)epi;
   if (g->d.space != CG_SPACE_ACT) return bad(r, "GEMM writes into the weights blob");
+  if (g->d_dtype != g->dtype && g->d_dtype != IR_F32)
+    return bad(r, "GEMM with %s operands writes %s (only the operands' dtype or f32)", ir_dtype_name(g->dtype),
+               ir_dtype_name(g->d_dtype));
   if (g->batch > 1 && g->stride_d < g->m * g->ldd) return bad(r, "GEMM output batches overlap");
-  size_t es = ir_dtype_size(g->dtype);
+  size_t es = ir_dtype_size(g->dtype), ds = ir_dtype_size(g->d_dtype);
   int64_t ar = g->trans_a ? g->k : g->m, ac = g->trans_a ? g->m : g->k;
   int64_t br = g->trans_b ? g->n : g->k, bc = g->trans_b ? g->k : g->n;
   if (span_ok(r, "A", g->a, g->batch, g->stride_a, ar, g->lda, ac, es, act, wts) ||
       span_ok(r, "B", g->b, g->batch, g->stride_b, br, g->ldb, bc, es, act, wts) ||
-      span_ok(r, "D", g->d, g->batch, g->stride_d, g->m, g->ldd, g->n, es, act, wts))
+      span_ok(r, "D", g->d, g->batch, g->stride_d, g->m, g->ldd, g->n, ds, act, wts))
     return -1;
-  if (g->epilogue != CG_EPI_NONE && span_ok(r, "bias", g->bias, 1, 0, 1, g->n, g->n, es, act, wts)) return -1;
+  if (g->epilogue != CG_EPI_NONE && span_ok(r, "bias", g->bias, 1, 0, 1, g->n, g->n, ds, act, wts)) return -1;
+  return 0;
+}
+
+/* The fields of a computed weight (CgWeight.op), when "op" is there. */
+static int read_computed(Rd *r, json_t *o, int index, CgWeight *w, Arena *A) {
+  const char *op;
+  json_t *in = NULL, *perm = NULL;
+  int64_t axis = 0, start = 0, len = 0;
+  if (!json_object_get(o, "op")) return 0;
+  if (jstr(r, o, "op", 1, &op) || jarr(r, o, "in", 1 << 16, &in) || jarr(r, o, "perm", IR_MAX_RANK, &perm) ||
+      jint(r, o, "axis", 0, IR_MAX_RANK - 1, &axis) || jint(r, o, "start", 0, MAX_BYTES, &start) ||
+      jint(r, o, "len", 0, MAX_BYTES, &len) || jdtype(r, o, "to", 0, &w->attr.to))
+    return -1;
+  if (ir_op_parse(op, &w->op)) return bad(r, "unknown op '%.40s'", op);
+  w->n_in = (int)json_array_size(in);
+  if (!w->n_in) return bad(r, "a computed weight without inputs");
+  int *ins = arena_alloc(A, (size_t)w->n_in * sizeof *ins);
+  for (int j = 0; j < w->n_in; j++) {
+    json_t *v = json_array_get(in, (size_t)j);
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= index)
+      return bad(r, "input %d is not an earlier weight", j);
+    ins[j] = (int)json_integer_value(v);
+  }
+  w->in = ins;
+  if ((int)json_array_size(perm) != w->rank) return bad(r, "field 'perm' needs %d entries", w->rank);
+  for (int j = 0; j < w->rank; j++) {
+    json_t *v = json_array_get(perm, (size_t)j);
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= IR_MAX_RANK)
+      return bad(r, "field 'perm' entry %d is not an axis", j);
+    w->attr.perm[j] = (int)json_integer_value(v);
+  }
+  w->attr.axis = (int)axis;
+  w->attr.start = start;
+  w->attr.len = len;
   return 0;
 }
 
@@ -710,10 +761,10 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
       goto out;
     }
     if (jstr(r, o, "name", 0, &w->name) || jdtype(r, o, "dtype", 0, &w->dtype) ||
-        jshape(r, o, w->dtype, &w->rank, w->shape, &bytes) || jint(r, o, "offset", 0, MAX_BYTES, &w->offset) ||
-        jint32(r, o, "param_id", -1, INT32_MAX - 1, &w->param_id))
+        jshape(r, o, w->dtype, &w->rank, w->shape, &bytes) || jint(r, o, "offset", -1, MAX_BYTES, &w->offset) ||
+        jint32(r, o, "param_id", -1, INT32_MAX - 1, &w->param_id) || read_computed(r, o, i, w, A))
       goto out;
-    if (w->offset + bytes > p->weights_bytes) {
+    if (w->offset >= 0 && w->offset + bytes > p->weights_bytes) {
       bad(r, "'%s' lies outside the %lld-byte weights blob", w->name, (long long)p->weights_bytes);
       goto out;
     }
@@ -722,6 +773,18 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
       goto out;
     }
     json_t *d = json_object_get(o, "data");
+    if (w->n_in) {
+      if (d || w->param_id >= 0) {
+        bad(r, "a computed weight with data or a parameter id");
+        goto out;
+      }
+      IrErr *ce = xmalloc(sizeof *ce);
+      int bad_weight = cg_weight_check(p, i, ce); /* its inputs are read above */
+      if (bad_weight) bad(r, "%s", ce->msg);
+      free(ce);
+      if (bad_weight) goto out;
+      continue;
+    }
     if (!d) {
       if (w->param_id < 0) {
         bad(r, "a constant without data");

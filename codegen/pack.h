@@ -9,11 +9,11 @@
  * weights blob each plan reads.  Plans whose blobs are byte-identical share
  * one WEIGHTS section (forward and forward_with_cfg normally do).
  *
- * File layout (version 1), every integer little-endian:
+ * File layout (version 3), every integer little-endian:
  *
  *   header, 64 bytes
  *     0   "DITCPACK"          magic
- *     8   u32 version          1
+ *     8   u32 version          3 (1: before GEMMs had d_dtype, 2: before computed weights)
  *     12  u32 n_sections       entries in the table of contents (<= 4096)
  *     16  u64 file_size        the whole file, bytes
  *     24  u64 toc_offset       64
@@ -58,7 +58,7 @@
 
 #include "codegen/plan.h"
 
-#define CG_PACK_VERSION 1
+#define CG_PACK_VERSION 3
 
 enum {
   CG_PACK_SEC_MANIFEST = 1,

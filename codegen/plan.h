@@ -41,9 +41,14 @@ typedef enum { CG_EPI_NONE, CG_EPI_BIAS, CG_EPI_GELU_TANH_BIAS } CgEpilogue;
 /* D[b] = op(A[b]) op(B[b]) (+ bias[n], then GELU for GELU_TANH_BIAS), all
  * row-major.  op(A) is [m, k], op(B) is [k, n], D is [m, n].  lda/ldb/ldd are
  * row strides and stride_* batch strides, in elements; a batch stride of 0
- * reuses one matrix for every batch entry (broadcast).  Accumulation is f32. */
+ * reuses one matrix for every batch entry (broadcast).  Accumulation is f32.
+ * A and B share `dtype`; D and the bias are stored in `d_dtype`, which is
+ * either `dtype` or f32 (f16/bf16 operands with an f32 result, as cuBLASLt's
+ * COMPUTE_32F allows).  d_dtype was added after the first version of this
+ * header: whoever fills a CgGemm must set it (IR_F32 is 0, so a zeroed field
+ * means an f32 result, not "same as dtype"). */
 typedef struct {
-  IrDType dtype;            /* storage of A, B, D and bias */
+  IrDType dtype;            /* storage of A and B */
   int trans_a, trans_b;
   int64_t m, n, k, batch;
   int64_t lda, ldb, ldd;
@@ -51,6 +56,7 @@ typedef struct {
   CgRef a, b, d, bias;      /* bias used when epilogue != NONE */
   CgEpilogue epilogue;
   float alpha;              /* D = alpha * AB (+ bias) */
+  IrDType d_dtype;          /* storage of D and bias: dtype or IR_F32 */
 } CgGemm;
 
 typedef enum { CG_STEP_KERNEL, CG_STEP_GEMM } CgStepKind;
@@ -81,21 +87,36 @@ typedef struct {
   int64_t offset;           /* in the activation arena */
 } CgIo;
 
-/* A weight tensor in the blob, converted to its storage dtype. */
+/* A weight tensor in the blob, converted to its storage dtype.
+ *
+ * Besides PARAMs and CONSTs, a weight may be computed from other weights
+ * when the blob is filled (added after the first version of this header):
+ * a node that depends on PARAM/CONST nodes only (e.g. hoist-adaln's
+ * concat(W_0, ..., W_depth)) is a constant of the plan, not a step.  With
+ * n_in > 0 the value is op(in[0], ..., in[n_in - 1]) with attr, the inputs
+ * being earlier entries of CgPlan.weights read as flat row-major arrays (an
+ * input may be a reshape of the entry: only its element count matters); op
+ * is CONCAT, SLICE, PERMUTE, RESHAPE or CAST over float values; param_id is -1
+ * and const_data NULL.  offset -1: not stored in the blob, only read by
+ * computed weights (the stacked blocks' weights stay out of it). */
 typedef struct {
-  const char *name;         /* PARAM name */
+  const char *name;         /* PARAM name; a computed weight's node ("%12 concat") */
   IrDType dtype;
   int rank;
   int64_t shape[IR_MAX_RANK];
-  int64_t offset;           /* in the weights blob */
+  int64_t offset;           /* in the weights blob, or -1 (see above) */
   int param_id;             /* IR node id of the PARAM (for binding), or -1 for a CONST */
   const float *const_data;  /* CONST: its f32 values (arena-owned) */
+  IrOp op;                  /* computed weights: the op (n_in > 0) */
+  IrAttrs attr;             /* its attributes (axis, start, perm, to) */
+  int n_in;                 /* 0: a PARAM or CONST */
+  const int *in;            /* indices of earlier weights (arena-owned) */
 } CgWeight;
 
 typedef struct {
   Arena arena;              /* owns every string and array below */
   const char *entry;        /* "forward", ... */
-  IrDType precision;        /* activations and weights: f32, f16 or bf16 */
+  IrDType precision;        /* matrix-product operands: f32, f16 or bf16 (codegen.c: the policy) */
   int64_t batch;
   const char *source;       /* the generated CUDA C translation unit */
   CgKernel *kernels;
@@ -132,16 +153,22 @@ int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err);
 void cg_plan_free(CgPlan *p);
 
 /* Fill the weights blob (weights_bytes, host memory) from bound weights
- * (runtime/weights.h), converting to each CgWeight's dtype. */
+ * (runtime/weights.h), computing the computed weights (in f32, from their
+ * inputs' values) and converting each to its CgWeight's dtype. */
 int cg_plan_fill_weights(const CgPlan *p, const Weights *w, void *blob, IrErr *err);
+/* Check computed weight i of p (no-op for a PARAM/CONST): its op, inputs
+ * (earlier weights, float), attributes and element counts fit together, so
+ * filling it reads and writes only inside its arrays.  The pack reader runs
+ * it on every weight.  0 or -1 with a message naming the weight. */
+int cg_weight_check(const CgPlan *p, int i, IrErr *err);
 
 /* Runs one GEMM step on the host: the reference the emulated backend and the
  * tests use.  act is the activation arena, w the weights blob.  Operands are
  * widened to f32, multiplied with f32 accumulation, the epilogue applied in
- * f32 and D rounded once to g->dtype.  (codegen/gemm_ref.c) */
+ * f32 and D rounded once to g->d_dtype.  (codegen/gemm_ref.c) */
 void cg_gemm_ref(const CgGemm *g, char *act, const char *w);
 
 /* Bump when generated code changes meaning: it is part of every cache key. */
-#define CG_CODEGEN_VERSION "ditc-codegen-1"
+#define CG_CODEGEN_VERSION "ditc-codegen-3"
 
 #endif

@@ -512,6 +512,7 @@ static int desc_norm(const RtBlasMatmulDesc *d, RtBlasMatmulDesc *n, IrErr *err)
   n->batch = d->batch ? d->batch : 1;
   n->epilogue = d->epilogue;
   n->align = d->align ? d->align : 256;
+  n->d_f32 = d->d_f32 && d->dtype != IR_F32; /* f32 operands: f32 already */
   if (lt_dtype(d->dtype) < 0)
     return ir_errf(err, "matmul: cuBLASLt runs f32, f16 or bf16, not %s", ir_dtype_name(d->dtype));
   if (d->m < 1 || d->n < 1 || d->k < 1 || d->m > INT32_MAX || d->n > INT32_MAX ||
@@ -522,7 +523,7 @@ static int desc_norm(const RtBlasMatmulDesc *d, RtBlasMatmulDesc *n, IrErr *err)
     return ir_errf(err, "matmul: bad batch count %lld", (long long)d->batch);
   if ((unsigned)d->epilogue > RT_BLAS_EPI_GELU_TANH_BIAS)
     return ir_errf(err, "matmul: unknown epilogue %d", (int)d->epilogue);
-  size_t es = ir_dtype_size(d->dtype);
+  size_t es = n->d_f32 ? 4 : ir_dtype_size(d->dtype); /* the widest element */
   if (n->align & (n->align - 1) || n->align < es)
     return ir_errf(err, "matmul: alignment %u is not a power of two >= %zu", n->align, es);
   /* row lengths of the stored (row-major) A (m x k or k x m) and B (k x n or n x k) */
@@ -568,7 +569,8 @@ static int desc_eq(const RtBlasMatmulDesc *a, const RtBlasMatmulDesc *b) {
          a->trans_a == b->trans_a && a->trans_b == b->trans_b && a->lda == b->lda &&
          a->ldb == b->ldb && a->ldd == b->ldd && a->batch == b->batch &&
          a->stride_a == b->stride_a && a->stride_b == b->stride_b &&
-         a->stride_d == b->stride_d && a->epilogue == b->epilogue && a->align == b->align;
+         a->stride_d == b->stride_d && a->epilogue == b->epilogue && a->align == b->align &&
+         a->d_f32 == b->d_f32;
 }
 
 int rt_blas_init(RtBlas **out, IrErr *err) {
@@ -640,7 +642,7 @@ static int layout_new(RtLtDesc *l, int type, int64_t rows, int64_t cols, int64_t
 
 static const char *desc_str(const RtBlasMatmulDesc *d, char *buf, size_t n) {
   static const char *epi[] = {"", " +bias", " +bias,gelu_tanh"};
-  snprintf(buf, n, "%s %lldx%lldx%lld%s%s batch %lld%s", ir_dtype_name(d->dtype),
+  snprintf(buf, n, "%s%s %lldx%lldx%lld%s%s batch %lld%s", ir_dtype_name(d->dtype), d->d_f32 ? "->f32" : "",
            (long long)d->m, (long long)d->n, (long long)d->k, d->trans_a ? " A^T" : "",
            d->trans_b ? " B^T" : "", (long long)d->batch, epi[d->epilogue]);
   return buf;
@@ -653,7 +655,7 @@ int rt_blas_plan_describe(const RtBlasMatmulDesc *d, const char *what, RtBlasPla
   RtBlasPlan *p = xcalloc(1, sizeof *p);
   if (desc_norm(d, &p->desc, err) || rt_blas_colmajor(d, &p->cm, err)) goto fail;
   const RtBlasColMajor *cm = &p->cm;
-  int type = lt_dtype(p->desc.dtype);
+  int type = lt_dtype(p->desc.dtype), d_type = p->desc.d_f32 ? LT_R_32F : type;
   int32_t ta = cm->transa ? LT_OP_T : LT_OP_N, tb = cm->transb ? LT_OP_T : LT_OP_N;
   uint32_t epi = p->desc.epilogue == RT_BLAS_EPI_BIAS           ? LT_EPI_BIAS
                  : p->desc.epilogue == RT_BLAS_EPI_GELU_TANH_BIAS ? LT_EPI_GELU_BIAS
@@ -674,7 +676,7 @@ int rt_blas_plan_describe(const RtBlasMatmulDesc *d, const char *what, RtBlasPla
                  err) ||
       layout_new(&p->lb, type, cm->b_rows, cm->b_cols, cm->ldb, cm->batch, cm->stride_b, what,
                  err) ||
-      layout_new(&p->ld, type, cm->d_rows, cm->d_cols, cm->ldd, cm->batch, cm->stride_d, what,
+      layout_new(&p->ld, d_type, cm->d_rows, cm->d_cols, cm->ldd, cm->batch, cm->stride_d, what,
                  err))
     goto fail;
   uint64_t ws = WORKSPACE_BYTES;

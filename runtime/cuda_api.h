@@ -305,11 +305,13 @@ typedef enum {
  * are row strides of the stored matrices in elements (0: packed).  Batches
  * are stride_* elements apart; stride_a or stride_b 0 reuses one matrix for
  * every batch; stride_d must be >= the matrix size when batch > 1.  A, B,
- * C, D and bias share one dtype (f32, f16 or bf16); accumulation and
+ * C, D and bias share one dtype (f32, f16 or bf16), except that with d_f32
+ * f16/bf16 A and B give an f32 C, D and bias (cuBLASLt's mixed-precision
+ * COMPUTE_32F rows; the bias takes D's type, its default).  Accumulation and
  * alpha/beta are f32 (CUBLAS_COMPUTE_32F, never TF32, so f32 results match
  * the reference).  The bias (n values) is the same for every batch. */
 typedef struct {
-  IrDType dtype;
+  IrDType dtype;                        /* A and B (and C, D, bias unless d_f32) */
   int64_t m, n, k;
   int trans_a, trans_b;
   int64_t lda, ldb, ldd;
@@ -317,6 +319,7 @@ typedef struct {
   int64_t stride_a, stride_b, stride_d;
   RtBlasEpilogue epilogue;
   unsigned align;                       /* bytes every pointer is aligned to; 0: 256 (cuMemAlloc's) */
+  int d_f32;                            /* C, D, bias in f32 (added later; 0: all in dtype) */
 } RtBlasMatmulDesc;
 
 /* The column-major problem handed to cuBLASLt for a row-major desc: matrix

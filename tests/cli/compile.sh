@@ -99,6 +99,12 @@ expect_fail "holds no weights" "$DITC" run --plan "$TMP/tiny-nw.ditpack" --backe
 "$DITC" run --plan "$TMP/tiny-nw.ditpack" --backend emu --weights "$REF/$c.weights.safetensors" \
   --input "$REF/$c.case.safetensors" --output "$TMP/o.safetensors"
 "$DITC" compare "$TMP/o.safetensors:out" "$REF/$c.case.safetensors:out" --tol 1e-5
+# bf16: GEMMs with bf16 operands and f32 results (d_dtype) through the pack
+# shellcheck disable=SC2086
+"$DITC" compile models/dit.dit $SETS --weights "$REF/$c.weights.safetensors" --batch 2 --arch sm_90 \
+  --precision bf16 --entry forward -o "$TMP/tiny-bf16.ditpack" >/dev/null
+"$DITC" run --plan "$TMP/tiny-bf16.ditpack" --backend emu --input "$REF/$c.case.safetensors" --output "$TMP/o.safetensors"
+"$DITC" compare "$TMP/o.safetensors:out" "$REF/$c.case.safetensors:out" --tol 1e-2
 echo "ok   run --plan --backend emu matches the reference"
 
 # ---- clear errors ------------------------------------------------------------------------------------

@@ -109,7 +109,14 @@ static void check_plan_shape(const CgPlan *p) {
     assert_true(p->inputs[i].offset < p->arena_bytes || p->arena_bytes == 0);
   }
   for (int i = 0; i < p->n_outputs; i++) assert_int_equal(p->outputs[i].offset % 256, 0);
-  for (int i = 0; i < p->n_weights; i++) assert_int_equal(p->weights[i].offset % 256, 0);
+  for (int i = 0; i < p->n_weights; i++) {
+    const CgWeight *w = &p->weights[i];
+    int64_t n = (int64_t)ir_dtype_size(w->dtype);
+    for (int j = 0; j < w->rank; j++) n *= w->shape[j];
+    assert_true(w->offset == -1 || (w->offset % 256 == 0 && w->offset + n <= p->weights_bytes));
+    IrErr err = {{0}};
+    if (cg_weight_check(p, i, &err)) fail_msg("%s", err.msg);
+  }
   for (int s = 0; s < p->n_steps; s++) {
     const CgStep *st = &p->steps[s];
     assert_non_null(st->what);
@@ -120,7 +127,7 @@ static void check_plan_shape(const CgPlan *p) {
     } else {
       const CgGemm *g = &st->gemm;
       assert_int_equal(g->d.space, CG_SPACE_ACT);
-      int64_t es = (int64_t)ir_dtype_size(g->dtype);
+      int64_t es = (int64_t)ir_dtype_size(g->d_dtype);
       int64_t d_end = g->d.offset + es * ((g->batch - 1) * g->stride_d + (g->m - 1) * g->ldd + g->n);
       assert_true(d_end <= p->arena_bytes);
     }
@@ -323,12 +330,37 @@ static void test_gemm_ref(void **state) {
   char act2[64], w2[64];
   memcpy(act2, a16, 8);
   memcpy(w2, b16, 8);
-  CgGemm g = {.dtype = IR_BF16, .m = 2, .n = 2, .k = 2, .batch = 1, .lda = 2, .ldb = 2, .ldd = 2,
-              .a = {CG_SPACE_ACT, 0}, .b = {CG_SPACE_WEIGHTS, 0}, .d = {CG_SPACE_ACT, 16}, .alpha = 1};
+  CgGemm g = {.dtype = IR_BF16, .d_dtype = IR_BF16, .m = 2, .n = 2, .k = 2, .batch = 1, .lda = 2,
+              .ldb = 2, .ldd = 2, .a = {CG_SPACE_ACT, 0}, .b = {CG_SPACE_WEIGHTS, 0},
+              .d = {CG_SPACE_ACT, 16}, .alpha = 1};
   cg_gemm_ref(&g, act2, w2);
   memcpy(d16, act2 + 16, 8);
   assert_float_equal(rt_bf16_to_f32(d16[0]), 1.5 * 0.5 + -2.0 * -1.0, 1e-6);
   assert_float_equal(rt_bf16_to_f32(d16[3]), 0.25 * 1.0 + 3.0 * 2.0, 1e-6);
+
+  /* f16 operands, f32 result and bias, batch 2 (D batches 4 floats apart):
+   * the product is exact in f32 and never rounded to half */
+  uint16_t a2[8], b2[4];
+  float av2[8] = {1.5f, -2.0f, 0.25f, 3.0f, 0.5f, 0.125f, -1.0f, 2.0f}, bias2[2] = {1e-4f, -3.0f};
+  for (int i = 0; i < 8; i++) a2[i] = rt_f32_to_f16(av2[i]);
+  for (int i = 0; i < 4; i++) b2[i] = rt_f32_to_f16(bv[i]);
+  char act3[128] = {0}, w3[64];
+  memcpy(act3, a2, 16);
+  memcpy(w3, b2, 8);
+  memcpy(w3 + 32, bias2, 8);
+  CgGemm m = {.dtype = IR_F16, .d_dtype = IR_F32, .m = 2, .n = 2, .k = 2, .batch = 2, .lda = 2,
+              .ldb = 2, .ldd = 2, .stride_a = 4, .stride_b = 0, .stride_d = 4,
+              .a = {CG_SPACE_ACT, 0}, .b = {CG_SPACE_WEIGHTS, 0}, .d = {CG_SPACE_ACT, 64},
+              .bias = {CG_SPACE_WEIGHTS, 32}, .epilogue = CG_EPI_BIAS, .alpha = 1};
+  cg_gemm_ref(&m, act3, w3);
+  float d32[8];
+  memcpy(d32, act3 + 64, 32);
+  for (int b = 0; b < 2; b++)
+    for (int i = 0; i < 2; i++)
+      for (int j = 0; j < 2; j++) {
+        float want = av2[4 * b + 2 * i] * bv[j] + av2[4 * b + 2 * i + 1] * bv[2 + j] + bias2[j];
+        assert_true(d32[4 * b + 2 * i + j] == want); /* 1e-4 survives: no half rounding */
+      }
 }
 
 /* ---- per-op graphs ------------------------------------------------------------ */
@@ -788,15 +820,14 @@ static void test_e2e_dit_tiny(void **state) {
   (void)state;
   check_reference(&DIT_TINY, "forward", "", IR_F32, 1e-5, 1);
   check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_F32, 1e-5, 1);
-  /* bf16 against the f32 reference measures bf16 itself: every weight and
-   * activation rounded to 8 mantissa bits gives 1.9e-2 on these random
-   * (untrained, all non-zero) weights, spread over every op (keeping any
-   * one op family in f32 removes at most a tenth of it).  Guidance at scale
-   * 4 amplifies the conditional - unconditional difference: 3.8e-2.  f16,
-   * three more mantissa bits: 2.5e-3. */
-  check_reference(&DIT_TINY, "forward", "", IR_BF16, 3e-2, 0);
-  check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_BF16, 5e-2, 0);
+  /* Half precision against the f32 reference: only matrix-product operands
+   * are rounded (codegen.c's policy), every other value stays f32, and the
+   * issue's bound holds for both formats on every case (measured: bf16
+   * 3.0e-3, with guidance 4.9e-3; f16 3.7e-4, 5.9e-4). */
+  check_reference(&DIT_TINY, "forward", "", IR_BF16, 1e-2, 0);
+  check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_BF16, 1e-2, 0);
   check_reference(&DIT_TINY, "forward", "", IR_F16, 1e-2, 1);
+  check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_F16, 1e-2, 0);
 }
 
 static void test_e2e_paper_variants(void **state) {
@@ -813,6 +844,78 @@ static void test_e2e_paper_variants(void **state) {
                                {"moe_experts", "8"}, {"moe_top_k", "2"}, {"moe_frequency", "1"}}};
   check_reference(&fgq, "forward", "", IR_F32, 1e-5, 1);
   check_reference(&moe, "forward", "", IR_F32, 1e-5, 1);
+  /* the focusing step (r^3, sums of r^6) overflows f16 and loses everything
+   * in bf16 unless it stays f32, as the policy keeps it */
+  check_reference(&fgq, "forward", "", IR_F16, 1e-2, 0);
+  check_reference(&fgq, "forward", "", IR_BF16, 1e-2, 1);
+  check_reference(&moe, "forward", "", IR_F16, 1e-2, 0);
+  check_reference(&moe, "forward", "", IR_BF16, 1e-2, 1);
+}
+
+/* Does n depend on a graph input? */
+static int reads_input(const IrNode *n, unsigned char *memo) {
+  if (memo[n->index]) return memo[n->index] == 1;
+  int r = n->op == IR_INPUT;
+  for (int i = 0; i < n->n_in && !r; i++) r = reads_input(n->in[i], memo);
+  memo[n->index] = r ? 1 : 2;
+  return r;
+}
+
+/* After the default pipeline every block's adaLN weights are one
+ * concat(W_0, ..., W_depth) of parameters: the plan computes it into the
+ * blob when the weights are filled, never per run, and keeps the blocks'
+ * own copies out of the blob. */
+static void test_weight_only(void **state) {
+  (void)state;
+  FeSetting sets[] = {{"depth", "2"}};
+  FeModel m;
+  if (fe_build("DiT-S/2", sets, 1, "forward", stderr, &m)) fail_msg("DiT-S/2 does not build");
+  IrErr err = {{0}};
+  PassOptions po = {.verify = 1};
+  if (pass_run_pipeline(m.graph, "default", &po, &err)) fail_msg("%s", err.msg);
+  IrGraph *g = m.graph;
+  int stacked = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    IrNode *n = g->nodes[i];
+    int params = n->op == IR_CONCAT;
+    for (int j = 0; j < n->n_in && params; j++) params = n->in[j]->op == IR_PARAM;
+    stacked += params;
+  }
+  assert_int_equal(stacked, 2); /* weights and biases */
+
+  CgOptions o = {.precision = IR_F32, .batch = 2, .fuse_attention = 1};
+  CgPlan *p;
+  if (cg_plan_build(g, &o, &p, &err)) fail_msg("%s", err.msg);
+  check_plan_shape(p);
+  unsigned char *memo = calloc((size_t)g->n_nodes + 1, 1);
+  int concat_steps = 0;
+  for (int i = 0; i < p->n_steps; i++) {
+    const CgStep *st = &p->steps[i];
+    if (st->node < 0) continue;
+    const IrNode *n = g->nodes[st->node];
+    if (!reads_input(n, memo)) fail_msg("step %d computes the weight-only %s", i, st->what);
+    concat_steps += st->kind == CG_STEP_KERNEL && strstr(p->kernels[st->kernel].name, "_concat") != NULL;
+  }
+  assert_int_equal(concat_steps, 1); /* the timestep embedding's [cos, sin] */
+  free(memo);
+  int computed = 0, unstored = 0;
+  for (int i = 0; i < p->n_weights; i++) {
+    computed += p->weights[i].n_in > 0 && p->weights[i].op == IR_CONCAT;
+    unstored += p->weights[i].offset < 0;
+  }
+  assert_int_equal(computed, 2);
+  assert_int_equal(unstored, 2 * 3); /* (2 blocks + final layer) x (weight, bias) */
+  cg_plan_free(p);
+
+  Weights w;
+  if (weights_random(g, 11, &w, &err)) fail_msg("%s", err.msg);
+  int n_in;
+  RtTensor *in = make_inputs(g, 2, 0.0f, 999.0f, 1000, &n_in);
+  check_graph_at(g, &w, in, 2, IR_F32, 1, 1e-5, "DiT-S/2 depth 2", 0);
+  check_graph_at(g, &w, in, 2, IR_BF16, 1, 1e-2, "DiT-S/2 depth 2", 0);
+  free_tensors(in, n_in);
+  weights_free(&w);
+  fe_model_free(&m);
 }
 
 static int setup_all(void **state) {
@@ -847,6 +950,7 @@ int main(void) {
       cmocka_unit_test(test_const),
       cmocka_unit_test(test_attention),
       cmocka_unit_test(test_memory_reuse),
+      cmocka_unit_test(test_weight_only),
       cmocka_unit_test(test_e2e_dit_tiny),
       cmocka_unit_test(test_e2e_paper_variants),
   };

@@ -356,11 +356,12 @@ static void test_blas_describe_without_gpu(void **state) {
   for (int t = 0; t < 3; t++)
     for (int epi = 0; epi < 3; epi++)
       for (int tr = 0; tr < 4; tr++)
-        for (int batch = 1; batch <= 3; batch += 2) {
+        for (int batch = 1; batch <= 3; batch += 2)
+        for (int d_f32 = 0; d_f32 <= (t > 0); d_f32++) { /* f16/bf16 operands, f32 result */
           RtBlasMatmulDesc d = {.dtype = types[t], .m = 64, .n = 32, .k = 16, .trans_a = tr & 1,
                                 .trans_b = tr >> 1, .batch = batch, .stride_a = 1024,
                                 .stride_b = 0, .stride_d = 2048, .epilogue = (RtBlasEpilogue)epi,
-                                .align = epi == 1 ? 16 : 0};
+                                .align = epi == 1 ? 16 : 0, .d_f32 = d_f32};
           RtBlasPlan *p = NULL;
           IrErr err = {{0}};
           if (rt_blas_plan_describe(&d, "IR node %3 x", &p, &err)) fail_msg("%s", err.msg);
@@ -373,7 +374,7 @@ static void test_blas_describe_without_gpu(void **state) {
           rt_blas_plan_free(p);
           plans++;
         }
-  assert_int_equal(plans, 72);
+  assert_int_equal(plans, 120);
   RtBlasMatmulDesc bad = {.dtype = IR_I8, .m = 1, .n = 1, .k = 1};
   RtBlasPlan *p = (RtBlasPlan *)1;
   IrErr err = {{0}};
@@ -415,6 +416,10 @@ static void test_blas_desc_checks(void **state) {
   d.align = 1;
   assert_int_equal(rt_blas_colmajor(&d, &cm, &err), -1);
   assert_string_equal(err.msg, "matmul: alignment 1 is not a power of two >= 2");
+  d.align = 2, d.d_f32 = 1; /* an f32 D needs 4 */
+  assert_int_equal(rt_blas_colmajor(&d, &cm, &err), -1);
+  assert_string_equal(err.msg, "matmul: alignment 2 is not a power of two >= 4");
+  d.d_f32 = 0;
   d.align = 48;
   assert_int_equal(rt_blas_colmajor(&d, &cm, &err), -1);
   d.align = 0, d.epilogue = (RtBlasEpilogue)7;

@@ -101,6 +101,7 @@ static void check_contents(const CgPack *pk) {
   assert_true(g->m == 2 && g->n == 3 && g->k == 4 && g->trans_b == 1 && !g->trans_a && g->ldd == 3);
   assert_int_equal(g->epilogue, CG_EPI_BIAS);
   assert_true(g->alpha == 1.0f);
+  assert_true(g->dtype == IR_F32 && g->d_dtype == IR_F32);
   assert_int_equal(p->steps[1].kind, CG_STEP_KERNEL);
   assert_int_equal(p->steps[1].block[0], 32);
   assert_int_equal(p->steps[1].grid[2], 1);
@@ -233,7 +234,9 @@ static void test_flipped_bytes(void **state) {
   buf[0] = 'D';
   buf[8] = 2;
   expect_reject(buf, len, "version 2");
-  buf[8] = 1;
+  buf[8] = 4;
+  expect_reject(buf, len, "version 4");
+  buf[8] = 3;
   buf[24] = 65;
   expect_reject(buf, len, "table of contents offset");
   buf[24] = 64;
@@ -332,6 +335,10 @@ static void test_lying_toc(void **state) {
   lie_in_section(buf, len, pl, "\"kernel\":0", "\"kernel\":5", "field 'kernel' = 5");
   lie_in_section(buf, len, pl, "\"n\":3", "\"n\":7", "GEMM operand B ends at byte");
   lie_in_section(buf, len, pl, "\"ldd\":3", "\"ldd\":1", "row stride 1");
+  /* a GEMM writes its operands' dtype or f32, nothing else */
+  lie_in_section(buf, len, pl, "\"d_dtype\":\"f32\"", "\"d_dtype\":\"f16\"", "GEMM with f32 operands writes f16");
+  lie_in_section(buf, len, pl, "\"d_dtype\":\"f32\"", "\"d_dtype\":\"i32\"", "field 'd_dtype'");
+  lie_in_section(buf, len, pl, "\"d_dtype\":\"f32\"", "\"x_dtype\":\"f32\"", "'d_dtype' is missing");
   lie_in_section(buf, len, pl, "\"offset\":128", "\"offset\":178", "lies outside the 192-byte arena");
   lie_in_section(buf, len, pl, "\"offset\":48", "\"offset\":78", "outside the 80-byte weights blob");
   lie_in_section(buf, len, pl, "\"block\":[32,", "\"block\":[0 ,", "field 'block'");
@@ -421,12 +428,61 @@ static void test_weights(void **state) {
   free(buf);
 }
 
+/* A weight computed from parameters (codegen's weight-only nodes): carried
+ * as op + inputs, filled from the parameters bound by name, checked on
+ * reading. */
+static void test_computed_weights(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *x = ir_input(g, "x", IR_F32, ir_shape_make(2, (IrDim[]){IR_BATCH, 4}), (IrLoc){0});
+  IrNode *a = ir_param(g, "a", IR_F32, ir_shape_make(2, (IrDim[]){2, 4}), (IrLoc){0});
+  IrNode *b = ir_param(g, "b", IR_F32, ir_shape_make(2, (IrDim[]){1, 4}), (IrLoc){0});
+  static float av[8] = {1, 2, 3, 4, 5, 6, 7, 8}, bv[4] = {-1, -2, -3, -4};
+  a->data = av;
+  b->data = bv;
+  IrNode *ab[2] = {a, b};
+  ir_graph_add_output(g, ir_linear(g, x, ir_concat(g, 2, ab, 0), NULL), "out");
+  CgOptions o = {.precision = IR_F32, .batch = 1};
+  CgPlan *p;
+  IrErr err;
+  if (cg_plan_build(g, &o, &p, &err)) fail_msg("%s", err.msg);
+  assert_int_equal(p->n_weights, 3);
+  assert_true(p->weights[0].offset == -1 && p->weights[1].offset == -1 && p->weights[2].offset == 0);
+  assert_true(p->weights[2].n_in == 2 && p->weights[2].op == IR_CONCAT);
+  CgPackWriter *w = cg_pack_writer_new();
+  cg_pack_writer_add_plan(w, p, g, NULL);
+  unsigned char *buf;
+  size_t len;
+  assert_int_equal(cg_pack_writer_bytes(w, &buf, &len, &err), 0);
+  cg_pack_writer_free(w);
+  cg_plan_free(p);
+  ir_graph_free(g);
+  CgPack *pk = cg_pack_open_memory(buf, len, "cw", 0, &err);
+  if (!pk) fail_msg("%s", err.msg);
+  const CgWeight *cw = &pk->plans[0].plan->weights[2];
+  assert_true(cw->n_in == 2 && cw->in[0] == 0 && cw->in[1] == 1 && cw->op == IR_CONCAT && cw->attr.axis == 0);
+  const void *blob;
+  void *owned;
+  assert_int_equal(cg_pack_weights(pk, &pk->plans[0], "random:1", &blob, &owned, &err), 0);
+  const float *f = blob; /* the defaults, stacked */
+  for (int i = 0; i < 8; i++) assert_true(f[i] == av[i]);
+  for (int i = 0; i < 4; i++) assert_true(f[8 + i] == bv[i]);
+  free(owned);
+  cg_pack_close(pk);
+  uint32_t pl = find_sec(buf, CG_PACK_SEC_PLAN, 0);
+  lie_in_section(buf, len, pl, "\"op\":\"concat\"", "\"op\":\"matmul\"", "cannot be computed into the blob");
+  lie_in_section(buf, len, pl, "\"in\":[0,1]", "\"in\":[0,0]", "its concat does not fit its inputs");
+  lie_in_section(buf, len, pl, "\"in\":[0,1]", "\"in\":[0,2]", "input 1 is not an earlier weight");
+  lie_in_section(buf, len, pl, "\"offset\":-1", "\"offset\":-2", "field 'offset'");
+  free(buf);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip_memory), cmocka_unit_test(test_round_trip_file),
       cmocka_unit_test(test_truncated),         cmocka_unit_test(test_flipped_bytes),
       cmocka_unit_test(test_lying_toc),         cmocka_unit_test(test_pick_cubin),
-      cmocka_unit_test(test_weights),
+      cmocka_unit_test(test_weights),           cmocka_unit_test(test_computed_weights),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,7 +40,7 @@ static inline CgPlan *tiny_plan(void) {
   p->n_steps = 2;
   p->steps = arena_alloc(a, 2 * sizeof *p->steps);
   p->steps[0] = (CgStep){.kind = CG_STEP_GEMM, .node = 2, .what = "%2 linear fc"};
-  p->steps[0].gemm = (CgGemm){.dtype = IR_F32, .trans_b = 1, .m = 2, .n = 3, .k = 4, .batch = 1,
+  p->steps[0].gemm = (CgGemm){.dtype = IR_F32, .d_dtype = IR_F32, .trans_b = 1, .m = 2, .n = 3, .k = 4, .batch = 1,
                               .lda = 4, .ldb = 4, .ldd = 3, .a = {CG_SPACE_ACT, 0},
                               .b = {CG_SPACE_WEIGHTS, 0}, .d = {CG_SPACE_ACT, 64},
                               .bias = {CG_SPACE_WEIGHTS, 48}, .epilogue = CG_EPI_BIAS, .alpha = 1.0f};
