@@ -1034,12 +1034,12 @@ static PlanStats plan_stats(const CgPlan *p, IrGraph *g) {
     if (b > max_block) max_block = b;
     if (st->kind == CG_STEP_GEMM) {
       const CgGemm *m = &st->gemm;
-      double es = (double)ir_dtype_size(m->dtype), bt = (double)m->batch;
+      double es = (double)ir_dtype_size(m->dtype), ed = (double)ir_dtype_size(m->d_dtype), bt = (double)m->batch;
       s.gemm_steps++;
       if (m->a.space == CG_SPACE_ACT) s.act_moved += es * (double)(m->stride_a ? bt : 1) * (double)(m->m * m->k);
       if (m->b.space == CG_SPACE_ACT) s.act_moved += es * (double)(m->stride_b ? bt : 1) * (double)(m->k * m->n);
-      if (m->epilogue != CG_EPI_NONE && m->bias.space == CG_SPACE_ACT) s.act_moved += es * (double)m->n;
-      s.act_moved += es * bt * (double)(m->m * m->n);
+      if (m->epilogue != CG_EPI_NONE && m->bias.space == CG_SPACE_ACT) s.act_moved += ed * (double)m->n;
+      s.act_moved += ed * bt * (double)(m->m * m->n);
       continue;
     }
     s.kernel_steps++;
