@@ -20,6 +20,7 @@
 
 #include <openssl/evp.h>
 
+#include "codegen/bytes.h"
 #include "codegen/cache.h"
 
 enum {
@@ -156,22 +157,6 @@ static int sha256(const void *data, size_t n, unsigned char out[32]) {
   return EVP_Digest(data, n, out, &len, EVP_sha256(), NULL) == 1 && len == 32 ? 0 : -1;
 }
 
-static void put_u32(unsigned char *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_u64(unsigned char *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint32_t get_u32(const unsigned char *p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
-  return v;
-}
-static uint64_t get_u64(const unsigned char *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-  return v;
-}
 
 /* Length-prefixed, so no two different field lists hash the same bytes. */
 static int hash_field(EVP_MD_CTX *md, const char *s) {

@@ -16,6 +16,7 @@
  * Hashes can be skipped (CG_PACK_SKIP_HASHES) so a fuzzer reaches the
  * parsers; nothing else changes then.
  */
+#include "codegen/bytes.h"
 #include "codegen/pack.h"
 
 #include <errno.h>
@@ -60,22 +61,6 @@ static void sha256(const void *data, size_t n, unsigned char out[32]) {
     ditc_fatal(__FILE__, __LINE__, "SHA-256 failed");
 }
 
-static void put_u32(unsigned char *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_u64(unsigned char *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint32_t get_u32(const unsigned char *p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
-  return v;
-}
-static uint64_t get_u64(const unsigned char *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-  return v;
-}
 static uint64_t align_up(uint64_t v) { return (v + ALIGN - 1) / ALIGN * ALIGN; }
 
 static int64_t numel_of(int rank, const int64_t *shape) {

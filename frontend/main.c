@@ -765,18 +765,38 @@ bad:
   return fail("--labels takes a list like 0,1,7 or 0-9, got '%s'", s);
 }
 
-/* --labels-from FILE:TENSOR: a 1-D integer tensor of labels. */
-static int load_labels(const char *spec, int repeat, int classes, int32_t **out, int64_t *n_out, int *distinct) {
+/* FILE:TENSOR: open FILE and find TENSOR.  Returns the open file (close it
+ * with st_close) and the tensor in *t, or NULL after saying why. */
+static StFile *open_tensor_spec(const char *spec, const StTensor **t) {
   const char *colon = strrchr(spec, ':');
-  if (!colon || colon == spec || !colon[1]) return fail("'%s': expected FILE:TENSOR", spec);
+  if (!colon || colon == spec || !colon[1]) {
+    fail("'%s': expected FILE:TENSOR", spec);
+    return NULL;
+  }
   char *path = strndup(spec, (size_t)(colon - spec));
   IrErr err;
   StFile *f = st_open(path, &err);
   free(path);
-  if (!f) return fail("%s", err.msg);
-  const StTensor *t = st_find(f, colon + 1);
+  if (!f) {
+    fail("%s", err.msg);
+    return NULL;
+  }
+  if (!(*t = st_find(f, colon + 1))) {
+    fail("'%s': no tensor '%s'", spec, colon + 1);
+    st_close(f);
+    return NULL;
+  }
+  return f;
+}
+
+/* --labels-from FILE:TENSOR: a 1-D integer tensor of labels. */
+static int load_labels(const char *spec, int repeat, int classes, int32_t **out, int64_t *n_out, int *distinct) {
+  const StTensor *t;
+  StFile *f = open_tensor_spec(spec, &t);
+  IrErr err;
+  if (!f) return 1;
   int rc = 1;
-  if (!t || t->rank != 1 || t->shape[0] < 1) {
+  if (t->rank != 1 || t->shape[0] < 1) {
     fail("'%s': expected a non-empty 1-D tensor of labels", spec);
     goto out;
   }
@@ -806,19 +826,11 @@ out:
 /* FILE:TENSOR -> f32 data with at least `need` rows of `img` floats (rank >= 2 after `lead` axes). */
 static int load_noise(const char *spec, int lead, int64_t img, int64_t need_rows, float **data, int64_t *rows,
                       int64_t *steps) {
-  const char *colon = strrchr(spec, ':');
-  if (!colon || colon == spec || !colon[1]) return fail("'%s': expected FILE:TENSOR", spec);
-  char *path = strndup(spec, (size_t)(colon - spec));
+  const StTensor *t;
+  StFile *f = open_tensor_spec(spec, &t);
   IrErr err;
-  StFile *f = st_open(path, &err);
-  free(path);
-  if (!f) return fail("%s", err.msg);
-  const StTensor *t = st_find(f, colon + 1);
+  if (!f) return 1;
   int rc = 1;
-  if (!t) {
-    fail("'%s': no tensor '%s'", spec, colon + 1);
-    goto out;
-  }
   int64_t per = 1;
   for (int i = lead + 1; i < t->rank; i++) per *= t->shape[i];
   if (t->rank != lead + 4 || per != img || t->shape[lead] < need_rows) {
@@ -1519,26 +1531,13 @@ static int cmd_stats(const Opts *o) {
 }
 
 static int load_operand(const char *spec, float **v, int64_t *n, char *shape, size_t shape_n) {
-  const char *colon = strrchr(spec, ':');
-  if (!colon || colon == spec || !colon[1]) return fail("'%s': expected FILE:TENSOR", spec);
-  char *path = strndup(spec, (size_t)(colon - spec));
+  const StTensor *t;
+  StFile *f = open_tensor_spec(spec, &t);
   IrErr err;
-  StFile *f = st_open(path, &err);
-  free(path);
-  if (!f) return fail("%s", err.msg);
-  const StTensor *t = st_find(f, colon + 1);
-  if (!t) {
-    st_close(f);
-    return fail("'%s': no tensor '%s'", spec, colon + 1);
-  }
+  if (!f) return 1;
   int64_t numel = 1;
-  size_t used = (size_t)snprintf(shape, shape_n, "[");
-  for (int i = 0; i < t->rank; i++) {
-    numel *= t->shape[i];
-    used += (size_t)snprintf(shape + used, shape_n > used ? shape_n - used : 0, "%s%lld", i ? ", " : "",
-                             (long long)t->shape[i]);
-  }
-  if (used < shape_n) snprintf(shape + used, shape_n - used, "]");
+  for (int i = 0; i < t->rank; i++) numel *= t->shape[i];
+  rt_dims_str(t->rank, t->shape, shape, shape_n);
   *v = xmalloc((size_t)(numel ? numel : 1) * sizeof **v);
   *n = numel;
   int rc = st_to_f32(t, *v, &err);
