@@ -79,6 +79,7 @@ typedef enum {
   LOW_LINEAR_GELU, /* gelu_tanh(linear(x, w, b)): one GEMM with the GELU epilogue */
   LOW_ATTENTION,   /* the final matmul of a fused attention */
   LOW_ABSORBED,    /* computed as part of another node's lowering */
+  LOW_FUSED,       /* root of an elementwise tree: one map kernel over its leaves */
 } Lowering;
 
 /* A strided view of node `base`'s stored value (attention operands). */
@@ -98,6 +99,11 @@ typedef struct {
   float scale;             /* LOW_ATTENTION */
   IrNode *attn;            /* LOW_ATTENTION rooted at the permute of its result: the final matmul */
   const char *fused;       /* LOW_ATTENTION: the nodes it computes, for the banner */
+  /* LOW_FUSED: the stored values read (leaf[j], as the strided view lview[j]
+   * of the leaf's shape) and the float expression over v0..v<n_leaves-1>. */
+  int n_leaves;
+  NodeView *lview;
+  const char *expr;
 } NodeInfo;
 
 typedef struct {
@@ -260,7 +266,7 @@ static NodeView resolve_view(Ctx *c, IrNode *n) {
     return u;
   }
   case IR_RESHAPE: {
-    int64_t t[IR_MAX_RANK];
+    int64_t t[IR_MAX_RANK] = {0};
     node_shape(c, n, t);
     u = resolve_view(c, n->in[0]);
     if (view_reshape(&u, n->shape.rank, t, &v) == 0) return v;
@@ -405,6 +411,9 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
   case LOW_ATTENTION:
     for (int i = 0; i < 3; i++) out[i] = ni->qkv[i].base;
     return 3;
+  case LOW_FUSED: /* the stored nodes its leaf views read */
+    for (int i = 0; i < ni->n_leaves; i++) out[i] = ni->lview[i].base;
+    return ni->n_leaves;
   case LOW_WEIGHT: /* a computed weight reads its inputs when the blob is filled */
     for (int i = 0; i < n->n_in; i++) out[i] = n->in[i];
     return n->n_in;
@@ -420,8 +429,8 @@ static void need(Ctx *c) {
     IrNode *n = c->g->nodes[i];
     if (!inf(c, n)->need) continue;
     DITC_ASSERT(inf(c, n)->how != LOW_ABSORBED);
-    if (n->n_in + 3 > cap) {
-      cap = n->n_in + 3;
+    if (n->n_in + IR_MAX_RANK + 3 > cap) {
+      cap = n->n_in + IR_MAX_RANK + 3;
       rd = xrealloc(rd, (size_t)cap * sizeof *rd);
     }
     int k = lowering_reads(c, n, rd);
@@ -460,8 +469,8 @@ static void storage(Ctx *c) {
       ni->store = n->dtype;
     else
       ni->store = want[i];
-    if (n->n_in + 3 > cap) {
-      cap = n->n_in + 3;
+    if (n->n_in + IR_MAX_RANK + 3 > cap) {
+      cap = n->n_in + IR_MAX_RANK + 3;
       rd = xrealloc(rd, (size_t)cap * sizeof *rd);
     }
     int k = lowering_reads(c, n, rd);
@@ -587,9 +596,10 @@ static int plan_steps(Ctx *c) {
     case LOW_WEIGHT: ni->buf = add_weight(c, n); break;
     case LOW_ALIAS: ni->buf = inf(c, n->in[0])->buf; break;
     case LOW_KERNEL:
+    case LOW_FUSED:
     case LOW_ATTENTION: {
       IrNode *rd[IR_MAX_RANK + 3];
-      IrNode **r = n->n_in + 3 > IR_MAX_RANK + 3 ? xmalloc((size_t)(n->n_in + 3) * sizeof *r) : rd;
+      IrNode **r = n->n_in > IR_MAX_RANK ? xmalloc((size_t)(n->n_in + 3) * sizeof *r) : rd;
       int k = lowering_reads(c, n, r);
       ni->buf = new_buf(c, CG_SPACE_ACT, ni->store, node_numel(c, n));
       LStep *s = add_step(c, LS_NODE, n, k + (n->op == IR_EMBEDDING), ni->buf);
@@ -840,6 +850,152 @@ static CgView broadcast_view(Ctx *c, CgLoc loc, const IrNode *x, const IrNode *o
   return r;
 }
 
+/* ======================================================================== */
+/* elementwise fusion                                                       */
+/* ======================================================================== */
+
+/* A tree being fused: its leaves and the nodes it absorbed (for rollback). */
+typedef struct {
+  IrNode *root;
+  int64_t shape[IR_MAX_RANK];
+  IrNode *leaf[IR_MAX_RANK];
+  NodeView lview[IR_MAX_RANK];
+  int n_leaves;
+  IrNode *absorbed[64];
+  int n_absorbed;
+  int overflow;
+} FuseTree;
+
+static int is_elementwise(const IrNode *n) {
+  IrOpClass k = ir_op_class(n->op);
+  return k == IR_CLASS_UNARY || k == IR_CLASS_BINARY;
+}
+
+/* Its value can be recomputed inside the root's expression: an f32
+ * elementwise kernel of the root's shape read by nothing else (graph outputs
+ * count as readers), so the intermediate never needs storing. */
+static int fusable_inner(Ctx *c, FuseTree *t, IrNode *x) {
+  if (!is_elementwise(x) || inf(c, x)->how != LOW_KERNEL || c->uses[x->index] != 1 || x->dtype != IR_F32)
+    return 0;
+  if (x->shape.rank != t->root->shape.rank) return 0;
+  int64_t s[IR_MAX_RANK] = {0};
+  node_shape(c, x, s);
+  return !memcmp(s, t->shape, (size_t)x->shape.rank * sizeof *s);
+}
+
+static void absorb(Ctx *c, FuseTree *t, IrNode *x) {
+  if (t->n_absorbed == (int)(sizeof t->absorbed / sizeof *t->absorbed)) {
+    t->overflow = 1;
+    return;
+  }
+  t->absorbed[t->n_absorbed++] = x;
+  inf(c, x)->how = LOW_ABSORBED;
+}
+
+/* A single-reader slice kernel becomes index math on its input. */
+static int slice_leaf(Ctx *c, IrNode *x) {
+  return x->op == IR_SLICE && inf(c, x)->how == LOW_KERNEL && c->uses[x->index] == 1;
+}
+
+/* Leaf index of operand x (its view looked through single-reader slices and
+ * the reshapes of them), appending it when new. */
+static int add_leaf(Ctx *c, FuseTree *t, IrNode *x) {
+  for (int j = 0; j < t->n_leaves; j++)
+    if (t->leaf[j] == x) return j;
+  if (t->n_leaves == IR_MAX_RANK) {
+    t->overflow = 1;
+    return 0;
+  }
+  NodeView v = view_contig(c, x);
+  IrNode *s = x->op == IR_RESHAPE && inf(c, x)->how == LOW_ALIAS && c->uses[x->index] == 1 ? x->in[0] : x;
+  if (slice_leaf(c, s)) {
+    NodeView u = view_contig(c, s->in[0]);
+    int ax = s->attr.axis;
+    u.offset += ir_dim_eval(s->attr.start, c->batch) * u.stride[ax];
+    u.shape[ax] = ir_dim_eval(s->attr.len, c->batch);
+    int64_t xs[IR_MAX_RANK] = {0};
+    node_shape(c, x, xs);
+    NodeView r;
+    if (s == x || view_reshape(&u, x->shape.rank, xs, &r) == 0) {
+      v = s == x ? u : r;
+      absorb(c, t, s);
+    }
+  }
+  int j = t->n_leaves++;
+  t->leaf[j] = x;
+  t->lview[j] = v;
+  return j;
+}
+
+/* Substitutes sub[0], sub[1] for v0, v1 in template tpl. */
+static char *subst(Arena *a, const char *tpl, char **sub) {
+  CgText t = {0};
+  for (const char *p = tpl; *p;) {
+    if (p[0] == 'v' && (p[1] == '0' || p[1] == '1') && !(p[2] >= '0' && p[2] <= '9')) {
+      cg_text_printf(&t, "(%s)", sub[p[1] - '0']);
+      p += 2;
+    } else {
+      cg_text_printf(&t, "%c", *p++);
+    }
+  }
+  char *r = arena_strdup(a, t.s ? t.s : "");
+  free(t.s);
+  return r;
+}
+
+/* The expression of node n over the tree's leaves, absorbing what it can. */
+static char *fuse_expr(Ctx *c, FuseTree *t, IrNode *n) {
+  char *sub[2] = {NULL, NULL}, buf[160];
+  for (int i = 0; i < n->n_in && i < 2; i++) {
+    IrNode *x = n->in[i];
+    if (fusable_inner(c, t, x)) {
+      absorb(c, t, x);
+      sub[i] = fuse_expr(c, t, x);
+    } else {
+      sub[i] = arena_printf(&c->scratch, "v%d", add_leaf(c, t, x));
+    }
+  }
+  const char *tpl = ir_op_class(n->op) == IR_CLASS_BINARY ? binary_expr(n->op) : unary_expr(n, buf, sizeof buf);
+  return subst(&c->scratch, tpl ? tpl : "v0", sub);
+}
+
+/* Roots, consumers first, so a tree grows from its last node; a tree that
+ * outgrows the map kernel's operand count is left unfused. */
+static void fuse_elementwise(Ctx *c) {
+  for (int i = c->g->n_nodes - 1; i >= 0; i--) {
+    IrNode *n = c->g->nodes[i];
+    NodeInfo *ni = inf(c, n);
+    if (!is_elementwise(n) || ni->how != LOW_KERNEL || !ir_dtype_is_float(n->dtype)) continue;
+    FuseTree *t = xcalloc(1, sizeof *t);
+    t->root = n;
+    node_shape(c, n, t->shape);
+    const char *expr = fuse_expr(c, t, n);
+    if (t->overflow || !t->n_absorbed) {
+      for (int j = 0; j < t->n_absorbed; j++) inf(c, t->absorbed[j])->how = LOW_KERNEL;
+    } else {
+      ni->how = LOW_FUSED;
+      ni->n_leaves = t->n_leaves;
+      ni->expr = expr;
+      ni->lview = arena_alloc(&c->scratch, (size_t)t->n_leaves * sizeof *ni->lview);
+      memcpy(ni->lview, t->lview, (size_t)t->n_leaves * sizeof *ni->lview);
+    }
+    free(t);
+  }
+}
+
+/* Leaf view v (of its node's shape) read at the output's coordinates with
+ * numpy broadcasting. */
+static CgView broadcast_node_view(Ctx *c, CgLoc loc, const NodeView *v, const IrNode *out) {
+  CgView r = {.loc = loc, .rank = out->shape.rank, .offset = v->offset};
+  int lead = out->shape.rank - v->rank;
+  for (int i = 0; i < r.rank; i++) {
+    r.shape[i] = ir_dim_eval(out->shape.d[i], c->batch);
+    int j = i - lead;
+    r.stride[i] = (j < 0 || (v->shape[j] == 1 && r.shape[i] != 1)) ? 0 : v->stride[j];
+  }
+  return r;
+}
+
 static void emit_gemm_linear(Ctx *c, CgEmit *e, IrNode *n, const LStep *st, CgEpilogue epi) {
   IrNode *lin = epi == CG_EPI_GELU_TANH_BIAS ? inf(c, n)->linear : n;
   IrNode *x = lin->in[0], *w = lin->in[1];
@@ -946,6 +1102,11 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
       memcpy(v[i].stride, nv->stride, sizeof nv->stride);
     }
     return cg_emit_attention(e, n, ni->fused, ov, v[0], v[1], v[2], ni->scale);
+  }
+  if (ni->how == LOW_FUSED) {
+    CgView v[IR_MAX_RANK];
+    for (int j = 0; j < ni->n_leaves; j++) v[j] = broadcast_node_view(c, buf_loc(c, st->reads[j]), &ni->lview[j], n);
+    return cg_emit_map(e, n, "fused", ov, ni->n_leaves, v, ni->expr);
   }
   DITC_ASSERT(ni->how == LOW_KERNEL);
   CgLoc in0 = buf_loc(c, st->reads[0]);
@@ -1112,6 +1273,7 @@ int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err) {
   c.info = xcalloc((size_t)g->n_nodes + 1, sizeof *c.info);
   int rc = -1;
   if (decide(&c, err)) goto done;
+  if (o->fuse_elementwise) fuse_elementwise(&c);
   need(&c);
   storage(&c);
   if (plan_steps(&c)) goto done;

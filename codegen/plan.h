@@ -146,6 +146,10 @@ typedef struct {
   int64_t batch;            /* >= 1 */
   int fuse_attention;       /* generate the fused attention kernel where the pattern fits */
   const char *model;        /* for the source banner only; NULL is fine (added later) */
+  /* Trees of elementwise nodes (and the slices feeding them) whose
+   * intermediates have no other reader become one map kernel (added later;
+   * 0 keeps one kernel per node). */
+  int fuse_elementwise;
 } CgOptions;
 
 /* Lower graph g (after passes) into a plan.  Errors name the node. */

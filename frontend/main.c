@@ -548,7 +548,7 @@ static int runner_prepare(const Opts *o, Runner *r, int64_t batch) {
     md.graph = r->m.graph;
     md.weights = &r->w;
     if (strcmp(r->backend, "ref")) {
-      CgOptions co = {.batch = batch, .fuse_attention = 1, .model = r->m.config ? r->m.config : r->m.model};
+      CgOptions co = {.batch = batch, .fuse_attention = 1, .fuse_elementwise = 1, .model = r->m.config ? r->m.config : r->m.model};
       parse_precision(o, &co.precision);
       if (cg_plan_build(r->m.graph, &co, &r->plan, &err)) return fail("%s", err.msg);
       r->use = r->plan;
@@ -1099,7 +1099,7 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
     FeModel m;
     IrErr err;
     if (build(o, entries[e], &m)) goto out;
-    CgOptions co = {.batch = o->batch ? o->batch : 1, .fuse_attention = 1, .model = m.config ? m.config : m.model};
+    CgOptions co = {.batch = o->batch ? o->batch : 1, .fuse_attention = 1, .fuse_elementwise = 1, .model = m.config ? m.config : m.model};
     parse_precision(o, &co.precision);
     CgPlan *p = NULL;
     if (cg_plan_build(m.graph, &co, &p, &err)) {
