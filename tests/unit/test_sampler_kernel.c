@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "backend.h"
 #include "codegen/emu.h"
 #include "codegen/nvrtc.h"
@@ -466,12 +468,9 @@ static void test_sources_compile_under_nvrtc(void **state) {
   IrErr err = {{0}};
   CgNvrtc *nv = cg_nvrtc_open(NULL, &err);
   if (!nv) skip();
-  const char *srcdir = getenv("DITC_SRC") ? getenv("DITC_SRC") : DITC_SOURCE_DIR;
-  const char *cuda = getenv("CUDA_HOME") ? getenv("CUDA_HOME") : "/usr/local/cuda";
   char inc[1024], cuda_inc[1024];
-  snprintf(inc, sizeof inc, "-I%s/codegen", srcdir);
-  snprintf(cuda_inc, sizeof cuda_inc, "-I%s/include", cuda);
-  const char *opts[] = {inc, cuda_inc, "--pre-include=cuda_prelude.h"};
+  const char *opts[3];
+  tu_nvrtc_dialect_options(inc, cuda_inc, sizeof inc, opts);
   const IrDType types[][3] = {{IR_F32, IR_F32, IR_F32}, {IR_F16, IR_F16, IR_F16}, {IR_BF16, IR_BF16, IR_BF16},
                               {IR_F16, IR_F32, IR_BF16}};
   const char *kernels[] = {CG_SAMPLER_KERNEL_INPUTS, CG_SAMPLER_KERNEL_STEP, CG_SAMPLER_KERNEL_NORMAL};
