@@ -75,6 +75,7 @@ typedef struct {
   CgKernel *kernels;
   int n_kernels, cap_kernels;
   int64_t status_offset;  /* arena offset of the status word, -1 when none */
+  const char *detail;     /* banner line for the next kernels opened without one */
 } CgEmit;
 
 /* Opens a kernel for node n (NULL for a helper step): writes the banner
@@ -123,6 +124,30 @@ void cg_emit_conv2d(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, CgLoc w, con
                     const CgConvShape *s);
 void cg_emit_avgpool(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, int64_t planes, int64_t h,
                      int64_t w, int64_t oh, int64_t ow);
+/* A layernorm over the last axis with elementwise trees fused on both sides:
+ *   h   = pexpr(v0 .. v<n_pin-1>), vi = pin[i] at the element (NULL: v0);
+ *         stored to `side` as well when has_side (a value read elsewhere);
+ *   out = eexpr(v0, v1 .. v<n_ein-1>), v0 = (h - mean) * rstd, vi = ein[i]
+ *         (ein[0] unused; NULL: v0).
+ * Every view has out's shape (broadcasts by zero strides); out and side are
+ * contiguous.  One warp per row, the row in registers. */
+typedef struct {
+  int64_t rows, len;
+  float eps;
+  int n_pin;
+  const CgView *pin;
+  const char *pexpr;
+  int has_side;
+  CgView side;
+  int n_ein;
+  const CgView *ein;
+  const char *eexpr;
+  CgView out;
+  const char *detail;  /* banner line: the nodes it computes */
+} CgNorm;
+/* The longest row the fused layernorm keeps in registers. */
+#define CG_NORM_MAX_LEN 4096
+void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *s);
 /* Zero the status word (first step of a plan that has one). */
 void cg_emit_status_reset(CgEmit *e);
 

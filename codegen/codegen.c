@@ -66,6 +66,7 @@
 #include <string.h>
 
 #include "cg_internal.h"
+#include "passes.h"
 
 #define ALIGN 256
 
@@ -80,6 +81,8 @@ typedef enum {
   LOW_ATTENTION,   /* the final matmul of a fused attention */
   LOW_ABSORBED,    /* computed as part of another node's lowering */
   LOW_FUSED,       /* root of an elementwise tree: one map kernel over its leaves */
+  LOW_NORM,        /* anchor of a fused layernorm group (cg_emit_norm) */
+  LOW_SIDE,        /* a prologue root a LOW_NORM kernel also stores (read elsewhere) */
 } Lowering;
 
 /* A strided view of node `base`'s stored value (attention operands). */
@@ -104,6 +107,15 @@ typedef struct {
   int n_leaves;
   NodeView *lview;
   const char *expr;
+  /* LOW_NORM: the layernorm, its input tree (n_pleaves leaves pview, pexpr;
+   * a plain read of the input when pexpr is NULL), the stored prologue root
+   * (side) or NULL; leaves/expr above are the epilogue's, leaf 0 being the
+   * normalised value itself. */
+  IrNode *ln;
+  int n_pleaves;
+  NodeView *pview;
+  const char *pexpr;
+  IrNode *side;
 } NodeInfo;
 
 typedef struct {
@@ -125,6 +137,7 @@ typedef struct {
   int *reads;              /* buffers read; LS_NODE: per operand, in lowering order */
   int n_reads;
   int write;               /* buffer written, -1 none */
+  int write2;              /* a second buffer written (LOW_NORM's side value), -1 none */
 } LStep;
 
 typedef struct {
@@ -146,6 +159,9 @@ typedef struct {
 } Ctx;
 
 static int64_t align_up(int64_t x) { return (x + ALIGN - 1) / ALIGN * ALIGN; }
+
+/* a and b were put in one fusion group by the fuse pass (passes/fuse.c). */
+static int grouped(const IrNode *a, const IrNode *b) { return a->fuse && a->fuse == b->fuse; }
 
 static NodeInfo *inf(Ctx *c, const IrNode *n) { return &c->info[n->index]; }
 
@@ -286,16 +302,16 @@ static NodeView resolve_view(Ctx *c, IrNode *n) {
 static int match_attention(Ctx *c, IrNode *n) {
   if (n->op != IR_MATMUL || n->attr.trans_b) return 0;
   IrNode *sm = n->in[0], *v = n->in[1], *sc = NULL, *qk;
-  if (sm->op != IR_SOFTMAX || c->uses[sm->index] != 1) return 0;
+  if (sm->op != IR_SOFTMAX || c->uses[sm->index] != 1 || !grouped(n, sm)) return 0;
   qk = sm->in[0];
   float scale = 1.0f;
   if (qk->op == IR_SCALE) {
-    if (c->uses[qk->index] != 1) return 0;
+    if (c->uses[qk->index] != 1 || !grouped(n, qk)) return 0;
     sc = qk;
     scale = sc->attr.f;
     qk = sc->in[0];
   }
-  if (qk->op != IR_MATMUL || !qk->attr.trans_b || c->uses[qk->index] != 1) return 0;
+  if (qk->op != IR_MATMUL || !qk->attr.trans_b || c->uses[qk->index] != 1 || !grouped(n, qk)) return 0;
   IrNode *q = qk->in[0], *k = qk->in[1];
   int r = n->shape.rank;
   /* same rank everywhere keeps the leading-dim strides simple */
@@ -361,7 +377,7 @@ static int decide(Ctx *c, IrErr *err) {
       NodeInfo *mi = inf(c, m);
       if (computed_weight(c, n)) {
         ni->how = LOW_WEIGHT;
-      } else if (mi->how == LOW_ATTENTION && !mi->attn && c->uses[m->index] == 1) {
+      } else if (mi->how == LOW_ATTENTION && !mi->attn && c->uses[m->index] == 1 && grouped(n, m)) {
         *ni = *mi;
         ni->attn = m;
         ni->fused = arena_printf(&c->scratch, "%s, %%%d permute", mi->fused, n->id);
@@ -373,11 +389,12 @@ static int decide(Ctx *c, IrErr *err) {
     }
     case IR_LINEAR: ni->how = LOW_GEMM; break;
     case IR_MATMUL:
-      if (!(c->o->fuse_attention && match_attention(c, n))) ni->how = LOW_GEMM;
+      if (!match_attention(c, n)) ni->how = LOW_GEMM;
       break;
     case IR_GELU_TANH: {
       IrNode *l = n->in[0];
-      if (l->op == IR_LINEAR && l->n_in == 3 && c->uses[l->index] == 1 && inf(c, l)->how == LOW_GEMM) {
+      if (l->op == IR_LINEAR && l->n_in == 3 && c->uses[l->index] == 1 && inf(c, l)->how == LOW_GEMM &&
+          grouped(n, l)) {
         ni->how = LOW_LINEAR_GELU;
         ni->linear = l;
         inf(c, l)->how = LOW_ABSORBED;
@@ -414,6 +431,12 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
   case LOW_FUSED: /* the stored nodes its leaf views read */
     for (int i = 0; i < ni->n_leaves; i++) out[i] = ni->lview[i].base;
     return ni->n_leaves;
+  case LOW_NORM: { /* the prologue's leaves, then the epilogue's but the normalised value */
+    int k = 0;
+    for (int i = 0; i < ni->n_pleaves; i++) out[k++] = ni->pview[i].base;
+    for (int i = 1; i < ni->n_leaves; i++) out[k++] = ni->lview[i].base;
+    return k;
+  }
   case LOW_WEIGHT: /* a computed weight reads its inputs when the blob is filled */
     for (int i = 0; i < n->n_in; i++) out[i] = n->in[i];
     return n->n_in;
@@ -423,14 +446,18 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
 
 static void need(Ctx *c) {
   for (int i = 0; i < c->g->n_outputs; i++) inf(c, c->g->outputs[i])->need = 1;
+  /* a kernel that stores a side value runs whenever that value is needed;
+   * after dce every group anchor is live, so run them all */
+  for (int i = 0; i < c->g->n_nodes; i++)
+    if (inf(c, c->g->nodes[i])->how == LOW_NORM && inf(c, c->g->nodes[i])->side) inf(c, c->g->nodes[i])->need = 1;
   IrNode **rd = NULL;
   int cap = 0;
   for (int i = c->g->n_nodes - 1; i >= 0; i--) {
     IrNode *n = c->g->nodes[i];
     if (!inf(c, n)->need) continue;
     DITC_ASSERT(inf(c, n)->how != LOW_ABSORBED);
-    if (n->n_in + IR_MAX_RANK + 3 > cap) {
-      cap = n->n_in + IR_MAX_RANK + 3;
+    if (n->n_in + 2 * IR_MAX_RANK + 3 > cap) {
+      cap = n->n_in + 2 * IR_MAX_RANK + 3;
       rd = xrealloc(rd, (size_t)cap * sizeof *rd);
     }
     int k = lowering_reads(c, n, rd);
@@ -469,8 +496,8 @@ static void storage(Ctx *c) {
       ni->store = n->dtype;
     else
       ni->store = want[i];
-    if (n->n_in + IR_MAX_RANK + 3 > cap) {
-      cap = n->n_in + IR_MAX_RANK + 3;
+    if (n->n_in + 2 * IR_MAX_RANK + 3 > cap) {
+      cap = n->n_in + 2 * IR_MAX_RANK + 3;
       rd = xrealloc(rd, (size_t)cap * sizeof *rd);
     }
     int k = lowering_reads(c, n, rd);
@@ -501,7 +528,7 @@ static LStep *add_step(Ctx *c, LsKind kind, IrNode *n, int n_reads, int write) {
     c->steps = xrealloc(c->steps, (size_t)c->cap_steps * sizeof *c->steps);
   }
   LStep *s = &c->steps[c->n_steps++];
-  *s = (LStep){.kind = kind, .node = n, .n_reads = n_reads, .write = write};
+  *s = (LStep){.kind = kind, .node = n, .n_reads = n_reads, .write = write, .write2 = -1};
   s->reads = arena_alloc(&c->scratch, (size_t)(n_reads ? n_reads : 1) * sizeof(int));
   return s;
 }
@@ -595,16 +622,22 @@ static int plan_steps(Ctx *c) {
     switch (ni->how) {
     case LOW_WEIGHT: ni->buf = add_weight(c, n); break;
     case LOW_ALIAS: ni->buf = inf(c, n->in[0])->buf; break;
+    case LOW_SIDE: break; /* its buffer comes with its LOW_NORM anchor's step */
     case LOW_KERNEL:
     case LOW_FUSED:
+    case LOW_NORM:
     case LOW_ATTENTION: {
-      IrNode *rd[IR_MAX_RANK + 3];
+      IrNode *rd[2 * IR_MAX_RANK + 3];
       IrNode **r = n->n_in > IR_MAX_RANK ? xmalloc((size_t)(n->n_in + 3) * sizeof *r) : rd;
       int k = lowering_reads(c, n, r);
       ni->buf = new_buf(c, CG_SPACE_ACT, ni->store, node_numel(c, n));
       LStep *s = add_step(c, LS_NODE, n, k + (n->op == IR_EMBEDDING), ni->buf);
       for (int j = 0; j < k; j++) s->reads[j] = inf(c, r[j])->buf;
       if (n->op == IR_EMBEDDING) s->reads[k] = c->status_buf;
+      if (ni->how == LOW_NORM && ni->side) {
+        NodeInfo *si = inf(c, ni->side);
+        s->write2 = si->buf = new_buf(c, CG_SPACE_ACT, si->store, node_numel(c, ni->side));
+      }
       if (r != rd) free(r);
       break;
     }
@@ -659,21 +692,10 @@ static int output_buf(Ctx *c, int i, int *used) {
 /* place                                                                    */
 /* ======================================================================== */
 
-static int cmp_size_desc(const void *a, const void *b, void *ctx) {
-  const Buf *bufs = ctx;
-  const Buf *x = &bufs[*(const int *)a], *y = &bufs[*(const int *)b];
-  if (x->bytes != y->bytes) return x->bytes > y->bytes ? -1 : 1;
-  if (x->first != y->first) return x->first < y->first ? -1 : 1;
-  return *(const int *)a - *(const int *)b;
-}
-
-static int cmp_offset(const void *a, const void *b, void *ctx) {
-  const Buf *bufs = ctx;
-  int64_t x = bufs[*(const int *)a].offset, y = bufs[*(const int *)b].offset;
-  return x < y ? -1 : x > y;
-}
-
-static int64_t place(Ctx *c) {
+/* Live ranges over the step list, then offsets: shared by liveness when the
+ * graph went through plan-memory (passes/plan_memory.c), one place per
+ * buffer otherwise.  *unplanned gets the size without reuse. */
+static int64_t place(Ctx *c, int64_t *unplanned) {
   for (int s = 0; s < c->n_steps; s++) {
     LStep *st = &c->steps[s];
     for (int j = 0; j < st->n_reads; j++) {
@@ -681,13 +703,17 @@ static int64_t place(Ctx *c) {
       if (b->first < 0) b->first = s;
       b->last = s;
     }
-    if (st->write >= 0) {
-      Buf *b = &c->bufs[st->write];
+    int w[2] = {st->write, st->write2};
+    for (int j = 0; j < 2; j++) {
+      if (w[j] < 0) continue;
+      Buf *b = &c->bufs[w[j]];
       if (b->first < 0 || b->first > s) b->first = s;
       if (b->last < s) b->last = s;
     }
   }
-  int *order = xmalloc((size_t)(c->n_bufs + 1) * sizeof *order), n = 0;
+  int n = 0, *idx = xmalloc((size_t)(c->n_bufs + 1) * sizeof *idx);
+  int *first = xmalloc((size_t)(c->n_bufs + 1) * sizeof *first), *last = xmalloc((size_t)(c->n_bufs + 1) * sizeof *last);
+  int64_t *bytes = xmalloc((size_t)(c->n_bufs + 1) * sizeof *bytes), *off = xmalloc((size_t)(c->n_bufs + 1) * sizeof *off);
   for (int i = 0; i < c->n_bufs; i++) {
     Buf *b = &c->bufs[i];
     if (b->space != CG_SPACE_ACT) continue;
@@ -695,34 +721,18 @@ static int64_t place(Ctx *c) {
       b->first = 0;
       b->last = c->n_steps;
     }
-    order[n++] = i;
+    idx[n] = i, first[n] = b->first, last[n] = b->last;
+    bytes[n] = align_up(b->bytes > 0 ? b->bytes : 1);
+    n++;
   }
-  qsort_r(order, (size_t)n, sizeof *order, cmp_size_desc, c->bufs);
-  int *placed = xmalloc((size_t)(n + 1) * sizeof *placed), n_placed = 0;
-  int *conf = xmalloc((size_t)(n + 1) * sizeof *conf);
-  int64_t top = 0;
-  for (int i = 0; i < n; i++) {
-    Buf *b = &c->bufs[order[i]];
-    int nc = 0;
-    for (int j = 0; j < n_placed; j++) {
-      Buf *p = &c->bufs[placed[j]];
-      if (p->first <= b->last && b->first <= p->last) conf[nc++] = placed[j];
-    }
-    qsort_r(conf, (size_t)nc, sizeof *conf, cmp_offset, c->bufs);
-    int64_t at = 0, size = align_up(b->bytes > 0 ? b->bytes : 1);
-    for (int j = 0; j < nc; j++) {
-      Buf *p = &c->bufs[conf[j]];
-      if (p->offset >= at + size) break;
-      int64_t end = p->offset + align_up(p->bytes > 0 ? p->bytes : 1);
-      if (end > at) at = end;
-    }
-    b->offset = at;
-    if (at + size > top) top = at + size;
-    placed[n_placed++] = order[i];
-  }
-  free(order);
-  free(placed);
-  free(conf);
+  *unplanned = pass_memory_unplanned(n, bytes, off);
+  int64_t top = c->g->memory_planned ? pass_memory_plan(n, bytes, first, last, off) : *unplanned;
+  for (int i = 0; i < n; i++) c->bufs[idx[i]].offset = off[i];
+  free(idx);
+  free(first);
+  free(last);
+  free(bytes);
+  free(off);
   return top;
 }
 
@@ -751,6 +761,7 @@ int cg_kernel_open(CgEmit *e, const IrNode *n, const char *op, const char *detai
                         : arena_strdup(a, op);
   e->kernels[k] = (CgKernel){.name = *name, .nodes = nodes};
   cg_text_printf(&e->src, "/* %s */\n", nodes);
+  if (!detail) detail = e->detail;
   if (detail) cg_text_printf(&e->src, "/* %s */\n", detail);
   return k;
 }
@@ -857,11 +868,11 @@ static CgView broadcast_view(Ctx *c, CgLoc loc, const IrNode *x, const IrNode *o
 /* A tree being fused: its leaves and the nodes it absorbed (for rollback). */
 typedef struct {
   IrNode *root;
-  int64_t shape[IR_MAX_RANK];
   IrNode *leaf[IR_MAX_RANK];
   NodeView lview[IR_MAX_RANK];
   int n_leaves;
   IrNode *absorbed[64];
+  Lowering was[64];
   int n_absorbed;
   int overflow;
 } FuseTree;
@@ -872,16 +883,15 @@ static int is_elementwise(const IrNode *n) {
 }
 
 /* Its value can be recomputed inside the root's expression: an f32
- * elementwise kernel read by nothing else (graph outputs count as readers),
- * so the intermediate never needs storing.  It may be a broadcast operand
- * ([B, 1, D] under [B, N, D]): broadcasting composes, so its leaves read at
- * the root's coordinates with their own broadcast give the same values, each
- * recomputed per output element (cheap next to a stored round trip). */
+ * elementwise kernel in the root's fusion group read by nothing else (graph
+ * outputs count as readers), so the intermediate never needs storing.  It
+ * may be a broadcast operand ([B, 1, D] under [B, N, D]): broadcasting
+ * composes, so its leaves read at the root's coordinates with their own
+ * broadcast give the same values, each recomputed per output element (cheap
+ * next to a stored round trip). */
 static int fusable_inner(Ctx *c, FuseTree *t, IrNode *x) {
-  if (!is_elementwise(x) || inf(c, x)->how != LOW_KERNEL || c->uses[x->index] != 1 || x->dtype != IR_F32)
-    return 0;
-  (void)t;
-  return 1;
+  return is_elementwise(x) && inf(c, x)->how == LOW_KERNEL && c->uses[x->index] == 1 && x->dtype == IR_F32 &&
+         grouped(t->root, x);
 }
 
 static void absorb(Ctx *c, FuseTree *t, IrNode *x) {
@@ -889,17 +899,57 @@ static void absorb(Ctx *c, FuseTree *t, IrNode *x) {
     t->overflow = 1;
     return;
   }
+  t->was[t->n_absorbed] = inf(c, x)->how;
   t->absorbed[t->n_absorbed++] = x;
   inf(c, x)->how = LOW_ABSORBED;
 }
 
-/* A single-reader slice kernel becomes index math on its input. */
-static int slice_leaf(Ctx *c, IrNode *x) {
-  return x->op == IR_SLICE && inf(c, x)->how == LOW_KERNEL && c->uses[x->index] == 1;
+static void rollback(Ctx *c, FuseTree *t) {
+  for (int j = t->n_absorbed - 1; j >= 0; j--) inf(c, t->absorbed[j])->how = t->was[j];
+  t->n_absorbed = 0;
 }
 
-/* Leaf index of operand x (its view looked through single-reader slices and
- * the reshapes of them), appending it when new. */
+/* A layout node (slice, permute, reshape) in the root's group with one
+ * reader: the tree reads through it. */
+static int layout_leaf(Ctx *c, FuseTree *t, IrNode *x) {
+  if (c->uses[x->index] != 1 || !grouped(t->root, x)) return 0;
+  return (x->op == IR_SLICE || x->op == IR_PERMUTE) ? inf(c, x)->how == LOW_KERNEL
+         : x->op == IR_RESHAPE                     ? inf(c, x)->how == LOW_ALIAS
+                                                   : 0;
+}
+
+/* The view of x through the chain of layout leaves under it; 0 when some
+ * reshape cannot be expressed as strides (then x is read as stored). */
+static int chain_view(Ctx *c, FuseTree *t, IrNode *x, NodeView *out) {
+  if (!layout_leaf(c, t, x)) {
+    *out = view_contig(c, x);
+    return 1;
+  }
+  NodeView u;
+  if (!chain_view(c, t, x->in[0], &u)) return 0;
+  *out = u;
+  switch (x->op) {
+  case IR_PERMUTE:
+    for (int j = 0; j < x->shape.rank; j++) {
+      out->shape[j] = u.shape[x->attr.perm[j]];
+      out->stride[j] = u.stride[x->attr.perm[j]];
+    }
+    out->rank = x->shape.rank;
+    return 1;
+  case IR_SLICE:
+    out->offset += ir_dim_eval(x->attr.start, c->batch) * u.stride[x->attr.axis];
+    out->shape[x->attr.axis] = ir_dim_eval(x->attr.len, c->batch);
+    return 1;
+  default: {
+    int64_t xs[IR_MAX_RANK] = {0};
+    node_shape(c, x, xs);
+    return view_reshape(&u, x->shape.rank, xs, out) == 0;
+  }
+  }
+}
+
+/* Leaf index of operand x (read through its layout chain when it has one),
+ * appending it when new. */
 static int add_leaf(Ctx *c, FuseTree *t, IrNode *x) {
   for (int j = 0; j < t->n_leaves; j++)
     if (t->leaf[j] == x) return j;
@@ -907,20 +957,11 @@ static int add_leaf(Ctx *c, FuseTree *t, IrNode *x) {
     t->overflow = 1;
     return 0;
   }
-  NodeView v = view_contig(c, x);
-  IrNode *s = x->op == IR_RESHAPE && inf(c, x)->how == LOW_ALIAS && c->uses[x->index] == 1 ? x->in[0] : x;
-  if (slice_leaf(c, s)) {
-    NodeView u = view_contig(c, s->in[0]);
-    int ax = s->attr.axis;
-    u.offset += ir_dim_eval(s->attr.start, c->batch) * u.stride[ax];
-    u.shape[ax] = ir_dim_eval(s->attr.len, c->batch);
-    int64_t xs[IR_MAX_RANK] = {0};
-    node_shape(c, x, xs);
-    NodeView r;
-    if (s == x || view_reshape(&u, x->shape.rank, xs, &r) == 0) {
-      v = s == x ? u : r;
-      absorb(c, t, s);
-    }
+  NodeView v;
+  if (chain_view(c, t, x, &v)) {
+    for (IrNode *y = x; layout_leaf(c, t, y); y = y->in[0]) absorb(c, t, y);
+  } else {
+    v = view_contig(c, x);
   }
   int j = t->n_leaves++;
   t->leaf[j] = x;
@@ -960,28 +1001,156 @@ static char *fuse_expr(Ctx *c, FuseTree *t, IrNode *n) {
   return subst(&c->scratch, tpl ? tpl : "v0", sub);
 }
 
+/* "fused: %3 mul, %4 add, ..." for the banner: the tree's nodes in graph order. */
+static const char *tree_banner(Ctx *c, const char *what, FuseTree *const *trees, int n_trees, IrNode *const *extra,
+                               int n_extra) {
+  IrNode **all = xmalloc(((size_t)n_trees * 65 + (size_t)n_extra + 1) * sizeof *all);
+  int n = 0;
+  for (int k = 0; k < n_trees; k++) {
+    if (!trees[k]) continue;
+    for (int j = 0; j < trees[k]->n_absorbed; j++) all[n++] = trees[k]->absorbed[j];
+    all[n++] = trees[k]->root;
+  }
+  for (int j = 0; j < n_extra; j++) all[n++] = extra[j];
+  for (int i = 1; i < n; i++) /* insertion sort by position */
+    for (int j = i; j > 0 && all[j - 1]->index > all[j]->index; j--) {
+      IrNode *x = all[j];
+      all[j] = all[j - 1];
+      all[j - 1] = x;
+    }
+  CgText t = {0};
+  cg_text_printf(&t, "%s:", what);
+  for (int i = 0; i < n; i++)
+    if (!i || all[i] != all[i - 1]) cg_text_printf(&t, "%s %%%d %s", i ? "," : "", all[i]->id, ir_op_name(all[i]->op));
+  const char *r = arena_strdup(&c->scratch, t.s);
+  free(t.s);
+  free(all);
+  return r;
+}
+
+static void keep_leaves(Ctx *c, NodeView **dst, int *n_dst, const FuseTree *t) {
+  *n_dst = t->n_leaves;
+  *dst = arena_alloc(&c->scratch, (size_t)(t->n_leaves + 1) * sizeof **dst);
+  memcpy(*dst, t->lview, (size_t)t->n_leaves * sizeof **dst);
+}
+
 /* Roots, consumers first, so a tree grows from its last node; a tree that
  * outgrows the map kernel's operand count is left unfused. */
 static void fuse_elementwise(Ctx *c) {
   for (int i = c->g->n_nodes - 1; i >= 0; i--) {
     IrNode *n = c->g->nodes[i];
     NodeInfo *ni = inf(c, n);
-    if (!is_elementwise(n) || ni->how != LOW_KERNEL || !ir_dtype_is_float(n->dtype)) continue;
+    if (!is_elementwise(n) || ni->how != LOW_KERNEL || !ir_dtype_is_float(n->dtype) || !n->fuse) continue;
     FuseTree *t = xcalloc(1, sizeof *t);
     t->root = n;
-    node_shape(c, n, t->shape);
     const char *expr = fuse_expr(c, t, n);
     if (t->overflow || !t->n_absorbed) {
-      for (int j = 0; j < t->n_absorbed; j++) inf(c, t->absorbed[j])->how = LOW_KERNEL;
+      rollback(c, t);
     } else {
       ni->how = LOW_FUSED;
-      ni->n_leaves = t->n_leaves;
       ni->expr = expr;
-      ni->lview = arena_alloc(&c->scratch, (size_t)t->n_leaves * sizeof *ni->lview);
-      memcpy(ni->lview, t->lview, (size_t)t->n_leaves * sizeof *ni->lview);
+      keep_leaves(c, &ni->lview, &ni->n_leaves, t);
+      ni->fused = tree_banner(c, "fused", &t, 1, NULL, 0);
     }
     free(t);
   }
+}
+
+static int same_shape(Ctx *c, const IrNode *a, const IrNode *b) {
+  if (a->shape.rank != b->shape.rank) return 0;
+  for (int i = 0; i < a->shape.rank; i++)
+    if (ir_dim_eval(a->shape.d[i], c->batch) != ir_dim_eval(b->shape.d[i], c->batch)) return 0;
+  return 1;
+}
+
+/* Is every reader of x but `except` after `anchor` in graph order (steps
+ * run in that order, and the anchor's kernel writes x)? */
+static int read_after(Ctx *c, const IrNode *x, const IrNode *except, const IrNode *anchor) {
+  for (int i = 0; i < anchor->index; i++) {
+    IrNode *r = c->g->nodes[i];
+    if (r == except) continue;
+    for (int j = 0; j < r->n_in; j++)
+      if (r->in[j] == x) return 0;
+  }
+  return 1;
+}
+
+/* A layernorm group of the fuse pass: [prologue tree] -> layernorm ->
+ * [epilogue tree rooted at the anchor] as one cg_emit_norm kernel, when
+ * every piece fits (f32, one shape, a row short enough for registers);
+ * otherwise the group's elementwise parts fuse as ordinary trees. */
+static void fuse_norm(Ctx *c, IrNode *ln) {
+  IrNode *root = ln->fuse, *x = ln->in[0];
+  int64_t len = ir_dim_eval(ln->shape.d[ln->shape.rank - 1], c->batch);
+  if (!root || inf(c, ln)->how != LOW_KERNEL || ln->dtype != IR_F32 || len < 1 || len > CG_NORM_MAX_LEN) return;
+  if (root != ln && (!is_elementwise(root) || inf(c, root)->how != LOW_KERNEL || root->dtype != IR_F32 ||
+                     !same_shape(c, root, ln) || c->uses[ln->index] != 1))
+    return;
+  FuseTree *epi = NULL, *pro = NULL;
+  const char *eexpr = NULL, *pexpr = NULL;
+  if (root != ln) {
+    epi = xcalloc(1, sizeof *epi);
+    epi->root = root;
+    epi->leaf[0] = ln; /* v0: the normalised value */
+    epi->n_leaves = 1;
+    eexpr = fuse_expr(c, epi, root);
+    int reached = 0; /* the tree must reach the layernorm through absorbed nodes */
+    for (int j = 0; j < epi->n_absorbed; j++)
+      for (int k = 0; k < epi->absorbed[j]->n_in; k++) reached |= epi->absorbed[j]->in[k] == ln;
+    for (int k = 0; k < root->n_in; k++) reached |= root->in[k] == ln;
+    if (epi->overflow || !reached) {
+      rollback(c, epi);
+      free(epi);
+      return;
+    }
+  }
+  int side = 0;
+  if (grouped(x, ln) && is_elementwise(x) && inf(c, x)->how == LOW_KERNEL && x->dtype == IR_F32 &&
+      same_shape(c, x, ln) && (c->uses[x->index] == 1 || read_after(c, x, ln, root))) {
+    pro = xcalloc(1, sizeof *pro);
+    pro->root = x;
+    pexpr = fuse_expr(c, pro, x);
+    if (pro->overflow) {
+      rollback(c, pro);
+      free(pro);
+      pro = NULL;
+      pexpr = NULL;
+    } else {
+      side = c->uses[x->index] > 1;
+    }
+  }
+  if (!pro) { /* the input as stored (through the group's layout nodes) */
+    pro = xcalloc(1, sizeof *pro);
+    pro->root = ln;
+    add_leaf(c, pro, x);
+  }
+  NodeInfo *ri = inf(c, root);
+  ri->how = LOW_NORM;
+  ri->ln = ln;
+  ri->expr = eexpr;
+  ri->pexpr = pexpr;
+  if (epi) {
+    keep_leaves(c, &ri->lview, &ri->n_leaves, epi);
+  } else {
+    ri->n_leaves = 1;
+    ri->lview = arena_alloc(&c->scratch, sizeof *ri->lview);
+    ri->lview[0] = view_contig(c, ln);
+  }
+  keep_leaves(c, &ri->pview, &ri->n_pleaves, pro);
+  if (root != ln) inf(c, ln)->how = LOW_ABSORBED;
+  if (pexpr) {
+    inf(c, x)->how = side ? LOW_SIDE : LOW_ABSORBED;
+    ri->side = side ? x : NULL;
+  }
+  FuseTree *trees[2] = {pexpr ? pro : NULL, epi};
+  ri->fused = tree_banner(c, "fused layernorm", trees, 2, &ln, 1);
+  free(epi);
+  free(pro);
+}
+
+static void fuse_norms(Ctx *c) {
+  for (int i = 0; i < c->g->n_nodes; i++)
+    if (c->g->nodes[i]->op == IR_LAYERNORM) fuse_norm(c, c->g->nodes[i]);
 }
 
 /* Leaf view v (of its node's shape) read at the output's coordinates with
@@ -1107,7 +1276,23 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
   if (ni->how == LOW_FUSED) {
     CgView v[IR_MAX_RANK];
     for (int j = 0; j < ni->n_leaves; j++) v[j] = broadcast_node_view(c, buf_loc(c, st->reads[j]), &ni->lview[j], n);
-    return cg_emit_map(e, n, "fused", ov, ni->n_leaves, v, ni->expr);
+    e->detail = ni->fused;
+    cg_emit_map(e, n, "fused", ov, ni->n_leaves, v, ni->expr);
+    e->detail = NULL;
+    return;
+  }
+  if (ni->how == LOW_NORM) {
+    CgView pin[IR_MAX_RANK], ein[IR_MAX_RANK];
+    for (int j = 0; j < ni->n_pleaves; j++)
+      pin[j] = broadcast_node_view(c, buf_loc(c, st->reads[j]), &ni->pview[j], ni->ln);
+    for (int j = 1; j < ni->n_leaves; j++)
+      ein[j] = broadcast_node_view(c, buf_loc(c, st->reads[ni->n_pleaves + j - 1]), &ni->lview[j], n);
+    int64_t len = ov.shape[ov.rank - 1];
+    CgNorm s = {.rows = node_numel(c, n) / len, .len = len, .eps = ni->ln->attr.f, .n_pin = ni->n_pleaves,
+                .pin = pin, .pexpr = ni->pexpr, .has_side = ni->side != NULL, .n_ein = ni->n_leaves, .ein = ein,
+                .eexpr = ni->expr, .out = ov, .detail = ni->fused};
+    if (ni->side) s.side = node_view(c, ni->side, buf_loc(c, st->write2));
+    return cg_emit_norm(e, n, &s);
   }
   DITC_ASSERT(ni->how == LOW_KERNEL);
   CgLoc in0 = buf_loc(c, st->reads[0]);
@@ -1225,6 +1410,51 @@ static void emit_header(Ctx *c, CgEmit *e) {
                  t->transpose_rows, t->block_row_thread, t->attn_warps, t->attn_rows_per_warp);
 }
 
+/* ---- bytes each step moves (plan.h: CgStep.act_read ...) ---- */
+
+/* Distinct elements of a node view: broadcast (stride 0) axes count once. */
+static int64_t view_elems(const NodeView *v) {
+  int64_t m = 1;
+  for (int i = 0; i < v->rank; i++)
+    if (v->stride[i] != 0) m *= v->shape[i];
+  return m;
+}
+
+static void count_read(Ctx *c, int b, int64_t elems, int64_t *act, int64_t *w) {
+  int64_t bytes = elems * (int64_t)ir_dtype_size(c->bufs[b].dtype);
+  *(c->bufs[b].space == CG_SPACE_WEIGHTS ? w : act) += bytes;
+}
+
+/* What lowered step st moves: reads as the lowering reads them (a leaf
+ * through its view, a slice kernel only its part), writes whole. */
+static void step_bytes(Ctx *c, const LStep *st, int64_t *act_read, int64_t *act_written, int64_t *w_read) {
+  *act_read = *act_written = *w_read = 0;
+  int wr[2] = {st->write, st->write2}, j = 0;
+  for (int k = 0; k < 2; k++)
+    if (wr[k] >= 0 && c->bufs[wr[k]].space == CG_SPACE_ACT) *act_written += c->bufs[wr[k]].bytes;
+  NodeInfo *ni = st->kind == LS_NODE ? inf(c, st->node) : NULL;
+  switch (ni ? ni->how : LOW_NONE) {
+  case LOW_FUSED:
+    for (; j < ni->n_leaves; j++) count_read(c, st->reads[j], view_elems(&ni->lview[j]), act_read, w_read);
+    break;
+  case LOW_NORM:
+    for (int i = 0; i < ni->n_pleaves; i++, j++) count_read(c, st->reads[j], view_elems(&ni->pview[i]), act_read, w_read);
+    for (int i = 1; i < ni->n_leaves; i++, j++) count_read(c, st->reads[j], view_elems(&ni->lview[i]), act_read, w_read);
+    break;
+  case LOW_ATTENTION:
+    for (; j < 3; j++) count_read(c, st->reads[j], view_elems(&ni->qkv[j]), act_read, w_read);
+    break;
+  case LOW_KERNEL:
+    if (st->node->op == IR_SLICE) count_read(c, st->reads[j++], node_numel(c, st->node), act_read, w_read);
+    break;
+  default: break;
+  }
+  for (; j < st->n_reads; j++) { /* the rest whole */
+    Buf *b = &c->bufs[st->reads[j]];
+    count_read(c, st->reads[j], b->bytes / (int64_t)ir_dtype_size(b->dtype), act_read, w_read);
+  }
+}
+
 static void emit_all(Ctx *c) {
   CgPlan *p = c->plan;
   CgEmit e = {.plan = p, .tune = cg_tuning_for(NULL), .batch = c->batch,
@@ -1232,11 +1462,21 @@ static void emit_all(Ctx *c) {
   emit_header(c, &e);
   for (int s = 0; s < c->n_steps; s++) {
     LStep *st = &c->steps[s];
+    int first = e.n_steps;
     switch (st->kind) {
     case LS_STATUS: cg_emit_status_reset(&e); break;
     case LS_NODE: emit_node(c, &e, st); break;
     case LS_CONVERT: emit_copy(c, &e, st, "convert"); break;
     case LS_OUTPUT: emit_copy(c, &e, st, "output"); break;
+    }
+    int made = e.n_steps - first;
+    if (!made) continue;
+    int64_t r, w, wr; /* several GEMM steps of one matmul share its bytes evenly */
+    step_bytes(c, st, &r, &w, &wr);
+    for (int k = first; k < e.n_steps; k++) {
+      e.steps[k].act_read = r / made;
+      e.steps[k].act_written = w / made;
+      e.steps[k].weight_read = wr / made;
     }
   }
   p->source = arena_strdup(&p->arena, e.src.s ? e.src.s : "");
@@ -1274,12 +1514,13 @@ int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err) {
   c.info = xcalloc((size_t)g->n_nodes + 1, sizeof *c.info);
   int rc = -1;
   if (decide(&c, err)) goto done;
-  if (o->fuse_elementwise) fuse_elementwise(&c);
+  fuse_norms(&c);
+  fuse_elementwise(&c);
   need(&c);
   storage(&c);
   if (plan_steps(&c)) goto done;
   place_weights(&c);
-  p->arena_bytes = place(&c);
+  p->arena_bytes = place(&c, &p->arena_unplanned_bytes);
   p->entry = arena_strdup(&p->arena, g->name ? g->name : "forward");
   p->precision = o->precision;
   p->batch = o->batch;

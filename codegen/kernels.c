@@ -24,6 +24,7 @@
  * bits, else `long long`.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -626,4 +627,114 @@ void cg_emit_status_reset(CgEmit *e) {
                  "}\n\n",
                  name, (long long)e->status_offset);
   cg_launch(e, NULL, k, 1, 1, 1, 1, 1, 1, 0);
+}
+
+/* ======================================================================== */
+/* fused layernorm: prologue -> layernorm -> epilogue, one warp per row     */
+/* ======================================================================== */
+
+/* Declares the element offset of view v at the row's coordinates as
+ * `rb<name>` (without the last axis, which the loops add as j * stride). */
+static void row_base(CgEmit *e, const char *name, const CgView *v, const char *it) {
+  CgText t = {0};
+  cg_text_printf(&t, "%lld", (long long)v->offset);
+  for (int d = 0; d < v->rank - 1; d++)
+    if (v->stride[d]) cg_text_printf(&t, " + c%d * %lld", d, (long long)v->stride[d]);
+  cg_text_printf(&e->src, "  const %s rb%s = %s;\n", it, name, t.s);
+  free(t.s);
+}
+
+/* `float v<i> = <leaf i at (row, j)>;` for leaves first..n-1 of views. */
+static void load_leaves(CgEmit *e, const char *prefix, int first, int n, const CgView *v, const char *indent) {
+  char p[32], idx[96], ld[256];
+  for (int i = first; i < n; i++) {
+    snprintf(p, sizeof p, "%s%d", prefix, i);
+    if (v[i].stride[v[i].rank - 1] == 1)
+      snprintf(idx, sizeof idx, "rb%s%d + j", prefix, i);
+    else
+      snprintf(idx, sizeof idx, "rb%s%d + j * %lld", prefix, i, (long long)v[i].stride[v[i].rank - 1]);
+    cg_text_printf(&e->src, "%sfloat v%d = %s;\n", indent, i, cg_load(v[i].loc.dtype, p, idx, ld));
+  }
+}
+
+void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *s) {
+  const char *name;
+  int k = cg_kernel_open(e, n, "layernorm_fused", s->detail, &name);
+  int64_t rows = s->rows, len = s->len, per_lane = (len + 31) / 32, bound = rows * len;
+  for (int i = 0; i < s->n_pin; i++)
+    if (view_extent(&s->pin[i]) > bound) bound = view_extent(&s->pin[i]);
+  for (int i = 1; i < s->n_ein; i++)
+    if (view_extent(&s->ein[i]) > bound) bound = view_extent(&s->ein[i]);
+  const char *it = index_type(bound);
+  const CgView *shape = &s->out; /* every view has the output's shape */
+  char buf[32], st[512], f[48];
+  cg_text_printf(&e->src, "DITC_KERNEL_BOUNDS(%s, DitcArgs, a, 32 * CG_ROWS_PER_BLOCK) {\n", name);
+  for (int i = 0; i < s->n_pin; i++) {
+    snprintf(buf, sizeof buf, "p%d", i);
+    decl_ptr(e, buf, s->pin[i].loc, 0);
+  }
+  for (int i = 1; i < s->n_ein; i++) {
+    snprintf(buf, sizeof buf, "e%d", i);
+    decl_ptr(e, buf, s->ein[i].loc, 0);
+  }
+  if (s->has_side) decl_ptr(e, "side", s->side.loc, 1);
+  decl_ptr(e, "y", s->out.loc, 1);
+  cg_text_printf(&e->src, "  %s row = (%s)blockIdx.x * CG_ROWS_PER_BLOCK + threadIdx.y;\n", it, it);
+  cg_text_printf(&e->src, "  if (row >= %lld) return;\n", (long long)rows);
+  /* the row's coordinates over the leading axes */
+  if (shape->rank >= 2) {
+    cg_text_printf(&e->src, "  %s rest = row;\n", it);
+    for (int d = shape->rank - 2; d > 0; d--)
+      cg_text_printf(&e->src, "  %s c%d = rest %% %lld; rest /= %lld;\n", it, d, (long long)shape->shape[d],
+                     (long long)shape->shape[d]);
+    cg_text_printf(&e->src, "  %s c0 = rest;\n ", it);
+    for (int d = 0; d < shape->rank - 1; d++) cg_text_printf(&e->src, " (void)c%d;", d);
+    cg_text_printf(&e->src, "\n");
+  }
+  for (int i = 0; i < s->n_pin; i++) {
+    snprintf(buf, sizeof buf, "p%d", i);
+    row_base(e, buf, &s->pin[i], it);
+  }
+  for (int i = 1; i < s->n_ein; i++) {
+    snprintf(buf, sizeof buf, "e%d", i);
+    row_base(e, buf, &s->ein[i], it);
+  }
+  if (s->has_side) row_base(e, "side", &s->side, it);
+  row_base(e, "y", &s->out, it);
+  /* pass 1: the input row into registers (the prologue computed once), its sum */
+  cg_text_printf(&e->src,
+                 "  float h[%lld];\n"
+                 "  float sum = 0.0f;\n"
+                 "#pragma unroll\n"
+                 "  for (int t = 0; t < %lld; t++) {\n"
+                 "    int j = threadIdx.x + 32 * t;\n"
+                 "    h[t] = 0.0f;\n"
+                 "    if (j < %lld) {\n",
+                 (long long)per_lane, (long long)per_lane, (long long)len);
+  load_leaves(e, "p", 0, s->n_pin, s->pin, "      ");
+  cg_text_printf(&e->src, "      h[t] = %s;\n", s->pexpr ? s->pexpr : "v0");
+  if (s->has_side) cg_text_printf(&e->src, "      %s\n", store(s->side.loc.dtype, "side", "rbside + j", "h[t]", st));
+  cg_text_printf(&e->src,
+                 "      sum += h[t];\n"
+                 "    }\n"
+                 "  }\n"
+                 "  float mean = ditc_warp_sum(sum) / %lld.0f;\n"
+                 "  float sq = 0.0f;\n"
+                 "#pragma unroll\n"
+                 "  for (int t = 0; t < %lld; t++) {\n"
+                 "    float d = h[t] - mean;\n"
+                 "    if (threadIdx.x + 32 * t < %lld) sq += d * d;\n"
+                 "  }\n"
+                 "  float rstd = 1.0f / sqrtf(ditc_warp_sum(sq) / %lld.0f + %s);\n"
+                 "#pragma unroll\n"
+                 "  for (int t = 0; t < %lld; t++) {\n"
+                 "    int j = threadIdx.x + 32 * t;\n"
+                 "    if (j < %lld) {\n"
+                 "      float v0 = (h[t] - mean) * rstd;\n",
+                 (long long)len, (long long)per_lane, (long long)len, (long long)len, cg_float_lit(s->eps, f),
+                 (long long)per_lane, (long long)len);
+  load_leaves(e, "e", 1, s->n_ein, s->ein, "      ");
+  cg_text_printf(&e->src, "      %s\n    }\n  }\n}\n\n",
+                 store(s->out.loc.dtype, "y", "rby + j", s->eexpr ? s->eexpr : "v0", st));
+  rows_launch(e, n, k, rows);
 }

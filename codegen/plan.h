@@ -71,6 +71,12 @@ typedef struct {
   uint32_t shared_bytes;    /* dynamic shared memory */
   /* CG_STEP_GEMM */
   CgGemm gemm;
+  /* Bytes this step reads from and writes to the activation arena and reads
+   * from the weights blob: each distinct element of what it reads or writes
+   * once (a broadcast operand counts once, a slice only its part).  Filled by
+   * cg_plan_build for `compile --report`; not stored in packs (0 there).
+   * (Added after the first version of this header.) */
+  int64_t act_read, act_written, weight_read;
 } CgStep;
 
 typedef struct {
@@ -124,6 +130,9 @@ typedef struct {
   CgStep *steps;
   int n_steps;
   int64_t arena_bytes;      /* activation arena size */
+  /* The arena size if no buffers shared space (what the plan-memory pass
+   * saves is the difference; added after the first version). */
+  int64_t arena_unplanned_bytes;
   CgWeight *weights;
   int n_weights;
   int64_t weights_bytes;
@@ -144,13 +153,12 @@ typedef struct {
 typedef struct {
   IrDType precision;        /* f32 (default), f16, bf16 */
   int64_t batch;            /* >= 1 */
-  int fuse_attention;       /* generate the fused attention kernel where the pattern fits */
   const char *model;        /* for the source banner only; NULL is fine (added later) */
-  /* Trees of elementwise nodes (and the slices feeding them) whose
-   * intermediates have no other reader become one map kernel (added later;
-   * 0 keeps one kernel per node). */
-  int fuse_elementwise;
 } CgOptions;
+/* Which nodes share a kernel is the IR's fusion groups (IrNode.fuse, set by
+ * the fuse pass), whether buffers share arena space its memory_planned flag
+ * (the plan-memory pass): `--passes none` lowers one kernel per node into an
+ * arena without reuse. */
 
 /* Lower graph g (after passes) into a plan.  Errors name the node. */
 int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err);

@@ -548,7 +548,7 @@ static int runner_prepare(const Opts *o, Runner *r, int64_t batch) {
     md.graph = r->m.graph;
     md.weights = &r->w;
     if (strcmp(r->backend, "ref")) {
-      CgOptions co = {.batch = batch, .fuse_attention = 1, .fuse_elementwise = 1, .model = r->m.config ? r->m.config : r->m.model};
+      CgOptions co = {.batch = batch, .model = r->m.config ? r->m.config : r->m.model};
       parse_precision(o, &co.precision);
       if (cg_plan_build(r->m.graph, &co, &r->plan, &err)) return fail("%s", err.msg);
       r->use = r->plan;
@@ -1020,45 +1020,34 @@ static int block_of(const char *label) {
   return *p == '.' || !*p ? i : -1;
 }
 
-/* Bytes a value occupies when stored by plan p: floats at the plan's precision. */
-static int64_t stored_bytes(const CgPlan *p, const IrNode *n) {
-  size_t es = ir_dtype_is_float(n->dtype) ? ir_dtype_size(p->precision) : ir_dtype_size(n->dtype);
-  return ir_shape_numel(&n->shape, p->batch) * (int64_t)es;
-}
-
 typedef struct {
   int steps, kernel_steps, gemm_steps, per_block;
-  double act_moved;
+  int64_t act_moved;
+  json_t *list; /* per step: what it is and the bytes it moves */
 } PlanStats;
 
 /* Counts per forward pass.  Launches per block: steps whose IR node carries a
- * "blocks.<i>" label, the most over i.  Activation bytes moved: per GEMM its
- * arena operands (A, B, bias when there, D) exactly; per kernel an estimate
- * from its IR node - its output plus every input that is not a weight (the
- * nodes a kernel absorbs are not counted). */
+ * "blocks.<i>" label, the most over i.  Activation bytes moved: the sum over
+ * the steps of the arena bytes each reads and writes (CgStep.act_read ...,
+ * every distinct element once per step). */
 static PlanStats plan_stats(const CgPlan *p, IrGraph *g) {
-  PlanStats s = {.steps = p->n_steps};
+  PlanStats s = {.steps = p->n_steps, .list = json_array()};
   int max_block = -1;
   for (int i = 0; i < p->n_steps; i++) {
     const CgStep *st = &p->steps[i];
     const IrNode *n = st->node >= 0 && st->node < g->n_nodes ? g->nodes[st->node] : NULL;
     int b = n ? block_of(n->name) : -1;
     if (b > max_block) max_block = b;
-    if (st->kind == CG_STEP_GEMM) {
-      const CgGemm *m = &st->gemm;
-      double es = (double)ir_dtype_size(m->dtype), ed = (double)ir_dtype_size(m->d_dtype), bt = (double)m->batch;
+    if (st->kind == CG_STEP_GEMM)
       s.gemm_steps++;
-      if (m->a.space == CG_SPACE_ACT) s.act_moved += es * (double)(m->stride_a ? bt : 1) * (double)(m->m * m->k);
-      if (m->b.space == CG_SPACE_ACT) s.act_moved += es * (double)(m->stride_b ? bt : 1) * (double)(m->k * m->n);
-      if (m->epilogue != CG_EPI_NONE && m->bias.space == CG_SPACE_ACT) s.act_moved += ed * (double)m->n;
-      s.act_moved += ed * bt * (double)(m->m * m->n);
-      continue;
-    }
-    s.kernel_steps++;
-    if (!n) continue;
-    s.act_moved += (double)stored_bytes(p, n);
-    for (int k = 0; k < n->n_in; k++)
-      if (n->in[k]->op != IR_PARAM && n->in[k]->op != IR_CONST) s.act_moved += (double)stored_bytes(p, n->in[k]);
+    else
+      s.kernel_steps++;
+    s.act_moved += st->act_read + st->act_written;
+    json_array_append_new(s.list, json_pack("{s:s, s:s, s:I, s:I, s:I}", "step",
+                                            st->kind == CG_STEP_GEMM ? "gemm" : p->kernels[st->kernel].name, "node",
+                                            st->what ? st->what : "", "act_read", (json_int_t)st->act_read,
+                                            "act_written", (json_int_t)st->act_written, "weight_read",
+                                            (json_int_t)st->weight_read));
   }
   int *count = xcalloc((size_t)max_block + 2, sizeof *count);
   for (int i = 0; i < p->n_steps; i++) {
@@ -1099,7 +1088,7 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
     FeModel m;
     IrErr err;
     if (build(o, entries[e], &m)) goto out;
-    CgOptions co = {.batch = o->batch ? o->batch : 1, .fuse_attention = 1, .fuse_elementwise = 1, .model = m.config ? m.config : m.model};
+    CgOptions co = {.batch = o->batch ? o->batch : 1, .model = m.config ? m.config : m.model};
     parse_precision(o, &co.precision);
     CgPlan *p = NULL;
     if (cg_plan_build(m.graph, &co, &p, &err)) {
@@ -1147,11 +1136,13 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
     json_t *pj = NULL, *aj = NULL;
     if (rep) {
       PlanStats st = plan_stats(p, m.graph);
-      pj = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:f, s:I, s:I, s:I}", "entry", entries[e], "kernels_per_forward",
-                     st.steps, "kernel_launches", st.kernel_steps, "gemm_steps", st.gemm_steps, "kernels",
-                     p->n_kernels, "kernels_per_block", st.per_block, "activation_bytes_moved", st.act_moved,
-                     "peak_activation_bytes", (json_int_t)p->arena_bytes, "arena_bytes", (json_int_t)p->arena_bytes,
-                     "weights_bytes", (json_int_t)p->weights_bytes);
+      pj = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:o}", "entry", entries[e],
+                     "kernels_per_forward", st.steps, "kernel_launches", st.kernel_steps, "gemm_steps",
+                     st.gemm_steps, "kernels", p->n_kernels, "kernels_per_block", st.per_block,
+                     "activation_bytes_moved", (json_int_t)st.act_moved, "peak_activation_bytes",
+                     (json_int_t)p->arena_bytes, "unplanned_activation_bytes", (json_int_t)p->arena_unplanned_bytes,
+                     "arena_bytes", (json_int_t)p->arena_bytes, "weights_bytes", (json_int_t)p->weights_bytes,
+                     "steps", st.list);
       aj = json_object();
       json_object_set_new(pj, "archs", aj);
       json_array_append_new(json_object_get(rep, "plans"), pj);
@@ -1214,15 +1205,26 @@ static void print_report(const json_t *rep, FILE *f) {
             (long long)json_integer_value(json_object_get(pj, "gemm_steps")),
             (long long)json_integer_value(json_object_get(pj, "kernels")));
     fprintf(f, "  launches per block     %lld\n", (long long)json_integer_value(json_object_get(pj, "kernels_per_block")));
-    fprintf(f, "  activation arena       %lld bytes (%.2f MiB)\n",
-            (long long)json_integer_value(json_object_get(pj, "arena_bytes")),
-            (double)json_integer_value(json_object_get(pj, "arena_bytes")) / 1048576.0);
-    fprintf(f, "  activation bytes moved %.0f (%.2f MiB, estimated)\n",
-            json_real_value(json_object_get(pj, "activation_bytes_moved")),
-            json_real_value(json_object_get(pj, "activation_bytes_moved")) / 1048576.0);
+    json_int_t peak = json_integer_value(json_object_get(pj, "peak_activation_bytes"));
+    json_int_t unplanned = json_integer_value(json_object_get(pj, "unplanned_activation_bytes"));
+    fprintf(f, "  peak activation memory %lld bytes (%.2f MiB; %.2f MiB without buffer reuse)\n", (long long)peak,
+            (double)peak / 1048576.0, (double)unplanned / 1048576.0);
+    json_int_t moved = json_integer_value(json_object_get(pj, "activation_bytes_moved"));
+    fprintf(f, "  activation bytes moved %lld (%.2f MiB)\n", (long long)moved, (double)moved / 1048576.0);
     fprintf(f, "  weights                %lld bytes (%.2f MiB)\n",
             (long long)json_integer_value(json_object_get(pj, "weights_bytes")),
             (double)json_integer_value(json_object_get(pj, "weights_bytes")) / 1048576.0);
+    fprintf(f, "  %5s  %-22s %12s %12s %12s  %s\n", "step", "kernel", "act read", "act written", "weights read",
+            "IR node");
+    size_t si;
+    json_t *sj;
+    json_array_foreach(json_object_get(pj, "steps"), si, sj) {
+      fprintf(f, "  %5zu  %-22s %12lld %12lld %12lld  %s\n", si, json_string_value(json_object_get(sj, "step")),
+              (long long)json_integer_value(json_object_get(sj, "act_read")),
+              (long long)json_integer_value(json_object_get(sj, "act_written")),
+              (long long)json_integer_value(json_object_get(sj, "weight_read")),
+              json_string_value(json_object_get(sj, "node")));
+    }
     const char *arch;
     json_t *aj;
     json_object_foreach(json_object_get(pj, "archs"), arch, aj) {
@@ -1286,8 +1288,9 @@ static int cmd_compile(const Opts *o) {
   }
   if (!rc && rep) {
     json_t *first = json_array_get(json_object_get(rep, "plans"), 0);
-    const char *keys[] = {"kernels_per_forward", "kernels_per_block", "activation_bytes_moved", "peak_activation_bytes"};
-    for (int i = 0; i < 4; i++) json_object_set(rep, keys[i], json_object_get(first, keys[i]));
+    const char *keys[] = {"kernels_per_forward", "kernels_per_block", "activation_bytes_moved", "peak_activation_bytes",
+                          "unplanned_activation_bytes"};
+    for (int i = 0; i < 5; i++) json_object_set(rep, keys[i], json_object_get(first, keys[i]));
     json_object_set_new(rep, "nvrtc", json_pack("{s:s, s:i, s:i}", "version", cg_nvrtc_version_string(c.nv),
                                                "compiled", c.compiled, "from_cache", c.cached));
     if (o->json) {

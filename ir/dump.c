@@ -6,14 +6,17 @@
  *     %1 = param "blocks.0.attn.qkv.weight" : f32[1152, 384]
  *     %2 = const : f32[128] {0, 1, 2, 3, 4, 5, 6, 7, ... }
  *     %3 = linear(%0, %1) : f32[B, 256, 1152]  # blocks.0.attn.qkv
- *     %4 = layernorm(%3) {eps=1e-06} : f32[B, 256, 1152]
- *     return %4 "out"
+ *     %4 = layernorm(%3) {eps=1e-06} : f32[B, 256, 1152] fused(%5)
+ *     %5 = gelu_tanh(%4) : f32[B, 256, 1152] fused(%5)
+ *     return %5 "out"
  *   }
  *
  * Nodes are numbered densely by position, not by id, so the text of a graph
  * does not depend on which passes created and deleted nodes before it: golden
  * files stay stable.  Attributes appear only for ops that use them (ops.def),
- * floats with %g; source locations are left out on purpose.
+ * floats with %g; source locations are left out on purpose.  `fused(%k)`
+ * marks the members of a fusion group, %k being the group's anchor; a
+ * comment line after the header says when the plan-memory pass ran.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +170,11 @@ static void dump_node(FILE *out, const Numbering *num, const IrNode *n, int pos)
     print_type(out, n);
     break;
   }
+  if (n->fuse) {
+    fputs(" fused(", out);
+    print_ref(out, num, n->fuse);
+    fputc(')', out);
+  }
   if (n->name && n->name[0]) fprintf(out, "  # %s", n->name);
   fputc('\n', out);
 }
@@ -175,6 +183,7 @@ void ir_dump(IrGraph *g, FILE *out) {
   Numbering num;
   number_nodes(g, &num);
   fprintf(out, "graph %s {\n", g->name ? g->name : "main");
+  if (g->memory_planned) fputs("  // memory: planned (buffers with disjoint lifetimes share arena space)\n", out);
   for (int i = 0; i < g->n_nodes; i++) dump_node(out, &num, g->nodes[i], i);
   fputs("  return", out);
   for (int k = 0; k < g->n_outputs; k++) {

@@ -373,6 +373,11 @@ int ir_graph_dce(IrGraph *g) {
     if (live[i]) g->nodes[k++] = g->nodes[i];
   g->n_nodes = k;
   for (int i = 0; i < k; i++) g->nodes[i]->index = i;
+  /* a group whose anchor died has no kernel to be part of */
+  for (int i = 0; i < k; i++) {
+    IrNode *a = g->nodes[i]->fuse;
+    if (a && (a->index >= k || g->nodes[a->index] != a)) g->nodes[i]->fuse = NULL;
+  }
   free(live);
   return n - k;
 }

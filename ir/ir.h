@@ -155,6 +155,12 @@ struct IrNode {
   void *data;
   int index;       /* position in g->nodes; kept by ir_graph_reindex() */
   void *aux;       /* scratch for passes and backends; not preserved */
+  /* Fusion group (set by the `fuse` pass, passes/fuse.c): the nodes sharing
+   * one `fuse` anchor are computed by one kernel, the anchor being the
+   * group's last node in graph order.  NULL: a kernel of its own.  A hint to
+   * the code generator, which lowers each group as one kernel where it can
+   * and as separate kernels otherwise; the reference executor ignores it. */
+  IrNode *fuse;
 };
 
 typedef struct {
@@ -166,6 +172,10 @@ typedef struct {
   const char **output_names;
   int n_outputs;
   const char *name; /* entry name, e.g. "forward" */
+  /* Set by the `plan-memory` pass (passes/plan_memory.c): activation buffers
+   * share arena space where their lifetimes do not overlap.  0: every
+   * buffer gets a place of its own (the unplanned layout). */
+  int memory_planned;
 } IrGraph;
 
 IrGraph *ir_graph_new(const char *name);

@@ -3,6 +3,9 @@
  *
  *   reshape(reshape(x))      -> reshape(x)
  *   permute(permute(x))      -> permute(x) with the composed permutation
+ *   slice(slice(x)) on one axis -> slice(x) with the summed start (the
+ *                               per-block chunks of hoist-adaln's merged
+ *                               product read it directly)
  *   reshape / permute that leave x unchanged           -> x
  *   scale by 1, add_scalar 0, pow_scalar 1             -> x
  *   cast to the input's own dtype                      -> x
@@ -49,7 +52,8 @@ static int is_noop(const IrNode *n) {
   }
 }
 
-/* reshape(reshape(x)) -> reshape(x); permute(permute(x)) -> permute(x). */
+/* reshape(reshape(x)) -> reshape(x); permute(permute(x)) -> permute(x);
+ * slice(slice(x)) -> slice(x) when both cut the same axis at fixed starts. */
 static int merge_with_producer(IrNode *n) {
   IrNode *inner = n->n_in == 1 ? n->in[0] : NULL;
   if (!inner || inner->op != n->op) return 0;
@@ -63,6 +67,15 @@ static int merge_with_producer(IrNode *n) {
     /* Axis j of n is axis perm[j] of inner, which is axis inner.perm[perm[j]] of x. */
     IrAttrs saved = n->attr;
     for (int j = 0; j < n->shape.rank; j++) n->attr.perm[j] = inner->attr.perm[saved.perm[j]];
+    n->in[0] = inner->in[0];
+    if (still_valid(n)) return 1;
+    n->attr = saved;
+    n->in[0] = inner;
+    return 0;
+  }
+  if (n->op == IR_SLICE && inner->attr.axis == n->attr.axis && n->attr.start >= 0 && inner->attr.start >= 0) {
+    IrAttrs saved = n->attr;
+    n->attr.start += inner->attr.start;
     n->in[0] = inner->in[0];
     if (still_valid(n)) return 1;
     n->attr = saved;

@@ -21,13 +21,17 @@ static const PassInfo PASSES[] = {
     {"hoist-adaln", pass_hoist_adaln,
      "merge linears reading one activation (every block's adaLN modulation) into one product"},
     {"dce", pass_dce, "remove nodes no output depends on"},
+    {"fuse", pass_fuse,
+     "group nodes into kernels: attention, GEMM + GELU, residual -> layernorm -> modulate, elementwise trees"},
+    {"plan-memory", pass_plan_memory, "let activation buffers with disjoint lifetimes share arena space"},
 };
 
 #define N_PASSES ((int)(sizeof PASSES / sizeof PASSES[0]))
 /* Longest pipeline accepted (names, after expanding "default"). */
 #define MAX_PIPELINE 64
 
-const char *const PASS_DEFAULT_PIPELINE = "canonicalize,fold-constants,cse,hoist-adaln,dce";
+const char *const PASS_DEFAULT_PIPELINE =
+    "canonicalize,fold-constants,cse,hoist-adaln,canonicalize,dce,fuse,plan-memory";
 
 const PassInfo *pass_table(int *n) {
   if (n) *n = N_PASSES;

@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "passes.h"
 #include "testutil.h"
 
 #include "codegen/emu.h"
@@ -200,6 +201,16 @@ static void free_tensors(RtTensor *t, int n) {
   free(t);
 }
 
+/* Fusion and memory planning are passes: fuse 1 runs them on g (marks its
+ * fusion groups), 0 clears what they decided (one kernel per node, no
+ * buffer reuse). */
+static void set_fusion(IrGraph *g, int fuse) {
+  IrErr err = {{0}};
+  for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->fuse = NULL;
+  g->memory_planned = 0;
+  if (fuse && pass_run_pipeline(g, "fuse,plan-memory", NULL, &err)) fail_msg("fuse: %s", err.msg);
+}
+
 typedef struct {
   float lo, hi;   /* float input range */
   int imax;       /* i32 input range */
@@ -216,7 +227,8 @@ static double check_graph_at(IrGraph *g, const Weights *w, const RtTensor *in, i
   RtTensor *want = calloc((size_t)g->n_outputs + 1, sizeof *want);
   if (ref_run(ex, in, want, &err)) fail_msg("%s: ref_run: %s", label, err.msg);
   ref_free(ex);
-  CgOptions o = {.precision = prec, .batch = batch, .fuse_attention = fuse, .fuse_elementwise = fuse, .model = label};
+  set_fusion(g, fuse);
+  CgOptions o = {.precision = prec, .batch = batch, .model = label};
   CgPlan *p;
   if (cg_plan_build(g, &o, &p, &err)) fail_msg("%s: cg_plan_build: %s", label, err.msg);
   check_plan_shape(p);
@@ -668,9 +680,10 @@ static void test_attention(void **state) {
     snprintf(label, sizeof label, "attention_hd%lld_n%lld", (long long)cases[i].hd,
              (long long)cases[i].tokens);
     /* the fused plan has no softmax kernel and no score-sized buffer */
-    CgOptions o = {.precision = IR_F32, .batch = 2, .fuse_attention = 1};
+    CgOptions o = {.precision = IR_F32, .batch = 2};
     CgPlan *p;
     IrErr err = {{0}};
+    set_fusion(g, 1);
     assert_int_equal(cg_plan_build(g, &o, &p, &err), 0);
     int fused = 0;
     for (int k = 0; k < p->n_kernels; k++) {
@@ -698,7 +711,12 @@ static void test_memory_reuse(void **state) {
   CgOptions o = {.precision = IR_F32, .batch = 4};
   CgPlan *p;
   IrErr err = {{0}};
+  assert_int_equal(cg_plan_build(g, &o, &p, &err), 0); /* without plan-memory: a place each */
+  assert_int_equal(p->arena_bytes, 21 * 16128);         /* 20 values and the input */
+  cg_plan_free(p);
+  g->memory_planned = 1; /* what plan-memory decides */
   assert_int_equal(cg_plan_build(g, &o, &p, &err), 0);
+  assert_int_equal(p->arena_unplanned_bytes, 21 * 16128);
   /* input + output + two ping-pong buffers at most */
   assert_true(p->arena_bytes <= 4 * 16128);
   assert_int_equal(p->n_steps, 20);
@@ -712,7 +730,8 @@ static void test_memory_reuse(void **state) {
 /* ---- elementwise fusion ---------------------------------------------------------- */
 
 static int kernel_steps(IrGraph *g, int fuse) {
-  CgOptions o = {.precision = IR_F32, .batch = 2, .fuse_attention = 1, .fuse_elementwise = fuse};
+  set_fusion(g, fuse);
+  CgOptions o = {.precision = IR_F32, .batch = 2};
   CgPlan *p;
   IrErr err = {{0}};
   if (cg_plan_build(g, &o, &p, &err)) fail_msg("cg_plan_build: %s", err.msg);
@@ -825,6 +844,9 @@ typedef struct {
   const char *sets[16][2];
 } RefCase;
 
+/* The pass pipeline check_reference runs before lowering. */
+static const char *ref_pipeline = "default";
+
 /* Runs entry of a reference case through a plan on the emulator; compares with `want`. */
 static void check_reference(const RefCase *rc, const char *entry, const char *prefix, IrDType prec,
                             double tol, int nv) {
@@ -846,7 +868,7 @@ static void check_reference(const RefCase *rc, const char *entry, const char *pr
   if (fe_build(DITC_SOURCE_DIR "/models/dit.dit", sets, ns, entry, stderr, &m))
     fail_msg("%s: the model does not build", rc->name);
   PassOptions po = {.verify = 1};
-  if (pass_run_pipeline(m.graph, "default", &po, &err)) fail_msg("%s", err.msg);
+  if (pass_run_pipeline(m.graph, ref_pipeline, &po, &err)) fail_msg("%s", err.msg);
   Weights w;
   snprintf(path, sizeof path, "%s/reference/%s.weights.safetensors", tu_shared_dir(), rc->name);
   if (weights_load(m.graph, path, &w, &err)) fail_msg("%s", err.msg);
@@ -868,7 +890,7 @@ static void check_reference(const RefCase *rc, const char *entry, const char *pr
   }
   int64_t batch = ref_batch_of(m.graph, in, &err);
   assert_true(batch >= 1);
-  CgOptions o = {.precision = prec, .batch = batch, .fuse_attention = 1, .model = rc->name};
+  CgOptions o = {.precision = prec, .batch = batch, .model = rc->name};
   CgPlan *p;
   if (cg_plan_build(m.graph, &o, &p, &err)) fail_msg("%s: %s", rc->name, err.msg);
   check_plan_shape(p);
@@ -885,7 +907,8 @@ static void check_reference(const RefCase *rc, const char *entry, const char *pr
     fprintf(stderr, "  %s %s %s: rel L2 %.3g (%d kernels, %d steps, arena %lld B, weights %lld B)\n",
             rc->name, entry, ir_dtype_name(prec), e, p->n_kernels, p->n_steps,
             (long long)p->arena_bytes, (long long)p->weights_bytes);
-  if (!(e < tol)) fail_msg("%s %s %s: relative L2 %g >= %g", rc->name, entry, ir_dtype_name(prec), e, tol);
+  if (!(e < tol))
+    fail_msg("%s %s %s, passes %s: relative L2 %g >= %g", rc->name, entry, ir_dtype_name(prec), ref_pipeline, e, tol);
   if (nv) {
     char name[128];
     snprintf(name, sizeof name, "%s_%s.cu", rc->name, entry);
@@ -920,24 +943,43 @@ static void test_e2e_dit_tiny(void **state) {
   check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_F16, 1e-2, 0);
 }
 
+static const RefCase FGQ = {"paper-att-fgq",
+                            {{"input_size", "16"}, {"in_channels", "4"}, {"patch_size", "2"},
+                             {"hidden_size", "96"}, {"depth", "2"}, {"num_heads", "6"},
+                             {"mlp_ratio", "4.0"}, {"num_classes", "10"}, {"learn_sigma", "true"},
+                             {"att", "fgq"}, {"mediator_dim", "4"}}};
+
+/* Every pass on its own keeps the result (f32 within 1e-5 of the shared
+ * reference, on the emulated device), as does no pass at all: one kernel per
+ * node, no buffer reuse.  The default pipeline is checked above. */
+static void test_e2e_each_pass(void **state) {
+  (void)state;
+  int n;
+  const PassInfo *t = pass_table(&n);
+  ref_pipeline = "none";
+  check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_F32, 1e-5, 0);
+  for (int i = 0; i < n; i++) {
+    ref_pipeline = t[i].name;
+    check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_F32, 1e-5, 0);
+  }
+  ref_pipeline = "fuse,plan-memory";
+  check_reference(&FGQ, "forward", "", IR_F32, 1e-5, 0);
+  ref_pipeline = "default";
+}
+
 static void test_e2e_paper_variants(void **state) {
   (void)state;
-  static const RefCase fgq = {"paper-att-fgq",
-                              {{"input_size", "16"}, {"in_channels", "4"}, {"patch_size", "2"},
-                               {"hidden_size", "96"}, {"depth", "2"}, {"num_heads", "6"},
-                               {"mlp_ratio", "4.0"}, {"num_classes", "10"}, {"learn_sigma", "true"},
-                               {"att", "fgq"}, {"mediator_dim", "4"}}};
   static const RefCase moe = {"paper-moe-8e2a",
                               {{"input_size", "16"}, {"in_channels", "4"}, {"patch_size", "2"},
                                {"hidden_size", "96"}, {"depth", "2"}, {"num_heads", "6"},
                                {"mlp_ratio", "4.0"}, {"num_classes", "10"}, {"learn_sigma", "true"},
                                {"moe_experts", "8"}, {"moe_top_k", "2"}, {"moe_frequency", "1"}}};
-  check_reference(&fgq, "forward", "", IR_F32, 1e-5, 1);
+  check_reference(&FGQ, "forward", "", IR_F32, 1e-5, 1);
   check_reference(&moe, "forward", "", IR_F32, 1e-5, 1);
   /* the focusing step (r^3, sums of r^6) overflows f16 and loses everything
    * in bf16 unless it stays f32, as the policy keeps it */
-  check_reference(&fgq, "forward", "", IR_F16, 1e-2, 0);
-  check_reference(&fgq, "forward", "", IR_BF16, 1e-2, 1);
+  check_reference(&FGQ, "forward", "", IR_F16, 1e-2, 0);
+  check_reference(&FGQ, "forward", "", IR_BF16, 1e-2, 1);
   check_reference(&moe, "forward", "", IR_F16, 1e-2, 0);
   check_reference(&moe, "forward", "", IR_BF16, 1e-2, 1);
 }
@@ -973,7 +1015,7 @@ static void test_weight_only(void **state) {
   }
   assert_int_equal(stacked, 2); /* weights and biases */
 
-  CgOptions o = {.precision = IR_F32, .batch = 2, .fuse_attention = 1};
+  CgOptions o = {.precision = IR_F32, .batch = 2};
   CgPlan *p;
   if (cg_plan_build(g, &o, &p, &err)) fail_msg("%s", err.msg);
   check_plan_shape(p);
@@ -1041,6 +1083,7 @@ int main(void) {
       cmocka_unit_test(test_attention),
       cmocka_unit_test(test_memory_reuse),
       cmocka_unit_test(test_fuse_elementwise),
+      cmocka_unit_test(test_e2e_each_pass),
       cmocka_unit_test(test_weight_only),
       cmocka_unit_test(test_e2e_dit_tiny),
       cmocka_unit_test(test_e2e_paper_variants),

@@ -1,0 +1,162 @@
+/*
+ * fuse.c - the `fuse` pass: group nodes that one kernel can compute.
+ *
+ * The pass changes no value; it marks groups (IrNode.fuse = the group's
+ * anchor, its last node) and the code generator lowers each group as one
+ * kernel.  Groups, claimed in this order so the larger patterns win:
+ *
+ *   attention   matmul(q, k^T) [-> scale] -> softmax -> matmul(., v)
+ *               [-> permute]: the online-softmax kernel; the N x N scores
+ *               never reach memory, the head split (slice / reshape /
+ *               permute of the qkv product) and the head merge are its
+ *               indexing;
+ *   gemm        linear -> gelu_tanh: the GEMM's bias + GELU epilogue;
+ *   norm        [prologue] -> layernorm -> [epilogue]: the elementwise tree
+ *               that makes the layernorm's input (DiT: the residual add
+ *               x + gate * y of the previous sub-block, whose value is also
+ *               stored for the next residual) and the tree over the
+ *               normalised value (modulate: x * (1 + scale) + shift), one
+ *               warp per row;
+ *   map         every other tree of f32 elementwise nodes whose inner nodes
+ *               have no other reader, with the slices, reshapes and
+ *               permutes feeding it read through strides (the adaLN chunks,
+ *               the patch embedding's transpose under the position add).
+ *
+ * Inner nodes must have exactly one reader (graph outputs count): their
+ * values then never need storing.  A prologue's root may have other readers
+ * when all of them come after the group's anchor in graph order, since the
+ * kernel writes it when the anchor runs.  The code generator re-checks what
+ * it lowers and falls back to one kernel per node where a group does not fit
+ * its templates (e.g. a head dimension above the attention kernel's limit),
+ * so the marks are hints and never change a result.
+ */
+#include <stdlib.h>
+
+#include "passes.h"
+
+typedef struct {
+  IrGraph *g;
+  int *uses;        /* by index, outputs counted */
+  IrNode **reader;  /* the only reader of a single-use node, else NULL */
+} Fuse;
+
+static int is_elementwise(const IrNode *n) {
+  IrOpClass k = ir_op_class(n->op);
+  return (k == IR_CLASS_UNARY || k == IR_CLASS_BINARY) && n->dtype == IR_F32;
+}
+
+static int is_layout(const IrNode *n) {
+  return n->op == IR_SLICE || n->op == IR_RESHAPE || n->op == IR_PERMUTE;
+}
+
+static int single(const Fuse *f, const IrNode *n) { return f->uses[n->index] == 1; }
+
+static int free_node(const IrNode *n) { return n->fuse == NULL; }
+
+/* Layout nodes with one reader between x and the stored value they view:
+ * the group reads through them. */
+static void claim_layout(Fuse *f, IrNode *x, IrNode *anchor) {
+  while (is_layout(x) && single(f, x) && free_node(x)) {
+    x->fuse = anchor;
+    x = x->in[0];
+  }
+}
+
+/* The tree under n: single-reader free elementwise inputs join it, the
+ * layout chains under its leaves too.  Returns the number of nodes marked. */
+static int claim_tree(Fuse *f, IrNode *n, IrNode *anchor, const IrNode *stop) {
+  int count = 1;
+  n->fuse = anchor;
+  for (int i = 0; i < n->n_in; i++) {
+    IrNode *x = n->in[i];
+    if (x == stop || !free_node(x) || !single(f, x)) continue;
+    if (is_elementwise(x))
+      count += claim_tree(f, x, anchor, stop);
+    else if (is_layout(x)) {
+      claim_layout(f, x, anchor);
+      count++;
+    }
+  }
+  return count;
+}
+
+static void fuse_attention(Fuse *f, IrNode *n) {
+  if (n->op != IR_MATMUL || n->attr.trans_b || !free_node(n)) return;
+  IrNode *sm = n->in[0], *sc = NULL, *qk;
+  if (sm->op != IR_SOFTMAX || !single(f, sm)) return;
+  qk = sm->in[0];
+  if (qk->op == IR_SCALE && single(f, qk)) {
+    sc = qk;
+    qk = sc->in[0];
+  }
+  if (qk->op != IR_MATMUL || !qk->attr.trans_b || !single(f, qk)) return;
+  IrNode *anchor = n;
+  IrNode *r = f->reader[n->index];
+  if (r && r->op == IR_PERMUTE && free_node(r)) anchor = r;
+  qk->fuse = sm->fuse = n->fuse = anchor;
+  if (sc) sc->fuse = anchor;
+  if (anchor != n) anchor->fuse = anchor;
+  claim_layout(f, qk->in[0], anchor);
+  claim_layout(f, qk->in[1], anchor);
+  claim_layout(f, n->in[1], anchor);
+}
+
+static void fuse_gemm_gelu(Fuse *f, IrNode *n) {
+  if (n->op != IR_GELU_TANH || !free_node(n)) return;
+  IrNode *l = n->in[0];
+  if (l->op != IR_LINEAR || l->n_in != 3 || !single(f, l) || !free_node(l)) return;
+  l->fuse = n->fuse = n;
+}
+
+/* Every reader of x but the layernorm comes after anchor. */
+static int readers_after(Fuse *f, const IrNode *x, const IrNode *ln, const IrNode *anchor) {
+  for (int i = 0; i < f->g->n_nodes; i++) {
+    IrNode *r = f->g->nodes[i];
+    if (r == ln) continue;
+    for (int j = 0; j < r->n_in; j++)
+      if (r->in[j] == x && r->index < anchor->index) return 0;
+  }
+  return 1; /* graph outputs are read after everything */
+}
+
+static void fuse_norm(Fuse *f, IrNode *ln) {
+  if (ln->op != IR_LAYERNORM || ln->dtype != IR_F32 || !free_node(ln)) return;
+  /* the epilogue: climb while the value has one elementwise reader */
+  IrNode *root = ln;
+  while (single(f, root) && f->reader[root->index] && is_elementwise(f->reader[root->index]) &&
+         free_node(f->reader[root->index]))
+    root = f->reader[root->index];
+  /* the prologue: the tree making the input, stored too when read elsewhere */
+  IrNode *x = ln->in[0];
+  int prologue = is_elementwise(x) && free_node(x) && (single(f, x) || readers_after(f, x, ln, root));
+  if (root == ln && !prologue) return;
+  if (root != ln) claim_tree(f, root, root, ln);
+  ln->fuse = root;
+  if (prologue) claim_tree(f, x, root, NULL);
+}
+
+static void fuse_map(Fuse *f, IrNode *n) {
+  if (!is_elementwise(n) || !free_node(n)) return;
+  if (claim_tree(f, n, n, NULL) == 1) n->fuse = NULL; /* alone: nothing fused */
+}
+
+int pass_fuse(IrGraph *g, const PassOptions *o, IrErr *err) {
+  (void)o;
+  (void)err;
+  Fuse f = {.g = g, .uses = ir_use_counts(g)};
+  f.reader = xcalloc((size_t)g->n_nodes + 1, sizeof *f.reader);
+  for (int i = 0; i < g->n_nodes; i++) {
+    IrNode *n = g->nodes[i];
+    n->fuse = NULL; /* the pass decides afresh */
+    for (int j = 0; j < n->n_in; j++)
+      if (f.uses[n->in[j]->index] == 1) f.reader[n->in[j]->index] = n;
+  }
+  for (int i = 0; i < g->n_outputs; i++) f.reader[g->outputs[i]->index] = NULL;
+  for (int i = g->n_nodes - 1; i >= 0; i--) fuse_attention(&f, g->nodes[i]);
+  for (int i = g->n_nodes - 1; i >= 0; i--) fuse_gemm_gelu(&f, g->nodes[i]);
+  for (int i = 0; i < g->n_nodes; i++) fuse_norm(&f, g->nodes[i]);
+  for (int i = g->n_nodes - 1; i >= 0; i--) fuse_map(&f, g->nodes[i]);
+  free(f.uses);
+  free(f.reader);
+  return 0;
+}
