@@ -156,7 +156,8 @@ static void usage(FILE *f) {
           "           (--report: one line of JSON)\n"
           "  compile  plans and CUBINs in one file: --arch sm_80,sm_90 -o OUT.ditpack [--weights W]\n"
           "           [--precision f32|f16|bf16] [--batch N] [--entry forward|forward_with_cfg|all]\n"
-          "           [--report [--json]]  (needs NVRTC, not a GPU)\n"
+          "           [--passes P] [--report [--json]]  (needs NVRTC, not a GPU; --report lists every\n"
+          "           step with the bytes it moves)\n"
           "  cache    build MODEL --arch ... [--precision P] [--batch N]  fill the kernel cache;\n"
           "           ls | verify | clear [--arch sm_XX]  ($DITC_CACHE_DIR, else ~/.cache/ditc)\n"
           "\n"
@@ -168,6 +169,11 @@ static void usage(FILE *f) {
           "the default is cuda when a GPU is present, else ref (emu with --plan).  --precision f32|f16|bf16\n"
           "selects the plan's precision for emu and cuda.  On emu and cuda, sample keeps the whole loop on\n"
           "the device (DITC_SAMPLE_ON_HOST=1: the host loop over forward passes instead).\n");
+  int n;
+  const PassInfo *t = pass_table(&n);
+  fprintf(f, "\nEvery command that takes MODEL takes --passes a,b|default|none (default: %s):\n",
+          PASS_DEFAULT_PIPELINE);
+  for (int i = 0; i < n; i++) fprintf(f, "  %-15s %s\n", t[i].name, t[i].doc);
 }
 
 static int die_usage(const char *fmt, ...) {
