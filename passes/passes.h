@@ -40,5 +40,10 @@ int pass_cse(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_canonicalize(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_fold_constants(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_hoist_adaln(IrGraph *g, const PassOptions *o, IrErr *err);
+int pass_route_experts(IrGraph *g, const PassOptions *o, IrErr *err);
+
+/* Does n depend on no graph input (PARAMs and CONSTs only)?  memo has a byte
+ * per node index, zeroed before the first call (hoist_adaln.c). */
+int pass_weight_only(const IrNode *n, unsigned char *memo);
 
 #endif
