@@ -97,6 +97,17 @@ const char *cg_load(IrDType t, const char *p, const char *idx, char buf[256]);
 
 /* ---- kernel templates (kernels.c) ------------------------------------------------ */
 
+/* The statement storing float expression v into p[idx] in dtype t. */
+const char *cg_store(IrDType t, const char *p, const char *idx, const char *v, char buf[512]);
+/* Declares `name` as a pointer to l on its own line of the kernel body. */
+void cg_decl_ptr(CgEmit *e, const char *name, CgLoc l, int writable);
+/* A launch of ceil(count / block) blocks of `block` threads. */
+void cg_launch_1d(CgEmit *e, const IrNode *n, int k, int64_t count, int block);
+/* Kernel body lines: `int pick[k]` = the k largest of row[0 .. len-1] (a
+ * pointer of dtype t), in order, the lower index winning ties - the selection
+ * topk_softmax and moe_route share, so both pick the same experts. */
+void cg_emit_topk_pick(CgEmit *e, IrDType t, const char *row, int64_t len, int k);
+
 /* Elementwise: out[i] = expr(v0, v1, ...) where vj is input j read through
  * its view (views are indexed by output coordinates, so broadcasting, slices
  * and permutes are all strides).  expr NULL with one input: a copy, raw when
@@ -150,6 +161,14 @@ typedef struct {
 void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *s);
 /* Zero the status word (first step of a plan that has one). */
 void cg_emit_status_reset(CgEmit *e);
+
+/* ---- mixture of experts (moe.c) ------------------------------------------------- */
+
+/* moe_route, moe_gather, moe_linear, moe_combine: `in` holds the locations of
+ * n's inputs in operand order. */
+void cg_emit_moe(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in);
+/* Does n read input j as a matrix-product operand (stored in the precision)? */
+int cg_moe_operand(const IrNode *n, int j);
 
 /* ---- fused attention (attention.c) ---------------------------------------------- */
 

@@ -509,6 +509,8 @@ static void storage(Ctx *c) {
         t = operand_dtype(c, n);
       else if (ni->how == LOW_ALIAS)
         t = ni->store;
+      else if (ni->how == LOW_KERNEL && cg_moe_operand(n, j)) /* routed rows and stacked weights */
+        t = operand_dtype(c, n);
       else if (ni->how == LOW_WEIGHT)
         t = rd[j]->dtype; /* computed at fill time from exact values */
       want_add(&want[rd[j]->index], t);
@@ -1335,6 +1337,14 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
                      .groups = n->attr.groups ? n->attr.groups : 1};
     CgLoc bias = n->n_in == 3 ? buf_loc(c, st->reads[2]) : out;
     return cg_emit_conv2d(e, n, out, in0, buf_loc(c, st->reads[1]), n->n_in == 3 ? &bias : NULL, &s);
+  }
+  case IR_MOE_ROUTE:
+  case IR_MOE_GATHER:
+  case IR_MOE_LINEAR:
+  case IR_MOE_COMBINE: {
+    CgLoc in[4];
+    for (int i = 0; i < n->n_in && i < 4; i++) in[i] = buf_loc(c, st->reads[i]);
+    return cg_emit_moe(e, n, out, in);
   }
   case IR_AVGPOOL2D:
     return cg_emit_avgpool(e, n, out, in0, xs[0] * xs[1], xs[2], xs[3], n->attr.out_h, n->attr.out_w);

@@ -458,20 +458,9 @@ void cg_emit_reduce(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t row
 /* topk_softmax: one thread per row                                         */
 /* ======================================================================== */
 
-void cg_emit_topk_softmax(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows,
-                          int64_t len, int k) {
-  const char *name;
-  int kid = cg_kernel_open(e, n, "topk_softmax", NULL, &name);
-  const char *it = index_type(rows * len);
-  char ld[256], ld2[256], st[512], st2[512], v[300];
-  cg_text_printf(&e->src, "DITC_KERNEL(%s, DitcArgs, a) {\n", name);
-  decl_ptr(e, "x", in, 0);
-  decl_ptr(e, "y", out, 1);
+void cg_emit_topk_pick(CgEmit *e, IrDType t, const char *row, int64_t len, int k) {
+  char ld[256];
   cg_text_printf(&e->src,
-                 "  %s row = (%s)blockIdx.x * CG_BLOCK_ROW_THREAD + threadIdx.x;\n"
-                 "  if (row >= %lld) return;\n"
-                 "  const %s *__restrict__ xr = x + row * %lld;\n"
-                 "  %s *yr = y + row * %lld;\n"
                  "  int pick[%d];\n"
                  "  /* the k largest, in order; the lower index wins ties */\n"
                  "  for (int t = 0; t < %d; t++) {\n"
@@ -489,8 +478,26 @@ void cg_emit_topk_softmax(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64
                  "    }\n"
                  "    pick[t] = best;\n"
                  "  }\n",
+                 k, k, (long long)len, cg_load(t, row, "j", ld));
+}
+
+void cg_emit_topk_softmax(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows,
+                          int64_t len, int k) {
+  const char *name;
+  int kid = cg_kernel_open(e, n, "topk_softmax", NULL, &name);
+  const char *it = index_type(rows * len);
+  char ld[256], ld2[256], st[512], st2[512], v[300];
+  cg_text_printf(&e->src, "DITC_KERNEL(%s, DitcArgs, a) {\n", name);
+  decl_ptr(e, "x", in, 0);
+  decl_ptr(e, "y", out, 1);
+  cg_text_printf(&e->src,
+                 "  %s row = (%s)blockIdx.x * CG_BLOCK_ROW_THREAD + threadIdx.x;\n"
+                 "  if (row >= %lld) return;\n"
+                 "  const %s *__restrict__ xr = x + row * %lld;\n"
+                 "  %s *yr = y + row * %lld;\n",
                  it, it, (long long)rows, cg_ctype(in.dtype), (long long)len, cg_ctype(out.dtype),
-                 (long long)len, k, k, (long long)len, cg_load(in.dtype, "xr", "j", ld));
+                 (long long)len);
+  cg_emit_topk_pick(e, in.dtype, "xr", len, k);
   cg_load(in.dtype, "xr", "pick[0]", ld);
   cg_load(in.dtype, "xr", "pick[t]", ld2);
   snprintf(v, sizeof v, "expf(%s - mx) / sum", ld2);
@@ -737,4 +744,18 @@ void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *s) {
   cg_text_printf(&e->src, "      %s\n    }\n  }\n}\n\n",
                  store(s->out.loc.dtype, "y", "rby + j", s->eexpr ? s->eexpr : "v0", st));
   rows_launch(e, n, k, rows);
+}
+
+/* ======================================================================== */
+/* helpers other kernel files use (moe.c)                                   */
+/* ======================================================================== */
+
+const char *cg_store(IrDType t, const char *p, const char *idx, const char *v, char buf[512]) {
+  return store(t, p, idx, v, buf);
+}
+
+void cg_decl_ptr(CgEmit *e, const char *name, CgLoc l, int writable) { decl_ptr(e, name, l, writable); }
+
+void cg_launch_1d(CgEmit *e, const IrNode *n, int k, int64_t count, int block) {
+  launch_1d(e, n, k, count, block);
 }

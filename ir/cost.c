@@ -1,21 +1,26 @@
 /*
  * cost.c - the cost model: multiply-accumulates, parameters and memory.
  *
- * A MAC is one multiply-accumulate of a contraction; only LINEAR, MATMUL and
- * CONV2D count, as in the DiT paper's Gflops (fvcore's convention).  Every
+ * A MAC is one multiply-accumulate of a contraction; only LINEAR, MOE_LINEAR,
+ * MATMUL and CONV2D count, as in the DiT paper's Gflops (fvcore's convention).  Every
  * contraction does numel(output) dot products of length K:
  *   linear  x[..., K] w[N, K]          -> numel(y) * K
+ *   moe_linear xs[T*k, K] w[E, N, K]   -> numel(y) * K   (only the routed rows)
  *   matmul  a[..., M, K] b[..., K, N]  -> numel(y) * K   (broadcast batch included)
  *   conv2d  w[O, I/groups, kh, kw]     -> numel(y) * (I/groups) * kh * kw
  * PARAM shapes never depend on the batch, so params are counted at batch 1;
- * activations are every non-leaf output at the requested batch.
+ * activations are every non-leaf output at the requested batch, except
+ * weight-only values (stacked weights), which backends compute once.
  */
+#include <stdlib.h>
+
 #include "ir.h"
 
 double ir_node_macs(const IrNode *n, int64_t batch) {
   double out = (double)ir_shape_numel(&n->shape, batch);
   switch (n->op) {
-  case IR_LINEAR: {
+  case IR_LINEAR:
+  case IR_MOE_LINEAR: /* routed: T*k rows, not T*E */ {
     const IrShape *x = &n->in[0]->shape;
     return x->rank ? out * (double)ir_dim_eval(x->d[x->rank - 1], batch) : 0.0;
   }
@@ -37,14 +42,23 @@ double ir_node_macs(const IrNode *n, int64_t batch) {
 
 void ir_cost(IrGraph *g, int64_t batch, IrDType weight_dtype, IrCost *out) {
   IrCost c = {0};
+  /* weight_only[i]: node i depends on PARAM/CONST only (stacked weights):
+   * computed once by every backend, so not an activation */
+  unsigned char *weight_only = xcalloc((size_t)g->n_nodes + 1, 1);
+  for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->index = i;
   for (int i = 0; i < g->n_nodes; i++) {
     const IrNode *n = g->nodes[i];
     c.nodes++;
     if (n->op == IR_PARAM) c.params += ir_shape_numel(&n->shape, 1);
+    weight_only[i] = n->op == IR_PARAM || n->op == IR_CONST;
     if (ir_op_class(n->op) == IR_CLASS_LEAF) continue;
+    weight_only[i] = n->n_in > 0;
+    for (int j = 0; j < n->n_in; j++) weight_only[i] &= weight_only[n->in[j]->index];
     c.macs += ir_node_macs(n, batch);
-    c.activation_bytes += (double)ir_shape_numel(&n->shape, batch) * (double)ir_dtype_size(n->dtype);
+    if (!weight_only[i])
+      c.activation_bytes += (double)ir_shape_numel(&n->shape, batch) * (double)ir_dtype_size(n->dtype);
   }
+  free(weight_only);
   c.weight_bytes = c.params * (int64_t)ir_dtype_size(weight_dtype);
   *out = c;
 }

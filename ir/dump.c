@@ -86,6 +86,8 @@ static void print_attrs(FILE *out, const IrNode *n) {
     fprintf(out, " {axis=%d}", a->axis);
     break;
   case IR_TOPK_SOFTMAX:
+  case IR_MOE_ROUTE:
+  case IR_MOE_GATHER:
     fprintf(out, " {k=%d}", a->k);
     break;
   case IR_MATMUL:

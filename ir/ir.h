@@ -130,7 +130,7 @@ typedef struct {
   float f;                   /* eps / scalar operand */
   int axis;                  /* reduce_*, slice, concat */
   IrDim start, len;          /* slice (may be symbolic along the batch axis) */
-  int k;                     /* topk_softmax */
+  int k;                     /* topk_softmax, moe_route, moe_gather */
   int perm[IR_MAX_RANK];     /* permute */
   int trans_b;               /* matmul */
   int stride, pad, groups;   /* conv2d */
@@ -197,6 +197,22 @@ int ir_graph_dce(IrGraph *g);
 /* Number of uses of each node, indexed by node->index (caller frees). */
 int *ir_use_counts(IrGraph *g);
 
+/* The routing table of moe_route (i32), for T tokens each routed to k of E
+ * experts (S = T*k slots):
+ *   [0, E]                   offset[e]: expert e owns slots offset[e] .. offset[e+1]-1
+ *                            (offset[0] = 0, offset[E] = S)
+ *   E+1 + s                  the token of slot s; slots are sorted by expert,
+ *                            then by token
+ *   E+1 + S + t*k + j        the slot of token t's j-th expert (its k experts
+ *                            in increasing order)
+ *   E+1 + 2S + t*k + j       that expert
+ * Its length is E+1 + 3S, except that a batch-sized T (T = c*B) makes it
+ * (E+1 + 3ck)*B: an IR dim is fixed or a multiple of B, so the E+1 offsets
+ * are padded to (E+1)*B and the (E+1)*(B-1) entries at the end are unused. */
+IrDim ir_moe_table_len(IrDim tokens, int k, int experts);
+/* E from a table length and its slot count S (IR dims); -1 when none fits. */
+int64_t ir_moe_table_experts(IrDim len, IrDim slots);
+
 /* ======================================================================== */
 /* building                                                                 */
 /* ======================================================================== */
@@ -241,12 +257,13 @@ void ir_dump(IrGraph *g, FILE *out);
 
 /* Cost model.  MACs count multiply-accumulates of contractions (linear, matmul,
  * conv2d: one MAC = one "FLOP", the DiT paper / fvcore convention); params and
- * weight bytes count PARAM nodes; activation bytes sum each non-leaf output. */
+ * weight bytes count PARAM nodes; activation bytes sum each non-leaf output
+ * that depends on a graph input (moe_linear counts its routed rows only). */
 typedef struct {
   int64_t params;
   int64_t weight_bytes;
   double macs;                /* at the given batch */
-  double activation_bytes;    /* every non-leaf node's output, at the given batch */
+  double activation_bytes;    /* every non-leaf, non-weight-only output, at the given batch */
   int64_t nodes;
 } IrCost;
 /* weight_dtype: the dtype weights are stored in for weight_bytes. */

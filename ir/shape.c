@@ -46,6 +46,117 @@ static int check_axis(IrOp op, int axis, int rank, IrErr *err) {
   return 0;
 }
 
+IrDim ir_moe_table_len(IrDim tokens, int k, int experts) {
+  if (tokens < 0) return -(3 * (IrDim)k * -tokens + experts + 1);
+  return experts + 1 + 3 * (IrDim)k * tokens;
+}
+
+int64_t ir_moe_table_experts(IrDim len, IrDim slots) {
+  if ((len < 0) != (slots < 0)) return -1;
+  int64_t e = (len < 0 ? -len + 3 * slots : len - 3 * slots) - 1;
+  return e >= 1 ? e : -1;
+}
+
+/* The product of all axes but the last, as one dim (the MoE ops' tokens). */
+static int token_count(IrOp op, const IrNode *x, IrDim *out, IrErr *err) {
+  if (x->shape.rank < 2)
+    return ir_errf(err, "%s: input %s needs rank >= 2 (tokens, features)", ir_op_name(op), SHP(&x->shape));
+  IrDim fixed = 1;
+  int sym = 0;
+  for (int i = 0; i < x->shape.rank - 1; i++) {
+    IrDim d = x->shape.d[i];
+    if (d < 0 && sym++)
+      return ir_errf(err, "%s: at most one axis of %s may depend on the batch", ir_op_name(op), SHP(&x->shape));
+    fixed *= d < 0 ? -d : d;
+  }
+  *out = sym ? -fixed : fixed;
+  return 0;
+}
+
+/* The expert count E of a routing table `tb` for `slots` routed rows, after
+ * checking it is an i32 vector whose length fits (ir_moe_table_len). */
+static int table_experts(IrOp op, const IrNode *tb, IrDim slots, int64_t *experts, IrErr *err) {
+  if (tb->dtype != IR_I32 || tb->shape.rank != 1)
+    return ir_errf(err, "%s: the routing table must be an i32 vector, got %s%s", ir_op_name(op),
+                   ir_dtype_name(tb->dtype), SHP(&tb->shape));
+  int64_t e = ir_moe_table_experts(tb->shape.d[0], slots);
+  if (e < 1)
+    return ir_errf(err, "%s: routing table %s does not fit %s routed rows", ir_op_name(op), SHP(&tb->shape),
+                   ir_dim_str(slots, (char[32]){0}, 32));
+  *experts = e;
+  return 0;
+}
+
+static int infer_moe(IrOp op, int n, IrNode *const *in, const IrAttrs *at, IrShape *s, IrDType *t,
+                     IrErr *err) {
+  const IrNode *x = in[0];
+  IrDim tokens;
+  int64_t experts;
+  if (need_float(op, x, 0, err)) return -1;
+  switch (op) {
+  case IR_MOE_ROUTE: {
+    if (token_count(op, x, &tokens, err)) return -1;
+    IrDim e = x->shape.d[x->shape.rank - 1];
+    if (e < 1) return ir_errf(err, "moe_route: the expert axis must have a fixed size, got %s", SHP(&x->shape));
+    if (at->k < 1 || at->k > e) return ir_errf(err, "moe_route: k = %d must be in 1..%lld", at->k, (long long)e);
+    *t = IR_I32;
+    *s = ir_shape_make(1, (IrDim[]){ir_moe_table_len(tokens, at->k, (int)e)});
+    return 0;
+  }
+  case IR_MOE_GATHER: {
+    if (token_count(op, x, &tokens, err)) return -1;
+    if (at->k < 1) return ir_errf(err, "moe_gather: k = %d must be >= 1", at->k);
+    IrDim slots = tokens * at->k;
+    if (table_experts(op, in[1], slots, &experts, err)) return -1;
+    *s = ir_shape_make(2, (IrDim[]){slots, x->shape.d[x->shape.rank - 1]});
+    return 0;
+  }
+  case IR_MOE_LINEAR: {
+    if (n < 3 || n > 4)
+      return ir_errf(err, "moe_linear: takes xs, table, w and an optional bias, got %d inputs", n);
+    const IrNode *w = in[2];
+    if (x->shape.rank != 2) return ir_errf(err, "moe_linear: xs must be [rows, K], got %s", SHP(&x->shape));
+    if (table_experts(op, in[1], x->shape.d[0], &experts, err)) return -1;
+    if (w->shape.rank != 3 || w->shape.d[0] != experts || w->shape.d[1] < 0 || w->shape.d[2] != x->shape.d[1])
+      return ir_errf(err, "moe_linear: weight must be [%lld, N, %s] (experts, out, in), got %s", (long long)experts,
+                     ir_dim_str(x->shape.d[1], (char[32]){0}, 32), SHP(&w->shape));
+    if (w->dtype != x->dtype)
+      return ir_errf(err, "moe_linear: weight dtype %s does not match xs dtype %s", ir_dtype_name(w->dtype),
+                     ir_dtype_name(x->dtype));
+    if (n == 4) {
+      const IrNode *b = in[3];
+      if (b->shape.rank != 2 || b->shape.d[0] != experts || b->shape.d[1] != w->shape.d[1])
+        return ir_errf(err, "moe_linear: bias %s does not match weight %s (expected [%lld, %lld])", SHP(&b->shape),
+                       SHP(&w->shape), (long long)experts, (long long)w->shape.d[1]);
+      if (!ir_dtype_is_float(b->dtype)) return ir_errf(err, "moe_linear: bias must be float");
+    }
+    *s = ir_shape_make(2, (IrDim[]){x->shape.d[0], w->shape.d[1]});
+    return 0;
+  }
+  case IR_MOE_COMBINE: {
+    const IrNode *g = in[2];
+    if (x->shape.rank != 2) return ir_errf(err, "moe_combine: ys must be [rows, D], got %s", SHP(&x->shape));
+    if (need_float(op, g, 2, err) || token_count(op, g, &tokens, err)) return -1;
+    if (g->dtype != x->dtype)
+      return ir_errf(err, "moe_combine: gates dtype %s does not match ys dtype %s", ir_dtype_name(g->dtype),
+                     ir_dtype_name(x->dtype));
+    IrDim rows = x->shape.d[0];
+    if (tokens == 0 || (rows < 0) != (tokens < 0) || rows % tokens || rows / tokens < 1)
+      return ir_errf(err, "moe_combine: %s rows are not k rows for each of the %s tokens of gates %s",
+                     ir_dim_str(rows, (char[32]){0}, 32), ir_dim_str(tokens, (char[32]){0}, 32), SHP(&g->shape));
+    if (table_experts(op, in[1], rows, &experts, err)) return -1;
+    if (experts != g->shape.d[g->shape.rank - 1])
+      return ir_errf(err, "moe_combine: the routing table is for %lld experts, gates %s", (long long)experts,
+                     SHP(&g->shape));
+    *s = g->shape;
+    s->d[s->rank - 1] = x->shape.d[1];
+    return 0;
+  }
+  default:
+    ditc_unreachable();
+  }
+}
+
 static int infer_other(IrOp op, int n, IrNode *const *in, const IrAttrs *at, IrShape *s,
                        IrDType *t, IrErr *err) {
   const IrNode *x = in[0];
@@ -233,6 +344,12 @@ static int infer_other(IrOp op, int n, IrNode *const *in, const IrAttrs *at, IrS
     s->d[at->axis] = total;
     return 0;
   }
+
+  case IR_MOE_ROUTE:
+  case IR_MOE_GATHER:
+  case IR_MOE_LINEAR:
+  case IR_MOE_COMBINE:
+    return infer_moe(op, n, in, at, s, t, err);
 
   case IR_AVGPOOL2D:
     if (need_float(op, x, 0, err)) return -1;

@@ -91,6 +91,10 @@ static int check_arity(const IrNode *n, const char *desc, IrErr *err) {
     if (n->n_in < 2 || n->n_in > 3)
       return ir_errf(err, "%s: has %d inputs, the op takes 2 or 3", desc, n->n_in);
     return 0;
+  case IR_MOE_LINEAR:
+    if (n->n_in < 3 || n->n_in > 4)
+      return ir_errf(err, "%s: has %d inputs, the op takes 3 or 4", desc, n->n_in);
+    return 0;
   case IR_CONCAT:
     if (n->n_in < 1) return ir_errf(err, "%s: has no inputs, the op takes at least 1", desc);
     return 0;

@@ -53,6 +53,8 @@ static uint64_t attrs_hash(const IrNode *n, uint64_t h) {
   case IR_CONCAT:
     return mix(h, (uint64_t)a->axis);
   case IR_TOPK_SOFTMAX:
+  case IR_MOE_ROUTE:
+  case IR_MOE_GATHER:
     return mix(h, (uint64_t)a->k);
   case IR_MATMUL:
     return mix(h, (uint64_t)a->trans_b);
@@ -91,6 +93,8 @@ static int attrs_eq(const IrNode *x, const IrNode *y) {
   case IR_CONCAT:
     return a->axis == b->axis;
   case IR_TOPK_SOFTMAX:
+  case IR_MOE_ROUTE:
+  case IR_MOE_GATHER:
     return a->k == b->k;
   case IR_MATMUL:
     return a->trans_b == b->trans_b;

@@ -22,13 +22,12 @@
 
 #include "passes.h"
 
-/* A value that depends on no graph input. */
-static int weight_only(const IrNode *n, unsigned char *memo) {
+int pass_weight_only(const IrNode *n, unsigned char *memo) {
   if (memo[n->index]) return memo[n->index] == 1;
   int r = n->op == IR_PARAM || n->op == IR_CONST;
   if (n->op != IR_INPUT && n->n_in > 0) {
     r = 1;
-    for (int i = 0; i < n->n_in && r; i++) r = weight_only(n->in[i], memo);
+    for (int i = 0; i < n->n_in && r; i++) r = pass_weight_only(n->in[i], memo);
   }
   memo[n->index] = r ? 1 : 2;
   return r;
@@ -53,7 +52,7 @@ int pass_hoist_adaln(IrGraph *g, const PassOptions *o, IrErr *err) {
     for (int j = i; j < n; j++) {
       IrNode *b = g->nodes[j];
       if (done[j] || !mergeable(a, b)) continue;
-      int ok = weight_only(b->in[1], memo) && (b->n_in < 3 || weight_only(b->in[2], memo));
+      int ok = pass_weight_only(b->in[1], memo) && (b->n_in < 3 || pass_weight_only(b->in[2], memo));
       if (!ok) continue;
       group[k++] = b;
       done[j] = 1;

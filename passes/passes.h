@@ -52,5 +52,10 @@ int pass_plan_memory(IrGraph *g, const PassOptions *o, IrErr *err);
  * (pass_memory_unplanned: the sum of the sizes). */
 int64_t pass_memory_plan(int n, const int64_t *bytes, const int *first, const int *last, int64_t *offset);
 int64_t pass_memory_unplanned(int n, const int64_t *bytes, int64_t *offset);
+int pass_route_experts(IrGraph *g, const PassOptions *o, IrErr *err);
+
+/* Does n depend on no graph input (PARAMs and CONSTs only)?  memo has a byte
+ * per node index, zeroed before the first call (hoist_adaln.c). */
+int pass_weight_only(const IrNode *n, unsigned char *memo);
 
 #endif

@@ -20,6 +20,8 @@ static const PassInfo PASSES[] = {
     {"cse", pass_cse, "merge nodes computing the same op over the same inputs and attributes"},
     {"hoist-adaln", pass_hoist_adaln,
      "merge linears reading one activation (every block's adaLN modulation) into one product"},
+    {"route-experts", pass_route_experts,
+     "run a dense mixture-of-experts MLP on the T*k routed rows: moe_route/gather/linear/combine"},
     {"dce", pass_dce, "remove nodes no output depends on"},
     {"fuse", pass_fuse,
      "group nodes into kernels: attention, GEMM + GELU, residual -> layernorm -> modulate, elementwise trees"},
@@ -31,7 +33,7 @@ static const PassInfo PASSES[] = {
 #define MAX_PIPELINE 64
 
 const char *const PASS_DEFAULT_PIPELINE =
-    "canonicalize,fold-constants,cse,hoist-adaln,canonicalize,dce,fuse,plan-memory";
+    "canonicalize,fold-constants,cse,hoist-adaln,route-experts,canonicalize,dce,fuse,plan-memory";
 
 const PassInfo *pass_table(int *n) {
   if (n) *n = N_PASSES;

@@ -366,6 +366,21 @@ static void run_reduce(float *o, const float *x, int64_t rows, int64_t n, int me
   }
 }
 
+/* The k largest of xr[0..n-1] in order, the lower index winning ties: the
+ * selection topk_softmax and moe_route share. */
+static void topk_pick(const float *xr, int64_t n, int k, int64_t *pick) {
+  for (int t = 0; t < k; t++) {
+    int64_t best = -1;
+    for (int64_t j = 0; j < n; j++) {
+      int taken = 0;
+      for (int u = 0; u < t; u++) taken |= pick[u] == j;
+      if (taken) continue;
+      if (best < 0 || xr[j] > xr[best]) best = j; /* strict: the lower index wins ties */
+    }
+    pick[t] = best;
+  }
+}
+
 /* k largest per row (ties: lower index first), softmax over them, 0 elsewhere. */
 static void run_topk_softmax(float *o, const float *x, int64_t rows, int64_t n, int k) {
 #pragma omp parallel if (rows * n > PAR_MIN)
@@ -376,16 +391,7 @@ static void run_topk_softmax(float *o, const float *x, int64_t rows, int64_t n, 
       const float *xr = x + r * n;
       float *orow = o + r * n;
       for (int64_t j = 0; j < n; j++) orow[j] = 0.0f;
-      for (int t = 0; t < k; t++) {
-        int64_t best = -1;
-        for (int64_t j = 0; j < n; j++) {
-          int taken = 0;
-          for (int u = 0; u < t; u++) taken |= pick[u] == j;
-          if (taken) continue;
-          if (best < 0 || xr[j] > xr[best]) best = j; /* strict: the lower index wins ties */
-        }
-        pick[t] = best;
-      }
+      topk_pick(xr, n, k, pick);
       float m = xr[pick[0]];
       double s = 0;
       for (int t = 0; t < k; t++) s += expf(xr[pick[t]] - m);
@@ -453,6 +459,81 @@ static void run_linear(float *y, const float *x, const float *w, const float *b,
 #pragma omp parallel for schedule(static) if (M * N > PAR_MIN)
     for (int64_t r = 0; r < M; r++)
       for (int64_t j = 0; j < N; j++) y[r * N + j] += b[j];
+  }
+}
+
+/* ======================================================================== */
+/* mixture of experts (the routing table's layout: ir.h)                    */
+/* ======================================================================== */
+
+/* moe_route over logits [T, E]: each token's k experts (increasing), the
+ * experts' slot counts, their prefix sums, then the slots in token order. */
+static void run_moe_route(int32_t *tab, int64_t len, const float *x, int64_t T, int64_t E, int k) {
+  int64_t S = T * k;
+  int32_t *off = tab, *tok = tab + E + 1, *slot = tok + S, *ex = slot + S;
+  int64_t *pick = xmalloc((size_t)k * sizeof *pick);
+  memset(tab, 0, (size_t)len * sizeof *tab);
+  for (int64_t t = 0; t < T; t++) {
+    topk_pick(x + t * E, E, k, pick);
+    for (int j = 1; j < k; j++) /* insertion sort: the token's experts in increasing order */
+      for (int u = j; u > 0 && pick[u - 1] > pick[u]; u--) {
+        int64_t tmp = pick[u];
+        pick[u] = pick[u - 1];
+        pick[u - 1] = tmp;
+      }
+    for (int j = 0; j < k; j++) {
+      ex[t * k + j] = (int32_t)pick[j];
+      off[pick[j] + 1]++;
+    }
+  }
+  free(pick);
+  for (int64_t e = 0; e < E; e++) off[e + 1] += off[e];
+  int32_t *fill = xmalloc((size_t)E * sizeof *fill);
+  memcpy(fill, off, (size_t)E * sizeof *fill);
+  for (int64_t i = 0; i < S; i++) { /* token order: each segment ends up sorted by token */
+    int32_t s = fill[ex[i]]++;
+    tok[s] = (int32_t)(i / k);
+    slot[i] = s;
+  }
+  free(fill);
+}
+
+static void run_moe_gather(float *y, const float *x, const int32_t *tab, int64_t E, int64_t S, int64_t D) {
+  const int32_t *tok = tab + E + 1;
+#pragma omp parallel for schedule(static) if (S * D > PAR_MIN)
+  for (int64_t s = 0; s < S; s++) memcpy(y + s * D, x + (int64_t)tok[s] * D, (size_t)D * sizeof *y);
+}
+
+/* One product per expert over its segment of rows. */
+static void run_moe_linear(float *y, const float *xs, const int32_t *tab, const float *w, const float *b,
+                           int64_t E, int64_t N, int64_t K) {
+  for (int64_t e = 0; e < E; e++) {
+    int64_t lo = tab[e], rows = tab[e + 1] - lo;
+    if (rows <= 0 || N == 0) continue;
+    float *ye = y + lo * N;
+    if (K == 0) memset(ye, 0, (size_t)(rows * N) * sizeof *ye);
+    else gemm(1, rows, N, K, xs + lo * K, K, w + e * N * K, K, ye, N);
+    if (b)
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < N; j++) ye[r * N + j] += b[e * N + j];
+  }
+}
+
+/* Each token sums its own k slots, in increasing expert order (the order of
+ * the dense sum the pass replaces). */
+static void run_moe_combine(float *y, const float *ys, const int32_t *tab, const float *gates, int64_t T,
+                            int64_t E, int k, int64_t D) {
+  int64_t S = T * k;
+  const int32_t *slot = tab + E + 1 + S, *ex = slot + S;
+#pragma omp parallel for schedule(static) if (T * D > PAR_MIN)
+  for (int64_t t = 0; t < T; t++) {
+    float *yt = y + t * D;
+    for (int64_t d = 0; d < D; d++) yt[d] = 0.0f;
+    for (int j = 0; j < k; j++) {
+      float g = gates[t * E + ex[t * k + j]];
+      const float *row = ys + (int64_t)slot[t * k + j] * D;
+      for (int64_t d = 0; d < D; d++) yt[d] += row[d] * g;
+    }
   }
 }
 
@@ -675,7 +756,8 @@ static int check_node(RefExec *e, const IrNode *nd, IrErr *err) {
   for (int i = 0; i < nd->n_in; i++) {
     IrDType t = nd->in[i]->dtype;
     int int_ok = nd->op == IR_CAST || nd->op == IR_RESHAPE || nd->op == IR_PERMUTE ||
-                 nd->op == IR_SLICE || nd->op == IR_CONCAT || (nd->op == IR_EMBEDDING && i == 1);
+                 nd->op == IR_SLICE || nd->op == IR_CONCAT || (nd->op == IR_EMBEDDING && i == 1) ||
+                 (i == 1 && (nd->op == IR_MOE_GATHER || nd->op == IR_MOE_LINEAR || nd->op == IR_MOE_COMBINE));
     if (!is_floaty(t) && !(t == IR_I32 && int_ok)) {
       char m[160];
       snprintf(m, sizeof m, "input %d has dtype %s, which the reference executor does not run", i,
@@ -737,6 +819,7 @@ static int check_node(RefExec *e, const IrNode *nd, IrErr *err) {
     if (nd->attr.axis < 0 || nd->attr.axis >= v->s.rank) return node_errf(err, nd, "bad axis");
     return 0;
   case IR_PERMUTE:
+  case IR_MOE_ROUTE: case IR_MOE_GATHER: case IR_MOE_LINEAR: case IR_MOE_COMBINE: /* ir/shape.c checked them */
     return 0;
   case IR_AVGPOOL2D:
     if (x->rank != 4 || nd->attr.out_h <= 0 || nd->attr.out_w <= 0)
@@ -987,6 +1070,28 @@ static int run_node(RefExec *e, int i, IrErr *err) {
   case IR_AVGPOOL2D:
     run_avgpool(y, &v->s, xp, &x->s);
     break;
+  case IR_MOE_ROUTE: {
+    int64_t E = x->s.d[x->s.rank - 1];
+    run_moe_route(v->ptr, v->s.numel, xp, E ? x->s.numel / E : 0, E, nd->attr.k);
+    return 0;
+  }
+  case IR_MOE_GATHER: {
+    int64_t E = ir_moe_table_experts(nd->in[1]->shape.d[0], nd->shape.d[0]);
+    run_moe_gather(y, xp, in_val(e, nd, 1)->ptr, E, v->s.d[0], v->s.d[1]);
+    break;
+  }
+  case IR_MOE_LINEAR: {
+    RefVal *w = in_val(e, nd, 2);
+    run_moe_linear(y, xp, in_val(e, nd, 1)->ptr, w->ptr, nd->n_in > 3 ? in_val(e, nd, 3)->ptr : NULL, w->s.d[0],
+                   w->s.d[1], w->s.d[2]);
+    break;
+  }
+  case IR_MOE_COMBINE: {
+    RefVal *gt = in_val(e, nd, 2);
+    int64_t E = gt->s.d[gt->s.rank - 1], T = E ? gt->s.numel / E : 0;
+    run_moe_combine(y, xp, in_val(e, nd, 1)->ptr, gt->ptr, T, E, T ? (int)(x->s.d[0] / T) : 0, x->s.d[1]);
+    break;
+  }
   default:
     if (ir_op_class(nd->op) != IR_CLASS_UNARY) ditc_unreachable(); /* check_node let it in */
     run_unary(nd->op, nd->attr.f, y, xp, v->s.numel);

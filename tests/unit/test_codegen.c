@@ -836,6 +836,42 @@ static void test_errors(void **state) {
   ir_graph_free(g);
 }
 
+/* A dense MoE MLP (the model language's form) that route-experts routes:
+ * 160 tokens a sample, so batch 2 has 320 tokens (two chunks of the place
+ * kernel's scan) and about 160 rows an expert (several 64-row tiles, the last
+ * partial); hidden 80 makes partial column tiles and k-steps. */
+static void test_moe_routed(void **state) {
+  (void)state;
+  const int E = 4, D = 16, H = 80;
+  IrGraph *g = ir_graph_new("f");
+  IrNode *x = ir_input(g, "x", IR_F32, shp(3, IR_BATCH, (IrDim)160, (IrDim)D), noloc());
+  IrNode *wr = ir_param(g, "router.w", IR_F32, shp(2, (IrDim)E, (IrDim)D), noloc());
+  IrNode *gates = node_attr(g, IR_TOPK_SOFTMAX, 1, (IrNode *[]){ir_linear(g, x, wr, NULL)}, (IrAttrs){.k = 2});
+  IrNode *sum = NULL;
+  for (int e = 0; e < E; e++) {
+    char n1[32], b1[32], n2[32], b2[32];
+    snprintf(n1, sizeof n1, "e%d.fc1.w", e);
+    snprintf(b1, sizeof b1, "e%d.fc1.b", e);
+    snprintf(n2, sizeof n2, "e%d.fc2.w", e);
+    snprintf(b2, sizeof b2, "e%d.fc2.b", e);
+    IrNode *h = ir_linear(g, x, ir_param(g, n1, IR_F32, shp(2, (IrDim)H, (IrDim)D), noloc()),
+                          ir_param(g, b1, IR_F32, shp(1, (IrDim)H), noloc()));
+    IrNode *y = ir_linear(g, ir_un(g, IR_GELU, h), ir_param(g, n2, IR_F32, shp(2, (IrDim)D, (IrDim)H), noloc()),
+                          ir_param(g, b2, IR_F32, shp(1, (IrDim)D), noloc()));
+    IrNode *p = ir_bin(g, IR_MUL, y, ir_slice(g, gates, 2, e, 1));
+    sum = sum ? ir_bin(g, IR_ADD, sum, p) : p;
+  }
+  ir_graph_add_output(g, sum, "y");
+  PassOptions po = {.verify = 1};
+  IrErr err = {{0}};
+  if (pass_run_pipeline(g, "route-experts", &po, &err)) fail_msg("%s", err.msg);
+  int routed = 0;
+  for (int i = 0; i < g->n_nodes; i++) routed += g->nodes[i]->op == IR_MOE_LINEAR;
+  assert_int_equal(routed, 2);
+  check_graph(g, "moe routed", DEF);
+  ir_graph_free(g);
+}
+
 /* ---- end to end against ../shared/reference --------------------------------------------- */
 
 
@@ -1085,6 +1121,7 @@ int main(void) {
       cmocka_unit_test(test_fuse_elementwise),
       cmocka_unit_test(test_e2e_each_pass),
       cmocka_unit_test(test_weight_only),
+      cmocka_unit_test(test_moe_routed),
       cmocka_unit_test(test_e2e_dit_tiny),
       cmocka_unit_test(test_e2e_paper_variants),
   };

@@ -1,6 +1,6 @@
 /*
  * testutil.h - small helpers shared by the unit tests: a scratch directory,
- * the shared data folder, and an IR dump as a string.  Header-only (static
+ * the shared data folder, an IR dump as a string, a relative L2 error.  Header-only (static
  * functions): every test is its own executable.
  */
 #ifndef DITC_TESTUTIL_H
@@ -57,6 +57,18 @@ static inline void tu_nvrtc_dialect_options(char *inc, char *cuda_inc, size_t n,
 }
 
 #endif
+}
+
+/* Squared relative L2 error ||a - b||^2 / ||b||^2 of two f32 arrays of n
+ * values (-1 when b is all zeros, which no comparison should accept). */
+static inline double tu_rel_l2_sq(const float *a, const float *b, int64_t n) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double d = (double)a[i] - b[i];
+    num += d * d;
+    den += (double)b[i] * b[i];
+  }
+  return den > 0 ? num / den : -1.0;
 }
 
 /* ir_dump into a malloc'ed string (the caller frees it). */
