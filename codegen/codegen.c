@@ -1227,8 +1227,9 @@ static void emit_header(Ctx *c, CgEmit *e) {
 
 static void emit_all(Ctx *c) {
   CgPlan *p = c->plan;
-  CgEmit e = {.plan = p, .tune = cg_tuning_for(NULL), .batch = c->batch,
+  CgEmit e = {.plan = p, .tune = cg_tuning_for(c->o->arch), .batch = c->batch,
               .status_offset = c->status_buf >= 0 ? c->bufs[c->status_buf].offset : -1};
+  p->tuning = e.tune->arch;
   emit_header(c, &e);
   for (int s = 0; s < c->n_steps; s++) {
     LStep *st = &c->steps[s];
