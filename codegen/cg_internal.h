@@ -50,9 +50,9 @@ const CgTuning *cg_tuning_for(const char *arch); /* NULL or no row: the default 
 /* The table itself (tests walk it); *n gets the row count. */
 const CgTuning *cg_tuning_rows(int *n);
 /* Is row t's geometry legal on its architecture: every block at most 1024
- * threads and whole warps where a kernel assumes them, the largest fused
- * attention block's shared memory within smem_block and smem_sm, every block
- * within threads_sm?  0, or -1 with a message naming the row and the field. */
+ * threads and whole warps where a kernel assumes them, whole blocks filling
+ * threads_sm, the largest fused attention block's shared memory within
+ * smem_block and smem_sm?  0, or -1 with a message naming the row and field. */
 int cg_tuning_check(const CgTuning *t, IrErr *err);
 /* Dynamic shared memory bytes of a fused attention block: `rows` query rows
  * of head dim d, value dim dv (attention.c's layout). */

@@ -1209,7 +1209,8 @@ static void emit_header(Ctx *c, CgEmit *e) {
                  "  char *act;\n"
                  "  const char *w;\n"
                  "} DitcArgs;\n\n"
-                 "/* launch geometry (tuning table row \"%s\") */\n"
+                 "/* launch geometry (a row of codegen/kernels.c's tuning table; not named here, so\n"
+                 " * architectures whose rows agree share this source and its cached CUBINs) */\n"
                  "#define CG_BLOCK_ELEMENTWISE %d\n"
                  "#define CG_ROWS_PER_BLOCK %d\n"
                  "#define CG_TRANSPOSE_TILE %d\n"
@@ -1221,7 +1222,7 @@ static void emit_header(Ctx *c, CgEmit *e) {
                  "DITC_DEVICE static inline float cg_gelu_tanh(float x) {\n"
                  "  return x / (1.0f + expf(-2.0f * 0.7978845608028654f * (x + 0.044715f * x * x * x)));\n"
                  "}\n\n",
-                 t->arch, t->block_elementwise, t->rows_per_block, t->transpose_tile,
+                 t->block_elementwise, t->rows_per_block, t->transpose_tile,
                  t->transpose_rows, t->block_row_thread, t->attn_warps, t->attn_rows_per_warp);
 }
 

@@ -75,7 +75,8 @@ const char *cg_float_lit(float f, char buf[48]) {
  * memory per block with opt-in and per SM, resident threads per SM.  The SM
  * count is a property of the product, not of the architecture, so no row
  * depends on it.  Every architecture has 64K registers per SM and at most
- * 1024 threads per block.
+ * 1024 threads per block.  cg_tuning_check holds each row to them
+ * (tests/unit/test_tuning.c runs it on every row).
  *
  * What a row decides today:
  *   - block_elementwise 256, rows_per_block 4 (128-thread row blocks),
@@ -144,7 +145,9 @@ int cg_tuning_same(const char *a, const char *b) {
          x->attn_rows_per_warp == y->attn_rows_per_warp;
 }
 
-/* A block of `threads` threads: at most 1024, within the SM, whole warps when `warps`. */
+/* A block of `threads` threads: at most 1024, whole warps when `warps`, and
+ * whole blocks fill the SM's resident threads (a 384-thread block on a
+ * 1024-thread SM would leave a quarter of them idle at best). */
 static int check_block(const CgTuning *t, const char *field, int64_t threads, int warps, IrErr *err) {
   if (threads < 1 || threads > 1024)
     return ir_errf(err, "tuning row %s: %s gives %lld threads per block (1 to 1024)", t->arch, field,
@@ -152,9 +155,9 @@ static int check_block(const CgTuning *t, const char *field, int64_t threads, in
   if (warps && threads % 32)
     return ir_errf(err, "tuning row %s: %s gives %lld threads per block, not whole warps", t->arch, field,
                    (long long)threads);
-  if (threads > t->threads_sm)
-    return ir_errf(err, "tuning row %s: %s gives %lld threads per block, more than the %d an SM holds", t->arch,
-                   field, (long long)threads, t->threads_sm);
+  if (t->threads_sm % threads)
+    return ir_errf(err, "tuning row %s: %s gives %lld threads per block, which does not divide the %d an SM holds",
+                   t->arch, field, (long long)threads, t->threads_sm);
   return 0;
 }
 
