@@ -13,15 +13,21 @@
  * (lane + 32 c).  The output is acc / l, stored through the out view.
  *
  * q, k, v and out are strided views, so the permutes that split heads out of
- * the qkv projection are read through, not materialised.  Shared memory:
- * QR*D + 32*(D+1) + 32*Dv + QR*32 floats, 43 KB at D = Dv = 128 (static, under
- * the 48 KB every architecture gives without opting in).  The K tile's rows
- * are padded by one float so the 32 lanes reading 32 different keys hit 32
- * banks.
+ * the qkv projection are read through, not materialised.  Shared memory is
+ * dynamic (the launch step's shared_bytes, cg_attention_smem): QR*D +
+ * 32*(D+1) + 32*Dv + QR*32 floats, viewed as the four arrays; 42 KB at
+ * D = Dv = 128 with the default row's QR = 16, 52 KB with QR = 32, which
+ * rows of architectures that allow more than 48 KB per block (by opt-in, as
+ * the CUDA backend does) may choose.  The K tile's rows are padded by one
+ * float so the 32 lanes reading 32 different keys hit 32 banks.
  */
 #include <stdio.h>
 
 #include "cg_internal.h"
+
+int64_t cg_attention_smem(int rows, int64_t d, int64_t dv) {
+  return (int64_t)sizeof(float) * (rows * d + 32 * (d + 1) + 32 * dv + rows * 32);
+}
 
 /* `base` + sum over the leading coords l<i> * stride[i]: an offset expression. */
 static void lead_offset(char *buf, size_t n, const CgView *v, int nl) {
@@ -48,10 +54,16 @@ void cg_emit_attention(CgEmit *e, const IrNode *n, const char *fused, CgView out
   int kid = cg_kernel_open(e, n, "attention", detail, &name);
   CgText *s = &e->src;
   cg_text_printf(s, "DITC_KERNEL_BOUNDS(%s, DitcArgs, a, 32 * CG_ATTN_WARPS) {\n", name);
-  cg_text_printf(s, "  DITC_SHARED2(float, qs, %d, %lld);\n", qr, (long long)D);
-  cg_text_printf(s, "  DITC_SHARED2(float, ks, 32, %lld);\n", (long long)(D + 1));
-  cg_text_printf(s, "  DITC_SHARED2(float, vs, 32, %lld);\n", (long long)Dv);
-  cg_text_printf(s, "  DITC_SHARED(float, ps, %d);\n", qr * 32);
+  /* one dynamic buffer, viewed as qs[QR][D], ks[32][D+1], vs[32][Dv], ps[QR*32] */
+  long long ks_at = (long long)qr * D, vs_at = ks_at + 32 * (D + 1), ps_at = vs_at + 32 * Dv;
+  cg_text_printf(s,
+                 "  DITC_DYN_SHARED(float, smem);\n"
+                 "  float (*qs)[%lld] = (float (*)[%lld])smem;\n"
+                 "  float (*ks)[%lld] = (float (*)[%lld])(smem + %lld);\n"
+                 "  float (*vs)[%lld] = (float (*)[%lld])(smem + %lld);\n"
+                 "  float *ps = smem + %lld;\n",
+                 (long long)D, (long long)D, (long long)(D + 1), (long long)(D + 1), ks_at, (long long)Dv,
+                 (long long)Dv, vs_at, ps_at);
   const char *names[4] = {"q", "k", "v", "y"};
   const CgView *views[4] = {&q, &k, &v, &out};
   for (int i = 0; i < 4; i++) {
@@ -160,5 +172,7 @@ void cg_emit_attention(CgEmit *e, const IrNode *n, const char *fused, CgView out
                  "}\n\n",
                  (long long)N, dc, (long long)Dv, st_idx, conv, val);
   DITC_ASSERT(groups <= 65535);
-  cg_launch(e, n, kid, (N + qr - 1) / qr, groups, 1, 32, t->attn_warps, 1, 0);
+  int64_t smem = cg_attention_smem(qr, D, Dv);
+  DITC_ASSERT(smem <= t->smem_block);
+  cg_launch(e, n, kid, (N + qr - 1) / qr, groups, 1, 32, t->attn_warps, 1, (uint32_t)smem);
 }

@@ -27,9 +27,16 @@ const char *cg_float_lit(float f, char buf[48]);
 
 /* Launch geometry, one row per architecture; every kernel template takes its
  * block shape from here, and the generated source names them as CG_* macros,
- * so tuning is an entry in this table. */
+ * so tuning is an entry in this table (kernels.c, which says why each row has
+ * its values).  A row also carries the limits of its architecture that the
+ * geometry must fit (cg_tuning_check). */
 typedef struct {
-  const char *arch;
+  const char *arch;       /* "sm_90"; "default" for every architecture without a row */
+  /* the architecture (CUDA C++ Programming Guide, compute capability table) */
+  int smem_block;         /* shared memory bytes one block may have (above 48 KB by opt-in) */
+  int smem_sm;            /* shared memory bytes per SM */
+  int threads_sm;         /* resident threads per SM */
+  /* the geometry */
   int block_elementwise;  /* CG_BLOCK_ELEMENTWISE: threads of elementwise / copy kernels */
   int rows_per_block;     /* CG_ROWS_PER_BLOCK: warps (one row each) of row kernels */
   int transpose_tile;     /* CG_TRANSPOSE_TILE: square tile edge of the tiled transpose */
@@ -39,7 +46,17 @@ typedef struct {
   int attn_rows_per_warp; /* CG_ATTN_ROWS_PER_WARP: query rows each warp carries */
 } CgTuning;
 
-const CgTuning *cg_tuning_for(const char *arch); /* NULL: the default row */
+const CgTuning *cg_tuning_for(const char *arch); /* NULL or no row: the default row */
+/* The table itself (tests walk it); *n gets the row count. */
+const CgTuning *cg_tuning_rows(int *n);
+/* Is row t's geometry legal on its architecture: every block at most 1024
+ * threads and whole warps where a kernel assumes them, whole blocks filling
+ * threads_sm, the largest fused attention block's shared memory within
+ * smem_block and smem_sm?  0, or -1 with a message naming the row and field. */
+int cg_tuning_check(const CgTuning *t, IrErr *err);
+/* Dynamic shared memory bytes of a fused attention block: `rows` query rows
+ * of head dim d, value dim dv (attention.c's layout). */
+int64_t cg_attention_smem(int rows, int64_t d, int64_t dv);
 
 /* ---- values in memory -------------------------------------------------------- */
 

@@ -1404,7 +1404,8 @@ static void emit_header(Ctx *c, CgEmit *e) {
                  "  char *act;\n"
                  "  const char *w;\n"
                  "} DitcArgs;\n\n"
-                 "/* launch geometry (tuning table row \"%s\") */\n"
+                 "/* launch geometry (a row of codegen/kernels.c's tuning table; not named here, so\n"
+                 " * architectures whose rows agree share this source and its cached CUBINs) */\n"
                  "#define CG_BLOCK_ELEMENTWISE %d\n"
                  "#define CG_ROWS_PER_BLOCK %d\n"
                  "#define CG_TRANSPOSE_TILE %d\n"
@@ -1416,7 +1417,7 @@ static void emit_header(Ctx *c, CgEmit *e) {
                  "DITC_DEVICE static inline float cg_gelu_tanh(float x) {\n"
                  "  return x / (1.0f + expf(-2.0f * 0.7978845608028654f * (x + 0.044715f * x * x * x)));\n"
                  "}\n\n",
-                 t->arch, t->block_elementwise, t->rows_per_block, t->transpose_tile,
+                 t->block_elementwise, t->rows_per_block, t->transpose_tile,
                  t->transpose_rows, t->block_row_thread, t->attn_warps, t->attn_rows_per_warp);
 }
 
@@ -1467,8 +1468,9 @@ static void step_bytes(Ctx *c, const LStep *st, int64_t *act_read, int64_t *act_
 
 static void emit_all(Ctx *c) {
   CgPlan *p = c->plan;
-  CgEmit e = {.plan = p, .tune = cg_tuning_for(NULL), .batch = c->batch,
+  CgEmit e = {.plan = p, .tune = cg_tuning_for(c->o->arch), .batch = c->batch,
               .status_offset = c->status_buf >= 0 ? c->bufs[c->status_buf].offset : -1};
+  p->tuning = e.tune->arch;
   emit_header(c, &e);
   for (int s = 0; s < c->n_steps; s++) {
     LStep *st = &c->steps[s];

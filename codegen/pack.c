@@ -257,8 +257,8 @@ int cg_pack_writer_add_plan(CgPackWriter *w, const CgPlan *p, IrGraph *g, const 
     }
     json_array_append_new(steps, o);
   }
-  json_t *root = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:i}", "entry", p->entry ? p->entry : "",
-                           "precision", ir_dtype_name(p->precision), "batch", (json_int_t)p->batch,
+  json_t *root = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:i}", "entry", p->entry ? p->entry : "",
+                           "tuning", p->tuning ? p->tuning : "default", "precision", ir_dtype_name(p->precision), "batch", (json_int_t)p->batch,
                            "arena_bytes", (json_int_t)p->arena_bytes, "weights_bytes",
                            (json_int_t)p->weights_bytes, "status_offset",
                            (json_int_t)p->status_offset, "weights_blob", blob_index);
@@ -658,7 +658,8 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
     bad(r, "not a JSON object");
     goto out;
   }
-  if (jstr(r, root, "entry", 1, &p->entry) || jdtype(r, root, "precision", 1, &p->precision) ||
+  if (jstr(r, root, "entry", 1, &p->entry) || jstr(r, root, "tuning", 1, &p->tuning) ||
+      jdtype(r, root, "precision", 1, &p->precision) ||
       jint(r, root, "batch", 1, (int64_t)1 << 31, &batch) ||
       jint(r, root, "arena_bytes", 0, MAX_BYTES, &p->arena_bytes) ||
       jint(r, root, "weights_bytes", 0, MAX_BYTES, &p->weights_bytes) ||
@@ -670,6 +671,10 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
     goto out;
   p->batch = batch;
   snprintf(r->where, sizeof r->where, "plan %d (%s)", index, p->entry);
+  if (!is_ident(p->tuning) || strlen(p->tuning) > 31) {
+    bad(r, "'%.40s' is not a tuning row name", p->tuning);
+    goto out;
+  }
   if (status >= 0 && status + 4 > p->arena_bytes) {
     bad(r, "the status word lies outside the arena");
     goto out;
@@ -871,11 +876,41 @@ out:
   return rc;
 }
 
+/* "sm_90a" -> 90 and 'a'. */
+static int arch_num(const char *a, char *suffix) {
+  int v = 0;
+  const char *p = a + 3;
+  while (*p >= '0' && *p <= '9') v = v * 10 + (*p++ - '0');
+  *suffix = *p;
+  return v;
+}
+
 static int arch_ok(const char *a) {
   if (strncmp(a, "sm_", 3) || !a[3]) return 0;
   for (const char *p = a + 3; *p; p++)
     if (!((*p >= '0' && *p <= '9') || *p == 'a' || *p == 'f')) return 0;
   return 1;
+}
+
+/* Plan p against the earlier plans of its entry: (entry, SM) picks one plan,
+ * so no two have a CUBIN for the same SM, and none of several goes without. */
+static int entry_clash(Rd *r, int p) {
+  const CgPackPlan *pp = &r->pk->plans[p];
+  for (int q = 0; q < p; q++) {
+    const CgPackPlan *qp = &r->pk->plans[q];
+    if (strcmp(qp->plan->entry, pp->plan->entry)) continue;
+    if (!pp->n_cubins || !qp->n_cubins)
+      return bad(r, "plans %d and %d are both for entry '%s' and one has no CUBIN: no architecture selects it", q, p,
+                 pp->plan->entry);
+    for (int i = 0; i < pp->n_cubins; i++)
+      for (int j = 0; j < qp->n_cubins; j++) {
+        char sa, sb;
+        if (arch_num(pp->cubins[i].arch, &sa) == arch_num(qp->cubins[j].arch, &sb))
+          return bad(r, "plans %d and %d of entry '%s' both have a CUBIN for %s/%s", q, p, pp->plan->entry,
+                     qp->cubins[j].arch, pp->cubins[i].arch);
+      }
+  }
+  return 0;
 }
 
 static int parse(CgPack *pk, const unsigned char *buf, size_t len, unsigned flags, IrErr *err) {
@@ -885,8 +920,8 @@ static int parse(CgPack *pk, const unsigned char *buf, size_t len, unsigned flag
   uint32_t version = get_u32(buf + 8), n = get_u32(buf + 12);
   uint64_t fsize = get_u64(buf + 16), toc = get_u64(buf + 24);
   if (version != CG_PACK_VERSION)
-    return bad(r, "pack format version %u; this ditc reads version %d (recompile the pack)", version,
-               CG_PACK_VERSION);
+    return bad(r, "pack format version %u; this ditc reads version %d (recompile the pack with `ditc compile`%s)",
+               version, CG_PACK_VERSION, version == 3 ? ": version 4 holds a plan per architecture's tuning" : "");
   if (fsize != len)
     return bad(r, "%s: the header says %llu bytes, the file has %zu", fsize > len ? "truncated" : "trailing bytes",
                (unsigned long long)fsize, len);
@@ -1029,11 +1064,7 @@ static int parse(CgPack *pk, const unsigned char *buf, size_t len, unsigned flag
     for (int c = 0; c < pp->n_cubins; c++)
       if (!pp->cubins[c].ptxas_log) pp->cubins[c].ptxas_log = "";
     if (read_plan(r, p, per[p * 3], per[p * 3 + 1], per[p * 3 + 2], pp)) goto out_per;
-    for (int q = 0; q < p; q++)
-      if (!strcmp(pk->plans[q].plan->entry, pp->plan->entry)) {
-        bad(r, "two plans for entry '%s'", pp->plan->entry);
-        goto out_per;
-      }
+    if (entry_clash(r, p)) goto out_per;
   }
   rc = 0;
 out_per:
@@ -1130,13 +1161,30 @@ const CgPackPlan *cg_pack_find_plan(const CgPack *p, const char *entry) {
   return NULL;
 }
 
-/* "sm_90a" -> 90 and 'a'. */
-static int arch_num(const char *a, char *suffix) {
-  int v = 0;
-  const char *p = a + 3;
-  while (*p >= '0' && *p <= '9') v = v * 10 + (*p++ - '0');
-  *suffix = *p;
-  return v;
+
+const CgPackPlan *cg_pack_find_plan_arch(const CgPack *p, const char *entry, const char *arch, IrErr *err) {
+  char sfx;
+  int want = strncmp(arch, "sm_", 3) ? -1 : arch_num(arch, &sfx);
+  char list[512] = "";
+  size_t used = 0;
+  int plans = 0;
+  for (int i = 0; i < p->n_plans; i++) {
+    const CgPackPlan *pp = &p->plans[i];
+    if (strcmp(pp->plan->entry, entry)) continue;
+    plans++;
+    for (int c = 0; c < pp->n_cubins; c++) {
+      if (arch_num(pp->cubins[c].arch, &sfx) == want) return pp;
+      if (used < sizeof list)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", pp->cubins[c].arch);
+    }
+  }
+  if (!plans) {
+    ir_errf(err, "%s has no plan for '%s'", p->path, entry);
+    return NULL;
+  }
+  ir_errf(err, "%s has no plan for '%s' on %s: it was compiled for %s (recompile with --arch %s)", p->path, entry,
+          arch, used ? list : "no architecture (no CUBINs)", arch);
+  return NULL;
 }
 
 const CgPackCubin *cg_pack_pick_cubin(const CgPackPlan *pp, int major, int minor, IrErr *err) {

@@ -9,11 +9,19 @@
  * weights blob each plan reads.  Plans whose blobs are byte-identical share
  * one WEIGHTS section (forward and forward_with_cfg normally do).
  *
- * File layout (version 3), every integer little-endian:
+ * Plans are per architecture: an entry has one plan per distinct launch-
+ * tuning row among the architectures it was compiled for (architectures
+ * whose rows give the same geometry share a plan), and a plan's CUBINs are
+ * the architectures it serves.  So (entry, architecture) -> plan + CUBIN:
+ * two plans of one entry never have a CUBIN for the same SM, and where an
+ * entry has several plans each has at least one CUBIN.
+ *
+ * File layout (version 4), every integer little-endian:
  *
  *   header, 64 bytes
  *     0   "DITCPACK"          magic
- *     8   u32 version          3 (1: before GEMMs had d_dtype, 2: before computed weights)
+ *     8   u32 version          4 (1: before GEMMs had d_dtype, 2: before computed weights,
+ *                              3: one plan per entry, built with the default tuning row)
  *     12  u32 n_sections       entries in the table of contents (<= 4096)
  *     16  u64 file_size        the whole file, bytes
  *     24  u64 toc_offset       64
@@ -33,8 +41,8 @@
  *   MANIFEST  JSON: {"format": "ditpack", "producer", "codegen_version",
  *             "compiler", "model", "config", "spec", "params": {k: "v"},
  *             "plans": N, "blobs": M}
- *   PLAN      JSON: one CgPlan (entry, precision, batch, sizes, kernels,
- *             steps, weights, inputs, outputs; see pack.c)
+ *   PLAN      JSON: one CgPlan (entry, tuning, precision, batch, sizes,
+ *             kernels, steps, weights, inputs, outputs; see pack.c)
  *   SOURCE    the generated CUDA C (no NUL)
  *   CONSTS    f32 values: CONST weights and PARAM defaults (e.g. the fixed
  *             pos_embed), which the plan's "weights" refer to by offset
@@ -58,7 +66,7 @@
 
 #include "codegen/plan.h"
 
-#define CG_PACK_VERSION 3
+#define CG_PACK_VERSION 4
 
 enum {
   CG_PACK_SEC_MANIFEST = 1,
@@ -128,8 +136,13 @@ void cg_pack_close(CgPack *p); /* NULL is fine */
  * when absent or not an integer. */
 const char *cg_pack_param(const CgPack *p, const char *key);
 int64_t cg_pack_param_int(const CgPack *p, const char *key, int64_t def);
-/* The plan for `entry`, or NULL. */
+/* The first plan for `entry` (the one of the first architecture it was
+ * compiled for), or NULL. */
 const CgPackPlan *cg_pack_find_plan(const CgPack *p, const char *entry);
+/* The plan for `entry` on architecture `arch` ("sm_86"; a suffix as in
+ * "sm_90a" is ignored): the one with a CUBIN for that SM.  NULL with an error
+ * naming the architectures the pack's plans for `entry` serve. */
+const CgPackPlan *cg_pack_find_plan_arch(const CgPack *p, const char *entry, const char *arch, IrErr *err);
 /* The CUBIN to load on a device of compute capability major.minor: the exact
  * sm_XY (plain, 'a' or 'f'), else the highest plain or 'f' sm_XZ with Z < Y of
  * the same major; else NULL and an error listing the pack's architectures. */

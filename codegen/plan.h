@@ -145,6 +145,10 @@ typedef struct {
    * embedding index out of range, clamped); a backend checks it after a run.
    * (Added after the first version of this header.) */
   int64_t status_offset;
+  /* The launch-tuning row the kernels were generated with ("sm_90",
+   * "default"): the CG_* geometry in the source and every launch step's
+   * grid, block and shared bytes follow it.  (Added later.) */
+  const char *tuning;
 } CgPlan;
 
 /* Bits of the status word. */
@@ -154,11 +158,22 @@ typedef struct {
   IrDType precision;        /* f32 (default), f16, bf16 */
   int64_t batch;            /* >= 1 */
   const char *model;        /* for the source banner only; NULL is fine (added later) */
+  /* The GPU architecture the launch geometry is tuned for ("sm_86", "sm_90a");
+   * NULL, or one without a row of its own, takes the default row (added
+   * later).  The plan computes the same values for every row. */
+  const char *arch;
 } CgOptions;
 /* Which nodes share a kernel is the IR's fusion groups (IrNode.fuse, set by
  * the fuse pass), whether buffers share arena space its memory_planned flag
  * (the plan-memory pass): `--passes none` lowers one kernel per node into an
  * arena without reuse. */
+
+/* The tuning row architecture `arch` gets: its name ("sm_90" for sm_90 and
+ * sm_90a; "default" for NULL and architectures without a row). */
+const char *cg_tuning_name(const char *arch);
+/* 1 when architectures a and b get the same launch geometry: one plan then
+ * serves both. */
+int cg_tuning_same(const char *a, const char *b);
 
 /* Lower graph g (after passes) into a plan.  Errors name the node. */
 int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err);

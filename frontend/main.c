@@ -3,8 +3,10 @@
  *
  *   ditc run     MODEL --weights W --input F --output F [--cfg-scale S]   one forward pass
  *   ditc sample  MODEL --weights W --sampler ddpm|ddim --steps N ...      a whole sampling run
- *                (both also take --plan P.ditpack in place of MODEL, and --backend ref|emu|cuda)
+ *                (both also take --plan P.ditpack in place of MODEL, --backend ref|emu|cuda,
+ *                and --arch sm_XX on emu: the plan of that architecture's tuning row)
  *   ditc compile MODEL --arch sm_80,sm_90 -o OUT.ditpack [--report]     plans + CUBINs in one file
+ *                (a plan per distinct tuning row of the architectures)
  *   ditc cache   build MODEL --arch ... | ls | verify | clear            the kernel cache
  *   ditc check   MODEL [--weights W]                                      parse, elaborate, verify, bind
  *   ditc ir      MODEL [--passes P] [--dump-after NAME]                   print the IR
@@ -157,7 +159,8 @@ static void usage(FILE *f) {
           "  compile  plans and CUBINs in one file: --arch sm_80,sm_90 -o OUT.ditpack [--weights W]\n"
           "           [--precision f32|f16|bf16] [--batch N] [--entry forward|forward_with_cfg|all]\n"
           "           [--passes P] [--report [--json]]  (needs NVRTC, not a GPU; --report lists every\n"
-          "           step with the bytes it moves)\n"
+          "           step with the bytes it moves; one plan per distinct tuning row of the architectures:\n"
+          "           those whose launch geometry is the same share one)\n"
           "  cache    build MODEL --arch ... [--precision P] [--batch N]  fill the kernel cache;\n"
           "           ls | verify | clear [--arch sm_XX]  ($DITC_CACHE_DIR, else ~/.cache/ditc)\n"
           "\n"
@@ -167,8 +170,10 @@ static void usage(FILE *f) {
           "run and sample take --plan P.ditpack in place of MODEL (weights from the pack, or --weights)\n"
           "and --backend ref (CPU reference executor), emu (the generated kernels on the CPU) or cuda;\n"
           "the default is cuda when a GPU is present, else ref (emu with --plan).  --precision f32|f16|bf16\n"
-          "selects the plan's precision for emu and cuda.  On emu and cuda, sample keeps the whole loop on\n"
-          "the device (DITC_SAMPLE_ON_HOST=1: the host loop over forward passes instead).\n");
+          "selects the plan's precision for emu and cuda.  --arch sm_XX (emu) runs the plan of that\n"
+          "architecture's tuning row (from the pack, or built here); cuda runs the GPU's own.  On emu and\n"
+          "cuda, sample keeps the whole loop on the device (DITC_SAMPLE_ON_HOST=1: the host loop over forward\n"
+          "passes instead).\n");
   int n;
   const PassInfo *t = pass_table(&n);
   fprintf(f, "\nEvery command that takes MODEL takes --passes a,b|default|none (default: %s):\n",
@@ -216,10 +221,11 @@ static int parse_double(const char *s, double *out) {
 
 static int command_flags(const char *cmd) {
   if (!strcmp(cmd, "run"))
-    return F_SET | F_WEIGHTS | F_INPUT | F_OUTPUT | F_CFG | F_PASSES | F_BACKEND | F_PREFIX | F_PLAN | F_PRECISION;
+    return F_SET | F_WEIGHTS | F_INPUT | F_OUTPUT | F_CFG | F_PASSES | F_BACKEND | F_PREFIX | F_PLAN | F_PRECISION |
+           F_ARCH;
   if (!strcmp(cmd, "sample"))
     return F_SET | F_WEIGHTS | F_OUTPUT | F_CFG | F_SAMPLER | F_STEPS | F_LABELS | F_SEED | F_NOISE |
-           F_PASSES | F_BACKEND | F_GRID | F_PLAN | F_PRECISION;
+           F_PASSES | F_BACKEND | F_GRID | F_PLAN | F_PRECISION | F_ARCH;
   if (!strcmp(cmd, "compile"))
     return F_SET | F_WEIGHTS | F_ARCH | F_PRECISION | F_BATCH | F_ENTRY | F_REPORT | F_JSON | F_OUTPUT | F_PASSES;
   if (!strcmp(cmd, "cache")) return F_SET | F_ARCH | F_PRECISION | F_BATCH | F_ENTRY | F_PASSES;
@@ -227,7 +233,8 @@ static int command_flags(const char *cmd) {
   if (!strcmp(cmd, "ir")) return F_SET | F_PASSES | F_ENTRY;
   if (!strcmp(cmd, "stats")) return F_SET | F_JSON | F_BATCH | F_PASSES | F_ENTRY;
   if (!strcmp(cmd, "bench"))
-    return F_SET | F_WEIGHTS | F_BATCH | F_PASSES | F_ENTRY | F_BACKEND | F_PLAN | F_PRECISION | F_BENCH | F_REPORT;
+    return F_SET | F_WEIGHTS | F_BATCH | F_PASSES | F_ENTRY | F_BACKEND | F_PLAN | F_PRECISION | F_BENCH | F_REPORT |
+           F_ARCH;
   if (!strcmp(cmd, "compare")) return F_TOL;
   if (!strcmp(cmd, "models")) return 0;
   return -1;
@@ -475,6 +482,7 @@ typedef struct {
   const CgPlan *use;          /* the plan that runs (emu, cuda) */
   Weights w;
   void *blob;                 /* owned weights blob */
+  char arch[9];               /* cuda: the GPU's architecture ("sm_90"), else "" */
   CgPackCubin cubin;          /* cuda with MODEL: compiled here */
   unsigned char *cubin_data;
   char *cubin_log;
@@ -490,7 +498,19 @@ static const char *default_backend(const Opts *o) {
   return o->plan ? "emu" : "ref";
 }
 
-/* Build or load `entry`.  Returns 0 or 1 (after saying why). */
+/* "sm_XY" of CUDA device 0.  Returns 0 or 1 (after saying why). */
+static int device_arch(char *arch, size_t n) {
+  RtCudaDevice dev;
+  IrErr err;
+  if (rt_cuda_device_open(0, &dev, &err)) return fail("%s", err.msg);
+  snprintf(arch, n, "sm_%d%d", dev.cc_major, dev.cc_minor);
+  rt_cuda_device_close(&dev);
+  return 0;
+}
+
+/* Build or load `entry`: with a pack, the plan for the GPU's architecture
+ * (cuda), --arch's (emu), or the pack's first for the entry.  Returns 0 or 1
+ * (after saying why). */
 static int runner_open(const Opts *o, const char *entry, Runner *r) {
   IrErr err;
   memset(r, 0, sizeof *r);
@@ -498,6 +518,19 @@ static int runner_open(const Opts *o, const char *entry, Runner *r) {
   if (!strcmp(r->backend, "cuda") && !rt_cuda_available(&err)) return fail("%s", err.msg);
   if (!strcmp(r->backend, "ref") && o->precision && strcmp(o->precision, "f32"))
     return fail("--precision %s needs --backend emu or cuda (ref computes in f32)", o->precision);
+  if (o->arch) {
+    CgArch ca;
+    if (strcmp(r->backend, "emu"))
+      return fail("--arch picks the architecture whose plan --backend emu runs; --backend %s %s", r->backend,
+                  strcmp(r->backend, "cuda") ? "runs the graph itself" : "uses the GPU's own architecture");
+    if (cg_arch_parse(o->arch, &ca, &err)) return fail("--arch: %s", err.msg);
+  }
+  /* the architecture whose plan runs: the GPU's, --arch's on emu, else the default row */
+  const char *arch = o->arch;
+  if (!strcmp(r->backend, "cuda")) {
+    if (device_arch(r->arch, sizeof r->arch)) return 1;
+    arch = r->arch;
+  }
   if (o->plan) {
     if (o->n_sets || o->passes || o->precision)
       return fail("--set, --passes and --precision do not apply to a pack: they were fixed when it was compiled");
@@ -512,6 +545,7 @@ static int runner_open(const Opts *o, const char *entry, Runner *r) {
       return fail("%s has no plan for '%s' (it has %s; compile with --entry %s or --entry all)", o->plan, entry, list,
                   entry);
     }
+    if (arch && !(r->pp = cg_pack_find_plan_arch(r->pack, entry, arch, &err))) return fail("%s", err.msg);
     r->use = r->pp->plan;
     r->n_in = r->use->n_inputs;
     r->in_names = xcalloc((size_t)r->n_in + 1, sizeof *r->in_names);
@@ -554,7 +588,8 @@ static int runner_prepare(const Opts *o, Runner *r, int64_t batch) {
     md.graph = r->m.graph;
     md.weights = &r->w;
     if (strcmp(r->backend, "ref")) {
-      CgOptions co = {.batch = batch, .model = r->m.config ? r->m.config : r->m.model};
+      CgOptions co = {.batch = batch, .model = r->m.config ? r->m.config : r->m.model,
+                      .arch = r->arch[0] ? r->arch : o->arch};
       parse_precision(o, &co.precision);
       if (cg_plan_build(r->m.graph, &co, &r->plan, &err)) return fail("%s", err.msg);
       r->use = r->plan;
@@ -564,12 +599,9 @@ static int runner_prepare(const Opts *o, Runner *r, int64_t batch) {
       md.blob = r->blob;
     }
     if (!strcmp(r->backend, "cuda")) {
-      /* compile for the GPU that is here */
-      RtCudaDevice dev;
+      /* compile for the GPU that is here (runner_open asked for its architecture) */
       Compiler c;
-      if (rt_cuda_device_open(0, &dev, &err)) return fail("%s", err.msg);
-      snprintf(r->cubin.arch, sizeof r->cubin.arch, "sm_%d%d", dev.cc_major, dev.cc_minor);
-      rt_cuda_device_close(&dev);
+      memcpy(r->cubin.arch, r->arch, sizeof r->cubin.arch);
       if (compiler_open(&c, 1)) return 1;
       int bad = compile_plan(&c, r->plan, r->cubin.arch, &r->cubin_data, &r->cubin.size, &r->cubin_log);
       compiler_close(&c);
@@ -1079,8 +1111,91 @@ static const CgKernelStats *find_stats(const CgKernelStats *ks, int n, const cha
   return NULL;
 }
 
-/* Build every requested entry and compile it for every arch; with w (compile)
- * also add plans, weights and CUBINs to the pack and the report to rep. */
+/* Does q keep its weights where p does, so that one blob serves both?  A
+ * tuning row changes kernels and launches, not where the weights live; this
+ * checks it rather than assumes it. */
+static int same_weights(const CgPlan *p, const CgPlan *q) {
+  if (p->n_weights != q->n_weights || p->weights_bytes != q->weights_bytes) return 0;
+  for (int i = 0; i < p->n_weights; i++) {
+    const CgWeight *a = &p->weights[i], *b = &q->weights[i];
+    if (a->offset != b->offset || a->dtype != b->dtype || a->rank != b->rank || a->param_id != b->param_id ||
+        a->n_in != b->n_in || memcmp(a->shape, b->shape, (size_t)a->rank * sizeof *a->shape))
+      return 0;
+  }
+  return 1;
+}
+
+/* Plan p's weights blob from --weights, kept in *blobs until the pack is written. */
+static const void *fill_blob(const Opts *o, FeModel *m, const CgPlan *p, void ***blobs, int *n_blobs) {
+  Weights wt;
+  IrErr err;
+  if (weights_open(m->graph, o->weights, &wt, &err)) {
+    fail("%s", err.msg);
+    return NULL;
+  }
+  void *b = xmalloc((size_t)p->weights_bytes + 1);
+  *blobs = xrealloc(*blobs, (size_t)(*n_blobs + 1) * sizeof **blobs);
+  (*blobs)[(*n_blobs)++] = b;
+  int bad = cg_plan_fill_weights(p, &wt, b, &err);
+  weights_free(&wt);
+  if (bad) fail("%s", err.msg);
+  return bad ? NULL : b;
+}
+
+static void pack_meta(CgPackWriter *w, const FeModel *m) {
+  cg_pack_writer_meta(w, "model", m->model);
+  cg_pack_writer_meta(w, "config", m->config ? m->config : "");
+  for (int i = 0; i < m->n_params; i++) {
+    const FeParam *fp = &m->params[i];
+    char v[64];
+    switch (fp->kind) {
+    case FE_VAL_INT: snprintf(v, sizeof v, "%lld", (long long)fp->i); break;
+    case FE_VAL_FLOAT: snprintf(v, sizeof v, "%.17g", fp->f); break;
+    case FE_VAL_BOOL: snprintf(v, sizeof v, "%s", fp->i ? "true" : "false"); break;
+    case FE_VAL_STR: break;
+    }
+    cg_pack_writer_param(w, fp->name, fp->kind == FE_VAL_STR ? fp->s : v);
+  }
+}
+
+/* Plan p's statistics as a new entry of rep's "plans" (its "archs" filled later). */
+static json_t *plan_report(json_t *rep, const CgPlan *p, IrGraph *g, const char *entry) {
+  PlanStats st = plan_stats(p, g);
+  json_t *pj = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:o}", "entry", entry,
+                         "tuning", p->tuning, "kernels_per_forward", st.steps, "kernel_launches", st.kernel_steps,
+                         "gemm_steps", st.gemm_steps, "kernels", p->n_kernels, "kernels_per_block", st.per_block,
+                         "activation_bytes_moved", (json_int_t)st.act_moved, "peak_activation_bytes",
+                         (json_int_t)p->arena_bytes, "unplanned_activation_bytes",
+                         (json_int_t)p->arena_unplanned_bytes, "arena_bytes", (json_int_t)p->arena_bytes,
+                         "weights_bytes", (json_int_t)p->weights_bytes, "steps", st.list);
+  json_object_set_new(pj, "archs", json_object());
+  json_array_append_new(json_object_get(rep, "plans"), pj);
+  return pj;
+}
+
+/* Arch's CUBIN of plan p in the report (ptxas' numbers when log is there). */
+static void arch_report(json_t *pj, const CgPlan *p, const char *arch, size_t size, const char *log) {
+  CgKernelStats *ks = NULL;
+  int nk = log ? cg_ptxas_parse(log, &ks) : 0;
+  json_t *kj = json_array();
+  int max_regs = 0, spills = 0;
+  for (int k = 0; k < p->n_kernels; k++) {
+    const CgKernelStats *s = log ? find_stats(ks, nk, p->kernels[k].name) : NULL;
+    if (s && s->registers > max_regs) max_regs = s->registers;
+    if (s && (s->spill_stores > 0 || s->spill_loads > 0)) spills++;
+    json_array_append_new(kj, kernel_json(&p->kernels[k], s));
+  }
+  json_object_set_new(json_object_get(pj, "archs"), arch,
+                      json_pack("{s:s, s:b, s:I, s:i, s:i, s:o}", "tuning", cg_tuning_name(arch), "ptxas_report",
+                                log != NULL, "cubin_bytes", (json_int_t)size, "max_registers", max_regs,
+                                "kernels_spilling", spills, "kernels", kj));
+  cg_kernel_stats_free(ks, nk);
+}
+
+/* Build every requested entry, one plan per distinct tuning row among the
+ * architectures (those whose rows give the same geometry share it), and
+ * compile each plan for the architectures it serves; with w (compile) also
+ * add plans, weights and CUBINs to the pack and the report to rep. */
 static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n_archs, CgPackWriter *w,
                            json_t *rep) {
   const char *all[] = {"forward", "forward_with_cfg"};
@@ -1088,102 +1203,59 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
   int all_entries = !o->entry || !strcmp(o->entry, "all");
   const char **entries = all_entries ? all : one;
   int n_entries = all_entries ? 2 : 1;
-  void *blobs[2] = {0};
-  int rc = 1;
+  void **blobs = NULL;
+  int n_blobs = 0, rc = 1;
+  DITC_ASSERT(n_archs >= 1 && n_archs <= 32);
   for (int e = 0; e < n_entries; e++) {
     FeModel m;
     IrErr err;
     if (build(o, entries[e], &m)) goto out;
-    CgOptions co = {.batch = o->batch ? o->batch : 1, .model = m.config ? m.config : m.model};
-    parse_precision(o, &co.precision);
-    CgPlan *p = NULL;
-    if (cg_plan_build(m.graph, &co, &p, &err)) {
-      fail("%s: %s", entries[e], err.msg);
-      fe_model_free(&m);
-      goto out;
-    }
-    int idx = -1;
-    if (w) {
-      if (e == 0) {
-        cg_pack_writer_meta(w, "model", m.model);
-        cg_pack_writer_meta(w, "config", m.config ? m.config : "");
-        for (int i = 0; i < m.n_params; i++) {
-          const FeParam *fp = &m.params[i];
-          char v[64];
-          switch (fp->kind) {
-          case FE_VAL_INT: snprintf(v, sizeof v, "%lld", (long long)fp->i); break;
-          case FE_VAL_FLOAT: snprintf(v, sizeof v, "%.17g", fp->f); break;
-          case FE_VAL_BOOL: snprintf(v, sizeof v, "%s", fp->i ? "true" : "false"); break;
-          case FE_VAL_STR: break;
-          }
-          cg_pack_writer_param(w, fp->name, fp->kind == FE_VAL_STR ? fp->s : v);
+    if (w && e == 0) pack_meta(w, &m);
+    CgPlan *plans[32] = {0};
+    const void *blob[32] = {0};
+    json_t *pj[32] = {0};
+    int which[32], first[32], idx[32] = {0}, n_plans = 0, bad = 0;
+    for (int a = 0; a < n_archs && !bad; a++) {
+      which[a] = -1;
+      for (int k = 0; k < n_plans && which[a] < 0; k++)
+        if (cg_tuning_same(archs[first[k]], archs[a])) which[a] = k;
+      if (which[a] >= 0) continue;
+      int k = which[a] = n_plans++;
+      first[k] = a;
+      CgOptions co = {.batch = o->batch ? o->batch : 1, .model = m.config ? m.config : m.model, .arch = archs[a]};
+      parse_precision(o, &co.precision);
+      if (cg_plan_build(m.graph, &co, &plans[k], &err)) {
+        fail("%s: %s", entries[e], err.msg);
+        bad = 1;
+        break;
+      }
+      if (w && o->weights) {
+        blob[k] = k && same_weights(plans[0], plans[k]) ? blob[0] : fill_blob(o, &m, plans[k], &blobs, &n_blobs);
+        if (!blob[k]) {
+          bad = 1;
+          break;
         }
       }
-      if (o->weights) {
-        Weights wt;
-        if (weights_open(m.graph, o->weights, &wt, &err)) {
-          fail("%s", err.msg);
-          cg_plan_free(p);
-          fe_model_free(&m);
-          goto out;
-        }
-        blobs[e] = xmalloc((size_t)p->weights_bytes + 1);
-        int bad = cg_plan_fill_weights(p, &wt, blobs[e], &err);
-        weights_free(&wt);
-        if (bad) {
-          fail("%s", err.msg);
-          cg_plan_free(p);
-          fe_model_free(&m);
-          goto out;
-        }
-      }
-      idx = cg_pack_writer_add_plan(w, p, m.graph, blobs[e]);
+      if (w) idx[k] = cg_pack_writer_add_plan(w, plans[k], m.graph, blob[k]);
+      if (rep) pj[k] = plan_report(rep, plans[k], m.graph, entries[e]);
     }
-    json_t *pj = NULL, *aj = NULL;
-    if (rep) {
-      PlanStats st = plan_stats(p, m.graph);
-      pj = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:o}", "entry", entries[e],
-                     "kernels_per_forward", st.steps, "kernel_launches", st.kernel_steps, "gemm_steps",
-                     st.gemm_steps, "kernels", p->n_kernels, "kernels_per_block", st.per_block,
-                     "activation_bytes_moved", (json_int_t)st.act_moved, "peak_activation_bytes",
-                     (json_int_t)p->arena_bytes, "unplanned_activation_bytes", (json_int_t)p->arena_unplanned_bytes,
-                     "arena_bytes", (json_int_t)p->arena_bytes, "weights_bytes", (json_int_t)p->weights_bytes,
-                     "steps", st.list);
-      aj = json_object();
-      json_object_set_new(pj, "archs", aj);
-      json_array_append_new(json_object_get(rep, "plans"), pj);
-    }
-    for (int a = 0; a < n_archs; a++) {
+    for (int a = 0; a < n_archs && !bad; a++) {
+      const CgPlan *p = plans[which[a]];
       unsigned char *cubin;
       size_t size;
       char *log;
       if (compile_plan(c, p, archs[a], &cubin, &size, &log)) {
-        cg_plan_free(p);
-        fe_model_free(&m);
-        goto out;
+        bad = 1;
+        break;
       }
-      if (w) cg_pack_writer_add_cubin(w, idx, archs[a], cubin, size, log);
-      if (aj) {
-        CgKernelStats *ks = NULL;
-        int nk = log ? cg_ptxas_parse(log, &ks) : 0;
-        json_t *kj = json_array();
-        int max_regs = 0, spills = 0;
-        for (int k = 0; k < p->n_kernels; k++) {
-          const CgKernelStats *s = log ? find_stats(ks, nk, p->kernels[k].name) : NULL;
-          if (s && s->registers > max_regs) max_regs = s->registers;
-          if (s && (s->spill_stores > 0 || s->spill_loads > 0)) spills++;
-          json_array_append_new(kj, kernel_json(&p->kernels[k], s));
-        }
-        json_object_set_new(aj, archs[a], json_pack("{s:b, s:I, s:i, s:i, s:o}", "ptxas_report", log != NULL,
-                                                    "cubin_bytes", (json_int_t)size, "max_registers", max_regs,
-                                                    "kernels_spilling", spills, "kernels", kj));
-        cg_kernel_stats_free(ks, nk);
-      }
+      if (w) cg_pack_writer_add_cubin(w, idx[which[a]], archs[a], cubin, size, log);
+      if (rep) arch_report(pj[which[a]], p, archs[a], size, log);
       free(cubin);
       free(log);
     }
-    cg_plan_free(p);
+    for (int k = 0; k < n_plans; k++) cg_plan_free(plans[k]);
     fe_model_free(&m);
+    if (bad) goto out;
   }
   if (w && o->output) {
     IrErr err;
@@ -1194,7 +1266,8 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
   }
   rc = 0;
 out:
-  for (int e = 0; e < 2; e++) free(blobs[e]);
+  for (int i = 0; i < n_blobs; i++) free(blobs[i]);
+  free(blobs);
   return rc;
 }
 
@@ -1202,9 +1275,10 @@ static void print_report(const json_t *rep, FILE *f) {
   size_t i;
   json_t *pj;
   json_array_foreach(json_object_get(rep, "plans"), i, pj) {
-    fprintf(f, "plan %s (%s, batch %lld)\n", json_string_value(json_object_get(pj, "entry")),
+    const char *tuning = json_string_value(json_object_get(pj, "tuning"));
+    fprintf(f, "plan %s (%s, batch %lld, tuning row %s)\n", json_string_value(json_object_get(pj, "entry")),
             json_string_value(json_object_get(rep, "precision")),
-            (long long)json_integer_value(json_object_get(rep, "batch")));
+            (long long)json_integer_value(json_object_get(rep, "batch")), tuning);
     fprintf(f, "  launches per forward   %lld (%lld kernels, %lld GEMMs; %lld distinct kernels)\n",
             (long long)json_integer_value(json_object_get(pj, "kernels_per_forward")),
             (long long)json_integer_value(json_object_get(pj, "kernel_launches")),
@@ -1234,7 +1308,10 @@ static void print_report(const json_t *rep, FILE *f) {
     const char *arch;
     json_t *aj;
     json_object_foreach(json_object_get(pj, "archs"), arch, aj) {
-      fprintf(f, "  %s: CUBIN %lld bytes%s\n", arch, (long long)json_integer_value(json_object_get(aj, "cubin_bytes")),
+      const char *row = json_string_value(json_object_get(aj, "tuning"));
+      fprintf(f, "  %s: tuning row %s%s%s, CUBIN %lld bytes%s\n", arch, row,
+              strcmp(row, tuning) ? ", the same geometry as " : "", strcmp(row, tuning) ? tuning : "",
+              (long long)json_integer_value(json_object_get(aj, "cubin_bytes")),
               json_is_true(json_object_get(aj, "ptxas_report")) ? "" : " (ptxas report not in the cache)");
       fprintf(f, "    %-40s %5s %13s %6s %6s\n", "kernel", "regs", "spill st/ld", "stack", "smem");
       size_t k;
@@ -1454,8 +1531,8 @@ static int cmd_bench(const Opts *o) {
            model, entry, rn.backend, p ? ir_dtype_name(p->precision) : "f32", (long long)batch, iters, med * 1e3,
            t[0] * 1e3, imgs);
     if (p)
-      printf(", \"steps\": %d, \"arena_bytes\": %lld, \"weights_bytes\": %lld", p->n_steps,
-             (long long)p->arena_bytes, (long long)p->weights_bytes);
+      printf(", \"tuning\": \"%s\", \"steps\": %d, \"arena_bytes\": %lld, \"weights_bytes\": %lld", p->tuning,
+             p->n_steps, (long long)p->arena_bytes, (long long)p->weights_bytes);
     printf("}\n");
   } else {
     printf("%s %s on %s (%s), batch %lld: median %.3f ms, best %.3f ms over %d runs, %.2f images/s\n", model,

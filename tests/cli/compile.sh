@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # `ditc compile`, `ditc cache` and packs on the emulated backend, all without a GPU:
-#   - DiT-S/2 compiles for sm_80, sm_86, sm_89 and sm_90 (NVRTC runs ptxas; no device needed);
-#     a second compile is all cache hits; --report --json carries the plan statistics;
+#   - DiT-S/2 compiles for sm_80, sm_86, sm_89 and sm_90 (NVRTC runs ptxas; no device needed) into
+#     two plans, one per distinct tuning row (sm_80 = sm_90, sm_86 = sm_89); a second compile is all
+#     cache hits; --report --json carries the plan statistics and each architecture's tuning row;
 #   - `ditc cache build DiT-XL/2 --arch sm_90` fills the cache; ls, verify, clear;
 #   - a corrupted cache entry is reported, removed and rebuilt; verify flags another one;
 #   - dit-tiny-p2 compiled with its weights runs with `run --plan --backend emu` within 1e-5 of the
 #     reference (forward and forward_with_cfg), and from a pack without weights with --weights;
+#     compiled for sm_86 and sm_90, both plans (--arch) match it too, as does a MODEL run on emu
+#     with --arch; an architecture the pack lacks is a clear error;
 #   - a damaged pack, a missing entry, a batch mismatch and --backend cuda without a GPU are clear
 #     errors (exit 1), a misspelt architecture a usage error (exit 2).
 # DITC_CACHE_DIR points into a temporary folder: the user's cache is never touched.
@@ -42,12 +45,15 @@ grep -q "nvrtc: 4 compiled, 0 from cache" "$TMP/c1" || die "first compile: expec
 grep -q "nvrtc: 0 compiled, 4 from cache" "$TMP/c2" || { cat "$TMP/c2"; die "second compile: expected all hits"; }
 cmp "$TMP/s2.ditpack" "$TMP/s2b.ditpack" || die "the same compile gave a different pack"
 jq -e '.kernels_per_forward > 50 and .kernels_per_block > 5 and .activation_bytes_moved > 0
-       and .peak_activation_bytes > 0 and (.plans[0].archs | keys == ["sm_80","sm_86","sm_89","sm_90"])
-       and ([.plans[0].archs[].kernels[].registers] | all(. > 0))' "$TMP/rep.json" >/dev/null \
+       and .peak_activation_bytes > 0 and ([.plans[].tuning] == ["sm_80","sm_86"])
+       and ([.plans[].archs | keys] == [["sm_80","sm_90"],["sm_86","sm_89"]])
+       and ([.plans[].archs[].tuning] == ["sm_80","sm_90","sm_86","sm_89"])
+       and ([.plans[].archs[].kernels[].registers] | all(. > 0))' "$TMP/rep.json" >/dev/null \
   || die "report: $(head -c 400 "$TMP/rep.json")"
 echo "ok   DiT-S/2 for $ARCHS: $(jq -c '{kernels_per_forward, kernels_per_block, peak_activation_bytes}' "$TMP/rep.json")"
 "$DITC" compile DiT-S/2 --arch sm_90 --entry forward -o "$TMP/s2c.ditpack" --report >"$TMP/rep.txt"
 grep -q "launches per forward" "$TMP/rep.txt" || die "text report"
+grep -q "plan forward (f32, batch 1, tuning row sm_90)" "$TMP/rep.txt" || die "text report: tuning row"
 
 # ---- the cache -----------------------------------------------------------------------------------
 "$DITC" cache build DiT-XL/2 --arch sm_90 --entry forward | tee "$TMP/xl"
@@ -106,6 +112,38 @@ expect_fail "holds no weights" "$DITC" run --plan "$TMP/tiny-nw.ditpack" --backe
 "$DITC" run --plan "$TMP/tiny-bf16.ditpack" --backend emu --input "$REF/$c.case.safetensors" --output "$TMP/o.safetensors"
 "$DITC" compare "$TMP/o.safetensors:out" "$REF/$c.case.safetensors:out" --tol 1e-2
 echo "ok   run --plan --backend emu matches the reference"
+
+# ---- plans per architecture ----------------------------------------------------------------------
+# shellcheck disable=SC2086
+"$DITC" compile models/dit.dit $SETS --weights "$REF/$c.weights.safetensors" --batch 2 --arch sm_86,sm_90 \
+  --entry forward -o "$TMP/tiny-arch.ditpack" --report --json >"$TMP/arch.json" 2>/dev/null
+jq -e '([.plans[].tuning] == ["sm_86","sm_90"]) and ([.plans[].archs | keys] == [["sm_86"],["sm_90"]])' \
+  "$TMP/arch.json" >/dev/null || die "sm_86,sm_90: expected two plans: $(head -c 300 "$TMP/arch.json")"
+for a in sm_86 sm_89 sm_90; do
+  rm -f "$TMP/o.safetensors"
+  if [ $a = sm_89 ]; then
+    expect_fail "has no plan for 'forward' on sm_89: it was compiled for sm_86, sm_90" "$DITC" run \
+      --plan "$TMP/tiny-arch.ditpack" --backend emu --arch $a --input "$REF/$c.case.safetensors" --output "$TMP/o.safetensors"
+    continue
+  fi
+  "$DITC" run --plan "$TMP/tiny-arch.ditpack" --backend emu --arch $a --input "$REF/$c.case.safetensors" \
+    --output "$TMP/o.safetensors"
+  "$DITC" compare "$TMP/o.safetensors:out" "$REF/$c.case.safetensors:out" --tol 1e-5 >/dev/null
+done
+# shellcheck disable=SC2086
+"$DITC" run models/dit.dit $SETS --weights "$REF/$c.weights.safetensors" --backend emu --arch sm_80 \
+  --input "$REF/$c.case.safetensors" --output "$TMP/o.safetensors"
+"$DITC" compare "$TMP/o.safetensors:out" "$REF/$c.case.safetensors:out" --tol 1e-5 >/dev/null
+# rows with the same geometry: one plan for both
+# shellcheck disable=SC2086
+"$DITC" compile models/dit.dit $SETS --batch 2 --arch sm_80,sm_90 --entry forward -o "$TMP/tiny-shared.ditpack" \
+  --report --json >"$TMP/shared.json" 2>/dev/null
+jq -e '(.plans | length) == 1 and .plans[0].tuning == "sm_80" and (.plans[0].archs | keys) == ["sm_80","sm_90"]' \
+  "$TMP/shared.json" >/dev/null || die "sm_80,sm_90: expected one plan: $(head -c 300 "$TMP/shared.json")"
+# shellcheck disable=SC2086
+expect_fail "--backend ref runs the graph itself" "$DITC" run models/dit.dit $SETS --weights random --backend ref \
+  --arch sm_86 --input "$REF/$c.case.safetensors" --output "$TMP/o.safetensors"
+echo "ok   plans per architecture: sm_86 and sm_90 plans both match the reference on emu; sm_80,sm_90 share one"
 
 # ---- clear errors ------------------------------------------------------------------------------------
 expect_fail "no plan for 'forward_with_cfg'" "$DITC" run --plan "$TMP/tiny-nw.ditpack" --backend emu \

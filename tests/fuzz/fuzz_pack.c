@@ -22,7 +22,12 @@ static void check(const CgPack *pk, const uint8_t *data, size_t size) {
   for (int i = 0; i < pk->n_plans; i++) {
     const CgPackPlan *pp = &pk->plans[i];
     const CgPlan *p = pp->plan;
-    DITC_ASSERT(cg_pack_find_plan(pk, p->entry) == pp);
+    /* (entry, architecture) names one plan: this one, for each of its CUBINs */
+    const CgPackPlan *first = cg_pack_find_plan(pk, p->entry);
+    DITC_ASSERT(first && !strcmp(first->plan->entry, p->entry));
+    IrErr perr;
+    for (int c = 0; c < pp->n_cubins; c++) DITC_ASSERT(cg_pack_find_plan_arch(pk, p->entry, pp->cubins[c].arch, &perr) == pp);
+    DITC_ASSERT(p->tuning && p->tuning[0]);
     DITC_ASSERT(pp->blob < pk->n_blobs);
     for (int s = 0; s < p->n_steps; s++)
       if (p->steps[s].kind == CG_STEP_KERNEL) DITC_ASSERT(p->steps[s].kernel >= 0 && p->steps[s].kernel < p->n_kernels);

@@ -234,9 +234,11 @@ static void test_flipped_bytes(void **state) {
   buf[0] = 'D';
   buf[8] = 2;
   expect_reject(buf, len, "version 2");
+  buf[8] = 3; /* before plans per architecture: recompile */
+  expect_reject(buf, len, "pack format version 3; this ditc reads version 4 (recompile the pack");
+  buf[8] = 5;
+  expect_reject(buf, len, "version 5");
   buf[8] = 4;
-  expect_reject(buf, len, "version 4");
-  buf[8] = 3;
   buf[24] = 65;
   expect_reject(buf, len, "table of contents offset");
   buf[24] = 64;
@@ -350,7 +352,68 @@ static void test_lying_toc(void **state) {
   lie_in_section(buf, len, man, "\"plans\":2", "\"plans\":1", "plan 1 of 1");
   lie_in_section(buf, len, man, "\"ditpack\"", "\"ditpak!\"", "not 'ditpack'");
   lie_in_section(buf, len, find_sec(buf, CG_PACK_SEC_PLAN, 1), "\"forward_with_cfg\"", "\"forward\",\"x\":\"cf\"",
-                 "two plans for entry 'forward'");
+                 "plans 0 and 1 of entry 'forward' both have a CUBIN for sm_90/sm_90");
+  lie_in_section(buf, len, pl, "\"tuning\":\"default\"", "\"tuning\":\"de-ault\"", "not a tuning row name");
+  lie_in_section(buf, len, pl, "\"tuning\":\"default\"", "\"tunin_\":\"default\"", "field 'tuning'");
+  free(buf);
+}
+
+/* One entry, two plans (two tuning rows), each serving two architectures:
+ * (entry, arch) picks the plan; the reader refuses an ambiguous pack. */
+static void make_arch_pack(unsigned char **buf, size_t *len, const char *second_arch, int second_cubins) {
+  CgPackWriter *w = cg_pack_writer_new();
+  CgPlan *p = tiny_plan();
+  p->tuning = "sm_80";
+  assert_int_equal(cg_pack_writer_add_plan(w, p, NULL, NULL), 0);
+  p->tuning = "sm_86";
+  assert_int_equal(cg_pack_writer_add_plan(w, p, NULL, NULL), 1);
+  p->entry = "forward_with_cfg";
+  assert_int_equal(cg_pack_writer_add_plan(w, p, NULL, NULL), 2);
+  tiny_plan_free(p);
+  cg_pack_writer_add_cubin(w, 0, "sm_80", "A80", 3, NULL);
+  cg_pack_writer_add_cubin(w, 0, "sm_90a", "A90", 3, NULL);
+  if (second_cubins) cg_pack_writer_add_cubin(w, 1, "sm_86", "B86", 3, NULL);
+  if (second_cubins > 1) cg_pack_writer_add_cubin(w, 1, second_arch, "B89", 3, NULL);
+  cg_pack_writer_add_cubin(w, 2, "sm_86", "C86", 3, NULL);
+  IrErr err;
+  assert_int_equal(cg_pack_writer_bytes(w, buf, len, &err), 0);
+  cg_pack_writer_free(w);
+}
+
+static void test_plans_per_arch(void **state) {
+  (void)state;
+  unsigned char *buf;
+  size_t len;
+  IrErr err;
+  make_arch_pack(&buf, &len, "sm_89", 2);
+  CgPack *pk = cg_pack_open_memory(buf, len, "arch.ditpack", 0, &err);
+  if (!pk) fail_msg("%s", err.msg);
+  assert_int_equal(pk->n_plans, 3);
+  const CgPackPlan *a = &pk->plans[0], *b = &pk->plans[1];
+  assert_string_equal(a->plan->tuning, "sm_80");
+  assert_string_equal(b->plan->tuning, "sm_86");
+  assert_ptr_equal(cg_pack_find_plan(pk, "forward"), a); /* the first */
+  assert_ptr_equal(cg_pack_find_plan_arch(pk, "forward", "sm_80", &err), a);
+  assert_ptr_equal(cg_pack_find_plan_arch(pk, "forward", "sm_90", &err), a); /* sm_90a serves an sm_90 */
+  assert_ptr_equal(cg_pack_find_plan_arch(pk, "forward", "sm_86", &err), b);
+  assert_ptr_equal(cg_pack_find_plan_arch(pk, "forward", "sm_89", &err), b);
+  assert_ptr_equal(cg_pack_find_plan_arch(pk, "forward_with_cfg", "sm_86", &err), &pk->plans[2]);
+  assert_null(cg_pack_find_plan_arch(pk, "forward", "sm_75", &err));
+  assert_non_null(strstr(err.msg, "no plan for 'forward' on sm_75: it was compiled for sm_80, sm_90a, sm_86, sm_89"));
+  assert_non_null(strstr(err.msg, "--arch sm_75"));
+  assert_null(cg_pack_find_plan_arch(pk, "forward_with_cfg", "sm_80", &err));
+  assert_non_null(strstr(err.msg, "compiled for sm_86"));
+  assert_null(cg_pack_find_plan_arch(pk, "backward", "sm_80", &err));
+  assert_non_null(strstr(err.msg, "no plan for 'backward'"));
+  cg_pack_close(pk);
+  free(buf);
+  /* the same SM in two plans of one entry: which would run? */
+  make_arch_pack(&buf, &len, "sm_90", 2);
+  expect_reject(buf, len, "plans 0 and 1 of entry 'forward' both have a CUBIN for sm_90a/sm_90");
+  free(buf);
+  /* a second plan no architecture selects */
+  make_arch_pack(&buf, &len, NULL, 0);
+  expect_reject(buf, len, "plans 0 and 1 are both for entry 'forward' and one has no CUBIN");
   free(buf);
 }
 
@@ -482,6 +545,7 @@ int main(void) {
       cmocka_unit_test(test_round_trip_memory), cmocka_unit_test(test_round_trip_file),
       cmocka_unit_test(test_truncated),         cmocka_unit_test(test_flipped_bytes),
       cmocka_unit_test(test_lying_toc),         cmocka_unit_test(test_pick_cubin),
+      cmocka_unit_test(test_plans_per_arch),
       cmocka_unit_test(test_weights),           cmocka_unit_test(test_computed_weights),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
