@@ -131,6 +131,13 @@ void cg_emit_topk_pick(CgEmit *e, IrDType t, const char *row, int64_t len, int k
  * the dtypes match.  cast_int: the value is converted to or from i32. */
 void cg_emit_map(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_in,
                  const CgView *in, const char *expr);
+/* The most operands a map kernel (or a fused layernorm's trees) reads. */
+#define CG_MAP_MAX_IN 16
+/* cg_emit_map with select set: expr may test the output coordinates c0,
+ * c1, ... (one per output axis, no merging) to pick concat parts, and each
+ * operand is loaded only where expr reads it. */
+void cg_emit_map_ex(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_in,
+                    const CgView *in, const char *expr, int select);
 /* Concatenation along `axis` of contiguous inputs into contiguous out. */
 void cg_emit_concat(CgEmit *e, const IrNode *n, CgView out, int n_in, const CgView *in, int axis);
 /* Row kernels over the last axis of a contiguous [rows, len] value. */

@@ -107,6 +107,9 @@ typedef struct {
   int n_leaves;
   NodeView *lview;
   const char *expr;
+  int select;              /* LOW_FUSED: expr picks concat parts by coordinate (c0, c1, ...) */
+  IrNode **lnode;          /* LOW_FUSED: the node each leaf reads (a node read in several concat
+                            * parts is several leaves, one per shift) */
   /* LOW_NORM: the layernorm, its input tree (n_pleaves leaves pview, pexpr;
    * a plain read of the input when pexpr is NULL), the stored prologue root
    * (side) or NULL; leaves/expr above are the epilogue's, leaf 0 being the
@@ -147,6 +150,7 @@ typedef struct {
   int64_t batch;
   NodeInfo *info;          /* by node index */
   int *uses;               /* by node index, graph outputs counted */
+  int *guses;              /* by node index: the readers in the node's own fusion group */
   Buf *bufs;
   int n_bufs, cap_bufs;
   LStep *steps;
@@ -456,8 +460,8 @@ static void need(Ctx *c) {
     IrNode *n = c->g->nodes[i];
     if (!inf(c, n)->need) continue;
     DITC_ASSERT(inf(c, n)->how != LOW_ABSORBED);
-    if (n->n_in + 2 * IR_MAX_RANK + 3 > cap) {
-      cap = n->n_in + 2 * IR_MAX_RANK + 3;
+    if (n->n_in + 2 * CG_MAP_MAX_IN + 3 > cap) {
+      cap = n->n_in + 2 * CG_MAP_MAX_IN + 3;
       rd = xrealloc(rd, (size_t)cap * sizeof *rd);
     }
     int k = lowering_reads(c, n, rd);
@@ -496,8 +500,8 @@ static void storage(Ctx *c) {
       ni->store = n->dtype;
     else
       ni->store = want[i];
-    if (n->n_in + 2 * IR_MAX_RANK + 3 > cap) {
-      cap = n->n_in + 2 * IR_MAX_RANK + 3;
+    if (n->n_in + 2 * CG_MAP_MAX_IN + 3 > cap) {
+      cap = n->n_in + 2 * CG_MAP_MAX_IN + 3;
       rd = xrealloc(rd, (size_t)cap * sizeof *rd);
     }
     int k = lowering_reads(c, n, rd);
@@ -629,8 +633,8 @@ static int plan_steps(Ctx *c) {
     case LOW_FUSED:
     case LOW_NORM:
     case LOW_ATTENTION: {
-      IrNode *rd[2 * IR_MAX_RANK + 3];
-      IrNode **r = n->n_in > IR_MAX_RANK ? xmalloc((size_t)(n->n_in + 3) * sizeof *r) : rd;
+      IrNode *rd[2 * CG_MAP_MAX_IN + 3];
+      IrNode **r = n->n_in > 2 * CG_MAP_MAX_IN ? xmalloc((size_t)(n->n_in + 3) * sizeof *r) : rd;
       int k = lowering_reads(c, n, r);
       ni->buf = new_buf(c, CG_SPACE_ACT, ni->store, node_numel(c, n));
       LStep *s = add_step(c, LS_NODE, n, k + (n->op == IR_EMBEDDING), ni->buf);
@@ -870,14 +874,34 @@ static CgView broadcast_view(Ctx *c, CgLoc loc, const IrNode *x, const IrNode *o
 /* A tree being fused: its leaves and the nodes it absorbed (for rollback). */
 typedef struct {
   IrNode *root;
-  IrNode *leaf[IR_MAX_RANK];
-  NodeView lview[IR_MAX_RANK];
+  IrNode *leaf[CG_MAP_MAX_IN];
+  NodeView lview[CG_MAP_MAX_IN];
   int n_leaves;
   IrNode *absorbed[64];
   Lowering was[64];
   int n_absorbed;
   int overflow;
+  int64_t shift[IR_MAX_RANK]; /* inside concat parts: the part's start, per root axis */
+  int select;                 /* a concat was fused: the expression uses coordinates */
 } FuseTree;
+
+static int in_tree(const FuseTree *t, const IrNode *x) {
+  for (int j = 0; j < t->n_absorbed; j++)
+    if (t->absorbed[j] == x) return 1;
+  return 0;
+}
+
+/* Every reader of x is in its fusion group (so the group may recompute x
+ * wherever it is read: it never needs storing). */
+static int group_only(Ctx *c, const IrNode *x) { return c->uses[x->index] == c->guses[x->index]; }
+
+/* A concat the tree can compute by picking a part per coordinate: same rank
+ * as the root and not broadcast along its axis. */
+static int concat_inner(Ctx *c, const FuseTree *t, const IrNode *x) {
+  if (x->op != IR_CONCAT || x->dtype != IR_F32 || x->shape.rank != t->root->shape.rank) return 0;
+  int ax = x->attr.axis;
+  return ir_dim_eval(x->shape.d[ax], c->batch) == ir_dim_eval(t->root->shape.d[ax], c->batch);
+}
 
 static int is_elementwise(const IrNode *n) {
   IrOpClass k = ir_op_class(n->op);
@@ -892,11 +916,14 @@ static int is_elementwise(const IrNode *n) {
  * broadcast give the same values, each recomputed per output element (cheap
  * next to a stored round trip). */
 static int fusable_inner(Ctx *c, FuseTree *t, IrNode *x) {
-  return is_elementwise(x) && inf(c, x)->how == LOW_KERNEL && c->uses[x->index] == 1 && x->dtype == IR_F32 &&
-         grouped(t->root, x);
+  if (!grouped(t->root, x) || !group_only(c, x)) return 0;
+  if (!((is_elementwise(x) && x->dtype == IR_F32) || concat_inner(c, t, x))) return 0;
+  Lowering h = inf(c, x)->how;
+  return h == LOW_KERNEL || (h == LOW_ABSORBED && in_tree(t, x)); /* read twice: computed twice */
 }
 
 static void absorb(Ctx *c, FuseTree *t, IrNode *x) {
+  if (in_tree(t, x)) return;
   if (t->n_absorbed == (int)(sizeof t->absorbed / sizeof *t->absorbed)) {
     t->overflow = 1;
     return;
@@ -914,38 +941,40 @@ static void rollback(Ctx *c, FuseTree *t) {
 /* A layout node (slice, permute, reshape) in the root's group with one
  * reader: the tree reads through it. */
 static int layout_leaf(Ctx *c, FuseTree *t, IrNode *x) {
-  if (c->uses[x->index] != 1 || !grouped(t->root, x)) return 0;
-  return (x->op == IR_SLICE || x->op == IR_PERMUTE) ? inf(c, x)->how == LOW_KERNEL
-         : x->op == IR_RESHAPE                     ? inf(c, x)->how == LOW_ALIAS
-                                                   : 0;
+  if (!grouped(t->root, x) || !group_only(c, x)) return 0;
+  Lowering h = inf(c, x)->how;
+  if (h == LOW_ABSORBED) return in_tree(t, x) && (x->op == IR_SLICE || x->op == IR_PERMUTE || x->op == IR_RESHAPE);
+  return (x->op == IR_SLICE || x->op == IR_PERMUTE) ? h == LOW_KERNEL : x->op == IR_RESHAPE ? h == LOW_ALIAS : 0;
 }
 
-/* The view of x through the chain of layout leaves under it; 0 when some
- * reshape cannot be expressed as strides (then x is read as stored). */
-static int chain_view(Ctx *c, FuseTree *t, IrNode *x, NodeView *out) {
+/* The view of x through the chain of layout leaves under it, down to the
+ * stored value it reads (*base: x itself when x is no layout leaf, or a
+ * reshape that strides cannot express, e.g. unpatchify's merge of permuted
+ * axes, which then is read as its stored input). */
+static NodeView chain_view(Ctx *c, FuseTree *t, IrNode *x, IrNode **base) {
   if (!layout_leaf(c, t, x)) {
-    *out = view_contig(c, x);
-    return 1;
+    *base = x;
+    return view_contig(c, x);
   }
-  NodeView u;
-  if (!chain_view(c, t, x->in[0], &u)) return 0;
-  *out = u;
+  NodeView u = chain_view(c, t, x->in[0], base), out = u;
   switch (x->op) {
   case IR_PERMUTE:
     for (int j = 0; j < x->shape.rank; j++) {
-      out->shape[j] = u.shape[x->attr.perm[j]];
-      out->stride[j] = u.stride[x->attr.perm[j]];
+      out.shape[j] = u.shape[x->attr.perm[j]];
+      out.stride[j] = u.stride[x->attr.perm[j]];
     }
-    out->rank = x->shape.rank;
-    return 1;
+    out.rank = x->shape.rank;
+    return out;
   case IR_SLICE:
-    out->offset += ir_dim_eval(x->attr.start, c->batch) * u.stride[x->attr.axis];
-    out->shape[x->attr.axis] = ir_dim_eval(x->attr.len, c->batch);
-    return 1;
+    out.offset += ir_dim_eval(x->attr.start, c->batch) * u.stride[x->attr.axis];
+    out.shape[x->attr.axis] = ir_dim_eval(x->attr.len, c->batch);
+    return out;
   default: {
     int64_t xs[IR_MAX_RANK] = {0};
     node_shape(c, x, xs);
-    return view_reshape(&u, x->shape.rank, xs, out) == 0;
+    if (view_reshape(&u, x->shape.rank, xs, &out) == 0) return out;
+    *base = x;
+    return view_contig(c, x);
   }
   }
 }
@@ -953,17 +982,24 @@ static int chain_view(Ctx *c, FuseTree *t, IrNode *x, NodeView *out) {
 /* Leaf index of operand x (read through its layout chain when it has one),
  * appending it when new. */
 static int add_leaf(Ctx *c, FuseTree *t, IrNode *x) {
+  IrNode *base;
+  NodeView v = chain_view(c, t, x, &base);
+  for (IrNode *y = x; y != base; y = y->in[0]) absorb(c, t, y);
+  /* inside a concat part the root's coordinates run ahead by the part's
+   * start: read at (c - shift), through the strides the root will broadcast
+   * the leaf with (broadcast_node_view) */
+  IrNode *r = t->root;
+  int lead = r->shape.rank - v.rank;
+  for (int i = 0; i < r->shape.rank; i++) {
+    int j = i - lead;
+    int64_t ri = ir_dim_eval(r->shape.d[i], c->batch);
+    if (t->shift[i] && j >= 0 && !(v.shape[j] == 1 && ri != 1)) v.offset -= t->shift[i] * v.stride[j];
+  }
   for (int j = 0; j < t->n_leaves; j++)
-    if (t->leaf[j] == x) return j;
-  if (t->n_leaves == IR_MAX_RANK) {
+    if (t->leaf[j] == x && t->lview[j].offset == v.offset) return j;
+  if (t->n_leaves == CG_MAP_MAX_IN) {
     t->overflow = 1;
     return 0;
-  }
-  NodeView v;
-  if (chain_view(c, t, x, &v)) {
-    for (IrNode *y = x; layout_leaf(c, t, y); y = y->in[0]) absorb(c, t, y);
-  } else {
-    v = view_contig(c, x);
   }
   int j = t->n_leaves++;
   t->leaf[j] = x;
@@ -987,18 +1023,46 @@ static char *subst(Arena *a, const char *tpl, char **sub) {
   return r;
 }
 
+static char *fuse_expr(Ctx *c, FuseTree *t, IrNode *n);
+
+/* Operand x of a tree node: its expression when the tree absorbs it, else a leaf. */
+static char *operand_expr(Ctx *c, FuseTree *t, IrNode *x) {
+  if (fusable_inner(c, t, x)) {
+    absorb(c, t, x);
+    return fuse_expr(c, t, x);
+  }
+  return arena_printf(&c->scratch, "v%d", add_leaf(c, t, x));
+}
+
+/* A concat: the part its coordinate along the axis falls in, each part read
+ * at coordinates shifted by its start. */
+static char *concat_expr(Ctx *c, FuseTree *t, IrNode *n) {
+  int ax = n->attr.axis;
+  int64_t base = t->shift[ax], start = 0;
+  CgText s = {0};
+  for (int k = 0; k < n->n_in; k++) {
+    int64_t len = ir_dim_eval(n->in[k]->shape.d[ax], c->batch);
+    t->shift[ax] = base + start;
+    char *part = operand_expr(c, t, n->in[k]);
+    if (k < n->n_in - 1)
+      cg_text_printf(&s, "(c%d < %lld ? (%s) : ", ax, (long long)(base + start + len), part);
+    else
+      cg_text_printf(&s, "(%s)", part);
+    start += len;
+  }
+  for (int k = 0; k < n->n_in - 1; k++) cg_text_printf(&s, ")");
+  t->shift[ax] = base;
+  t->select = 1;
+  char *r = arena_strdup(&c->scratch, s.s ? s.s : "0.0f");
+  free(s.s);
+  return r;
+}
+
 /* The expression of node n over the tree's leaves, absorbing what it can. */
 static char *fuse_expr(Ctx *c, FuseTree *t, IrNode *n) {
+  if (n->op == IR_CONCAT) return concat_expr(c, t, n);
   char *sub[2] = {NULL, NULL}, buf[160];
-  for (int i = 0; i < n->n_in && i < 2; i++) {
-    IrNode *x = n->in[i];
-    if (fusable_inner(c, t, x)) {
-      absorb(c, t, x);
-      sub[i] = fuse_expr(c, t, x);
-    } else {
-      sub[i] = arena_printf(&c->scratch, "v%d", add_leaf(c, t, x));
-    }
-  }
+  for (int i = 0; i < n->n_in && i < 2; i++) sub[i] = operand_expr(c, t, n->in[i]);
   const char *tpl = ir_op_class(n->op) == IR_CLASS_BINARY ? binary_expr(n->op) : unary_expr(n, buf, sizeof buf);
   return subst(&c->scratch, tpl ? tpl : "v0", sub);
 }
@@ -1042,7 +1106,8 @@ static void fuse_elementwise(Ctx *c) {
   for (int i = c->g->n_nodes - 1; i >= 0; i--) {
     IrNode *n = c->g->nodes[i];
     NodeInfo *ni = inf(c, n);
-    if (!is_elementwise(n) || ni->how != LOW_KERNEL || !ir_dtype_is_float(n->dtype) || !n->fuse) continue;
+    if (!(is_elementwise(n) || n->op == IR_CONCAT) || ni->how != LOW_KERNEL || n->dtype != IR_F32 || !n->fuse)
+      continue;
     FuseTree *t = xcalloc(1, sizeof *t);
     t->root = n;
     const char *expr = fuse_expr(c, t, n);
@@ -1051,6 +1116,9 @@ static void fuse_elementwise(Ctx *c) {
     } else {
       ni->how = LOW_FUSED;
       ni->expr = expr;
+      ni->select = t->select;
+      ni->lnode = arena_alloc(&c->scratch, (size_t)t->n_leaves * sizeof *ni->lnode);
+      memcpy(ni->lnode, t->leaf, (size_t)t->n_leaves * sizeof *ni->lnode);
       keep_leaves(c, &ni->lview, &ni->n_leaves, t);
       ni->fused = tree_banner(c, "fused", &t, 1, NULL, 0);
     }
@@ -1276,15 +1344,15 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
     return cg_emit_attention(e, n, ni->fused, ov, v[0], v[1], v[2], ni->scale);
   }
   if (ni->how == LOW_FUSED) {
-    CgView v[IR_MAX_RANK];
+    CgView v[CG_MAP_MAX_IN];
     for (int j = 0; j < ni->n_leaves; j++) v[j] = broadcast_node_view(c, buf_loc(c, st->reads[j]), &ni->lview[j], n);
     e->detail = ni->fused;
-    cg_emit_map(e, n, "fused", ov, ni->n_leaves, v, ni->expr);
+    cg_emit_map_ex(e, n, "fused", ov, ni->n_leaves, v, ni->expr, ni->select);
     e->detail = NULL;
     return;
   }
   if (ni->how == LOW_NORM) {
-    CgView pin[IR_MAX_RANK], ein[IR_MAX_RANK];
+    CgView pin[CG_MAP_MAX_IN], ein[CG_MAP_MAX_IN];
     for (int j = 0; j < ni->n_pleaves; j++)
       pin[j] = broadcast_node_view(c, buf_loc(c, st->reads[j]), &ni->pview[j], ni->ln);
     for (int j = 1; j < ni->n_leaves; j++)
@@ -1446,7 +1514,11 @@ static void step_bytes(Ctx *c, const LStep *st, int64_t *act_read, int64_t *act_
   NodeInfo *ni = st->kind == LS_NODE ? inf(c, st->node) : NULL;
   switch (ni ? ni->how : LOW_NONE) {
   case LOW_FUSED:
-    for (; j < ni->n_leaves; j++) count_read(c, st->reads[j], view_elems(&ni->lview[j]), act_read, w_read);
+    for (; j < ni->n_leaves; j++) {
+      int seen = 0; /* the same node in another concat part: the same elements */
+      for (int k = 0; k < j; k++) seen |= ni->lnode[k] == ni->lnode[j];
+      if (!seen) count_read(c, st->reads[j], view_elems(&ni->lview[j]), act_read, w_read);
+    }
     break;
   case LOW_NORM:
     for (int i = 0; i < ni->n_pleaves; i++, j++) count_read(c, st->reads[j], view_elems(&ni->pview[i]), act_read, w_read);
@@ -1525,6 +1597,10 @@ int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err) {
   c.uses = ir_use_counts(g); /* also refreshes node->index */
   c.info = xcalloc((size_t)g->n_nodes + 1, sizeof *c.info);
   int rc = -1;
+  c.guses = xcalloc((size_t)g->n_nodes + 1, sizeof *c.guses);
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int j = 0; j < g->nodes[i]->n_in; j++)
+      if (grouped(g->nodes[i], g->nodes[i]->in[j])) c.guses[g->nodes[i]->in[j]->index]++;
   if (decide(&c, err)) goto done;
   fuse_norms(&c);
   fuse_elementwise(&c);
@@ -1556,6 +1632,7 @@ int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err) {
   rc = 0;
 done:
   free(c.uses);
+  free(c.guses);
   free(c.info);
   free(c.bufs);
   free(c.steps);

@@ -273,7 +273,7 @@ static void launch_1d(CgEmit *e, const IrNode *n, int k, int64_t count, int bloc
 typedef struct {
   int rank, n_ops;
   int64_t d[IR_MAX_RANK];
-  int64_t s[IR_MAX_RANK + 1][IR_MAX_RANK]; /* s[op][dim]; op n_ops-1 is the output */
+  int64_t s[CG_MAP_MAX_IN + 1][IR_MAX_RANK]; /* s[op][dim]; op n_ops-1 is the output */
 } Walk;
 
 static void walk_coalesce(Walk *w) {
@@ -345,9 +345,33 @@ static void emit_transpose(CgEmit *e, const IrNode *n, const char *op, CgView ou
   cg_launch(e, n, k, ceil_div(C, t), ceil_div(R, t), L, t, e->tune->transpose_rows, 1, 0);
 }
 
+/* expr with every leaf token v<k> replaced by the load of leaf k, so that
+ * only the concat part a coordinate selects is read. */
+static char *inline_loads(const char *expr, char (*loads)[256]) {
+  CgText t = {0};
+  for (const char *p = expr; *p;) {
+    int ident = p > expr && (p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z') || (p[-1] >= 'A' && p[-1] <= 'Z') ||
+                             (p[-1] >= '0' && p[-1] <= '9'));
+    if (*p == 'v' && !ident && p[1] >= '0' && p[1] <= '9') {
+      char *end;
+      long k = strtol(p + 1, &end, 10);
+      cg_text_printf(&t, "(%s)", loads[k]);
+      p = end;
+    } else {
+      cg_text_printf(&t, "%c", *p++);
+    }
+  }
+  return t.s;
+}
+
 void cg_emit_map(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_in,
                  const CgView *in, const char *expr) {
-  DITC_ASSERT(n_in >= 1 && n_in <= IR_MAX_RANK);
+  cg_emit_map_ex(e, n, op, out, n_in, in, expr, 0);
+}
+
+void cg_emit_map_ex(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_in,
+                    const CgView *in, const char *expr, int select) {
+  DITC_ASSERT(n_in >= 1 && n_in <= CG_MAP_MAX_IN);
   Walk w = {.rank = out.rank, .n_ops = n_in + 1};
   int64_t count = 1, bound = view_extent(&out);
   for (int i = 0; i < out.rank; i++) {
@@ -361,11 +385,11 @@ void cg_emit_map(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_i
     if (x > bound) bound = x;
   }
   for (int i = 0; i < out.rank; i++) w.s[n_in][i] = out.stride[i];
-  walk_coalesce(&w);
+  if (!select) walk_coalesce(&w); /* a select names the output's own coordinates */
   int raw = !expr && in[0].loc.dtype == out.loc.dtype;
 
   /* A copy that swaps the two innermost merged axes: tile it through shared memory. */
-  if (!expr && n_in == 1 && in[0].loc.dtype != IR_I32 && in[0].loc.dtype != IR_I8 &&
+  if (!select && !expr && n_in == 1 && in[0].loc.dtype != IR_I32 && in[0].loc.dtype != IR_I8 &&
       w.rank >= 2 && w.rank <= 3 && out.offset == 0) {
     int r = w.rank;
     int64_t C = w.d[r - 2], R = w.d[r - 1], L = r == 3 ? w.d[0] : 1;
@@ -391,7 +415,7 @@ void cg_emit_map(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_i
   cg_text_printf(&e->src, "  if (i >= %lld) return;\n", (long long)count);
   /* Coordinates over the merged dims, only when some operand needs them. */
   int need_coords = 0;
-  for (int o = 0; o <= n_in; o++) need_coords |= !walk_contig(&w, o);
+  for (int o = 0; o <= n_in; o++) need_coords |= !walk_contig(&w, o) || select;
   if (need_coords && w.rank > 0) {
     if (w.rank == 1) {
       cg_text_printf(&e->src, "  %s c0 = i;\n", it);
@@ -404,7 +428,7 @@ void cg_emit_map(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_i
     }
   }
   /* The element offset of operand o as an expression. */
-  char offs[IR_MAX_RANK + 1][256];
+  char offs[CG_MAP_MAX_IN + 1][256];
   for (int o = 0; o <= n_in; o++) {
     int64_t base = o < n_in ? in[o].offset : out.offset;
     char *p = offs[o];
@@ -429,12 +453,23 @@ void cg_emit_map(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_i
   }
   if (raw) {
     cg_text_printf(&e->src, "  y[%s] = x0[%s];\n}\n\n", offs[n_in], offs[0]);
+  } else if (select) {
+    char (*loads)[256] = xmalloc((size_t)n_in * sizeof *loads);
+    for (int o = 0; o < n_in; o++) {
+      snprintf(buf, sizeof buf, "x%d", o);
+      snprintf(loads[o], sizeof loads[o], "%s", cg_load(in[o].loc.dtype, buf, offs[o], ld));
+    }
+    char *body = inline_loads(expr, loads);
+    cg_text_printf(&e->src, "  float r = %s;\n  %s\n}\n\n", body, store(out.loc.dtype, "y", offs[n_in], "r", st));
+    free(body);
+    free(loads);
   } else {
     for (int o = 0; o < n_in; o++) {
       snprintf(buf, sizeof buf, "x%d", o);
       cg_text_printf(&e->src, "  float v%d = %s;\n", o, cg_load(in[o].loc.dtype, buf, offs[o], ld));
     }
-    cg_text_printf(&e->src, "  %s\n}\n\n", store(out.loc.dtype, "y", offs[n_in], expr ? expr : "v0", st));
+    /* the expression apart: a fused tree's can be longer than a store's buffer */
+    cg_text_printf(&e->src, "  float r = %s;\n  %s\n}\n\n", expr ? expr : "v0", store(out.loc.dtype, "y", offs[n_in], "r", st));
   }
   launch_1d(e, n, k, count, e->tune->block_elementwise);
 }
@@ -832,7 +867,7 @@ void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *s) {
                  "    if (j < %lld) {\n",
                  (long long)per_lane, (long long)per_lane, (long long)len);
   load_leaves(e, "p", 0, s->n_pin, s->pin, "      ");
-  cg_text_printf(&e->src, "      h[t] = %s;\n", s->pexpr ? s->pexpr : "v0");
+  cg_text_printf(&e->src, "      h[t] = %s;\n", s->pexpr ? s->pexpr : "v0"); /* unbounded length */
   if (s->has_side) cg_text_printf(&e->src, "      %s\n", store(s->side.loc.dtype, "side", "rbside + j", "h[t]", st));
   cg_text_printf(&e->src,
                  "      sum += h[t];\n"
@@ -854,8 +889,8 @@ void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *s) {
                  (long long)len, (long long)per_lane, (long long)len, (long long)len, cg_float_lit(s->eps, f),
                  (long long)per_lane, (long long)len);
   load_leaves(e, "e", 1, s->n_ein, s->ein, "      ");
-  cg_text_printf(&e->src, "      %s\n    }\n  }\n}\n\n",
-                 store(s->out.loc.dtype, "y", "rby + j", s->eexpr ? s->eexpr : "v0", st));
+  cg_text_printf(&e->src, "      float r = %s;\n      %s\n    }\n  }\n}\n\n", s->eexpr ? s->eexpr : "v0",
+                 store(s->out.loc.dtype, "y", "rby + j", "r", st));
   rows_launch(e, n, k, rows);
 }
 

@@ -53,7 +53,7 @@ enum {
   F_SAMPLER = 1 << 5, F_STEPS = 1 << 6, F_LABELS = 1 << 7, F_SEED = 1 << 8, F_NOISE = 1 << 9,
   F_PASSES = 1 << 10, F_JSON = 1 << 11, F_BATCH = 1 << 12, F_BACKEND = 1 << 13, F_ENTRY = 1 << 14,
   F_TOL = 1 << 15, F_PREFIX = 1 << 16, F_GRID = 1 << 17, F_ARCH = 1 << 18, F_PRECISION = 1 << 19,
-  F_PLAN = 1 << 20, F_REPORT = 1 << 21, F_BENCH = 1 << 22,
+  F_PLAN = 1 << 20, F_REPORT = 1 << 21, F_BENCH = 1 << 22, F_SOURCE = 1 << 23,
 };
 
 typedef struct {
@@ -79,6 +79,7 @@ typedef struct {
   const char *sub;            /* cache: build, ls, verify, clear */
   const char *arch, *precision, *plan;
   long long report;
+  const char *source;         /* compile: write the generated CUDA C here */
   long long iters, warmup;    /* bench */
 } Opts;
 
@@ -127,6 +128,7 @@ static const OptSpec OPTIONS[] = {
     {"--precision", F_PRECISION, OPT_STR, O(precision), 0, 0, "f32|f16|bf16", "f32, f16 or bf16"},
     {"--plan", F_PLAN, OPT_STR, O(plan), 0, 0, NULL, NULL},
     {"--report", F_REPORT, OPT_FLAG, O(report), 0, 0, NULL, NULL},
+    {"--source", F_SOURCE, OPT_STR, O(source), 0, 0, NULL, NULL},
     {"--entry", F_ENTRY, OPT_STR, O(entry), 0, 0, NULL, NULL},
     {"--tol", F_TOL, OPT_NUM, O(tol), 0, 1, NULL, "a number >= 0"},
     {"--iters", F_BENCH, OPT_INT, O(iters), 1, 100000, NULL, "a whole number >= 1"},
@@ -158,7 +160,7 @@ static void usage(FILE *f) {
           "           (--report: one line of JSON)\n"
           "  compile  plans and CUBINs in one file: --arch sm_80,sm_90 -o OUT.ditpack [--weights W]\n"
           "           [--precision f32|f16|bf16] [--batch N] [--entry forward|forward_with_cfg|all]\n"
-          "           [--passes P] [--report [--json]]  (needs NVRTC, not a GPU; --report lists every\n"
+          "           [--passes P] [--report [--json]] [--source OUT.cu]  (needs NVRTC, not a GPU; --report lists every\n"
           "           step with the bytes it moves; one plan per distinct tuning row of the architectures:\n"
           "           those whose launch geometry is the same share one)\n"
           "  cache    build MODEL --arch ... [--precision P] [--batch N]  fill the kernel cache;\n"
@@ -227,7 +229,8 @@ static int command_flags(const char *cmd) {
     return F_SET | F_WEIGHTS | F_OUTPUT | F_CFG | F_SAMPLER | F_STEPS | F_LABELS | F_SEED | F_NOISE |
            F_PASSES | F_BACKEND | F_GRID | F_PLAN | F_PRECISION | F_ARCH;
   if (!strcmp(cmd, "compile"))
-    return F_SET | F_WEIGHTS | F_ARCH | F_PRECISION | F_BATCH | F_ENTRY | F_REPORT | F_JSON | F_OUTPUT | F_PASSES;
+    return F_SET | F_WEIGHTS | F_ARCH | F_PRECISION | F_BATCH | F_ENTRY | F_REPORT | F_JSON | F_OUTPUT | F_PASSES |
+           F_SOURCE;
   if (!strcmp(cmd, "cache")) return F_SET | F_ARCH | F_PRECISION | F_BATCH | F_ENTRY | F_PASSES;
   if (!strcmp(cmd, "check")) return F_SET | F_WEIGHTS | F_PASSES;
   if (!strcmp(cmd, "ir")) return F_SET | F_PASSES | F_ENTRY;
@@ -1206,6 +1209,21 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
   void **blobs = NULL;
   int n_blobs = 0, rc = 1;
   DITC_ASSERT(n_archs >= 1 && n_archs <= 32);
+  /* --source: written next to its place, renamed there once complete */
+  FILE *src = NULL;
+  char *src_tmp = NULL;
+  if (o->source && w) {
+    size_t len = strlen(o->source) + 16;
+    src_tmp = xmalloc(len);
+    snprintf(src_tmp, len, "%s.tmp.XXXXXX", o->source);
+    int fd = mkstemp(src_tmp);
+    if (fd < 0 || !(src = fdopen(fd, "w"))) {
+      fail("%s: cannot create a temporary file next to it: %s", o->source, strerror(errno));
+      if (fd >= 0) close(fd);
+      free(src_tmp);
+      return 1;
+    }
+  }
   for (int e = 0; e < n_entries; e++) {
     FeModel m;
     IrErr err;
@@ -1238,6 +1256,7 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
       }
       if (w) idx[k] = cg_pack_writer_add_plan(w, plans[k], m.graph, blob[k]);
       if (rep) pj[k] = plan_report(rep, plans[k], m.graph, entries[e]);
+      if (src) fprintf(src, "/* ==== plan %s, tuning row %s ==== */\n%s\n", entries[e], plans[k]->tuning, plans[k]->source);
     }
     for (int a = 0; a < n_archs && !bad; a++) {
       const CgPlan *p = plans[which[a]];
@@ -1264,8 +1283,20 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
       goto out;
     }
   }
+  if (src) { /* complete: move it into place */
+    int bad = fflush(src) != 0 || ferror(src);
+    bad |= fclose(src) != 0;
+    src = NULL;
+    if (bad || rename(src_tmp, o->source)) {
+      fail("%s: cannot write the generated source: %s", o->source, strerror(errno));
+      goto out;
+    }
+  }
   rc = 0;
 out:
+  if (src) fclose(src);
+  if (src_tmp && rc) unlink(src_tmp);
+  free(src_tmp);
   for (int i = 0; i < n_blobs; i++) free(blobs[i]);
   free(blobs);
   return rc;

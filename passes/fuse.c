@@ -38,6 +38,10 @@ typedef struct {
   IrGraph *g;
   int *uses;        /* by index, outputs counted */
   IrNode **reader;  /* the only reader of a single-use node, else NULL */
+  /* every reader of a node: a list over the graph's edges (first_reader by
+   * node index, next_reader by edge, -1 ends; edge_node: the reader's index) */
+  int *first_reader, *next_reader, *edge_node;
+  unsigned char *is_output;
 } Fuse;
 
 static int is_elementwise(const IrNode *n) {
@@ -135,6 +139,61 @@ static void fuse_norm(Fuse *f, IrNode *ln) {
   if (prologue) claim_tree(f, x, root, NULL);
 }
 
+/* The anchor every reader of x has, or NULL when they differ, one has none
+ * or x is a graph output. */
+static IrNode *readers_anchor(const Fuse *f, const IrNode *x) {
+  if (f->is_output[x->index]) return NULL;
+  IrNode *a = NULL;
+  for (int r = f->first_reader[x->index]; r >= 0; r = f->next_reader[r]) {
+    IrNode *rn = f->g->nodes[f->edge_node[r]];
+    if (!rn->fuse || (a && rn->fuse != a)) return NULL;
+    a = rn->fuse;
+  }
+  return a;
+}
+
+/* Pull into a map or concat group every free elementwise, layout or concat
+ * node all of whose readers are in that group: the kernel recomputes it
+ * where it is read (once per reader), so it is never stored.  Repeats until
+ * nothing moves, since pulling one node can free its inputs' readers. */
+static void fuse_shared(Fuse *f) {
+  for (int moved = 1; moved;) {
+    moved = 0;
+    for (int i = f->g->n_nodes - 1; i >= 0; i--) {
+      IrNode *x = f->g->nodes[i];
+      if (!free_node(x) || !(is_elementwise(x) || is_layout(x) || (x->op == IR_CONCAT && x->dtype == IR_F32)))
+        continue;
+      IrNode *a = readers_anchor(f, x);
+      if (a && (is_elementwise(a) || a->op == IR_CONCAT)) {
+        x->fuse = a;
+        moved = 1;
+      }
+    }
+  }
+}
+
+/* concat of parts that are elementwise trees or views: one kernel picking a
+ * part per coordinate (the timestep embedding's [cos, sin]; the guidance
+ * combine's [eps, eps, rest]; the doubled half batch of forward_with_cfg). */
+static void fuse_concat(Fuse *f, IrNode *n) {
+  if (n->op != IR_CONCAT || n->dtype != IR_F32 || !free_node(n)) return;
+  n->fuse = n;
+  int count = 0;
+  for (int i = 0; i < n->n_in; i++) {
+    IrNode *x = n->in[i];
+    int here = 0; /* the concat may read a part twice (the doubled half batch) */
+    for (int j = 0; j < n->n_in; j++) here += n->in[j] == x;
+    if (!free_node(x) || f->uses[x->index] != here) continue;
+    if (is_elementwise(x))
+      count += claim_tree(f, x, n, NULL);
+    else if (is_layout(x))
+      claim_layout(f, x, n), count++;
+    else if (x->op == IR_CONCAT && x->dtype == IR_F32)
+      x->fuse = n, count++;
+  }
+  if (!count) n->fuse = NULL;
+}
+
 static void fuse_map(Fuse *f, IrNode *n) {
   if (!is_elementwise(n) || !free_node(n)) return;
   if (claim_tree(f, n, n, NULL) == 1) n->fuse = NULL; /* alone: nothing fused */
@@ -152,11 +211,34 @@ int pass_fuse(IrGraph *g, const PassOptions *o, IrErr *err) {
       if (f.uses[n->in[j]->index] == 1) f.reader[n->in[j]->index] = n;
   }
   for (int i = 0; i < g->n_outputs; i++) f.reader[g->outputs[i]->index] = NULL;
+  size_t edges = 0;
+  for (int i = 0; i < g->n_nodes; i++) edges += (size_t)g->nodes[i]->n_in;
+  f.first_reader = xmalloc(((size_t)g->n_nodes + 1) * sizeof *f.first_reader);
+  f.next_reader = xmalloc((edges + 1) * sizeof *f.next_reader);
+  f.edge_node = xmalloc((edges + 1) * sizeof *f.edge_node);
+  f.is_output = xcalloc((size_t)g->n_nodes + 1, 1);
+  for (int i = 0; i < g->n_nodes; i++) f.first_reader[i] = -1;
+  for (int i = 0; i < g->n_outputs; i++) f.is_output[g->outputs[i]->index] = 1;
+  int r = 0;
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int j = 0; j < g->nodes[i]->n_in; j++, r++) {
+      int x = g->nodes[i]->in[j]->index;
+      f.edge_node[r] = i;
+      f.next_reader[r] = f.first_reader[x];
+      f.first_reader[x] = r;
+    }
   for (int i = g->n_nodes - 1; i >= 0; i--) fuse_attention(&f, g->nodes[i]);
   for (int i = g->n_nodes - 1; i >= 0; i--) fuse_gemm_gelu(&f, g->nodes[i]);
   for (int i = 0; i < g->n_nodes; i++) fuse_norm(&f, g->nodes[i]);
+  for (int i = g->n_nodes - 1; i >= 0; i--) fuse_concat(&f, g->nodes[i]);
+  fuse_shared(&f);
   for (int i = g->n_nodes - 1; i >= 0; i--) fuse_map(&f, g->nodes[i]);
+  fuse_shared(&f);
   free(f.uses);
   free(f.reader);
+  free(f.first_reader);
+  free(f.next_reader);
+  free(f.edge_node);
+  free(f.is_output);
   return 0;
 }
