@@ -49,3 +49,16 @@ planned=$(jq .peak_activation_bytes "$TMP/xl.json")
 [ $((2 * planned)) -le "$(jq .peak_activation_bytes "$TMP/xl-none.json")" ] || die "XL/2 bs32: planned peak above half of --passes none"
 [ $((2 * planned)) -le "$(jq .unplanned_activation_bytes "$TMP/xl.json")" ] || die "XL/2 bs32: planning saves less than half"
 echo "ok   DiT-XL/2 bs32: planned peak $planned bytes"
+
+# --source: the generated CUDA C, each kernel under a banner naming the IR nodes it computes
+"$DITC" compile DiT-S/2 --set depth=1 --arch sm_90 --entry forward_with_cfg -o "$TMP/cfg.ditpack" --source "$TMP/cfg.cu" \
+  >/dev/null
+grep -q '^/\* fused layernorm: .* layernorm, .* add' "$TMP/cfg.cu" || die "--source: no fused layernorm banner"
+grep -q '^/\* fused attention: ' "$TMP/cfg.cu" || die "--source: no fused attention banner"
+grep -q '^/\* fused: .* cos, .* sin, .* concat' "$TMP/cfg.cu" || die "--source: the timestep embedding is not one kernel"
+rc=0
+"$DITC" compile DiT-S/2 --set depth=1 --arch sm_90 -o "$TMP/x.ditpack" --source "$TMP/no/such/dir/x.cu" \
+  >"$TMP/out" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "x.cu: cannot create" "$TMP/out" || { cat "$TMP/out"; die "--source into a missing folder"; }
+[ ! -e "$TMP/x.ditpack" ] || die "a failed compile left its pack behind"
+echo "ok   --source"
