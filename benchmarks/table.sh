@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The seed study's table, measured with ditc: for DiT-XS/4, XS/2, S/4, S/2, B/2 and XL/2 the
 # parameters, model size, GMACs, kernel launches and planned peak activation memory of the compiled
-# plan (no GPU needed), and, when a GPU is present, latency at batch 1, images per second at batch
-# 32 for fp32/fp16/bf16 (ditc bench --backend cuda) beside PyTorch eager and torch.compile running
-# the same weights (benchmarks/torch_dit.py, when python3 has torch).
+# plan (no GPU needed), and, when a GPU is present, latency at batch 1 and images per second at
+# batch 32 for fp32/fp16/bf16 (ditc bench --backend cuda) with the device memory ditc holds, beside
+# PyTorch eager and torch.compile running the same weights (benchmarks/torch_dit.py writes them once
+# per model and both load that file; needs python3 with torch), and the ratios: batch-1 speed-up
+# over eager, batch-32 throughput over torch.compile, per precision.
 #
 #   usage: benchmarks/table.sh [BUILD_DIR] [OUT_PREFIX]
 #   writes OUT_PREFIX.md and OUT_PREFIX.csv (default benchmarks/results/table-<device>-<date>)
@@ -29,8 +31,15 @@ mkdir -p "$(dirname "$out")"
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 
-header="model,params_M,size_f32_MiB,size_bf16_MiB,GMACs,kernels_per_forward,kernels_per_block,peak_act_bs1_MiB,peak_act_bs32_MiB"
-[ $gpu = 1 ] && header="$header,ditc_bf16_bs1_ms,ditc_fp16_bs1_ms,ditc_fp32_bs1_ms,ditc_bf16_bs32_img_s,torch_eager_bf16_bs1_ms,torch_compile_bf16_bs32_img_s"
+header="model,params_M,size_f32_MiB,size_bf16_MiB,GMACs,kernels_per_forward,kernels_per_block,kernels_per_block_none"
+header="$header,peak_act_bs1_MiB,peak_act_bs32_MiB,peak_act_bs32_none_MiB"
+if [ $gpu = 1 ]; then
+  for d in bf16 fp16 fp32; do
+    header="$header,ditc_${d}_bs1_ms,eager_${d}_bs1_ms,speedup_${d}_bs1_vs_eager"
+    header="$header,ditc_${d}_bs32_img_s,compile_${d}_bs32_img_s,ratio_${d}_bs32_vs_compile"
+  done
+  header="$header,ditc_bf16_bs32_device_MiB,torch_compile_bf16_bs32_peak_MiB"
+fi
 echo "$header" >"$tmp/table.csv"
 
 for m in $models; do
@@ -39,21 +48,39 @@ for m in $models; do
   gmacs=$(jq -r '.macs / 1e9' <<<"$stats")
   rep1=$("$ditc" compile "$m" --arch "$arch" --batch 1 --entry forward --report --json -o "$tmp/p.ditpack" 2>/dev/null)
   rep32=$("$ditc" compile "$m" --arch "$arch" --batch 32 --entry forward --report --json -o "$tmp/p.ditpack" 2>/dev/null)
+  none32=$("$ditc" compile "$m" --arch "$arch" --batch 32 --entry forward --passes none --report --json \
+             -o "$tmp/p.ditpack" 2>/dev/null)
   row="$m,$(awk -v p="$params" 'BEGIN{printf "%.2f", p/1e6}'),$(mib $((params * 4))),$(mib $((params * 2))),$(printf '%.3f' "$gmacs")"
-  row="$row,$(jq -r .kernels_per_forward <<<"$rep1"),$(jq -r .kernels_per_block <<<"$rep1")"
+  row="$row,$(jq -r .kernels_per_forward <<<"$rep1"),$(jq -r .kernels_per_block <<<"$rep1"),$(jq -r .kernels_per_block <<<"$none32")"
   row="$row,$(mib "$(jq -r .peak_activation_bytes <<<"$rep1")"),$(mib "$(jq -r .peak_activation_bytes <<<"$rep32")")"
+  row="$row,$(mib "$(jq -r .peak_activation_bytes <<<"$none32")")"
   if [ $gpu = 1 ]; then
-    ms() { "$ditc" bench "$m" --backend cuda --precision "$1" --batch "$2" --iters 50 --warmup 10 --report | jq -r "$3"; }
-    row="$row,$(ms bf16 1 .median_ms),$(ms f16 1 .median_ms),$(ms f32 1 .median_ms),$(ms bf16 32 .images_per_s)"
-    if python3 -c "import torch" 2>/dev/null; then
-      tj=$(python3 "$root/benchmarks/torch_dit.py" bench --model "$m" --batch 1,32 --dtype bf16 --mode eager,compile \
-             --weights random --device cuda --warmup 10 --iters 50 2>/dev/null || echo '[]')
-      eager=$(jq -r '[.[] | select(.mode=="eager" and .batch==1)][0].median_ms // "n/a"' <<<"$tj")
-      comp=$(jq -r '[.[] | select(.mode=="compile" and .batch==32)][0].images_per_s // "n/a"' <<<"$tj")
-      row="$row,$eager,$comp"
+    # one set of random weights for both: ditc reads the safetensors PyTorch writes
+    w=$tmp/weights.safetensors
+    tj='[]'
+    if python3 -c "import torch" 2>/dev/null &&
+       python3 "$root/benchmarks/torch_dit.py" random-weights --model "$m" --out "$w" >/dev/null 2>&1; then
+      tj=$(python3 "$root/benchmarks/torch_dit.py" bench --model "$m" --batch 1,32 --dtype bf16,fp16,fp32 \
+             --mode eager,compile --weights "$w" --device cuda --warmup 10 --iters 50 2>/dev/null || echo '[]')
     else
-      row="$row,n/a,n/a"
+      w=random
     fi
+    torch_val() { # MODE DTYPE BATCH FIELD
+      jq -r --arg m "$1" --arg d "$2" --argjson b "$3" \
+        "[.[] | select(.mode==\$m and .dtype==\$d and .batch==\$b)][0].$4 // \"n/a\"" <<<"$tj"
+    }
+    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
+    for d in bf16 fp16 fp32; do
+      p=$d; [ $d = fp16 ] && p=f16; [ $d = fp32 ] && p=f32
+      b1=$("$ditc" bench "$m" --backend cuda --weights "$w" --precision $p --batch 1 --iters 50 --warmup 10 --report)
+      b32=$("$ditc" bench "$m" --backend cuda --weights "$w" --precision $p --batch 32 --iters 20 --warmup 5 --report)
+      ms=$(jq -r .median_ms <<<"$b1") ips=$(jq -r .images_per_s <<<"$b32")
+      eager=$(torch_val eager $d 1 median_ms) comp=$(torch_val compile $d 32 images_per_s)
+      row="$row,$ms,$eager,$(ratio "$eager" "$ms"),$ips,$comp,$(ratio "$ips" "$comp")"
+      [ $d = bf16 ] && dev_mib=$(mib "$(jq -r '.device_bytes // 0' <<<"$b32")")
+    done
+    peak=$(torch_val compile bf16 32 peak_mem_bytes)
+    row="$row,$dev_mib,$([ "$peak" = n/a ] && echo n/a || mib "$peak")"
   fi
   echo "$row" >>"$tmp/table.csv"
   echo "$row" >&2
@@ -66,7 +93,8 @@ done
   echo "Commit: $(git -C "$root" rev-parse --short HEAD)  "
   echo "Date: $date  "
   echo "Device: $device$([ $gpu = 1 ] || echo " (no GPU: the timing columns need one; $(head -1 "$tmp/why"))")  "
-  echo "Plans: default passes, fp32, compiled for $arch; peak activation memory is the plan's arena."
+  echo "Plans: default passes (\\`_none\\`: \\`--passes none\\`, one kernel per node and no buffer reuse), fp32,"
+  echo "compiled for $arch; peak activation memory is the plan's arena."
   echo
   head -1 "$tmp/table.csv" | sed 's/^/| /; s/$/ |/; s/,/ | /g'
   head -1 "$tmp/table.csv" | sed 's/[^,]*/---/g; s/^/|/; s/$/|/; s/,/|/g'

@@ -157,7 +157,7 @@ static void usage(FILE *f) {
           "  models   list the named configurations\n"
           "  bench    time forward passes: MODEL|--plan P [--backend B] [--precision P] [--batch N]\n"
           "           [--entry E] [--iters N] [--warmup N] [--weights W (default random)] [--report]\n"
-          "           (--report: one line of JSON)\n"
+          "           (--report: one line of JSON; on cuda with the device memory in use, device_bytes)\n"
           "  compile  plans and CUBINs in one file: --arch sm_80,sm_90 -o OUT.ditpack [--weights W]\n"
           "           [--precision f32|f16|bf16] [--batch N] [--entry forward|forward_with_cfg|all]\n"
           "           [--passes P] [--report [--json]] [--source OUT.cu]  (needs NVRTC, not a GPU; --report lists every\n"
@@ -1564,6 +1564,7 @@ static int cmd_bench(const Opts *o) {
     if (p)
       printf(", \"tuning\": \"%s\", \"steps\": %d, \"arena_bytes\": %lld, \"weights_bytes\": %lld", p->tuning,
              p->n_steps, (long long)p->arena_bytes, (long long)p->weights_bytes);
+    if (rn.be->device_bytes) printf(", \"device_bytes\": %lld", (long long)rn.be->device_bytes(rn.be));
     printf("}\n");
   } else {
     printf("%s %s on %s (%s), batch %lld: median %.3f ms, best %.3f ms over %d runs, %.2f images/s\n", model,

@@ -92,6 +92,9 @@ struct RtBackend {
    * on entry, x_0 on return, [rows, C, H, W] host memory.  0, -1 with err,
    * or RT_SAMPLE_UNSUPPORTED with err. */
   int (*sample)(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *err);
+  /* Optional (NULL: not measured): device memory in use by this backend
+   * after prepare() and any runs, in bytes; -1 when it cannot be read. */
+  int64_t (*device_bytes)(RtBackend *b);
 };
 
 /* "ref", "emu" or "cuda".  cuda fails here, with rt_cuda_available()'s

@@ -45,6 +45,7 @@ typedef struct {
   size_t stage_bytes;
   CUgraphExec graph;
   int ran, no_graph, sync_each;
+  size_t free_at_open;      /* device memory free once the context was current */
 } Cuda;
 
 static int cuda_supports(const RtBackend *b, IrOp op) {
@@ -102,6 +103,8 @@ static int cuda_prepare(RtBackend *b, const RtModel *m, IrErr *err) {
   c->sync_each = sync && *sync && strcmp(sync, "0");
   if (rt_cuda_device_open(0, &c->dev, err)) goto fail;
   c->dev_open = 1;
+  size_t total;
+  if (RT_CU(err, "measuring free device memory", MemGetInfo, &c->free_at_open, &total)) goto fail;
 
   CgPackPlan pp = {.plan = (CgPlan *)p, .cubins = (CgPackCubin *)m->cubins, .n_cubins = m->n_cubins};
   const CgPackCubin *cub = cg_pack_pick_cubin(&pp, c->dev.cc_major, c->dev.cc_minor, err);
@@ -445,9 +448,20 @@ static void cuda_free(RtBackend *b) {
   free(b);
 }
 
+/* Device memory taken since prepare() made the context current: the arena,
+ * the weights, cuBLASLt's workspace, the CUDA graph and the module, all of
+ * which stay allocated, so after a run this is the peak.  (Other processes'
+ * allocations in between would count too.) */
+static int64_t cuda_device_bytes(RtBackend *b) {
+  Cuda *c = b->impl;
+  size_t free_now, total;
+  if (!c || rt_cu.MemGetInfo(&free_now, &total) != 0) return -1;
+  return c->free_at_open > free_now ? (int64_t)(c->free_at_open - free_now) : 0;
+}
+
 RtBackend *rt_backend_cuda(IrErr *err) {
   if (!rt_cuda_available(err)) return NULL;
   RtBackend *b = xcalloc(1, sizeof *b);
-  *b = (RtBackend){"cuda", cuda_supports, cuda_prepare, cuda_run, cuda_free, NULL, cuda_sample};
+  *b = (RtBackend){"cuda", cuda_supports, cuda_prepare, cuda_run, cuda_free, NULL, cuda_sample, cuda_device_bytes};
   return b;
 }

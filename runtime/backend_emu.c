@@ -215,6 +215,6 @@ static void emu_free(RtBackend *b) {
 
 RtBackend *rt_backend_emu(void) {
   RtBackend *b = xcalloc(1, sizeof *b);
-  *b = (RtBackend){"emu", emu_supports, emu_prepare, emu_run, emu_free, NULL, emu_sample};
+  *b = (RtBackend){"emu", emu_supports, emu_prepare, emu_run, emu_free, NULL, emu_sample, NULL};
   return b;
 }

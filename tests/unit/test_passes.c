@@ -280,6 +280,66 @@ static void test_fold_leaves_non_constants(void **state) {
   ir_graph_free(g);
 }
 
+/* ---- fuse ---------------------------------------------------------------- */
+
+/* residual r = x + g * y; out = layernorm(r) * s + t; r also read by `late`
+ * (after the modulate) or `early` (before it). */
+static void test_fuse_norm_groups(void **state) {
+  (void)state;
+  for (int early = 0; early < 2; early++) {
+    IrGraph *g = ir_graph_new("f");
+    IrDim d[3] = {IR_BATCH, 4, 8};
+    IrNode *x = input(g, "x", 3, d), *y = input(g, "y", 3, d), *gt = input(g, "g", 3, d);
+    IrNode *s = input(g, "s", 3, d), *t = input(g, "t", 3, d);
+    IrNode *r = ir_bin(g, IR_ADD, x, ir_bin(g, IR_MUL, gt, y));
+    IrNode *e = early ? ir_op1f(g, IR_SCALE, r, 2.0f) : NULL;
+    IrNode *ln = ir_op1f(g, IR_LAYERNORM, r, 1e-6f);
+    IrNode *out = ir_bin(g, IR_ADD, ir_bin(g, IR_MUL, ln, s), t);
+    IrNode *late = early ? e : ir_op1f(g, IR_SCALE, r, 2.0f);
+    ir_graph_add_output(g, out, "out");
+    ir_graph_add_output(g, late, "late");
+    run(g, "fuse");
+    assert_ptr_equal(ln->fuse, out); /* layernorm -> modulate, anchored at the last add */
+    assert_ptr_equal(out->in[0]->fuse, out);
+    if (early) {
+      assert_true(r->fuse != out); /* read before the kernel would write it */
+    } else {
+      assert_ptr_equal(r->fuse, out); /* the residual add is the kernel's prologue */
+      assert_ptr_equal(r->in[1]->fuse, out);
+    }
+    assert_null(late->fuse); /* alone: nothing to fuse with */
+    ir_graph_free(g);
+  }
+}
+
+/* attention: one group; linear -> gelu_tanh: one group; the pass decides
+ * afresh when run again. */
+static void test_fuse_attention_and_gemm(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrDim d[3] = {IR_BATCH, 16, 8};
+  IrNode *q = input(g, "q", 3, d), *k = input(g, "k", 3, d), *v = input(g, "v", 3, d);
+  IrNode *sc = ir_op1f(g, IR_SCALE, ir_matmul(g, q, k, 1), 0.35f);
+  IrNode *sm = node1(g, IR_SOFTMAX, sc, (IrAttrs){0});
+  IrNode *o = ir_matmul(g, sm, v, 0);
+  IrNode *w = ir_param(g, "w", IR_F32, ir_shape_make(2, (IrDim[]){8, 8}), NOLOC);
+  IrNode *b = ir_param(g, "b", IR_F32, ir_shape_make(1, (IrDim[]){8}), NOLOC);
+  IrNode *l = ir_linear(g, o, w, b);
+  IrNode *ge = ir_un(g, IR_GELU_TANH, l);
+  ir_graph_add_output(g, ge, "out");
+  run(g, "fuse");
+  assert_ptr_equal(sc->fuse, o);
+  assert_ptr_equal(sm->fuse, o);
+  assert_ptr_equal(sc->in[0]->fuse, o);
+  assert_ptr_equal(o->fuse, o);
+  assert_ptr_equal(l->fuse, ge);
+  assert_ptr_equal(ge->fuse, ge);
+  run(g, "fuse");
+  assert_ptr_equal(l->fuse, ge);
+  assert_ptr_equal(o->fuse, o);
+  ir_graph_free(g);
+}
+
 /* ---- the pass manager ---------------------------------------------------- */
 
 static void test_pipeline_unknown_pass(void **state) {
@@ -372,6 +432,8 @@ int main(void) {
       cmocka_unit_test(test_fold_sin_arange),
       cmocka_unit_test(test_fold_layout_and_reduce),
       cmocka_unit_test(test_fold_leaves_non_constants),
+      cmocka_unit_test(test_fuse_norm_groups),
+      cmocka_unit_test(test_fuse_attention_and_gemm),
       cmocka_unit_test(test_pipeline_unknown_pass),
       cmocka_unit_test(test_pipeline_registry_and_dump),
       cmocka_unit_test(test_pipeline_verifies),
