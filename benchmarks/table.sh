@@ -93,7 +93,7 @@ done
   echo "Commit: $(git -C "$root" rev-parse --short HEAD)  "
   echo "Date: $date  "
   echo "Device: $device$([ $gpu = 1 ] || echo " (no GPU: the timing columns need one; $(head -1 "$tmp/why"))")  "
-  echo "Plans: default passes (\\`_none\\`: \\`--passes none\\`, one kernel per node and no buffer reuse), fp32,"
+  echo 'Plans: default passes (`_none`: `--passes none`, one kernel per node and no buffer reuse), fp32,'
   echo "compiled for $arch; peak activation memory is the plan's arena."
   echo
   head -1 "$tmp/table.csv" | sed 's/^/| /; s/$/ |/; s/,/ | /g'
