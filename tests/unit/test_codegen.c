@@ -743,25 +743,88 @@ static int kernel_steps(IrGraph *g, int fuse) {
 
 /* Fused and unfused plans against the reference: f32 within 1e-6, bf16 and
  * f16 within 1e-2. */
-static void check_fused(IrGraph *g, const char *label) {
+static void check_fused_at(IrGraph *g, const char *label, int64_t batch) {
   IrErr err = {{0}};
   if (ir_verify(g, &err)) fail_msg("%s: %s", label, err.msg);
   Weights w;
   bind_weights(g, &w);
   int n_in;
-  RtTensor *in = make_inputs(g, 2, -2.0f, 2.0f, 4, &n_in);
+  RtTensor *in = make_inputs(g, batch, -2.0f, 2.0f, 4, &n_in);
   for (int fuse = 0; fuse < 2; fuse++) {
-    check_graph_at(g, &w, in, 2, IR_F32, fuse, 1e-6, label, 0);
-    check_graph_at(g, &w, in, 2, IR_BF16, fuse, 1e-2, label, 0);
-    check_graph_at(g, &w, in, 2, IR_F16, fuse, 1e-2, label, 0);
+    check_graph_at(g, &w, in, batch, IR_F32, fuse, 1e-6, label, 0);
+    check_graph_at(g, &w, in, batch, IR_BF16, fuse, 1e-2, label, 0);
+    check_graph_at(g, &w, in, batch, IR_F16, fuse, 1e-2, label, 0);
   }
   free_tensors(in, n_in);
   weights_free(&w);
 }
 
+static void check_fused(IrGraph *g, const char *label) { check_fused_at(g, label, 2); }
+
 /* adaLN-style chunk of c [B, 3D] as [B, 1, D] */
 static IrNode *chunk(IrGraph *g, IrNode *c, int i, int64_t d) {
   return ir_reshape(g, ir_slice(g, c, 1, i * d, d), 3, (IrDim[]){IR_BATCH, 1, (IrDim)d});
+}
+
+/* The fused layernorm: residual prologue stored as a side value (read again
+ * later), modulate epilogue, rows of 40 and of 1100 (not multiples of 32,
+ * several values per lane), at batch 1 and 3. */
+static void test_fuse_norm(void **state) {
+  (void)state;
+  const int64_t lens[] = {40, 1100};
+  for (int li = 0; li < 2; li++) {
+    int64_t D = lens[li];
+    IrGraph *g = ir_graph_new("forward");
+    IrNode *x = ir_input(g, "x", IR_F32, shp(3, IR_BATCH, (IrDim)3, (IrDim)D), noloc());
+    IrNode *y = ir_input(g, "y", IR_F32, shp(3, IR_BATCH, (IrDim)3, (IrDim)D), noloc());
+    IrNode *c = ir_input(g, "c", IR_F32, shp(2, IR_BATCH, (IrDim)(3 * D)), noloc());
+    IrNode *r = ir_bin(g, IR_ADD, x, ir_bin(g, IR_MUL, chunk(g, c, 2, D), y));
+    IrNode *ln = ir_op1f(g, IR_LAYERNORM, r, 1e-6f);
+    IrNode *m = ir_bin(g, IR_ADD, ir_bin(g, IR_MUL, ln, ir_op1f(g, IR_ADD_SCALAR, chunk(g, c, 1, D), 1.0f)),
+                       chunk(g, c, 0, D));
+    ir_graph_add_output(g, m, "modulated");
+    ir_graph_add_output(g, ir_op1f(g, IR_SCALE, r, 0.5f), "residual"); /* r is read after the kernel */
+    assert_int_equal(kernel_steps(g, 1), 2); /* the fused layernorm, the scale */
+    char label[64];
+    snprintf(label, sizeof label, "fuse_norm_%lld", (long long)D);
+    check_fused_at(g, label, 1);
+    check_fused_at(g, label, 3);
+    ir_graph_free(g);
+  }
+}
+
+/* Concat groups: [cos(m), sin(m)] with m shared by both parts, and the
+ * guidance tail: a doubled half batch (a part read twice, at two shifts)
+ * concatenated with a slice of the same input along another axis; at batch
+ * 1 (size-1 parts) and 3. */
+static void test_fuse_concat(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *t = ir_input(g, "t", IR_F32, shp(2, IR_BATCH, (IrDim)1), noloc());
+  float f[16];
+  for (int i = 0; i < 16; i++) f[i] = 1.0f / (float)(i + 1);
+  IrNode *fr = ir_const(g, IR_F32, shp(2, (IrDim)1, (IrDim)16), f, noloc());
+  IrNode *m = ir_bin(g, IR_MUL, t, fr);
+  ir_graph_add_output(g, ir_concat(g, 2, (IrNode *[]){ir_un(g, IR_COS, m), ir_un(g, IR_SIN, m)}, 1), "emb");
+  assert_int_equal(kernel_steps(g, 0), 4);
+  assert_int_equal(kernel_steps(g, 1), 1);
+  check_fused_at(g, "fuse_concat_emb", 1);
+  check_fused_at(g, "fuse_concat_emb", 3);
+  ir_graph_free(g);
+
+  g = ir_graph_new("forward");
+  IrNode *o = ir_input(g, "o", IR_F32, shp(4, (IrDim)-2, (IrDim)6, (IrDim)3, (IrDim)5), noloc());
+  IrNode *s = ir_input(g, "s", IR_F32, shp(0), noloc());
+  IrNode *eps = ir_slice(g, o, 1, 0, 2);
+  IrNode *cond = ir_slice(g, eps, 0, 0, IR_BATCH), *unc = ir_slice(g, eps, 0, IR_BATCH, IR_BATCH);
+  IrNode *h = ir_bin(g, IR_ADD, unc, ir_bin(g, IR_MUL, s, ir_bin(g, IR_SUB, cond, unc)));
+  IrNode *both = ir_concat(g, 2, (IrNode *[]){h, h}, 0);
+  IrNode *out = ir_concat(g, 2, (IrNode *[]){both, ir_slice(g, o, 1, 2, 4)}, 1);
+  ir_graph_add_output(g, out, "out");
+  assert_int_equal(kernel_steps(g, 1), 1);
+  check_fused_at(g, "fuse_concat_cfg", 1);
+  check_fused_at(g, "fuse_concat_cfg", 3);
+  ir_graph_free(g);
 }
 
 static void test_fuse_elementwise(void **state) {
@@ -1119,6 +1182,8 @@ int main(void) {
       cmocka_unit_test(test_attention),
       cmocka_unit_test(test_memory_reuse),
       cmocka_unit_test(test_fuse_elementwise),
+      cmocka_unit_test(test_fuse_norm),
+      cmocka_unit_test(test_fuse_concat),
       cmocka_unit_test(test_e2e_each_pass),
       cmocka_unit_test(test_weight_only),
       cmocka_unit_test(test_moe_routed),
