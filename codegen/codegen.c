@@ -1527,8 +1527,9 @@ static void step_bytes(Ctx *c, const LStep *st, int64_t *act_read, int64_t *act_
   case LOW_ATTENTION:
     for (; j < 3; j++) count_read(c, st->reads[j], view_elems(&ni->qkv[j]), act_read, w_read);
     break;
-  case LOW_KERNEL:
-    if (st->node->op == IR_SLICE) count_read(c, st->reads[j++], node_numel(c, st->node), act_read, w_read);
+  case LOW_KERNEL: /* a slice reads its part, an embedding the rows it looks up */
+    if (st->node->op == IR_SLICE || st->node->op == IR_EMBEDDING)
+      count_read(c, st->reads[j++], node_numel(c, st->node), act_read, w_read);
     break;
   default: break;
   }
