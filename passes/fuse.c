@@ -152,6 +152,12 @@ static IrNode *readers_anchor(const Fuse *f, const IrNode *x) {
   return a;
 }
 
+/* The anchor of a group of elementwise kernels (a map tree, a layernorm's
+ * epilogue), not of a GEMM's GELU epilogue. */
+static int map_anchor(const IrNode *a) {
+  return is_elementwise(a) && !(a->op == IR_GELU_TANH && a->in[0]->op == IR_LINEAR && a->in[0]->fuse == a);
+}
+
 /* Pull into a map or concat group every free elementwise, layout or concat
  * node all of whose readers are in that group: the kernel recomputes it
  * where it is read (once per reader), so it is never stored.  Repeats until
@@ -164,7 +170,7 @@ static void fuse_shared(Fuse *f) {
       if (!free_node(x) || !(is_elementwise(x) || is_layout(x) || (x->op == IR_CONCAT && x->dtype == IR_F32)))
         continue;
       IrNode *a = readers_anchor(f, x);
-      if (a && (is_elementwise(a) || a->op == IR_CONCAT)) {
+      if (a && (map_anchor(a) || a->op == IR_CONCAT)) {
         x->fuse = a;
         moved = 1;
       }
