@@ -75,6 +75,13 @@ typedef struct {
   int64_t shape[IR_MAX_RANK];
   int64_t stride[IR_MAX_RANK];
   int64_t offset;
+  /* A gathered operand (map kernels only): the view's element offset e is
+   * into an embedding's [n, gather_dim] output, whose row r = e / gather_dim
+   * is row idx[r] of the table at loc (indices i32 at gather_idx, clamped to
+   * gather_rows rows, an out-of-range one setting the plan's status word). */
+  int gather;
+  CgLoc gather_idx;
+  int64_t gather_rows, gather_dim;
 } CgView;
 
 /* A contiguous view of shape (rank, shape) at loc. */

@@ -110,6 +110,9 @@ typedef struct {
   int select;              /* LOW_FUSED: expr picks concat parts by coordinate (c0, c1, ...) */
   IrNode **lnode;          /* LOW_FUSED: the node each leaf reads (a node read in several concat
                             * parts is several leaves, one per shift) */
+  int *gidx;               /* LOW_FUSED: per leaf, -1 or (an embedding gathered from the table
+                            * the leaf reads) the leaf of its indices */
+  int has_gather;
   /* LOW_NORM: the layernorm, its input tree (n_pleaves leaves pview, pexpr;
    * a plain read of the input when pexpr is NULL), the stored prologue root
    * (side) or NULL; leaves/expr above are the epilogue's, leaf 0 being the
@@ -609,7 +612,7 @@ static int plan_steps(Ctx *c) {
   int **conv_cache = xcalloc((size_t)g->n_nodes + 1, sizeof *conv_cache);
   int has_status = 0;
   for (int i = 0; i < g->n_nodes; i++)
-    has_status |= g->nodes[i]->op == IR_EMBEDDING && inf(c, g->nodes[i])->need;
+    has_status |= (g->nodes[i]->op == IR_EMBEDDING || inf(c, g->nodes[i])->has_gather) && inf(c, g->nodes[i])->need;
   c->status_buf = -1;
   if (has_status) {
     c->status_buf = new_buf(c, CG_SPACE_ACT, IR_I32, 1);
@@ -637,9 +640,10 @@ static int plan_steps(Ctx *c) {
       IrNode **r = n->n_in > 2 * CG_MAP_MAX_IN ? xmalloc((size_t)(n->n_in + 3) * sizeof *r) : rd;
       int k = lowering_reads(c, n, r);
       ni->buf = new_buf(c, CG_SPACE_ACT, ni->store, node_numel(c, n));
-      LStep *s = add_step(c, LS_NODE, n, k + (n->op == IR_EMBEDDING), ni->buf);
+      int status = n->op == IR_EMBEDDING || ni->has_gather; /* it may set the status word */
+      LStep *s = add_step(c, LS_NODE, n, k + status, ni->buf);
       for (int j = 0; j < k; j++) s->reads[j] = inf(c, r[j])->buf;
-      if (n->op == IR_EMBEDDING) s->reads[k] = c->status_buf;
+      if (status) s->reads[k] = c->status_buf;
       if (ni->how == LOW_NORM && ni->side) {
         NodeInfo *si = inf(c, ni->side);
         s->write2 = si->buf = new_buf(c, CG_SPACE_ACT, si->store, node_numel(c, ni->side));
@@ -883,7 +887,16 @@ typedef struct {
   int overflow;
   int64_t shift[IR_MAX_RANK]; /* inside concat parts: the part's start, per root axis */
   int select;                 /* a concat was fused: the expression uses coordinates */
+  int gidx[CG_MAP_MAX_IN];    /* a gathered leaf (an absorbed embedding): its indices' leaf, else -1 */
+  int allow_gather;           /* map kernels gather; the fused layernorm does not */
 } FuseTree;
+
+static FuseTree *tree_new(IrNode *root) {
+  FuseTree *t = xcalloc(1, sizeof *t);
+  t->root = root;
+  for (int j = 0; j < CG_MAP_MAX_IN; j++) t->gidx[j] = -1;
+  return t;
+}
 
 static int in_tree(const FuseTree *t, const IrNode *x) {
   for (int j = 0; j < t->n_absorbed; j++)
@@ -1025,12 +1038,34 @@ static char *subst(Arena *a, const char *tpl, char **sub) {
 
 static char *fuse_expr(Ctx *c, FuseTree *t, IrNode *n);
 
+/* An embedding lookup the tree reads as a gather from its table (the
+ * y-embedding under the conditioning add): f32, in the group, read by it
+ * alone, the table a float weight. */
+static int gather_leaf(Ctx *c, FuseTree *t, IrNode *x) {
+  return x->op == IR_EMBEDDING && x->dtype == IR_F32 && grouped(t->root, x) && group_only(c, x) &&
+         inf(c, x)->how == LOW_KERNEL && inf(c, x->in[0])->how == LOW_WEIGHT && t->allow_gather;
+}
+
+/* Leaf for embedding x: a view of x's [n, dim] output (offsets) over x's
+ * table (the base read), plus a leaf for its indices. */
+static int add_gather(Ctx *c, FuseTree *t, IrNode *x) {
+  int before = t->n_leaves;
+  int j = add_leaf(c, t, x);
+  if (t->n_leaves == before || t->overflow) return j; /* already there */
+  t->lview[j].base = x->in[0];
+  absorb(c, t, x);
+  int k = add_leaf(c, t, x->in[1]);
+  t->gidx[j] = k;
+  return j;
+}
+
 /* Operand x of a tree node: its expression when the tree absorbs it, else a leaf. */
 static char *operand_expr(Ctx *c, FuseTree *t, IrNode *x) {
   if (fusable_inner(c, t, x)) {
     absorb(c, t, x);
     return fuse_expr(c, t, x);
   }
+  if (gather_leaf(c, t, x)) return arena_printf(&c->scratch, "v%d", add_gather(c, t, x));
   return arena_printf(&c->scratch, "v%d", add_leaf(c, t, x));
 }
 
@@ -1108,8 +1143,8 @@ static void fuse_elementwise(Ctx *c) {
     NodeInfo *ni = inf(c, n);
     if (!(is_elementwise(n) || n->op == IR_CONCAT) || ni->how != LOW_KERNEL || n->dtype != IR_F32 || !n->fuse)
       continue;
-    FuseTree *t = xcalloc(1, sizeof *t);
-    t->root = n;
+    FuseTree *t = tree_new(n);
+    t->allow_gather = 1;
     const char *expr = fuse_expr(c, t, n);
     if (t->overflow || !t->n_absorbed) {
       rollback(c, t);
@@ -1119,6 +1154,9 @@ static void fuse_elementwise(Ctx *c) {
       ni->select = t->select;
       ni->lnode = arena_alloc(&c->scratch, (size_t)t->n_leaves * sizeof *ni->lnode);
       memcpy(ni->lnode, t->leaf, (size_t)t->n_leaves * sizeof *ni->lnode);
+      ni->gidx = arena_alloc(&c->scratch, (size_t)t->n_leaves * sizeof *ni->gidx);
+      memcpy(ni->gidx, t->gidx, (size_t)t->n_leaves * sizeof *ni->gidx);
+      for (int j = 0; j < t->n_leaves; j++) ni->has_gather |= t->gidx[j] >= 0;
       keep_leaves(c, &ni->lview, &ni->n_leaves, t);
       ni->fused = tree_banner(c, "fused", &t, 1, NULL, 0);
     }
@@ -1159,8 +1197,7 @@ static void fuse_norm(Ctx *c, IrNode *ln) {
   FuseTree *epi = NULL, *pro = NULL;
   const char *eexpr = NULL, *pexpr = NULL;
   if (root != ln) {
-    epi = xcalloc(1, sizeof *epi);
-    epi->root = root;
+    epi = tree_new(root);
     epi->leaf[0] = ln; /* v0: the normalised value */
     epi->n_leaves = 1;
     eexpr = fuse_expr(c, epi, root);
@@ -1177,8 +1214,7 @@ static void fuse_norm(Ctx *c, IrNode *ln) {
   int side = 0;
   if (grouped(x, ln) && is_elementwise(x) && inf(c, x)->how == LOW_KERNEL && x->dtype == IR_F32 &&
       same_shape(c, x, ln) && (c->uses[x->index] == 1 || read_after(c, x, ln, root))) {
-    pro = xcalloc(1, sizeof *pro);
-    pro->root = x;
+    pro = tree_new(x);
     pexpr = fuse_expr(c, pro, x);
     if (pro->overflow) {
       rollback(c, pro);
@@ -1190,8 +1226,7 @@ static void fuse_norm(Ctx *c, IrNode *ln) {
     }
   }
   if (!pro) { /* the input as stored (through the group's layout nodes) */
-    pro = xcalloc(1, sizeof *pro);
-    pro->root = ln;
+    pro = tree_new(ln);
     add_leaf(c, pro, x);
   }
   NodeInfo *ri = inf(c, root);
@@ -1346,6 +1381,14 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
   if (ni->how == LOW_FUSED) {
     CgView v[CG_MAP_MAX_IN];
     for (int j = 0; j < ni->n_leaves; j++) v[j] = broadcast_node_view(c, buf_loc(c, st->reads[j]), &ni->lview[j], n);
+    for (int j = 0; j < ni->n_leaves; j++)
+      if (ni->gidx[j] >= 0) { /* lview[j] views the embedding's output; its base is the table */
+        const IrNode *tab = ni->lview[j].base;
+        v[j].gather = 1;
+        v[j].gather_idx = buf_loc(c, st->reads[ni->gidx[j]]);
+        v[j].gather_rows = ir_dim_eval(tab->shape.d[0], c->batch);
+        v[j].gather_dim = ir_dim_eval(tab->shape.d[1], c->batch);
+      }
     e->detail = ni->fused;
     cg_emit_map_ex(e, n, "fused", ov, ni->n_leaves, v, ni->expr, ni->select);
     e->detail = NULL;
@@ -1484,6 +1527,14 @@ static void emit_header(Ctx *c, CgEmit *e) {
                  "/* x/2 (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3) */\n"
                  "DITC_DEVICE static inline float cg_gelu_tanh(float x) {\n"
                  "  return x / (1.0f + expf(-2.0f * 0.7978845608028654f * (x + 0.044715f * x * x * x)));\n"
+                 "}\n\n"
+                 "/* a gathered embedding row: out-of-range indices clamped, status |= 1 */\n"
+                 "DITC_DEVICE static inline int ditc_gather_row(int id, int rows, int *status) {\n"
+                 "  if (id < 0 || id >= rows) {\n"
+                 "    atomicExch(status, 1);\n"
+                 "    id = id < 0 ? 0 : rows - 1;\n"
+                 "  }\n"
+                 "  return id;\n"
                  "}\n\n",
                  t->block_elementwise, t->rows_per_block, t->transpose_tile,
                  t->transpose_rows, t->block_row_thread, t->attn_warps, t->attn_rows_per_warp);

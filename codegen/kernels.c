@@ -345,9 +345,21 @@ static void emit_transpose(CgEmit *e, const IrNode *n, const char *op, CgView ou
   cg_launch(e, n, k, ceil_div(C, t), ceil_div(R, t), L, t, e->tune->transpose_rows, 1, 0);
 }
 
+/* The load of gathered operand o at element offset `off` of the embedding
+ * output it stands for: the row's index, clamped (status |= 1 when it was
+ * out of range, as the embedding kernel does), then the table element. */
+static const char *gather_load(CgEmit *e, const CgView *v, int o, const char *off, char *buf, size_t size) {
+  DITC_ASSERT(e->status_offset >= 0 && v->gather_rows >= 1);
+  long long d = (long long)v->gather_dim, rows = (long long)v->gather_rows;
+  const char *conv = v->loc.dtype == IR_F16 ? "__half2float" : v->loc.dtype == IR_BF16 ? "__bfloat162float" : "";
+  snprintf(buf, size, "%s(x%d[ditc_gather_row(g%d[(%s) / %lld], %lld, (int *)(a.act + %lld)) * %lld + (%s) %% %lld])",
+           conv, o, o, off, d, rows, (long long)e->status_offset, d, off, d);
+  return buf;
+}
+
 /* expr with every leaf token v<k> replaced by the load of leaf k, so that
  * only the concat part a coordinate selects is read. */
-static char *inline_loads(const char *expr, char (*loads)[256]) {
+static char *inline_loads(const char *expr, char (*loads)[1024]) {
   CgText t = {0};
   for (const char *p = expr; *p;) {
     int ident = p > expr && (p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z') || (p[-1] >= 'A' && p[-1] <= 'Z') ||
@@ -409,6 +421,10 @@ void cg_emit_map_ex(CgEmit *e, const IrNode *n, const char *op, CgView out, int 
   for (int o = 0; o < n_in; o++) {
     snprintf(buf, sizeof buf, "x%d", o);
     decl_ptr(e, buf, in[o].loc, 0);
+    if (in[o].gather) {
+      snprintf(buf, sizeof buf, "g%d", o);
+      decl_ptr(e, buf, in[o].gather_idx, 0);
+    }
   }
   decl_ptr(e, "y", out.loc, 1);
   cg_text_printf(&e->src, "  %s i = (%s)blockIdx.x * CG_BLOCK_ELEMENTWISE + threadIdx.x;\n", it, it);
@@ -454,10 +470,13 @@ void cg_emit_map_ex(CgEmit *e, const IrNode *n, const char *op, CgView out, int 
   if (raw) {
     cg_text_printf(&e->src, "  y[%s] = x0[%s];\n}\n\n", offs[n_in], offs[0]);
   } else if (select) {
-    char (*loads)[256] = xmalloc((size_t)n_in * sizeof *loads);
+    char (*loads)[1024] = xmalloc((size_t)n_in * sizeof *loads);
     for (int o = 0; o < n_in; o++) {
       snprintf(buf, sizeof buf, "x%d", o);
-      snprintf(loads[o], sizeof loads[o], "%s", cg_load(in[o].loc.dtype, buf, offs[o], ld));
+      if (in[o].gather)
+        gather_load(e, &in[o], o, offs[o], loads[o], sizeof loads[o]);
+      else
+        snprintf(loads[o], sizeof loads[o], "%s", cg_load(in[o].loc.dtype, buf, offs[o], ld));
     }
     char *body = inline_loads(expr, loads);
     cg_text_printf(&e->src, "  float r = %s;\n  %s\n}\n\n", body, store(out.loc.dtype, "y", offs[n_in], "r", st));
@@ -466,7 +485,10 @@ void cg_emit_map_ex(CgEmit *e, const IrNode *n, const char *op, CgView out, int 
   } else {
     for (int o = 0; o < n_in; o++) {
       snprintf(buf, sizeof buf, "x%d", o);
-      cg_text_printf(&e->src, "  float v%d = %s;\n", o, cg_load(in[o].loc.dtype, buf, offs[o], ld));
+      char gl[1024];
+      cg_text_printf(&e->src, "  float v%d = %s;\n", o,
+                     in[o].gather ? gather_load(e, &in[o], o, offs[o], gl, sizeof gl)
+                                  : cg_load(in[o].loc.dtype, buf, offs[o], ld));
     }
     /* the expression apart: a fused tree's can be longer than a store's buffer */
     cg_text_printf(&e->src, "  float r = %s;\n  %s\n}\n\n", expr ? expr : "v0", store(out.loc.dtype, "y", offs[n_in], "r", st));

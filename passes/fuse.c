@@ -20,7 +20,12 @@
  *   map         every other tree of f32 elementwise nodes whose inner nodes
  *               have no other reader, with the slices, reshapes and
  *               permutes feeding it read through strides (the adaLN chunks,
- *               the patch embedding's transpose under the position add).
+ *               the patch embedding's transpose under the position add) and
+ *               embedding lookups read as gathers from their tables (the
+ *               class embedding under the conditioning add);
+ *   concat      a concat of such trees and views, one kernel picking a part
+ *               per coordinate (the timestep embedding's [cos, sin], the
+ *               guidance combine).
  *
  * Inner nodes must have exactly one reader (graph outputs count): their
  * values then never need storing.  A prologue's root may have other readers
@@ -78,6 +83,9 @@ static int claim_tree(Fuse *f, IrNode *n, IrNode *anchor, const IrNode *stop) {
       count += claim_tree(f, x, anchor, stop);
     else if (is_layout(x)) {
       claim_layout(f, x, anchor);
+      count++;
+    } else if (x->op == IR_EMBEDDING && x->dtype == IR_F32) { /* read as a gather from its table */
+      x->fuse = anchor;
       count++;
     }
   }

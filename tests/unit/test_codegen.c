@@ -545,13 +545,10 @@ static void test_embedding_cast(void **state) {
   ir_graph_free(g);
 }
 
-static void test_embedding_out_of_range(void **state) {
-  (void)state;
-  IrGraph *g = ir_graph_new("forward");
-  IrNode *table = ir_param(g, "table", IR_F32, shp(2, (IrDim)10, (IrDim)4), noloc());
-  IrNode *idx = ir_input(g, "idx", IR_I32, shp(1, IR_BATCH), noloc());
-  IrNode *in[2] = {table, idx};
-  ir_graph_add_output(g, node_attr(g, IR_EMBEDDING, 2, in, (IrAttrs){0}), "emb");
+/* Builds g (one output: the lookup of `table` [10, 4] at batch 3, plus
+ * `add`), runs indices 2, 10, -5: rows clamped, the status word set; then
+ * good indices: the status reset by the plan itself.  Returns the steps. */
+static int check_out_of_range(IrGraph *g, IrNode *table, float add) {
   Weights w;
   bind_weights(g, &w);
   CgOptions o = {.precision = IR_F32, .batch = 3};
@@ -568,20 +565,31 @@ static void test_embedding_out_of_range(void **state) {
   assert_int_equal(status, CG_STATUS_EMBEDDING_RANGE);
   const float *y = out.data, *tab = w.data[table->id];
   for (int j = 0; j < 4; j++) {
-    assert_float_equal(y[j], tab[2 * 4 + j], 0);
-    assert_float_equal(y[4 + j], tab[9 * 4 + j], 0); /* clamped to the last row */
-    assert_float_equal(y[8 + j], tab[j], 0);         /* clamped to row 0 */
+    assert_float_equal(y[j], tab[2 * 4 + j] + add, 0);
+    assert_float_equal(y[4 + j], tab[9 * 4 + j] + add, 0); /* clamped to the last row */
+    assert_float_equal(y[8 + j], tab[j] + add, 0);         /* clamped to row 0 */
   }
-  /* a good run after a bad one: the status is reset by the plan itself */
   int32_t good[3] = {0, 1, 9};
   memcpy(t.data, good, sizeof good);
   rt_tensor_free(&out);
   run_plan_emu(p, &w, &t, &out, &status);
   assert_int_equal(status, 0);
+  int steps = p->n_steps;
   rt_tensor_free(&out);
   rt_tensor_free(&t);
   cg_plan_free(p);
   weights_free(&w);
+  return steps;
+}
+
+static void test_embedding_out_of_range(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *table = ir_param(g, "table", IR_F32, shp(2, (IrDim)10, (IrDim)4), noloc());
+  IrNode *idx = ir_input(g, "idx", IR_I32, shp(1, IR_BATCH), noloc());
+  IrNode *in[2] = {table, idx};
+  ir_graph_add_output(g, node_attr(g, IR_EMBEDDING, 2, in, (IrAttrs){0}), "emb");
+  check_out_of_range(g, table, 0.0f);
   ir_graph_free(g);
 }
 
@@ -764,6 +772,33 @@ static void check_fused(IrGraph *g, const char *label) { check_fused_at(g, label
 /* adaLN-style chunk of c [B, 3D] as [B, 1, D] */
 static IrNode *chunk(IrGraph *g, IrNode *c, int i, int64_t d) {
   return ir_reshape(g, ir_slice(g, c, 1, i * d, d), 3, (IrDim[]){IR_BATCH, 1, (IrDim)d});
+}
+
+/* The same through a gather fused into an elementwise kernel (the fuse
+ * pass's map group): clamped rows, the status word set, then reset. */
+static void test_embedding_gather_fused(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *table = ir_param(g, "table", IR_F32, shp(2, (IrDim)10, (IrDim)4), noloc());
+  IrNode *idx = ir_input(g, "idx", IR_I32, shp(1, IR_BATCH), noloc());
+  IrNode *in[2] = {table, idx};
+  IrNode *emb = node_attr(g, IR_EMBEDDING, 2, in, (IrAttrs){0});
+  ir_graph_add_output(g, ir_op1f(g, IR_ADD_SCALAR, emb, 0.5f), "emb");
+  set_fusion(g, 1);
+  assert_int_equal(check_out_of_range(g, table, 0.5f), 2); /* the status reset, the fused gather */
+  ir_graph_free(g);
+
+  /* in range, fused against unfused against the reference: c = silu(x + table[y]) */
+  g = ir_graph_new("forward");
+  table = ir_param(g, "table", IR_F32, shp(2, (IrDim)10, (IrDim)6), noloc());
+  IrNode *yy[2] = {table, ir_input(g, "y", IR_I32, shp(1, IR_BATCH), noloc())};
+  IrNode *x = ir_input(g, "x", IR_F32, shp(2, IR_BATCH, (IrDim)6), noloc());
+  IrNode *e2 = node_attr(g, IR_EMBEDDING, 2, yy, (IrAttrs){0});
+  ir_graph_add_output(g, ir_un(g, IR_SILU, ir_bin(g, IR_ADD, x, e2)), "c");
+  assert_int_equal(kernel_steps(g, 0), 4); /* status, embedding, add, silu */
+  assert_int_equal(kernel_steps(g, 1), 2); /* status, one fused kernel */
+  check_fused_at(g, "embedding_gather", 3);
+  ir_graph_free(g);
 }
 
 /* The fused layernorm: residual prologue stored as a side value (read again
@@ -1181,6 +1216,7 @@ int main(void) {
       cmocka_unit_test(test_conv_pool),
       cmocka_unit_test(test_embedding_cast),
       cmocka_unit_test(test_embedding_out_of_range),
+      cmocka_unit_test(test_embedding_gather_fused),
       cmocka_unit_test(test_layout),
       cmocka_unit_test(test_const),
       cmocka_unit_test(test_attention),
