@@ -352,8 +352,10 @@ static const char *gather_load(CgEmit *e, const CgView *v, int o, const char *of
   DITC_ASSERT(e->status_offset >= 0 && v->gather_rows >= 1);
   long long d = (long long)v->gather_dim, rows = (long long)v->gather_rows;
   const char *conv = v->loc.dtype == IR_F16 ? "__half2float" : v->loc.dtype == IR_BF16 ? "__bfloat162float" : "";
-  snprintf(buf, size, "%s(x%d[ditc_gather_row(g%d[(%s) / %lld], %lld, (int *)(a.act + %lld)) * %lld + (%s) %% %lld])",
-           conv, o, o, off, d, rows, (long long)e->status_offset, d, off, d);
+  /* off is an offset expression of under 256 characters: this fits in 1024 */
+  int n = snprintf(buf, size, "%s(x%d[ditc_gather_row(g%d[(%s) / %lld], %lld, (int *)(a.act + %lld)) * %lld + (%s) %% %lld])",
+                   conv, o, o, off, d, rows, (long long)e->status_offset, d, off, d);
+  DITC_ASSERT(n > 0 && (size_t)n < size);
   return buf;
 }
 
