@@ -152,6 +152,18 @@ static int nodes_eq(const IrNode *a, const IrNode *b) {
   }
 }
 
+/* The longest common prefix of labels a and b that ends at a '.' or at the
+ * end of both ("blocks.0.attn", "blocks.1.attn" -> "blocks"); NULL when they
+ * share nothing; the other when one is NULL. */
+static const char *shared_label(IrGraph *g, const char *a, const char *b) {
+  if (!a || !b) return a ? a : b;
+  if (!strcmp(a, b)) return a;
+  size_t end = 0;
+  for (size_t i = 0; a[i] && a[i] == b[i]; i++)
+    if ((a[i + 1] == '.' || !a[i + 1]) && (b[i + 1] == '.' || !b[i + 1])) end = i + 1;
+  return end ? arena_printf(&g->arena, "%.*s", (int)end, a) : NULL;
+}
+
 int pass_cse(IrGraph *g, const PassOptions *o, IrErr *err) {
   (void)o;
   (void)err;
@@ -167,8 +179,10 @@ int pass_cse(IrGraph *g, const PassOptions *o, IrErr *err) {
       table[h] = n;
       continue;
     }
-    /* The survivor keeps its label; take the duplicate's if it had none. */
-    if (!table[h]->name && n->name && ir_op_class(n->op) != IR_CLASS_LEAF) table[h]->name = n->name;
+    /* One node now does the work of both: it keeps the part of the two labels
+     * they share (blocks.0 and blocks.1 -> blocks), or the duplicate's label
+     * when it had none. */
+    if (ir_op_class(n->op) != IR_CLASS_LEAF) table[h]->name = shared_label(g, table[h]->name, n->name);
     ir_replace_all_uses(g, n, table[h]);
     merged++;
   }

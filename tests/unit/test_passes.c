@@ -109,6 +109,34 @@ static void test_cse_merges_subexpressions(void **state) {
   ir_graph_free(g);
 }
 
+/* A merged node keeps what its labels share: it now serves both places. */
+static void test_cse_labels(void **state) {
+  (void)state;
+  static const char *const cases[][3] = {
+      {"blocks.0", "blocks.1", "blocks"},
+      {"blocks.0.attn", "blocks.0.mlp", "blocks.0"},
+      {"blocks.0", "blocks.0.attn", "blocks.0"},
+      {"blocks.1", "blocks.12", "blocks"},
+      {"blocks.0", "final_layer", NULL},
+      {NULL, "t_embedder", "t_embedder"},
+      {"y_embedder", "y_embedder", "y_embedder"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    IrGraph *g = ir_graph_new("f");
+    IrNode *x = input(g, "x", 1, (IrDim[]){IR_BATCH});
+    IrNode *a = ir_un(g, IR_SILU, x), *b = ir_un(g, IR_SILU, x);
+    a->name = cases[i][0];
+    b->name = cases[i][1];
+    ir_graph_add_output(g, ir_bin(g, IR_ADD, a, b), "out");
+    run(g, "cse");
+    const char *got = g->outputs[0]->in[0]->name;
+    if (cases[i][2] ? !got || strcmp(got, cases[i][2]) : got != NULL)
+      fail_msg("%s + %s: label %s, want %s", cases[i][0] ? cases[i][0] : "(none)", cases[i][1],
+               got ? got : "(none)", cases[i][2] ? cases[i][2] : "(none)");
+    ir_graph_free(g);
+  }
+}
+
 static void test_cse_leaves(void **state) {
   (void)state;
   IrGraph *g = ir_graph_new("f");
@@ -426,6 +454,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_dce),
       cmocka_unit_test(test_cse_merges_subexpressions),
+      cmocka_unit_test(test_cse_labels),
       cmocka_unit_test(test_cse_leaves),
       cmocka_unit_test(test_canonicalize),
       cmocka_unit_test(test_canonicalize_keeps_real_work),
