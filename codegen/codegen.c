@@ -270,35 +270,42 @@ static int view_reshape(const NodeView *u, int rt, const int64_t *t, NodeView *o
 }
 
 /* The view of n's value in terms of a stored node, looking through layout ops. */
-static NodeView resolve_view(Ctx *c, IrNode *n) {
-  NodeView u, v;
+/* The view of n through the layout nodes under it that `through` accepts
+ * (permute, slice, reshape), down to the stored value it reads, the view's
+ * base: n itself when `through` refuses it, or a reshape that strides cannot
+ * express (e.g. unpatchify's merge of permuted axes), read as stored. */
+typedef int (*ThroughFn)(Ctx *c, void *arg, IrNode *n);
+
+static NodeView resolve_view_through(Ctx *c, IrNode *n, ThroughFn through, void *arg) {
+  if (!through(c, arg, n)) return view_contig(c, n);
+  NodeView u = resolve_view_through(c, n->in[0], through, arg), v = u;
   switch (n->op) {
   case IR_PERMUTE:
-    u = resolve_view(c, n->in[0]);
-    v = u;
     for (int j = 0; j < n->shape.rank; j++) {
       v.shape[j] = u.shape[n->attr.perm[j]];
       v.stride[j] = u.stride[n->attr.perm[j]];
     }
     return v;
-  case IR_SLICE: {
-    u = resolve_view(c, n->in[0]);
-    int ax = n->attr.axis;
-    u.offset += ir_dim_eval(n->attr.start, c->batch) * u.stride[ax];
-    u.shape[ax] = ir_dim_eval(n->attr.len, c->batch);
-    return u;
-  }
-  case IR_RESHAPE: {
+  case IR_SLICE:
+    v.offset += ir_dim_eval(n->attr.start, c->batch) * u.stride[n->attr.axis];
+    v.shape[n->attr.axis] = ir_dim_eval(n->attr.len, c->batch);
+    return v;
+  default: {
     int64_t t[IR_MAX_RANK] = {0};
     node_shape(c, n, t);
-    u = resolve_view(c, n->in[0]);
     if (view_reshape(&u, n->shape.rank, t, &v) == 0) return v;
     return view_contig(c, n);
   }
-  default:
-    return view_contig(c, n);
   }
 }
+
+static int any_layout(Ctx *c, void *arg, IrNode *n) {
+  (void)c, (void)arg;
+  return n->op == IR_PERMUTE || n->op == IR_SLICE || n->op == IR_RESHAPE;
+}
+
+/* Through every layout node (the attention's head split). */
+static NodeView resolve_view(Ctx *c, IrNode *n) { return resolve_view_through(c, n, any_layout, NULL); }
 
 /* ======================================================================== */
 /* decide                                                                   */
@@ -960,44 +967,14 @@ static int layout_leaf(Ctx *c, FuseTree *t, IrNode *x) {
   return (x->op == IR_SLICE || x->op == IR_PERMUTE) ? h == LOW_KERNEL : x->op == IR_RESHAPE ? h == LOW_ALIAS : 0;
 }
 
-/* The view of x through the chain of layout leaves under it, down to the
- * stored value it reads (*base: x itself when x is no layout leaf, or a
- * reshape that strides cannot express, e.g. unpatchify's merge of permuted
- * axes, which then is read as its stored input). */
-static NodeView chain_view(Ctx *c, FuseTree *t, IrNode *x, IrNode **base) {
-  if (!layout_leaf(c, t, x)) {
-    *base = x;
-    return view_contig(c, x);
-  }
-  NodeView u = chain_view(c, t, x->in[0], base), out = u;
-  switch (x->op) {
-  case IR_PERMUTE:
-    for (int j = 0; j < x->shape.rank; j++) {
-      out.shape[j] = u.shape[x->attr.perm[j]];
-      out.stride[j] = u.stride[x->attr.perm[j]];
-    }
-    out.rank = x->shape.rank;
-    return out;
-  case IR_SLICE:
-    out.offset += ir_dim_eval(x->attr.start, c->batch) * u.stride[x->attr.axis];
-    out.shape[x->attr.axis] = ir_dim_eval(x->attr.len, c->batch);
-    return out;
-  default: {
-    int64_t xs[IR_MAX_RANK] = {0};
-    node_shape(c, x, xs);
-    if (view_reshape(&u, x->shape.rank, xs, &out) == 0) return out;
-    *base = x;
-    return view_contig(c, x);
-  }
-  }
-}
+static int through_leaf(Ctx *c, void *t, IrNode *n) { return layout_leaf(c, t, n); }
+
 
 /* Leaf index of operand x (read through its layout chain when it has one),
  * appending it when new. */
 static int add_leaf(Ctx *c, FuseTree *t, IrNode *x) {
-  IrNode *base;
-  NodeView v = chain_view(c, t, x, &base);
-  for (IrNode *y = x; y != base; y = y->in[0]) absorb(c, t, y);
+  NodeView v = resolve_view_through(c, x, through_leaf, t);
+  for (IrNode *y = x; y != v.base; y = y->in[0]) absorb(c, t, y);
   /* inside a concat part the root's coordinates run ahead by the part's
    * start: read at (c - shift), through the strides the root will broadcast
    * the leaf with (broadcast_node_view) */
