@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda_api.h"
+#include "runtime/cuda_api.h"
 
 /* x[i] = a * x[i] + b for i < n; one thread per element. */
 static const char SMOKE_PTX[] =

@@ -23,7 +23,7 @@
  */
 #include <stdio.h>
 
-#include "cg_internal.h"
+#include "codegen/cg_internal.h"
 
 int64_t cg_attention_smem(int rows, int64_t d, int64_t dv) {
   return (int64_t)sizeof(float) * (rows * d + 32 * (d + 1) + 32 * dv + rows * 32);

@@ -10,7 +10,7 @@
 #ifndef DITC_CG_INTERNAL_H
 #define DITC_CG_INTERNAL_H
 
-#include "plan.h"
+#include "codegen/plan.h"
 
 /* ---- text ------------------------------------------------------------------ */
 

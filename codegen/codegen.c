@@ -65,8 +65,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cg_internal.h"
-#include "passes.h"
+#include "codegen/cg_internal.h"
+#include "passes/passes.h"
 
 #define ALIGN 256
 
@@ -1685,7 +1685,6 @@ void cg_plan_free(CgPlan *p) {
 /* weights                                                                  */
 /* ======================================================================== */
 
-#include "tensor.h"
 
 static int64_t shape_numel(int rank, const int64_t *shape) {
   int64_t n = 1;
@@ -1783,8 +1782,8 @@ static float *compute_weight(const CgPlan *p, const CgWeight *cw, float *const *
   case IR_RESHAPE: memcpy(out, x, (size_t)numel * sizeof *out); break;
   case IR_CAST:
     for (int64_t j = 0; j < numel; j++)
-      out[j] = cw->attr.to == IR_F16 ? rt_f16_to_f32(rt_f32_to_f16(x[j]))
-               : cw->attr.to == IR_BF16 ? rt_bf16_to_f32(rt_f32_to_bf16(x[j]))
+      out[j] = cw->attr.to == IR_F16 ? ir_f16_to_f32(ir_f32_to_f16(x[j]))
+               : cw->attr.to == IR_BF16 ? ir_bf16_to_f32(ir_f32_to_bf16(x[j]))
                                          : x[j];
     break;
   case IR_SLICE: {
@@ -1846,13 +1845,13 @@ static int store_weight(const CgWeight *cw, const float *src, int64_t n, char *d
     break;
   case IR_F16:
     for (int64_t j = 0; j < n; j++) {
-      uint16_t h = rt_f32_to_f16(src[j]);
+      uint16_t h = ir_f32_to_f16(src[j]);
       memcpy(dst + 2 * j, &h, 2);
     }
     break;
   case IR_BF16:
     for (int64_t j = 0; j < n; j++) {
-      uint16_t h = rt_f32_to_bf16(src[j]);
+      uint16_t h = ir_f32_to_bf16(src[j]);
       memcpy(dst + 2 * j, &h, 2);
     }
     break;
@@ -1862,7 +1861,7 @@ static int store_weight(const CgWeight *cw, const float *src, int64_t n, char *d
   return 0;
 }
 
-int cg_plan_fill_weights(const CgPlan *p, const Weights *w, void *blob, IrErr *err) {
+int cg_plan_fill_weights(const CgPlan *p, CgParamValues values, void *blob, IrErr *err) {
   char *out = blob;
   memset(out, 0, (size_t)p->weights_bytes);
   /* values of the weights computed weights read, f32 (owned when computed or rounded) */
@@ -1881,18 +1880,18 @@ int cg_plan_fill_weights(const CgPlan *p, const Weights *w, void *blob, IrErr *e
       src = val[i] = compute_weight(p, cw, val);
       owned[i] = 1;
     } else if (!src) {
-      if (!w || cw->param_id < 0 || cw->param_id >= w->cap || !w->data[cw->param_id]) {
+      if (cw->param_id < 0 || cw->param_id >= values.n || !values.by_id || !values.by_id[cw->param_id]) {
         ir_errf(err, "codegen: weight '%s' is not bound", cw->name ? cw->name : "?");
         goto out;
       }
-      src = w->data[cw->param_id];
+      src = values.by_id[cw->param_id];
     }
     if (read[i] && !cw->n_in) {
       /* a half-typed parameter holds half values (as runtime/ref.c does) */
       if (cw->dtype == IR_F16 || cw->dtype == IR_BF16) {
         float *r = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *r);
         for (int64_t j = 0; j < n; j++)
-          r[j] = cw->dtype == IR_F16 ? rt_f16_to_f32(rt_f32_to_f16(src[j])) : rt_bf16_to_f32(rt_f32_to_bf16(src[j]));
+          r[j] = cw->dtype == IR_F16 ? ir_f16_to_f32(ir_f32_to_f16(src[j])) : ir_bf16_to_f32(ir_f32_to_bf16(src[j]));
         val[i] = r;
         owned[i] = 1;
       } else {

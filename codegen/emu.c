@@ -50,9 +50,9 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "emu.h"
+#include "codegen/emu.h"
 #define DITC_EMU_ABI_ONLY
-#include "emu_prelude.h"
+#include "codegen/emu_prelude.h"
 
 extern char **environ;
 

@@ -18,7 +18,7 @@
 
 #include <stddef.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 typedef struct {
   unsigned x, y, z;

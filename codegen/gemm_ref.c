@@ -13,14 +13,13 @@
  * into a packed scratch copy first; an f32 D is written in place.  Batches run on OpenMP threads, each a
  * single-threaded sgemm (see runtime/ref.c on why one pool).
  */
-#include "plan.h"
+#include "codegen/plan.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "tensor.h"
 
 static const char *ref_base(CgRef r, char *act, const char *w) {
   return (r.space == CG_SPACE_ACT ? (const char *)act : w) + r.offset;
@@ -34,8 +33,8 @@ static float load_elem(IrDType t, const char *p, int64_t i) {
     memcpy(&f, p + 4 * i, 4);
     return f;
   }
-  case IR_F16: memcpy(&h, p + 2 * i, 2); return rt_f16_to_f32(h);
-  case IR_BF16: memcpy(&h, p + 2 * i, 2); return rt_bf16_to_f32(h);
+  case IR_F16: memcpy(&h, p + 2 * i, 2); return ir_f16_to_f32(h);
+  case IR_BF16: memcpy(&h, p + 2 * i, 2); return ir_bf16_to_f32(h);
   default: ditc_unreachable();
   }
 }
@@ -44,8 +43,8 @@ static void store_elem(IrDType t, char *p, int64_t i, float v) {
   uint16_t h;
   switch (t) {
   case IR_F32: memcpy(p + 4 * i, &v, 4); return;
-  case IR_F16: h = rt_f32_to_f16(v); memcpy(p + 2 * i, &h, 2); return;
-  case IR_BF16: h = rt_f32_to_bf16(v); memcpy(p + 2 * i, &h, 2); return;
+  case IR_F16: h = ir_f32_to_f16(v); memcpy(p + 2 * i, &h, 2); return;
+  case IR_BF16: h = ir_f32_to_bf16(v); memcpy(p + 2 * i, &h, 2); return;
   default: ditc_unreachable();
   }
 }

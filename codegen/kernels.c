@@ -29,7 +29,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cg_internal.h"
+#include "codegen/cg_internal.h"
 
 /* ======================================================================== */
 /* text and names                                                           */

@@ -29,7 +29,7 @@
  */
 #include <stdio.h>
 
-#include "cg_internal.h"
+#include "codegen/cg_internal.h"
 
 #define MOE_BLOCK 256 /* threads of the place and GEMM blocks (the scans assume it) */
 #define MOE_TILE 64   /* GEMM tile edge (rows and columns) */

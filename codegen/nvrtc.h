@@ -23,7 +23,7 @@
 #include <stddef.h>
 
 #include "codegen/cache.h"
-#include "ir.h"
+#include "ir/ir.h"
 
 typedef struct CgNvrtc CgNvrtc;
 

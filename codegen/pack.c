@@ -33,8 +33,6 @@
 
 #include <openssl/evp.h>
 
-#include "tensor.h"
-#include "weights.h"
 
 enum { HDR = 64, TOC_ENTRY = 64, ALIGN = 64, MAX_SECTIONS = 4096, MAX_PLANS = 256 };
 static const char MAGIC[8] = {'D', 'I', 'T', 'C', 'P', 'A', 'C', 'K'};
@@ -1217,51 +1215,3 @@ const CgPackCubin *cg_pack_pick_cubin(const CgPackPlan *pp, int major, int minor
 /* weights                                                                  */
 /* ======================================================================== */
 
-int cg_pack_weights(const CgPack *pk, const CgPackPlan *pp, const char *spec, const void **blob, void **owned,
-                    IrErr *err) {
-  const CgPlan *p = pp->plan;
-  *owned = NULL;
-  *blob = NULL;
-  if (!spec) {
-    if (pp->blob < 0)
-      return ir_errf(err, "%s holds no weights: give --weights FILE (or random[:SEED])", pk->path);
-    *blob = pk->blobs[pp->blob].data;
-    return 0;
-  }
-  /* A graph of just the parameters, named as in the model: weights_open binds
-   * it as it would the whole model (diffusers names, defaults, random). */
-  IrGraph *g = ir_graph_new("pack-weights");
-  int max_id = -1;
-  for (int i = 0; i < p->n_weights; i++)
-    if (p->weights[i].param_id > max_id) max_id = p->weights[i].param_id;
-  IrNode **by_id = xcalloc((size_t)max_id + 2, sizeof *by_id);
-  for (int i = 0; i < p->n_weights; i++) {
-    const CgWeight *cw = &p->weights[i];
-    if (cw->param_id < 0 || by_id[cw->param_id]) continue;
-    IrDim d[IR_MAX_RANK];
-    for (int k = 0; k < cw->rank; k++) d[k] = cw->shape[k];
-    IrNode *n = ir_param(g, cw->name, IR_F32, ir_shape_make(cw->rank, d), (IrLoc){0});
-    n->data = (void *)pp->defaults[i];
-    by_id[cw->param_id] = n;
-  }
-  Weights w = {0}, mapped = {0};
-  int rc = -1;
-  if (weights_open(g, spec, &w, err)) goto out;
-  mapped.cap = max_id + 1;
-  mapped.data = xcalloc((size_t)mapped.cap + 1, sizeof *mapped.data);
-  for (int id = 0; id <= max_id; id++)
-    if (by_id[id]) mapped.data[id] = w.data[by_id[id]->id];
-  void *b = xmalloc((size_t)p->weights_bytes + 1);
-  if (cg_plan_fill_weights(p, &mapped, b, err)) {
-    free(b);
-    goto out;
-  }
-  *blob = *owned = b;
-  rc = 0;
-out:
-  free(mapped.data);
-  weights_free(&w);
-  free(by_id);
-  ir_graph_free(g);
-  return rc;
-}

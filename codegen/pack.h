@@ -148,13 +148,6 @@ const CgPackPlan *cg_pack_find_plan_arch(const CgPack *p, const char *entry, con
  * the same major; else NULL and an error listing the pack's architectures. */
 const CgPackCubin *cg_pack_pick_cubin(const CgPackPlan *pp, int major, int minor, IrErr *err);
 
-/* The weights blob for plan `pp`: with spec NULL the pack's own (borrowed:
- * *owned = NULL); with spec ("random[:SEED]" or a checkpoint, bound by name:
- * reference or diffusers naming, PARAM defaults where the file lacks them)
- * a new host blob (*owned = *blob, free() it).  A pack without weights needs
- * a spec.  Returns 0 or -1. */
-int cg_pack_weights(const CgPack *p, const CgPackPlan *pp, const char *spec, const void **blob,
-                    void **owned, IrErr *err);
 
 /* ---- writing ---------------------------------------------------------------- */
 

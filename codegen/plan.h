@@ -20,8 +20,7 @@
 #ifndef DITC_PLAN_H
 #define DITC_PLAN_H
 
-#include "ir.h"
-#include "weights.h"
+#include "ir/ir.h"
 
 /* The one kernel argument.  Declared identically in the generated source. */
 typedef struct {
@@ -179,10 +178,18 @@ int cg_tuning_same(const char *a, const char *b);
 int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err);
 void cg_plan_free(CgPlan *p);
 
-/* Fill the weights blob (weights_bytes, host memory) from bound weights
- * (runtime/weights.h), computing the computed weights (in f32, from their
- * inputs' values) and converting each to its CgWeight's dtype. */
-int cg_plan_fill_weights(const CgPlan *p, const Weights *w, void *blob, IrErr *err);
+/* The f32 values of a model's parameters, by PARAM node id: by_id[id] for
+ * 0 <= id < n, NULL where unbound.  Whoever binds a checkpoint fills it
+ * (runtime/weights.h: weights_values()); the code generator only reads it. */
+typedef struct {
+  int n;
+  const float *const *by_id;
+} CgParamValues;
+
+/* Fill the weights blob (weights_bytes, host memory) from the bound values,
+ * computing the computed weights (in f32, from their inputs' values) and
+ * converting each to its CgWeight's dtype. */
+int cg_plan_fill_weights(const CgPlan *p, CgParamValues values, void *blob, IrErr *err);
 /* Check computed weight i of p (no-op for a PARAM/CONST): its op, inputs
  * (earlier weights, float), attributes and element counts fit together, so
  * filling it reads and writes only inside its arrays.  The pack reader runs

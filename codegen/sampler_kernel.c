@@ -7,7 +7,7 @@
  * by operation (change both together); the normal kernel mirrors rng_normal
  * and rng_philox4x32.
  */
-#include "sampler_kernel.h"
+#include "codegen/sampler_kernel.h"
 
 #include <stdio.h>
 #include <stdlib.h>

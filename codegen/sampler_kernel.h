@@ -24,7 +24,7 @@
 
 #include <stdint.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 /* Stored dtypes the kernels convert from and to: F32, F16 or BF16. */
 typedef struct {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ast.h"
+#include "frontend/ast.h"
 
 static const char *const kind_names[AST_KIND_COUNT] = {
     [AST_INT] = "int",         [AST_FLOAT] = "float",       [AST_STR] = "str",

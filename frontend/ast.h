@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 /* ======================================================================== */
 /* sources and diagnostics (diag.c)                                         */

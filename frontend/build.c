@@ -14,8 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "elab.h"
-#include "frontend.h"
+#include "frontend/elab.h"
+#include "frontend/frontend.h"
 
 const char *fe_models_dir(void) {
   const char *d = getenv("DITC_MODELS");

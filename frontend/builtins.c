@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "elab.h"
+#include "frontend/elab.h"
 
 typedef struct {
   Elab *e;

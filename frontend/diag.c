@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ast.h"
+#include "frontend/ast.h"
 
 enum { FE_DIAG_DEFAULT_LIMIT = 100 };
 

@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "elab.h"
+#include "frontend/elab.h"
 
 typedef enum { EX_OK, EX_RETURN, EX_STOP } Exec;
 

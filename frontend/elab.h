@@ -11,8 +11,8 @@
 #ifndef DITC_FE_ELAB_H
 #define DITC_FE_ELAB_H
 
-#include "ast.h"
-#include "frontend.h"
+#include "frontend/ast.h"
+#include "frontend/frontend.h"
 
 /* Limits that keep hostile programs from hanging or exhausting memory. */
 enum {

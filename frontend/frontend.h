@@ -10,7 +10,7 @@
 #ifndef DITC_FRONTEND_H
 #define DITC_FRONTEND_H
 
-#include "ir.h"
+#include "ir/ir.h"
 
 /* `--set NAME=VALUE`: VALUE is parsed as the model parameter's declared type. */
 typedef struct {

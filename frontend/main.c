@@ -580,7 +580,7 @@ static int runner_prepare(const Opts *o, Runner *r, int64_t batch) {
     if (r->use->batch != batch)
       return fail("%s was compiled for batch %lld, this run needs batch %lld (compile with --batch %lld)", o->plan,
                   (long long)r->use->batch, (long long)batch, (long long)batch);
-    if (cg_pack_weights(r->pack, r->pp, o->weights, &blob, &r->blob, &err)) return fail("%s", err.msg);
+    if (rt_pack_weights(r->pack, r->pp, o->weights, &blob, &r->blob, &err)) return fail("%s", err.msg);
     md.plan = r->use;
     md.blob = blob;
     md.cubins = r->pp->cubins;
@@ -597,7 +597,7 @@ static int runner_prepare(const Opts *o, Runner *r, int64_t batch) {
       if (cg_plan_build(r->m.graph, &co, &r->plan, &err)) return fail("%s", err.msg);
       r->use = r->plan;
       r->blob = xmalloc((size_t)r->plan->weights_bytes + 1);
-      if (cg_plan_fill_weights(r->plan, &r->w, r->blob, &err)) return fail("%s", err.msg);
+      if (cg_plan_fill_weights(r->plan, weights_values(&r->w), r->blob, &err)) return fail("%s", err.msg);
       md.plan = r->plan;
       md.blob = r->blob;
     }
@@ -1139,7 +1139,7 @@ static const void *fill_blob(const Opts *o, FeModel *m, const CgPlan *p, void **
   void *b = xmalloc((size_t)p->weights_bytes + 1);
   *blobs = xrealloc(*blobs, (size_t)(*n_blobs + 1) * sizeof **blobs);
   (*blobs)[(*n_blobs)++] = b;
-  int bad = cg_plan_fill_weights(p, &wt, b, &err);
+  int bad = cg_plan_fill_weights(p, weights_values(&wt), b, &err);
   weights_free(&wt);
   if (bad) fail("%s", err.msg);
   return bad ? NULL : b;

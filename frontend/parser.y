@@ -42,7 +42,7 @@ typedef void *yyscan_t;
 #include <limits.h>
 #include <string.h>
 
-#include "lexer.h"
+#include "frontend/lexer.h"
 
 /* Bounds the parser's stack, and with it the nesting of the tree, so that the
  * recursive elaborator cannot run out of C stack. */

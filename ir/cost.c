@@ -14,7 +14,7 @@
  */
 #include <stdlib.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 double ir_node_macs(const IrNode *n, int64_t batch) {
   double out = (double)ir_shape_numel(&n->shape, batch);

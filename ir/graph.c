@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 /* ---- dtypes -------------------------------------------------------------- */
 
@@ -103,7 +103,7 @@ static const struct {
   const char *doc;
 } ops[IR_OP_COUNT] = {
 #define X(e, name, arity, cls, doc) [IR_##e] = {name, arity, IR_CLASS_##cls, doc},
-#include "ops.def"
+#include "ir/ops.def"
 #undef X
 };
 

@@ -80,6 +80,12 @@ int ir_dtype_parse(const char *s, IrDType *out); /* 0 on success */
 size_t ir_dtype_size(IrDType t);
 int ir_dtype_is_float(IrDType t);
 
+/* IEEE half / bfloat16 conversions, round to nearest even (ir/half.c). */
+float ir_f16_to_f32(uint16_t h);
+uint16_t ir_f32_to_f16(float f);
+float ir_bf16_to_f32(uint16_t h);
+uint16_t ir_f32_to_bf16(float f);
+
 #define IR_MAX_RANK 6
 
 /* d >= 0: fixed size; d < 0: (-d) * B. */
@@ -112,7 +118,7 @@ int ir_shape_count(const IrShape *s, int64_t *fixed, int *sym);
 
 typedef enum {
 #define X(e, name, arity, cls, doc) IR_##e,
-#include "ops.def"
+#include "ir/ops.def"
 #undef X
   IR_OP_COUNT
 } IrOp;

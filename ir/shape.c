@@ -11,7 +11,7 @@
  */
 #include <string.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 #define SHP(s) ir_shape_str((s), (char[128]){0}, 128)
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 int ir_errf(IrErr *err, const char *fmt, ...) {
   if (err) {

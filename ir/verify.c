@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 /* Open-addressing map from node pointer to position in g->nodes. */
 typedef struct {

@@ -18,7 +18,7 @@
  * rewrite keeps the node's dtype and shape, re-checked with ir_infer() before a
  * rewired node is kept.  Producers left without users go with ir_graph_dce().
  */
-#include "passes.h"
+#include "passes/passes.h"
 
 /* Does n, rewired as it now is, still produce its stored dtype and shape? */
 static int still_valid(IrNode *n) {

@@ -5,7 +5,7 @@
  * the pipeline can run it.  INPUTs stay even when unused (they are the entry's
  * signature); unused PARAMs go, so the weights an executable needs shrink too.
  */
-#include "passes.h"
+#include "passes/passes.h"
 
 int pass_dce(IrGraph *g, const PassOptions *o, IrErr *err) {
   (void)o;

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "passes.h"
+#include "passes/passes.h"
 
 #define FOLD_MAX_ELEMS ((int64_t)16 << 20)
 

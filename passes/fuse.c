@@ -37,7 +37,7 @@
  */
 #include <stdlib.h>
 
-#include "passes.h"
+#include "passes/passes.h"
 
 typedef struct {
   IrGraph *g;

@@ -20,7 +20,7 @@
  */
 #include <stdlib.h>
 
-#include "passes.h"
+#include "passes/passes.h"
 
 int pass_weight_only(const IrNode *n, unsigned char *memo) {
   if (memo[n->index]) return memo[n->index] == 1;

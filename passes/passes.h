@@ -10,7 +10,7 @@
 #ifndef DITC_PASSES_H
 #define DITC_PASSES_H
 
-#include "ir.h"
+#include "ir/ir.h"
 
 typedef struct {
   int verify;              /* ir_verify() after every pass */

@@ -10,7 +10,7 @@
  */
 #include <string.h>
 
-#include "passes.h"
+#include "passes/passes.h"
 
 static const PassInfo PASSES[] = {
     {"canonicalize", pass_canonicalize,

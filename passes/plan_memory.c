@@ -17,7 +17,7 @@
  */
 #include <stdlib.h>
 
-#include "passes.h"
+#include "passes/passes.h"
 
 int pass_plan_memory(IrGraph *g, const PassOptions *o, IrErr *err) {
   (void)o;

@@ -35,7 +35,7 @@
  */
 #include <stdlib.h>
 
-#include "passes.h"
+#include "passes/passes.h"
 
 /* Users of every node (by index), built once over the nodes as they are. */
 typedef struct {

@@ -3,12 +3,12 @@
  * around ref.h, so `--backend ref` computes exactly what ref_run does), and
  * the input/output conversions the plan-based backends share.
  */
-#include "backend.h"
+#include "runtime/backend.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "ref.h"
+#include "runtime/ref.h"
 
 /* ---- ref ------------------------------------------------------------------- */
 
@@ -83,8 +83,8 @@ int rt_io_put(const CgPlan *p, const CgIo *io, const RtTensor *t, void *dst, IrE
   uint16_t *h = dst;
   switch (io->dtype) {
   case IR_F32: memcpy(dst, s, (size_t)n * 4); return 0;
-  case IR_F16: for (int64_t i = 0; i < n; i++) h[i] = rt_f32_to_f16(s[i]); return 0;
-  case IR_BF16: for (int64_t i = 0; i < n; i++) h[i] = rt_f32_to_bf16(s[i]); return 0;
+  case IR_F16: for (int64_t i = 0; i < n; i++) h[i] = ir_f32_to_f16(s[i]); return 0;
+  case IR_BF16: for (int64_t i = 0; i < n; i++) h[i] = ir_f32_to_bf16(s[i]); return 0;
   default: return ir_errf(err, "input '%s': unsupported dtype %s", io->name, ir_dtype_name(io->dtype));
   }
 }
@@ -97,8 +97,8 @@ RtTensor rt_io_get(const CgIo *io, const void *src) {
   switch (io->dtype) {
   case IR_F32:
   case IR_I32: memcpy(t.data, src, (size_t)n * 4); break;
-  case IR_F16: for (int64_t i = 0; i < n; i++) f[i] = rt_f16_to_f32(h[i]); break;
-  case IR_BF16: for (int64_t i = 0; i < n; i++) f[i] = rt_bf16_to_f32(h[i]); break;
+  case IR_F16: for (int64_t i = 0; i < n; i++) f[i] = ir_f16_to_f32(h[i]); break;
+  case IR_BF16: for (int64_t i = 0; i < n; i++) f[i] = ir_bf16_to_f32(h[i]); break;
   default: memset(t.data, 0, rt_nbytes(&t)); break; /* i8 outputs do not occur */
   }
   return t;
@@ -220,4 +220,55 @@ int rt_sample_loop(const RtSampleRequest *r, const RtSampleLayout *l, const RtSa
     if (r->progress) r->progress(r->progress_ctx, step + 1, S);
   }
   return 0;
+}
+
+/* ---- weights of a pack ---------------------------------------------------- */
+
+int rt_pack_weights(const CgPack *pk, const CgPackPlan *pp, const char *spec, const void **blob, void **owned,
+                    IrErr *err) {
+  const CgPlan *p = pp->plan;
+  *owned = NULL;
+  *blob = NULL;
+  if (!spec) {
+    if (pp->blob < 0)
+      return ir_errf(err, "%s holds no weights: give --weights FILE (or random[:SEED])", pk->path);
+    *blob = pk->blobs[pp->blob].data;
+    return 0;
+  }
+  /* A graph of just the parameters, named as in the model: weights_open binds
+   * it as it would the whole model (diffusers names, defaults, random). */
+  IrGraph *g = ir_graph_new("pack-weights");
+  int max_id = -1;
+  for (int i = 0; i < p->n_weights; i++)
+    if (p->weights[i].param_id > max_id) max_id = p->weights[i].param_id;
+  IrNode **by_id = xcalloc((size_t)max_id + 2, sizeof *by_id);
+  for (int i = 0; i < p->n_weights; i++) {
+    const CgWeight *cw = &p->weights[i];
+    if (cw->param_id < 0 || by_id[cw->param_id]) continue;
+    IrDim d[IR_MAX_RANK];
+    for (int k = 0; k < cw->rank; k++) d[k] = cw->shape[k];
+    IrNode *n = ir_param(g, cw->name, IR_F32, ir_shape_make(cw->rank, d), (IrLoc){0});
+    n->data = (void *)pp->defaults[i];
+    by_id[cw->param_id] = n;
+  }
+  Weights w = {0}, mapped = {0};
+  int rc = -1;
+  if (weights_open(g, spec, &w, err)) goto out;
+  mapped.cap = max_id + 1;
+  mapped.data = xcalloc((size_t)mapped.cap + 1, sizeof *mapped.data);
+  for (int id = 0; id <= max_id; id++)
+    if (by_id[id]) mapped.data[id] = w.data[by_id[id]->id];
+  void *b = xmalloc((size_t)p->weights_bytes + 1);
+  if (cg_plan_fill_weights(p, weights_values(&mapped), b, err)) {
+    free(b);
+    goto out;
+  }
+  *blob = *owned = b;
+  rc = 0;
+out:
+  free(mapped.data);
+  weights_free(&w);
+  free(by_id);
+  ir_graph_free(g);
+  return rc;
 }

@@ -29,9 +29,9 @@
 #include "codegen/pack.h"
 #include "codegen/plan.h"
 #include "codegen/sampler_kernel.h"
-#include "sampler.h"
-#include "tensor.h"
-#include "weights.h"
+#include "runtime/sampler.h"
+#include "runtime/tensor.h"
+#include "runtime/weights.h"
 
 /* What prepare() needs; each backend reads its part.  Everything is
  * borrowed and must outlive the backend. */
@@ -106,6 +106,16 @@ RtBackend *rt_backend_cuda(IrErr *err);
 static inline void rt_backend_free(RtBackend *b) {
   if (b) b->free(b);
 }
+
+/* ---- weights of a pack ---------------------------------------------------- */
+
+/* The weights blob for plan `pp`: with spec NULL the pack's own (borrowed:
+ * *owned = NULL); with spec ("random[:SEED]" or a checkpoint, bound by name:
+ * reference or diffusers naming, PARAM defaults where the file lacks them)
+ * a new host blob (*owned = *blob, free() it).  A pack without weights needs
+ * a spec.  Returns 0 or -1. */
+int rt_pack_weights(const CgPack *p, const CgPackPlan *pp, const char *spec, const void **blob,
+                    void **owned, IrErr *err);
 
 /* ---- shared by the plan-based backends ---------------------------------- */
 

@@ -25,10 +25,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend.h"
+#include "runtime/backend.h"
 #include "codegen/emu.h"
 #include "codegen/nvrtc.h"
-#include "cuda_api.h"
+#include "runtime/cuda_api.h"
 
 typedef struct {
   const CgPlan *plan;

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
+#include "runtime/backend.h"
 #include "codegen/emu.h"
 
 typedef struct {

@@ -8,7 +8,7 @@
  * (the ones CUDA 12/13's cuda.h maps the plain names to), a few with an older
  * fallback, so any driver from CUDA 11.4 on works.
  */
-#include "cuda_api.h"
+#include "runtime/cuda_api.h"
 
 #include <dlfcn.h>
 #include <limits.h>

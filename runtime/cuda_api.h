@@ -43,7 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 /* ======================================================================== */
 /* driver types and constants (ABI-compatible with cuda.h)                  */

@@ -13,7 +13,7 @@
  * PATH only once complete; libpng's errors come back through setjmp and
  * leave nothing behind.
  */
-#include "image.h"
+#include "runtime/image.h"
 
 #include <errno.h>
 #include <math.h>

@@ -9,7 +9,7 @@
 #ifndef DITC_IMAGE_H
 #define DITC_IMAGE_H
 
-#include "tensor.h"
+#include "runtime/tensor.h"
 
 int image_write_grid(const char *path, const float *x, int64_t n, int c, int h, int w, int ncol,
                      IrErr *err);

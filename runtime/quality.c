@@ -8,7 +8,7 @@
  * LAPACK's dsyev (OpenBLAS), no complex arithmetic.  Tiny negative eigenvalues
  * from rounding are clamped to 0.
  */
-#include "quality.h"
+#include "runtime/quality.h"
 
 #include <math.h>
 #include <stdlib.h>

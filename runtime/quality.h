@@ -8,7 +8,7 @@
 #ifndef DITC_QUALITY_H
 #define DITC_QUALITY_H
 
-#include "tensor.h"
+#include "runtime/tensor.h"
 
 /* The digits classifier: h1 = relu(W1 x + b1), f = relu(W2 h1 + b2),
  * logits = W3 f + b3.  Weights are row-major [out, in] (PyTorch Linear);

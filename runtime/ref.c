@@ -27,7 +27,7 @@
  * in double so the oracle's own rounding error stays well below the
  * tolerances it judges others by.
  */
-#include "ref.h"
+#include "runtime/ref.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -99,8 +99,8 @@ static void shp_str(IrDType t, const int64_t *d, int rank, char *buf, size_t n) 
 }
 
 static float round_to(IrDType t, float x) {
-  if (t == IR_F16) return rt_f16_to_f32(rt_f32_to_f16(x));
-  if (t == IR_BF16) return rt_bf16_to_f32(rt_f32_to_bf16(x));
+  if (t == IR_F16) return ir_f16_to_f32(ir_f32_to_f16(x));
+  if (t == IR_BF16) return ir_bf16_to_f32(ir_f32_to_bf16(x));
   return x;
 }
 
@@ -1136,7 +1136,7 @@ int ref_run(RefExec *e, const RtTensor *inputs, RtTensor *outputs, IrErr *err) {
       const float *s = v->ptr;
       uint16_t *d = outputs[k].data;
       for (int64_t j = 0; j < v->s.numel; j++)
-        d[j] = nd->dtype == IR_F16 ? rt_f32_to_f16(s[j]) : rt_f32_to_bf16(s[j]);
+        d[j] = nd->dtype == IR_F16 ? ir_f32_to_f16(s[j]) : ir_f32_to_bf16(s[j]);
     } else if (v->s.numel) {
       memcpy(outputs[k].data, v->ptr, (size_t)v->s.numel * 4);
     }

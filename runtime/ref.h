@@ -8,8 +8,8 @@
 #ifndef DITC_REF_H
 #define DITC_REF_H
 
-#include "tensor.h"
-#include "weights.h"
+#include "runtime/tensor.h"
+#include "runtime/weights.h"
 
 typedef struct RefExec RefExec;
 

@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "safetensors.h"
+#include "runtime/safetensors.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors reader assumes a little-endian host");
 
@@ -398,8 +398,8 @@ int st_to_f32(const StTensor *t, float *out, IrErr *err) {
   case ST_U32: for (int64_t i = 0; i < n; i++) out[i] = (float)ld_u32(p, i); break;
   case ST_I64: for (int64_t i = 0; i < n; i++) out[i] = (float)ld_i64(p, i); break;
   case ST_U64: for (int64_t i = 0; i < n; i++) out[i] = (float)ld_u64(p, i); break;
-  case ST_F16: for (int64_t i = 0; i < n; i++) out[i] = rt_f16_to_f32(ld_u16(p, i)); break;
-  case ST_BF16: for (int64_t i = 0; i < n; i++) out[i] = rt_bf16_to_f32(ld_u16(p, i)); break;
+  case ST_F16: for (int64_t i = 0; i < n; i++) out[i] = ir_f16_to_f32(ld_u16(p, i)); break;
+  case ST_BF16: for (int64_t i = 0; i < n; i++) out[i] = ir_bf16_to_f32(ld_u16(p, i)); break;
   case ST_F32: if (n) memcpy(out, p, (size_t)n * 4); break;
   case ST_F64: for (int64_t i = 0; i < n; i++) out[i] = (float)ld_f64(p, i); break;
   default: ditc_unreachable();

@@ -12,7 +12,7 @@
 #ifndef DITC_SAFETENSORS_H
 #define DITC_SAFETENSORS_H
 
-#include "tensor.h"
+#include "runtime/tensor.h"
 
 typedef enum {
   ST_BOOL, ST_U8, ST_I8, ST_I16, ST_U16, ST_I32, ST_U32, ST_I64, ST_U64,

@@ -15,7 +15,7 @@
  * counter = RtRng.counter; each block's four words give four normals by
  * Box-Muller in double precision.
  */
-#include "sampler.h"
+#include "runtime/sampler.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -19,7 +19,7 @@
 #ifndef DITC_SAMPLER_H
 #define DITC_SAMPLER_H
 
-#include "tensor.h"
+#include "runtime/tensor.h"
 
 typedef struct {
   int num_steps;        /* S, kept steps */

@@ -5,7 +5,7 @@
 #ifndef DITC_TENSOR_H
 #define DITC_TENSOR_H
 
-#include "ir.h"
+#include "ir/ir.h"
 
 typedef struct {
   IrDType dtype;
@@ -23,11 +23,5 @@ void rt_tensor_free(RtTensor *t);
 char *rt_shape_str(const RtTensor *t, char *buf, size_t n);
 /* The same for any rank and dims array. */
 char *rt_dims_str(int rank, const int64_t *dims, char *buf, size_t n);
-
-/* IEEE half / bfloat16 conversions (round to nearest even). */
-float rt_f16_to_f32(uint16_t h);
-uint16_t rt_f32_to_f16(float f);
-float rt_bf16_to_f32(uint16_t h);
-uint16_t rt_f32_to_bf16(float f);
 
 #endif

@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "weights.h"
+#include "runtime/weights.h"
 
 /* ---- growable list of owned strings --------------------------------------- */
 

@@ -12,7 +12,8 @@
 #ifndef DITC_WEIGHTS_H
 #define DITC_WEIGHTS_H
 
-#include "safetensors.h"
+#include "codegen/plan.h"
+#include "runtime/safetensors.h"
 
 typedef struct {
   int cap;        /* size of data[], = graph->next_id when bound */
@@ -31,5 +32,9 @@ int weights_random(IrGraph *g, uint64_t seed, Weights *w, IrErr *err);
 int weights_open(IrGraph *g, const char *spec, Weights *w, IrErr *err);
 const float *weights_get(const Weights *w, const IrNode *param);
 void weights_free(Weights *w);
+/* The bound values as the code generator reads them (cg_plan_fill_weights). */
+static inline CgParamValues weights_values(const Weights *w) {
+  return (CgParamValues){w->cap, (const float *const *)w->data};
+}
 
 #endif

@@ -15,10 +15,10 @@
 
 #include <cmocka.h>
 
-#include "backend.h"
+#include "runtime/backend.h"
 #include "codegen/emu.h"
-#include "cuda_api.h"
-#include "ref.h"
+#include "runtime/cuda_api.h"
+#include "runtime/ref.h"
 #include "tiny_plan.h"
 
 static void run_tiny(int misalign) {

@@ -26,13 +26,13 @@
 #include "codegen/cg_internal.h"
 #include "codegen/emu.h"
 #include "codegen/nvrtc.h"
-#include "frontend.h"
-#include "passes.h"
-#include "plan.h"
-#include "ref.h"
-#include "safetensors.h"
-#include "tensor.h"
-#include "weights.h"
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+#include "codegen/plan.h"
+#include "runtime/ref.h"
+#include "runtime/safetensors.h"
+#include "runtime/tensor.h"
+#include "runtime/weights.h"
 
 #ifndef DITC_SOURCE_DIR
 #define DITC_SOURCE_DIR "."
@@ -144,7 +144,7 @@ static void run_plan_emu(const CgPlan *p, const Weights *w, const RtTensor *in, 
   char *blob = calloc(1, (size_t)p->weights_bytes + 1);
   assert_non_null(act);
   assert_non_null(blob);
-  if (cg_plan_fill_weights(p, w, blob, &err)) fail_msg("fill weights: %s", err.msg);
+  if (cg_plan_fill_weights(p, weights_values(w), blob, &err)) fail_msg("fill weights: %s", err.msg);
   memset(act, 0x7f, (size_t)p->arena_bytes); /* stale data must not matter */
   for (int i = 0; i < p->n_inputs; i++) {
     assert_int_equal(in[i].dtype, p->inputs[i].dtype);
@@ -338,7 +338,7 @@ static void test_gemm_ref(void **state) {
   /* bf16 storage: one rounding of the f32 result */
   uint16_t a16[4], b16[4], d16[4];
   float av[4] = {1.5f, -2.0f, 0.25f, 3.0f}, bv[4] = {0.5f, 1.0f, -1.0f, 2.0f};
-  for (int i = 0; i < 4; i++) a16[i] = rt_f32_to_bf16(av[i]), b16[i] = rt_f32_to_bf16(bv[i]);
+  for (int i = 0; i < 4; i++) a16[i] = ir_f32_to_bf16(av[i]), b16[i] = ir_f32_to_bf16(bv[i]);
   char act2[64], w2[64];
   memcpy(act2, a16, 8);
   memcpy(w2, b16, 8);
@@ -347,15 +347,15 @@ static void test_gemm_ref(void **state) {
               .d = {CG_SPACE_ACT, 16}, .alpha = 1};
   cg_gemm_ref(&g, act2, w2);
   memcpy(d16, act2 + 16, 8);
-  assert_float_equal(rt_bf16_to_f32(d16[0]), 1.5 * 0.5 + -2.0 * -1.0, 1e-6);
-  assert_float_equal(rt_bf16_to_f32(d16[3]), 0.25 * 1.0 + 3.0 * 2.0, 1e-6);
+  assert_float_equal(ir_bf16_to_f32(d16[0]), 1.5 * 0.5 + -2.0 * -1.0, 1e-6);
+  assert_float_equal(ir_bf16_to_f32(d16[3]), 0.25 * 1.0 + 3.0 * 2.0, 1e-6);
 
   /* f16 operands, f32 result and bias, batch 2 (D batches 4 floats apart):
    * the product is exact in f32 and never rounded to half */
   uint16_t a2[8], b2[4];
   float av2[8] = {1.5f, -2.0f, 0.25f, 3.0f, 0.5f, 0.125f, -1.0f, 2.0f}, bias2[2] = {1e-4f, -3.0f};
-  for (int i = 0; i < 8; i++) a2[i] = rt_f32_to_f16(av2[i]);
-  for (int i = 0; i < 4; i++) b2[i] = rt_f32_to_f16(bv[i]);
+  for (int i = 0; i < 8; i++) a2[i] = ir_f32_to_f16(av2[i]);
+  for (int i = 0; i < 4; i++) b2[i] = ir_f32_to_f16(bv[i]);
   char act3[128] = {0}, w3[64];
   memcpy(act3, a2, 16);
   memcpy(w3, b2, 8);

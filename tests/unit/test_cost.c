@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 static const IrLoc NOLOC = {0};
 

@@ -20,7 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cuda_api.h"
+#include "runtime/cuda_api.h"
 
 #define STUB "/usr/local/cuda/lib64/stubs/libcuda.so"
 #define NO_DRIVER \

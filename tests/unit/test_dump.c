@@ -12,7 +12,7 @@
 
 #include "testutil.h"
 
-#include "ir.h"
+#include "ir/ir.h"
 
 static const IrLoc NOLOC = {0};
 

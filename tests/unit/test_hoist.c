@@ -12,10 +12,10 @@
 
 #include <cmocka.h>
 
-#include "passes.h"
-#include "ref.h"
+#include "passes/passes.h"
+#include "runtime/ref.h"
 #include "testutil.h"
-#include "weights.h"
+#include "runtime/weights.h"
 
 static IrLoc L = {0};
 static const PassOptions OPTS = {.verify = 1};

@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 
 #include "codegen/pack.h"
+#include "runtime/backend.h"
 #include "tiny_plan.h"
 
 static uint64_t rd64(const unsigned char *p) {
@@ -449,7 +450,7 @@ static void test_weights(void **state) {
   assert_non_null(pk);
   const void *blob;
   void *owned;
-  assert_int_equal(cg_pack_weights(pk, &pk->plans[0], NULL, &blob, &owned, &err), 0);
+  assert_int_equal(rt_pack_weights(pk, &pk->plans[0], NULL, &blob, &owned, &err), 0);
   assert_null(owned);
   assert_ptr_equal(blob, pk->blobs[0].data);
   cg_pack_close(pk);
@@ -476,16 +477,16 @@ static void test_weights(void **state) {
   assert_int_equal(pk->n_blobs, 0);
   assert_int_equal(pk->plans[0].blob, -1);
   assert_non_null(pk->plans[0].defaults[1]);
-  assert_int_equal(cg_pack_weights(pk, &pk->plans[0], NULL, &blob, &owned, &err), -1);
+  assert_int_equal(rt_pack_weights(pk, &pk->plans[0], NULL, &blob, &owned, &err), -1);
   assert_non_null(strstr(err.msg, "holds no weights"));
-  assert_int_equal(cg_pack_weights(pk, &pk->plans[0], "random:3", &blob, &owned, &err), 0);
+  assert_int_equal(rt_pack_weights(pk, &pk->plans[0], "random:3", &blob, &owned, &err), 0);
   const float *f = blob;
   assert_ptr_equal(blob, owned);
   for (int i = 0; i < 12; i++) assert_true(f[i] != 0.0f && f[i] > -1 && f[i] < 1);
   assert_true(f[12] == 7 && f[13] == 8 && f[14] == 9);
   assert_true(f[16] == TINY_C[0] && f[18] == TINY_C[2]);
   free(owned);
-  assert_int_equal(cg_pack_weights(pk, &pk->plans[0], "/no/such/file.safetensors", &blob, &owned, &err), -1);
+  assert_int_equal(rt_pack_weights(pk, &pk->plans[0], "/no/such/file.safetensors", &blob, &owned, &err), -1);
   assert_non_null(strstr(err.msg, "file.safetensors"));
   cg_pack_close(pk);
   free(buf);
@@ -526,7 +527,7 @@ static void test_computed_weights(void **state) {
   assert_true(cw->n_in == 2 && cw->in[0] == 0 && cw->in[1] == 1 && cw->op == IR_CONCAT && cw->attr.axis == 0);
   const void *blob;
   void *owned;
-  assert_int_equal(cg_pack_weights(pk, &pk->plans[0], "random:1", &blob, &owned, &err), 0);
+  assert_int_equal(rt_pack_weights(pk, &pk->plans[0], "random:1", &blob, &owned, &err), 0);
   const float *f = blob; /* the defaults, stacked */
   for (int i = 0; i < 8; i++) assert_true(f[i] == av[i]);
   for (int i = 0; i < 4; i++) assert_true(f[8 + i] == bv[i]);

@@ -13,7 +13,7 @@
 
 #include "testutil.h"
 
-#include "passes.h"
+#include "passes/passes.h"
 
 static const IrLoc NOLOC = {0};
 static const PassOptions OPTS = {.verify = 1};

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quality.h"
+#include "runtime/quality.h"
 
 static double fd_of(const double *m1, const double *c1, const double *m2, const double *c2, int d) {
   double fd = NAN;

@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "ref.h"
+#include "runtime/ref.h"
 
 #define TOL 1e-6
 
@@ -759,8 +759,8 @@ static void test_const_and_f16_chain(void **state) {
   const float *e = out[0].data, *hv = out[1].data;
   assert_true(e[0] == 0.3f && e[1] == 0.1f);
   for (int j = 0; j < 3; j++) {
-    float r = rt_f16_to_f32(rt_f32_to_f16(cv[j]));
-    float want = rt_f16_to_f32(rt_f32_to_f16(r * 3.0f));
+    float r = ir_f16_to_f32(ir_f32_to_f16(cv[j]));
+    float want = ir_f16_to_f32(ir_f32_to_f16(r * 3.0f));
     assert_true(hv[j] == want);
   }
   rt_tensor_free(&out[0]);

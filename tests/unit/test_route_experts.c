@@ -16,11 +16,11 @@
 
 #include <cmocka.h>
 
-#include "frontend.h"
-#include "passes.h"
-#include "ref.h"
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+#include "runtime/ref.h"
 #include "testutil.h"
-#include "weights.h"
+#include "runtime/weights.h"
 
 #define DEPTH 2
 #define EXPERTS 4

@@ -24,7 +24,7 @@
 
 #include "testutil.h"
 
-#include "safetensors.h"
+#include "runtime/safetensors.h"
 
 static char tmpdir[256];
 

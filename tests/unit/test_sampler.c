@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sampler.h"
+#include "runtime/sampler.h"
 
 #define T_FULL 1000
 

@@ -21,11 +21,11 @@
 
 #include "testutil.h"
 
-#include "backend.h"
+#include "runtime/backend.h"
 #include "codegen/emu.h"
 #include "codegen/nvrtc.h"
 #include "codegen/sampler_kernel.h"
-#include "sampler.h"
+#include "runtime/sampler.h"
 
 #ifndef DITC_SOURCE_DIR
 #define DITC_SOURCE_DIR "."
@@ -96,8 +96,8 @@ static void check_step(SamplerKind kind, int learn_sigma, double eta, IrDType ou
     fill(noise, n, (uint32_t)(30 + i), -3.0f, 3.0f);
     if (out_dtype != IR_F32) /* the host sees what the kernel loads */
       for (int64_t j = 0; j < out_n; j++) {
-        out16[j] = out_dtype == IR_F16 ? rt_f32_to_f16(out[j]) : rt_f32_to_bf16(out[j]);
-        out[j] = out_dtype == IR_F16 ? rt_f16_to_f32(out16[j]) : rt_bf16_to_f32(out16[j]);
+        out16[j] = out_dtype == IR_F16 ? ir_f32_to_f16(out[j]) : ir_f32_to_bf16(out[j]);
+        out[j] = out_dtype == IR_F16 ? ir_f16_to_f32(out16[j]) : ir_bf16_to_f32(out16[j]);
       }
     memcpy(xh, x, sizeof(float) * (size_t)n);
     SamplerStep k;
@@ -235,11 +235,11 @@ static void test_inputs_kernel(void **state) {
                              .t = 999.0f, .cfg_scale = 4.5f, .rows = ROWS, .rows_in = ROWS_IN, .img = IMG};
   launch(m, CG_SAMPLER_KERNEL_INPUTS, ROWS_IN * IMG, &p);
   for (int r = 0; r < ROWS_IN; r++) {
-    for (int q = 0; q < IMG; q++) assert_int_equal(x_in[r * IMG + q], rt_f32_to_f16(x[(r % ROWS) * IMG + q]));
-    assert_int_equal(t_in[r], rt_f32_to_bf16(999.0f));
+    for (int q = 0; q < IMG; q++) assert_int_equal(x_in[r * IMG + q], ir_f32_to_f16(x[(r % ROWS) * IMG + q]));
+    assert_int_equal(t_in[r], ir_f32_to_bf16(999.0f));
     assert_int_equal(y_in[r], labels[r]);
   }
-  assert_int_equal(s_in, rt_f32_to_bf16(4.5f));
+  assert_int_equal(s_in, ir_f32_to_bf16(4.5f));
 }
 
 /* ---- the emu backend's sample() on a toy plan ----------------------------------- */

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 static IrLoc L = {0};
 

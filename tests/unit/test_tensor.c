@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "tensor.h"
+#include "runtime/tensor.h"
 
 static uint32_t bits(float f) {
   uint32_t u;
@@ -80,18 +80,18 @@ static void test_f16_exhaustive(void **state) {
   int nans = 0;
   for (uint32_t i = 0; i < 65536; i++) {
     uint16_t h = (uint16_t)i;
-    float f = rt_f16_to_f32(h);
+    float f = ir_f16_to_f32(h);
     double want = f16_value(h);
     if (isnan(want)) {
       nans++;
       assert_true(isnan(f));
-      assert_true(isnan(rt_f16_to_f32(rt_f32_to_f16(f))));
-      assert_int_equal(rt_f32_to_f16(f) & 0x7c00, 0x7c00);
+      assert_true(isnan(ir_f16_to_f32(ir_f32_to_f16(f))));
+      assert_int_equal(ir_f32_to_f16(f) & 0x7c00, 0x7c00);
       continue;
     }
     if ((double)f != want) fail_msg("f16 0x%04x -> %.9g, want %.9g", h, (double)f, want);
     if ((signbit(f) != 0) != (h >> 15)) fail_msg("sign of 0x%04x", h);
-    uint16_t back = rt_f32_to_f16(f);
+    uint16_t back = ir_f32_to_f16(f);
     if (back != h) fail_msg("f16 0x%04x -> %g -> 0x%04x", h, (double)f, back);
   }
   assert_int_equal(nans, 2 * 1023);
@@ -107,32 +107,32 @@ static void test_f16_rounding(void **state) {
     float fm = (float)mid;
     assert_true((double)fm == mid);
     uint16_t even = (a & 1) ? b : a;
-    if (rt_f32_to_f16(fm) != even) fail_msg("tie between 0x%04x and 0x%04x", a, b);
-    if (rt_f32_to_f16(nextafterf(fm, 0)) != a) fail_msg("below mid 0x%04x", a);
-    if (rt_f32_to_f16(nextafterf(fm, INFINITY)) != b) fail_msg("above mid 0x%04x", a);
+    if (ir_f32_to_f16(fm) != even) fail_msg("tie between 0x%04x and 0x%04x", a, b);
+    if (ir_f32_to_f16(nextafterf(fm, 0)) != a) fail_msg("below mid 0x%04x", a);
+    if (ir_f32_to_f16(nextafterf(fm, INFINITY)) != b) fail_msg("above mid 0x%04x", a);
     /* Negative side mirrors. */
-    if (rt_f32_to_f16(-fm) != (uint16_t)(even | 0x8000)) fail_msg("neg tie 0x%04x", a);
+    if (ir_f32_to_f16(-fm) != (uint16_t)(even | 0x8000)) fail_msg("neg tie 0x%04x", a);
   }
   /* Overflow: 65504 is the largest half; the midpoint to the next (65520) is
    * a tie that goes to "even" infinity. */
-  assert_int_equal(rt_f32_to_f16(65504.0f), 0x7bff);
-  assert_int_equal(rt_f32_to_f16(65519.99f), 0x7bff);
-  assert_int_equal(rt_f32_to_f16(65520.0f), 0x7c00);
-  assert_int_equal(rt_f32_to_f16(1e10f), 0x7c00);
-  assert_int_equal(rt_f32_to_f16(-1e10f), 0xfc00);
-  assert_int_equal(rt_f32_to_f16(INFINITY), 0x7c00);
-  assert_int_equal(rt_f32_to_f16(-INFINITY), 0xfc00);
+  assert_int_equal(ir_f32_to_f16(65504.0f), 0x7bff);
+  assert_int_equal(ir_f32_to_f16(65519.99f), 0x7bff);
+  assert_int_equal(ir_f32_to_f16(65520.0f), 0x7c00);
+  assert_int_equal(ir_f32_to_f16(1e10f), 0x7c00);
+  assert_int_equal(ir_f32_to_f16(-1e10f), 0xfc00);
+  assert_int_equal(ir_f32_to_f16(INFINITY), 0x7c00);
+  assert_int_equal(ir_f32_to_f16(-INFINITY), 0xfc00);
   /* Underflow: half the smallest subnormal ties to zero, a bit more rounds up. */
-  assert_int_equal(rt_f32_to_f16(ldexpf(1, -25)), 0x0000);
-  assert_int_equal(rt_f32_to_f16(nextafterf(ldexpf(1, -25), 1)), 0x0001);
-  assert_int_equal(rt_f32_to_f16(ldexpf(1, -26)), 0x0000);
-  assert_int_equal(rt_f32_to_f16(-ldexpf(1, -30)), 0x8000);
-  assert_int_equal(rt_f32_to_f16(from_bits(1)), 0x0000); /* f32 subnormal */
-  assert_int_equal(rt_f32_to_f16(-0.0f), 0x8000);
-  assert_int_equal(rt_f32_to_f16(1.0f), 0x3c00);
-  assert_int_equal(rt_f32_to_f16(-2.0f), 0xc000);
-  assert_int_equal(rt_f32_to_f16(0.1f), 0x2e66);
-  assert_int_equal(rt_f32_to_f16(NAN) & 0x7e00, 0x7e00);
+  assert_int_equal(ir_f32_to_f16(ldexpf(1, -25)), 0x0000);
+  assert_int_equal(ir_f32_to_f16(nextafterf(ldexpf(1, -25), 1)), 0x0001);
+  assert_int_equal(ir_f32_to_f16(ldexpf(1, -26)), 0x0000);
+  assert_int_equal(ir_f32_to_f16(-ldexpf(1, -30)), 0x8000);
+  assert_int_equal(ir_f32_to_f16(from_bits(1)), 0x0000); /* f32 subnormal */
+  assert_int_equal(ir_f32_to_f16(-0.0f), 0x8000);
+  assert_int_equal(ir_f32_to_f16(1.0f), 0x3c00);
+  assert_int_equal(ir_f32_to_f16(-2.0f), 0xc000);
+  assert_int_equal(ir_f32_to_f16(0.1f), 0x2e66);
+  assert_int_equal(ir_f32_to_f16(NAN) & 0x7e00, 0x7e00);
 }
 
 static void test_bf16(void **state) {
@@ -140,23 +140,23 @@ static void test_bf16(void **state) {
   /* Every bf16 round-trips through f32 (NaNs stay NaN) and equals the top half of its f32. */
   for (uint32_t i = 0; i < 65536; i++) {
     uint16_t h = (uint16_t)i;
-    float f = rt_bf16_to_f32(h);
+    float f = ir_bf16_to_f32(h);
     assert_int_equal(bits(f), (uint32_t)h << 16);
     if (isnan(f)) {
-      assert_true(isnan(rt_bf16_to_f32(rt_f32_to_bf16(f))));
+      assert_true(isnan(ir_bf16_to_f32(ir_f32_to_bf16(f))));
       continue;
     }
-    assert_int_equal(rt_f32_to_bf16(f), h);
+    assert_int_equal(ir_f32_to_bf16(f), h);
   }
   /* Ties to even, and just off the tie. */
-  assert_int_equal(rt_f32_to_bf16(from_bits(0x3f808000)), 0x3f80); /* tie, 0x3f80 even */
-  assert_int_equal(rt_f32_to_bf16(from_bits(0x3f818000)), 0x3f82); /* tie, rounds up to even */
-  assert_int_equal(rt_f32_to_bf16(from_bits(0x3f808001)), 0x3f81);
-  assert_int_equal(rt_f32_to_bf16(from_bits(0x3f807fff)), 0x3f80);
-  assert_int_equal(rt_f32_to_bf16(from_bits(0x7f7fffff)), 0x7f80); /* FLT_MAX -> inf */
-  assert_int_equal(rt_f32_to_bf16(-INFINITY), 0xff80);
-  assert_true(isnan(rt_bf16_to_f32(rt_f32_to_bf16(from_bits(0x7f800001))))); /* payload in low bits */
-  assert_int_equal(rt_f32_to_bf16(3.0f), 0x4040);
+  assert_int_equal(ir_f32_to_bf16(from_bits(0x3f808000)), 0x3f80); /* tie, 0x3f80 even */
+  assert_int_equal(ir_f32_to_bf16(from_bits(0x3f818000)), 0x3f82); /* tie, rounds up to even */
+  assert_int_equal(ir_f32_to_bf16(from_bits(0x3f808001)), 0x3f81);
+  assert_int_equal(ir_f32_to_bf16(from_bits(0x3f807fff)), 0x3f80);
+  assert_int_equal(ir_f32_to_bf16(from_bits(0x7f7fffff)), 0x7f80); /* FLT_MAX -> inf */
+  assert_int_equal(ir_f32_to_bf16(-INFINITY), 0xff80);
+  assert_true(isnan(ir_bf16_to_f32(ir_f32_to_bf16(from_bits(0x7f800001))))); /* payload in low bits */
+  assert_int_equal(ir_f32_to_bf16(3.0f), 0x4040);
 }
 
 int main(void) {

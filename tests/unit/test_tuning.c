@@ -22,13 +22,13 @@
 
 #include "testutil.h"
 
-#include "backend.h"
-#include "cg_internal.h"
+#include "runtime/backend.h"
+#include "codegen/cg_internal.h"
 #include "codegen/emu.h"
 #include "codegen/nvrtc.h"
-#include "frontend.h"
-#include "passes.h"
-#include "safetensors.h"
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+#include "runtime/safetensors.h"
 
 static void test_rows_are_legal(void **state) {
   (void)state;
@@ -131,7 +131,7 @@ static void check_follows_row(const CgPlan *p, const CgTuning *t) {
 static RtTensor run_on_emu(const CgPlan *p, const Weights *w, StFile *cf) {
   IrErr err = {{0}};
   void *blob = malloc((size_t)p->weights_bytes + 1);
-  if (cg_plan_fill_weights(p, w, blob, &err)) fail_msg("%s", err.msg);
+  if (cg_plan_fill_weights(p, weights_values(w), blob, &err)) fail_msg("%s", err.msg);
   RtTensor in[3] = {{0}}, out = {0};
   assert_int_equal(p->n_inputs, 3);
   for (int i = 0; i < 3; i++) {

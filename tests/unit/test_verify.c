@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 static const IrLoc NOLOC = {0};
 

@@ -24,7 +24,7 @@
 
 #include "testutil.h"
 
-#include "weights.h"
+#include "runtime/weights.h"
 
 static char tmpdir[256];
 

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ir.h"
+#include "ir/ir.h"
 
 /* mkdtemp "/tmp/ditc_test_<tag>.XXXXXX" into buf; 0 or -1. */
 static inline int tu_tmpdir_make(char *buf, size_t n, const char *tag) {
