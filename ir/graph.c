@@ -112,6 +112,16 @@ int ir_op_arity(IrOp op) { return ops[op].arity; }
 IrOpClass ir_op_class(IrOp op) { return ops[op].cls; }
 const char *ir_op_doc(IrOp op) { return ops[op].doc; }
 
+void ir_ops_print(FILE *out) {
+  static const char *const cls[] = {"leaf", "unary", "binary", "other"};
+  fprintf(out, "%-20s %-6s %-7s %s\n", "op", "inputs", "class", "semantics");
+  for (int i = 0; i < IR_OP_COUNT; i++) {
+    char ar[16];
+    snprintf(ar, sizeof ar, ops[i].arity < 0 ? "any" : "%d", ops[i].arity);
+    fprintf(out, "%-20s %-6s %-7s %s\n", ops[i].name, ar, cls[ops[i].cls], ops[i].doc);
+  }
+}
+
 int ir_op_parse(const char *name, IrOp *out) {
   for (int i = 0; i < IR_OP_COUNT; i++)
     if (!strcmp(name, ops[i].name)) {

@@ -130,6 +130,8 @@ int ir_op_arity(IrOp op); /* -1 = variadic */
 IrOpClass ir_op_class(IrOp op);
 const char *ir_op_doc(IrOp op);
 int ir_op_parse(const char *name, IrOp *out); /* 0 on success */
+/* The op table as `ditc ir --ops` prints it: one op a line, its columns. */
+void ir_ops_print(FILE *out);
 
 /* Typed op attributes; which fields an op uses is in ops.def. */
 typedef struct {
