@@ -1072,7 +1072,7 @@ static void test_e2e_dit_tiny(void **state) {
   check_reference(&DIT_TINY, "forward", "", IR_F32, 1e-5, 1);
   check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_F32, 1e-5, 1);
   /* Half precision against the f32 reference: only matrix-product operands
-   * are rounded (codegen.c's policy), every other value stays f32, and the
+   * are rounded (codegen/lower.c's policy), every other value stays f32, and the
    * issue's bound holds for both formats on every case (measured: bf16
    * 3.0e-3, with guidance 4.9e-3; f16 3.7e-4, 5.9e-4). */
   check_reference(&DIT_TINY, "forward", "", IR_BF16, 1e-2, 0);
