@@ -993,8 +993,7 @@ static void check_reference(const RefCase *rc, const char *entry, const char *pr
   IrErr err = {{0}};
   StFile *cf = st_open(path, &err);
   if (!cf) {
-    fprintf(stderr, "skipping %s: %s\n", rc->name, err.msg);
-    skip();
+    TU_SKIP(err.msg);
   }
   FeSetting sets[16];
   int ns = 0;
@@ -1192,7 +1191,7 @@ static int setup_all(void **state) {
   (void)state;
   IrErr err = {{0}};
   nvrtc = cg_nvrtc_open(NULL, &err);
-  if (!nvrtc) fprintf(stderr, "NVRTC checks skipped: %s\n", err.msg);
+  if (!nvrtc) tu_note_skip(err.msg); /* the NVRTC checks of every plan */
   return 0;
 }
 
@@ -1230,5 +1229,5 @@ int main(void) {
       cmocka_unit_test(test_e2e_dit_tiny),
       cmocka_unit_test(test_e2e_paper_variants),
   };
-  return cmocka_run_group_tests(tests, setup_all, teardown_all);
+  return tu_run_group(tests, setup_all, teardown_all);
 }
