@@ -589,6 +589,12 @@ int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err) {
   }
   free(used);
   lower_emit(&c);
+  if (cg_plan_check(p, err)) { /* a plan the code generator makes must pass what a pack's must */
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    ir_errf(err, "codegen: internal error: the plan fails its validation: %s", msg);
+    goto done;
+  }
   rc = 0;
 done:
   free(c.uses);

@@ -119,7 +119,7 @@ static int jshape(Rd *r, json_t *o, IrDType t, int *rank, int64_t *shape, int64_
   return 0;
 }
 
-static int read_io(Rd *r, json_t *a, CgIo *io, int n, int64_t arena, const char *what) {
+static int read_io(Rd *r, json_t *a, CgIo *io, int n, const char *what) {
   char save[sizeof r->where];
   memcpy(save, r->where, sizeof save);
   for (int i = 0; i < n; i++) {
@@ -131,9 +131,6 @@ static int read_io(Rd *r, json_t *a, CgIo *io, int n, int64_t arena, const char 
         jshape(r, o, io[i].dtype, &io[i].rank, io[i].shape, &bytes) ||
         jint(r, o, "offset", 0, MAX_BYTES, &io[i].offset))
       return -1;
-    if (io[i].offset + bytes > arena)
-      return bad(r, "'%s' (%lld bytes at %lld) lies outside the %lld-byte arena", io[i].name, (long long)bytes,
-                 (long long)io[i].offset, (long long)arena);
   }
   memcpy(r->where, save, sizeof save);
   return 0;
@@ -165,21 +162,7 @@ static int jref(Rd *r, json_t *o, const char *key, CgRef *ref) {
   return 0;
 }
 
-/* Bytes spanned by `batch` matrices of rows x cols with row stride ld, stride apart. */
-static int span_ok(Rd *r, const char *what, CgRef ref, int64_t batch, int64_t stride, int64_t rows,
-                   int64_t ld, int64_t cols, size_t esize, int64_t act, int64_t wts) {
-  if (ld < cols) return bad(r, "GEMM operand %s: row stride %lld is below its %lld columns", what, (long long)ld,
-                            (long long)cols);
-  __int128 last = (__int128)(batch - 1) * stride + (__int128)(rows - 1) * ld + cols;
-  __int128 end = ref.offset + last * (__int128)esize;
-  int64_t limit = ref.space == CG_SPACE_ACT ? act : wts;
-  if (end > limit)
-    return bad(r, "GEMM operand %s ends at byte %lld, past the %lld-byte %s", what, (long long)(end > MAX_BYTES ? MAX_BYTES : end),
-               (long long)limit, ref.space == CG_SPACE_ACT ? "arena" : "weights blob");
-  return 0;
-}
-
-static int read_gemm(Rd *r, json_t *o, CgGemm *g, int64_t act, int64_t wts) {
+static int read_gemm(Rd *r, json_t *o, CgGemm *g) {
   if (!json_is_object(o)) return bad(r, "'gemm' is not an object");
   const int64_t big = (int64_t)1 << 31;
   int64_t epi = 0;
@@ -199,19 +182,6 @@ static int read_gemm(Rd *r, json_t *o, CgGemm *g, int64_t act, int64_t wts) {
     return bad(r, "field 'alpha' is missing or not a finite number");
   g->alpha = (float)alpha;
   g->epilogue = (CgEpilogue)epi;
-  if (g->d.space != CG_SPACE_ACT) return bad(r, "GEMM writes into the weights blob");
-  if (g->d_dtype != g->dtype && g->d_dtype != IR_F32)
-    return bad(r, "GEMM with %s operands writes %s (only the operands' dtype or f32)", ir_dtype_name(g->dtype),
-               ir_dtype_name(g->d_dtype));
-  if (g->batch > 1 && g->stride_d < g->m * g->ldd) return bad(r, "GEMM output batches overlap");
-  size_t es = ir_dtype_size(g->dtype), ds = ir_dtype_size(g->d_dtype);
-  int64_t ar = g->trans_a ? g->k : g->m, ac = g->trans_a ? g->m : g->k;
-  int64_t br = g->trans_b ? g->n : g->k, bc = g->trans_b ? g->k : g->n;
-  if (span_ok(r, "A", g->a, g->batch, g->stride_a, ar, g->lda, ac, es, act, wts) ||
-      span_ok(r, "B", g->b, g->batch, g->stride_b, br, g->ldb, bc, es, act, wts) ||
-      span_ok(r, "D", g->d, g->batch, g->stride_d, g->m, g->ldd, g->n, ds, act, wts))
-    return -1;
-  if (g->epilogue != CG_EPI_NONE && span_ok(r, "bias", g->bias, 1, 0, 1, g->n, g->n, ds, act, wts)) return -1;
   return 0;
 }
 
@@ -283,10 +253,6 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
     bad(r, "'%.40s' is not a tuning row name", p->tuning);
     goto out;
   }
-  if (status >= 0 && status + 4 > p->arena_bytes) {
-    bad(r, "the status word lies outside the arena");
-    goto out;
-  }
   p->status_offset = status;
   if (pp->blob >= 0 && pk->blobs[pp->blob].size != p->weights_bytes) {
     bad(r, "weights blob %d has %lld bytes, the plan needs %lld", pp->blob, (long long)pk->blobs[pp->blob].size,
@@ -331,7 +297,7 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
     json_t *gm = json_object_get(o, "gemm");
     if (gm) {
       s->kind = CG_STEP_GEMM;
-      if (read_gemm(r, gm, &s->gemm, p->arena_bytes, p->weights_bytes)) goto out;
+      if (read_gemm(r, gm, &s->gemm)) goto out;
       continue;
     }
     int64_t smem;
@@ -339,10 +305,6 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
     if (jint32(r, o, "kernel", 0, p->n_kernels - 1, &s->kernel) || jdim3(r, o, "grid", s->grid, grid_max) ||
         jdim3(r, o, "block", s->block, block_max) || jint(r, o, "smem", 0, 1 << 22, &smem))
       goto out;
-    if ((int64_t)s->block[0] * s->block[1] * s->block[2] > 1024) {
-      bad(r, "a block of more than 1024 threads");
-      goto out;
-    }
     s->shared_bytes = (uint32_t)smem;
   }
 
@@ -362,25 +324,12 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
         jshape(r, o, w->dtype, &w->rank, w->shape, &bytes) || jint(r, o, "offset", -1, MAX_BYTES, &w->offset) ||
         jint32(r, o, "param_id", -1, INT32_MAX - 1, &w->param_id) || read_computed(r, o, i, w, A))
       goto out;
-    if (w->offset >= 0 && w->offset + bytes > p->weights_bytes) {
-      bad(r, "'%s' lies outside the %lld-byte weights blob", w->name, (long long)p->weights_bytes);
-      goto out;
-    }
-    if (w->param_id >= 0 && !w->name[0]) {
-      bad(r, "a parameter without a name");
-      goto out;
-    }
     json_t *d = json_object_get(o, "data");
     if (w->n_in) {
-      if (d || w->param_id >= 0) {
-        bad(r, "a computed weight with data or a parameter id");
+      if (d) {
+        bad(r, "a computed weight with data");
         goto out;
       }
-      IrErr *ce = xmalloc(sizeof *ce);
-      int bad_weight = cg_weight_check(p, i, ce); /* its inputs are read above */
-      if (bad_weight) bad(r, "%s", ce->msg);
-      free(ce);
-      if (bad_weight) goto out;
       continue;
     }
     if (!d) {
@@ -411,13 +360,8 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
   p->n_outputs = (int)json_array_size(os);
   p->inputs = arena_alloc(A, (size_t)p->n_inputs * sizeof *p->inputs + 1);
   p->outputs = arena_alloc(A, (size_t)p->n_outputs * sizeof *p->outputs + 1);
-  if (read_io(r, is, p->inputs, p->n_inputs, p->arena_bytes, "input") ||
-      read_io(r, os, p->outputs, p->n_outputs, p->arena_bytes, "output"))
+  if (read_io(r, is, p->inputs, p->n_inputs, "input") || read_io(r, os, p->outputs, p->n_outputs, "output"))
     goto out;
-  if (!p->n_outputs) {
-    bad(r, "a plan without outputs");
-    goto out;
-  }
   if (memchr(src->data, 0, src->size)) {
     bad(r, "the source holds a NUL byte");
     goto out;
@@ -425,6 +369,13 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
   char *text = arena_alloc(A, src->size + 1);
   memcpy(text, src->data, src->size);
   p->source = text;
+  IrErr *ce = xmalloc(sizeof *ce);
+  if (cg_plan_check(p, ce)) {
+    bad(r, "%s", ce->msg);
+    free(ce);
+    goto out;
+  }
+  free(ce);
   rc = 0;
 out:
   json_decref(root);

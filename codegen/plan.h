@@ -196,6 +196,14 @@ int cg_plan_fill_weights(const CgPlan *p, CgParamValues values, void *blob, IrEr
  * it on every weight.  0 or -1 with a message naming the weight. */
 int cg_weight_check(const CgPlan *p, int i, IrErr *err);
 
+/* The one validation of a plan (plan_check.c): run on every plan the code
+ * generator builds and every plan read from a pack.  Checks every relation
+ * between its fields (I/O inside the arena and disjoint, launches within the
+ * CUDA limits and the tuning row's, GEMM operands inside their spaces,
+ * weights inside the blob and disjoint, ...).  0, or -1 with a message
+ * naming the part of the plan. */
+int cg_plan_check(const CgPlan *p, IrErr *err);
+
 /* Runs one GEMM step on the host: the reference the emulated backend and the
  * tests use.  act is the activation arena, w the weights blob.  Operands are
  * widened to f32, multiplied with f32 accumulation, the epilogue applied in

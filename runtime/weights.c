@@ -136,6 +136,60 @@ typedef struct {
   const StTensor *qkv[3];
 } QkvGroup;
 
+/* The q/k/v groups met so far, and an open-addressing index over their keys
+ * (a checkpoint may have 100,000 tensors: looking each group up by a linear
+ * search would be quadratic). */
+typedef struct {
+  QkvGroup *v;
+  int n, cap;
+  int *slot;    /* group index + 1, 0 = empty; size mask + 1, a power of two */
+  size_t mask;
+} QkvGroups;
+
+static uint64_t hash_name(const char *s) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+static int *qkv_slot(QkvGroups *gs, const char *key) {
+  for (size_t i = hash_name(key) & gs->mask;; i = (i + 1) & gs->mask)
+    if (!gs->slot[i] || !strcmp(gs->v[gs->slot[i] - 1].key, key)) return &gs->slot[i];
+}
+
+/* The group named key, created when new. */
+static QkvGroup *qkv_group(QkvGroups *gs, char *key, int block, const char *suffix) {
+  if (2 * (size_t)(gs->n + 1) > gs->mask + 1 || !gs->slot) { /* grow: at most half full */
+    size_t size = gs->slot ? 2 * (gs->mask + 1) : 64;
+    free(gs->slot);
+    gs->slot = xcalloc(size, sizeof *gs->slot);
+    gs->mask = size - 1;
+    for (int j = 0; j < gs->n; j++) *qkv_slot(gs, gs->v[j].key) = j + 1;
+  }
+  int *slot = qkv_slot(gs, key);
+  if (*slot) {
+    free(key);
+    return &gs->v[*slot - 1];
+  }
+  if (gs->n == gs->cap) {
+    gs->cap = gs->cap ? 2 * gs->cap : 16;
+    gs->v = xrealloc(gs->v, (size_t)gs->cap * sizeof *gs->v);
+  }
+  QkvGroup *gr = &gs->v[gs->n++];
+  *gr = (QkvGroup){.key = key, .block = block, .suffix = xstrdup(suffix)};
+  *slot = gs->n;
+  return gr;
+}
+
+static void qkv_groups_free(QkvGroups *gs) {
+  for (int j = 0; j < gs->n; j++) {
+    free(gs->v[j].key);
+    free(gs->v[j].suffix);
+  }
+  free(gs->v);
+  free(gs->slot);
+}
+
 /* "transformer_blocks.<i>.<rest>": rest and i, or NULL. */
 static const char *block_rest(const char *name, int *block) {
   const char *p = name + strlen("transformer_blocks.");
@@ -151,7 +205,7 @@ static const char *block_rest(const char *name, int *block) {
 
 /* Translate one diffusers-named tensor: adds a source, joins a qkv group, or
  * drops a per-block copy of the shared embedders. */
-static void translate(Sources *out, QkvGroup **groups, int *n_groups, const StTensor *t) {
+static void translate(Sources *out, QkvGroups *groups, const StTensor *t) {
   const char *name = t->name;
   for (size_t i = 0; i < sizeof top_map / sizeof top_map[0]; i++)
     if (starts_with(name, top_map[i].from)) {
@@ -176,21 +230,7 @@ static void translate(Sources *out, QkvGroup **groups, int *n_groups, const StTe
     for (int k = 0; k < 3; k++)
       if (starts_with(rest, qkv_from[k])) {
         const char *suffix = rest + strlen(qkv_from[k]);
-        char *key = fmt("blocks.%d.attn.qkv.%s", block, suffix);
-        QkvGroup *gr = NULL;
-        for (int j = 0; j < *n_groups; j++)
-          if (!strcmp((*groups)[j].key, key)) gr = &(*groups)[j];
-        if (!gr) {
-          *groups = xrealloc(*groups, (size_t)(*n_groups + 1) * sizeof **groups);
-          gr = &(*groups)[(*n_groups)++];
-          memset(gr, 0, sizeof *gr);
-          gr->key = key;
-          gr->block = block;
-          gr->suffix = xstrdup(suffix);
-        } else {
-          free(key);
-        }
-        gr->qkv[k] = t;
+        qkv_group(groups, fmt("blocks.%d.attn.qkv.%s", block, suffix), block, suffix)->qkv[k] = t;
         return;
       }
   }
@@ -200,9 +240,9 @@ static void translate(Sources *out, QkvGroup **groups, int *n_groups, const StTe
 
 /* Stack each complete q/k/v triple into one source; incomplete ones leave
  * their parts as plain (unused, so reported) sources. */
-static void finish_qkv(Sources *out, QkvGroup *groups, int n_groups, StrList *mismatched) {
-  for (int j = 0; j < n_groups; j++) {
-    QkvGroup *gr = &groups[j];
+static void finish_qkv(Sources *out, QkvGroups *groups, StrList *mismatched) {
+  for (int j = 0; j < groups->n; j++) {
+    QkvGroup *gr = &groups->v[j];
     if (!gr->qkv[0] || !gr->qkv[1] || !gr->qkv[2]) {
       for (int k = 0; k < 3; k++)
         if (gr->qkv[k]) source_set_one(source_add(out, xstrdup(gr->qkv[k]->name), NULL), gr->qkv[k]);
@@ -255,15 +295,10 @@ static void build_sources(const StFile *f, Sources *out, StrList *mismatched) {
     for (int i = 0; i < st_count(f); i++)
       source_set_one(source_add(out, xstrdup(st_get(f, i)->name), NULL), st_get(f, i));
   } else {
-    QkvGroup *groups = NULL;
-    int n_groups = 0;
-    for (int i = 0; i < st_count(f); i++) translate(out, &groups, &n_groups, st_get(f, i));
-    finish_qkv(out, groups, n_groups, mismatched);
-    for (int j = 0; j < n_groups; j++) {
-      free(groups[j].key);
-      free(groups[j].suffix);
-    }
-    free(groups);
+    QkvGroups groups = {0};
+    for (int i = 0; i < st_count(f); i++) translate(out, &groups, st_get(f, i));
+    finish_qkv(out, &groups, mismatched);
+    qkv_groups_free(&groups);
   }
   qsort(out->v, (size_t)out->n, sizeof *out->v, source_cmp);
   /* Two file tensors landing on one name (e.g. both namings in one file). */
@@ -355,6 +390,14 @@ int weights_bind_file(IrGraph *g, const StFile *f, Weights *w, IrErr *err) {
     }
     s->used = 1;
     if (s->bad) continue;
+    int float_parts = 1;
+    for (int k = 0; k < s->n_part; k++)
+      if (s->part[k]->dtype != ST_F32 && s->part[k]->dtype != ST_F16 && s->part[k]->dtype != ST_BF16) {
+        list_add(&mismatched, fmt("%s: stored as %s; weights must be F32, F16 or BF16", s->part[k]->name,
+                                  st_dtype_name(s->part[k]->dtype)));
+        float_parts = 0;
+      }
+    if (!float_parts) continue;
     if (s->rank != p->shape.rank || memcmp(s->shape, dims, (size_t)s->rank * sizeof *dims)) {
       list_add(&mismatched, fmt("%s: checkpoint has %s, model expects %s", p->name,
                                 rt_dims_str(s->rank, s->shape, a, sizeof a),
@@ -389,10 +432,17 @@ int weights_bind_file(IrGraph *g, const StFile *f, Weights *w, IrErr *err) {
       memcpy(buf, p->data, (size_t)numel * sizeof *buf);
       continue;
     }
+    float *start = buf;
     for (int k = 0; k < bind[i]->n_part && !rc; k++) {
       const StTensor *t = bind[i]->part[k];
       rc = st_to_f32(t, buf, err);
       buf += t->nbytes / st_dtype_size(t->dtype);
+    }
+    int64_t bad = 0;
+    for (int64_t j = 0; j < numel; j++) bad += !isfinite(start[j]);
+    if (bad) {
+      if (!w->nonfinite_tensors++) w->nonfinite_first = p->name;
+      w->nonfinite += bad;
     }
   }
   if (rc) weights_free(w);

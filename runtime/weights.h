@@ -19,6 +19,12 @@ typedef struct {
   int cap;        /* size of data[], = graph->next_id when bound */
   float **data;   /* data[node->id]: f32 values of PARAM node (owned), else NULL */
   int64_t n_params;
+  /* NaN or infinite values among the checkpoint's (not an error: the caller
+   * warns), the tensors holding any, and the first such tensor's name (the
+   * graph's string). */
+  int64_t nonfinite;
+  int nonfinite_tensors;
+  const char *nonfinite_first;
 } Weights;
 
 /* From a checkpoint file.  Returns 0, or -1 with every problem listed in err

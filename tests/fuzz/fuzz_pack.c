@@ -28,6 +28,7 @@ static void check(const CgPack *pk, const uint8_t *data, size_t size) {
     IrErr perr;
     for (int c = 0; c < pp->n_cubins; c++) DITC_ASSERT(cg_pack_find_plan_arch(pk, p->entry, pp->cubins[c].arch, &perr) == pp);
     DITC_ASSERT(p->tuning && p->tuning[0]);
+    DITC_ASSERT(cg_plan_check(p, &perr) == 0); /* what the reader accepts passes the one validation */
     DITC_ASSERT(pp->blob < pk->n_blobs);
     for (int s = 0; s < p->n_steps; s++)
       if (p->steps[s].kind == CG_STEP_KERNEL) DITC_ASSERT(p->steps[s].kernel >= 0 && p->steps[s].kernel < p->n_kernels);

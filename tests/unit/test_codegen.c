@@ -394,7 +394,7 @@ static void test_unary(void **state) {
   /* pow_scalar's special exponents */
   float ex[] = {2.0f, 3.0f, 0.5f, -0.5f, -1.0f, -2.0f, 1.0f};
   for (size_t i = 0; i < sizeof ex / sizeof *ex; i++)
-    ir_graph_add_output(g, ir_op1f(g, IR_POW_SCALAR, pos, ex[i]), "pow_special");
+    ir_graph_add_output(g, ir_op1f(g, IR_POW_SCALAR, pos, ex[i]), arena_printf(&g->arena, "pow_%g", ex[i]));
   check_graph(g, "unary", DEF);
   ir_graph_free(g);
 }
@@ -418,8 +418,8 @@ static void test_binary_broadcast(void **state) {
     IrNode *bp = ir_op1f(g, IR_ADD_SCALAR, ir_un(g, IR_SIGMOID, b), 0.5f);
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
       /* the broadcast operand on either side */
-      ir_graph_add_output(g, ir_bin(g, ops[i], a, ops[i] == IR_DIV ? bp : b), "ab");
-      ir_graph_add_output(g, ir_bin(g, ops[i], b, ops[i] == IR_DIV ? ap : a), "ba");
+      ir_graph_add_output(g, ir_bin(g, ops[i], a, ops[i] == IR_DIV ? bp : b), arena_printf(&g->arena, "ab%zu_%zu", s, i));
+      ir_graph_add_output(g, ir_bin(g, ops[i], b, ops[i] == IR_DIV ? ap : a), arena_printf(&g->arena, "ba%zu_%zu", s, i));
     }
   }
   check_graph(g, "binary", DEF);

@@ -360,6 +360,62 @@ static void test_lying_toc(void **state) {
   free(buf);
 }
 
+/* Plans whose fields are each in range but inconsistent together, written
+ * with valid hashes (as a hand-edited, re-hashed pack would be): the one
+ * validation (cg_plan_check) refuses them on reading, as it does them
+ * directly. */
+static void test_inconsistent_plans(void **state) {
+  (void)state;
+  enum { DUP_INPUT, IN_OUT_OVERLAP, NO_INPUTS, NO_STEPS, WEIGHT_OVERLAP, TUNING, GRID, PARAM_NAME, SMEM, N_CASES };
+  static const char *const needle[N_CASES] = {
+      "inputs 0 and 1 are both named 'x'", "output 'out' overlaps input 'x'", "the plan has no inputs",
+      "the plan has no steps", "weights 'fc.weight' and 'fc.bias' overlap in the blob",
+      "tuning row 'sm_5' does not exist", "threads in all", "two parameters are named 'fc.weight'",
+      "shared memory, over the"};
+  for (int c = 0; c < N_CASES; c++) {
+    CgPlan *p = tiny_plan();
+    p->tuning = "sm_80";
+    switch (c) {
+    case DUP_INPUT: {
+      CgIo *io = arena_alloc(&p->arena, 2 * sizeof *io);
+      io[0] = p->inputs[0];
+      io[1] = p->inputs[0];
+      io[1].shape[0] = 1;
+      io[1].offset = 96;
+      p->inputs = io;
+      p->n_inputs = 2;
+      break;
+    }
+    case IN_OUT_OVERLAP: p->outputs[0].offset = 16; break;
+    case NO_INPUTS: p->n_inputs = 0; break;
+    case NO_STEPS: p->n_steps = 0; break;
+    case WEIGHT_OVERLAP: p->weights[1].offset = 40; break;
+    case TUNING: p->tuning = "sm_5"; break;
+    case GRID: p->steps[1].grid[0] = 2147483647u; break;
+    case PARAM_NAME: p->weights[1].name = "fc.weight"; break;
+    case SMEM: p->steps[1].shared_bytes = 200 * 1024; break;
+    }
+    IrErr err = {{0}};
+    assert_int_equal(cg_plan_check(p, &err), -1);
+    if (!strstr(err.msg, needle[c])) fail_msg("case %d: expected '%s' in: %s", c, needle[c], err.msg);
+    CgPackWriter *w = cg_pack_writer_new();
+    assert_int_equal(cg_pack_writer_add_plan(w, p, NULL, NULL), 0);
+    unsigned char *buf;
+    size_t len;
+    assert_int_equal(cg_pack_writer_bytes(w, &buf, &len, &err), 0);
+    cg_pack_writer_free(w);
+    tiny_plan_free(p);
+    expect_reject(buf, len, needle[c]);
+    free(buf);
+  }
+  /* and the unchanged plan passes */
+  CgPlan *p = tiny_plan();
+  p->tuning = "sm_80";
+  IrErr err;
+  if (cg_plan_check(p, &err)) fail_msg("%s", err.msg);
+  tiny_plan_free(p);
+}
+
 /* One entry, two plans (two tuning rows), each serving two architectures:
  * (entry, arch) picks the plan; the reader refuses an ambiguous pack. */
 static void make_arch_pack(unsigned char **buf, size_t *len, const char *second_arch, int second_cubins) {
@@ -549,6 +605,7 @@ int main(void) {
       cmocka_unit_test(test_lying_toc),         cmocka_unit_test(test_pick_cubin),
       cmocka_unit_test(test_plans_per_arch),
       cmocka_unit_test(test_weights),           cmocka_unit_test(test_computed_weights),
+      cmocka_unit_test(test_inconsistent_plans),
   };
   return tu_run_group(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -252,6 +253,97 @@ static void test_bind_summarised(void **state) {
   snprintf(tail, sizeof tail, "... and %d more", 60 - shown);
   assert_non_null(strstr(m, tail));
   ir_graph_free(g);
+}
+
+/* Weights are floating point: an I32 or BOOL tensor is refused by name, not
+ * converted (the reader is strict: F32, F16, BF16). */
+static void test_bind_integer_dtypes(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  P(g, "a.weight", 2);
+  P(g, "a.bias", 2);
+  P(g, "ok", 2);
+  StWriter *wr = st_writer_new();
+  int32_t iv[2] = {400000000, 7};
+  uint8_t bv[2] = {1, 0};
+  float fv[2] = {1, 2};
+  st_writer_add(wr, "a.weight", ST_I32, 1, (int64_t[]){2}, iv);
+  st_writer_add(wr, "a.bias", ST_BOOL, 1, (int64_t[]){2}, bv);
+  st_writer_add(wr, "ok", ST_F32, 1, (int64_t[]){2}, fv);
+  IrErr err = {{0}};
+  assert_int_equal(st_writer_save(wr, tpath("ints.safetensors"), &err), 0);
+  st_writer_free(wr);
+  Weights ws;
+  assert_int_equal(weights_load(g, tpath("ints.safetensors"), &ws, &err), -1);
+  assert_non_null(strstr(err.msg, "a.weight: stored as I32; weights must be F32, F16 or BF16"));
+  assert_non_null(strstr(err.msg, "a.bias: stored as BOOL; weights must be F32, F16 or BF16"));
+  assert_null(strstr(err.msg, "ok:"));
+  ir_graph_free(g);
+}
+
+/* NaN and infinite weights bind (a checkpoint may hold them on purpose) but
+ * are counted, so the command line can warn naming the first tensor. */
+static void test_bind_nonfinite(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  P(g, "a", 3);
+  P(g, "b", 2);
+  P(g, "c", 2);
+  StWriter *wr = st_writer_new();
+  float av[3] = {1, 2, 3}, bv[2] = {NAN, INFINITY}, cv[2] = {-INFINITY, 0};
+  st_writer_add(wr, "a", ST_F32, 1, (int64_t[]){3}, av);
+  st_writer_add(wr, "b", ST_F32, 1, (int64_t[]){2}, bv);
+  st_writer_add(wr, "c", ST_F32, 1, (int64_t[]){2}, cv);
+  IrErr err = {{0}};
+  assert_int_equal(st_writer_save(wr, tpath("nan.safetensors"), &err), 0);
+  st_writer_free(wr);
+  Weights ws;
+  if (weights_load(g, tpath("nan.safetensors"), &ws, &err)) fail_msg("%s", err.msg);
+  assert_int_equal(ws.nonfinite, 3);
+  assert_int_equal(ws.nonfinite_tensors, 2);
+  assert_string_equal(ws.nonfinite_first, "b");
+  weights_free(&ws);
+  ir_graph_free(g);
+}
+
+/* A diffusers-named checkpoint of 100,000 tensors binds in well under a
+ * second (its q/k/v triples are found by hashing; a linear search per tensor
+ * took over a minute).  A hang guard, not a benchmark: the bound is 30x what
+ * an ASan build needs. */
+static void test_bind_many_diffusers_tensors(void **state) {
+  (void)state;
+  enum { BLOCKS = 33334 };
+  /* a raw safetensors file: one F32 value a tensor, tensor i at byte 4 i */
+  size_t cap = (size_t)BLOCKS * 3 * 112 + 64, len = 0, data = (size_t)BLOCKS * 3 * 4;
+  char *hdr = malloc(cap);
+  len += (size_t)snprintf(hdr + len, cap - len, "{");
+  for (int b = 0; b < BLOCKS; b++)
+    for (int k = 0; k < 3; k++)
+      len += (size_t)snprintf(hdr + len, cap - len, "%s\"transformer_blocks.%d.attn1.to_%c.weight\":"
+                              "{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[%d,%d]}",
+                              b || k ? "," : "", b, "qkv"[k], 4 * (3 * b + k), 4 * (3 * b + k) + 4);
+  len += (size_t)snprintf(hdr + len, cap - len, "}");
+  uint8_t *buf = calloc(1, 8 + len + data);
+  uint64_t n = len;
+  for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(n >> (8 * i));
+  memcpy(buf + 8, hdr, len);
+  free(hdr);
+  IrErr err = {{0}};
+  StFile *f = st_open_memory(buf, 8 + len + data, "many.safetensors", &err);
+  if (!f) fail_msg("%s", err.msg);
+  IrGraph *g = ir_graph_new("forward");
+  P(g, "blocks.0.attn.qkv.weight", 3);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  Weights ws;
+  assert_int_equal(weights_bind_file(g, f, &ws, &err), -1); /* the other blocks are unexpected */
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+  assert_non_null(strstr(err.msg, "(0 missing, 0 mismatched, 33333 unexpected)"));
+  if (s > 15.0) fail_msg("binding 100,002 tensors took %.1f s", s);
+  st_close(f);
+  ir_graph_free(g);
+  free(buf);
 }
 
 /* ---- diffusers naming ---------------------------------------------------------- */
@@ -508,6 +600,9 @@ int main(void) {
       cmocka_unit_test(test_bind_exact),
       cmocka_unit_test(test_bind_problems),
       cmocka_unit_test(test_bind_summarised),
+      cmocka_unit_test(test_bind_integer_dtypes),
+      cmocka_unit_test(test_bind_nonfinite),
+      cmocka_unit_test(test_bind_many_diffusers_tensors),
       cmocka_unit_test(test_diffusers),
       cmocka_unit_test(test_shared_reference),
       cmocka_unit_test(test_random),

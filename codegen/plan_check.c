@@ -1,0 +1,198 @@
+/*
+ * plan_check.c - cg_plan_check(): the one validation of an execution plan,
+ * run on what the code generator builds (cg_plan_build) and on every plan a
+ * pack reader hands out (pack_read.c), so that a plan a backend runs is
+ * consistent however it was made.
+ *
+ * The pack reader only parses: it bounds each number by its type (sizes to
+ * 2^48, dims to 2^31) and copies strings; every relation between fields is
+ * checked here:
+ *   - the plan: batch >= 1, a matrix precision, a tuning row that exists;
+ *   - inputs and outputs: at least one of each, names unique among their
+ *     kind, each inside the arena, no two overlapping (nor the status word);
+ *   - steps: at least one; a launch names a kernel, has a grid and block the
+ *     CUDA limits allow (grid.x < 2^31, y and z <= 65535, at most 1024
+ *     threads a block), dynamic shared memory within its tuning row's
+ *     per-block limit, and no more threads in all than the work a plan of
+ *     its sizes can have (so a hand-made grid of 2^31 blocks is refused
+ *     instead of running for ever on the emulated device); a GEMM's operands
+ *     lie inside their spaces, it writes only the arena, its output batches
+ *     do not overlap;
+ *   - weights: stored ones inside the blob and disjoint, parameters named
+ *     and each name once, constants with data, computed weights well formed
+ *     (cg_weight_check).
+ * Messages name the part of the plan ("input 1 'y'", "step 12 (%42 ...)").
+ */
+#include <string.h>
+
+#include "codegen/cg_internal.h"
+
+/* The most threads one launch may start, in all: every generated kernel has a
+ * thread (or a fraction of a warp) per element it writes or per row it
+ * reduces, and no value is larger than the arena or the blob holding it. */
+static __int128 max_threads(const CgPlan *p) {
+  return 8 * ((__int128)p->arena_bytes + p->weights_bytes) + ((__int128)1 << 20);
+}
+
+static int64_t io_bytes(const CgIo *io) {
+  int64_t n = (int64_t)ir_dtype_size(io->dtype);
+  for (int i = 0; i < io->rank; i++) n *= io->shape[i];
+  return n;
+}
+
+static int overlap(int64_t a, int64_t na, int64_t b, int64_t nb) {
+  return na > 0 && nb > 0 && a < b + nb && b < a + na;
+}
+
+static int check_io(const CgPlan *p, const CgIo *io, int n, const char *what, IrErr *err) {
+  if (n < 1) return ir_errf(err, "the plan has no %ss", what);
+  for (int i = 0; i < n; i++) {
+    if (!io[i].name || !io[i].name[0]) return ir_errf(err, "%s %d has no name", what, i);
+    if (io[i].rank < 0 || io[i].rank > IR_MAX_RANK) return ir_errf(err, "%s '%s' has rank %d", what, io[i].name, io[i].rank);
+    for (int k = 0; k < io[i].rank; k++)
+      if (io[i].shape[k] < 0) return ir_errf(err, "%s '%s' has a negative dimension", what, io[i].name);
+    int64_t b = io_bytes(&io[i]);
+    if (io[i].offset < 0 || io[i].offset + b > p->arena_bytes)
+      return ir_errf(err, "%s '%s' (%lld bytes at %lld) lies outside the %lld-byte arena", what, io[i].name,
+                     (long long)b, (long long)io[i].offset, (long long)p->arena_bytes);
+    for (int j = 0; j < i; j++) {
+      if (!strcmp(io[i].name, io[j].name)) return ir_errf(err, "%ss %d and %d are both named '%s'", what, j, i, io[i].name);
+      if (overlap(io[i].offset, b, io[j].offset, io_bytes(&io[j])))
+        return ir_errf(err, "%ss '%s' and '%s' overlap in the arena", what, io[j].name, io[i].name);
+    }
+    if (p->status_offset >= 0 && overlap(io[i].offset, b, p->status_offset, 4))
+      return ir_errf(err, "%s '%s' overlaps the status word", what, io[i].name);
+  }
+  return 0;
+}
+
+/* Bytes spanned by `batch` matrices of rows x cols with row stride ld, stride apart. */
+static int span_ok(const CgPlan *p, const char *what, CgRef ref, int64_t batch, int64_t stride, int64_t rows,
+                   int64_t ld, int64_t cols, size_t esize, IrErr *err) {
+  if (ld < cols)
+    return ir_errf(err, "GEMM operand %s: row stride %lld is below its %lld columns", what, (long long)ld,
+                   (long long)cols);
+  if (ref.offset < 0 || stride < 0 || batch < 1 || rows < 1)
+    return ir_errf(err, "GEMM operand %s: a negative offset, stride or extent", what);
+  __int128 last = (__int128)(batch - 1) * stride + (__int128)(rows - 1) * ld + cols;
+  __int128 end = ref.offset + last * (__int128)esize;
+  int64_t limit = ref.space == CG_SPACE_ACT ? p->arena_bytes : p->weights_bytes;
+  if (end > limit)
+    return ir_errf(err, "GEMM operand %s ends at byte %lld, past the %lld-byte %s", what,
+                   (long long)(end > ((int64_t)1 << 62) ? ((int64_t)1 << 62) : end), (long long)limit,
+                   ref.space == CG_SPACE_ACT ? "arena" : "weights blob");
+  return 0;
+}
+
+static int is_matrix_dtype(IrDType t) { return t == IR_F32 || t == IR_F16 || t == IR_BF16; }
+
+static int check_gemm(const CgPlan *p, const CgGemm *g, IrErr *err) {
+  if (!is_matrix_dtype(g->dtype) || (g->d_dtype != g->dtype && g->d_dtype != IR_F32))
+    return ir_errf(err, "GEMM with %s operands writes %s (only the operands' dtype or f32)", ir_dtype_name(g->dtype),
+                   ir_dtype_name(g->d_dtype));
+  if (g->m < 1 || g->n < 1 || g->k < 1 || g->batch < 1) return ir_errf(err, "GEMM with an empty extent");
+  if (g->d.space != CG_SPACE_ACT) return ir_errf(err, "GEMM writes into the weights blob");
+  if (g->epilogue < CG_EPI_NONE || g->epilogue > CG_EPI_GELU_TANH_BIAS) return ir_errf(err, "GEMM with an unknown epilogue");
+  if (g->batch > 1 && g->stride_d < g->m * g->ldd) return ir_errf(err, "GEMM output batches overlap");
+  size_t es = ir_dtype_size(g->dtype), ds = ir_dtype_size(g->d_dtype);
+  int64_t ar = g->trans_a ? g->k : g->m, ac = g->trans_a ? g->m : g->k;
+  int64_t br = g->trans_b ? g->n : g->k, bc = g->trans_b ? g->k : g->n;
+  if (span_ok(p, "A", g->a, g->batch, g->stride_a, ar, g->lda, ac, es, err) ||
+      span_ok(p, "B", g->b, g->batch, g->stride_b, br, g->ldb, bc, es, err) ||
+      span_ok(p, "D", g->d, g->batch, g->stride_d, g->m, g->ldd, g->n, ds, err))
+    return -1;
+  if (g->epilogue != CG_EPI_NONE && span_ok(p, "bias", g->bias, 1, 0, 1, g->n, g->n, ds, err)) return -1;
+  return 0;
+}
+
+static int check_launch(const CgPlan *p, const CgTuning *t, const CgStep *s, IrErr *err) {
+  if (s->kernel < 0 || s->kernel >= p->n_kernels) return ir_errf(err, "launches kernel %d of %d", s->kernel, p->n_kernels);
+  static const uint32_t grid_max[3] = {2147483647u, 65535, 65535};
+  for (int i = 0; i < 3; i++) {
+    if (s->grid[i] < 1 || s->grid[i] > grid_max[i])
+      return ir_errf(err, "grid %c = %u is outside [1, %u]", "xyz"[i], s->grid[i], grid_max[i]);
+    if (s->block[i] < 1) return ir_errf(err, "block %c = 0", "xyz"[i]);
+  }
+  uint64_t threads = (uint64_t)s->block[0] * s->block[1] * s->block[2];
+  if (threads > 1024) return ir_errf(err, "a block of %llu threads (at most 1024)", (unsigned long long)threads);
+  if (s->shared_bytes > (uint32_t)t->smem_block)
+    return ir_errf(err, "%u bytes of shared memory, over the %d a block may have on %s", s->shared_bytes,
+                   t->smem_block, t->arch);
+  __int128 all = (__int128)s->grid[0] * s->grid[1] * s->grid[2] * threads;
+  if (all > max_threads(p))
+    return ir_errf(err, "%.3g threads in all, more than a plan of %lld arena and %lld weight bytes can use",
+                   (double)all, (long long)p->arena_bytes, (long long)p->weights_bytes);
+  return 0;
+}
+
+static int64_t weight_bytes(const CgWeight *w) {
+  int64_t n = (int64_t)ir_dtype_size(w->dtype);
+  for (int i = 0; i < w->rank; i++) n *= w->shape[i];
+  return n;
+}
+
+static int check_weights(const CgPlan *p, IrErr *err) {
+  for (int i = 0; i < p->n_weights; i++) {
+    const CgWeight *w = &p->weights[i];
+    const char *name = w->name ? w->name : "?";
+    if (w->rank < 0 || w->rank > IR_MAX_RANK) return ir_errf(err, "weight %d '%s' has rank %d", i, name, w->rank);
+    for (int k = 0; k < w->rank; k++)
+      if (w->shape[k] < 0) return ir_errf(err, "weight %d '%s' has a negative dimension", i, name);
+    int64_t b = weight_bytes(w);
+    if (w->offset < -1 || (w->offset >= 0 && w->offset + b > p->weights_bytes))
+      return ir_errf(err, "weight %d '%s' lies outside the %lld-byte weights blob", i, name,
+                     (long long)p->weights_bytes);
+    if (w->n_in) {
+      if (w->param_id >= 0 || w->const_data) return ir_errf(err, "computed weight %d '%s' with data or a parameter id", i, name);
+      if (cg_weight_check(p, i, err)) return -1;
+    } else if (w->param_id >= 0) {
+      if (!w->name || !w->name[0]) return ir_errf(err, "weight %d: a parameter without a name", i);
+      if (!ir_dtype_is_float(w->dtype)) return ir_errf(err, "parameter '%s' is stored as %s", name, ir_dtype_name(w->dtype));
+    } else if (!w->const_data) {
+      return ir_errf(err, "weight %d '%s': a constant without data", i, name);
+    }
+    for (int j = 0; j < i; j++) {
+      const CgWeight *v = &p->weights[j];
+      if (w->offset >= 0 && v->offset >= 0 && overlap(w->offset, b, v->offset, weight_bytes(v)))
+        return ir_errf(err, "weights '%s' and '%s' overlap in the blob", v->name ? v->name : "?", name);
+      if (w->param_id >= 0 && v->param_id >= 0 && w->param_id != v->param_id && !strcmp(w->name, v->name))
+        return ir_errf(err, "two parameters are named '%s'", name);
+    }
+  }
+  return 0;
+}
+
+int cg_plan_check(const CgPlan *p, IrErr *err) {
+  if (p->batch < 1) return ir_errf(err, "batch %lld", (long long)p->batch);
+  if (!is_matrix_dtype(p->precision)) return ir_errf(err, "precision %s (f32, f16 or bf16)", ir_dtype_name(p->precision));
+  int n_rows;
+  const CgTuning *rows = cg_tuning_rows(&n_rows), *t = NULL;
+  for (int i = 0; i < n_rows && !t; i++)
+    if (p->tuning && !strcmp(p->tuning, rows[i].arch)) t = &rows[i];
+  if (!t) {
+    char known[256] = "";
+    size_t used = 0;
+    for (int i = 0; i < n_rows && used < sizeof known; i++)
+      used += (size_t)snprintf(known + used, sizeof known - used, "%s%s", i ? ", " : "", rows[i].arch);
+    return ir_errf(err, "tuning row '%.40s' does not exist (known: %s)", p->tuning ? p->tuning : "", known);
+  }
+  if (p->arena_bytes < 0 || p->weights_bytes < 0) return ir_errf(err, "negative arena or blob size");
+  if (p->status_offset < -1 || (p->status_offset >= 0 && p->status_offset + 4 > p->arena_bytes))
+    return ir_errf(err, "the status word lies outside the arena");
+  if (check_io(p, p->inputs, p->n_inputs, "input", err) || check_io(p, p->outputs, p->n_outputs, "output", err))
+    return -1;
+  for (int i = 0; i < p->n_outputs; i++)
+    for (int j = 0; j < p->n_inputs; j++)
+      if (overlap(p->outputs[i].offset, io_bytes(&p->outputs[i]), p->inputs[j].offset, io_bytes(&p->inputs[j])))
+        return ir_errf(err, "output '%s' overlaps input '%s' in the arena", p->outputs[i].name, p->inputs[j].name);
+  if (p->n_steps < 1) return ir_errf(err, "the plan has no steps");
+  for (int i = 0; i < p->n_steps; i++) {
+    const CgStep *s = &p->steps[i];
+    IrErr e;
+    int bad = s->kind == CG_STEP_GEMM     ? check_gemm(p, &s->gemm, &e)
+              : s->kind == CG_STEP_KERNEL ? check_launch(p, t, s, &e)
+                                          : ir_errf(&e, "an unknown kind of step");
+    if (bad) return ir_errf(err, "step %d (%s): %s", i, s->what ? s->what : "?", e.msg);
+  }
+  return check_weights(p, err);
+}
