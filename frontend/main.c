@@ -317,7 +317,7 @@ static void print_wrapped(FILE *f, const char *text, int col, int indent) {
 }
 
 static void print_option(FILE *f, const OptSpec *s) {
-  char left[128], arg[128] = "", help[512];
+  char left[320], arg[128] = "", help[512];
   if (s->kind == OPT_CHOICE) snprintf(arg, sizeof arg, " %s", s->choices);
   else if (s->kind == OPT_DTYPE) {
     arg[0] = ' ';
