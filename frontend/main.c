@@ -240,19 +240,31 @@ int cli_fail(const char *fmt, ...) {
   return 1;
 }
 
-static void usage_hint(void) {
-  if (current)
-    fprintf(stderr, "run `ditc %s --help` for its usage and options\n", current->name);
-  else
-    fprintf(stderr, "run `ditc help` for the commands\n");
+/* The usage error's second line: what to do.  hint NULL: the running
+ * command's help (or the list of commands). */
+static int vusage(const char *hint, const char *fmt, va_list ap) {
+  vmessage("error", fmt, ap);
+  if (hint) fprintf(stderr, "%s\n", hint);
+  else if (current) fprintf(stderr, "run `ditc %s --help` for its usage and options\n", current->name);
+  else fprintf(stderr, "run `ditc help` for the commands\n");
+  return 2;
 }
 
 int cli_usage(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vmessage("error", fmt, ap);
+  vusage(NULL, fmt, ap);
   va_end(ap);
-  usage_hint();
+  return 2;
+}
+
+/* A usage error in --passes or --dump-after: the passes are in --passes-help. */
+static int pass_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int pass_usage(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vusage("run `ditc ir --passes-help` for the passes and their options", fmt, ap);
+  va_end(ap);
   return 2;
 }
 
@@ -478,18 +490,10 @@ static int wants_help(int argc, char **argv) {
  * against it.  Returns 0 or 2. */
 static int parse_pipeline(Opts *o) {
   IrErr err;
-  if (pass_pipeline_parse(o->passes ? o->passes : "default", &o->pipeline, &err)) {
-    cli_fail("%s", err.msg);
-    fprintf(stderr, "run `ditc ir --passes-help` for the passes and their options\n");
-    return 2;
-  }
+  if (pass_pipeline_parse(o->passes ? o->passes : "default", &o->pipeline, &err)) return pass_usage("%s", err.msg);
   const char *d = o->dump_after;
   if (d && strcmp(d, "all")) {
-    if (!pass_find(d)) {
-      cli_fail("--dump-after: unknown pass '%s'", d);
-      fprintf(stderr, "run `ditc ir --passes-help` for the passes\n");
-      return 2;
-    }
+    if (!pass_find(d)) return pass_usage("--dump-after: unknown pass '%s'", d);
     if (!pass_pipeline_runs(&o->pipeline, d))
       return cli_usage("--dump-after %s: the pipeline (--passes %s) does not run '%s'", d,
                        o->passes ? o->passes : "default", d);
