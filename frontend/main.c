@@ -365,6 +365,10 @@ static void print_command_help(FILE *f, const Command *c) {
   fprintf(f, "\noptions:\n");
   for (int i = 0; i < N_OPTIONS; i++)
     if (OPTIONS[i].cmds & c->bit) print_option(f, &OPTIONS[i]);
+  if (c->bit & C_IR) { /* the passes --passes and --dump-after name */
+    fputc('\n', f);
+    pass_print_help(f);
+  }
 }
 
 static int cmd_help(const Opts *o) {
