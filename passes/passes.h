@@ -2,39 +2,125 @@
  * passes.h - the pass manager and the passes it knows by name.
  *
  * A pass is `int pass_<name>(IrGraph *, const PassOptions *, IrErr *)`, one
- * file each in passes/.  The registry (passes/pipeline.c) is one table of
- * {name, function, doc}; pipelines are comma-separated lists of names,
- * "default" or "none".  Between passes the manager re-sorts the graph, and in
- * debug and test builds (or with verify set) runs ir_verify().
+ * file each in passes/, with its prototype below.  The registry
+ * (passes/pipeline.c) is one table of {name, function, doc, options}.  A
+ * pipeline is written "a,b:key=value:key=value,c" (or "default", "none"):
+ * it is parsed and checked against the registry, every option's value
+ * included, before any pass runs.  Between passes the manager re-sorts the
+ * graph, and in debug and test builds (or with verify set) runs ir_verify().
  */
 #ifndef DITC_PASSES_H
 #define DITC_PASSES_H
 
 #include "ir/ir.h"
 
+/* ---- options a pass declares ---------------------------------------------- */
+
+typedef enum {
+  PASS_OPT_INT,    /* a whole number, within [lo, hi] when lo < hi */
+  PASS_OPT_FLOAT,  /* a finite number, within [lo, hi] when lo < hi */
+  PASS_OPT_BOOL,   /* true|false (also 1|0, on|off, yes|no); `name` alone means true */
+  PASS_OPT_CHOICE, /* one of `choices`, "a|b|c" */
+} PassOptType;
+
+typedef struct {
+  const char *name;    /* [a-z0-9_]+; NULL ends a pass's list */
+  PassOptType type;
+  const char *def;     /* the default, written as on the command line */
+  const char *doc;     /* one line for `ditc ir --passes-help` */
+  double lo, hi;       /* INT, FLOAT: the accepted range (lo == hi: any value) */
+  const char *choices; /* CHOICE: "a|b|c" */
+} PassOptSpec;
+
+#define PASS_MAX_OPTS 8
+#define PASS_MAX_CHOICE 32  /* longest choice name + 1 */
+/* A registry row's options when the pass takes none. */
+#define PASS_NO_OPTIONS {{0}}
+
+/* One option's parsed value. */
+typedef struct {
+  int64_t i;                 /* INT; BOOL (0 or 1); CHOICE (its index in choices) */
+  double f;                  /* FLOAT */
+  char s[PASS_MAX_CHOICE];   /* CHOICE: its name */
+} PassOptValue;
+
+typedef struct PassInfo PassInfo;
+
+/* What the manager gives every pass.  The caller of pass_run_pipeline fills
+ * the first three; the manager adds, for each pass it calls, the pass's
+ * registry row and its option values (read them with pass_opt_*). */
 typedef struct {
   int verify;              /* ir_verify() after every pass */
   const char *dump_after;  /* pass name, "all", or NULL */
   FILE *dump;              /* where dumps go (stdout if NULL) */
+  const PassInfo *pass;    /* set by the manager: the pass being run */
+  const PassOptValue *values; /* set by the manager: one per option of pass->opts, defaults filled in */
 } PassOptions;
 
 typedef int (*PassFn)(IrGraph *g, const PassOptions *o, IrErr *err);
 
-typedef struct {
+/* A registry row. */
+struct PassInfo {
   const char *name;
   PassFn fn;
   const char *doc;
-} PassInfo;
+  PassOptSpec opts[PASS_MAX_OPTS]; /* ends at the first without a name */
+};
+
+/* A pass's option values.  `name` must be one of the running pass's options,
+ * of that type: anything else is a bug in the pass and aborts. */
+int64_t pass_opt_int(const PassOptions *o, const char *name);
+double pass_opt_float(const PassOptions *o, const char *name);
+int pass_opt_bool(const PassOptions *o, const char *name);
+const char *pass_opt_choice(const PassOptions *o, const char *name);
+
+/* ---- the registry and pipelines ------------------------------------------- */
 
 const PassInfo *pass_table(int *n);
 const PassInfo *pass_find(const char *name);
 /* The pipeline `ditc` runs when none is named. */
 extern const char *const PASS_DEFAULT_PIPELINE;
-/* Run `pipeline` ("a,b,c" | "default" | "none"). Unknown names are an error
- * listing the known ones. */
+
+/* Longest pipeline (passes, after expanding "default"). */
+#define PASS_MAX_PIPELINE 64
+
+typedef struct {
+  const PassInfo *pass;
+  PassOptValue values[PASS_MAX_OPTS];
+} PassStep;
+
+typedef struct {
+  int n;
+  PassStep steps[PASS_MAX_PIPELINE];
+} PassPipeline;
+
+/* Parse "a,b:key=value:key=value,c" against the registry into *p: "default"
+ * expands to PASS_DEFAULT_PIPELINE, "none" and empty items add nothing, a
+ * pass may appear more than once with different options, options left out
+ * get their defaults.  Errors name what is wrong: an unknown pass (listing
+ * the known ones), an option the pass does not have (listing those it has),
+ * a value of the wrong type or out of range (saying what is expected). */
+int pass_pipeline_parse(const char *spec, PassPipeline *p, IrErr *err);
+/* The same against another registry (tests, tools with passes of their own). */
+int pass_pipeline_parse_table(const PassInfo *table, int n_table, const char *spec, PassPipeline *p, IrErr *err);
+/* Put the passes of `spec` into p right after the first `after` (a pass
+ * name; NULL: at the end).  For command-line flags that stand for a pass
+ * with options at a fixed place in the pipeline (`--flag K` meaning
+ * "NAME:key=K" after `after`).  Fails, changing nothing, when p does not run
+ * `after` or the result would be too long. */
+int pass_pipeline_insert(PassPipeline *p, const char *after, const char *spec, IrErr *err);
+/* Does p run the pass `name`? */
+int pass_pipeline_runs(const PassPipeline *p, const char *name);
+/* Run p over g. */
+int pass_pipeline_run(IrGraph *g, const PassPipeline *p, const PassOptions *o, IrErr *err);
+/* Parse and run `pipeline` (NULL: "default"). */
 int pass_run_pipeline(IrGraph *g, const char *pipeline, const PassOptions *o, IrErr *err);
 
-/* The passes. */
+/* Every pass, its doc and its options, for `ditc ir --passes-help`. */
+void pass_print_help(FILE *out);
+
+/* ---- the passes, one file each (passes/NAME.c) ------------------------------ */
+
 int pass_dce(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_cse(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_canonicalize(IrGraph *g, const PassOptions *o, IrErr *err);
@@ -42,6 +128,9 @@ int pass_fold_constants(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_hoist_adaln(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_fuse(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_plan_memory(IrGraph *g, const PassOptions *o, IrErr *err);
+int pass_route_experts(IrGraph *g, const PassOptions *o, IrErr *err);
+
+/* ---- what passes share ---------------------------------------------------- */
 
 /* The memory planner plan-memory asks for (passes/plan_memory.c), run by the
  * code generator once the plan's buffers are known: buffer i needs bytes[i]
@@ -52,8 +141,6 @@ int pass_plan_memory(IrGraph *g, const PassOptions *o, IrErr *err);
  * (pass_memory_unplanned: the sum of the sizes). */
 int64_t pass_memory_plan(int n, const int64_t *bytes, const int *first, const int *last, int64_t *offset);
 int64_t pass_memory_unplanned(int n, const int64_t *bytes, int64_t *offset);
-int pass_route_experts(IrGraph *g, const PassOptions *o, IrErr *err);
-
 /* Does n depend on no graph input (PARAMs and CONSTs only)?  memo has a byte
  * per node index, zeroed before the first call (hoist_adaln.c). */
 int pass_weight_only(const IrNode *n, unsigned char *memo);

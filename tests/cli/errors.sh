@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Hostile input gets a clear message, a non-zero exit and no output file: missing and lying
-# checkpoints, truncated files, impossible --set values, bad flags.
+# checkpoints, truncated files, impossible --set values, bad flags, bad pipelines.  Every message
+# has one form, `ditc: error: ...`; a usage error (exit 2) then says where the usage is.
 set -uo pipefail
 : "${DITC:?}" "${DITC_SHARED:?}" "${DITC_SRC:?}"
 cd "$DITC_SRC"
@@ -17,17 +18,62 @@ expect() {
   rm -f "$T"/out.*
   "$@" >"$T/stdout" 2>"$T/stderr"
   local got=$?
-  if [ "$got" != "$want" ] || ! grep -qE -- "$pat" "$T/stderr" || ls "$T"/out.* >/dev/null 2>&1; then
+  if [ "$got" != "$want" ] || ! grep -qE -- "$pat" "$T/stderr" || ls "$T"/out.* >/dev/null 2>&1 ||
+     ! grep -q '^ditc: error: ' "$T/stderr" || { [ "$want" = 2 ] && ! grep -q '^run `ditc .*`' "$T/stderr"; }; then
     echo "FAIL (exit $got, want $want; pattern '$pat'): $*"; sed 's/^/    /' "$T/stderr" | head -20; fail=1
   else
     echo "ok   $(head -1 "$T/stderr")"
   fi
 }
 
-expect 2 "usage|unknown" -- "$DITC" frobnicate
-expect 2 "unknown option '--bogus'" -- "$DITC" stats DiT-S/2 --bogus
-expect 2 "--steps takes" -- "$DITC" sample DiT-digits --steps many
+# ---- usage errors: exit 2, `ditc: error: ...`, then where the usage is --------------------------
+expect 2 "^ditc: error: no command given" -- "$DITC"
+expect 2 "^ditc: error: unknown command 'frobnicate'" -- "$DITC" frobnicate
+expect 2 "^ditc: error: unknown option '--bogus' for 'stats'" -- "$DITC" stats DiT-S/2 --bogus
+expect 2 "^run \`ditc run --help\`" -- "$DITC" run DiT-S/2 --frobnicate
+expect 2 "'ir' does not take --weights" -- "$DITC" ir DiT-S/2 --weights random
+expect 2 "--steps takes a whole number in 1..100000, got 'many'" -- "$DITC" sample DiT-digits --steps many
+expect 2 "--json takes no value" -- "$DITC" stats DiT-S/2 --json=1
 expect 2 "needs a value" -- "$DITC" run DiT-S/2 --weights
+expect 2 "'stats' needs a MODEL" -- "$DITC" stats
+expect 2 "unexpected argument 'DiT-S/4'" -- "$DITC" stats DiT-S/2 DiT-S/4
+expect 2 "give MODEL or --plan, not both" -- "$DITC" run DiT-S/2 --plan x.ditpack
+expect 2 "cache takes build, ls, verify or clear, got 'purge'" -- "$DITC" cache purge
+expect 2 "'cache ls' takes only --arch" -- "$DITC" cache ls --batch 2
+expect 2 "--entry takes forward\|forward_with_cfg\|all, got 'backward'" -- "$DITC" compile DiT-S/2 --entry backward
+expect 2 "no command or topic 'frobnicate'" -- "$DITC" help frobnicate
+expect 2 "--sampler takes ddpm\|ddim, got 'euler'" -- "$DITC" sample DiT-digits --sampler euler
+# dtypes in any spelling; a dtype that is none of them
+expect 2 "--precision takes f32\|f16\|bf16 \(also written fp32, .*\), got 'fp8'" -- "$DITC" run DiT-S/2 --precision fp8
+expect 2 "--weight-dtype takes f32\|f16\|bf16\|i8" -- "$DITC" stats DiT-S/2 --weight-dtype int4
+for p in fp16:f16 f16:f16 float16:f16 half:f16 FP16:f16 bf16:bf16 bfloat16:bf16; do
+  # accepted, and known by its canonical name: ref refuses it by that name
+  expect 1 "--precision ${p#*:} needs --backend emu or cuda" -- "$DITC" run DiT-S/2 --weights random --backend ref \
+    --precision "${p%%:*}" --input "$REF/dit-tiny-p2.case.safetensors" --output "$T/out.safetensors"
+done
+for p in fp32 f32 float32; do
+  [ "$("$DITC" stats DiT-S/2 --json --weight-dtype $p | jq -r .weight_dtype)" = f32 ] || { echo "FAIL --weight-dtype $p"; fail=1; }
+done
+for p in fp16:f16 half:f16 bfloat16:bf16 int8:i8; do
+  [ "$("$DITC" stats DiT-S/2 --json --weight-dtype "${p%%:*}" | jq -r .weight_dtype)" = "${p#*:}" ] \
+    || { echo "FAIL --weight-dtype ${p%%:*}"; fail=1; }
+done
+echo "ok   dtype spellings"
+
+# ---- pipelines: checked before anything runs, pass and option named ------------------------------
+expect 2 "^ditc: error: pass 'cse' has no option 'no_such_option' \(it takes none\)" -- \
+  "$DITC" ir DiT-S/2 --passes 'cse:no_such_option=1'
+expect 2 "^run \`ditc ir --passes-help\`" -- "$DITC" ir DiT-S/2 --passes 'cse:no_such_option=1'
+expect 2 "^ditc: error: unknown pass 'frobnicate' \(known: canonicalize, " -- "$DITC" stats DiT-S/2 --passes cse,frobnicate
+expect 2 "'default' takes no options" -- "$DITC" check DiT-S/2 --passes default:x=1
+expect 2 "--dump-after: unknown pass 'csee'" -- "$DITC" ir DiT-S/2 --dump-after csee
+expect 2 "--dump-after cse: the pipeline \(--passes none\) does not run 'cse'" -- \
+  "$DITC" ir DiT-S/2 --passes none --dump-after cse
+# a bad pipeline fails before the model is even read
+expect 2 "unknown pass 'frobnicate'" -- "$DITC" run models/no-such.dit --weights "$T/no-such" --passes frobnicate \
+  --input "$T/no-such" --output "$T/out.safetensors"
+
+# ---- errors: exit 1 ------------------------------------------------------------------------------
 expect 1 "num_heads" -- "$DITC" stats DiT-S/2 --set num_heads=5
 expect 1 "unknown|no parameter|not a parameter" -- "$DITC" stats DiT-S/2 --set num_hedas=6
 expect 1 "abc" -- "$DITC" stats DiT-S/2 --set depth=abc

@@ -1,0 +1,148 @@
+/*
+ * cli.h - what the `ditc` command line's files share (not part of the
+ * library: these files build the ditc executable only).
+ *
+ *   main.c         the tables of commands and options, argument parsing, help
+ *   cli_run.c      running a model on a backend (Runner); run, sample
+ *   cli_compile.c  NVRTC through the kernel cache (Compiler); compile, cache
+ *   cli_report.c   compile's report: the plans' statistics, as JSON and text
+ *   cli_bench.c    bench
+ *   cli_inspect.c  check, ir, stats, compare, models
+ *
+ * Handlers get the parsed options and return the exit status: 0, 1 after an
+ * error (cli_fail) or 2 after a usage error (cli_usage).
+ */
+#ifndef DITC_CLI_H
+#define DITC_CLI_H
+
+#include <jansson.h>
+
+#include "codegen/cache.h"
+#include "codegen/nvrtc.h"
+#include "codegen/pack.h"
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+#include "runtime/backend.h"
+#include "runtime/safetensors.h"
+#include "runtime/weights.h"
+
+#define DITC_VERSION "0.1.0"
+
+/* Every option of every command, parsed (main.c's option table says which
+ * command takes which, and what each means). */
+typedef struct {
+  const char *cmd;
+  const char *model;
+  const char *extra;          /* compare: the second operand */
+  FeSetting sets[64];
+  int n_sets;
+  const char *weights, *input, *output, *prefix;
+  int has_cfg;                /* --cfg-scale given */
+  double cfg_scale;
+  long long cfg_all_channels;
+  const char *sampler;
+  long long steps, diffusion_steps;
+  const char *labels, *labels_from;
+  long long repeat, grid_cols;
+  long long seed;
+  const char *init_noise, *step_noise;
+  const char *passes, *dump_after;
+  PassPipeline pipeline;      /* --passes (or the default), parsed and checked */
+  long long json, batch, verify;
+  const char *backend, *entry, *weight_dtype;
+  double tol;
+  const char *sub;            /* cache: build, ls, verify, clear */
+  const char *arch, *precision, *plan;  /* precision: canonical ("f32", "f16", "bf16") */
+  long long report;
+  const char *source;         /* compile: write the generated CUDA C here */
+  long long iters, warmup;    /* bench */
+  long long ops, passes_help; /* ir: print the op table / the passes instead */
+} Opts;
+
+/* ---- messages (main.c) ------------------------------------------------------ */
+
+/* "ditc: error: ..." on stderr; returns 1. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "ditc: error: ..." and where the running command's usage is; returns 2. */
+int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "ditc: warning: ..." */
+void cli_warn(const char *msg);
+
+/* Elaborate `entry` of o->model and run o->pipeline.  Returns 0 or 1. */
+int cli_build(const Opts *o, const char *entry, FeModel *m);
+/* --precision as a dtype (f32 when not given). */
+IrDType cli_precision(const Opts *o);
+
+/* ---- NVRTC through the kernel cache (cli_compile.c) ----------------------- */
+
+/* NVRTC and the kernel cache, opened once per command. */
+typedef struct {
+  CgNvrtc *nv;
+  CgCache *cache;
+  char inc[1100];           /* -I<cuda>/include, for cuda_fp16.h / cuda_bf16.h */
+  int compiled, cached;
+} Compiler;
+
+int cli_compiler_open(Compiler *c, int need_nvrtc);
+void cli_compiler_close(Compiler *c);
+/* One plan's CUBIN for one architecture, from the cache or compiled now, and
+ * ptxas' report (*log NULL when the cache no longer has it). */
+int cli_compile_plan(Compiler *c, const CgPlan *p, const char *arch, unsigned char **cubin, size_t *size, char **log);
+
+/* ---- running a model on a backend (cli_run.c) ------------------------------ */
+
+/* What run, sample and bench execute: the graph of MODEL (ref), a plan built
+ * from it here (emu, cuda) or a plan from a pack (--plan), on one backend. */
+typedef struct {
+  const char *backend;
+  FeModel m;
+  int built;
+  CgPack *pack;
+  const CgPackPlan *pp;
+  CgPlan *plan;               /* built here */
+  const CgPlan *use;          /* the plan that runs (emu, cuda) */
+  Weights w;
+  void *blob;                 /* owned weights blob */
+  char arch[9];               /* cuda: the GPU's architecture ("sm_90"), else "" */
+  CgPackCubin cubin;          /* cuda with MODEL: compiled here */
+  unsigned char *cubin_data;
+  char *cubin_log;
+  RtBackend *be;
+  int n_in;                   /* graph inputs, in order */
+  const char **in_names;
+  IrDType *in_dtypes;
+} Runner;
+
+int cli_runner_open(const Opts *o, const char *entry, Runner *r);
+int64_t cli_runner_param(const Runner *r, const char *name);
+int cli_runner_prepare(const Opts *o, Runner *r, int64_t batch);
+void cli_runner_free(Runner *r);
+
+/* FILE:TENSOR: open FILE and find TENSOR.  Returns the open file (close it
+ * with st_close) and the tensor in *t, or NULL after saying why. */
+StFile *cli_open_tensor_spec(const char *spec, const StTensor **t);
+
+/* ---- compile's report (cli_report.c) --------------------------------------- */
+
+/* Plan p's statistics as a new entry of rep's "plans" (its "archs" filled by
+ * cli_arch_report). */
+json_t *cli_plan_report(json_t *rep, const CgPlan *p, IrGraph *g, const char *entry);
+/* Arch's CUBIN of plan p in the plan's entry (ptxas' numbers when log is there). */
+void cli_arch_report(json_t *pj, const CgPlan *p, const char *arch, size_t size, const char *log);
+/* The report as text. */
+void cli_print_report(const json_t *rep, FILE *f);
+
+/* ---- the commands ----------------------------------------------------------- */
+
+int cmd_run(const Opts *o);
+int cmd_sample(const Opts *o);
+int cmd_compile(const Opts *o);
+int cmd_cache(const Opts *o);
+int cmd_bench(const Opts *o);
+int cmd_check(const Opts *o);
+int cmd_ir(const Opts *o);
+int cmd_stats(const Opts *o);
+int cmd_compare(const Opts *o);
+int cmd_models(const Opts *o);
+
+#endif

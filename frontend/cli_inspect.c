@@ -1,0 +1,138 @@
+/*
+ * cli_inspect.c - the commands that look without running: `ditc check`
+ * (parse, elaborate, verify, bind), `ditc ir` (the IR, after a pass, the op
+ * table, the passes), `ditc stats` (the cost model), `ditc compare` (the
+ * relative L2 error of two tensors) and `ditc models`.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frontend/cli.h"
+
+int cmd_check(const Opts *o) {
+  const char *entries[] = {"forward", "forward_with_cfg"};
+  for (int e = 0; e < 2; e++) {
+    FeModel m;
+    if (cli_build(o, entries[e], &m)) return 1;
+    IrErr err;
+    if (ir_verify(m.graph, &err)) {
+      fe_model_free(&m);
+      return cli_fail("%s: the IR does not verify: %s", entries[e], err.msg);
+    }
+    IrCost c;
+    ir_cost(m.graph, 1, IR_F32, &c);
+    printf("%s: %s: %lld nodes, %lld parameters: ok\n", o->model, entries[e], (long long)c.nodes,
+           (long long)c.params);
+    if (o->weights && e == 0) {
+      Weights w = {0};
+      if (weights_open(m.graph, o->weights, &w, &err)) {
+        fe_model_free(&m);
+        return cli_fail("%s", err.msg);
+      }
+      printf("%s: weights %s bind: ok\n", o->model, o->weights);
+      weights_free(&w);
+    }
+    fe_model_free(&m);
+  }
+  return 0;
+}
+
+int cmd_ir(const Opts *o) {
+  if (o->ops || o->passes_help) {
+    if (o->ops) ir_ops_print(stdout);
+    if (o->passes_help) pass_print_help(stdout);
+    return 0;
+  }
+  FeModel m;
+  if (cli_build(o, o->entry ? o->entry : "forward", &m)) return 1;
+  if (!o->dump_after) ir_dump(m.graph, stdout);
+  fe_model_free(&m);
+  return 0;
+}
+
+int cmd_stats(const Opts *o) {
+  FeModel m;
+  if (cli_build(o, o->entry ? o->entry : "forward", &m)) return 1;
+  IrDType wt;
+  ir_dtype_parse(o->weight_dtype, &wt);
+  int64_t batch = o->batch ? o->batch : 1;
+  IrCost c;
+  ir_cost(m.graph, batch, wt, &c);
+  if (o->json) {
+    printf("{\"model\": \"%s\", \"entry\": \"%s\", \"batch\": %lld, \"params\": %lld, \"macs\": %.0f, "
+           "\"gmacs\": %.4f, \"weight_bytes\": %lld, \"weight_dtype\": \"%s\", \"activation_bytes\": %.0f, "
+           "\"nodes\": %lld}\n",
+           m.config ? m.config : o->model, m.graph->name, (long long)batch, (long long)c.params, c.macs,
+           c.macs / 1e9, (long long)c.weight_bytes, o->weight_dtype, c.activation_bytes, (long long)c.nodes);
+  } else {
+    printf("model             %s\n", m.config ? m.config : o->model);
+    printf("entry             %s (batch %lld)\n", m.graph->name, (long long)batch);
+    printf("parameters        %lld (%.2f M)\n", (long long)c.params, c.params / 1e6);
+    printf("MACs              %.0f (%.3f G)\n", c.macs, c.macs / 1e9);
+    printf("weight bytes      %lld (%s, %.1f MiB)\n", (long long)c.weight_bytes, o->weight_dtype,
+           c.weight_bytes / 1048576.0);
+    printf("activation bytes  %.0f (every node's output, %.1f MiB)\n", c.activation_bytes,
+           c.activation_bytes / 1048576.0);
+    printf("IR nodes          %lld\n", (long long)c.nodes);
+  }
+  fe_model_free(&m);
+  return 0;
+}
+
+static int load_operand(const char *spec, float **v, int64_t *n, char *shape, size_t shape_n) {
+  const StTensor *t;
+  StFile *f = cli_open_tensor_spec(spec, &t);
+  IrErr err;
+  if (!f) return 1;
+  int64_t numel = 1;
+  for (int i = 0; i < t->rank; i++) numel *= t->shape[i];
+  rt_dims_str(t->rank, t->shape, shape, shape_n);
+  *v = xmalloc((size_t)(numel ? numel : 1) * sizeof **v);
+  *n = numel;
+  int rc = st_to_f32(t, *v, &err);
+  st_close(f);
+  if (rc) {
+    free(*v);
+    return cli_fail("%s", err.msg);
+  }
+  return 0;
+}
+
+int cmd_compare(const Opts *o) {
+  float *a = NULL, *b = NULL;
+  int64_t na, nb;
+  char sa[128], sb[128];
+  if (load_operand(o->model, &a, &na, sa, sizeof sa)) return 1;
+  if (load_operand(o->extra, &b, &nb, sb, sizeof sb)) {
+    free(a);
+    return 1;
+  }
+  int rc = 0;
+  if (strcmp(sa, sb)) {
+    rc = cli_fail("shapes differ: %s is %s, %s is %s", o->model, sa, o->extra, sb);
+  } else {
+    double num = 0, den = 0, maxabs = 0;
+    int nonfinite = 0;
+    for (int64_t i = 0; i < na; i++) {
+      double d = (double)a[i] - b[i];
+      if (!isfinite(a[i]) || !isfinite(b[i])) nonfinite++;
+      num += d * d;
+      den += (double)b[i] * b[i];
+      if (fabs(d) > maxabs) maxabs = fabs(d);
+    }
+    double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    printf("%s vs %s: shape %s, relative L2 error %.3e, max abs error %.3e\n", o->model, o->extra, sa, rel, maxabs);
+    if (nonfinite) rc = cli_fail("%d non-finite values", nonfinite);
+    else if (o->tol >= 0 && !(rel <= o->tol)) rc = cli_fail("relative L2 error %.3e is above the tolerance %.1e", rel, o->tol);
+  }
+  free(a);
+  free(b);
+  return rc;
+}
+
+
+int cmd_models(const Opts *o) {
+  (void)o;
+  return fe_list_configs(NULL, stdout, stderr) ? 1 : 0;
+}

@@ -1,0 +1,561 @@
+/*
+ * cli_run.c - running a model on a backend: `ditc run` and `ditc sample`.
+ *
+ * A Runner is what runs: MODEL's graph on the reference executor, a plan
+ * built from MODEL here (emu, cuda: compiled for the GPU that is present), or
+ * a plan from a pack (--plan: the GPU's architecture's, --arch's on emu, or
+ * the pack's first).  run feeds it the inputs of a safetensors file; sample
+ * drives the DDPM/DDIM sampler with it, on the device when the backend
+ * samples there (emu, cuda), else in the host loop over forward passes.
+ * bench (cli_bench.c) uses the same Runner.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codegen/emu.h"
+#include "frontend/cli.h"
+#include "runtime/cuda_api.h"
+#include "runtime/image.h"
+#include "runtime/ref.h"
+#include "runtime/sampler.h"
+
+/* ---- running a model on a backend ----------------------------------------------- */
+
+static const char *default_backend(const Opts *o) {
+  if (o->backend) return o->backend;
+  if (rt_cuda_available(NULL)) return "cuda";
+  return o->plan ? "emu" : "ref";
+}
+
+/* "sm_XY" of CUDA device 0.  Returns 0 or 1 (after saying why). */
+static int device_arch(char *arch, size_t n) {
+  RtCudaDevice dev;
+  IrErr err;
+  if (rt_cuda_device_open(0, &dev, &err)) return cli_fail("%s", err.msg);
+  snprintf(arch, n, "sm_%d%d", dev.cc_major, dev.cc_minor);
+  rt_cuda_device_close(&dev);
+  return 0;
+}
+
+/* Build or load `entry`: with a pack, the plan for the GPU's architecture
+ * (cuda), --arch's (emu), or the pack's first for the entry.  Returns 0 or 1
+ * (after saying why). */
+int cli_runner_open(const Opts *o, const char *entry, Runner *r) {
+  IrErr err;
+  memset(r, 0, sizeof *r);
+  r->backend = default_backend(o);
+  if (!strcmp(r->backend, "cuda") && !rt_cuda_available(&err)) return cli_fail("%s", err.msg);
+  if (!strcmp(r->backend, "ref") && o->precision && strcmp(o->precision, "f32"))
+    return cli_fail("--precision %s needs --backend emu or cuda (ref computes in f32)", o->precision);
+  if (o->arch) {
+    CgArch ca;
+    if (strcmp(r->backend, "emu"))
+      return cli_fail("--arch picks the architecture whose plan --backend emu runs; --backend %s %s", r->backend,
+                  strcmp(r->backend, "cuda") ? "runs the graph itself" : "uses the GPU's own architecture");
+    if (cg_arch_parse(o->arch, &ca, &err)) return cli_fail("--arch: %s", err.msg);
+  }
+  /* the architecture whose plan runs: the GPU's, --arch's on emu, else the default row */
+  const char *arch = o->arch;
+  if (!strcmp(r->backend, "cuda")) {
+    if (device_arch(r->arch, sizeof r->arch)) return 1;
+    arch = r->arch;
+  }
+  if (o->plan) {
+    if (o->n_sets || o->passes || o->precision)
+      return cli_fail("--set, --passes and --precision do not apply to a pack: they were fixed when it was compiled");
+    if (!strcmp(r->backend, "ref"))
+      return cli_fail("--backend ref runs a MODEL, not a pack; use --backend emu or cuda with --plan");
+    if (!(r->pack = cg_pack_open(o->plan, &err))) return cli_fail("%s", err.msg);
+    if (!(r->pp = cg_pack_find_plan(r->pack, entry))) {
+      char list[256] = "";
+      size_t used = 0;
+      for (int i = 0; i < r->pack->n_plans && used < sizeof list; i++)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", r->pack->plans[i].plan->entry);
+      return cli_fail("%s has no plan for '%s' (it has %s; compile with --entry %s or --entry all)", o->plan, entry, list,
+                  entry);
+    }
+    if (arch && !(r->pp = cg_pack_find_plan_arch(r->pack, entry, arch, &err))) return cli_fail("%s", err.msg);
+    r->use = r->pp->plan;
+    r->n_in = r->use->n_inputs;
+    r->in_names = xcalloc((size_t)r->n_in + 1, sizeof *r->in_names);
+    r->in_dtypes = xcalloc((size_t)r->n_in + 1, sizeof *r->in_dtypes);
+    for (int i = 0; i < r->n_in; i++) r->in_names[i] = r->use->inputs[i].name, r->in_dtypes[i] = r->use->inputs[i].dtype;
+    return 0;
+  }
+  if (cli_build(o, entry, &r->m)) return 1;
+  r->built = 1;
+  IrNode **inputs;
+  r->n_in = ir_graph_inputs(r->m.graph, &inputs);
+  r->in_names = xcalloc((size_t)r->n_in + 1, sizeof *r->in_names);
+  r->in_dtypes = xcalloc((size_t)r->n_in + 1, sizeof *r->in_dtypes);
+  for (int i = 0; i < r->n_in; i++) r->in_names[i] = inputs[i]->name, r->in_dtypes[i] = inputs[i]->dtype;
+  return 0;
+}
+
+/* A model parameter: from the pack, else from the elaborated model. */
+int64_t cli_runner_param(const Runner *r, const char *name) {
+  return r->pack ? cg_pack_param_int(r->pack, name, 0) : fe_param_int(&r->m, name, 0);
+}
+
+/* Bind the weights and prepare the backend at `batch`.  Returns 0 or 1. */
+int cli_runner_prepare(const Opts *o, Runner *r, int64_t batch) {
+  IrErr err;
+  RtModel md = {.batch = batch};
+  if (r->pack) {
+    const void *blob;
+    if (r->use->batch != batch)
+      return cli_fail("%s was compiled for batch %lld, this run needs batch %lld (compile with --batch %lld)", o->plan,
+                  (long long)r->use->batch, (long long)batch, (long long)batch);
+    if (rt_pack_weights(r->pack, r->pp, o->weights, &blob, &r->blob, &err)) return cli_fail("%s", err.msg);
+    md.plan = r->use;
+    md.blob = blob;
+    md.cubins = r->pp->cubins;
+    md.n_cubins = r->pp->n_cubins;
+  } else {
+    if (!o->weights) return cli_fail("--weights is required with a MODEL");
+    if (weights_open(r->m.graph, o->weights, &r->w, &err)) return cli_fail("%s", err.msg);
+    md.graph = r->m.graph;
+    md.weights = &r->w;
+    if (strcmp(r->backend, "ref")) {
+      CgOptions co = {.batch = batch, .model = r->m.config ? r->m.config : r->m.model,
+                      .arch = r->arch[0] ? r->arch : o->arch};
+      co.precision = cli_precision(o);
+      if (cg_plan_build(r->m.graph, &co, &r->plan, &err)) return cli_fail("%s", err.msg);
+      r->use = r->plan;
+      r->blob = xmalloc((size_t)r->plan->weights_bytes + 1);
+      if (cg_plan_fill_weights(r->plan, weights_values(&r->w), r->blob, &err)) return cli_fail("%s", err.msg);
+      md.plan = r->plan;
+      md.blob = r->blob;
+    }
+    if (!strcmp(r->backend, "cuda")) {
+      /* compile for the GPU that is here (runner_open asked for its architecture) */
+      Compiler c;
+      memcpy(r->cubin.arch, r->arch, sizeof r->cubin.arch);
+      if (cli_compiler_open(&c, 1)) return 1;
+      int bad = cli_compile_plan(&c, r->plan, r->cubin.arch, &r->cubin_data, &r->cubin.size, &r->cubin_log);
+      cli_compiler_close(&c);
+      if (bad) return 1;
+      r->cubin.image = r->cubin_data;
+      r->cubin.ptxas_log = r->cubin_log ? r->cubin_log : "";
+      md.cubins = &r->cubin;
+      md.n_cubins = 1;
+    }
+  }
+  if (!(r->be = rt_backend_new(r->backend, &err)) || r->be->prepare(r->be, &md, &err)) return cli_fail("%s", err.msg);
+  return 0;
+}
+
+void cli_runner_free(Runner *r) {
+  rt_backend_free(r->be);
+  free(r->blob);
+  free(r->cubin_data);
+  free(r->cubin_log);
+  cg_plan_free(r->plan);
+  weights_free(&r->w);
+  cg_pack_close(r->pack);
+  free(r->in_names);
+  free(r->in_dtypes);
+  if (r->built) fe_model_free(&r->m);
+  memset(r, 0, sizeof *r);
+}
+
+/* ---- ditc run ----------------------------------------------------------------- */
+
+int cmd_run(const Opts *o) {
+  if (!o->input || !o->output) return cli_usage("run needs --input and --output (and --weights with a MODEL)");
+  if (!o->plan && !o->weights) return cli_usage("run needs --weights with a MODEL");
+  Runner rn;
+  IrErr err;
+  int rc = 1;
+  StFile *in = NULL;
+  int n_out = 0;
+  RtTensor *vals = NULL, *outs = NULL;
+  if (cli_runner_open(o, o->has_cfg ? "forward_with_cfg" : "forward", &rn)) goto done;
+  n_out = rn.use && !rn.built ? rn.use->n_outputs : rn.m.graph->n_outputs;
+  vals = xcalloc((size_t)rn.n_in + 1, sizeof *vals);
+  outs = xcalloc((size_t)n_out + 1, sizeof *outs);
+  if (!(in = st_open(o->input, &err))) {
+    cli_fail("%s", err.msg);
+    goto done;
+  }
+  for (int i = 0; i < rn.n_in; i++) {
+    const char *name = rn.in_names[i];
+    if (!strcmp(name, "cfg_scale")) {
+      vals[i] = rt_tensor_new(IR_F32, 0, NULL);
+      *(float *)vals[i].data = (float)o->cfg_scale;
+      continue;
+    }
+    char full[256];
+    snprintf(full, sizeof full, "%s%s", o->prefix ? o->prefix : "", name);
+    const StTensor *t = st_find(in, full);
+    if (!t) {
+      cli_fail("%s: no tensor '%s' (the model's input '%s')", o->input, full, name);
+      goto done;
+    }
+    if (st_load(t, rn.in_dtypes[i] == IR_I32 ? IR_I32 : IR_F32, &vals[i], &err)) {
+      cli_fail("%s", err.msg);
+      goto done;
+    }
+  }
+  int64_t batch = rn.built ? ref_batch_of(rn.m.graph, vals, &err) : rn.use->batch;
+  if (batch < 0) {
+    cli_fail("%s", err.msg);
+    goto done;
+  }
+  if (cli_runner_prepare(o, &rn, batch)) goto done;
+  if (rn.be->run(rn.be, vals, outs, &err)) {
+    cli_fail("%s", err.msg);
+    goto done;
+  }
+  StWriter *wr = st_writer_new();
+  for (int i = 0; i < n_out; i++)
+    st_writer_add_tensor(wr, rn.built ? rn.m.graph->output_names[i] : rn.use->outputs[i].name, &outs[i]);
+  st_writer_meta(wr, "producer", "ditc " DITC_VERSION);
+  st_writer_meta(wr, "backend", rn.backend);
+  if (st_writer_save(wr, o->output, &err))
+    cli_fail("%s", err.msg);
+  else
+    rc = 0;
+  st_writer_free(wr);
+done:
+  for (int i = 0; vals && i < rn.n_in; i++) rt_tensor_free(&vals[i]);
+  for (int i = 0; outs && i < n_out; i++) rt_tensor_free(&outs[i]);
+  free(vals);
+  free(outs);
+  st_close(in);
+  cli_runner_free(&rn);
+  return rc;
+}
+
+/* ---- ditc sample ---------------------------------------------------------------- */
+
+typedef struct {
+  RtBackend *be;
+  int cfg;
+  float cfg_scale;
+  const int32_t *labels;
+  int32_t null_label;
+  int64_t n;         /* samples */
+  int64_t img;       /* C*H*W */
+  int64_t out_img;   /* C_out*H*W */
+  RtTensor in[4];    /* x, t, y, cfg_scale in graph input order */
+  int slot_x, slot_t, slot_y, slot_s;
+} ModelCtx;
+
+static int model_fn(void *ctx, const float *x, const float *t, int64_t rows, float *out, IrErr *err) {
+  ModelCtx *c = ctx;
+  int64_t r = c->cfg ? 2 * rows : rows;
+  float *xi = c->in[c->slot_x].data, *ti = c->in[c->slot_t].data;
+  int32_t *yi = c->in[c->slot_y].data;
+  for (int64_t i = 0; i < r; i++) {
+    memcpy(xi + i * c->img, x + (i % rows) * c->img, (size_t)c->img * sizeof *x);
+    ti[i] = t[i % rows];
+    yi[i] = i < rows ? c->labels[i] : c->null_label;
+  }
+  if (c->cfg) *(float *)c->in[c->slot_s].data = c->cfg_scale;
+  RtTensor res = {0};
+  if (c->be->run(c->be, c->in, &res, err)) return -1;
+  memcpy(out, res.data, (size_t)(rows * c->out_img) * sizeof *out);  /* conditional rows */
+  rt_tensor_free(&res);
+  return 0;
+}
+
+typedef struct {
+  RtRng rng;
+  const float *replay;   /* [steps, R, C, H, W] from --step-noise */
+  int64_t replay_rows, replay_steps, img, rows;
+} NoiseCtx;
+
+static int noise_fn(void *ctx, int step, float *out, int64_t n, IrErr *err) {
+  NoiseCtx *c = ctx;
+  if (!c->replay) {
+    rng_normal(&c->rng, out, n);
+    return 0;
+  }
+  if (step < 0 || step >= c->replay_steps)
+    return ir_errf(err, "--step-noise has %lld steps, the sampler asked for step %d", (long long)c->replay_steps, step);
+  for (int64_t r = 0; r < c->rows; r++)
+    memcpy(out + r * c->img, c->replay + (step * c->replay_rows + r) * c->img, (size_t)c->img * sizeof *out);
+  return 0;
+}
+
+static void progress(void *ctx, int done, int total) {
+  (void)ctx;
+  int width = 40, filled = (int)((int64_t)width * done / total);
+  fprintf(stderr, "\rsampling [%.*s%*s] %d/%d", filled, "########################################",
+          width - filled, "", done, total);
+  if (done == total) fputc('\n', stderr);
+  fflush(stderr);
+}
+
+/* "0,3,5-9" -> labels; each in [0, classes]. */
+static int parse_labels(const char *s, int repeat, int classes, int32_t **out, int64_t *n_out, int *distinct) {
+  int32_t *v = NULL;
+  int64_t n = 0, cap = 0;
+  const char *p = s;
+  while (*p) {
+    char *end;
+    errno = 0;
+    long a = strtol(p, &end, 10), b;
+    if (end == p || errno) goto bad;
+    b = a;
+    if (*end == '-') {
+      const char *q = end + 1;
+      b = strtol(q, &end, 10);
+      if (end == q || errno || b < a) goto bad;
+    }
+    if (a < 0 || b > classes) {
+      free(v);
+      return cli_fail("--labels: label %ld is outside 0..%d (%d is the null class)", a < 0 ? a : b, classes, classes);
+    }
+    for (long x = a; x <= b; x++) {
+      if (n == cap) v = xrealloc(v, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *v);
+      v[n++] = (int32_t)x;
+      if (n > 100000) goto bad;
+    }
+    if (*end == ',')
+      end++;
+    else if (*end)
+      goto bad;
+    p = end;
+  }
+  if (!n) goto bad;
+  *distinct = (int)n;
+  int32_t *all = xmalloc((size_t)(n * repeat) * sizeof *all);
+  for (int r = 0; r < repeat; r++) memcpy(all + r * n, v, (size_t)n * sizeof *v);
+  free(v);
+  *out = all;
+  *n_out = n * repeat;
+  return 0;
+bad:
+  free(v);
+  return cli_fail("--labels takes a list like 0,1,7 or 0-9, got '%s'", s);
+}
+
+/* FILE:TENSOR (cli.h). */
+StFile *cli_open_tensor_spec(const char *spec, const StTensor **t) {
+  const char *colon = strrchr(spec, ':');
+  if (!colon || colon == spec || !colon[1]) {
+    cli_fail("'%s': expected FILE:TENSOR", spec);
+    return NULL;
+  }
+  char *path = strndup(spec, (size_t)(colon - spec));
+  IrErr err;
+  StFile *f = st_open(path, &err);
+  free(path);
+  if (!f) {
+    cli_fail("%s", err.msg);
+    return NULL;
+  }
+  if (!(*t = st_find(f, colon + 1))) {
+    cli_fail("'%s': no tensor '%s'", spec, colon + 1);
+    st_close(f);
+    return NULL;
+  }
+  return f;
+}
+
+/* --labels-from FILE:TENSOR: a 1-D integer tensor of labels. */
+static int load_labels(const char *spec, int repeat, int classes, int32_t **out, int64_t *n_out, int *distinct) {
+  const StTensor *t;
+  StFile *f = cli_open_tensor_spec(spec, &t);
+  IrErr err;
+  if (!f) return 1;
+  int rc = 1;
+  if (t->rank != 1 || t->shape[0] < 1) {
+    cli_fail("'%s': expected a non-empty 1-D tensor of labels", spec);
+    goto out;
+  }
+  int64_t n = t->shape[0];
+  int32_t *v = xmalloc((size_t)(n * repeat) * sizeof *v);
+  if (st_to_i32(t, v, &err)) {
+    free(v);
+    cli_fail("%s", err.msg);
+    goto out;
+  }
+  for (int64_t i = 0; i < n; i++)
+    if (v[i] < 0 || v[i] > classes) {
+      cli_fail("'%s': label %d is outside 0..%d (%d is the null class)", spec, v[i], classes, classes);
+      free(v);
+      goto out;
+    }
+  for (int r = 1; r < repeat; r++) memcpy(v + r * n, v, (size_t)n * sizeof *v);
+  *out = v;
+  *n_out = n * repeat;
+  *distinct = (int)n;
+  rc = 0;
+out:
+  st_close(f);
+  return rc;
+}
+
+/* FILE:TENSOR -> f32 data with at least `need` rows of `img` floats (rank >= 2 after `lead` axes). */
+static int load_noise(const char *spec, int lead, int64_t img, int64_t need_rows, float **data, int64_t *rows,
+                      int64_t *steps) {
+  const StTensor *t;
+  StFile *f = cli_open_tensor_spec(spec, &t);
+  IrErr err;
+  if (!f) return 1;
+  int rc = 1;
+  int64_t per = 1;
+  for (int i = lead + 1; i < t->rank; i++) per *= t->shape[i];
+  if (t->rank != lead + 4 || per != img || t->shape[lead] < need_rows) {
+    cli_fail("'%s' has shape %s-like rank %d; expected %s[%lld+, C, H, W] matching the model (%lld values per sample)",
+         spec, st_dtype_name(t->dtype), t->rank, lead ? "[steps, " : "", (long long)need_rows, (long long)img);
+    goto out;
+  }
+  int64_t numel = 1;
+  for (int i = 0; i < t->rank; i++) numel *= t->shape[i];
+  *data = xmalloc((size_t)numel * sizeof **data);
+  if (st_to_f32(t, *data, &err)) {
+    free(*data);
+    *data = NULL;
+    cli_fail("%s", err.msg);
+    goto out;
+  }
+  *rows = t->shape[lead];
+  *steps = lead ? t->shape[0] : 1;
+  rc = 0;
+out:
+  st_close(f);
+  return rc;
+}
+
+int cmd_sample(const Opts *o) {
+  if (!(o->weights || o->plan) || !o->output || !o->sampler || o->steps < 0 || !o->has_cfg ||
+      !(o->labels || o->labels_from))
+    return cli_usage("sample needs --weights (or --plan), --sampler, --steps, --cfg-scale, --labels and --output");
+  if (o->labels && o->labels_from) return cli_usage("give --labels or --labels-from, not both");
+  const char *ext = strrchr(o->output, '.');
+  int png = ext && !strcmp(ext, ".png");
+  int cfg = o->cfg_scale != 1.0;
+  Runner rn;
+  if (cli_runner_open(o, cfg ? "forward_with_cfg" : "forward", &rn)) {
+    cli_runner_free(&rn);
+    return 1;
+  }
+  if (rn.pack && o->cfg_all_channels && cli_runner_param(&rn, "cfg_channels") != 0) {
+    cli_runner_free(&rn);
+    return cli_fail("--cfg-all-channels is fixed when a pack is compiled: compile it with --set cfg_channels=0");
+  }
+  int C = (int)cli_runner_param(&rn, "in_channels"), S = (int)cli_runner_param(&rn, "input_size");
+  int classes = (int)cli_runner_param(&rn, "num_classes"), learn_sigma = (int)cli_runner_param(&rn, "learn_sigma");
+  int rc = 1;
+  IrErr err;
+  Diffusion d = {0};
+  int32_t *labels = NULL;
+  float *x = NULL, *init = NULL;
+  NoiseCtx nc = {0};
+  ModelCtx mc = {0};
+  int64_t n = 0, img = (int64_t)C * S * S;
+  int distinct = 0;
+  if (o->labels_from ? load_labels(o->labels_from, o->repeat, classes, &labels, &n, &distinct)
+                     : parse_labels(o->labels, o->repeat, classes, &labels, &n, &distinct))
+    goto done;
+  if (diffusion_init(&d, o->diffusion_steps, "linear", o->steps, &err)) {
+    cli_fail("%s", err.msg);
+    goto done;
+  }
+  nc.img = img;
+  nc.rows = n;
+  rng_init(&nc.rng, o->seed);
+  x = xmalloc((size_t)(n * img) * sizeof *x);
+  if (o->init_noise) {
+    int64_t rows, steps;
+    if (load_noise(o->init_noise, 0, img, n, &init, &rows, &steps)) goto done;
+    memcpy(x, init, (size_t)(n * img) * sizeof *x);
+  } else {
+    rng_normal(&nc.rng, x, n * img);
+  }
+  if (o->step_noise && load_noise(o->step_noise, 1, img, n, (float **)&nc.replay, &nc.replay_rows, &nc.replay_steps))
+    goto done;
+
+  int n_in = rn.n_in;
+  mc.cfg = cfg;
+  mc.cfg_scale = (float)o->cfg_scale;
+  mc.labels = labels;
+  mc.null_label = classes;
+  mc.n = n;
+  mc.img = img;
+  mc.out_img = (learn_sigma ? 2 : 1) * img;
+  mc.slot_x = mc.slot_t = mc.slot_y = mc.slot_s = -1;
+  for (int i = 0; i < n_in && i < 4; i++) {
+    const char *nm = rn.in_names[i];
+    int64_t rows = cfg ? 2 * n : n;
+    int64_t shp[4] = {rows, C, S, S};
+    if (!strcmp(nm, "x")) mc.slot_x = i, mc.in[i] = rt_tensor_new(IR_F32, 4, shp);
+    else if (!strcmp(nm, "t")) mc.slot_t = i, mc.in[i] = rt_tensor_new(IR_F32, 1, shp);
+    else if (!strcmp(nm, "y")) mc.slot_y = i, mc.in[i] = rt_tensor_new(IR_I32, 1, shp);
+    else if (!strcmp(nm, "cfg_scale")) mc.slot_s = i, mc.in[i] = rt_tensor_new(IR_F32, 0, NULL);
+  }
+  if (n_in != (cfg ? 4 : 3) || mc.slot_x < 0 || mc.slot_t < 0 || mc.slot_y < 0 || (cfg && mc.slot_s < 0)) {
+    cli_fail("the model's %s entry must take x, t, y%s", cfg ? "forward_with_cfg" : "forward", cfg ? ", cfg_scale" : "");
+    goto done;
+  }
+  if (cli_runner_prepare(o, &rn, n)) goto done;
+  mc.be = rn.be;
+  SamplerConfig sc = {
+      .kind = !strcmp(o->sampler, "ddpm") ? SAMPLER_DDPM : SAMPLER_DDIM,
+      .rows = n, .channels = C, .height = S, .width = S, .learn_sigma = learn_sigma, .eta = 0.0,
+      .model = model_fn, .model_ctx = &mc, .noise = noise_fn, .noise_ctx = &nc,
+      .progress = isatty(2) ? progress : NULL,
+  };
+  /* On a backend that samples on the device (emu, cuda) the whole loop runs
+   * there; else, or when it says it cannot, the host loop over run().
+   * DITC_SAMPLE_ON_HOST=1 forces the host loop (to compare the two). */
+  int sampled = 0;
+  const char *on_host = getenv("DITC_SAMPLE_ON_HOST");
+  if (rn.be->sample && !(on_host && *on_host && strcmp(on_host, "0"))) {
+    RtSampleRequest rq = {
+        .diffusion = &d, .kind = sc.kind, .eta = sc.eta, .learn_sigma = learn_sigma, .rows = n, .channels = C,
+        .height = S, .width = S, .labels = labels, .cfg = cfg, .null_label = classes, .cfg_scale = mc.cfg_scale,
+        .replay = nc.replay, .replay_rows = nc.replay_rows, .replay_steps = nc.replay_steps, .rng = &nc.rng,
+        .progress = sc.progress,
+    };
+    int got = rn.be->sample(rn.be, &rq, x, &err);
+    if (got == RT_SAMPLE_UNSUPPORTED) {
+      fprintf(stderr, "ditc: note: sampling on the host: %s\n", err.msg);
+    } else if (got) {
+      cli_fail("%s", err.msg);
+      goto done;
+    } else {
+      sampled = 1;
+    }
+  }
+  if (!sampled && sampler_run(&d, &sc, x, &err)) {
+    cli_fail("%s", err.msg);
+    goto done;
+  }
+  if (png) {
+    if (image_write_grid(o->output, x, n, C, S, S, o->grid_cols ? o->grid_cols : distinct, &err)) {
+      cli_fail("%s", err.msg);
+      goto done;
+    }
+  } else {
+    StWriter *wr = st_writer_new();
+    int64_t shp[4] = {n, C, S, S};
+    st_writer_add(wr, "samples", ST_F32, 4, shp, x);
+    st_writer_add(wr, "labels", ST_I32, 1, shp, labels);
+    st_writer_meta(wr, "producer", "ditc " DITC_VERSION);
+    st_writer_meta(wr, "sampler", o->sampler);
+    int bad = st_writer_save(wr, o->output, &err);
+    st_writer_free(wr);
+    if (bad) {
+      cli_fail("%s", err.msg);
+      goto done;
+    }
+  }
+  rc = 0;
+done:
+  for (int i = 0; i < 4; i++) rt_tensor_free(&mc.in[i]);
+  free(labels);
+  free(x);
+  free(init);
+  free((void *)nc.replay);
+  diffusion_free(&d);
+  cli_runner_free(&rn);
+  return rc;
+}
+
