@@ -5,7 +5,8 @@
  * as written and a caret line that copies the line's tabs (and turns every
  * other byte into a space) so the caret lands under the column in any tab
  * width.  Columns count bytes from 1.  After `limit` errors the stream gets a
- * single "too many errors" line and `stop` tells callers to give up.
+ * single "too many errors" line, `stop` tells callers to give up, and the
+ * count stays at `limit` (the errors shown).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,10 +19,15 @@ enum { FE_DIAG_DEFAULT_LIMIT = 100 };
 /* Counts the error; returns 1 if it should be printed. */
 static int diag_take(FeDiag *d) {
   int limit = d->limit > 0 ? d->limit : FE_DIAG_DEFAULT_LIMIT;
-  d->n_errors++;
-  d->last_shown = d->n_errors <= limit && d->out;
-  if (d->n_errors <= limit) return d->out != NULL;
-  if (!d->stop && d->out) fprintf(d->out, "error: too many errors (%d), stopping\n", limit);
+  if (d->n_errors < limit) {
+    d->n_errors++;
+    d->last_shown = d->out != NULL;
+    return d->out != NULL;
+  }
+  /* past the limit: say so once; the count stays the number shown, so the
+   * summary a caller prints agrees with what is on the screen */
+  d->last_shown = 0;
+  if (!d->stop && d->out) fprintf(d->out, "error: too many errors: stopping after the first %d\n", limit);
   d->stop = 1;
   return 0;
 }

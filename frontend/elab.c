@@ -1058,6 +1058,76 @@ static int elab_entry(Elab *e, Env *menv, const AstNode *entry) {
   return 0;
 }
 
+/* Definitions that share a namespace: the file's functions, its models and
+ * its configurations; each model's functions and its entries.  Each name
+ * once: the second definition is an error pointing at the first (a later one
+ * silently replacing it would change what a model computes without a word).
+ * Sorted, so a file of many definitions costs n log n; reported in the
+ * order of the file. */
+typedef struct {
+  const AstNode *n;
+  int ns;      /* the namespace */
+  int order;   /* position among the definitions */
+  const AstNode *first;  /* a duplicate: the first definition */
+} Def;
+
+static int def_cmp(const void *a, const void *b) {
+  const Def *x = a, *y = b;
+  if (x->ns != y->ns) return x->ns - y->ns;
+  int c = strcmp(x->n->s, y->n->s);
+  return c ? c : x->order - y->order;
+}
+
+static int def_loc_cmp(const void *a, const void *b) {
+  const AstLoc *x = &((const Def *)a)->n->loc, *y = &((const Def *)b)->n->loc;
+  return x->line != y->line ? x->line - y->line : x->col - y->col;
+}
+
+static const char *def_what(AstKind k) {
+  switch (k) {
+  case AST_FN: return "function";
+  case AST_ENTRY: return "entry";
+  case AST_MODEL: return "model";
+  default: return "configuration";
+  }
+}
+
+static void add_defs(Def **d, int *n, const AstList *items, int file_level, int model) {
+  for (int i = 0; items && i < items->n; i++) {
+    const AstNode *it = items->v[i];
+    int ns = -1;
+    if (file_level) ns = it->kind == AST_FN ? 0 : it->kind == AST_MODEL ? 1 : it->kind == AST_CONFIG ? 2 : -1;
+    else ns = it->kind == AST_FN ? 3 + 2 * model : it->kind == AST_ENTRY ? 4 + 2 * model : -1;
+    if (ns < 0 || !it->s) continue;
+    *d = xrealloc(*d, (size_t)(*n + 1) * sizeof **d);
+    (*d)[*n] = (Def){it, ns, *n, NULL};
+    (*n)++;
+  }
+}
+
+static void check_unique(Elab *e, const AstNode *file) {
+  Def *d = NULL;
+  int n = 0, models = 0;
+  add_defs(&d, &n, file->l1, 1, 0);
+  for (int i = 0; i < file->l1->n; i++)
+    if (file->l1->v[i]->kind == AST_MODEL) add_defs(&d, &n, file->l1->v[i]->l2, 0, models++);
+  qsort(d, (size_t)n, sizeof *d, def_cmp);
+  Def *dup = xmalloc(((size_t)n + 1) * sizeof *dup);
+  int dups = 0;
+  for (int i = 0, first = 0; i < n; i++) {
+    if (i && (d[i].ns != d[i - 1].ns || strcmp(d[i].n->s, d[i - 1].n->s))) first = i;
+    if (i != first) dup[dups++] = (Def){d[i].n, d[i].ns, d[i].order, d[first].n};
+  }
+  qsort(dup, (size_t)dups, sizeof *dup, def_loc_cmp);
+  for (int i = 0; i < dups; i++) {
+    el_error(e, dup[i].n->loc, "%s '%s' is defined twice", def_what(dup[i].n->kind), dup[i].n->s);
+    fe_note(e->diag, e->src, dup[i].first->loc.line, dup[i].first->loc.col, "the first definition of '%s' is here",
+            dup[i].n->s);
+  }
+  free(dup);
+  free(d);
+}
+
 int fe_elaborate(const FeSource *src, const AstNode *file, const char *config_name,
                  const FeSetting *sets, int n_sets, const char *entry_name, FeDiag *diag,
                  FeModel *out) {
@@ -1067,6 +1137,12 @@ int fe_elaborate(const FeSource *src, const AstNode *file, const char *config_na
   Elab el = {.diag = diag, .src = src, .scope = "", .stack_base = (uintptr_t)&probe};
   Elab *e = &el;
   const char *where = src->file ? src->file : "<input>";
+
+  check_unique(e, file);
+  if (diag->n_errors != errors0) {
+    arena_free(&e->arena);
+    return diag->n_errors - errors0;
+  }
 
   const AstNode *config = NULL, *model = NULL;
   if (config_name) {

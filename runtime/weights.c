@@ -146,14 +146,15 @@ typedef struct {
   size_t mask;
 } QkvGroups;
 
-static uint64_t hash_name(const char *s) {
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+/* FNV-1a: names to qkv group slots, and random weights' streams. */
+static uint64_t fnv1a(const char *s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
   return h;
 }
 
 static int *qkv_slot(QkvGroups *gs, const char *key) {
-  for (size_t i = hash_name(key) & gs->mask;; i = (i + 1) & gs->mask)
+  for (size_t i = fnv1a(key) & gs->mask;; i = (i + 1) & gs->mask)
     if (!gs->slot[i] || !strcmp(gs->v[gs->slot[i] - 1].key, key)) return &gs->slot[i];
 }
 
@@ -477,12 +478,6 @@ static uint64_t splitmix64(uint64_t *s) {
 /* Uniform in (0, 1]: never 0, so log() is finite. */
 static double uniform01(uint64_t *s) { return ((splitmix64(s) >> 11) + 1) * 0x1.0p-53; }
 
-static uint64_t fnv1a(const char *s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
-  return h;
-}
-
 int weights_random(IrGraph *g, uint64_t seed, Weights *w, IrErr *err) {
   memset(w, 0, sizeof *w);
   IrNode **params;
@@ -536,7 +531,14 @@ int weights_open(IrGraph *g, const char *spec, Weights *w, IrErr *err) {
                      "below 2^64", spec);
     return weights_random(g, (uint64_t)seed, w, err);
   }
-  return weights_load(g, spec, w, err);
+  if (weights_load(g, spec, w, err)) return -1;
+  /* Not an error (a checkpoint may mean it), but worth a word: NaN weights
+   * make NaN samples. */
+  if (w->nonfinite)
+    fprintf(stderr, "ditc: warning: %s: %lld NaN or infinite values in %d tensor%s (the first: %s)\n", spec,
+            (long long)w->nonfinite, w->nonfinite_tensors, w->nonfinite_tensors == 1 ? "" : "s",
+            w->nonfinite_first);
+  return 0;
 }
 
 const float *weights_get(const Weights *w, const IrNode *param) {

@@ -34,7 +34,8 @@ int weights_load(IrGraph *g, const char *path, Weights *w, IrErr *err);
 /* Deterministic random weights for any configuration: every tensor non-zero,
  * N(0, 0.02) for weights, small non-zero biases; defaults used where given. */
 int weights_random(IrGraph *g, uint64_t seed, Weights *w, IrErr *err);
-/* `spec` is "random", "random:SEED" or a path. */
+/* `spec` is "random", "random:SEED" or a path.  A checkpoint holding NaN or
+ * infinite values binds, with a warning on stderr naming the first tensor. */
 int weights_open(IrGraph *g, const char *spec, Weights *w, IrErr *err);
 const float *weights_get(const Weights *w, const IrNode *param);
 void weights_free(Weights *w);
