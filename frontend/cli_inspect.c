@@ -11,31 +11,37 @@
 #include "frontend/cli.h"
 
 int cmd_check(const Opts *o) {
-  const char *entries[] = {"forward", "forward_with_cfg"};
-  for (int e = 0; e < 2; e++) {
+  /* forward first (its weights are bound), then every other entry of the model */
+  FeModel first;
+  if (cli_build(o, "forward", &first)) return 1;
+  int n = first.n_entries, rc = 0;
+  for (int e = -1; e < n && !rc; e++) {
+    const char *entry = e < 0 ? "forward" : first.entries[e];
+    if (e >= 0 && !strcmp(entry, "forward")) continue;
     FeModel m;
-    if (cli_build(o, entries[e], &m)) return 1;
+    if (e < 0) m = first;
+    else if (cli_build(o, entry, &m)) {
+      rc = 1;
+      break;
+    }
     IrErr err;
-    if (ir_verify(m.graph, &err)) {
-      fe_model_free(&m);
-      return cli_fail("%s: the IR does not verify: %s", entries[e], err.msg);
-    }
     IrCost c;
-    ir_cost(m.graph, 1, IR_F32, &c);
-    printf("%s: %s: %lld nodes, %lld parameters: ok\n", o->model, entries[e], (long long)c.nodes,
-           (long long)c.params);
-    if (o->weights && e == 0) {
+    if (ir_verify(m.graph, &err)) {
+      rc = cli_fail("%s: the IR does not verify: %s", entry, err.msg);
+    } else {
+      ir_cost(m.graph, 1, IR_F32, &c);
+      printf("%s: %s: %lld nodes, %lld parameters: ok\n", o->model, entry, (long long)c.nodes, (long long)c.params);
       Weights w = {0};
-      if (weights_open(m.graph, o->weights, &w, &err)) {
-        fe_model_free(&m);
-        return cli_fail("%s", err.msg);
+      if (o->weights && e < 0) {
+        if (weights_open(m.graph, o->weights, &w, &err)) rc = cli_fail("%s", err.msg);
+        else printf("%s: weights %s bind: ok\n", o->model, o->weights);
+        weights_free(&w);
       }
-      printf("%s: weights %s bind: ok\n", o->model, o->weights);
-      weights_free(&w);
     }
-    fe_model_free(&m);
+    if (e >= 0) fe_model_free(&m);
   }
-  return 0;
+  fe_model_free(&first);
+  return rc;
 }
 
 int cmd_ir(const Opts *o) {

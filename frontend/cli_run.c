@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "codegen/emu.h"
@@ -166,6 +167,9 @@ void cli_runner_free(Runner *r) {
 int cmd_run(const Opts *o) {
   if (!o->input || !o->output) return cli_usage("run needs --input and --output (and --weights with a MODEL)");
   if (!o->plan && !o->weights) return cli_usage("run needs --weights with a MODEL");
+  const char *ext = strrchr(o->output, '.');
+  if (ext && !strcasecmp(ext, ".png"))
+    return cli_usage("--output '%s': run writes its outputs as safetensors (sample writes PNG grids)", o->output);
   Runner rn;
   IrErr err;
   int rc = 1;
@@ -402,8 +406,10 @@ static int load_noise(const char *spec, int lead, int64_t img, int64_t need_rows
   int64_t per = 1;
   for (int i = lead + 1; i < t->rank; i++) per *= t->shape[i];
   if (t->rank != lead + 4 || per != img || t->shape[lead] < need_rows) {
-    cli_fail("'%s' has shape %s-like rank %d; expected %s[%lld+, C, H, W] matching the model (%lld values per sample)",
-         spec, st_dtype_name(t->dtype), t->rank, lead ? "[steps, " : "", (long long)need_rows, (long long)img);
+    char got[160];
+    cli_fail("'%s' is %s %s; expected %s%lld or more, C, H, W] with C*H*W = %lld (the model's sample)", spec,
+             st_dtype_name(t->dtype), rt_dims_str(t->rank, t->shape, got, sizeof got), lead ? "[steps, " : "[",
+             (long long)need_rows, (long long)img);
     goto out;
   }
   int64_t numel = 1;
@@ -428,8 +434,13 @@ int cmd_sample(const Opts *o) {
       !(o->labels || o->labels_from))
     return cli_usage("sample needs --weights (or --plan), --sampler, --steps, --cfg-scale, --labels and --output");
   if (o->labels && o->labels_from) return cli_usage("give --labels or --labels-from, not both");
+  if (o->step_noise && !strcmp(o->sampler, "ddim"))
+    return cli_usage("--step-noise replays DDPM's per-step noise; DDIM (eta 0) adds none");
   const char *ext = strrchr(o->output, '.');
-  int png = ext && !strcmp(ext, ".png");
+  int png = ext && !strcasecmp(ext, ".png");
+  if (!ext || (!png && strcasecmp(ext, ".safetensors")))
+    return cli_usage("--output '%s': sample writes a PNG grid (.png) or the samples as safetensors (.safetensors)",
+                     o->output);
   int cfg = o->cfg_scale != 1.0;
   Runner rn;
   if (cli_runner_open(o, cfg ? "forward_with_cfg" : "forward", &rn)) {
@@ -442,6 +453,11 @@ int cmd_sample(const Opts *o) {
   }
   int C = (int)cli_runner_param(&rn, "in_channels"), S = (int)cli_runner_param(&rn, "input_size");
   int classes = (int)cli_runner_param(&rn, "num_classes"), learn_sigma = (int)cli_runner_param(&rn, "learn_sigma");
+  if (C < 1 || S < 1 || classes < 1) {
+    cli_runner_free(&rn);
+    return cli_fail("sample needs a class-conditional image model: %s has in_channels %d, input_size %d, "
+                    "num_classes %d (each must be set and >= 1)", o->model ? o->model : o->plan, C, S, classes);
+  }
   int rc = 1;
   IrErr err;
   Diffusion d = {0};

@@ -999,6 +999,10 @@ static void export_params(Elab *e, Env *menv, const AstNode *model, FeModel *out
     }
     out->params[out->n_params++] = p;
   }
+  out->entries = arena_alloc(&out->arena, (size_t)(model->l2->n + 1) * sizeof *out->entries);
+  for (int j = 0; j < model->l2->n; j++)
+    if (model->l2->v[j]->kind == AST_ENTRY)
+      out->entries[out->n_entries++] = arena_strdup(&out->arena, model->l2->v[j]->s);
   (void)e;
 }
 

@@ -35,6 +35,8 @@ typedef struct {
   const char *config;    /* configuration name, e.g. "DiT-S/2", or NULL */
   FeParam *params;       /* every model parameter after defaults, config, --set */
   int n_params;
+  const char **entries;  /* the names of the model's entries, in file order */
+  int n_entries;
   Arena arena;           /* owns params and names */
 } FeModel;
 

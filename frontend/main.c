@@ -15,6 +15,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -404,7 +405,8 @@ static int parse_double(const char *s, double *out) {
   char *end;
   errno = 0;
   double v = strtod(s, &end);
-  if (errno || end == s || *end || !isfinite(v)) return -1;
+  /* every number option is used as a float: 1e39 would become inf */
+  if (errno || end == s || *end || !isfinite(v) || fabs(v) > FLT_MAX) return -1;
   *out = v;
   return 0;
 }
@@ -458,7 +460,7 @@ static int set_option(Opts *o, const OptSpec *spec, const char *v) {
   case OPT_NUM:
     if (parse_double(v, (double *)field) || (spec->hi && *(double *)field < (double)spec->lo)) {
       if (spec->hi) return cli_usage("%s takes a number >= %lld, got '%s'", spec->name, spec->lo, v);
-      return cli_usage("%s takes a number, got '%s'", spec->name, v);
+      return cli_usage("%s takes a finite number of magnitude at most %g, got '%s'", spec->name, (double)FLT_MAX, v);
     }
     if (spec->at == offsetof(Opts, cfg_scale)) o->has_cfg = 1;
     return 0;
