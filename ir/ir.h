@@ -9,7 +9,8 @@
  *
  * Nodes, their input arrays and their names come from the graph's arena and
  * are freed together by ir_graph_free().  Library functions report errors
- * through an IrErr and a non-zero return; nothing here exits.
+ * through an IrErr and a non-zero return; nothing here exits, except when
+ * memory runs out (xmalloc: a clean error and exit 1, see ir/fileio.h).
  *
  * Sections: support - dtypes and shapes - nodes and graphs - building -
  * verify, dump, cost.
