@@ -2,15 +2,14 @@
  * cache.c - the on-disk kernel cache: SHA-256 keys, atomically written and
  * fully checked entries, and the walks behind `ditc cache ls|verify|clear`.
  *
- * Entries are only ever created by rename() of a complete, fsync'd file, so a
- * reader sees either nothing or a whole entry.  What can still go wrong (a
+ * Entries are only ever created by rename() of a complete, fsync'd file (an
+ * output of ir/fileio.h), so a reader sees either nothing or a whole entry.  What can still go wrong (a
  * disk error, a truncated copy, a hand edit) is caught by the header's length
  * and the payload's hash; such an entry is removed and rebuilt.  Hashing uses
  * OpenSSL's EVP interface.  The layout is described in cache.h.
  */
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 
 #include "codegen/bytes.h"
 #include "codegen/cache.h"
+#include "ir/fileio.h"
 
 enum {
   HDR_SIZE = 8 + 4 + 4 + 8 + 32 + 32,
@@ -232,64 +232,68 @@ enum { ENTRY_OK, ENTRY_MISSING, ENTRY_IOERR, ENTRY_CORRUPT };
 /* Read and check the entry at path against key.  ENTRY_OK: *payload (malloc'd)
  * and *size set.  Otherwise `why` says what is wrong; *st is the file's
  * identity when it was opened (so a corrupt one can be removed without
- * racing a fresh rename into its place). */
+ * racing a fresh rename into its place).  The size is checked against the
+ * cap and the header before the payload is read: a huge or sparse file costs
+ * a stat and 88 bytes. */
 static int read_entry(const char *path, const CgCacheKey *key, unsigned char **payload,
                       size_t *size, struct stat *st, char *why, size_t whyn) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  IrErr e;
+  int fd = fio_open_read(path, st, &e);
+  if (fd == -2) { /* a FIFO, a directory...: not ours, never read */
+    snprintf(why, whyn, "is %s, not a regular file", fio_type_name(st->st_mode));
+    return ENTRY_CORRUPT;
+  }
   if (fd < 0) {
-    snprintf(why, whyn, "%s", strerror(errno));
-    return errno == ENOENT ? ENTRY_MISSING : ENTRY_IOERR;
+    int missing = errno == ENOENT;
+    snprintf(why, whyn, "%s", fio_err_reason(&e, path));
+    return missing ? ENTRY_MISSING : ENTRY_IOERR;
   }
   int rc = ENTRY_CORRUPT;
-  unsigned char *buf = NULL;
-  if (fstat(fd, st) != 0) {
-    snprintf(why, whyn, "%s", strerror(errno));
-    rc = ENTRY_IOERR;
-    goto out;
-  }
-  if (!S_ISREG(st->st_mode)) {
-    snprintf(why, whyn, "not a regular file");
-    goto out;
-  }
-  size_t n = (size_t)st->st_size;
+  unsigned char hdr[HDR_SIZE], *buf = NULL;
+  uint64_t n = (uint64_t)st->st_size;
+  uint64_t len = 0;
   if (n < HDR_SIZE) {
-    snprintf(why, whyn, "truncated: %zu bytes, shorter than the header", n);
+    snprintf(why, whyn, "truncated: %llu bytes, shorter than the header", (unsigned long long)n);
     goto out;
   }
-  buf = xmalloc(n);
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(fd, buf + got, n - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      snprintf(why, whyn, "%s", strerror(errno));
-      rc = ENTRY_IOERR;
-      goto out;
-    }
-    if (r == 0) break;
-    got += (size_t)r;
-  }
-  if (got != n) {
-    snprintf(why, whyn, "shrank while being read");
+  if (n - HDR_SIZE > CG_CACHE_MAX_PAYLOAD) {
+    snprintf(why, whyn, "%llu bytes, more than an entry may hold (%d MiB)", (unsigned long long)n,
+             CG_CACHE_MAX_PAYLOAD >> 20);
     goto out;
   }
-  uint64_t len = get_u64(buf + 16);
-  unsigned char hash[32];
-  if (memcmp(buf, MAGIC, sizeof MAGIC)) {
+  int got = fio_read_exact(fd, hdr, HDR_SIZE, path, &e);
+  if (got) {
+    snprintf(why, whyn, "%s", fio_err_reason(&e, path));
+    rc = got == -2 ? ENTRY_CORRUPT : ENTRY_IOERR;
+    goto out;
+  }
+  len = get_u64(hdr + 16);
+  if (memcmp(hdr, MAGIC, sizeof MAGIC)) {
     snprintf(why, whyn, "bad magic");
-  } else if (get_u32(buf + 8) != FORMAT_VERSION) {
-    snprintf(why, whyn, "unknown format version %u", get_u32(buf + 8));
-  } else if (memcmp(buf + 56, key->b, 32)) {
+    goto out;
+  } else if (get_u32(hdr + 8) != FORMAT_VERSION) {
+    snprintf(why, whyn, "unknown format version %u", get_u32(hdr + 8));
+    goto out;
+  } else if (memcmp(hdr + 56, key->b, 32)) {
     snprintf(why, whyn, "key in the header does not match");
+    goto out;
   } else if (len != n - HDR_SIZE) {
-    snprintf(why, whyn, "payload should be %llu bytes, file holds %zu", (unsigned long long)len,
-             n - HDR_SIZE);
-  } else if (sha256(buf + HDR_SIZE, n - HDR_SIZE, hash) || memcmp(hash, buf + 24, 32)) {
+    snprintf(why, whyn, "payload should be %llu bytes, file holds %llu", (unsigned long long)len,
+             (unsigned long long)(n - HDR_SIZE));
+    goto out;
+  }
+  buf = xmalloc((size_t)len + 1);
+  if ((got = fio_read_exact(fd, buf, (size_t)len, path, &e))) {
+    snprintf(why, whyn, "%s", fio_err_reason(&e, path));
+    rc = got == -2 ? ENTRY_CORRUPT : ENTRY_IOERR;
+    goto out;
+  }
+  unsigned char hash[32];
+  if (sha256(buf, (size_t)len, hash) || memcmp(hash, hdr + 24, 32)) {
     snprintf(why, whyn, "payload hash does not match");
   } else {
-    memmove(buf, buf + HDR_SIZE, n - HDR_SIZE);
     *payload = buf;
-    *size = n - HDR_SIZE;
+    *size = (size_t)len;
     buf = NULL;
     rc = ENTRY_OK;
   }
@@ -343,21 +347,12 @@ int cg_cache_load(CgCache *c, const char *arch, const CgCacheKey *key, unsigned 
   return ret;
 }
 
-static int write_all(int fd, const void *p, size_t n) {
-  const unsigned char *b = p;
-  while (n) {
-    ssize_t w = write(fd, b, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return -1;
-    b += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 int cg_cache_store(CgCache *c, const char *arch, const CgCacheKey *key, const void *data,
                    size_t size, IrErr *err) {
   if (check_arch(arch, err)) return -1;
+  if (size > CG_CACHE_MAX_PAYLOAD)
+    return ir_errf(err, "kernel cache: a %zu-byte kernel is more than an entry may hold (%d MiB)", size,
+                   CG_CACHE_MAX_PAYLOAD >> 20);
   char hex[65];
   cg_cache_key_hex(key, hex);
   unsigned char hdr[HDR_SIZE] = {0};
@@ -368,43 +363,29 @@ int cg_cache_store(CgCache *c, const char *arch, const CgCacheKey *key, const vo
   if (sha256(data, size, hdr + 24)) return ir_errf(err, "kernel cache: SHA-256 (OpenSSL) failed");
 
   char *dir = xprintf("%s/%s/%.2s", c->dir, arch, hex);
-  char *tmp = xprintf("%s/%s%.16s-XXXXXX", dir, TMP_PREFIX, hex);
+  char *prefix = xprintf("%s%.16s-", TMP_PREFIX, hex);
   char *path = entry_path(c, arch, hex);
-  int rc = -1, fd = -1;
-  if (mkdir_p(dir, 0700, err)) goto out;
-  fd = mkostemp(tmp, O_CLOEXEC);
-  if (fd < 0) {
-    ir_errf(err, "kernel cache: cannot create a file in %s: %s", dir, strerror(errno));
-    goto out;
-  }
+  int rc = -1;
+  IrErr e;
   /* Complete and durable before it gets its name: readers never see less. */
-  if (write_all(fd, hdr, sizeof hdr) || write_all(fd, data, size) || fsync(fd)) {
-    ir_errf(err, "kernel cache: cannot write %s: %s", tmp, strerror(errno));
-    goto out;
+  FioOutOpts opts = {.private_file = 1, .tmp_prefix = prefix};
+  FioOut *out = NULL;
+  if (mkdir_p(dir, 0700, err)) goto done;
+  if (!(out = fio_out_open(path, &opts, &e)) || fio_out_write(out, hdr, sizeof hdr, &e) ||
+      fio_out_write(out, data, size, &e)) {
+    fio_out_abort(out);
+    ir_errf(err, "kernel cache: %s", e.msg);
+    goto done;
   }
-  if (close(fd) != 0) {
-    fd = -1;
-    ir_errf(err, "kernel cache: cannot write %s: %s", tmp, strerror(errno));
-    goto out;
-  }
-  fd = -1;
-  if (rename(tmp, path) != 0) {
-    ir_errf(err, "kernel cache: cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    goto out;
-  }
-  /* Make the new name durable too; failing that only costs a rebuild. */
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)fsync(dfd);
-    close(dfd);
+  if (fio_out_commit(out, &e)) {
+    ir_errf(err, "kernel cache: %s", e.msg);
+    goto done;
   }
   atomic_fetch_add(&c->stores, 1);
   rc = 0;
-out:
-  if (fd >= 0) close(fd);
-  if (rc) unlink(tmp);
+done:
   free(dir);
-  free(tmp);
+  free(prefix);
   free(path);
   return rc;
 }

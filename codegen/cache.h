@@ -14,8 +14,10 @@
  *     payload length                  u64 little-endian
  *     SHA-256 of the payload          32 bytes
  *     key                             32 bytes
- * Entries are written to a temporary file in the same directory, fsync'd and
- * rename()d into place, so concurrent builders never see half-written entries
+ * A payload is at most CG_CACHE_MAX_PAYLOAD bytes (CUBINs are a few MB); an
+ * entry's size is checked against that and its header before the payload is
+ * read.  Entries are written to a temporary file in the same directory,
+ * fsync'd and rename()d into place, so concurrent builders never see half-written entries
  * (the last rename wins, with identical content).  Loading checks magic,
  * version, key, length and payload hash; an entry that fails is reported
  * through the warning callback, counted, removed and treated as a miss: it
@@ -33,6 +35,8 @@
 #include "ir/ir.h"
 
 typedef struct CgCache CgCache;
+
+#define CG_CACHE_MAX_PAYLOAD (256 << 20)
 
 /* Called with one line, no newline: a corrupt entry, an entry that could not
  * be stored (the kernel is still returned), a file that could not be removed. */

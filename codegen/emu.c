@@ -7,7 +7,9 @@
  * ditc needs no source tree), compiled with `$DITC_EMU_CC -std=gnu11 -O2
  * -fPIC -shared -include emu_prelude.h`, dlopen'ed, and handed the
  * emulator's callbacks through its ditc_emu_module_init.  Modules are cached
- * by source text for the life of the process.
+ * by source text for the life of the process.  The folder, its files and the
+ * compiler's process are registered with ir/fileio.h, so neither a failure
+ * nor SIGINT/SIGTERM leaves a ditc-emu-* folder behind.
  *
  * Launching: blocks are shared out to OpenMP threads; each OS thread owns a
  * Worker with one fiber per thread of the block, reused from block
@@ -39,6 +41,7 @@
 #include <fcntl.h>
 #include <omp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,6 +54,7 @@
 #include <unistd.h>
 
 #include "codegen/emu.h"
+#include "ir/fileio.h"
 #define DITC_EMU_ABI_ONLY
 #include "codegen/emu_prelude.h"
 
@@ -567,7 +571,7 @@ static void split_words(const char *s, char ***argv, int *argc) {
     if (e > s) {
       *argv = xrealloc(*argv, (size_t)(*argc + 2) * sizeof **argv);
       (*argv)[(*argc)++] = strndup(s, (size_t)(e - s));
-      if (!(*argv)[*argc - 1]) ditc_fatal(__FILE__, __LINE__, "out of memory");
+      if (!(*argv)[*argc - 1]) fio_oom((size_t)(e - s) + 1);
       (*argv)[*argc] = NULL;
     }
     s = e;
@@ -614,20 +618,43 @@ static void file_stem(const char *name, char *out, size_t size) {
   out[j] = 0;
 }
 
-/* Runs argv with stdout and stderr into log_path; the exit status or -1. */
+/* Runs argv with stdout and stderr into log_path; the exit status or -1.
+ * The compiler leads its own process group, registered with ir/fileio.h, so
+ * that on SIGINT/SIGTERM it and its own children (cc1, as, ld) are stopped
+ * before the temporary folder they write into is removed; the signals are
+ * held until it is registered, and the child starts with the caller's mask. */
 static int run_compiler(char **argv, const char *log_path, IrErr *err) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  sigset_t hold, old;
+  sigemptyset(&hold);
+  sigaddset(&hold, SIGINT);
+  sigaddset(&hold, SIGTERM);
+  sigaddset(&hold, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &hold, &old);
+  posix_spawnattr_t at;
+  posix_spawnattr_init(&at);
+  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
+  posix_spawnattr_setpgroup(&at, 0);
+  posix_spawnattr_setsigmask(&at, &old);
   pid_t pid;
-  int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+  int rc = posix_spawnp(&pid, argv[0], &fa, &at, argv, environ);
+  posix_spawnattr_destroy(&at);
   posix_spawn_file_actions_destroy(&fa);
+  IrErr lerr;
+  int tracked = rc == 0 && fio_child_register(pid, &lerr) == 0;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rc != 0) return ir_errf(err, "emu: cannot run the host compiler '%s': %s", argv[0], strerror(rc));
   int status;
   while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) return ir_errf(err, "emu: waitpid: %s", strerror(errno));
+    if (errno != EINTR) {
+      if (tracked) fio_child_forget(pid);
+      return ir_errf(err, "emu: waitpid: %s", strerror(errno));
+    }
+  if (tracked) fio_child_forget(pid);
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return ir_errf(err, "emu: the host compiler '%s' died (status %d)", argv[0], status);
 }
@@ -635,22 +662,35 @@ static int run_compiler(char **argv, const char *log_path, IrErr *err) {
 /* Compiles and dlopens; the handle or NULL. */
 static void *compile_and_open(const char *source, const char *name, const char *cc,
                               const char *cflags, IrErr *err) {
-  const char *tmp = getenv("TMPDIR");
+  /* The folder and every file in it are registered (ir/fileio.h) before they
+   * exist, so a failure, SIGINT/SIGTERM or running out of memory removes them;
+   * DITC_EMU_KEEP keeps them for a look. */
+  const char *keep_env = getenv("DITC_EMU_KEEP");
+  int keep = keep_env && *keep_env && strcmp(keep_env, "0");
   char dir[512], stem[64], src[700], pre[700], so[700], log[700];
-  snprintf(dir, sizeof dir, "%s/ditc-emu-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(dir)) {
-    ir_errf(err, "emu: cannot make a temporary folder %s: %s", dir, strerror(errno));
+  IrErr lerr;
+  int hdir = fio_tempdir_make("ditc-emu-", dir, sizeof dir, &lerr);
+  if (hdir < 0) {
+    ir_errf(err, "emu: %s", lerr.msg);
     return NULL;
   }
+  if (keep) fio_temp_forget(hdir);
   file_stem(name, stem, sizeof stem);
   snprintf(src, sizeof src, "%s/%s.c", dir, stem);
   snprintf(pre, sizeof pre, "%s/emu_prelude.h", dir);
   snprintf(so, sizeof so, "%s/%s.so", dir, stem);
   snprintf(log, sizeof log, "%s/compile.log", dir);
+  const char *files[] = {src, pre, so, log};
+  int hfile[4] = {-1, -1, -1, -1};
 
   void *dl = NULL;
   char **argv = NULL;
   int argc = 0;
+  for (int i = 0; i < 4 && !keep; i++)
+    if ((hfile[i] = fio_temp_register(files[i], 0, &lerr)) < 0) {
+      ir_errf(err, "emu: %s", lerr.msg);
+      goto done;
+    }
   if (write_file(pre, emu_prelude_text()) != 0 || write_file(src, source) != 0) {
     ir_errf(err, "emu: cannot write to %s: %s", dir, strerror(errno));
     goto done;
@@ -680,13 +720,9 @@ static void *compile_and_open(const char *source, const char *name, const char *
 done:
   for (int i = 0; i < argc; i++) free(argv[i]);
   free(argv);
-  const char *keep = getenv("DITC_EMU_KEEP");
-  if (!keep || !*keep || !strcmp(keep, "0")) {
-    unlink(src);
-    unlink(pre);
-    unlink(so);
-    unlink(log);
-    rmdir(dir);
+  if (!keep) {
+    for (int i = 0; i < 4; i++) fio_temp_remove(hfile[i]);
+    fio_temp_remove(hdir);
   }
   return dl;
 }

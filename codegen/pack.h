@@ -55,8 +55,10 @@
  * file with zero padding, and every field of the JSON against what it
  * describes (offsets inside the arena and blob, kernel indices, GEMM extents).
  * A truncated or altered pack is an error naming the file and the problem,
- * never a crash.  Writing goes to a temporary file in the target directory,
- * fsync'd and renamed into place.
+ * never a crash.  A pack is mapped, not read (its weights may be gigabytes):
+ * its size is bounded by its own header's file_size, which must equal the
+ * file's.  Writing goes to a temporary file in the target directory, fsync'd
+ * and renamed into place (ir/fileio.h).
  */
 #ifndef DITC_CODEGEN_PACK_H
 #define DITC_CODEGEN_PACK_H
@@ -65,6 +67,7 @@
 #include <stdint.h>
 
 #include "codegen/plan.h"
+#include "ir/fileio.h"
 
 #define CG_PACK_VERSION 4
 
@@ -116,8 +119,7 @@ typedef struct {
   int n_blobs;
   /* private */
   Arena arena;
-  void *map;
-  size_t map_size;
+  FioMap map;                   /* cg_pack_open's mapping; zeroed for a memory pack */
 } CgPack;
 
 /* Flags of cg_pack_open_memory. */
@@ -169,8 +171,11 @@ int cg_pack_writer_add_plan(CgPackWriter *w, const CgPlan *plan, IrGraph *g, con
 /* A CUBIN for plan `plan` (copied), with ptxas' log (may be NULL). */
 void cg_pack_writer_add_cubin(CgPackWriter *w, int plan, const char *arch, const void *cubin,
                               size_t size, const char *ptxas_log);
-/* Write atomically to path; 0 or -1 with err.  Or build it in memory. */
+/* Write atomically to path (an output of ir/fileio.h); 0 or -1 with err.
+ * Or into an output the caller opened (one of a transaction's), leaving the
+ * commit to it.  Or build it in memory. */
 int cg_pack_writer_save(CgPackWriter *w, const char *path, IrErr *err);
+int cg_pack_writer_write(CgPackWriter *w, FioOut *out, IrErr *err);
 int cg_pack_writer_bytes(CgPackWriter *w, unsigned char **out, size_t *size, IrErr *err);
 
 #endif

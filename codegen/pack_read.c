@@ -14,16 +14,11 @@
 #include "codegen/pack_format.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 
 typedef struct {
@@ -649,32 +644,9 @@ CgPack *cg_pack_open_memory(const void *buf, size_t len, const char *label, unsi
 }
 
 CgPack *cg_pack_open(const char *path, IrErr *err) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    ir_errf(err, "%s: cannot open: %s", path, strerror(errno));
-    return NULL;
-  }
-  struct stat st;
-  if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-    ir_errf(err, "%s: not a regular file", path);
-    close(fd);
-    return NULL;
-  }
   CgPack *pk = pack_new(path);
-  size_t len = (size_t)st.st_size;
-  if (len) {
-    void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) {
-      ir_errf(err, "%s: cannot map: %s", path, strerror(errno));
-      close(fd);
-      cg_pack_close(pk);
-      return NULL;
-    }
-    pk->map = m;
-    pk->map_size = len;
-  }
-  close(fd);
-  if (parse(pk, pk->map ? pk->map : (const void *)"", len, 0, err)) {
+  if (fio_map(path, FIO_NO_CAP, "a pack", &pk->map, err) ||
+      parse(pk, pk->map.data, pk->map.size, 0, err)) {
     cg_pack_close(pk);
     return NULL;
   }
@@ -688,7 +660,7 @@ void cg_pack_close(CgPack *pk) {
       arena_free(&pk->plans[i].plan->arena);
       free(pk->plans[i].plan);
     }
-  if (pk->map) munmap(pk->map, pk->map_size);
+  fio_unmap(&pk->map);
   arena_free(&pk->arena);
   free(pk);
 }

@@ -5,23 +5,18 @@
  * are copied), so the caller may free it; weights blobs are only borrowed and
  * hashed, and a blob whose size and SHA-256 equal an earlier one's is not
  * stored twice.  Saving lays the sections out at 64-byte boundaries, hashes
- * them into the table of contents, writes a temporary file next to the
- * target, fsyncs it and renames it into place.
+ * them into the table of contents and writes them to an output of
+ * ir/fileio.h (a temporary file next to the target, fsync'd and renamed into
+ * place).
  */
 #include "codegen/bytes.h"
 #include "codegen/pack_format.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 
 typedef struct {
@@ -319,48 +314,23 @@ int cg_pack_writer_bytes(CgPackWriter *w, unsigned char **out, size_t *size, IrE
   return 0;
 }
 
-static int put_fd(void *user, const void *data, size_t n) {
-  int fd = *(int *)user;
-  const char *p = data;
-  while (n) {
-    ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) return -1;
-    p += k;
-    n -= (size_t)k;
-  }
-  return 0;
+typedef struct {
+  FioOut *out;
+  IrErr *err;
+} OutSink;
+
+static int put_out(void *user, const void *data, size_t n) {
+  OutSink *s = user;
+  return fio_out_write(s->out, data, n, s->err);
 }
 
+int cg_pack_writer_write(CgPackWriter *w, FioOut *out, IrErr *err) {
+  OutSink s = {out, err};
+  return emit(w, put_out, &s);
+}
+
+static int write_to(void *w, FioOut *out, IrErr *err) { return cg_pack_writer_write(w, out, err); }
+
 int cg_pack_writer_save(CgPackWriter *w, const char *path, IrErr *err) {
-  size_t n = strlen(path);
-  char *tmp = xmalloc(n + 16);
-  snprintf(tmp, n + 16, "%s.tmp.XXXXXX", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    ir_errf(err, "%s: cannot create a temporary file next to it: %s", path, strerror(errno));
-    free(tmp);
-    return -1;
-  }
-  (void)fchmod(fd, 0644);
-  int rc = emit(w, put_fd, &fd);
-  int saved = errno;
-  if (!rc && fsync(fd)) rc = -1, saved = errno;
-  if (close(fd) && !rc) rc = -1, saved = errno;
-  if (!rc && rename(tmp, path)) rc = -1, saved = errno;
-  if (rc) {
-    unlink(tmp);
-    ir_errf(err, "%s: cannot write the pack: %s", path, strerror(saved));
-  } else {
-    /* make the rename itself durable */
-    char *dir = xstrdup(path);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-      (void)fsync(dfd);
-      close(dfd);
-    }
-    free(dir);
-  }
-  free(tmp);
-  return rc;
+  return fio_save(path, write_to, w, err);
 }

@@ -6,7 +6,10 @@
  * MODEL is a file, "file:CONFIG", or a bare configuration name looked up in
  * every *.dit file of the models directory (sorted by name; the first file
  * that declares it wins).  Looking through files parses them silently; the
- * file that is then built is parsed again with diagnostics on.
+ * file that is then built is parsed again with diagnostics on.  Every model
+ * file is read through ir/fileio.h with a 16 MiB cap, so a FIFO, a device or
+ * a directory named x.dit - given, or in the models directory - is an error
+ * naming it, never a hang or an endless read.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -16,6 +19,7 @@
 
 #include "frontend/elab.h"
 #include "frontend/frontend.h"
+#include "ir/fileio.h"
 
 const char *fe_models_dir(void) {
   const char *d = getenv("DITC_MODELS");
@@ -32,29 +36,26 @@ static int is_file(const char *path) {
   return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* The whole file, NUL-terminated (caller frees); NULL with errno set. */
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  size_t cap = 1 << 16, n = 0;
-  char *buf = xmalloc(cap);
-  for (;;) {
-    size_t got = fread(buf + n, 1, cap - n - 1, f);
-    n += got;
-    if (n < cap - 1) break;
-    cap *= 2;
-    buf = xrealloc(buf, cap);
-  }
-  int err = ferror(f);
-  fclose(f);
-  if (err) {
-    free(buf);
-    errno = EIO;
-    return NULL;
-  }
-  buf[n] = 0;
-  *len = n;
-  return buf;
+/* Something other than a regular file or a directory (a FIFO, a device): a
+ * name meant as a model file, refused by read_model rather than looked up as
+ * a configuration. */
+static int is_special(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
+/* A model file is DSL text: far below this.  The cap keeps a file that is
+ * not one (/dev/zero behind a link, a stray dump) from filling memory. */
+#define FE_MODEL_FILE_MAX ((uint64_t)16 << 20)
+
+/* The whole file, NUL-terminated (caller frees); NULL after reporting to d
+ * why not (missing, not a regular file, over the cap, unreadable). */
+static char *read_model(const char *path, size_t *len, FeDiag *d) {
+  char *text;
+  IrErr e;
+  if (fio_read_all(path, FE_MODEL_FILE_MAX, "a model file", &text, len, &e) == 0) return text;
+  fe_error_at(d, path, "cannot read the model file: %s", fio_err_reason(&e, path));
+  return NULL;
 }
 
 int fe_build_source(const char *label, const char *text, size_t len, const char *config,
@@ -74,10 +75,9 @@ int fe_build_source(const char *label, const char *text, size_t len, const char 
 static int build_file(const char *path, const char *config, const FeSetting *sets, int n_sets,
                       const char *entry, FILE *diag, FeModel *out) {
   size_t len = 0;
-  char *text = read_file(path, &len);
+  FeDiag d = {.out = diag};
+  char *text = read_model(path, &len, &d);
   if (!text) {
-    FeDiag d = {.out = diag};
-    fe_error_at(&d, path, "cannot read the model file: %s", strerror(errno));
     memset(out, 0, sizeof *out);
     return 1;
   }
@@ -125,13 +125,10 @@ static void free_list(char **v, int n) {
  * returns the number of parse errors (reported to d). */
 typedef int (*ConfigFn)(const AstNode *config, const char *path, void *ctx);
 
-static int each_config(const char *path, FeDiag *d, ConfigFn fn, void *ctx) {
+static int each_config(const char *path, FeDiag *d, FeDiag *io, ConfigFn fn, void *ctx) {
   size_t len = 0;
-  char *text = read_file(path, &len);
-  if (!text) {
-    fe_error_at(d, path, "cannot read the model file: %s", strerror(errno));
-    return 1;
-  }
+  char *text = read_model(path, &len, io);
+  if (!text) return 1;
   FeSource src = {.file = path, .text = text, .len = len};
   Arena arena = {0};
   AstNode *root = NULL;
@@ -191,7 +188,8 @@ int fe_build(const char *model_spec, const FeSetting *sets, int n_sets, const ch
     fe_error_at(&d, NULL, "no model given");
     return 1;
   }
-  if (is_file(model_spec)) return build_file(model_spec, NULL, sets, n_sets, entry, diag, out);
+  if (is_file(model_spec) || is_special(model_spec))
+    return build_file(model_spec, NULL, sets, n_sets, entry, diag, out);
 
   /* file.dit:CONFIG */
   const char *colon = strrchr(model_spec, ':');
@@ -200,7 +198,7 @@ int fe_build(const char *model_spec, const FeSetting *sets, int n_sets, const ch
     char *path = xmalloc(pl + 1);
     memcpy(path, model_spec, pl);
     path[pl] = 0;
-    if (is_file(path)) {
+    if (is_file(path) || is_special(path)) {
       int n = build_file(path, colon + 1, sets, n_sets, entry, diag, out);
       free(path);
       return n;
@@ -216,18 +214,24 @@ int fe_build(const char *model_spec, const FeSetting *sets, int n_sets, const ch
   const char *dir = fe_models_dir();
   int n = 0, ok;
   char **files = list_models(dir, &n, &ok);
-  FeDiag quiet = {0};
+  /* Parse errors of the files searched stay quiet (they show when that file
+   * is built); a file that cannot be read at all is an error naming it. */
+  FeDiag quiet = {0}, d = {.out = diag};
   ConfigSearch s = {.name = model_spec};
-  for (int i = 0; i < n && !s.found; i++) {
-    each_config(files[i], &quiet, match_config, &s);
+  for (int i = 0; i < n && !s.found && !d.n_errors; i++) {
+    each_config(files[i], &quiet, &d, match_config, &s);
     if (s.found) {
       int errors = build_file(files[i], model_spec, sets, n_sets, entry, diag, out);
       free_list(files, n);
       return errors;
     }
   }
-  for (int i = 0; i < n; i++) each_config(files[i], &quiet, collect_config, &s);
-  FeDiag d = {.out = diag};
+  for (int i = 0; i < n && !d.n_errors; i++) each_config(files[i], &quiet, &d, collect_config, &s);
+  if (d.n_errors) {
+    free(s.names);
+    free_list(files, n);
+    return d.n_errors;
+  }
   fe_error_at(&d, NULL,
               "unknown model '%s': it is not a file, and no model file in %s declares a configuration of "
               "that name (configurations: %s)",
@@ -241,7 +245,7 @@ int fe_list_configs(const char *path, FILE *out, FILE *diag) {
   FeDiag d = {.out = diag};
   ConfigSearch s = {.out = out};
   if (path) {
-    each_config(path, &d, print_config, &s);
+    each_config(path, &d, &d, print_config, &s);
     return d.n_errors;
   }
   int n = 0, ok;
@@ -251,7 +255,7 @@ int fe_list_configs(const char *path, FILE *out, FILE *diag) {
     fe_error_at(&d, dir, "cannot list the models directory: %s", strerror(errno));
     return d.n_errors;
   }
-  for (int i = 0; i < n; i++) each_config(files[i], &d, print_config, &s);
+  for (int i = 0; i < n; i++) each_config(files[i], &d, &d, print_config, &s);
   free_list(files, n);
   return d.n_errors;
 }

@@ -9,7 +9,8 @@
  *
  * Nodes, their input arrays and their names come from the graph's arena and
  * are freed together by ir_graph_free().  Library functions report errors
- * through an IrErr and a non-zero return; nothing here exits.
+ * through an IrErr and a non-zero return; nothing here exits, except when
+ * memory runs out (xmalloc: a clean error and exit 1, see ir/fileio.h).
  *
  * Sections: support - dtypes and shapes - nodes and graphs - building -
  * verify, dump, cost.
@@ -40,7 +41,8 @@ _Noreturn void ditc_fatal(const char *file, int line, const char *fmt, ...)
 #define DITC_ASSERT(c) \
   do { if (!(c)) ditc_fatal(__FILE__, __LINE__, "assertion failed: %s", #c); } while (0)
 
-/* Checked allocation: aborts with a message when the system is out of memory. */
+/* Checked allocation: out of memory is "ditc: error: out of memory (asked for
+ * N bytes)", the temporaries removed and exit 1 (fio_oom, ir/fileio.h). */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);

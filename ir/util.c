@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir/fileio.h"
 #include "ir/ir.h"
 
 int ir_errf(IrErr *err, const char *fmt, ...) {
@@ -28,10 +29,9 @@ void ditc_fatal(const char *file, int line, const char *fmt, ...) {
   abort();
 }
 
-static void *oom(size_t n) {
-  fprintf(stderr, "ditc: out of memory (asked for %zu bytes)\n", n);
-  abort();
-}
+/* Out of memory is a user's error, not a crash: fio_oom removes the
+ * temporaries, says how much was asked for, and exits 1. */
+static void *oom(size_t n) { fio_oom(n); }
 
 void *xmalloc(size_t n) {
   void *p = malloc(n ? n : 1);
@@ -40,7 +40,7 @@ void *xmalloc(size_t n) {
 
 void *xcalloc(size_t n, size_t size) {
   void *p = calloc(n ? n : 1, size ? size : 1);
-  return p ? p : oom(n * size);
+  return p ? p : oom(size && n > SIZE_MAX / size ? SIZE_MAX : n * size);
 }
 
 void *xrealloc(void *p, size_t n) {

@@ -18,6 +18,7 @@
 
 #include "runtime/backend.h"
 #include "codegen/emu.h"
+#include "ir/fileio.h"
 
 typedef struct {
   const CgPlan *plan;
@@ -42,7 +43,7 @@ static void emu_release(Emu *e) {
 static void *alloc64(int64_t n) {
   size_t sz = ((size_t)(n > 0 ? n : 1) + 63) / 64 * 64;
   void *p = aligned_alloc(64, sz);
-  if (!p) ditc_fatal(__FILE__, __LINE__, "out of memory (%zu bytes)", sz);
+  if (!p) fio_oom(sz);
   memset(p, 0, sz);
   return p;
 }

@@ -9,20 +9,19 @@
  * C = 1 is written grey, C = 3 RGB; any other C as C grey tiles per sample,
  * side by side (the grid then has ncol * C columns of tiles).
  *
- * The PNG goes to PATH.tmp.XXXXXX in the same directory and is renamed over
- * PATH only once complete; libpng's errors come back through setjmp and
- * leave nothing behind.
+ * The PNG goes to an output of ir/fileio.h (a temporary file renamed over
+ * PATH once complete, or straight through to a device or FIFO); libpng
+ * writes through callbacks into it, so a failed write's reason ("No space
+ * left on device") reaches the message, and its errors come back through
+ * setjmp and leave nothing behind.
  */
 #include "runtime/image.h"
 
-#include <errno.h>
 #include <math.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define GRID_PAD 2
 
@@ -79,9 +78,28 @@ static uint8_t *render(const float *x, int64_t n, int c, int h, int w, int ncol,
   return img;
 }
 
-/* libpng part, kept apart so that no local of image_write_grid lives across
+/* libpng writes through these into the output; the output's own message
+ * (with strerror: "No space left on device") is what png_error carries. */
+typedef struct {
+  FioOut *out;
+  PngErr *e;
+} PngSink;
+
+static void png_write_cb(png_structp png, png_bytep data, size_t n) {
+  PngSink *s = png_get_io_ptr(png);
+  IrErr err;
+  if (fio_out_write(s->out, data, n, &err)) {
+    snprintf(s->e->msg, sizeof s->e->msg, "%s", fio_err_reason(&err, fio_out_path(s->out)));
+    png_longjmp(png, 1);
+  }
+}
+
+static void png_flush_cb(png_structp png) { (void)png; }
+
+/* libpng part, kept apart so that no local of image_write_grid_to lives across
  * the setjmp.  Returns 0 or -1 with e->msg. */
-static int write_png(FILE *f, const uint8_t *img, int W, int H, int planes, PngErr *e) {
+static int write_png(PngSink *sink, const uint8_t *img, int W, int H, int planes) {
+  PngErr *e = sink->e;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, e, png_error_cb, png_warning_cb);
   if (!png) {
     snprintf(e->msg, sizeof e->msg, "cannot create the libpng writer");
@@ -97,7 +115,7 @@ static int write_png(FILE *f, const uint8_t *img, int W, int H, int planes, PngE
     png_destroy_write_struct(&png, &info);
     return -1;
   }
-  png_init_io(png, f);
+  png_set_write_fn(png, sink, png_write_cb, png_flush_cb);
   png_set_IHDR(png, info, (png_uint_32)W, (png_uint_32)H, 8,
                planes == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
@@ -108,60 +126,53 @@ static int write_png(FILE *f, const uint8_t *img, int W, int H, int planes, PngE
   return 0;
 }
 
-int image_write_grid(const char *path, const float *x, int64_t n, int c, int h, int w, int ncol,
-                     IrErr *err) {
+/* The grid's shape, or -1 with err naming label. */
+static int check_grid(const char *label, int64_t n, int c, int h, int w, int *ncol, IrErr *err) {
   if (n < 1 || c < 1 || h < 1 || w < 1)
-    return ir_errf(err, "%s: nothing to write (samples [%lld, %d, %d, %d])", path, (long long)n, c,
+    return ir_errf(err, "%s: nothing to write (samples [%lld, %d, %d, %d])", label, (long long)n, c,
                    h, w);
-  if (ncol < 1) {
-    ncol = (int)ceil(sqrt((double)n));
-    if (ncol < 1) ncol = 1;
+  if (*ncol < 1) {
+    *ncol = (int)ceil(sqrt((double)n));
+    if (*ncol < 1) *ncol = 1;
   }
   int64_t tiles = c == 3 ? n : n * c;
-  int64_t cols = c == 3 ? ncol : (int64_t)ncol * c;
+  int64_t cols = c == 3 ? *ncol : (int64_t)*ncol * c;
   if (cols > tiles) cols = tiles;
   int64_t rows = (tiles + cols - 1) / cols;
   if (cols * (w + GRID_PAD) + GRID_PAD > 0x7fffffff / 3 || rows * (h + GRID_PAD) + GRID_PAD > 0x7fffffff / 3)
-    return ir_errf(err, "%s: the image grid would be too large", path);
+    return ir_errf(err, "%s: the image grid would be too large", label);
+  return 0;
+}
 
-  size_t len = strlen(path);
-  char *tmp = xmalloc(len + 16);
-  snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    int e = errno;
-    free(tmp);
-    return ir_errf(err, "%s: cannot create a temporary file: %s", path, strerror(e));
-  }
-  fchmod(fd, 0644); /* mkstemp's 0600 would be a surprise on an image */
-  FILE *f = fdopen(fd, "wb");
-  if (!f) {
-    int e = errno;
-    close(fd);
-    unlink(tmp);
-    free(tmp);
-    return ir_errf(err, "%s: %s", path, strerror(e));
-  }
-
+int image_write_grid_to(FioOut *out, const float *x, int64_t n, int c, int h, int w, int ncol,
+                        IrErr *err) {
+  const char *path = fio_out_path(out);
+  if (check_grid(path, n, c, h, w, &ncol, err)) return -1;
   int W, H, planes;
   uint8_t *img = render(x, n, c, h, w, ncol, &W, &H, &planes);
   PngErr pe = {{0}};
-  int rc = write_png(f, img, W, H, planes, &pe);
+  PngSink sink = {out, &pe};
+  int rc = write_png(&sink, img, W, H, planes);
   free(img);
-  int io_err = ferror(f);
-  if (fclose(f) != 0 || io_err) {
-    if (rc == 0) snprintf(pe.msg, sizeof pe.msg, "write failed: %s", strerror(errno));
-    rc = -1;
-  }
-  if (rc == 0 && rename(tmp, path) != 0) {
-    snprintf(pe.msg, sizeof pe.msg, "cannot rename the temporary file into place: %s",
-             strerror(errno));
-    rc = -1;
-  }
-  if (rc != 0) {
-    unlink(tmp);
-    ir_errf(err, "%s: %s", path, pe.msg);
-  }
-  free(tmp);
+  if (rc) ir_errf(err, "%s: %s", path, pe.msg);
   return rc;
+}
+
+typedef struct {
+  const float *x;
+  int64_t n;
+  int c, h, w, ncol;
+} Grid;
+
+static int write_to(void *ctx, FioOut *out, IrErr *err) {
+  const Grid *g = ctx;
+  return image_write_grid_to(out, g->x, g->n, g->c, g->h, g->w, g->ncol, err);
+}
+
+int image_write_grid(const char *path, const float *x, int64_t n, int c, int h, int w, int ncol,
+                     IrErr *err) {
+  /* a grid that cannot be drawn is refused before the file is touched */
+  if (check_grid(path, n, c, h, w, &ncol, err)) return -1;
+  Grid g = {x, n, c, h, w, ncol};
+  return fio_save(path, write_to, &g, err);
 }

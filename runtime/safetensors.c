@@ -16,24 +16,19 @@
  * insertion order).  st_find() uses a name-sorted index.
  *
  * Writing: tensors and metadata are copied in and written, in the order they
- * were added, to "<path>.tmp.<pid>.<random>" (header compact JSON, padded with
- * spaces to a multiple of 8 bytes as the reference writer does), fsynced, then
- * renamed over the path.  Any failure removes the temporary file.
+ * were added (header compact JSON, padded with spaces to a multiple of 8
+ * bytes as the reference writer does), to an output of ir/fileio.h: a
+ * temporary file renamed over the path once complete, or written through to
+ * a device or FIFO.  Any failure removes the temporary file.
  *
  * The format is little-endian; so is every host ditc targets (asserted below),
  * and element reads go through memcpy because data may be unaligned.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "ir/fileio.h"
 #include "runtime/safetensors.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors reader assumes a little-endian host");
@@ -75,8 +70,7 @@ typedef struct {
 
 struct StFile {
   char *label;
-  void *map; /* non-NULL when st_open mapped the file */
-  size_t map_len;
+  FioMap map; /* when st_open mapped the file; zeroed otherwise */
   StTensor *t; /* file order */
   int n;
   const StTensor **by_name; /* into t, sorted by name */
@@ -86,7 +80,7 @@ struct StFile {
 
 void st_close(StFile *f) {
   if (!f) return;
-  if (f->map) munmap(f->map, f->map_len);
+  fio_unmap(&f->map);
   for (int i = 0; i < f->n; i++) free((char *)f->t[i].name);
   for (int i = 0; i < f->n_meta; i++) {
     free(f->meta[i].key);
@@ -293,41 +287,16 @@ StFile *st_open_memory(const uint8_t *buf, size_t len, const char *label, IrErr 
 }
 
 StFile *st_open(const char *path, IrErr *err) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    ir_errf(err, "%s: cannot open: %s", path, strerror(errno));
-    return NULL;
-  }
-  struct stat st;
-  if (fstat(fd, &st)) {
-    ir_errf(err, "%s: cannot stat: %s", path, strerror(errno));
-    close(fd);
-    return NULL;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ir_errf(err, "%s: not a regular file", path);
-    close(fd);
-    return NULL;
-  }
-  size_t len = (size_t)st.st_size;
-  void *map = NULL;
-  if (len > 0) {
-    map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-      ir_errf(err, "%s: cannot map: %s", path, strerror(errno));
-      close(fd);
-      return NULL;
-    }
-  }
-  close(fd);
-  static const uint8_t empty[1];
-  StFile *f = st_open_memory(map ? map : empty, len, path, err);
+  /* Mapped, not read: only the header is bounded (ST_MAX_HEADER), the data
+   * may be as large as the file, and only the pages used are ever read. */
+  FioMap m;
+  if (fio_map(path, FIO_NO_CAP, "a safetensors file", &m, err)) return NULL;
+  StFile *f = st_open_memory(m.data, m.size, path, err);
   if (!f) {
-    if (map) munmap(map, len);
+    fio_unmap(&m);
     return NULL;
   }
-  f->map = map;
-  f->map_len = len;
+  f->map = m;
   return f;
 }
 
@@ -593,97 +562,40 @@ static char *writer_header(const StWriter *w) {
   return s;
 }
 
-static int write_all(int fd, const void *buf, size_t n) {
-  const uint8_t *p = buf;
-  while (n) {
-    ssize_t k = write(fd, p, n);
-    if (k < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    p += k;
-    n -= (size_t)k;
+/* The header, or NULL with err naming label. */
+static char *checked_header(const StWriter *w, const char *label, IrErr *err) {
+  if (w->bad[0]) {
+    ir_errf(err, "%s: %s", label, w->bad);
+    return NULL;
   }
-  return 0;
-}
-
-/* A temporary name next to path that no other writer picks: pid plus a
- * per-call random suffix (O_EXCL catches the rest). */
-static int open_temp(const char *path, char **tmp_out) {
-  static uint64_t counter;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 16);
-  size_t n = strlen(path) + 64;
-  char *tmp = xmalloc(n);
-  for (int attempt = 0; attempt < 100; attempt++) {
-    /* splitmix64 step */
-    uint64_t z = (x += 0x9e3779b97f4a7c15ull + ++counter);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    snprintf(tmp, n, "%s.tmp.%ld.%08llx", path, (long)getpid(),
-             (unsigned long long)(z & 0xffffffffu));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd >= 0) {
-      *tmp_out = tmp;
-      return fd;
-    }
-    if (errno != EEXIST) break;
-  }
-  int e = errno;
-  free(tmp);
-  errno = e;
-  return -1;
-}
-
-int st_writer_save(StWriter *w, const char *path, IrErr *err) {
-  if (w->bad[0]) return ir_errf(err, "%s: %s", path, w->bad);
   char *hdr = writer_header(w);
   if (!hdr)
-    return ir_errf(err, "%s: cannot encode the header (tensor names and metadata must be UTF-8)",
-                   path);
+    ir_errf(err, "%s: cannot encode the header (tensor names and metadata must be UTF-8)", label);
+  return hdr;
+}
+
+int st_writer_write(StWriter *w, FioOut *o, IrErr *err) {
+  char *hdr = checked_header(w, fio_out_path(o), err);
+  if (!hdr) return -1;
   size_t hlen = strlen(hdr);
   size_t padded = (hlen + 7) / 8 * 8;
-
-  char *tmp = NULL;
-  int fd = open_temp(path, &tmp);
-  if (fd < 0) {
-    int rc = ir_errf(err, "%s: cannot create a temporary file: %s", path, strerror(errno));
-    free(hdr);
-    return rc;
-  }
   uint8_t len8[8];
   uint64_t pl = padded;
   memcpy(len8, &pl, 8);
   static const char spaces[8] = "        ";
-  int bad = write_all(fd, len8, 8) || write_all(fd, hdr, hlen) ||
-            write_all(fd, spaces, padded - hlen);
-  for (int i = 0; i < w->n && !bad; i++) bad = write_all(fd, w->t[i].data, w->t[i].nbytes);
-  if (!bad) bad = fsync(fd);
-  int e = errno;
-  if (close(fd) && !bad) {
-    bad = 1;
-    e = errno;
-  }
-  if (!bad && rename(tmp, path)) {
-    bad = 1;
-    e = errno;
-  }
+  int bad = fio_out_write(o, len8, 8, err) || fio_out_write(o, hdr, hlen, err) ||
+            fio_out_write(o, spaces, padded - hlen, err);
+  for (int i = 0; i < w->n && !bad; i++) bad = fio_out_write(o, w->t[i].data, w->t[i].nbytes, err);
   free(hdr);
-  if (bad) {
-    unlink(tmp);
-    free(tmp);
-    return ir_errf(err, "%s: cannot write: %s", path, strerror(e));
-  }
-  /* Make the rename itself durable; failure here loses nothing already written. */
-  char *dir = xstrdup(path);
-  int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
-  free(dir);
-  free(tmp);
-  return 0;
+  return bad ? -1 : 0;
+}
+
+static int write_to(void *w, FioOut *o, IrErr *err) { return st_writer_write(w, o, err); }
+
+int st_writer_save(StWriter *w, const char *path, IrErr *err) {
+  /* what can be refused is refused before the file is touched */
+  char *hdr = checked_header(w, path, err);
+  if (!hdr) return -1;
+  free(hdr);
+  return fio_save(path, write_to, w, err);
 }

@@ -12,6 +12,7 @@
 #ifndef DITC_SAFETENSORS_H
 #define DITC_SAFETENSORS_H
 
+#include "ir/fileio.h"
 #include "runtime/tensor.h"
 
 typedef enum {
@@ -56,8 +57,11 @@ int st_to_i32(const StTensor *t, int32_t *out, IrErr *err);
 /* Load as an RtTensor of the given IR dtype (F32 or I32), owned by the caller. */
 int st_load(const StTensor *t, IrDType want, RtTensor *out, IrErr *err);
 
-/* Writer: tensors are copied in; save() writes name.tmp.XXXX then renames, so a
- * failed or interrupted save never leaves a half-written file. */
+/* Writer: tensors are copied in; save() writes through an output of
+ * ir/fileio.h (a temporary file renamed into place, or straight through to a
+ * device or FIFO), so a failed or interrupted save never leaves a
+ * half-written file.  write() puts the file into an output the caller opened
+ * (one of a transaction's) and leaves committing to it. */
 typedef struct StWriter StWriter;
 StWriter *st_writer_new(void);
 void st_writer_add(StWriter *w, const char *name, StDType dtype, int rank,
@@ -65,6 +69,7 @@ void st_writer_add(StWriter *w, const char *name, StDType dtype, int rank,
 void st_writer_add_tensor(StWriter *w, const char *name, const RtTensor *t);
 void st_writer_meta(StWriter *w, const char *key, const char *value);
 int st_writer_save(StWriter *w, const char *path, IrErr *err);
+int st_writer_write(StWriter *w, FioOut *o, IrErr *err);
 void st_writer_free(StWriter *w);
 
 #endif

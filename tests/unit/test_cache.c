@@ -536,6 +536,53 @@ static void test_ls_verify_clear(void **state) {
   assert_int_equal(get(f, &r), 1);
 }
 
+/* Entries that are not files, or too large: refused by type and by size
+ * before a byte of payload is read, never a hang; removed and rebuilt. */
+static void test_hostile_entries(void **state) {
+  Fx *f = *state;
+  CgCacheRequest r = req("hostile", "sm_90");
+  assert_int_equal(get(f, &r), 0);
+  char path[512];
+  snprintf(path, sizeof path, "%s", path_of(f, &r));
+  unsigned char hdr[88];
+  FILE *fp = fopen(path, "rb");
+  assert_non_null(fp);
+  assert_int_equal(fread(hdr, 1, sizeof hdr, fp), sizeof hdr);
+  fclose(fp);
+
+  /* a FIFO nobody writes to */
+  assert_int_equal(unlink(path), 0);
+  assert_int_equal(mkfifo(path, 0600), 0);
+  int compiles = f->compiles;
+  time_t t0 = time(NULL);
+  assert_int_equal(get(f, &r), 0);
+  assert_true(time(NULL) - t0 < 5);
+  assert_int_equal(f->compiles, compiles + 1);
+  assert_non_null(strstr(f->last_warning, "is a FIFO, not a regular file"));
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  assert_true(S_ISREG(st.st_mode)); /* rebuilt as a file */
+
+  /* 100 GB of holes behind a header that agrees with them */
+  uint64_t len = ((uint64_t)100 << 30) - sizeof hdr;
+  for (int i = 0; i < 8; i++) hdr[16 + i] = (unsigned char)(len >> (8 * i));
+  int fd = open(path, O_WRONLY | O_TRUNC);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, hdr, sizeof hdr), (ssize_t)sizeof hdr);
+  int sparse = ftruncate(fd, (off_t)100 << 30) == 0;
+  close(fd);
+  if (!sparse) {
+    tu_note_skip("this file system cannot make a 100 GB sparse file");
+    return;
+  }
+  t0 = time(NULL);
+  assert_int_equal(get(f, &r), 0);
+  assert_true(time(NULL) - t0 < 5);
+  assert_non_null(strstr(f->last_warning, "107374182400 bytes, more than an entry may hold"));
+  assert_true(file_size(path) < 1 << 20);
+  assert_int_equal(get(f, &r), 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_default_dir),
@@ -545,6 +592,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_corrupt_entries, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concurrent_builders, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ls_verify_clear, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_hostile_entries, setup, teardown),
   };
   return tu_run_group(tests, NULL, NULL);
 }
