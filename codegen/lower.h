@@ -26,7 +26,7 @@ typedef enum {
   LOW_KERNEL,      /* a generated kernel */
   LOW_GEMM,        /* linear / matmul: GEMM steps */
   LOW_LINEAR_GELU, /* gelu_tanh(linear(x, w, b)): one GEMM with the GELU epilogue */
-  LOW_ATTENTION,   /* the final matmul of a fused attention */
+  LOW_ATTENTION,   /* anchor of an attention group (its pv matmul or output permute): one kernel */
   LOW_ABSORBED,    /* computed as part of another node's lowering */
   LOW_FUSED,       /* root of an elementwise tree: one map kernel over its leaves */
   LOW_NORM,        /* anchor of a fused layernorm group (cg_emit_norm) */

@@ -199,6 +199,9 @@ typedef enum {
   IR_ROLE_COUNT
 } IrRole;
 
+/* Values a kernel needs come from its roles' nodes (attention's scale is its
+ * scale node's f); a later kind needing a value no node carries adds a named
+ * field here. */
 struct IrGroup {
   IrGroupKind kind;
   IrNode *role[IR_ROLE_COUNT]; /* NULL for an absent optional role and for other kinds' roles */
