@@ -1,9 +1,8 @@
 /*
  * cg_internal.h - what the code generator's files share (not for other modules).
  *
- * lower.c decides how each IR node is lowered, plans the memory and drives
- * the emission (with views.c, fuse_lower.c, emit.c and weights.c, sharing
- * lower.h); kernels.c holds one kernel template per op family; attention.c
+ * lower.c decides how each IR node is lowered and drives the emission (with
+ * views.c, fuse_lower.c, memplan.c, emit.c and weights.c, sharing lower.h); kernels.c holds one kernel template per op family; attention.c
  * the fused attention kernel; expr.c the elementwise expressions.  Emitters receive values already
  * placed in memory (CgView: a space, an offset and strides) and append a
  * kernel to the source plus its launch step, or GEMM steps, to the plan.
@@ -58,6 +57,15 @@ int cg_tuning_check(const CgTuning *t, IrErr *err);
 /* Dynamic shared memory bytes of a fused attention block: `rows` query rows
  * of head dim d, value dim dv (attention.c's layout). */
 int64_t cg_attention_smem(int rows, int64_t d, int64_t dv);
+
+/* ---- memory planning (memplan.c) ------------------------------------------------ */
+
+/* Greedy first-fit by decreasing size: buffer i needs bytes[i] (> 0) from
+ * step first[i] to step last[i] inclusive; offset[i] gets a place in one
+ * arena such that buffers whose step ranges overlap never overlap in memory.
+ * Offsets are sums of sizes, so sizes that are multiples of the alignment
+ * keep them aligned.  Returns the arena size. */
+int64_t cg_memplan_first_fit(int n, const int64_t *bytes, const int *first, const int *last, int64_t *offset);
 
 /* ---- values in memory -------------------------------------------------------- */
 

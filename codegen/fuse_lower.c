@@ -1,11 +1,15 @@
 /*
- * fuse_lower.c - the fuse pass's elementwise and layernorm groups lowered as
- * expression trees: a tree grows from the group's last node over the
- * elementwise nodes only the group reads, its leaves being stored values
- * read through their layout chains (views.c); the tree's expression is one
- * map kernel (cg_emit_map_ex), or the prologue and epilogue of one fused
- * layernorm kernel (cg_emit_norm).  A group that does not fit (too many
- * leaves, a row too long for registers) is lowered node by node.
+ * fuse_lower.c - the fuse pass's norm, map and concat groups lowered as
+ * expression trees: a tree grows from a root over the elementwise members
+ * only the group reads, its leaves being stored values read through their
+ * layout chains (views.c); the tree's expression is one map kernel
+ * (cg_emit_map_ex), or the prologue and epilogue of one fused layernorm
+ * kernel (cg_emit_norm) rooted at the norm group's prologue and epilogue
+ * roles.  A map or concat group grows its tree from its root; members that
+ * tree cannot take (past CG_MAP_MAX_IN leaves the tree is given up) grow
+ * trees of their own, down to a kernel per node, and so do the elementwise
+ * members of a norm group the fused layernorm refuses (a row longer than
+ * CG_NORM_MAX_LEN).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +30,7 @@ typedef struct {
   int select;                 /* a concat was fused: the expression uses coordinates */
   int gidx[CG_MAP_MAX_IN];    /* a gathered leaf (an absorbed embedding): its indices' leaf, else -1 */
   int allow_gather;           /* map kernels gather; the fused layernorm does not */
+  const IrNode *stop;         /* never absorbed: a leaf (the layernorm's input, under its epilogue) */
 } FuseTree;
 
 static FuseTree *tree_new(IrNode *root) {
@@ -66,7 +71,7 @@ static int is_elementwise(const IrNode *n) {
  * broadcast give the same values, each recomputed per output element (cheap
  * next to a stored round trip). */
 static int fusable_inner(Ctx *c, FuseTree *t, IrNode *x) {
-  if (!grouped(t->root, x) || !group_only(c, x)) return 0;
+  if (x == t->stop || !grouped(c, t->root, x) || !group_only(c, x)) return 0;
   if (!((is_elementwise(x) && x->dtype == IR_F32) || concat_inner(c, t, x))) return 0;
   Lowering h = inf(c, x)->how;
   return h == LOW_KERNEL || (h == LOW_ABSORBED && in_tree(t, x)); /* read twice: computed twice */
@@ -91,7 +96,7 @@ static void rollback(Ctx *c, FuseTree *t) {
 /* A layout node (slice, permute, reshape) in the root's group with one
  * reader: the tree reads through it. */
 static int layout_leaf(Ctx *c, FuseTree *t, IrNode *x) {
-  if (!grouped(t->root, x) || !group_only(c, x)) return 0;
+  if (!grouped(c, t->root, x) || !group_only(c, x)) return 0;
   Lowering h = inf(c, x)->how;
   if (h == LOW_ABSORBED) return in_tree(t, x) && (x->op == IR_SLICE || x->op == IR_PERMUTE || x->op == IR_RESHAPE);
   return (x->op == IR_SLICE || x->op == IR_PERMUTE) ? h == LOW_KERNEL : x->op == IR_RESHAPE ? h == LOW_ALIAS : 0;
@@ -149,7 +154,7 @@ static char *fuse_expr(Ctx *c, FuseTree *t, IrNode *n);
  * y-embedding under the conditioning add): f32, in the group, read by it
  * alone, the table a float weight. */
 static int gather_leaf(Ctx *c, FuseTree *t, IrNode *x) {
-  return x->op == IR_EMBEDDING && x->dtype == IR_F32 && grouped(t->root, x) && group_only(c, x) &&
+  return x->op == IR_EMBEDDING && x->dtype == IR_F32 && grouped(c, t->root, x) && group_only(c, x) &&
          inf(c, x)->how == LOW_KERNEL && inf(c, x->in[0])->how == LOW_WEIGHT && t->allow_gather;
 }
 
@@ -242,13 +247,21 @@ static void keep_leaves(Ctx *c, NodeView **dst, int *n_dst, const FuseTree *t) {
   memcpy(*dst, t->lview, (size_t)t->n_leaves * sizeof **dst);
 }
 
-/* Roots, consumers first, so a tree grows from its last node; a tree that
- * outgrows the map kernel's operand count is left unfused. */
-void lower_fuse_elementwise(Ctx *c) {
+/* Tree groups: map and concat, and norm groups for what the fused
+ * layernorm left. */
+static int tree_group(const IrGroup *grp) {
+  return grp && (grp->kind == IR_GROUP_MAP || grp->kind == IR_GROUP_CONCAT || grp->kind == IR_GROUP_NORM);
+}
+
+/* Roots, consumers first, so a tree grows from its group's root (the last
+ * member); a tree that outgrows the map kernel's operand count is left
+ * unfused, and its members root trees of their own. */
+void lower_trees(Ctx *c) {
   for (int i = c->g->n_nodes - 1; i >= 0; i--) {
     IrNode *n = c->g->nodes[i];
     NodeInfo *ni = inf(c, n);
-    if (!(is_elementwise(n) || n->op == IR_CONCAT) || ni->how != LOW_KERNEL || n->dtype != IR_F32 || !n->fuse)
+    if (!tree_group(ni->group) || !(is_elementwise(n) || n->op == IR_CONCAT) || ni->how != LOW_KERNEL ||
+        n->dtype != IR_F32)
       continue;
     FuseTree *t = tree_new(n);
     t->allow_gather = 1;
@@ -278,33 +291,21 @@ static int same_shape(Ctx *c, const IrNode *a, const IrNode *b) {
   return 1;
 }
 
-/* Is every reader of x but `except` after `anchor` in graph order (steps
- * run in that order, and the anchor's kernel writes x)? */
-static int read_after(Ctx *c, const IrNode *x, const IrNode *except, const IrNode *anchor) {
-  for (int i = 0; i < anchor->index; i++) {
-    IrNode *r = c->g->nodes[i];
-    if (r == except) continue;
-    for (int j = 0; j < r->n_in; j++)
-      if (r->in[j] == x) return 0;
-  }
-  return 1;
-}
-
-/* A layernorm group of the fuse pass: [prologue tree] -> layernorm ->
- * [epilogue tree rooted at the anchor] as one cg_emit_norm kernel, when
- * every piece fits (f32, one shape, a row short enough for registers);
- * otherwise the group's elementwise parts fuse as ordinary trees. */
-static void fuse_norm(Ctx *c, IrNode *ln) {
-  IrNode *root = ln->fuse, *x = ln->in[0];
+/* A norm group: [prologue tree] -> layernorm -> [epilogue tree rooted at
+ * the anchor] as one cg_emit_norm kernel, when every piece fits (f32, one
+ * shape, a row short enough for registers); otherwise lower_trees() fuses
+ * the group's elementwise parts as ordinary trees. */
+void lower_norm(Ctx *c, const IrGroup *grp) {
+  IrNode *ln = grp->role[IR_ROLE_NORM_LAYERNORM], *x = ln->in[0], *p = grp->role[IR_ROLE_NORM_PROLOGUE];
+  IrNode *root = grp->role[IR_ROLE_NORM_EPILOGUE] ? grp->role[IR_ROLE_NORM_EPILOGUE] : ln;
   int64_t len = ir_dim_eval(ln->shape.d[ln->shape.rank - 1], c->batch);
-  if (!root || inf(c, ln)->how != LOW_KERNEL || ln->dtype != IR_F32 || len < 1 || len > CG_NORM_MAX_LEN) return;
-  if (root != ln && (!is_elementwise(root) || inf(c, root)->how != LOW_KERNEL || root->dtype != IR_F32 ||
-                     !same_shape(c, root, ln) || c->uses[ln->index] != 1))
-    return;
+  if (inf(c, ln)->how != LOW_KERNEL || ln->dtype != IR_F32 || len < 1 || len > CG_NORM_MAX_LEN) return;
+  if (root != ln && (inf(c, root)->how != LOW_KERNEL || root->dtype != IR_F32 || !same_shape(c, root, ln))) return;
   FuseTree *epi = NULL, *pro = NULL;
   const char *eexpr = NULL, *pexpr = NULL;
   if (root != ln) {
     epi = tree_new(root);
+    epi->stop = x; /* read as stored: computed by the prologue, or a kernel of its own */
     epi->leaf[0] = ln; /* v0: the normalised value */
     epi->n_leaves = 1;
     eexpr = fuse_expr(c, epi, root);
@@ -319,8 +320,8 @@ static void fuse_norm(Ctx *c, IrNode *ln) {
     }
   }
   int side = 0;
-  if (grouped(x, ln) && is_elementwise(x) && inf(c, x)->how == LOW_KERNEL && x->dtype == IR_F32 &&
-      same_shape(c, x, ln) && (c->uses[x->index] == 1 || read_after(c, x, ln, root))) {
+  /* a prologue read elsewhere is read after the anchor (ir_group_check): the kernel stores it */
+  if (p && inf(c, p)->how == LOW_KERNEL && p->dtype == IR_F32 && same_shape(c, p, ln)) {
     pro = tree_new(x);
     pexpr = fuse_expr(c, pro, x);
     if (pro->overflow) {
@@ -360,7 +361,3 @@ static void fuse_norm(Ctx *c, IrNode *ln) {
   free(pro);
 }
 
-void lower_fuse_norms(Ctx *c) {
-  for (int i = 0; i < c->g->n_nodes; i++)
-    if (c->g->nodes[i]->op == IR_LAYERNORM) fuse_norm(c, c->g->nodes[i]);
-}

@@ -1,17 +1,23 @@
 /*
  * lower.c - lower an IR graph into an execution plan (plan.h).
  *
- * Six steps, each a function below:
- *   decide   how each node is lowered: a kernel, a GEMM step, an alias
- *            (reshape shares its input's storage), a leaf (inputs in the
- *            arena, PARAM/CONST in the weights blob), a computed weight (a
- *            concat/slice/permute/cast of weights only, e.g. hoist-adaln's
+ * Seven steps, each a function below:
+ *   decide   how each node is lowered on its own: a kernel, a GEMM step, an
+ *            alias (reshape shares its input's storage), a leaf (inputs in
+ *            the arena, PARAM/CONST in the weights blob) or a computed weight
+ *            (a concat/slice/permute/cast of weights only, e.g. hoist-adaln's
  *            stacked adaLN weights: a constant of the plan, computed into the
- *            blob by cg_plan_fill_weights, never a step), or absorbed into a
- *            neighbour (the linear under a tanh-GELU becomes the GEMM's
- *            epilogue; matmul -> scale -> softmax -> matmul becomes one fused
- *            attention kernel reading q/k/v through the permutes and slices
- *            that split the heads, see attention.c);
+ *            blob by cg_plan_fill_weights, never a step);
+ *   groups   the fuse pass's groups (IrNode.fuse, ir/groups.def), each by its
+ *            kind and roles, absorbing its members into the anchor's
+ *            lowering: attention as one fused kernel reading q/k/v through
+ *            the permutes and slices that split the heads (attention.c); a
+ *            GEMM epilogue as the GEMM's bias + tanh-GELU; norm groups as one
+ *            fused layernorm and map/concat groups as expression trees
+ *            (fuse_lower.c).  Only records that ir_group_check() accepts are
+ *            read, and a group the kernels' limits refuse (a head dimension
+ *            above CG_ATTN_MAX_DIM, a row above CG_NORM_MAX_LEN, a tree over
+ *            CG_MAP_MAX_IN leaves) keeps its per-node lowering;
  *   need     which nodes must be materialised: walk back from the outputs
  *            through what each lowering actually reads (so the head-split
  *            permutes a fused attention reads through cost nothing);
@@ -21,15 +27,10 @@
  *            stored in the GEMM's dtype, and copies so that every graph
  *            output has its own buffer in its IR dtype;
  *   place    weights into the blob, those some step reads (a parameter read
- *            only by computed weights is not stored); buffers into the
- *            arena: lifetimes [first write, last read] over
- *            the step list, then a greedy first-fit by decreasing size, every
- *            offset 256-byte aligned; inputs, outputs and the status word
- *            live for the whole run;
+ *            only by computed weights is not stored); activation buffers into
+ *            the arena by the memory planner (memplan.c);
  *   emit     the source text (kernels.c, attention.c) and the CgSteps (emit.c).
- * Between decide and need, the fuse pass's elementwise and layernorm groups
- * become expression trees (fuse_lower.c); views through layout nodes are in
- * views.c, the weights blob in weights.c.
+ * Views through layout nodes are in views.c, the weights blob in weights.c.
  *
  * Precision (the plan's f32, f16 or bf16) is a mixed-precision storage
  * policy, like autocast: it applies to the operands of matrix products and
@@ -69,7 +70,6 @@
 #include <string.h>
 
 #include "codegen/lower.h"
-#include "passes/passes.h"
 
 static int new_buf(Ctx *c, CgSpace space, IrDType dtype, int64_t numel) {
   if (c->n_bufs == c->cap_bufs) {
@@ -93,50 +93,6 @@ static int node_err(IrErr *err, const IrNode *n, const char *msg) {
 /* ======================================================================== */
 /* decide                                                                   */
 /* ======================================================================== */
-
-/* matmul(softmax([scale](matmul(q, k, trans_b))), v) rooted at n, each inner
- * node used once: fill the attention operands and absorb the inner nodes. */
-static int match_attention(Ctx *c, IrNode *n) {
-  if (n->op != IR_MATMUL || n->attr.trans_b) return 0;
-  IrNode *sm = n->in[0], *v = n->in[1], *sc = NULL, *qk;
-  if (sm->op != IR_SOFTMAX || c->uses[sm->index] != 1 || !grouped(n, sm)) return 0;
-  qk = sm->in[0];
-  float scale = 1.0f;
-  if (qk->op == IR_SCALE) {
-    if (c->uses[qk->index] != 1 || !grouped(n, qk)) return 0;
-    sc = qk;
-    scale = sc->attr.f;
-    qk = sc->in[0];
-  }
-  if (qk->op != IR_MATMUL || !qk->attr.trans_b || c->uses[qk->index] != 1 || !grouped(n, qk)) return 0;
-  IrNode *q = qk->in[0], *k = qk->in[1];
-  int r = n->shape.rank;
-  /* same rank everywhere keeps the leading-dim strides simple */
-  if (q->shape.rank != r || k->shape.rank != r || v->shape.rank != r) return 0;
-  int64_t d = ir_dim_eval(q->shape.d[r - 1], c->batch), dv = ir_dim_eval(v->shape.d[r - 1], c->batch);
-  if (d < CG_ATTN_MIN_DIM || d > CG_ATTN_MAX_DIM || dv < 1 || dv > CG_ATTN_MAX_DIM) return 0;
-  int64_t groups = 1;
-  for (int i = 0; i < r - 2; i++) groups *= ir_dim_eval(n->shape.d[i], c->batch);
-  if (groups > 65535) return 0;
-  NodeInfo *ni = inf(c, n);
-  IrNode *ops[3] = {q, k, v};
-  for (int i = 0; i < 3; i++) {
-    ni->qkv[i] = lower_view(c, ops[i]);
-    /* broadcast leading dims read with stride 0 */
-    for (int j = 0; j < r - 2; j++)
-      if (ni->qkv[i].shape[j] == 1 && ir_dim_eval(n->shape.d[j], c->batch) != 1) ni->qkv[i].stride[j] = 0;
-  }
-  ni->scale = scale;
-  ni->how = LOW_ATTENTION;
-  ni->fused = sc ? arena_printf(&c->scratch, "fused attention: %%%d matmul, %%%d scale, %%%d softmax, %%%d matmul",
-                                qk->id, sc->id, sm->id, n->id)
-                 : arena_printf(&c->scratch, "fused attention: %%%d matmul, %%%d softmax, %%%d matmul", qk->id,
-                                sm->id, n->id);
-  inf(c, sm)->how = LOW_ABSORBED;
-  inf(c, qk)->how = LOW_ABSORBED;
-  if (sc) inf(c, sc)->how = LOW_ABSORBED;
-  return 1;
-}
 
 /* The node a chain of reshapes (aliases) stores its value in. */
 static IrNode *alias_root(Ctx *c, IrNode *n) {
@@ -168,42 +124,112 @@ static int decide(Ctx *c, IrErr *err) {
     case IR_PARAM:
     case IR_CONST: ni->how = LOW_WEIGHT; break;
     case IR_RESHAPE: ni->how = LOW_ALIAS; break;
-    case IR_PERMUTE: {
-      /* the attention writes its result straight into the permuted layout */
-      IrNode *m = n->in[0];
-      NodeInfo *mi = inf(c, m);
-      if (computed_weight(c, n)) {
-        ni->how = LOW_WEIGHT;
-      } else if (mi->how == LOW_ATTENTION && !mi->attn && c->uses[m->index] == 1 && grouped(n, m)) {
-        *ni = *mi;
-        ni->attn = m;
-        ni->fused = arena_printf(&c->scratch, "%s, %%%d permute", mi->fused, n->id);
-        mi->how = LOW_ABSORBED;
-      } else {
-        ni->how = LOW_KERNEL;
-      }
-      break;
-    }
-    case IR_LINEAR: ni->how = LOW_GEMM; break;
-    case IR_MATMUL:
-      if (!match_attention(c, n)) ni->how = LOW_GEMM;
-      break;
-    case IR_GELU_TANH: {
-      IrNode *l = n->in[0];
-      if (l->op == IR_LINEAR && l->n_in == 3 && c->uses[l->index] == 1 && inf(c, l)->how == LOW_GEMM &&
-          grouped(n, l)) {
-        ni->how = LOW_LINEAR_GELU;
-        ni->linear = l;
-        inf(c, l)->how = LOW_ABSORBED;
-      } else {
-        ni->how = LOW_KERNEL;
-      }
-      break;
-    }
+    case IR_LINEAR:
+    case IR_MATMUL: ni->how = LOW_GEMM; break;
     default: ni->how = computed_weight(c, n) ? LOW_WEIGHT : LOW_KERNEL; break;
     }
   }
   return 0;
+}
+
+/* ======================================================================== */
+/* fusion groups                                                            */
+/* ======================================================================== */
+
+/* The node's group, for the code generator: the fuse pass's record when it
+ * describes the graph (ir_group_check), else none, so that a stale or wrong
+ * record lowers its nodes one by one instead of being misread. */
+static void check_groups(Ctx *c) {
+  IrGraph *g = c->g;
+  unsigned char *ok = xcalloc((size_t)g->n_nodes + 1, 1); /* by anchor index */
+  for (int i = 0; i < g->n_nodes; i++) {
+    IrNode *n = g->nodes[i];
+    IrErr err;
+    if (n->fuse && ir_group_anchor(n->fuse) == n) ok[i] = ir_group_check(g, n->fuse, c->uses, &err) == 0;
+  }
+  for (int i = 0; i < g->n_nodes; i++) {
+    IrNode *n = g->nodes[i];
+    IrNode *a = n->fuse ? ir_group_anchor(n->fuse) : NULL;
+    /* an anchor outside the graph, or after its member, runs no kernel for it */
+    if (a && a->index >= i && a->index < g->n_nodes && g->nodes[a->index] == a && ok[a->index])
+      inf(c, n)->group = n->fuse;
+  }
+  free(ok);
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int j = 0; j < g->nodes[i]->n_in; j++)
+      if (grouped(c, g->nodes[i], g->nodes[i]->in[j])) c->guses[g->nodes[i]->in[j]->index]++;
+}
+
+/* An attention group as one fused kernel at its anchor (attention.c),
+ * reading q, k and v through the layout nodes under them (the head split),
+ * and writing through the output permute (the head merge) when there is
+ * one; as separate kernels where the kernel's limits refuse it. */
+static void lower_attention(Ctx *c, const IrGroup *grp) {
+  IrNode *const *ro = grp->role;
+  IrNode *ops[3] = {ro[IR_ROLE_ATTENTION_Q], ro[IR_ROLE_ATTENTION_K], ro[IR_ROLE_ATTENTION_V]};
+  IrNode *qk = ro[IR_ROLE_ATTENTION_QK], *sc = ro[IR_ROLE_ATTENTION_SCALE], *sm = ro[IR_ROLE_ATTENTION_SOFTMAX];
+  IrNode *pv = ro[IR_ROLE_ATTENTION_PV], *out = ro[IR_ROLE_ATTENTION_OUT];
+  int r = pv->shape.rank;
+  /* same rank everywhere keeps the leading-dim strides simple */
+  for (int i = 0; i < 3; i++)
+    if (ops[i]->shape.rank != r) return;
+  int64_t d = ir_dim_eval(ops[0]->shape.d[r - 1], c->batch), dv = ir_dim_eval(ops[2]->shape.d[r - 1], c->batch);
+  if (d < CG_ATTN_MIN_DIM || d > CG_ATTN_MAX_DIM || dv < 1 || dv > CG_ATTN_MAX_DIM) return;
+  int64_t groups = 1;
+  for (int i = 0; i < r - 2; i++) groups *= ir_dim_eval(pv->shape.d[i], c->batch);
+  if (groups > 65535) return;
+  NodeInfo *ni = inf(c, out ? out : pv);
+  for (int i = 0; i < 3; i++) {
+    ni->qkv[i] = lower_view(c, ops[i]);
+    /* broadcast leading dims read with stride 0 */
+    for (int j = 0; j < r - 2; j++)
+      if (ni->qkv[i].shape[j] == 1 && ir_dim_eval(pv->shape.d[j], c->batch) != 1) ni->qkv[i].stride[j] = 0;
+  }
+  ni->scale = sc ? sc->attr.f : 1.0f;
+  ni->how = LOW_ATTENTION;
+  ni->fused = sc ? arena_printf(&c->scratch, "fused attention: %%%d matmul, %%%d scale, %%%d softmax, %%%d matmul",
+                                qk->id, sc->id, sm->id, pv->id)
+                 : arena_printf(&c->scratch, "fused attention: %%%d matmul, %%%d softmax, %%%d matmul", qk->id,
+                                sm->id, pv->id);
+  if (out) { /* the kernel writes its result straight into the permuted layout */
+    ni->attn = pv;
+    ni->fused = arena_printf(&c->scratch, "%s, %%%d permute", ni->fused, out->id);
+    inf(c, pv)->how = LOW_ABSORBED;
+  }
+  inf(c, sm)->how = LOW_ABSORBED;
+  inf(c, qk)->how = LOW_ABSORBED;
+  if (sc) inf(c, sc)->how = LOW_ABSORBED;
+}
+
+/* A GEMM epilogue group as one GEMM step applying bias and epilogue on its
+ * store; the GEMM has the tanh-GELU epilogue only. */
+static void lower_gemm_epilogue(Ctx *c, const IrGroup *grp) {
+  IrNode *l = grp->role[IR_ROLE_GEMM_EPILOGUE_LINEAR], *e = grp->role[IR_ROLE_GEMM_EPILOGUE_EPILOGUE];
+  if (e->op != IR_GELU_TANH || inf(c, l)->how != LOW_GEMM) return;
+  inf(c, e)->how = LOW_LINEAR_GELU;
+  inf(c, e)->linear = l;
+  inf(c, l)->how = LOW_ABSORBED;
+}
+
+/* Every group by its kind, at its anchor; a lowering that refuses a group
+ * leaves its nodes as decide() lowered them, one by one.  Elementwise trees
+ * come last: they also take the elementwise parts of a norm group the fused
+ * layernorm refused. */
+static void lower_groups(Ctx *c) {
+  for (int i = 0; i < c->g->n_nodes; i++) {
+    IrNode *n = c->g->nodes[i];
+    const IrGroup *grp = inf(c, n)->group;
+    if (!grp || ir_group_anchor(grp) != n) continue;
+    switch (grp->kind) {
+    case IR_GROUP_ATTENTION: lower_attention(c, grp); break;
+    case IR_GROUP_GEMM_EPILOGUE: lower_gemm_epilogue(c, grp); break;
+    case IR_GROUP_NORM: lower_norm(c, grp); break;
+    case IR_GROUP_MAP:
+    case IR_GROUP_CONCAT: break; /* lower_trees() */
+    case IR_GROUP_KIND_COUNT: ditc_unreachable();
+    }
+  }
+  lower_trees(c);
 }
 
 /* ======================================================================== */
@@ -489,54 +515,6 @@ static int output_buf(Ctx *c, int i, int *used) {
 }
 
 /* ======================================================================== */
-/* place                                                                    */
-/* ======================================================================== */
-
-/* Live ranges over the step list, then offsets: shared by liveness when the
- * graph went through plan-memory (passes/plan_memory.c), one place per
- * buffer otherwise.  *unplanned gets the size without reuse. */
-static int64_t place(Ctx *c, int64_t *unplanned) {
-  for (int s = 0; s < c->n_steps; s++) {
-    LStep *st = &c->steps[s];
-    for (int j = 0; j < st->n_reads; j++) {
-      Buf *b = &c->bufs[st->reads[j]];
-      if (b->first < 0) b->first = s;
-      b->last = s;
-    }
-    int w[2] = {st->write, st->write2};
-    for (int j = 0; j < 2; j++) {
-      if (w[j] < 0) continue;
-      Buf *b = &c->bufs[w[j]];
-      if (b->first < 0 || b->first > s) b->first = s;
-      if (b->last < s) b->last = s;
-    }
-  }
-  int n = 0, *idx = xmalloc((size_t)(c->n_bufs + 1) * sizeof *idx);
-  int *first = xmalloc((size_t)(c->n_bufs + 1) * sizeof *first), *last = xmalloc((size_t)(c->n_bufs + 1) * sizeof *last);
-  int64_t *bytes = xmalloc((size_t)(c->n_bufs + 1) * sizeof *bytes), *off = xmalloc((size_t)(c->n_bufs + 1) * sizeof *off);
-  for (int i = 0; i < c->n_bufs; i++) {
-    Buf *b = &c->bufs[i];
-    if (b->space != CG_SPACE_ACT) continue;
-    if (b->pinned || b->first < 0) {
-      b->first = 0;
-      b->last = c->n_steps;
-    }
-    idx[n] = i, first[n] = b->first, last[n] = b->last;
-    bytes[n] = align_up(b->bytes > 0 ? b->bytes : 1);
-    n++;
-  }
-  *unplanned = pass_memory_unplanned(n, bytes, off);
-  int64_t top = c->g->memory_planned ? pass_memory_plan(n, bytes, first, last, off) : *unplanned;
-  for (int i = 0; i < n; i++) c->bufs[idx[i]].offset = off[i];
-  free(idx);
-  free(first);
-  free(last);
-  free(bytes);
-  free(off);
-  return top;
-}
-
-/* ======================================================================== */
 /* the plan                                                                 */
 /* ======================================================================== */
 
@@ -558,17 +536,14 @@ int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err) {
   c.info = xcalloc((size_t)g->n_nodes + 1, sizeof *c.info);
   int rc = -1;
   c.guses = xcalloc((size_t)g->n_nodes + 1, sizeof *c.guses);
-  for (int i = 0; i < g->n_nodes; i++)
-    for (int j = 0; j < g->nodes[i]->n_in; j++)
-      if (grouped(g->nodes[i], g->nodes[i]->in[j])) c.guses[g->nodes[i]->in[j]->index]++;
+  check_groups(&c);
   if (decide(&c, err)) goto done;
-  lower_fuse_norms(&c);
-  lower_fuse_elementwise(&c);
+  lower_groups(&c);
   need(&c);
   storage(&c);
   if (plan_steps(&c)) goto done;
   place_weights(&c);
-  p->arena_bytes = place(&c, &p->arena_unplanned_bytes);
+  p->arena_bytes = cg_memplan_place(&c, &p->arena_unplanned_bytes);
   p->entry = arena_strdup(&p->arena, g->name ? g->name : "forward");
   p->precision = o->precision;
   p->batch = o->batch;

@@ -3,9 +3,10 @@
  * one cg_plan_build() (Ctx), the lowering decided for every node (NodeInfo)
  * and the buffers and steps it plans.  Not for other modules.
  *
- *   lower.c       the driver: decide, need, storage, steps, place (and why)
+ *   lower.c       the driver: decide, groups, need, storage, steps, place (and why)
  *   views.c       strided views through permute / slice / reshape
- *   fuse_lower.c  the fuse pass's elementwise and layernorm groups as trees
+ *   fuse_lower.c  the fuse pass's norm, map and concat groups as trees
+ *   memplan.c     memory planning: buffer lifetimes and arena offsets
  *   emit.c        the source text and the plan's steps
  *   weights.c     the weights blob (computed weights, conversion)
  */
@@ -25,7 +26,7 @@ typedef enum {
   LOW_KERNEL,      /* a generated kernel */
   LOW_GEMM,        /* linear / matmul: GEMM steps */
   LOW_LINEAR_GELU, /* gelu_tanh(linear(x, w, b)): one GEMM with the GELU epilogue */
-  LOW_ATTENTION,   /* the final matmul of a fused attention */
+  LOW_ATTENTION,   /* anchor of an attention group (its pv matmul or output permute): one kernel */
   LOW_ABSORBED,    /* computed as part of another node's lowering */
   LOW_FUSED,       /* root of an elementwise tree: one map kernel over its leaves */
   LOW_NORM,        /* anchor of a fused layernorm group (cg_emit_norm) */
@@ -41,6 +42,7 @@ typedef struct {
 
 typedef struct {
   Lowering how;
+  const IrGroup *group;    /* its fusion group, when the record checks out (lower.c check_groups) */
   int need;
   IrDType store;           /* storage dtype (see storage()); an alias: what its readers want */
   int buf;                 /* buffer holding the value, -1 when none */
@@ -75,7 +77,7 @@ typedef struct {
   CgSpace space;
   IrDType dtype;
   int64_t bytes;
-  int64_t offset;          /* assigned by place() for the arena, at creation for weights */
+  int64_t offset;          /* assigned by cg_memplan_place() for the arena, place_weights() for weights */
   int first, last;         /* step range it is live in */
   int pinned;              /* live for the whole run */
   int is_input;            /* a graph input's: the caller writes it */
@@ -114,10 +116,12 @@ typedef struct {
 
 static inline int64_t align_up(int64_t x) { return (x + ALIGN - 1) / ALIGN * ALIGN; }
 
-/* a and b were put in one fusion group by the fuse pass (passes/fuse.c). */
-static inline int grouped(const IrNode *a, const IrNode *b) { return a->fuse && a->fuse == b->fuse; }
-
 static inline NodeInfo *inf(Ctx *c, const IrNode *n) { return &c->info[n->index]; }
+
+/* a and b are in one fusion group (passes/fuse.c) whose record checks out. */
+static inline int grouped(Ctx *c, const IrNode *a, const IrNode *b) {
+  return inf(c, a)->group && inf(c, a)->group == inf(c, b)->group;
+}
 
 static inline void node_shape(Ctx *c, const IrNode *n, int64_t *shape) {
   for (int i = 0; i < n->shape.rank; i++) shape[i] = ir_dim_eval(n->shape.d[i], c->batch);
@@ -154,10 +158,18 @@ NodeView lower_view(Ctx *c, IrNode *n);
 
 /* ---- fusion groups as trees (fuse_lower.c) -------------------------------------- */
 
-/* The fuse pass's layernorm groups as one cg_emit_norm kernel each, where
- * every piece fits; then its elementwise groups as one map kernel each. */
-void lower_fuse_norms(Ctx *c);
-void lower_fuse_elementwise(Ctx *c);
+/* A norm group as one cg_emit_norm kernel, where every piece fits. */
+void lower_norm(Ctx *c, const IrGroup *grp);
+/* The map and concat groups, and the elementwise parts of norm groups left
+ * unfused, as one map kernel per tree grown from a member. */
+void lower_trees(Ctx *c);
+
+/* ---- memory (memplan.c) --------------------------------------------------------- */
+
+/* Arena offsets of the activation buffers from their lifetimes over the
+ * steps, shared as the graph's memplan says.  Returns the arena size;
+ * *unplanned gets the size of one place per buffer. */
+int64_t cg_memplan_place(Ctx *c, int64_t *unplanned);
 
 /* ---- emission (emit.c) ---------------------------------------------------------- */
 

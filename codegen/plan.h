@@ -163,8 +163,8 @@ typedef struct {
   const char *arch;
 } CgOptions;
 /* Which nodes share a kernel is the IR's fusion groups (IrNode.fuse, set by
- * the fuse pass), whether buffers share arena space its memory_planned flag
- * (the plan-memory pass): `--passes none` lowers one kernel per node into an
+ * the fuse pass), whether buffers share arena space its memplan (set by the
+ * plan-memory pass): `--passes none` lowers one kernel per node into an
  * arena without reuse. */
 
 /* The tuning row architecture `arch` gets: its name ("sm_90" for sm_90 and

@@ -2,20 +2,21 @@
  * dump.c - ir_dump(): the stable textual form of a graph.
  *
  *   graph forward {
- *     %0 = input "x" : f32[B, 4, 32, 32]
- *     %1 = param "blocks.0.attn.qkv.weight" : f32[1152, 384]
+ *     %0 = input "x" : f32[B, 256, 384]
+ *     %1 = param "blocks.0.mlp.fc1.weight" : f32[1536, 384]
  *     %2 = const : f32[128] {0, 1, 2, 3, 4, 5, 6, 7, ... }
- *     %3 = linear(%0, %1) : f32[B, 256, 1152]  # blocks.0.attn.qkv
- *     %4 = layernorm(%3) {eps=1e-06} : f32[B, 256, 1152] fused(%5)
- *     %5 = gelu_tanh(%4) : f32[B, 256, 1152] fused(%5)
+ *     %3 = param "blocks.0.mlp.fc1.bias" : f32[1536]
+ *     %4 = linear(%0, %1, %3) : f32[B, 256, 1536] fused(%5 gemm-epilogue linear)
+ *     %5 = gelu_tanh(%4) : f32[B, 256, 1536] fused(%5 gemm-epilogue epilogue)
  *     return %5 "out"
  *   }
  *
  * Nodes are numbered densely by position, not by id, so the text of a graph
  * does not depend on which passes created and deleted nodes before it: golden
  * files stay stable.  Attributes appear only for ops that use them (ops.def),
- * floats with %g; source locations are left out on purpose.  `fused(%k)`
- * marks the members of a fusion group, %k being the group's anchor; a
+ * floats with %g; source locations are left out on purpose.  `fused(%k
+ * kind role)` marks the members of a fusion group (ir/groups.def): %k is the
+ * group's anchor, then its kind and the roles the node plays in it; a
  * comment line after the header says when the plan-memory pass ran.
  */
 #include <stdlib.h>
@@ -143,6 +144,25 @@ static void print_values(FILE *out, const IrNode *n) {
   fputc('}', out);
 }
 
+/* " fused(%a kind role...)": the group's anchor and kind, the roles n
+ * plays; the anchor also names the roles played outside the group
+ * (attention reading q, k, v as stored) as role=%k. */
+static void print_group(FILE *out, const Numbering *num, const IrNode *n) {
+  const IrGroup *grp = n->fuse;
+  const IrNode *anchor = ir_group_anchor(grp);
+  fputs(" fused(", out);
+  print_ref(out, num, anchor);
+  fprintf(out, " %s", ir_group_kind_name(grp->kind));
+  for (int r = 0; r < IR_ROLE_COUNT; r++)
+    if (grp->role[r] == n) fprintf(out, " %s", ir_role_name((IrRole)r));
+  for (int r = 0; r < IR_ROLE_COUNT && anchor == n; r++)
+    if (grp->role[r] && grp->role[r]->fuse != grp) {
+      fprintf(out, " %s=", ir_role_name((IrRole)r));
+      print_ref(out, num, grp->role[r]);
+    }
+  fputc(')', out);
+}
+
 static void dump_node(FILE *out, const Numbering *num, const IrNode *n, int pos) {
   fprintf(out, "  %%%d = %s", pos, ir_op_name(n->op));
   switch (n->op) {
@@ -172,11 +192,7 @@ static void dump_node(FILE *out, const Numbering *num, const IrNode *n, int pos)
     print_type(out, n);
     break;
   }
-  if (n->fuse) {
-    fputs(" fused(", out);
-    print_ref(out, num, n->fuse);
-    fputc(')', out);
-  }
+  if (n->fuse) print_group(out, num, n);
   if (n->name && n->name[0]) fprintf(out, "  # %s", n->name);
   fputc('\n', out);
 }
@@ -185,7 +201,7 @@ void ir_dump(IrGraph *g, FILE *out) {
   Numbering num;
   number_nodes(g, &num);
   fprintf(out, "graph %s {\n", g->name ? g->name : "main");
-  if (g->memory_planned) fputs("  // memory: planned (buffers with disjoint lifetimes share arena space)\n", out);
+  if (g->memplan == IR_MEMPLAN_REUSE) fputs("  // memory: planned (buffers with disjoint lifetimes share arena space)\n", out);
   for (int i = 0; i < g->n_nodes; i++) dump_node(out, &num, g->nodes[i], i);
   fputs("  return", out);
   for (int k = 0; k < g->n_outputs; k++) {

@@ -305,6 +305,7 @@ IrNode *ir_concat(IrGraph *g, int n, IrNode *const *xs, int axis) {
 /* ---- surgery ------------------------------------------------------------- */
 
 void ir_replace_all_uses(IrGraph *g, IrNode *old, IrNode *repl) {
+  ir_groups_before_replace(g, old, repl);
   for (int i = 0; i < g->n_nodes; i++) {
     IrNode *n = g->nodes[i];
     for (int j = 0; j < n->n_in; j++)
@@ -383,11 +384,7 @@ int ir_graph_dce(IrGraph *g) {
     if (live[i]) g->nodes[k++] = g->nodes[i];
   g->n_nodes = k;
   for (int i = 0; i < k; i++) g->nodes[i]->index = i;
-  /* a group whose anchor died has no kernel to be part of */
-  for (int i = 0; i < k; i++) {
-    IrNode *a = g->nodes[i]->fuse;
-    if (a && (a->index >= k || g->nodes[a->index] != a)) g->nodes[i]->fuse = NULL;
-  }
+  ir_groups_after_dce(g);
   free(live);
   return n - k;
 }

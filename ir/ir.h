@@ -150,6 +150,7 @@ typedef struct {
 } IrAttrs;
 
 typedef struct IrNode IrNode;
+typedef struct IrGroup IrGroup;
 struct IrNode {
   int id;          /* unique in its graph, stable across passes */
   IrOp op;
@@ -165,13 +166,53 @@ struct IrNode {
   void *data;
   int index;       /* position in g->nodes; kept by ir_graph_reindex() */
   void *aux;       /* scratch for passes and backends; not preserved */
-  /* Fusion group (set by the `fuse` pass, passes/fuse.c): the nodes sharing
-   * one `fuse` anchor are computed by one kernel, the anchor being the
-   * group's last node in graph order.  NULL: a kernel of its own.  A hint to
-   * the code generator, which lowers each group as one kernel where it can
-   * and as separate kernels otherwise; the reference executor ignores it. */
-  IrNode *fuse;
+  /* The fusion group the node belongs to (set by the `fuse` pass,
+   * passes/fuse.c): its members are computed by one kernel, lowered by the
+   * group's kind and roles.  NULL: a kernel of its own.  The reference
+   * executor ignores it. */
+  IrGroup *fuse;
 };
+
+/* A fusion group: what one kernel computes.  The kinds and their roles are
+ * one table, ir/groups.def; a node is a member when its `fuse` points to the
+ * group, and a role names the member (or, for an operand role, the value
+ * read) that plays it.  Groups live in the graph's arena.  Graph surgery
+ * keeps them honest: ir_graph_dce() undoes a group one of whose roles left
+ * the graph, ir_replace_all_uses() the groups whose edges it rewires; and
+ * whoever lowers a group first checks it (ir_group_check), lowering it node
+ * by node when the record does not describe the graph. */
+typedef enum {
+#define GROUP(e, name, doc) IR_GROUP_##e,
+#define ROLE(grp, e, name, presence, place, doc)
+#include "ir/groups.def"
+#undef GROUP
+#undef ROLE
+  IR_GROUP_KIND_COUNT
+} IrGroupKind;
+
+/* Roles of every kind in one enum (IR_ROLE_<KIND>_<ROLE>), so a group's role
+ * array is indexed by name; a group uses only its kind's roles. */
+typedef enum {
+#define GROUP(e, name, doc)
+#define ROLE(grp, e, name, presence, place, doc) IR_ROLE_##grp##_##e,
+#include "ir/groups.def"
+#undef GROUP
+#undef ROLE
+  IR_ROLE_COUNT
+} IrRole;
+
+/* Values a kernel needs come from its roles' nodes (attention's scale is its
+ * scale node's f); a later kind needing a value no node carries adds a named
+ * field here. */
+struct IrGroup {
+  IrGroupKind kind;
+  IrNode *role[IR_ROLE_COUNT]; /* NULL for an absent optional role and for other kinds' roles */
+};
+
+typedef enum {
+  IR_MEMPLAN_NONE,  /* every buffer a place of its own (the unplanned layout) */
+  IR_MEMPLAN_REUSE, /* buffers whose lifetimes do not overlap share arena space */
+} IrMemPlan;
 
 typedef struct {
   Arena arena;
@@ -182,10 +223,10 @@ typedef struct {
   const char **output_names;
   int n_outputs;
   const char *name; /* entry name, e.g. "forward" */
-  /* Set by the `plan-memory` pass (passes/plan_memory.c): activation buffers
-   * share arena space where their lifetimes do not overlap.  0: every
-   * buffer gets a place of its own (the unplanned layout). */
-  int memory_planned;
+  /* How activation buffers share the arena, recorded by the `plan-memory`
+   * pass (passes/plan_memory.c) and carried out by the code generator's
+   * memory planner (codegen/memplan.c) once the plan's buffers are known. */
+  IrMemPlan memplan;
 } IrGraph;
 
 IrGraph *ir_graph_new(const char *name);
@@ -222,6 +263,33 @@ int *ir_use_counts(IrGraph *g);
 IrDim ir_moe_table_len(IrDim tokens, int k, int experts);
 /* E from a table length and its slot count S (IR dims); -1 when none fits. */
 int64_t ir_moe_table_experts(IrDim len, IrDim slots);
+
+/* Fusion groups (ir/group.c). */
+const char *ir_group_kind_name(IrGroupKind k); /* "attention", ... */
+const char *ir_role_name(IrRole r);            /* "q", "softmax", ... */
+IrGroupKind ir_role_kind(IrRole r);            /* the kind the role belongs to */
+/* A group of `kind` with no roles and no members, from g's arena: the fuse
+ * pass fills its roles and points its members' `fuse` at it. */
+IrGroup *ir_group_new(IrGraph *g, IrGroupKind kind);
+/* The node whose step runs the group's kernel: its kind's last member role
+ * present (groups.def lists roles in graph order); NULL when none is. */
+IrNode *ir_group_anchor(const IrGroup *grp);
+/* Does the record describe g: every role of its kind that is required
+ * present, no other kind's, member roles members, each role in g, and the
+ * kind's own relations between its roles (groups.def, ir/group.c)?  uses: by
+ * node index, graph outputs counted (ir_use_counts).  0, or -1 with why. */
+int ir_group_check(IrGraph *g, const IrGroup *grp, const int *uses, IrErr *err);
+/* Is every reader of x other than `except` after `anchor` in graph order
+ * (so a kernel running at the anchor may write x for them; the anchor itself
+ * is not after)?  Graph outputs are read after everything. */
+int ir_read_after(IrGraph *g, const IrNode *x, const IrNode *except, const IrNode *anchor);
+/* Undo a group: its members become kernels of their own. */
+void ir_group_dissolve(IrGraph *g, const IrGroup *grp);
+/* Group upkeep of graph surgery (graph.c): after ir_graph_dce() a group with
+ * a role gone; before ir_replace_all_uses() the groups of old, repl and
+ * old's readers (they were formed for the edges as they were). */
+void ir_groups_after_dce(IrGraph *g);
+void ir_groups_before_replace(IrGraph *g, const IrNode *old, const IrNode *repl);
 
 /* ======================================================================== */
 /* building                                                                 */

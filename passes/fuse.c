@@ -1,8 +1,9 @@
 /*
  * fuse.c - the `fuse` pass: group nodes that one kernel can compute.
  *
- * The pass changes no value; it marks groups (IrNode.fuse = the group's
- * anchor, its last node) and the code generator lowers each group as one
+ * The pass changes no value; it records groups (IrGroup, ir/groups.def: the
+ * group's kind and the nodes playing its roles; IrNode.fuse of every member
+ * points to it) and the code generator lowers each group by its kind as one
  * kernel.  Groups, claimed in this order so the larger patterns win:
  *
  *   attention   matmul(q, k^T) [-> scale] -> softmax -> matmul(., v)
@@ -30,10 +31,11 @@
  * Inner nodes must have exactly one reader (graph outputs count): their
  * values then never need storing.  A prologue's root may have other readers
  * when all of them come after the group's anchor in graph order, since the
- * kernel writes it when the anchor runs.  The code generator re-checks what
- * it lowers and falls back to one kernel per node where a group does not fit
- * its templates (e.g. a head dimension above the attention kernel's limit),
- * so the marks are hints and never change a result.
+ * kernel writes it when the anchor runs (the anchor: the group's last node,
+ * where its kernel runs).  Every group formed passes ir_group_check(), the
+ * one definition of its kind.  The code generator falls back to one kernel
+ * per node where a group does not fit its templates (e.g. a head dimension
+ * above the attention kernel's limit), so groups never change a result.
  */
 #include <stdlib.h>
 
@@ -64,28 +66,28 @@ static int free_node(const IrNode *n) { return n->fuse == NULL; }
 
 /* Layout nodes with one reader between x and the stored value they view:
  * the group reads through them. */
-static void claim_layout(Fuse *f, IrNode *x, IrNode *anchor) {
+static void claim_layout(Fuse *f, IrNode *x, IrGroup *grp) {
   while (is_layout(x) && single(f, x) && free_node(x)) {
-    x->fuse = anchor;
+    x->fuse = grp;
     x = x->in[0];
   }
 }
 
 /* The tree under n: single-reader free elementwise inputs join it, the
  * layout chains under its leaves too.  Returns the number of nodes marked. */
-static int claim_tree(Fuse *f, IrNode *n, IrNode *anchor, const IrNode *stop) {
+static int claim_tree(Fuse *f, IrNode *n, IrGroup *grp, const IrNode *stop) {
   int count = 1;
-  n->fuse = anchor;
+  n->fuse = grp;
   for (int i = 0; i < n->n_in; i++) {
     IrNode *x = n->in[i];
     if (x == stop || !free_node(x) || !single(f, x)) continue;
     if (is_elementwise(x))
-      count += claim_tree(f, x, anchor, stop);
+      count += claim_tree(f, x, grp, stop);
     else if (is_layout(x)) {
-      claim_layout(f, x, anchor);
+      claim_layout(f, x, grp);
       count++;
     } else if (x->op == IR_EMBEDDING && x->dtype == IR_F32) { /* read as a gather from its table */
-      x->fuse = anchor;
+      x->fuse = grp;
       count++;
     }
   }
@@ -102,33 +104,34 @@ static void fuse_attention(Fuse *f, IrNode *n) {
     qk = sc->in[0];
   }
   if (qk->op != IR_MATMUL || !qk->attr.trans_b || !single(f, qk)) return;
-  IrNode *anchor = n;
-  IrNode *r = f->reader[n->index];
-  if (r && r->op == IR_PERMUTE && free_node(r)) anchor = r;
-  qk->fuse = sm->fuse = n->fuse = anchor;
-  if (sc) sc->fuse = anchor;
-  if (anchor != n) anchor->fuse = anchor;
-  claim_layout(f, qk->in[0], anchor);
-  claim_layout(f, qk->in[1], anchor);
-  claim_layout(f, n->in[1], anchor);
+  IrNode *out = f->reader[n->index];
+  if (!out || out->op != IR_PERMUTE || !free_node(out)) out = NULL;
+  IrGroup *grp = ir_group_new(f->g, IR_GROUP_ATTENTION);
+  IrNode **r = grp->role;
+  r[IR_ROLE_ATTENTION_Q] = qk->in[0];
+  r[IR_ROLE_ATTENTION_K] = qk->in[1];
+  r[IR_ROLE_ATTENTION_V] = n->in[1];
+  r[IR_ROLE_ATTENTION_QK] = qk;
+  r[IR_ROLE_ATTENTION_SCALE] = sc;
+  r[IR_ROLE_ATTENTION_SOFTMAX] = sm;
+  r[IR_ROLE_ATTENTION_PV] = n;
+  r[IR_ROLE_ATTENTION_OUT] = out;
+  qk->fuse = sm->fuse = n->fuse = grp;
+  if (sc) sc->fuse = grp;
+  if (out) out->fuse = grp;
+  claim_layout(f, qk->in[0], grp);
+  claim_layout(f, qk->in[1], grp);
+  claim_layout(f, n->in[1], grp);
 }
 
-static void fuse_gemm_gelu(Fuse *f, IrNode *n) {
+static void fuse_gemm_epilogue(Fuse *f, IrNode *n) {
   if (n->op != IR_GELU_TANH || !free_node(n)) return;
   IrNode *l = n->in[0];
   if (l->op != IR_LINEAR || l->n_in != 3 || !single(f, l) || !free_node(l)) return;
-  l->fuse = n->fuse = n;
-}
-
-/* Every reader of x but the layernorm comes after anchor. */
-static int readers_after(Fuse *f, const IrNode *x, const IrNode *ln, const IrNode *anchor) {
-  for (int i = 0; i < f->g->n_nodes; i++) {
-    IrNode *r = f->g->nodes[i];
-    if (r == ln) continue;
-    for (int j = 0; j < r->n_in; j++)
-      if (r->in[j] == x && r->index < anchor->index) return 0;
-  }
-  return 1; /* graph outputs are read after everything */
+  IrGroup *grp = ir_group_new(f->g, IR_GROUP_GEMM_EPILOGUE);
+  grp->role[IR_ROLE_GEMM_EPILOGUE_LINEAR] = l;
+  grp->role[IR_ROLE_GEMM_EPILOGUE_EPILOGUE] = n;
+  l->fuse = n->fuse = grp;
 }
 
 static void fuse_norm(Fuse *f, IrNode *ln) {
@@ -140,18 +143,26 @@ static void fuse_norm(Fuse *f, IrNode *ln) {
     root = f->reader[root->index];
   /* the prologue: the tree making the input, stored too when read elsewhere */
   IrNode *x = ln->in[0];
-  int prologue = is_elementwise(x) && free_node(x) && (single(f, x) || readers_after(f, x, ln, root));
+  int prologue = is_elementwise(x) && free_node(x) && (single(f, x) || ir_read_after(f->g, x, ln, root));
   if (root == ln && !prologue) return;
-  if (root != ln) claim_tree(f, root, root, ln);
-  ln->fuse = root;
-  if (prologue) claim_tree(f, x, root, NULL);
+  IrGroup *grp = ir_group_new(f->g, IR_GROUP_NORM);
+  grp->role[IR_ROLE_NORM_LAYERNORM] = ln;
+  if (root != ln) {
+    grp->role[IR_ROLE_NORM_EPILOGUE] = root;
+    claim_tree(f, root, grp, ln);
+  }
+  ln->fuse = grp;
+  if (prologue) {
+    grp->role[IR_ROLE_NORM_PROLOGUE] = x;
+    claim_tree(f, x, grp, NULL);
+  }
 }
 
-/* The anchor every reader of x has, or NULL when they differ, one has none
- * or x is a graph output. */
-static IrNode *readers_anchor(const Fuse *f, const IrNode *x) {
+/* The group every reader of x is in, or NULL when they differ, one is in
+ * none or x is a graph output. */
+static IrGroup *readers_group(const Fuse *f, const IrNode *x) {
   if (f->is_output[x->index]) return NULL;
-  IrNode *a = NULL;
+  IrGroup *a = NULL;
   for (int r = f->first_reader[x->index]; r >= 0; r = f->next_reader[r]) {
     IrNode *rn = f->g->nodes[f->edge_node[r]];
     if (!rn->fuse || (a && rn->fuse != a)) return NULL;
@@ -160,16 +171,22 @@ static IrNode *readers_anchor(const Fuse *f, const IrNode *x) {
   return a;
 }
 
-/* The anchor of a group of elementwise kernels (a map tree, a layernorm's
- * epilogue), not of a GEMM's GELU epilogue. */
-static int map_anchor(const IrNode *a) {
-  return is_elementwise(a) && !(a->op == IR_GELU_TANH && a->in[0]->op == IR_LINEAR && a->in[0]->fuse == a);
+/* Groups whose kernel is an elementwise tree at its anchor, which can
+ * recompute a shared input where it is read: map and concat groups and norm
+ * groups with an epilogue (not a GEMM's epilogue, nor a norm anchored at
+ * its layernorm). */
+static int tree_anchored(const IrGroup *grp) {
+  return grp->kind == IR_GROUP_MAP || grp->kind == IR_GROUP_CONCAT ||
+         (grp->kind == IR_GROUP_NORM && grp->role[IR_ROLE_NORM_EPILOGUE]);
 }
 
-/* Pull into a map or concat group every free elementwise, layout or concat
- * node all of whose readers are in that group: the kernel recomputes it
- * where it is read (once per reader), so it is never stored.  Repeats until
- * nothing moves, since pulling one node can free its inputs' readers. */
+/* Pull into such a group every free elementwise, layout or concat node all
+ * of whose readers are in that group: the kernel recomputes it where it is
+ * read (once per reader), so it is never stored.  A norm group's layernorm
+ * reads its input as stored when that is not the prologue (through layout
+ * nodes, which may join): an elementwise or concat input stays out.
+ * Repeats until nothing moves, since pulling one node can free its inputs'
+ * readers. */
 static void fuse_shared(Fuse *f) {
   for (int moved = 1; moved;) {
     moved = 0;
@@ -177,8 +194,9 @@ static void fuse_shared(Fuse *f) {
       IrNode *x = f->g->nodes[i];
       if (!free_node(x) || !(is_elementwise(x) || is_layout(x) || (x->op == IR_CONCAT && x->dtype == IR_F32)))
         continue;
-      IrNode *a = readers_anchor(f, x);
-      if (a && (map_anchor(a) || a->op == IR_CONCAT)) {
+      IrGroup *a = readers_group(f, x);
+      if (a && tree_anchored(a) &&
+          !(a->kind == IR_GROUP_NORM && a->role[IR_ROLE_NORM_LAYERNORM]->in[0] == x && !is_layout(x))) {
         x->fuse = a;
         moved = 1;
       }
@@ -191,7 +209,9 @@ static void fuse_shared(Fuse *f) {
  * combine's [eps, eps, rest]; the doubled half batch of forward_with_cfg). */
 static void fuse_concat(Fuse *f, IrNode *n) {
   if (n->op != IR_CONCAT || n->dtype != IR_F32 || !free_node(n)) return;
-  n->fuse = n;
+  IrGroup *grp = ir_group_new(f->g, IR_GROUP_CONCAT);
+  grp->role[IR_ROLE_CONCAT_ROOT] = n;
+  n->fuse = grp;
   int count = 0;
   for (int i = 0; i < n->n_in; i++) {
     IrNode *x = n->in[i];
@@ -199,18 +219,20 @@ static void fuse_concat(Fuse *f, IrNode *n) {
     for (int j = 0; j < n->n_in; j++) here += n->in[j] == x;
     if (!free_node(x) || f->uses[x->index] != here) continue;
     if (is_elementwise(x))
-      count += claim_tree(f, x, n, NULL);
+      count += claim_tree(f, x, grp, NULL);
     else if (is_layout(x))
-      claim_layout(f, x, n), count++;
+      claim_layout(f, x, grp), count++;
     else if (x->op == IR_CONCAT && x->dtype == IR_F32)
-      x->fuse = n, count++;
+      x->fuse = grp, count++;
   }
   if (!count) n->fuse = NULL;
 }
 
 static void fuse_map(Fuse *f, IrNode *n) {
   if (!is_elementwise(n) || !free_node(n)) return;
-  if (claim_tree(f, n, n, NULL) == 1) n->fuse = NULL; /* alone: nothing fused */
+  IrGroup *grp = ir_group_new(f->g, IR_GROUP_MAP);
+  grp->role[IR_ROLE_MAP_ROOT] = n;
+  if (claim_tree(f, n, grp, NULL) == 1) n->fuse = NULL; /* alone: nothing fused */
 }
 
 int pass_fuse(IrGraph *g, const PassOptions *o, IrErr *err) {
@@ -242,12 +264,18 @@ int pass_fuse(IrGraph *g, const PassOptions *o, IrErr *err) {
       f.first_reader[x] = r;
     }
   for (int i = g->n_nodes - 1; i >= 0; i--) fuse_attention(&f, g->nodes[i]);
-  for (int i = g->n_nodes - 1; i >= 0; i--) fuse_gemm_gelu(&f, g->nodes[i]);
+  for (int i = g->n_nodes - 1; i >= 0; i--) fuse_gemm_epilogue(&f, g->nodes[i]);
   for (int i = 0; i < g->n_nodes; i++) fuse_norm(&f, g->nodes[i]);
   for (int i = g->n_nodes - 1; i >= 0; i--) fuse_concat(&f, g->nodes[i]);
   fuse_shared(&f);
   for (int i = g->n_nodes - 1; i >= 0; i--) fuse_map(&f, g->nodes[i]);
   fuse_shared(&f);
+  for (int i = 0; i < g->n_nodes; i++) {
+    IrNode *n = g->nodes[i];
+    IrErr e;
+    if (n->fuse && ir_group_anchor(n->fuse) == n && ir_group_check(g, n->fuse, f.uses, &e))
+      ditc_fatal(__FILE__, __LINE__, "fuse formed a group its kind does not allow: %s", e.msg);
+  }
   free(f.uses);
   free(f.reader);
   free(f.first_reader);

@@ -132,15 +132,6 @@ int pass_route_experts(IrGraph *g, const PassOptions *o, IrErr *err);
 
 /* ---- what passes share ---------------------------------------------------- */
 
-/* The memory planner plan-memory asks for (passes/plan_memory.c), run by the
- * code generator once the plan's buffers are known: buffer i needs bytes[i]
- * (> 0, a multiple of align) from step first[i] to step last[i] inclusive;
- * offset[i] gets a place in one arena such that buffers whose step ranges
- * overlap never overlap in memory (greedy first-fit, largest first).
- * Returns the arena size.  Without the pass every buffer gets its own place
- * (pass_memory_unplanned: the sum of the sizes). */
-int64_t pass_memory_plan(int n, const int64_t *bytes, const int *first, const int *last, int64_t *offset);
-int64_t pass_memory_unplanned(int n, const int64_t *bytes, int64_t *offset);
 /* Does n depend on no graph input (PARAMs and CONSTs only)?  memo has a byte
  * per node index, zeroed before the first call (hoist_adaln.c). */
 int pass_weight_only(const IrNode *n, unsigned char *memo);

@@ -201,13 +201,15 @@ static void free_tensors(RtTensor *t, int n) {
   free(t);
 }
 
-/* Fusion and memory planning are passes: fuse 1 runs them on g (marks its
+/* Fusion and memory planning are passes: fuse 1 runs them on g (records its
  * fusion groups), 0 clears what they decided (one kernel per node, no
- * buffer reuse). */
+ * buffer reuse), FUSE_AS_IS leaves g's groups as they are (a test wrote them). */
+#define FUSE_AS_IS (-1)
 static void set_fusion(IrGraph *g, int fuse) {
   IrErr err = {{0}};
+  if (fuse == FUSE_AS_IS) return;
   for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->fuse = NULL;
-  g->memory_planned = 0;
+  g->memplan = IR_MEMPLAN_NONE;
   if (fuse && pass_run_pipeline(g, "fuse,plan-memory", NULL, &err)) fail_msg("fuse: %s", err.msg);
 }
 
@@ -722,7 +724,7 @@ static void test_memory_reuse(void **state) {
   assert_int_equal(cg_plan_build(g, &o, &p, &err), 0); /* without plan-memory: a place each */
   assert_int_equal(p->arena_bytes, 21 * 16128);         /* 20 values and the input */
   cg_plan_free(p);
-  g->memory_planned = 1; /* what plan-memory decides */
+  g->memplan = IR_MEMPLAN_REUSE; /* what plan-memory records */
   assert_int_equal(cg_plan_build(g, &o, &p, &err), 0);
   assert_int_equal(p->arena_unplanned_bytes, 21 * 16128);
   /* input + output + two ping-pong buffers at most */
@@ -737,7 +739,9 @@ static void test_memory_reuse(void **state) {
 
 /* ---- elementwise fusion ---------------------------------------------------------- */
 
-static int kernel_steps(IrGraph *g, int fuse) {
+/* Kernel launches of g's f32 plan at batch 2; *named (may be NULL) gets how
+ * many kernels have `name` in their name. */
+static int kernel_steps_named(IrGraph *g, int fuse, const char *name, int *named) {
   set_fusion(g, fuse);
   CgOptions o = {.precision = IR_F32, .batch = 2};
   CgPlan *p;
@@ -745,9 +749,15 @@ static int kernel_steps(IrGraph *g, int fuse) {
   if (cg_plan_build(g, &o, &p, &err)) fail_msg("cg_plan_build: %s", err.msg);
   int k = 0;
   for (int i = 0; i < p->n_steps; i++) k += p->steps[i].kind == CG_STEP_KERNEL;
+  if (named) {
+    *named = 0;
+    for (int i = 0; i < p->n_kernels; i++) *named += strstr(p->kernels[i].name, name) != NULL;
+  }
   cg_plan_free(p);
   return k;
 }
+
+static int kernel_steps(IrGraph *g, int fuse) { return kernel_steps_named(g, fuse, "", NULL); }
 
 /* Fused and unfused plans against the reference: f32 within 1e-6, bf16 and
  * f16 within 1e-2. */
@@ -918,6 +928,95 @@ static void test_fuse_elementwise(void **state) {
   assert_int_equal(kernel_steps(g, 1), 2);
   check_fused(g, "fuse_output_mid");
   ir_graph_free(g);
+}
+
+/* The layernorm's input also read by its epilogue (out = ln(x) * m + x): x
+ * is no prologue (the anchor reads it), so it is stored by a kernel of its
+ * own and read by the fused layernorm twice. */
+static void test_fuse_norm_input_in_epilogue(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrShape s = shp(3, IR_BATCH, (IrDim)4, (IrDim)64);
+  IrNode *a = ir_input(g, "a", IR_F32, s, noloc()), *b = ir_input(g, "b", IR_F32, s, noloc());
+  IrNode *m = ir_input(g, "m", IR_F32, s, noloc());
+  IrNode *x = ir_bin(g, IR_ADD, a, b);
+  ir_graph_add_output(g, ir_bin(g, IR_ADD, ir_bin(g, IR_MUL, ir_op1f(g, IR_LAYERNORM, x, 1e-6f), m), x), "out");
+  assert_int_equal(kernel_steps(g, 1), 2);
+  check_fused_at(g, "fuse_norm_input_in_epilogue", 2);
+  ir_graph_free(g);
+}
+
+/* ---- lowering by the group record ------------------------------------------------ */
+
+/* g's plan as its groups are, against the reference. */
+static void check_as_is(IrGraph *g, const char *label) {
+  Weights w;
+  bind_weights(g, &w);
+  int n_in;
+  RtTensor *in = make_inputs(g, 2, -1.0f, 1.0f, 4, &n_in);
+  check_graph_at(g, &w, in, 2, IR_F32, FUSE_AS_IS, 1e-5, label, 0);
+  free_tensors(in, n_in);
+  weights_free(&w);
+}
+
+static IrGroup *find_group(IrGraph *g, IrGroupKind kind) {
+  for (int i = 0; i < g->n_nodes; i++)
+    if (g->nodes[i]->fuse && g->nodes[i]->fuse->kind == kind) return g->nodes[i]->fuse;
+  fail_msg("no %s group", ir_group_kind_name(kind));
+  return NULL;
+}
+
+/* The code generator lowers a group by its record alone: without records a
+ * graph is lowered a kernel per node (nothing is matched again), and a record
+ * that does not describe the graph (a role missing, played by the wrong
+ * node, of another kind) is lowered the same way and still computes the
+ * reference's values. */
+static void test_group_records(void **state) {
+  (void)state;
+  IrGraph *g = attention_graph(40, 2, 8, 1);
+  int att;
+  int unfused = kernel_steps_named(g, 0, "attention", &att);
+  assert_int_equal(att, 0);
+  int fused = kernel_steps_named(g, 1, "attention", &att);
+  assert_int_equal(att, 1);
+  assert_true(fused < unfused);
+  IrGroup *grp = find_group(g, IR_GROUP_ATTENTION);
+  IrNode *sm = grp->role[IR_ROLE_ATTENTION_SOFTMAX];
+  grp->role[IR_ROLE_ATTENTION_SOFTMAX] = NULL;
+  assert_int_equal(kernel_steps_named(g, FUSE_AS_IS, "attention", &att), unfused);
+  assert_int_equal(att, 0);
+  grp->role[IR_ROLE_ATTENTION_SOFTMAX] = grp->role[IR_ROLE_ATTENTION_SCALE];
+  assert_int_equal(kernel_steps_named(g, FUSE_AS_IS, "attention", &att), unfused);
+  assert_int_equal(att, 0);
+  check_as_is(g, "record_wrong_role");
+  grp->role[IR_ROLE_ATTENTION_SOFTMAX] = sm;
+  grp->kind = IR_GROUP_MAP;
+  assert_int_equal(kernel_steps_named(g, FUSE_AS_IS, "attention", &att), unfused);
+  assert_int_equal(att, 0);
+  check_as_is(g, "record_wrong_kind");
+  grp->kind = IR_GROUP_ATTENTION; /* the record restored: fused again */
+  assert_int_equal(kernel_steps_named(g, FUSE_AS_IS, "attention", &att), fused);
+  assert_int_equal(att, 1);
+  check_as_is(g, "record_restored");
+  ir_graph_free(g);
+
+  /* gemm-epilogue records written by hand: gelu_tanh is the GEMM's epilogue
+   * (no kernel), silu is not (a kernel after the GEMM) */
+  for (int gelu = 0; gelu < 2; gelu++) {
+    g = ir_graph_new("forward");
+    IrNode *x = ir_input(g, "x", IR_F32, shp(2, IR_BATCH, (IrDim)8), noloc());
+    IrNode *w = ir_param(g, "w", IR_F32, shp(2, (IrDim)6, (IrDim)8), noloc());
+    IrNode *b = ir_param(g, "b", IR_F32, shp(1, (IrDim)6), noloc());
+    IrNode *l = ir_linear(g, x, w, b), *e = ir_un(g, gelu ? IR_GELU_TANH : IR_SILU, l);
+    ir_graph_add_output(g, e, "y");
+    grp = ir_group_new(g, IR_GROUP_GEMM_EPILOGUE);
+    grp->role[IR_ROLE_GEMM_EPILOGUE_LINEAR] = l;
+    grp->role[IR_ROLE_GEMM_EPILOGUE_EPILOGUE] = e;
+    l->fuse = e->fuse = grp;
+    assert_int_equal(kernel_steps(g, FUSE_AS_IS), gelu ? 0 : 1);
+    check_as_is(g, gelu ? "record_gemm_gelu" : "record_gemm_silu");
+    ir_graph_free(g);
+  }
 }
 
 static void test_errors(void **state) {
@@ -1228,6 +1327,9 @@ int main(void) {
       cmocka_unit_test(test_moe_routed),
       cmocka_unit_test(test_e2e_dit_tiny),
       cmocka_unit_test(test_e2e_paper_variants),
+      /* last: they draw from the shared random stream, whose draws the tests above were tuned on */
+      cmocka_unit_test(test_fuse_norm_input_in_epilogue),
+      cmocka_unit_test(test_group_records),
   };
   return tu_run_group(tests, setup_all, teardown_all);
 }

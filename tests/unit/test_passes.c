@@ -310,6 +310,15 @@ static void test_fold_leaves_non_constants(void **state) {
 
 /* ---- fuse ---------------------------------------------------------------- */
 
+/* The group's record describes g (ir_group_check). */
+static void expect_valid(IrGraph *g, const IrGroup *grp) {
+  IrErr e = {{0}};
+  int *uses = ir_use_counts(g);
+  int rc = ir_group_check(g, grp, uses, &e);
+  free(uses);
+  if (rc) fail_msg("%s", e.msg);
+}
+
 /* residual r = x + g * y; out = layernorm(r) * s + t; r also read by `late`
  * (after the modulate) or `early` (before it). */
 static void test_fuse_norm_groups(void **state) {
@@ -327,27 +336,56 @@ static void test_fuse_norm_groups(void **state) {
     ir_graph_add_output(g, out, "out");
     ir_graph_add_output(g, late, "late");
     run(g, "fuse");
-    assert_ptr_equal(ln->fuse, out); /* layernorm -> modulate, anchored at the last add */
-    assert_ptr_equal(out->in[0]->fuse, out);
+    const IrGroup *grp = ln->fuse;
+    assert_non_null(grp);
+    assert_int_equal(grp->kind, IR_GROUP_NORM); /* layernorm -> modulate, anchored at the last add */
+    assert_ptr_equal(grp->role[IR_ROLE_NORM_LAYERNORM], ln);
+    assert_ptr_equal(grp->role[IR_ROLE_NORM_EPILOGUE], out);
+    assert_ptr_equal(ir_group_anchor(grp), out);
+    assert_ptr_equal(out->fuse, grp);
+    assert_ptr_equal(out->in[0]->fuse, grp);
     if (early) {
-      assert_true(r->fuse != out); /* read before the kernel would write it */
+      assert_true(r->fuse != grp); /* read before the kernel would write it */
+      assert_null(grp->role[IR_ROLE_NORM_PROLOGUE]);
     } else {
-      assert_ptr_equal(r->fuse, out); /* the residual add is the kernel's prologue */
-      assert_ptr_equal(r->in[1]->fuse, out);
+      assert_ptr_equal(grp->role[IR_ROLE_NORM_PROLOGUE], r); /* the residual add is the kernel's prologue */
+      assert_ptr_equal(r->fuse, grp);
+      assert_ptr_equal(r->in[1]->fuse, grp);
     }
     assert_null(late->fuse); /* alone: nothing to fuse with */
+    expect_valid(g, grp);
     ir_graph_free(g);
   }
 }
 
-/* attention: one group; linear -> gelu_tanh: one group; the pass decides
- * afresh when run again. */
+/* out = layernorm(x) * m + x: the anchor reads x, so x is no prologue (the
+ * kernel would read it while writing it) and stays out of the group. */
+static void test_fuse_norm_input_in_epilogue(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrDim d[3] = {IR_BATCH, 4, 8};
+  IrNode *a = input(g, "a", 3, d), *b = input(g, "b", 3, d), *m = input(g, "m", 3, d);
+  IrNode *x = ir_bin(g, IR_ADD, a, b);
+  IrNode *ln = ir_op1f(g, IR_LAYERNORM, x, 1e-6f);
+  IrNode *out = ir_bin(g, IR_ADD, ir_bin(g, IR_MUL, ln, m), x);
+  ir_graph_add_output(g, out, "out");
+  run(g, "fuse");
+  assert_int_equal(ln->fuse->kind, IR_GROUP_NORM);
+  assert_null(ln->fuse->role[IR_ROLE_NORM_PROLOGUE]);
+  assert_null(x->fuse);
+  ir_graph_free(g);
+}
+
+/* attention: one group with its roles; linear -> gelu_tanh: a gemm-epilogue
+ * group; the dump names kinds and roles; the pass decides afresh when run
+ * again. */
 static void test_fuse_attention_and_gemm(void **state) {
   (void)state;
   IrGraph *g = ir_graph_new("f");
   IrDim d[3] = {IR_BATCH, 16, 8};
   IrNode *q = input(g, "q", 3, d), *k = input(g, "k", 3, d), *v = input(g, "v", 3, d);
-  IrNode *sc = ir_op1f(g, IR_SCALE, ir_matmul(g, q, k, 1), 0.35f);
+  IrNode *qk = ir_matmul(g, q, k, 1);
+  IrNode *sc = ir_op1f(g, IR_SCALE, qk, 0.35f);
   IrNode *sm = node1(g, IR_SOFTMAX, sc, (IrAttrs){0});
   IrNode *o = ir_matmul(g, sm, v, 0);
   IrNode *w = ir_param(g, "w", IR_F32, ir_shape_make(2, (IrDim[]){8, 8}), NOLOC);
@@ -356,15 +394,194 @@ static void test_fuse_attention_and_gemm(void **state) {
   IrNode *ge = ir_un(g, IR_GELU_TANH, l);
   ir_graph_add_output(g, ge, "out");
   run(g, "fuse");
-  assert_ptr_equal(sc->fuse, o);
-  assert_ptr_equal(sm->fuse, o);
-  assert_ptr_equal(sc->in[0]->fuse, o);
-  assert_ptr_equal(o->fuse, o);
-  assert_ptr_equal(l->fuse, ge);
-  assert_ptr_equal(ge->fuse, ge);
+  const IrGroup *at = o->fuse;
+  assert_non_null(at);
+  assert_int_equal(at->kind, IR_GROUP_ATTENTION);
+  IrNode *want[] = {q, k, v, qk, sc, sm, o, NULL};
+  for (int r = IR_ROLE_ATTENTION_Q; r <= IR_ROLE_ATTENTION_OUT; r++) assert_ptr_equal(at->role[r], want[r - IR_ROLE_ATTENTION_Q]);
+  assert_ptr_equal(ir_group_anchor(at), o);
+  assert_ptr_equal(qk->fuse, at);
+  assert_ptr_equal(sc->fuse, at);
+  assert_ptr_equal(sm->fuse, at);
+  assert_null(q->fuse); /* operands read as stored: roles, not members */
+  expect_valid(g, at);
+  const IrGroup *gm = ge->fuse;
+  assert_int_equal(gm->kind, IR_GROUP_GEMM_EPILOGUE);
+  assert_ptr_equal(gm->role[IR_ROLE_GEMM_EPILOGUE_LINEAR], l);
+  assert_ptr_equal(gm->role[IR_ROLE_GEMM_EPILOGUE_EPILOGUE], ge);
+  assert_ptr_equal(l->fuse, gm);
+  expect_valid(g, gm);
+  expect_dump(g,
+              "graph f {\n"
+              "  %0 = input \"q\" : f32[B, 16, 8]\n"
+              "  %1 = input \"k\" : f32[B, 16, 8]\n"
+              "  %2 = input \"v\" : f32[B, 16, 8]\n"
+              "  %3 = matmul(%0, %1) {trans_b=1} : f32[B, 16, 16] fused(%6 attention qk)\n"
+              "  %4 = scale(%3) {f=0.35} : f32[B, 16, 16] fused(%6 attention scale)\n"
+              "  %5 = softmax(%4) : f32[B, 16, 16] fused(%6 attention softmax)\n"
+              "  %6 = matmul(%5, %2) : f32[B, 16, 8] fused(%6 attention pv q=%0 k=%1 v=%2)\n"
+              "  %7 = param \"w\" : f32[8, 8]\n"
+              "  %8 = param \"b\" : f32[8]\n"
+              "  %9 = linear(%6, %7, %8) : f32[B, 16, 8] fused(%10 gemm-epilogue linear)\n"
+              "  %10 = gelu_tanh(%9) : f32[B, 16, 8] fused(%10 gemm-epilogue epilogue)\n"
+              "  return %10 \"out\"\n"
+              "}\n");
   run(g, "fuse");
-  assert_ptr_equal(l->fuse, ge);
-  assert_ptr_equal(o->fuse, o);
+  assert_true(o->fuse != at); /* a new record */
+  assert_int_equal(o->fuse->kind, IR_GROUP_ATTENTION);
+  assert_int_equal(l->fuse->kind, IR_GROUP_GEMM_EPILOGUE);
+  ir_graph_free(g);
+}
+
+/* The head split and merge join the attention group: q, k, v are the
+ * head-split permutes (members), the output permute is the anchor. */
+static void test_fuse_attention_heads(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrNode *qkv = input(g, "qkv", 3, (IrDim[]){IR_BATCH, 16, 48});
+  IrNode *part[3];
+  for (int i = 0; i < 3; i++) {
+    IrNode *r = ir_reshape(g, ir_slice(g, qkv, 2, i * 16, 16), 4, (IrDim[]){IR_BATCH, 16, 2, 8});
+    part[i] = ir_permute(g, r, (int[]){0, 2, 1, 3});
+  }
+  IrNode *sm = node1(g, IR_SOFTMAX, ir_matmul(g, part[0], part[1], 1), (IrAttrs){0});
+  IrNode *o = ir_matmul(g, sm, part[2], 0);
+  IrNode *t = ir_permute(g, o, (int[]){0, 2, 1, 3});
+  ir_graph_add_output(g, ir_reshape(g, t, 3, (IrDim[]){IR_BATCH, 16, 16}), "y");
+  run(g, "fuse");
+  const IrGroup *at = t->fuse;
+  assert_int_equal(at->kind, IR_GROUP_ATTENTION);
+  assert_ptr_equal(at->role[IR_ROLE_ATTENTION_OUT], t);
+  assert_ptr_equal(ir_group_anchor(at), t);
+  assert_null(at->role[IR_ROLE_ATTENTION_SCALE]);
+  for (int i = 0; i < 3; i++) {
+    assert_ptr_equal(at->role[IR_ROLE_ATTENTION_Q + i], part[i]);
+    assert_ptr_equal(part[i]->fuse, at);              /* the permute */
+    assert_ptr_equal(part[i]->in[0]->fuse, at);       /* the reshape */
+    assert_ptr_equal(part[i]->in[0]->in[0]->fuse, at); /* the slice */
+  }
+  assert_null(qkv->fuse);
+  expect_valid(g, at);
+  ir_graph_free(g);
+}
+
+/* map: an elementwise tree over views (root: its last node); concat:
+ * [cos(m), sin(m)], m shared by both parts joining as well. */
+static void test_fuse_map_and_concat(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrNode *x = input(g, "x", 3, (IrDim[]){IR_BATCH, 4, 8});
+  IrNode *c = input(g, "c", 2, (IrDim[]){IR_BATCH, 16});
+  IrNode *sh = ir_reshape(g, ir_slice(g, c, 1, 0, 8), 3, (IrDim[]){IR_BATCH, 1, 8});
+  IrNode *mul = ir_bin(g, IR_MUL, x, ir_op1f(g, IR_ADD_SCALAR, sh, 1.0f));
+  IrNode *m = ir_un(g, IR_SILU, mul);
+  ir_graph_add_output(g, m, "map");
+  IrNode *t = input(g, "t", 2, (IrDim[]){IR_BATCH, 1});
+  IrNode *tm = ir_op1f(g, IR_SCALE, t, 3.0f);
+  IrNode *cat = ir_concat(g, 2, (IrNode *[]){ir_un(g, IR_COS, tm), ir_un(g, IR_SIN, tm)}, 1);
+  ir_graph_add_output(g, cat, "emb");
+  run(g, "fuse");
+  const IrGroup *mg = m->fuse;
+  assert_int_equal(mg->kind, IR_GROUP_MAP);
+  assert_ptr_equal(mg->role[IR_ROLE_MAP_ROOT], m);
+  assert_ptr_equal(ir_group_anchor(mg), m);
+  assert_ptr_equal(mul->fuse, mg);
+  assert_ptr_equal(sh->fuse, mg);
+  assert_ptr_equal(sh->in[0]->fuse, mg);
+  expect_valid(g, mg);
+  const IrGroup *cg = cat->fuse;
+  assert_int_equal(cg->kind, IR_GROUP_CONCAT);
+  assert_ptr_equal(cg->role[IR_ROLE_CONCAT_ROOT], cat);
+  assert_ptr_equal(cat->in[0]->fuse, cg);
+  assert_ptr_equal(cat->in[1]->fuse, cg);
+  assert_ptr_equal(tm->fuse, cg); /* read by both parts: recomputed in each */
+  expect_valid(g, cg);
+  ir_graph_free(g);
+}
+
+/* ir_group_check refuses records that do not describe the graph. */
+static void test_group_check(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrDim d[3] = {IR_BATCH, 16, 8};
+  IrNode *q = input(g, "q", 3, d), *k = input(g, "k", 3, d), *v = input(g, "v", 3, d);
+  IrNode *qk = ir_matmul(g, q, k, 1);
+  IrNode *sm = node1(g, IR_SOFTMAX, qk, (IrAttrs){0});
+  IrNode *o = ir_matmul(g, sm, v, 0);
+  ir_graph_add_output(g, o, "out");
+  run(g, "fuse");
+  IrGroup *at = o->fuse;
+  expect_valid(g, at);
+  int *uses = ir_use_counts(g);
+  IrErr e;
+  at->role[IR_ROLE_ATTENTION_SOFTMAX] = NULL; /* a required role missing */
+  assert_int_equal(ir_group_check(g, at, uses, &e), -1);
+  at->role[IR_ROLE_ATTENTION_SOFTMAX] = qk; /* played by the wrong node */
+  assert_int_equal(ir_group_check(g, at, uses, &e), -1);
+  at->role[IR_ROLE_ATTENTION_SOFTMAX] = sm;
+  at->role[IR_ROLE_ATTENTION_V] = q; /* an operand the graph does not read there */
+  assert_int_equal(ir_group_check(g, at, uses, &e), -1);
+  at->role[IR_ROLE_ATTENTION_V] = v;
+  at->role[IR_ROLE_MAP_ROOT] = o; /* another kind's role */
+  assert_int_equal(ir_group_check(g, at, uses, &e), -1);
+  at->role[IR_ROLE_MAP_ROOT] = NULL;
+  sm->fuse = NULL; /* a member role outside the group */
+  assert_int_equal(ir_group_check(g, at, uses, &e), -1);
+  sm->fuse = at;
+  uses[qk->index] = 2; /* the scores read outside the kernel */
+  assert_int_equal(ir_group_check(g, at, uses, &e), -1);
+  uses[qk->index] = 1;
+  assert_int_equal(ir_group_check(g, at, uses, &e), 0);
+  free(uses);
+  ir_graph_free(g);
+}
+
+/* Graph surgery after fuse undoes the groups it touches: canonicalize drops
+ * the scale by 1 (ir_replace_all_uses, then dce): the attention group goes,
+ * and fuse forms it again without the scale. */
+static void test_groups_after_surgery(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrDim d[3] = {IR_BATCH, 16, 8};
+  IrNode *q = input(g, "q", 3, d), *k = input(g, "k", 3, d), *v = input(g, "v", 3, d);
+  IrNode *qk = ir_matmul(g, q, k, 1);
+  IrNode *sm = node1(g, IR_SOFTMAX, ir_op1f(g, IR_SCALE, qk, 1.0f), (IrAttrs){0});
+  IrNode *o = ir_matmul(g, sm, v, 0);
+  ir_graph_add_output(g, ir_un(g, IR_EXP, ir_un(g, IR_NEG, o)), "out");
+  run(g, "fuse");
+  assert_non_null(o->fuse);
+  IrNode *e = g->nodes[g->n_nodes - 1];
+  const IrGroup *mg = e->fuse;
+  assert_int_equal(mg->kind, IR_GROUP_MAP);
+  run(g, "canonicalize");
+  for (int i = 0; i < g->n_nodes; i++) assert_true(!g->nodes[i]->fuse || g->nodes[i]->fuse == mg);
+  assert_ptr_equal(e->fuse, mg); /* untouched */
+  run(g, "fuse");
+  assert_int_equal(o->fuse->kind, IR_GROUP_ATTENTION);
+  assert_null(o->fuse->role[IR_ROLE_ATTENTION_SCALE]);
+  assert_ptr_equal(sm->in[0], qk);
+  ir_graph_free(g);
+}
+
+/* The kind table: names, every role of its kind, and a member role each
+ * kind requires (its anchor). */
+static void test_group_table(void **state) {
+  (void)state;
+  assert_string_equal(ir_group_kind_name(IR_GROUP_ATTENTION), "attention");
+  assert_string_equal(ir_group_kind_name(IR_GROUP_GEMM_EPILOGUE), "gemm-epilogue");
+  assert_string_equal(ir_role_name(IR_ROLE_ATTENTION_SOFTMAX), "softmax");
+  assert_int_equal(ir_role_kind(IR_ROLE_NORM_PROLOGUE), IR_GROUP_NORM);
+  IrGraph *g = ir_graph_new("f");
+  for (int kd = 0; kd < IR_GROUP_KIND_COUNT; kd++) {
+    IrGroup *grp = ir_group_new(g, (IrGroupKind)kd);
+    assert_null(ir_group_anchor(grp));
+    assert_string_not_equal(ir_group_kind_name((IrGroupKind)kd), "?");
+    for (int r = 0; r < IR_ROLE_COUNT; r++) {
+      if ((int)ir_role_kind((IrRole)r) != kd) continue;
+      for (int r2 = 0; r2 < r; r2++) /* role names are unique in their kind */
+        if ((int)ir_role_kind((IrRole)r2) == kd) assert_string_not_equal(ir_role_name((IrRole)r), ir_role_name((IrRole)r2));
+    }
+  }
   ir_graph_free(g);
 }
 
@@ -463,6 +680,12 @@ int main(void) {
       cmocka_unit_test(test_fold_leaves_non_constants),
       cmocka_unit_test(test_fuse_norm_groups),
       cmocka_unit_test(test_fuse_attention_and_gemm),
+      cmocka_unit_test(test_fuse_attention_heads),
+      cmocka_unit_test(test_fuse_norm_input_in_epilogue),
+      cmocka_unit_test(test_fuse_map_and_concat),
+      cmocka_unit_test(test_group_check),
+      cmocka_unit_test(test_groups_after_surgery),
+      cmocka_unit_test(test_group_table),
       cmocka_unit_test(test_pipeline_unknown_pass),
       cmocka_unit_test(test_pipeline_registry_and_dump),
       cmocka_unit_test(test_pipeline_verifies),
