@@ -18,6 +18,7 @@
 
 #include "codegen/emu.h"
 #include "frontend/cli.h"
+#include "ir/fileio.h"
 
 /* ---- compiling kernels: NVRTC through the kernel cache ------------------------- */
 
@@ -200,7 +201,7 @@ static void pack_meta(CgPackWriter *w, const FeModel *m) {
  * compile each plan for the architectures it serves; with w (compile) also
  * add plans, weights and CUBINs to the pack and the report to rep. */
 static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n_archs, CgPackWriter *w,
-                           json_t *rep) {
+                           FioOut *pack_out, FioOut *src, json_t *rep) {
   const char *all[] = {"forward", "forward_with_cfg"};
   const char *one[] = {o->entry};
   int all_entries = !o->entry || !strcmp(o->entry, "all");
@@ -209,21 +210,6 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
   void **blobs = NULL;
   int n_blobs = 0, rc = 1;
   DITC_ASSERT(n_archs >= 1 && n_archs <= 32);
-  /* --source: written next to its place, renamed there once complete */
-  FILE *src = NULL;
-  char *src_tmp = NULL;
-  if (o->source && w) {
-    size_t len = strlen(o->source) + 16;
-    src_tmp = xmalloc(len);
-    snprintf(src_tmp, len, "%s.tmp.XXXXXX", o->source);
-    int fd = mkstemp(src_tmp);
-    if (fd < 0 || !(src = fdopen(fd, "w"))) {
-      cli_fail("%s: cannot create a temporary file next to it: %s", o->source, strerror(errno));
-      if (fd >= 0) close(fd);
-      free(src_tmp);
-      return 1;
-    }
-  }
   for (int e = 0; e < n_entries; e++) {
     FeModel m;
     IrErr err;
@@ -256,7 +242,11 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
       }
       if (w) idx[k] = cg_pack_writer_add_plan(w, plans[k], m.graph, blob[k]);
       if (rep) pj[k] = cli_plan_report(rep, plans[k], m.graph, entries[e]);
-      if (src) fprintf(src, "/* ==== plan %s, tuning row %s ==== */\n%s\n", entries[e], plans[k]->tuning, plans[k]->source);
+      if (src && fio_out_printf(src, &err, "/* ==== plan %s, tuning row %s ==== */\n%s\n", entries[e],
+                                plans[k]->tuning, plans[k]->source)) {
+        cli_fail("%s", err.msg);
+        bad = 1;
+      }
     }
     for (int a = 0; a < n_archs && !bad; a++) {
       const CgPlan *p = plans[which[a]];
@@ -276,27 +266,15 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
     fe_model_free(&m);
     if (bad) goto out;
   }
-  if (w && o->output) {
+  if (w && pack_out) {
     IrErr err;
-    if (cg_pack_writer_save(w, o->output, &err)) {
+    if (cg_pack_writer_write(w, pack_out, &err)) {
       cli_fail("%s", err.msg);
-      goto out;
-    }
-  }
-  if (src) { /* complete: move it into place */
-    int bad = fflush(src) != 0 || ferror(src);
-    bad |= fclose(src) != 0;
-    src = NULL;
-    if (bad || rename(src_tmp, o->source)) {
-      cli_fail("%s: cannot write the generated source: %s", o->source, strerror(errno));
       goto out;
     }
   }
   rc = 0;
 out:
-  if (src) fclose(src);
-  if (src_tmp && rc) unlink(src_tmp);
-  free(src_tmp);
   for (int i = 0; i < n_blobs; i++) free(blobs[i]);
   free(blobs);
   return rc;
@@ -316,6 +294,19 @@ int cmd_compile(const Opts *o) {
     return 1;
   }
   FILE *info = o->json ? stderr : stdout;
+  /* -o and --source: one transaction, staged before any work, committed
+   * together when everything succeeded; the same file twice is refused */
+  IrErr err;
+  FioTxn *txn = fio_txn_new();
+  FioOut *pack_out = fio_txn_add(txn, o->output, &err);
+  FioOut *src_out = pack_out && o->source ? fio_txn_add(txn, o->source, &err) : NULL;
+  if (!pack_out || (o->source && !src_out)) {
+    cli_fail("%s", err.msg);
+    fio_txn_abort(txn);
+    free(archbuf);
+    cli_compiler_close(&c);
+    return 1;
+  }
   CgPackWriter *w = cg_pack_writer_new();
   cg_pack_writer_meta(w, "producer", "ditc " DITC_VERSION);
   cg_pack_writer_meta(w, "codegen_version", CG_CODEGEN_VERSION);
@@ -325,7 +316,9 @@ int cmd_compile(const Opts *o) {
                                       o->precision ? o->precision : "f32", "batch",
                                       (json_int_t)(o->batch ? o->batch : 1), "plans")
                           : NULL;
-  int rc = compile_entries(o, &c, archs, n_archs, w, rep);
+  int rc = compile_entries(o, &c, archs, n_archs, w, pack_out, src_out, rep);
+  if (!rc && fio_txn_commit(txn, &err)) rc = cli_fail("%s", err.msg);
+  else if (rc) fio_txn_abort(txn);
   if (!rc) {
     fprintf(info, "nvrtc: %d compiled, %d from cache\n", c.compiled, c.cached);
     fprintf(info, "wrote %s (%s, %s, %s%s)\n", o->output, o->precision ? o->precision : "f32", o->arch,
@@ -366,7 +359,7 @@ int cmd_cache(const Opts *o) {
       free(archbuf);
       return 1;
     }
-    int rc = compile_entries(o, &c, archs, n_archs, NULL, NULL);
+    int rc = compile_entries(o, &c, archs, n_archs, NULL, NULL, NULL, NULL);
     if (!rc) printf("nvrtc: %d compiled, %d from cache (%s)\n", c.compiled, c.cached, cg_cache_dir(c.cache));
     cli_compiler_close(&c);
     free(archbuf);

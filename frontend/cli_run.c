@@ -17,6 +17,7 @@
 
 #include "codegen/emu.h"
 #include "frontend/cli.h"
+#include "ir/fileio.h"
 #include "runtime/cuda_api.h"
 #include "runtime/image.h"
 #include "runtime/ref.h"
@@ -167,11 +168,14 @@ void cli_runner_free(Runner *r) {
 int cmd_run(const Opts *o) {
   if (!o->input || !o->output) return cli_usage("run needs --input and --output (and --weights with a MODEL)");
   if (!o->plan && !o->weights) return cli_usage("run needs --weights with a MODEL");
-  const char *ext = strrchr(o->output, '.');
-  if (ext && !strcasecmp(ext, ".png"))
+  if (fio_has_ext(o->output, "png"))
     return cli_usage("--output '%s': run writes its outputs as safetensors (sample writes PNG grids)", o->output);
-  Runner rn;
   IrErr err;
+  /* staged first: a bad output is refused before any work, and the
+   * temporary is removed on every failure */
+  FioOut *out = fio_out_open(o->output, NULL, &err);
+  if (!out) return cli_fail("%s", err.msg);
+  Runner rn;
   int rc = 1;
   StFile *in = NULL;
   int n_out = 0;
@@ -218,12 +222,15 @@ int cmd_run(const Opts *o) {
     st_writer_add_tensor(wr, rn.built ? rn.m.graph->output_names[i] : rn.use->outputs[i].name, &outs[i]);
   st_writer_meta(wr, "producer", "ditc " DITC_VERSION);
   st_writer_meta(wr, "backend", rn.backend);
-  if (st_writer_save(wr, o->output, &err))
+  int bad = st_writer_write(wr, out, &err) || fio_out_commit(out, &err);
+  out = NULL; /* committed, or aborted by the commit */
+  if (bad)
     cli_fail("%s", err.msg);
   else
     rc = 0;
   st_writer_free(wr);
 done:
+  fio_out_abort(out);
   for (int i = 0; vals && i < rn.n_in; i++) rt_tensor_free(&vals[i]);
   for (int i = 0; outs && i < n_out; i++) rt_tensor_free(&outs[i]);
   free(vals);
@@ -436,30 +443,37 @@ int cmd_sample(const Opts *o) {
   if (o->labels && o->labels_from) return cli_usage("give --labels or --labels-from, not both");
   if (o->step_noise && !strcmp(o->sampler, "ddim"))
     return cli_usage("--step-noise replays DDPM's per-step noise; DDIM (eta 0) adds none");
-  const char *ext = strrchr(o->output, '.');
-  int png = ext && !strcasecmp(ext, ".png");
-  if (!ext || (!png && strcasecmp(ext, ".safetensors")))
+  /* .png in any case is a PNG grid; .safetensors or a name without an
+   * extension (a device, a FIFO) the samples as safetensors */
+  int png = fio_has_ext(o->output, "png");
+  const char *base = strrchr(o->output, '/'), *ext = strrchr(base ? base : o->output, '.');
+  if (ext && !png && !fio_has_ext(o->output, "safetensors"))
     return cli_usage("--output '%s': sample writes a PNG grid (.png) or the samples as safetensors (.safetensors)",
                      o->output);
   int cfg = o->cfg_scale != 1.0;
+  IrErr err;
+  FioOut *out = fio_out_open(o->output, NULL, &err);
+  if (!out) return cli_fail("%s", err.msg);
   Runner rn;
   if (cli_runner_open(o, cfg ? "forward_with_cfg" : "forward", &rn)) {
     cli_runner_free(&rn);
+    fio_out_abort(out);
     return 1;
   }
   if (rn.pack && o->cfg_all_channels && cli_runner_param(&rn, "cfg_channels") != 0) {
     cli_runner_free(&rn);
+    fio_out_abort(out);
     return cli_fail("--cfg-all-channels is fixed when a pack is compiled: compile it with --set cfg_channels=0");
   }
   int C = (int)cli_runner_param(&rn, "in_channels"), S = (int)cli_runner_param(&rn, "input_size");
   int classes = (int)cli_runner_param(&rn, "num_classes"), learn_sigma = (int)cli_runner_param(&rn, "learn_sigma");
   if (C < 1 || S < 1 || classes < 1) {
     cli_runner_free(&rn);
+    fio_out_abort(out);
     return cli_fail("sample needs a class-conditional image model: %s has in_channels %d, input_size %d, "
                     "num_classes %d (each must be set and >= 1)", o->model ? o->model : o->plan, C, S, classes);
   }
   int rc = 1;
-  IrErr err;
   Diffusion d = {0};
   int32_t *labels = NULL;
   float *x = NULL, *init = NULL;
@@ -545,7 +559,7 @@ int cmd_sample(const Opts *o) {
     goto done;
   }
   if (png) {
-    if (image_write_grid(o->output, x, n, C, S, S, o->grid_cols ? o->grid_cols : distinct, &err)) {
+    if (image_write_grid_to(out, x, n, C, S, S, o->grid_cols ? o->grid_cols : distinct, &err)) {
       cli_fail("%s", err.msg);
       goto done;
     }
@@ -556,15 +570,22 @@ int cmd_sample(const Opts *o) {
     st_writer_add(wr, "labels", ST_I32, 1, shp, labels);
     st_writer_meta(wr, "producer", "ditc " DITC_VERSION);
     st_writer_meta(wr, "sampler", o->sampler);
-    int bad = st_writer_save(wr, o->output, &err);
+    int bad = st_writer_write(wr, out, &err);
     st_writer_free(wr);
     if (bad) {
       cli_fail("%s", err.msg);
       goto done;
     }
   }
+  if (fio_out_commit(out, &err)) {
+    out = NULL; /* aborted by the failed commit */
+    cli_fail("%s", err.msg);
+    goto done;
+  }
+  out = NULL;
   rc = 0;
 done:
+  fio_out_abort(out);
   for (int i = 0; i < 4; i++) rt_tensor_free(&mc.in[i]);
   free(labels);
   free(x);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "frontend/cli.h"
+#include "ir/fileio.h"
 
 /* ---- the commands ---------------------------------------------------------------- */
 
@@ -604,6 +605,7 @@ static void prefer_passive_openmp(char **argv) {
 }
 
 int main(int argc, char **argv) {
+  fio_install(); /* temporaries go on SIGINT/SIGTERM/SIGHUP and at exit */
   prefer_passive_openmp(argv);
   if (argc < 2) return cli_usage("no command given");
   if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {

@@ -132,7 +132,8 @@ wait "$reader"
 check "a PNG came through the FIFO" [ "$(head -c 4 "$T/from_fifo.png" | tail -c 3)" = PNG ]
 
 # A directory is refused, and nothing is computed into a temporary beside it.
-expect 1 "x.dit: cannot write: is a directory" -- "$DITC" "${SAMPLE[@]}" --output "$T/x.dit"
+mkdir "$T/dir.png"
+expect 1 "dir.png: cannot write: is a directory" -- "$DITC" "${SAMPLE[@]}" --output "$T/dir.png"
 
 # ---- out of memory -----------------------------------------------------------------------------------
 # 100000 labels x 1000000 repeats: a 400 GB label array.  Under ASan, ulimit -v cannot work (its

@@ -22,8 +22,13 @@ for name in a.png b.PNG c.Png; do
   timeout 60 "$DITC" "${SAMPLE[@]}" --output "$T/$name" 2>"$T/err" && is_png "$T/$name" && ok "$name is a PNG" ||
     { bad "$name is not a PNG"; cat "$T/err"; }
 done
-timeout 60 "$DITC" "${SAMPLE[@]}" --output "$T/d.out" && "$DITC" compare "$T/d.out:samples" "$T/d.out:samples" >/dev/null &&
-  ok "another name is a safetensors file" || bad "d.out is not a safetensors file"
+for name in d.safetensors e.SafeTensors samples; do
+  timeout 60 "$DITC" "${SAMPLE[@]}" --output "$T/$name" && "$DITC" compare "$T/$name:samples" "$T/$name:samples" >/dev/null &&
+    ok "$name is a safetensors file" || bad "$name is not a safetensors file"
+done
+# a name that says another format is refused before any work
+timeout 60 "$DITC" "${SAMPLE[@]}" --output "$T/f.jpg" 2>"$T/err"
+[ $? = 2 ] && grep -q "sample writes a PNG grid" "$T/err" && [ ! -e "$T/f.jpg" ] && ok "f.jpg is refused" || bad "f.jpg was not refused"
 
 mkdir "$T/dir.png"
 start=$(date +%s)
