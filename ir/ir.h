@@ -117,7 +117,7 @@ int ir_shape_count(const IrShape *s, int64_t *fixed, int *sym);
 /* ======================================================================== */
 
 typedef enum {
-#define X(e, name, arity, cls, doc) IR_##e,
+#define X(e, name, arity, cls, attrs, doc) IR_##e,
 #include "ir/ops.def"
 #undef X
   IR_OP_COUNT
@@ -133,7 +133,10 @@ int ir_op_parse(const char *name, IrOp *out); /* 0 on success */
 /* The op table as `ditc ir --ops` prints it: one op a line, its columns. */
 void ir_ops_print(FILE *out);
 
-/* Typed op attributes; which fields an op uses is in ops.def. */
+typedef struct IrNode IrNode;
+
+/* Typed op attributes.  Which an op uses, how each prints and compares: the
+ * ATTR rows and ATTRS column of ops.def (ir/attrs.c reads them). */
 typedef struct {
   float f;                   /* eps / scalar operand */
   int axis;                  /* reduce_*, slice, concat */
@@ -147,7 +150,52 @@ typedef struct {
   IrDType to;                /* cast target */
 } IrAttrs;
 
-typedef struct IrNode IrNode;
+/* The attributes: one per ATTR row of ops.def. */
+typedef enum {
+#define ATTR(key, name, field, kind, doc) IR_ATTR_##key,
+#include "ir/ops.def"
+#undef ATTR
+  IR_ATTR_COUNT
+} IrAttrKey;
+
+/* How an attribute prints and compares (ops.def explains each). */
+typedef enum {
+  IR_ATTR_KIND_FLOAT,
+  IR_ATTR_KIND_INT,
+  IR_ATTR_KIND_INT1,
+  IR_ATTR_KIND_FLAG,
+  IR_ATTR_KIND_DIM,
+  IR_ATTR_KIND_PERM,
+  IR_ATTR_KIND_SHAPE,
+  IR_ATTR_KIND_DTYPE,
+} IrAttrKind;
+
+typedef struct {
+  const char *name;  /* as the dump prints it: "eps", "axis", ... */
+  size_t offset;     /* of its field in IrAttrs */
+  size_t size;       /* of that field */
+  IrAttrKind kind;
+  const char *doc;
+} IrAttrInfo;
+
+const IrAttrInfo *ir_attr_info(IrAttrKey k);
+/* The attributes op uses: bit k (1u << k) for each IrAttrKey k. */
+unsigned ir_op_attrs(IrOp op);
+/* " {k=v, ...}": the attributes n's op uses, in ops.def's order; nothing
+ * when none prints (a FLAG that is clear, or no attributes). */
+void ir_attrs_print(FILE *out, const IrNode *n);
+/* Do a and b (of one op) agree in every attribute the op uses? */
+int ir_attrs_eq(const IrNode *a, const IrNode *b);
+/* A hash of the attributes n's op uses, consistent with ir_attrs_eq. */
+uint64_t ir_attrs_hash(const IrNode *n);
+/* Zero the fields of a that no attribute of op lives in (ir_node_new does, so
+ * a node holds exactly its op's attributes whatever its builder passed). */
+void ir_attrs_keep_used(IrOp op, IrAttrs *a);
+/* The fields no attribute of n's op lives in are zero, and each used one is
+ * in range for its kind (a valid dtype, a rank within IR_MAX_RANK); 0 or -1
+ * with a message (ir_verify: nothing hides in a field CSE never compares). */
+int ir_attrs_check(const IrNode *n, IrErr *err);
+
 struct IrNode {
   int id;          /* unique in its graph, stable across passes */
   IrOp op;

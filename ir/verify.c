@@ -7,7 +7,9 @@
  * user) catches cycles and stray nodes alike.  Each non-leaf node's dtype and
  * shape are re-inferred with ir_infer() and compared with what is stored, so a
  * pass that rewires a node without fixing its type is caught right after it
- * runs.  Messages name the node the way the dump does: %<position> (op, label).
+ * runs.  The attributes are checked against ops.def (ir_attrs_check): a field
+ * the op does not use must be zero, since neither the dump nor CSE looks at
+ * it.  Messages name the node the way the dump does: %<position> (op, label).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +160,8 @@ static int check_node(IrGraph *g, const PosMap *m, int i, IrErr *err) {
   if (n->shape.rank < 0 || n->shape.rank > IR_MAX_RANK)
     return ir_errf(err, "%s: invalid rank %d", desc, n->shape.rank);
   if (check_arity(n, desc, err)) return -1;
+  IrErr aerr = {{0}};
+  if (ir_attrs_check(n, &aerr)) return ir_errf(err, "%s: %s", desc, aerr.msg);
   if (n->n_in > 0 && !n->in) return ir_errf(err, "%s: input array missing", desc);
   for (int j = 0; j < n->n_in; j++) {
     if (!n->in[j]) return ir_errf(err, "%s: input %d is null", desc, j);
