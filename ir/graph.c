@@ -1,6 +1,7 @@
 /*
  * graph.c - IR graphs: dtypes and shapes, the op table, node creation, graph
- * surgery (replace uses, topological sort, dead-code removal).
+ * surgery (replace uses, topological sort, dead-code removal) and the
+ * analyses passes and backends share (use counts, weight-only nodes).
  *
  * Nodes are created in topological order by construction (inputs exist before
  * their users).  Passes that append or rewire nodes call ir_graph_toposort()
@@ -414,4 +415,16 @@ int *ir_use_counts(IrGraph *g) {
     for (int j = 0; j < g->nodes[i]->n_in; j++) uses[g->nodes[i]->in[j]->index]++;
   for (int i = 0; i < g->n_outputs; i++) uses[g->outputs[i]->index]++;
   return uses;
+}
+
+unsigned char *ir_weight_only(IrGraph *g) {
+  unsigned char *w = xcalloc((size_t)(g->n_nodes ? g->n_nodes : 1), 1);
+  for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->index = i;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op == IR_INPUT) continue;
+    w[i] = n->op == IR_PARAM || n->op == IR_CONST || n->n_in > 0;
+    for (int j = 0; j < n->n_in && w[i]; j++) w[i] = w[n->in[j]->index];
+  }
+  return w;
 }

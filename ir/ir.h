@@ -299,6 +299,53 @@ IrNode *ir_slice(IrGraph *g, IrNode *x, int axis, IrDim start, IrDim len);
 IrNode *ir_concat(IrGraph *g, int n, IrNode *const *xs, int axis);
 
 /* ======================================================================== */
+/* host evaluation (ir/eval.c)                                              */
+/* ======================================================================== */
+
+/* The ops folding, the reference executor and the code generator's computed
+ * weights evaluate on host arrays, written once.  Elementwise values are
+ * ir/scalar.h's, the functions generated kernels call. */
+
+/* A host array: row-major, 4-byte elements; float dtypes hold f32 values
+ * (f16 and bf16 ones rounded to that precision), i32 int32 values. */
+typedef struct {
+  IrDType dtype;
+  int rank;
+  int64_t d[IR_MAX_RANK];
+  void *data;
+} IrArray;
+
+/* Loops over more elements than this are split among OpenMP threads. */
+#define IR_PAR_MIN 16384
+
+int64_t ir_array_numel(const IrArray *a);
+/* Strides of an input of shape in_d[in_rank] broadcast (numpy rules, aligned
+ * on the right) against rank axes: 0 where it has size 1 or no axis. */
+void ir_bcast_strides(int in_rank, const int64_t *in_d, int rank, int64_t *st);
+/* y[i] = op(x[i]) for an elementwise unary op other than cast; f is its
+ * attribute (ignored by ops without one).  y may be x. */
+void ir_eval_unary(IrOp op, float f, float *y, const float *x, int64_t n);
+/* y = op(a, b), a and b broadcast to y's shape; f32 values. */
+void ir_eval_binary(IrOp op, IrArray *y, const IrArray *a, const IrArray *b);
+/* n values from dtype `from` to `to` (ops.def's cast); y may be x.  float ->
+ * i32 truncates; a value that does not fit, or NaN, is an error. */
+int ir_eval_cast(IrDType from, IrDType to, void *y, const void *x, int64_t n, IrErr *err);
+/* Round n f32 values to f16 or bf16 precision in place (other t: nothing). */
+void ir_round_to(IrDType t, float *p, int64_t n);
+/* reduce_sum / reduce_mean over axes axis..rank-1, accumulated in double. */
+void ir_eval_reduce(IrOp op, int axis, IrArray *y, const IrArray *x);
+/* A layout op (reshape, permute, slice, concat) or cast: y, whose shape,
+ * dtype and storage the caller provides, from in[0..n_in-1].  batch gives
+ * slice's symbolic start its value.  Only cast can fail (ir_eval_cast). */
+int ir_eval_layout(IrOp op, const IrAttrs *a, int64_t batch, IrArray *y, int n_in, const IrArray *in,
+                   IrErr *err);
+/* Which nodes depend on no graph input: PARAMs, CONSTs and what is computed
+ * from them alone (stacked weights, folded layouts), which backends compute
+ * once.  One byte per node by position; g must be in topological order
+ * (its `index` fields are set).  The caller frees the array. */
+unsigned char *ir_weight_only(IrGraph *g);
+
+/* ======================================================================== */
 /* verify, dump, cost                                                       */
 /* ======================================================================== */
 

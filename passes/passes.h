@@ -54,8 +54,4 @@ int64_t pass_memory_plan(int n, const int64_t *bytes, const int *first, const in
 int64_t pass_memory_unplanned(int n, const int64_t *bytes, int64_t *offset);
 int pass_route_experts(IrGraph *g, const PassOptions *o, IrErr *err);
 
-/* Does n depend on no graph input (PARAMs and CONSTs only)?  memo has a byte
- * per node index, zeroed before the first call (hoist_adaln.c). */
-int pass_weight_only(const IrNode *n, unsigned char *memo);
-
 #endif
