@@ -1,9 +1,10 @@
 /*
  * cg_internal.h - what the code generator's files share (not for other modules).
  *
- * codegen.c decides how each IR node is lowered, plans the memory and drives
- * the emission; kernels.c holds one kernel template per op family;
- * attention.c the fused attention kernel.  Emitters receive values already
+ * lower.c decides how each IR node is lowered, plans the memory and drives
+ * the emission (with views.c, fuse_lower.c, emit.c and weights.c, sharing
+ * lower.h); kernels.c holds one kernel template per op family; attention.c
+ * the fused attention kernel; expr.c the elementwise expressions.  Emitters receive values already
  * placed in memory (CgView: a space, an offset and strides) and append a
  * kernel to the source plus its launch step, or GEMM steps, to the plan.
  */
@@ -145,6 +146,11 @@ void cg_emit_map(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_i
  * operand is loaded only where expr reads it. */
 void cg_emit_map_ex(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_in,
                     const CgView *in, const char *expr, int select);
+/* The kernel-dialect expression of elementwise op n over v0 (unary; buf holds
+ * it when it embeds n's scalar; NULL for a cast: a plain conversion) and over
+ * v0, v1 (binary) (expr.c). */
+const char *cg_unary_expr(const IrNode *n, char *buf, size_t size);
+const char *cg_binary_expr(IrOp op);
 /* Concatenation along `axis` of contiguous inputs into contiguous out. */
 void cg_emit_concat(CgEmit *e, const IrNode *n, CgView out, int n_in, const CgView *in, int axis);
 /* Row kernels over the last axis of a contiguous [rows, len] value. */

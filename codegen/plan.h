@@ -121,7 +121,7 @@ typedef struct {
 typedef struct {
   Arena arena;              /* owns every string and array below */
   const char *entry;        /* "forward", ... */
-  IrDType precision;        /* matrix-product operands: f32, f16 or bf16 (codegen.c: the policy) */
+  IrDType precision;        /* matrix-product operands: f32, f16 or bf16 (codegen/lower.c: the policy) */
   int64_t batch;
   const char *source;       /* the generated CUDA C translation unit */
   CgKernel *kernels;

@@ -112,6 +112,8 @@ static inline Value el_float(double f) { return (Value){.k = V_FLOAT, .f = f}; }
 static inline Value el_bool(int b) { return (Value){.k = V_BOOL, .i = b != 0}; }
 static inline Value el_str(const char *s) { return (Value){.k = V_STR, .s = s}; }
 static inline Value el_tensor(IrNode *t) { return (Value){.k = V_TENSOR, .t = t}; }
+/* A list value, or POISON for NULL (a failed el_list_new). */
+static inline Value el_list_value(ElList *l) { return l ? (Value){.k = V_LIST, .l = l} : el_poison(); }
 /* A size: an int, or a dim when it is a (nonzero) multiple of B. */
 static inline Value el_size(IrDim d) { return d < 0 ? (Value){.k = V_DIM, .i = d} : el_int(d); }
 
@@ -130,6 +132,10 @@ Value el_node(Elab *e, AstLoc loc, IrOp op, int n_in, IrNode *const *in, const I
 Value el_const_f32(Elab *e, AstLoc loc, IrShape s, const float *data);
 IrLoc el_irloc(Elab *e, AstLoc loc);
 int el_check_nodes(Elab *e, AstLoc loc);
+/* a op b and a <cmp> b for the binary operators of the language (values.c);
+ * errors are reported at loc and yield POISON. */
+Value el_arith(Elab *e, AstLoc loc, int op, Value a, Value b);
+Value el_compare(Elab *e, AstLoc loc, int op, Value a, Value b);
 
 /* ---- builtins.c ----------------------------------------------------------- */
 

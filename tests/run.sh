@@ -6,16 +6,33 @@
 #      runs the unit, golden, cli and reference tests again, then each fuzz target for
 #      DITC_FUZZ_SECONDS seconds (default 60).
 # Build trees: build/ and build-asan/ under the repository root.
+# A test that cannot run here (no NVRTC, no ../shared) is reported by ctest as skipped; with
+# DITC_FAIL_ON_SKIP=1 (CI sets it: CI machines have both) any skipped test fails the run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/.ci/install-deps"
 jobs=$(nproc)
 shared=${DITC_SHARED:-$root/../shared}
 
+# ctest ARGS...: run it; with DITC_FAIL_ON_SKIP=1 a skipped test is a failure.
+run_ctest() {
+  local log
+  log=$(mktemp)
+  ctest "$@" 2>&1 | tee "$log"
+  local skipped
+  skipped=$(grep -E '\((Skipped|Not Run)\)|\*\*\*Skipped' "$log" || true)
+  rm -f "$log"
+  if [ -n "$skipped" ] && [ "${DITC_FAIL_ON_SKIP:-0}" = 1 ]; then
+    echo "FAIL: tests were skipped (DITC_FAIL_ON_SKIP=1: this machine must run every test):" >&2
+    echo "$skipped" >&2
+    exit 1
+  fi
+}
+
 echo "== gcc build"
 cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc -DDITC_SHARED="$shared" >/dev/null
 cmake --build "$root/build" -j"$jobs"
-ctest --test-dir "$root/build" --output-on-failure -j"$jobs"
+run_ctest --test-dir "$root/build" --output-on-failure -j"$jobs"
 
 echo "== clang build with ASan + UBSan, and the fuzz targets"
 cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DDITC_SANITIZE=ON \
@@ -25,5 +42,5 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktra
 # LeakSanitizer's stop-the-world tracer itself crashes now and then at exit when a process has
 # thread pools (OpenMP here): "Tracer caught signal 11 ... LeakSanitizer has encountered a fatal
 # error" after every test passed (google/sanitizers#1353).  A test that fails twice still fails.
-ctest --test-dir "$root/build-asan" --output-on-failure -j"$jobs" -LE fuzz --repeat until-pass:2
-ctest --test-dir "$root/build-asan" --output-on-failure -L fuzz
+run_ctest --test-dir "$root/build-asan" --output-on-failure -j"$jobs" -LE fuzz --repeat until-pass:2
+run_ctest --test-dir "$root/build-asan" --output-on-failure -L fuzz

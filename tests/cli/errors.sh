@@ -5,6 +5,7 @@ set -uo pipefail
 : "${DITC:?}" "${DITC_SHARED:?}" "${DITC_SRC:?}"
 cd "$DITC_SRC"
 REF=$DITC_SHARED/reference
+[ -d "$REF" ] || { echo "SKIPPED: the shared reference folder $REF is not there"; exit 77; }
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail=0

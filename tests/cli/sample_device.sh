@@ -6,6 +6,7 @@
 set -euo pipefail
 : "${DITC:?}"
 REF=${DITC_SHARED:?}/reference
+[ -d "$REF" ] || { echo "SKIPPED: the shared reference folder $REF is not there"; exit 77; }
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 export DITC_CACHE_DIR="$TMP/cache"

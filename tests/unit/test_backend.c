@@ -20,6 +20,7 @@
 #include "runtime/cuda_api.h"
 #include "runtime/ref.h"
 #include "tiny_plan.h"
+#include "testutil.h"
 
 static void run_tiny(int misalign) {
   CgPlan *p = tiny_plan();
@@ -139,7 +140,7 @@ static void test_ref_is_ref_run(void **state) {
 static void test_cuda_without_gpu(void **state) {
   (void)state;
   IrErr why, err;
-  if (rt_cuda_available(&why)) skip(); /* this test is about machines without one */
+  if (rt_cuda_available(&why)) TU_SKIP("a GPU is present; this test is about machines without one");
   RtBackend *b = rt_backend_new("cuda", &err);
   assert_null(b);
   assert_string_equal(err.msg, why.msg);
@@ -157,5 +158,5 @@ int main(void) {
       cmocka_unit_test(test_emu_errors),       cmocka_unit_test(test_ref_is_ref_run),
       cmocka_unit_test(test_cuda_without_gpu),
   };
-  return cmocka_run_group_tests(tests, NULL, teardown);
+  return tu_run_group(tests, NULL, teardown);
 }

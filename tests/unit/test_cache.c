@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "codegen/cache.h"
+#include "testutil.h"
 
 /* ---- fixtures ----------------------------------------------------------------- */
 
@@ -545,5 +546,5 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_concurrent_builders, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ls_verify_clear, setup, teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

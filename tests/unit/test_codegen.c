@@ -993,8 +993,7 @@ static void check_reference(const RefCase *rc, const char *entry, const char *pr
   IrErr err = {{0}};
   StFile *cf = st_open(path, &err);
   if (!cf) {
-    fprintf(stderr, "skipping %s: %s\n", rc->name, err.msg);
-    skip();
+    TU_SKIP(err.msg);
   }
   FeSetting sets[16];
   int ns = 0;
@@ -1072,7 +1071,7 @@ static void test_e2e_dit_tiny(void **state) {
   check_reference(&DIT_TINY, "forward", "", IR_F32, 1e-5, 1);
   check_reference(&DIT_TINY, "forward_with_cfg", "cfg_", IR_F32, 1e-5, 1);
   /* Half precision against the f32 reference: only matrix-product operands
-   * are rounded (codegen.c's policy), every other value stays f32, and the
+   * are rounded (codegen/lower.c's policy), every other value stays f32, and the
    * issue's bound holds for both formats on every case (measured: bf16
    * 3.0e-3, with guidance 4.9e-3; f16 3.7e-4, 5.9e-4). */
   check_reference(&DIT_TINY, "forward", "", IR_BF16, 1e-2, 0);
@@ -1192,7 +1191,7 @@ static int setup_all(void **state) {
   (void)state;
   IrErr err = {{0}};
   nvrtc = cg_nvrtc_open(NULL, &err);
-  if (!nvrtc) fprintf(stderr, "NVRTC checks skipped: %s\n", err.msg);
+  if (!nvrtc) tu_note_skip(err.msg); /* the NVRTC checks of every plan */
   return 0;
 }
 
@@ -1230,5 +1229,5 @@ int main(void) {
       cmocka_unit_test(test_e2e_dit_tiny),
       cmocka_unit_test(test_e2e_paper_variants),
   };
-  return cmocka_run_group_tests(tests, setup_all, teardown_all);
+  return tu_run_group(tests, setup_all, teardown_all);
 }

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "ir/ir.h"
+#include "testutil.h"
 
 static const IrLoc NOLOC = {0};
 
@@ -113,5 +114,5 @@ int main(void) {
       cmocka_unit_test(test_matmul_broadcast),
       cmocka_unit_test(test_conv2d),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

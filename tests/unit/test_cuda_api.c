@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "runtime/cuda_api.h"
+#include "testutil.h"
 
 #define STUB "/usr/local/cuda/lib64/stubs/libcuda.so"
 #define NO_DRIVER \
@@ -144,7 +145,7 @@ static void test_available_says_why(void **state) {
 
 static void test_stub_refused_by_env(void **state) {
   (void)state;
-  if (access(STUB, R_OK)) skip();
+  if (access(STUB, R_OK)) TU_SKIP("the CUDA driver stub " STUB " is not installed");
   char msg[1024];
   assert_int_equal(in_child(child_load_stub_env, msg, sizeof msg), 1);
   assert_string_equal(msg, "no NVIDIA driver: DITC_LIBCUDA=" STUB " is the CUDA toolkit's link "
@@ -162,7 +163,7 @@ static void test_missing_env_library(void **state) {
 /* Re-run this binary with the stub folder on LD_LIBRARY_PATH. */
 static void test_stub_refused_on_library_path(void **state) {
   (void)state;
-  if (access(STUB, R_OK)) skip();
+  if (access(STUB, R_OK)) TU_SKIP("the CUDA driver stub " STUB " is not installed");
   int fd[2];
   assert_int_equal(pipe(fd), 0);
   fflush(NULL);
@@ -328,7 +329,7 @@ static void test_lt_check_message(void **state) {
 static void test_blas_loads_without_gpu(void **state) {
   (void)state;
   IrErr err = {{0}};
-  if (access("/usr/local/cuda/lib64/libcublasLt.so.13", R_OK)) skip();
+  if (access("/usr/local/cuda/lib64/libcublasLt.so.13", R_OK)) TU_SKIP("cuBLASLt 13 is not installed");
   int rc = rt_blas_load(&err);
   if (rc) fail_msg("%s", err.msg);
   assert_true(rt_blas_version() >= 130000);
@@ -350,7 +351,7 @@ static void test_blas_loads_without_gpu(void **state) {
  * so this proves the plans' attribute types are right. */
 static void test_blas_describe_without_gpu(void **state) {
   (void)state;
-  if (access("/usr/local/cuda/lib64/libcublasLt.so.13", R_OK)) skip();
+  if (access("/usr/local/cuda/lib64/libcublasLt.so.13", R_OK)) TU_SKIP("cuBLASLt 13 is not installed");
   IrDType types[] = {IR_F32, IR_F16, IR_BF16};
   int plans = 0;
   for (int t = 0; t < 3; t++)
@@ -385,7 +386,7 @@ static void test_blas_describe_without_gpu(void **state) {
 
 static void test_blas_init_without_gpu(void **state) {
   (void)state;
-  if (driver_installed()) skip();
+  if (driver_installed()) TU_SKIP("a CUDA driver is installed; this test is about machines without one");
   char msg[1024];
   assert_int_equal(in_child(child_blas_init, msg, sizeof msg), 1);
   assert_string_equal(msg, NO_DRIVER);
@@ -544,5 +545,5 @@ int main(void) {
       cmocka_unit_test(test_blas_desc_checks),
       cmocka_unit_test(test_rowmajor_mapping),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

@@ -157,5 +157,5 @@ int main(void) {
       cmocka_unit_test(test_dense_numbering_and_long_const),
       cmocka_unit_test(test_conv_pool_and_i32_const),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

@@ -21,6 +21,7 @@
 
 #include "frontend/elab.h"
 #include "frontend/frontend.h"
+#include "testutil.h"
 
 /* ---- helpers ----------------------------------------------------------------- */
 
@@ -529,7 +530,7 @@ static void test_dit_against_reference(void **state) {
   FILE *f = fopen(weights, "rb");
   if (access(model, R_OK) != 0 || !f) {
     if (f) fclose(f);
-    skip();
+    TU_SKIP("models/dit.dit or the shared reference weights not found");
   }
   uint64_t hlen = 0;
   assert_int_equal(fread(&hlen, 8, 1, f), 1);
@@ -584,7 +585,7 @@ static void test_dit_all_configs(void **state) {
   (void)state;
   char model[512];
   snprintf(model, sizeof model, "%s/models/dit.dit", src_dir());
-  if (access(model, R_OK) != 0) skip();
+  if (access(model, R_OK) != 0) TU_SKIP("models/dit.dit not found");
   char *buf = NULL;
   size_t len = 0;
   FILE *out = open_memstream(&buf, &len);
@@ -650,5 +651,5 @@ int main(void) {
       cmocka_unit_test(test_dit_against_reference),
       cmocka_unit_test(test_dit_all_configs),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "frontend/frontend.h"
+#include "testutil.h"
 
 static const char *src_dir(void) {
   const char *s = getenv("DITC_SRC");
@@ -141,7 +142,7 @@ int main(void) {
   struct CMUnitTest *tests = calloc((size_t)n + 1, sizeof *tests);
   for (int i = 0; i < n; i++)
     tests[i] = (struct CMUnitTest){.name = names[i], .test_func = check_one, .initial_state = names[i]};
-  int rc = _cmocka_run_group_tests("golden_diag", tests, (size_t)n, NULL, NULL);
+  int rc = tu_exit_status(_cmocka_run_group_tests("golden_diag", tests, (size_t)n, NULL, NULL));
   for (int i = 0; i < n; i++) free(names[i]);
   free(tests);
   return rc;

@@ -111,5 +111,5 @@ int main(void) {
       cmocka_unit_test(test_merges_and_keeps_values),
       cmocka_unit_test(test_single_linear_untouched),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

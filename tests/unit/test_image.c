@@ -221,5 +221,5 @@ int main(void) {
       cmocka_unit_test(test_failures_leave_nothing),
       cmocka_unit_test(test_default_columns),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return tu_run_group(tests, setup, teardown);
 }

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "frontend/ast.h"
+#include "testutil.h"
 
 /* Tokens of src as fe_dump_tokens prints them; the diagnostics in *diag_out. */
 static char *tokens(const char *src, char **diag_out, int *n_errors) {
@@ -142,5 +143,5 @@ int main(void) {
       cmocka_unit_test(test_operators),          cmocka_unit_test(test_locations_comments_tabs),
       cmocka_unit_test(test_strings_and_escapes), cmocka_unit_test(test_errors),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

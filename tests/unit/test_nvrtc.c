@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "codegen/nvrtc.h"
+#include "testutil.h"
 
 static CgNvrtc *nv;
 static IrErr open_err;
@@ -32,7 +33,7 @@ static int group_teardown(void **state) {
 }
 
 #define NEED_NVRTC() \
-  do { if (!nv) skip(); } while (0)
+  do { if (!nv) TU_SKIP("NVRTC not found"); } while (0)
 
 /* Two kernels: one with shared memory and a barrier, one calling a device function. */
 static const char KERNELS[] =
@@ -362,5 +363,5 @@ int main(void) {
       cmocka_unit_test(test_not_found),         cmocka_unit_test(test_ptxas_parse),
       cmocka_unit_test(test_through_cache),
   };
-  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+  return tu_run_group(tests, group_setup, group_teardown);
 }

@@ -20,6 +20,7 @@
 #include "codegen/pack.h"
 #include "runtime/backend.h"
 #include "tiny_plan.h"
+#include "testutil.h"
 
 static uint64_t rd64(const unsigned char *p) {
   uint64_t v = 0;
@@ -549,5 +550,5 @@ int main(void) {
       cmocka_unit_test(test_plans_per_arch),
       cmocka_unit_test(test_weights),           cmocka_unit_test(test_computed_weights),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

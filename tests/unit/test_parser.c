@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "frontend/ast.h"
+#include "testutil.h"
 
 typedef struct {
   char *tree;  /* ast_print of the file */
@@ -202,5 +203,5 @@ int main(void) {
       cmocka_unit_test(test_declarations),    cmocka_unit_test(test_syntax_error_message),
       cmocka_unit_test(test_recovery),        cmocka_unit_test(test_deep_nesting_is_an_error),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

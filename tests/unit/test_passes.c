@@ -467,5 +467,5 @@ int main(void) {
       cmocka_unit_test(test_pipeline_registry_and_dump),
       cmocka_unit_test(test_pipeline_verifies),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "runtime/quality.h"
+#include "testutil.h"
 
 static double fd_of(const double *m1, const double *c1, const double *m2, const double *c2, int d) {
   double fd = NAN;
@@ -183,8 +184,7 @@ static void test_classifier_on_reference_samples(void **state) {
   const size_t count[6] = {128 * 256, 128, 64 * 128, 64, 10 * 64, 10};
   float *w[6];
   if (load_f32("digits-classifier.safetensors", 6, names, count, w) != 0) {
-    skip();
-    return;
+    TU_SKIP("the digits classifier (../shared/models) not found");
   }
   char path[1024];
   model_path(path, sizeof path, "dit-digits-samples-cfg1.5.png");
@@ -228,7 +228,7 @@ static void test_real_stats(void **state) {
   (void)state;
   static double mu[64], sigma[64 * 64], mu2[64];
   if (load_stats(mu, sigma) != 0) {
-    skip();
+    TU_SKIP("the digits statistics (../shared/models) not found");
     return;
   }
   /* sigma, rounded to f32, has eigenvalues a hair below 0 (dead features);
@@ -259,5 +259,5 @@ int main(void) {
       cmocka_unit_test(test_real_stats),
       cmocka_unit_test(test_classifier_on_reference_samples),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "runtime/ref.h"
+#include "testutil.h"
 
 #define TOL 1e-6
 
@@ -1058,5 +1059,5 @@ int main(void) {
       cmocka_unit_test(test_alias_lifetime),
       cmocka_unit_test(test_attention),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

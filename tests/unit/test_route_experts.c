@@ -221,5 +221,5 @@ int main(void) {
       cmocka_unit_test(test_same_values),    cmocka_unit_test(test_macs),
       cmocka_unit_test(test_shapes),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

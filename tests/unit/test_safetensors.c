@@ -463,8 +463,7 @@ static void test_shared_reference(void **state) {
   char dir[1200];
   snprintf(dir, sizeof dir, "%s/reference", sh ? sh : "");
   if (!sh || access(dir, R_OK)) {
-    print_message("shared reference directory not found; skipped\n");
-    skip();
+    TU_SKIP("the shared reference directory not found");
   }
   int n = check_dir(dir);
   assert_true(n >= 2);
@@ -524,5 +523,5 @@ int main(void) {
       cmocka_unit_test(test_writer_errors),
       cmocka_unit_test(test_shared_reference),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return tu_run_group(tests, setup, teardown);
 }

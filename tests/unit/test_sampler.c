@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "runtime/sampler.h"
+#include "testutil.h"
 
 #define T_FULL 1000
 
@@ -556,5 +557,5 @@ int main(void) {
       cmocka_unit_test(test_rng_normal),
       cmocka_unit_test(test_rng_moments),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

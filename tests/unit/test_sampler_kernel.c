@@ -467,7 +467,7 @@ static void test_sources_compile_under_nvrtc(void **state) {
   (void)state;
   IrErr err = {{0}};
   CgNvrtc *nv = cg_nvrtc_open(NULL, &err);
-  if (!nv) skip();
+  if (!nv) TU_SKIP(err.msg);
   char inc[1024], cuda_inc[1024];
   const char *opts[3];
   tu_nvrtc_dialect_options(inc, cuda_inc, sizeof inc, opts);
@@ -513,5 +513,5 @@ int main(void) {
       cmocka_unit_test(test_backend_sample_errors),
       cmocka_unit_test(test_sources_compile_under_nvrtc),
   };
-  return cmocka_run_group_tests(tests, NULL, teardown_all);
+  return tu_run_group(tests, NULL, teardown_all);
 }

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "ir/ir.h"
+#include "testutil.h"
 
 static IrLoc L = {0};
 
@@ -199,5 +200,5 @@ int main(void) {
       cmocka_unit_test(test_unary_reduce_cast), cmocka_unit_test(test_surgery),
       cmocka_unit_test(test_dims),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

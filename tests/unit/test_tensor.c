@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "runtime/tensor.h"
+#include "testutil.h"
 
 static uint32_t bits(float f) {
   uint32_t u;
@@ -166,5 +167,5 @@ int main(void) {
       cmocka_unit_test(test_f16_rounding),
       cmocka_unit_test(test_bf16),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

@@ -163,7 +163,7 @@ static void nvrtc_compiles(const CgPlan *p, const char *arch) {
   IrErr err = {{0}};
   CgNvrtc *nv = cg_nvrtc_open(NULL, &err);
   if (!nv) {
-    fprintf(stderr, "NVRTC check skipped: %s\n", err.msg);
+    tu_note_skip(err.msg);
     return;
   }
   char inc[1024], cuda_inc[1024];
@@ -183,8 +183,7 @@ static void test_reference_per_arch(void **state) {
   IrErr err = {{0}};
   StFile *cf = st_open(path, &err);
   if (!cf) {
-    fprintf(stderr, "skipping: %s\n", err.msg);
-    skip();
+    TU_SKIP(err.msg);
   }
   FeSetting sets[9];
   for (int i = 0; i < 9; i++) sets[i] = (FeSetting){TINY_SETS[i][0], TINY_SETS[i][1]};
@@ -236,5 +235,5 @@ int main(void) {
       cmocka_unit_test(test_arch_lookup),
       cmocka_unit_test(test_reference_per_arch),
   };
-  return cmocka_run_group_tests(tests, NULL, teardown_all);
+  return tu_run_group(tests, NULL, teardown_all);
 }

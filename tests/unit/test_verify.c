@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "ir/ir.h"
+#include "testutil.h"
 
 static const IrLoc NOLOC = {0};
 
@@ -173,5 +174,5 @@ int main(void) {
       T(test_duplicate_input_name), T(test_missing_output), T(test_output_not_in_graph),
       T(test_bad_ids_and_index), T(test_leaf_rules),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return tu_run_group(tests, NULL, NULL);
 }

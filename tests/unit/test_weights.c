@@ -412,8 +412,7 @@ static void test_shared_reference(void **state) {
   char probe[1200];
   snprintf(probe, sizeof probe, "%s/reference/dit-tiny-p2.weights.safetensors", tu_shared_dir() ? tu_shared_dir() : "");
   if (!tu_shared_dir() || access(probe, R_OK)) {
-    print_message("shared reference checkpoints not found; skipped\n");
-    skip();
+    TU_SKIP("the shared reference checkpoints not found");
   }
   /* Parameter counts computed independently from the configurations. */
   const DitCfg p2 = {.depth = 2, .d = 64, .p = 2, .c = 4, .c_out = 8, .classes = 10, .tokens = 64};
@@ -513,5 +512,5 @@ int main(void) {
       cmocka_unit_test(test_shared_reference),
       cmocka_unit_test(test_random),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return tu_run_group(tests, setup, teardown);
 }

@@ -1,18 +1,58 @@
 /*
  * testutil.h - small helpers shared by the unit tests: a scratch directory,
- * the shared data folder, an IR dump as a string, a relative L2 error.  Header-only (static
- * functions): every test is its own executable.
+ * the shared data folder, an IR dump as a string, a relative L2 error, and
+ * honest skips.  Header-only (static functions): every test is its own
+ * executable.
+ *
+ * A test that cannot run here (no NVRTC, no ../shared) calls TU_SKIP(why) or,
+ * when only part of it could not run, tu_note_skip(why); the executable's main
+ * returns tu_run_group(...), which is TU_SKIP_CODE (ctest's SKIP_RETURN_CODE,
+ * tests/CMakeLists.txt) when nothing failed but something was skipped, so ctest
+ * reports the test as skipped instead of passed.  CI fails on any skip.
  */
 #ifndef DITC_TESTUTIL_H
 #define DITC_TESTUTIL_H
 
 #include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <cmocka.h>
+
 #include "ir/ir.h"
+
+/* ---- honest skips ---------------------------------------------------------- */
+
+/* The exit status ctest reads as "skipped" (SKIP_RETURN_CODE). */
+#define TU_SKIP_CODE 77
+
+static int tu_skipped;
+
+/* Part of a test could not run here: say why; the executable reports skipped. */
+static inline void tu_note_skip(const char *why) {
+  fprintf(stderr, "SKIPPED: %s\n", why);
+  tu_skipped = 1;
+}
+
+/* The whole test cannot run here: say why and stop it (cmocka's skip()). */
+#define TU_SKIP(why)        \
+  do {                      \
+    tu_note_skip(why);      \
+    skip();                 \
+    return;                 \
+  } while (0)
+
+/* cmocka_run_group_tests, with skips reported: failures, else TU_SKIP_CODE
+ * after any skip, else 0. */
+#define tu_run_group(tests, setup, teardown)                         \
+  tu_exit_status(cmocka_run_group_tests(tests, setup, teardown))
+static inline int tu_exit_status(int failed) { return failed ? failed : tu_skipped ? TU_SKIP_CODE : 0; }
 
 /* mkdtemp "/tmp/ditc_test_<tag>.XXXXXX" into buf; 0 or -1. */
 static inline int tu_tmpdir_make(char *buf, size_t n, const char *tag) {

@@ -1,0 +1,613 @@
+/*
+ * lower.c - lower an IR graph into an execution plan (plan.h).
+ *
+ * Six steps, each a function below:
+ *   decide   how each node is lowered: a kernel, a GEMM step, an alias
+ *            (reshape shares its input's storage), a leaf (inputs in the
+ *            arena, PARAM/CONST in the weights blob), a computed weight (a
+ *            concat/slice/permute/cast of weights only, e.g. hoist-adaln's
+ *            stacked adaLN weights: a constant of the plan, computed into the
+ *            blob by cg_plan_fill_weights, never a step), or absorbed into a
+ *            neighbour (the linear under a tanh-GELU becomes the GEMM's
+ *            epilogue; matmul -> scale -> softmax -> matmul becomes one fused
+ *            attention kernel reading q/k/v through the permutes and slices
+ *            that split the heads, see attention.c);
+ *   need     which nodes must be materialised: walk back from the outputs
+ *            through what each lowering actually reads (so the head-split
+ *            permutes a fused attention reads through cost nothing);
+ *   storage  each value's storage dtype (the precision policy below);
+ *   steps    the ordered list of lowered steps with the buffers they read
+ *            and write, adding dtype conversions where a GEMM operand is not
+ *            stored in the GEMM's dtype, and copies so that every graph
+ *            output has its own buffer in its IR dtype;
+ *   place    weights into the blob, those some step reads (a parameter read
+ *            only by computed weights is not stored); buffers into the
+ *            arena: lifetimes [first write, last read] over
+ *            the step list, then a greedy first-fit by decreasing size, every
+ *            offset 256-byte aligned; inputs, outputs and the status word
+ *            live for the whole run;
+ *   emit     the source text (kernels.c, attention.c) and the CgSteps (emit.c).
+ * Between decide and need, the fuse pass's elementwise and layernorm groups
+ * become expression trees (fuse_lower.c); views through layout nodes are in
+ * views.c, the weights blob in weights.c.
+ *
+ * Precision (the plan's f32, f16 or bf16) is a mixed-precision storage
+ * policy, like autocast: it applies to the operands of matrix products and
+ * to nothing else.  Every GEMM (linear, matmul) reads A and B in the
+ * precision and accumulates in f32; the fused attention reads q, k and v in
+ * whatever they are stored in and computes in f32.  Each value's storage is
+ * decided from its readers (storage(), after `need`):
+ *   - a value of IR dtype f32 is stored in the precision when every reader
+ *     takes it as a GEMM A/B operand or an attention q/k/v (through aliases:
+ *     a reshape shares its input's storage), else in f32.  So the residual
+ *     stream, layernorm/softmax/reduction inputs and outputs, elementwise
+ *     chains (modulation, gates, the focusing norms r^3 / sum r^6 of
+ *     paper-att-fgq, the timestep embedding's sin/cos arguments) and the
+ *     guidance combine stay f32, while e.g. the modulated layernorm output
+ *     feeding qkv, the attention output feeding proj, and the GELU'd fc1
+ *     output feeding fc2 are stored in the precision by their producers (a
+ *     kernel or GEMM converts on its store: no conversion step);
+ *   - GEMM outputs follow the same rule (CgGemm.d_dtype: f32 unless every
+ *     reader is a GEMM/attention operand); a bias is read in D's dtype;
+ *   - weights (PARAM/CONST, converted by cg_plan_fill_weights) too: a linear's
+ *     weight is stored in the precision, biases feeding f32 outputs, conv2d
+ *     patch-embedding and depthwise weights, embedding tables and constants
+ *     that kernels read stay f32;
+ *   - graph inputs keep their IR dtype (the caller writes plain f32/i32);
+ *     values whose IR dtype is f16/bf16/i32 keep it, and a GEMM over IR-typed
+ *     f16/bf16 values runs in that dtype.
+ * A value read both as a GEMM operand and otherwise is stored f32 and gets
+ * one conversion step for the GEMMs (operand_in).  Graph outputs are left in
+ * their IR dtype (a copy step when the producer stored another).  At f32
+ * every value is f32, as before the policy existed.
+ *
+ * Out-of-range embedding indices do not touch memory outside the table: the
+ * kernel clamps them and sets the plan's status word (CgPlan.status_offset),
+ * which the first step zeroes; a backend reads it after the run.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/lower.h"
+#include "passes/passes.h"
+
+static int new_buf(Ctx *c, CgSpace space, IrDType dtype, int64_t numel) {
+  if (c->n_bufs == c->cap_bufs) {
+    c->cap_bufs = c->cap_bufs ? 2 * c->cap_bufs : 256;
+    c->bufs = xrealloc(c->bufs, (size_t)c->cap_bufs * sizeof *c->bufs);
+  }
+  Buf *b = &c->bufs[c->n_bufs];
+  *b = (Buf){.space = space, .dtype = dtype, .bytes = numel * (int64_t)ir_dtype_size(dtype),
+             .offset = -1, .first = -1, .last = -1, .weight = -1};
+  return c->n_bufs++;
+}
+
+static int node_err(IrErr *err, const IrNode *n, const char *msg) {
+  if (n->loc.file)
+    return ir_errf(err, "%s:%d:%d: %%%d %s: %s", n->loc.file, n->loc.line, n->loc.col, n->id,
+                   ir_op_name(n->op), msg);
+  return ir_errf(err, "%%%d %s%s%s: %s", n->id, ir_op_name(n->op), n->name ? " " : "",
+                 n->name ? n->name : "", msg);
+}
+
+/* ======================================================================== */
+/* decide                                                                   */
+/* ======================================================================== */
+
+/* matmul(softmax([scale](matmul(q, k, trans_b))), v) rooted at n, each inner
+ * node used once: fill the attention operands and absorb the inner nodes. */
+static int match_attention(Ctx *c, IrNode *n) {
+  if (n->op != IR_MATMUL || n->attr.trans_b) return 0;
+  IrNode *sm = n->in[0], *v = n->in[1], *sc = NULL, *qk;
+  if (sm->op != IR_SOFTMAX || c->uses[sm->index] != 1 || !grouped(n, sm)) return 0;
+  qk = sm->in[0];
+  float scale = 1.0f;
+  if (qk->op == IR_SCALE) {
+    if (c->uses[qk->index] != 1 || !grouped(n, qk)) return 0;
+    sc = qk;
+    scale = sc->attr.f;
+    qk = sc->in[0];
+  }
+  if (qk->op != IR_MATMUL || !qk->attr.trans_b || c->uses[qk->index] != 1 || !grouped(n, qk)) return 0;
+  IrNode *q = qk->in[0], *k = qk->in[1];
+  int r = n->shape.rank;
+  /* same rank everywhere keeps the leading-dim strides simple */
+  if (q->shape.rank != r || k->shape.rank != r || v->shape.rank != r) return 0;
+  int64_t d = ir_dim_eval(q->shape.d[r - 1], c->batch), dv = ir_dim_eval(v->shape.d[r - 1], c->batch);
+  if (d < CG_ATTN_MIN_DIM || d > CG_ATTN_MAX_DIM || dv < 1 || dv > CG_ATTN_MAX_DIM) return 0;
+  int64_t groups = 1;
+  for (int i = 0; i < r - 2; i++) groups *= ir_dim_eval(n->shape.d[i], c->batch);
+  if (groups > 65535) return 0;
+  NodeInfo *ni = inf(c, n);
+  IrNode *ops[3] = {q, k, v};
+  for (int i = 0; i < 3; i++) {
+    ni->qkv[i] = lower_view(c, ops[i]);
+    /* broadcast leading dims read with stride 0 */
+    for (int j = 0; j < r - 2; j++)
+      if (ni->qkv[i].shape[j] == 1 && ir_dim_eval(n->shape.d[j], c->batch) != 1) ni->qkv[i].stride[j] = 0;
+  }
+  ni->scale = scale;
+  ni->how = LOW_ATTENTION;
+  ni->fused = sc ? arena_printf(&c->scratch, "fused attention: %%%d matmul, %%%d scale, %%%d softmax, %%%d matmul",
+                                qk->id, sc->id, sm->id, n->id)
+                 : arena_printf(&c->scratch, "fused attention: %%%d matmul, %%%d softmax, %%%d matmul", qk->id,
+                                sm->id, n->id);
+  inf(c, sm)->how = LOW_ABSORBED;
+  inf(c, qk)->how = LOW_ABSORBED;
+  if (sc) inf(c, sc)->how = LOW_ABSORBED;
+  return 1;
+}
+
+/* The node a chain of reshapes (aliases) stores its value in. */
+static IrNode *alias_root(Ctx *c, IrNode *n) {
+  while (inf(c, n)->how == LOW_ALIAS) n = n->in[0];
+  return n;
+}
+
+/* A weight-only node the blob can hold (CgWeight.op): a layout op or cast
+ * over float weights (PARAM, CONST or themselves computed), e.g. the stacked
+ * adaLN weights hoist-adaln makes.  Other weight-only nodes stay steps. */
+static int computed_weight(Ctx *c, const IrNode *n) {
+  if (n->op != IR_CONCAT && n->op != IR_SLICE && n->op != IR_PERMUTE && n->op != IR_CAST) return 0;
+  if (!ir_dtype_is_float(n->dtype)) return 0;
+  for (int i = 0; i < n->n_in; i++) {
+    IrNode *x = alias_root(c, n->in[i]);
+    if (inf(c, x)->how != LOW_WEIGHT || !ir_dtype_is_float(x->dtype)) return 0;
+  }
+  return 1;
+}
+
+static int decide(Ctx *c, IrErr *err) {
+  for (int i = 0; i < c->g->n_nodes; i++) {
+    IrNode *n = c->g->nodes[i];
+    NodeInfo *ni = inf(c, n);
+    ni->buf = -1;
+    if (n->dtype == IR_I8) return node_err(err, n, "i8 tensors are not supported by the code generator yet");
+    switch (n->op) {
+    case IR_INPUT: ni->how = LOW_INPUT; break;
+    case IR_PARAM:
+    case IR_CONST: ni->how = LOW_WEIGHT; break;
+    case IR_RESHAPE: ni->how = LOW_ALIAS; break;
+    case IR_PERMUTE: {
+      /* the attention writes its result straight into the permuted layout */
+      IrNode *m = n->in[0];
+      NodeInfo *mi = inf(c, m);
+      if (computed_weight(c, n)) {
+        ni->how = LOW_WEIGHT;
+      } else if (mi->how == LOW_ATTENTION && !mi->attn && c->uses[m->index] == 1 && grouped(n, m)) {
+        *ni = *mi;
+        ni->attn = m;
+        ni->fused = arena_printf(&c->scratch, "%s, %%%d permute", mi->fused, n->id);
+        mi->how = LOW_ABSORBED;
+      } else {
+        ni->how = LOW_KERNEL;
+      }
+      break;
+    }
+    case IR_LINEAR: ni->how = LOW_GEMM; break;
+    case IR_MATMUL:
+      if (!match_attention(c, n)) ni->how = LOW_GEMM;
+      break;
+    case IR_GELU_TANH: {
+      IrNode *l = n->in[0];
+      if (l->op == IR_LINEAR && l->n_in == 3 && c->uses[l->index] == 1 && inf(c, l)->how == LOW_GEMM &&
+          grouped(n, l)) {
+        ni->how = LOW_LINEAR_GELU;
+        ni->linear = l;
+        inf(c, l)->how = LOW_ABSORBED;
+      } else {
+        ni->how = LOW_KERNEL;
+      }
+      break;
+    }
+    default: ni->how = computed_weight(c, n) ? LOW_WEIGHT : LOW_KERNEL; break;
+    }
+  }
+  return 0;
+}
+
+/* ======================================================================== */
+/* need                                                                     */
+/* ======================================================================== */
+
+/* The nodes a lowering reads, in operand order. */
+static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
+  NodeInfo *ni = inf(c, n);
+  switch (ni->how) {
+  case LOW_ALIAS:
+  case LOW_KERNEL:
+  case LOW_GEMM:
+    for (int i = 0; i < n->n_in; i++) out[i] = n->in[i];
+    return n->n_in;
+  case LOW_LINEAR_GELU:
+    for (int i = 0; i < ni->linear->n_in; i++) out[i] = ni->linear->in[i];
+    return ni->linear->n_in;
+  case LOW_ATTENTION:
+    for (int i = 0; i < 3; i++) out[i] = ni->qkv[i].base;
+    return 3;
+  case LOW_FUSED: /* the stored nodes its leaf views read */
+    for (int i = 0; i < ni->n_leaves; i++) out[i] = ni->lview[i].base;
+    return ni->n_leaves;
+  case LOW_NORM: { /* the prologue's leaves, then the epilogue's but the normalised value */
+    int k = 0;
+    for (int i = 0; i < ni->n_pleaves; i++) out[k++] = ni->pview[i].base;
+    for (int i = 1; i < ni->n_leaves; i++) out[k++] = ni->lview[i].base;
+    return k;
+  }
+  case LOW_WEIGHT: /* a computed weight reads its inputs when the blob is filled */
+    for (int i = 0; i < n->n_in; i++) out[i] = n->in[i];
+    return n->n_in;
+  default: return 0;
+  }
+}
+
+static void need(Ctx *c) {
+  for (int i = 0; i < c->g->n_outputs; i++) inf(c, c->g->outputs[i])->need = 1;
+  /* a kernel that stores a side value runs whenever that value is needed;
+   * after dce every group anchor is live, so run them all */
+  for (int i = 0; i < c->g->n_nodes; i++)
+    if (inf(c, c->g->nodes[i])->how == LOW_NORM && inf(c, c->g->nodes[i])->side) inf(c, c->g->nodes[i])->need = 1;
+  IrNode **rd = NULL;
+  int cap = 0;
+  for (int i = c->g->n_nodes - 1; i >= 0; i--) {
+    IrNode *n = c->g->nodes[i];
+    if (!inf(c, n)->need) continue;
+    DITC_ASSERT(inf(c, n)->how != LOW_ABSORBED);
+    if (n->n_in + 2 * CG_MAP_MAX_IN + 3 > cap) {
+      cap = n->n_in + 2 * CG_MAP_MAX_IN + 3;
+      rd = xrealloc(rd, (size_t)cap * sizeof *rd);
+    }
+    int k = lowering_reads(c, n, rd);
+    for (int j = 0; j < k; j++) inf(c, rd[j])->need = 1;
+  }
+  free(rd);
+}
+
+/* ======================================================================== */
+/* storage                                                                  */
+/* ======================================================================== */
+
+/* What a reader wants: *want is -1 (no reader yet), one dtype, or f32 once
+ * readers disagree (f32 serves every kernel; a GEMM operand gets converted). */
+static void want_add(IrDType *want, IrDType t) {
+  if ((int)*want < 0)
+    *want = t;
+  else if (*want != t)
+    *want = IR_F32;
+}
+
+/* Each needed node's storage dtype, readers before producers (the precision
+ * policy at the top of this file). */
+static void storage(Ctx *c) {
+  IrGraph *g = c->g;
+  IrDType *want = xmalloc(((size_t)g->n_nodes + 1) * sizeof *want);
+  for (int i = 0; i < g->n_nodes; i++) want[i] = (IrDType)-1;
+  for (int i = 0; i < g->n_outputs; i++) want_add(&want[g->outputs[i]->index], g->outputs[i]->dtype);
+  IrNode **rd = NULL;
+  int cap = 0;
+  for (int i = g->n_nodes - 1; i >= 0; i--) {
+    IrNode *n = g->nodes[i];
+    NodeInfo *ni = inf(c, n);
+    if (!ni->need) continue;
+    if (n->dtype != IR_F32 || ni->how == LOW_INPUT || (int)want[i] < 0)
+      ni->store = n->dtype;
+    else
+      ni->store = want[i];
+    if (n->n_in + 2 * CG_MAP_MAX_IN + 3 > cap) {
+      cap = n->n_in + 2 * CG_MAP_MAX_IN + 3;
+      rd = xrealloc(rd, (size_t)cap * sizeof *rd);
+    }
+    int k = lowering_reads(c, n, rd);
+    for (int j = 0; j < k; j++) {
+      IrDType t = IR_F32; /* a kernel computes in f32 */
+      if (ni->how == LOW_GEMM || ni->how == LOW_LINEAR_GELU)
+        t = j < 2 ? operand_dtype(c, n) : ni->store; /* the bias is read in D's dtype */
+      else if (ni->how == LOW_ATTENTION)
+        t = operand_dtype(c, n);
+      else if (ni->how == LOW_ALIAS)
+        t = ni->store;
+      else if (ni->how == LOW_KERNEL && cg_moe_operand(n, j)) /* routed rows and stacked weights */
+        t = operand_dtype(c, n);
+      else if (ni->how == LOW_WEIGHT)
+        t = rd[j]->dtype; /* computed at fill time from exact values */
+      want_add(&want[rd[j]->index], t);
+    }
+  }
+  free(rd);
+  free(want);
+}
+
+/* ======================================================================== */
+/* steps                                                                    */
+/* ======================================================================== */
+
+static LStep *add_step(Ctx *c, LsKind kind, IrNode *n, int n_reads, int write) {
+  if (c->n_steps == c->cap_steps) {
+    c->cap_steps = c->cap_steps ? 2 * c->cap_steps : 256;
+    c->steps = xrealloc(c->steps, (size_t)c->cap_steps * sizeof *c->steps);
+  }
+  LStep *s = &c->steps[c->n_steps++];
+  *s = (LStep){.kind = kind, .node = n, .n_reads = n_reads, .write = write, .write2 = -1};
+  s->reads = arena_alloc(&c->scratch, (size_t)(n_reads ? n_reads : 1) * sizeof(int));
+  return s;
+}
+
+static int add_weight(Ctx *c, IrNode *n) {
+  if (c->n_weights == c->cap_weights) {
+    c->cap_weights = c->cap_weights ? 2 * c->cap_weights : 64;
+    c->weights = xrealloc(c->weights, (size_t)c->cap_weights * sizeof *c->weights);
+  }
+  IrDType t = inf(c, n)->store;
+  int b = new_buf(c, CG_SPACE_WEIGHTS, t, node_numel(c, n));
+  c->bufs[b].weight = c->n_weights;
+  CgWeight *w = &c->weights[c->n_weights++];
+  Arena *a = &c->plan->arena;
+  int leaf = n->op == IR_PARAM || n->op == IR_CONST;
+  *w = (CgWeight){.name = leaf ? (n->name ? arena_strdup(a, n->name) : NULL) : node_what(a, n),
+                  .dtype = t,
+                  .rank = n->shape.rank,
+                  .offset = -1, /* place_weights() */
+                  .param_id = n->op == IR_PARAM ? n->id : -1};
+  node_shape(c, n, w->shape);
+  if (n->op == IR_CONST) {
+    size_t bytes = (size_t)node_numel(c, n) * 4; /* f32 values or i32 bits */
+    void *d = arena_alloc(a, bytes ? bytes : 1);
+    memcpy(d, n->data, bytes);
+    w->const_data = d;
+  }
+  if (!leaf) {
+    int *in = arena_alloc(a, (size_t)n->n_in * sizeof *in);
+    for (int i = 0; i < n->n_in; i++) in[i] = c->bufs[inf(c, n->in[i])->buf].weight;
+    w->op = n->op;
+    w->attr = n->attr;
+    w->n_in = n->n_in;
+    w->in = in;
+  }
+  return b;
+}
+
+/* Blob offsets, in weight order, for the weights some step reads; the others
+ * (inputs of computed weights only) are not stored. */
+static void place_weights(Ctx *c) {
+  unsigned char *read = xcalloc((size_t)c->n_bufs + 1, 1);
+  for (int s = 0; s < c->n_steps; s++)
+    for (int j = 0; j < c->steps[s].n_reads; j++) read[c->steps[s].reads[j]] = 1;
+  for (int b = 0; b < c->n_bufs; b++) {
+    if (c->bufs[b].weight < 0 || !read[b]) continue;
+    c->bufs[b].offset = c->weights[c->bufs[b].weight].offset = c->weights_bytes;
+    c->weights_bytes = align_up(c->weights_bytes + c->bufs[b].bytes);
+  }
+  free(read);
+}
+
+/* Buffer holding node x's value in dtype t: x's own, or a converted copy made
+ * by a step before the current one (one per value and dtype). */
+static int operand_in(Ctx *c, IrNode *x, IrDType t, int **conv_cache) {
+  int b = inf(c, x)->buf;
+  if (c->bufs[b].dtype == t) return b;
+  int *cache = conv_cache[x->index];
+  if (cache && cache[t] >= 0) return cache[t];
+  if (!cache) {
+    cache = conv_cache[x->index] = arena_alloc(&c->scratch, IR_DTYPE_COUNT * sizeof(int));
+    for (int i = 0; i < IR_DTYPE_COUNT; i++) cache[i] = -1;
+  }
+  int nb = new_buf(c, CG_SPACE_ACT, t, node_numel(c, x));
+  LStep *s = add_step(c, LS_CONVERT, x, 1, nb);
+  s->reads[0] = b;
+  return cache[t] = nb;
+}
+
+static int plan_steps(Ctx *c) {
+  IrGraph *g = c->g;
+  int **conv_cache = xcalloc((size_t)g->n_nodes + 1, sizeof *conv_cache);
+  int has_status = 0;
+  for (int i = 0; i < g->n_nodes; i++)
+    has_status |= (g->nodes[i]->op == IR_EMBEDDING || inf(c, g->nodes[i])->has_gather) && inf(c, g->nodes[i])->need;
+  c->status_buf = -1;
+  if (has_status) {
+    c->status_buf = new_buf(c, CG_SPACE_ACT, IR_I32, 1);
+    c->bufs[c->status_buf].pinned = 1;
+    add_step(c, LS_STATUS, NULL, 0, c->status_buf);
+  }
+  for (int i = 0; i < g->n_nodes; i++) {
+    IrNode *n = g->nodes[i];
+    NodeInfo *ni = inf(c, n);
+    if (n->op == IR_INPUT) { /* every input has a place, used or not */
+      ni->buf = new_buf(c, CG_SPACE_ACT, n->dtype, node_numel(c, n));
+      c->bufs[ni->buf].pinned = c->bufs[ni->buf].is_input = 1;
+      continue;
+    }
+    if (!ni->need) continue;
+    switch (ni->how) {
+    case LOW_WEIGHT: ni->buf = add_weight(c, n); break;
+    case LOW_ALIAS: ni->buf = inf(c, n->in[0])->buf; break;
+    case LOW_SIDE: break; /* its buffer comes with its LOW_NORM anchor's step */
+    case LOW_KERNEL:
+    case LOW_FUSED:
+    case LOW_NORM:
+    case LOW_ATTENTION: {
+      IrNode *rd[2 * CG_MAP_MAX_IN + 3];
+      IrNode **r = n->n_in > 2 * CG_MAP_MAX_IN ? xmalloc((size_t)(n->n_in + 3) * sizeof *r) : rd;
+      int k = lowering_reads(c, n, r);
+      ni->buf = new_buf(c, CG_SPACE_ACT, ni->store, node_numel(c, n));
+      int status = n->op == IR_EMBEDDING || ni->has_gather; /* it may set the status word */
+      LStep *s = add_step(c, LS_NODE, n, k + status, ni->buf);
+      for (int j = 0; j < k; j++) s->reads[j] = inf(c, r[j])->buf;
+      if (status) s->reads[k] = c->status_buf;
+      if (ni->how == LOW_NORM && ni->side) {
+        NodeInfo *si = inf(c, ni->side);
+        s->write2 = si->buf = new_buf(c, CG_SPACE_ACT, si->store, node_numel(c, ni->side));
+      }
+      if (r != rd) free(r);
+      break;
+    }
+    case LOW_GEMM:
+    case LOW_LINEAR_GELU: {
+      IrNode *rd[3];
+      int k = lowering_reads(c, n, rd);
+      int ops[3];
+      for (int j = 0; j < k; j++) ops[j] = operand_in(c, rd[j], j < 2 ? operand_dtype(c, n) : ni->store, conv_cache);
+      ni->buf = new_buf(c, CG_SPACE_ACT, ni->store, node_numel(c, n));
+      LStep *s = add_step(c, LS_NODE, n, k, ni->buf);
+      memcpy(s->reads, ops, (size_t)k * sizeof(int));
+      break;
+    }
+    default: ditc_unreachable();
+    }
+  }
+  free(conv_cache);
+
+  /* Outputs: each in a buffer of its own, in its IR dtype, live to the end. */
+  int *claimed = xcalloc((size_t)c->n_bufs + 1, sizeof *claimed);
+  for (int i = 0; i < g->n_outputs; i++) {
+    IrNode *n = g->outputs[i];
+    int b = inf(c, n)->buf;
+    Buf *bb = &c->bufs[b];
+    if (bb->space == CG_SPACE_ACT && bb->dtype == n->dtype && !claimed[b] && !bb->is_input) {
+      claimed[b] = 1;
+      bb->pinned = 1;
+      continue;
+    }
+    int nb = new_buf(c, CG_SPACE_ACT, n->dtype, node_numel(c, n));
+    c->bufs[nb].pinned = 1;
+    LStep *s = add_step(c, LS_OUTPUT, n, 1, nb);
+    s->reads[0] = b;
+  }
+  free(claimed);
+  return 0;
+}
+
+/* The buffer each output ends in: the last LS_OUTPUT step for it, else its own. */
+static int output_buf(Ctx *c, int i, int *used) {
+  IrNode *n = c->g->outputs[i];
+  for (int s = 0; s < c->n_steps; s++)
+    if (c->steps[s].kind == LS_OUTPUT && c->steps[s].node == n && !used[s]) {
+      used[s] = 1;
+      return c->steps[s].write;
+    }
+  return inf(c, n)->buf;
+}
+
+/* ======================================================================== */
+/* place                                                                    */
+/* ======================================================================== */
+
+/* Live ranges over the step list, then offsets: shared by liveness when the
+ * graph went through plan-memory (passes/plan_memory.c), one place per
+ * buffer otherwise.  *unplanned gets the size without reuse. */
+static int64_t place(Ctx *c, int64_t *unplanned) {
+  for (int s = 0; s < c->n_steps; s++) {
+    LStep *st = &c->steps[s];
+    for (int j = 0; j < st->n_reads; j++) {
+      Buf *b = &c->bufs[st->reads[j]];
+      if (b->first < 0) b->first = s;
+      b->last = s;
+    }
+    int w[2] = {st->write, st->write2};
+    for (int j = 0; j < 2; j++) {
+      if (w[j] < 0) continue;
+      Buf *b = &c->bufs[w[j]];
+      if (b->first < 0 || b->first > s) b->first = s;
+      if (b->last < s) b->last = s;
+    }
+  }
+  int n = 0, *idx = xmalloc((size_t)(c->n_bufs + 1) * sizeof *idx);
+  int *first = xmalloc((size_t)(c->n_bufs + 1) * sizeof *first), *last = xmalloc((size_t)(c->n_bufs + 1) * sizeof *last);
+  int64_t *bytes = xmalloc((size_t)(c->n_bufs + 1) * sizeof *bytes), *off = xmalloc((size_t)(c->n_bufs + 1) * sizeof *off);
+  for (int i = 0; i < c->n_bufs; i++) {
+    Buf *b = &c->bufs[i];
+    if (b->space != CG_SPACE_ACT) continue;
+    if (b->pinned || b->first < 0) {
+      b->first = 0;
+      b->last = c->n_steps;
+    }
+    idx[n] = i, first[n] = b->first, last[n] = b->last;
+    bytes[n] = align_up(b->bytes > 0 ? b->bytes : 1);
+    n++;
+  }
+  *unplanned = pass_memory_unplanned(n, bytes, off);
+  int64_t top = c->g->memory_planned ? pass_memory_plan(n, bytes, first, last, off) : *unplanned;
+  for (int i = 0; i < n; i++) c->bufs[idx[i]].offset = off[i];
+  free(idx);
+  free(first);
+  free(last);
+  free(bytes);
+  free(off);
+  return top;
+}
+
+/* ======================================================================== */
+/* the plan                                                                 */
+/* ======================================================================== */
+
+static void fill_io(Ctx *c, CgIo *io, const IrNode *n, int b) {
+  *io = (CgIo){.name = n->name ? arena_strdup(&c->plan->arena, n->name) : NULL, .dtype = n->dtype,
+               .rank = n->shape.rank, .offset = c->bufs[b].offset};
+  node_shape(c, n, io->shape);
+}
+
+int cg_plan_build(IrGraph *g, const CgOptions *o, CgPlan **out, IrErr *err) {
+  *out = NULL;
+  if (o->batch < 1) return ir_errf(err, "codegen: batch must be >= 1, got %lld", (long long)o->batch);
+  if (o->precision != IR_F32 && o->precision != IR_F16 && o->precision != IR_BF16)
+    return ir_errf(err, "codegen: precision must be f32, f16 or bf16, got %s", ir_dtype_name(o->precision));
+  if (ir_verify(g, err)) return -1;
+  CgPlan *p = xcalloc(1, sizeof *p);
+  Ctx c = {.g = g, .o = o, .plan = p, .batch = o->batch};
+  c.uses = ir_use_counts(g); /* also refreshes node->index */
+  c.info = xcalloc((size_t)g->n_nodes + 1, sizeof *c.info);
+  int rc = -1;
+  c.guses = xcalloc((size_t)g->n_nodes + 1, sizeof *c.guses);
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int j = 0; j < g->nodes[i]->n_in; j++)
+      if (grouped(g->nodes[i], g->nodes[i]->in[j])) c.guses[g->nodes[i]->in[j]->index]++;
+  if (decide(&c, err)) goto done;
+  lower_fuse_norms(&c);
+  lower_fuse_elementwise(&c);
+  need(&c);
+  storage(&c);
+  if (plan_steps(&c)) goto done;
+  place_weights(&c);
+  p->arena_bytes = place(&c, &p->arena_unplanned_bytes);
+  p->entry = arena_strdup(&p->arena, g->name ? g->name : "forward");
+  p->precision = o->precision;
+  p->batch = o->batch;
+  p->weights_bytes = c.weights_bytes;
+  p->n_weights = c.n_weights;
+  p->weights = arena_alloc(&p->arena, (size_t)(c.n_weights + 1) * sizeof *p->weights);
+  if (c.n_weights) memcpy(p->weights, c.weights, (size_t)c.n_weights * sizeof *p->weights);
+  IrNode **ins;
+  p->n_inputs = ir_graph_inputs(g, &ins);
+  p->inputs = arena_alloc(&p->arena, (size_t)(p->n_inputs + 1) * sizeof *p->inputs);
+  for (int i = 0; i < p->n_inputs; i++) fill_io(&c, &p->inputs[i], ins[i], inf(&c, ins[i])->buf);
+  p->n_outputs = g->n_outputs;
+  p->outputs = arena_alloc(&p->arena, (size_t)(g->n_outputs + 1) * sizeof *p->outputs);
+  int *used = xcalloc((size_t)c.n_steps + 1, sizeof *used);
+  for (int i = 0; i < g->n_outputs; i++) {
+    fill_io(&c, &p->outputs[i], g->outputs[i], output_buf(&c, i, used));
+    if (g->output_names[i]) p->outputs[i].name = arena_strdup(&p->arena, g->output_names[i]);
+  }
+  free(used);
+  lower_emit(&c);
+  rc = 0;
+done:
+  free(c.uses);
+  free(c.guses);
+  free(c.info);
+  free(c.bufs);
+  free(c.steps);
+  free(c.weights);
+  arena_free(&c.scratch);
+  if (rc) {
+    cg_plan_free(p);
+    return -1;
+  }
+  *out = p;
+  return 0;
+}
+
+void cg_plan_free(CgPlan *p) {
+  if (!p) return;
+  arena_free(&p->arena);
+  free(p);
+}

@@ -1,0 +1,167 @@
+/*
+ * lower.h - what the lowering files of the code generator share: the state of
+ * one cg_plan_build() (Ctx), the lowering decided for every node (NodeInfo)
+ * and the buffers and steps it plans.  Not for other modules.
+ *
+ *   lower.c       the driver: decide, need, storage, steps, place (and why)
+ *   views.c       strided views through permute / slice / reshape
+ *   fuse_lower.c  the fuse pass's elementwise and layernorm groups as trees
+ *   emit.c        the source text and the plan's steps
+ *   weights.c     the weights blob (computed weights, conversion)
+ */
+#ifndef DITC_CG_LOWER_H
+#define DITC_CG_LOWER_H
+
+#include "codegen/cg_internal.h"
+
+/* Every arena and blob offset is a multiple of this. */
+#define ALIGN 256
+
+typedef enum {
+  LOW_NONE,        /* not computed (dead, or not needed) */
+  LOW_INPUT,       /* graph input: in the arena, written by the caller */
+  LOW_WEIGHT,      /* PARAM / CONST, or a weight-only node: in the weights blob */
+  LOW_ALIAS,       /* reshape: its input's storage */
+  LOW_KERNEL,      /* a generated kernel */
+  LOW_GEMM,        /* linear / matmul: GEMM steps */
+  LOW_LINEAR_GELU, /* gelu_tanh(linear(x, w, b)): one GEMM with the GELU epilogue */
+  LOW_ATTENTION,   /* the final matmul of a fused attention */
+  LOW_ABSORBED,    /* computed as part of another node's lowering */
+  LOW_FUSED,       /* root of an elementwise tree: one map kernel over its leaves */
+  LOW_NORM,        /* anchor of a fused layernorm group (cg_emit_norm) */
+  LOW_SIDE,        /* a prologue root a LOW_NORM kernel also stores (read elsewhere) */
+} Lowering;
+
+/* A strided view of node `base`'s stored value (attention operands). */
+typedef struct {
+  IrNode *base;
+  int rank;
+  int64_t shape[IR_MAX_RANK], stride[IR_MAX_RANK], offset;
+} NodeView;
+
+typedef struct {
+  Lowering how;
+  int need;
+  IrDType store;           /* storage dtype (see storage()); an alias: what its readers want */
+  int buf;                 /* buffer holding the value, -1 when none */
+  IrNode *linear;          /* LOW_LINEAR_GELU: the absorbed linear */
+  NodeView qkv[3];         /* LOW_ATTENTION */
+  float scale;             /* LOW_ATTENTION */
+  IrNode *attn;            /* LOW_ATTENTION rooted at the permute of its result: the final matmul */
+  const char *fused;       /* LOW_ATTENTION: the nodes it computes, for the banner */
+  /* LOW_FUSED: the stored values read (leaf[j], as the strided view lview[j]
+   * of the leaf's shape) and the float expression over v0..v<n_leaves-1>. */
+  int n_leaves;
+  NodeView *lview;
+  const char *expr;
+  int select;              /* LOW_FUSED: expr picks concat parts by coordinate (c0, c1, ...) */
+  IrNode **lnode;          /* LOW_FUSED: the node each leaf reads (a node read in several concat
+                            * parts is several leaves, one per shift) */
+  int *gidx;               /* LOW_FUSED: per leaf, -1 or (an embedding gathered from the table
+                            * the leaf reads) the leaf of its indices */
+  int has_gather;
+  /* LOW_NORM: the layernorm, its input tree (n_pleaves leaves pview, pexpr;
+   * a plain read of the input when pexpr is NULL), the stored prologue root
+   * (side) or NULL; leaves/expr above are the epilogue's, leaf 0 being the
+   * normalised value itself. */
+  IrNode *ln;
+  int n_pleaves;
+  NodeView *pview;
+  const char *pexpr;
+  IrNode *side;
+} NodeInfo;
+
+typedef struct {
+  CgSpace space;
+  IrDType dtype;
+  int64_t bytes;
+  int64_t offset;          /* assigned by place() for the arena, at creation for weights */
+  int first, last;         /* step range it is live in */
+  int pinned;              /* live for the whole run */
+  int is_input;            /* a graph input's: the caller writes it */
+  int weight;              /* CgWeight index of a weights-space buffer, else -1 */
+} Buf;
+
+typedef enum { LS_NODE, LS_CONVERT, LS_OUTPUT, LS_STATUS } LsKind;
+
+typedef struct {
+  LsKind kind;
+  IrNode *node;
+  int *reads;              /* buffers read; LS_NODE: per operand, in lowering order */
+  int n_reads;
+  int write;               /* buffer written, -1 none */
+  int write2;              /* a second buffer written (LOW_NORM's side value), -1 none */
+} LStep;
+
+typedef struct {
+  IrGraph *g;
+  const CgOptions *o;
+  CgPlan *plan;
+  int64_t batch;
+  NodeInfo *info;          /* by node index */
+  int *uses;               /* by node index, graph outputs counted */
+  int *guses;              /* by node index: the readers in the node's own fusion group */
+  Buf *bufs;
+  int n_bufs, cap_bufs;
+  LStep *steps;
+  int n_steps, cap_steps;
+  CgWeight *weights;
+  int n_weights, cap_weights;
+  int64_t weights_bytes;
+  int status_buf;          /* -1 when no kernel reports status */
+  Arena scratch;
+} Ctx;
+
+static inline int64_t align_up(int64_t x) { return (x + ALIGN - 1) / ALIGN * ALIGN; }
+
+/* a and b were put in one fusion group by the fuse pass (passes/fuse.c). */
+static inline int grouped(const IrNode *a, const IrNode *b) { return a->fuse && a->fuse == b->fuse; }
+
+static inline NodeInfo *inf(Ctx *c, const IrNode *n) { return &c->info[n->index]; }
+
+static inline void node_shape(Ctx *c, const IrNode *n, int64_t *shape) {
+  for (int i = 0; i < n->shape.rank; i++) shape[i] = ir_dim_eval(n->shape.d[i], c->batch);
+}
+
+static inline int64_t node_numel(Ctx *c, const IrNode *n) { return ir_shape_numel(&n->shape, c->batch); }
+
+/* The dtype a GEMM or fused attention computing node n reads its matrix
+ * operands in: the precision, or the IR dtype of an explicitly typed product. */
+static inline IrDType operand_dtype(Ctx *c, const IrNode *n) {
+  return n->dtype == IR_F32 ? c->o->precision : n->dtype;
+}
+
+static inline CgLoc buf_loc(Ctx *c, int b) {
+  return (CgLoc){.space = c->bufs[b].space, .dtype = c->bufs[b].dtype, .offset = c->bufs[b].offset};
+}
+
+static inline const char *node_what(Arena *a, const IrNode *n) {
+  return arena_printf(a, "%%%d %s%s%s", n->id, ir_op_name(n->op), n->name ? " " : "", n->name ? n->name : "");
+}
+
+/* ---- views (views.c) --------------------------------------------------------- */
+
+/* The contiguous view of n's stored value. */
+NodeView lower_view_contig(Ctx *c, IrNode *n);
+/* The view of n through the layout nodes under it that `through` accepts
+ * (permute, slice, reshape), down to the stored value it reads, the view's
+ * base: n itself when `through` refuses it, or a reshape that strides cannot
+ * express (e.g. unpatchify's merge of permuted axes), read as stored. */
+typedef int (*LowerThroughFn)(Ctx *c, void *arg, IrNode *n);
+NodeView lower_view_through(Ctx *c, IrNode *n, LowerThroughFn through, void *arg);
+/* Through every layout node (the attention's head split). */
+NodeView lower_view(Ctx *c, IrNode *n);
+
+/* ---- fusion groups as trees (fuse_lower.c) -------------------------------------- */
+
+/* The fuse pass's layernorm groups as one cg_emit_norm kernel each, where
+ * every piece fits; then its elementwise groups as one map kernel each. */
+void lower_fuse_norms(Ctx *c);
+void lower_fuse_elementwise(Ctx *c);
+
+/* ---- emission (emit.c) ---------------------------------------------------------- */
+
+/* The source text and the steps of the plan, from the planned steps. */
+void lower_emit(Ctx *c);
+
+#endif

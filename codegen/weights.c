@@ -1,0 +1,235 @@
+/*
+ * weights.c - the plan's weights blob: computed weights (a concat, slice,
+ * permute or cast of other weights, e.g. hoist-adaln's stacked adaLN
+ * weights) are evaluated in f32 from their inputs' values, and every stored
+ * weight is converted to its CgWeight's dtype (cg_plan_fill_weights); the pack
+ * reader checks each computed weight with cg_weight_check.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/plan.h"
+
+static int64_t shape_numel(int rank, const int64_t *shape) {
+  int64_t n = 1;
+  for (int j = 0; j < rank; j++) n *= shape[j];
+  return n;
+}
+
+/* Elements before and after `axis` of a computed weight's shape. */
+static void outer_inner(const CgWeight *cw, int axis, int64_t *outer, int64_t *inner) {
+  *outer = *inner = 1;
+  for (int j = 0; j < cw->rank; j++) {
+    if (j < axis) *outer *= cw->shape[j];
+    if (j > axis) *inner *= cw->shape[j];
+  }
+}
+
+static int is_float_dtype(IrDType t) { return t == IR_F32 || t == IR_F16 || t == IR_BF16; }
+
+int cg_weight_check(const CgPlan *p, int i, IrErr *err) {
+  const CgWeight *cw = &p->weights[i];
+  const char *name = cw->name ? cw->name : "?";
+  if (cw->n_in == 0) return 0;
+  if (cw->n_in < 0 || !cw->in) return ir_errf(err, "computed weight '%s': no inputs", name);
+  if (cw->param_id >= 0 || cw->const_data)
+    return ir_errf(err, "computed weight '%s' is also a parameter or constant", name);
+  if (!is_float_dtype(cw->dtype)) return ir_errf(err, "computed weight '%s': dtype %s", name, ir_dtype_name(cw->dtype));
+  int64_t numel = shape_numel(cw->rank, cw->shape), in_numel[1] = {0};
+  for (int j = 0; j < cw->n_in; j++) {
+    int k = cw->in[j];
+    if (k < 0 || k >= i) return ir_errf(err, "computed weight '%s': input %d is not an earlier weight", name, k);
+    if (!is_float_dtype(p->weights[k].dtype))
+      return ir_errf(err, "computed weight '%s': input '%s' is not float", name, p->weights[k].name ? p->weights[k].name : "?");
+    if (j == 0) in_numel[0] = shape_numel(p->weights[k].rank, p->weights[k].shape);
+  }
+  int axis = cw->attr.axis;
+  int64_t outer, inner;
+  switch (cw->op) {
+  case IR_RESHAPE:
+  case IR_CAST:
+    if (cw->n_in != 1 || in_numel[0] != numel) break;
+    if (cw->op == IR_CAST && !is_float_dtype(cw->attr.to)) break;
+    return 0;
+  case IR_PERMUTE: {
+    unsigned seen = 0;
+    if (cw->n_in != 1 || in_numel[0] != numel) break;
+    for (int j = 0; j < cw->rank; j++) {
+      int q = cw->attr.perm[j];
+      if (q < 0 || q >= cw->rank || (seen >> q & 1)) return ir_errf(err, "computed weight '%s': bad permutation", name);
+      seen |= 1u << q;
+    }
+    return 0;
+  }
+  case IR_SLICE:
+    if (cw->n_in != 1 || axis < 0 || axis >= cw->rank) break;
+    outer_inner(cw, axis, &outer, &inner);
+    if (outer * inner == 0) {
+      if (numel == 0) return 0;
+      break;
+    }
+    if (in_numel[0] % (outer * inner) || cw->attr.start < 0 || cw->attr.len != cw->shape[axis] ||
+        cw->attr.start > in_numel[0] / (outer * inner) - cw->shape[axis])
+      break;
+    return 0;
+  case IR_CONCAT: {
+    if (axis < 0 || axis >= cw->rank) break;
+    outer_inner(cw, axis, &outer, &inner);
+    int64_t along = 0;
+    int ok = 1;
+    for (int j = 0; j < cw->n_in && ok; j++) {
+      const CgWeight *x = &p->weights[cw->in[j]];
+      int64_t n = shape_numel(x->rank, x->shape);
+      if (outer * inner == 0) {
+        ok = n == 0;
+      } else {
+        ok = n % (outer * inner) == 0;
+        along += n / (outer * inner);
+      }
+    }
+    if (!ok || (outer * inner != 0 && along != cw->shape[axis])) break;
+    return 0;
+  }
+  default: return ir_errf(err, "computed weight '%s': op %s cannot be computed into the blob", name, ir_op_name(cw->op));
+  }
+  return ir_errf(err, "computed weight '%s': its %s does not fit its inputs", name, ir_op_name(cw->op));
+}
+
+/* The f32 values of computed weight cw from its inputs' values (the checks
+ * above hold). */
+static float *compute_weight(const CgPlan *p, const CgWeight *cw, float *const *val) {
+  int64_t numel = shape_numel(cw->rank, cw->shape);
+  float *out = xmalloc((size_t)(numel > 0 ? numel : 1) * sizeof *out);
+  const float *x = val[cw->in[0]];
+  int64_t outer, inner;
+  switch (cw->op) {
+  case IR_RESHAPE: memcpy(out, x, (size_t)numel * sizeof *out); break;
+  case IR_CAST:
+    for (int64_t j = 0; j < numel; j++)
+      out[j] = cw->attr.to == IR_F16 ? ir_f16_to_f32(ir_f32_to_f16(x[j]))
+               : cw->attr.to == IR_BF16 ? ir_bf16_to_f32(ir_f32_to_bf16(x[j]))
+                                         : x[j];
+    break;
+  case IR_SLICE: {
+    outer_inner(cw, cw->attr.axis, &outer, &inner);
+    if (!numel) break;
+    int64_t len = cw->shape[cw->attr.axis], in_len = shape_numel(p->weights[cw->in[0]].rank, p->weights[cw->in[0]].shape) / (outer * inner);
+    for (int64_t o = 0; o < outer; o++)
+      memcpy(out + o * len * inner, x + (o * in_len + cw->attr.start) * inner, (size_t)(len * inner) * sizeof *out);
+    break;
+  }
+  case IR_CONCAT: {
+    outer_inner(cw, cw->attr.axis, &outer, &inner);
+    if (!numel) break;
+    int64_t along = cw->shape[cw->attr.axis], at = 0;
+    for (int j = 0; j < cw->n_in; j++) {
+      const CgWeight *w = &p->weights[cw->in[j]];
+      int64_t len = shape_numel(w->rank, w->shape) / (outer * inner);
+      for (int64_t o = 0; o < outer; o++)
+        memcpy(out + (o * along + at) * inner, val[cw->in[j]] + o * len * inner, (size_t)(len * inner) * sizeof *out);
+      at += len;
+    }
+    break;
+  }
+  case IR_PERMUTE: { /* out axis j is input axis perm[j] */
+    int r = cw->rank;
+    int64_t in_shape[IR_MAX_RANK], in_stride[IR_MAX_RANK], idx[IR_MAX_RANK] = {0}, step[IR_MAX_RANK];
+    for (int j = 0; j < r; j++) in_shape[cw->attr.perm[j]] = cw->shape[j];
+    for (int j = r - 1, s = 1; j >= 0; j--) {
+      in_stride[j] = s;
+      s *= in_shape[j];
+    }
+    for (int j = 0; j < r; j++) step[j] = in_stride[cw->attr.perm[j]];
+    for (int64_t e = 0, off = 0; e < numel; e++) {
+      out[e] = x[off];
+      for (int j = r - 1; j >= 0; j--) { /* odometer over the output's coordinates */
+        off += step[j];
+        if (++idx[j] < cw->shape[j]) break;
+        off -= step[j] * cw->shape[j];
+        idx[j] = 0;
+      }
+    }
+    break;
+  }
+  default: ditc_unreachable();
+  }
+  return out;
+}
+
+/* n values src (f32; i32 bits for an i32 CONST) into dst in dtype t. */
+static int store_weight(const CgWeight *cw, const float *src, int64_t n, char *dst, IrErr *err) {
+  switch (cw->dtype) {
+  case IR_F32: memcpy(dst, src, (size_t)n * 4); break;
+  case IR_I32:
+    if (cw->const_data) {
+      memcpy(dst, src, (size_t)n * 4); /* i32 bits */
+    } else {
+      for (int64_t j = 0; j < n; j++) ((int32_t *)dst)[j] = (int32_t)src[j];
+    }
+    break;
+  case IR_F16:
+    for (int64_t j = 0; j < n; j++) {
+      uint16_t h = ir_f32_to_f16(src[j]);
+      memcpy(dst + 2 * j, &h, 2);
+    }
+    break;
+  case IR_BF16:
+    for (int64_t j = 0; j < n; j++) {
+      uint16_t h = ir_f32_to_bf16(src[j]);
+      memcpy(dst + 2 * j, &h, 2);
+    }
+    break;
+  default: return ir_errf(err, "codegen: weight '%s' has unsupported dtype %s", cw->name ? cw->name : "?",
+                          ir_dtype_name(cw->dtype));
+  }
+  return 0;
+}
+
+int cg_plan_fill_weights(const CgPlan *p, CgParamValues values, void *blob, IrErr *err) {
+  char *out = blob;
+  memset(out, 0, (size_t)p->weights_bytes);
+  /* values of the weights computed weights read, f32 (owned when computed or rounded) */
+  float **val = xcalloc((size_t)p->n_weights + 1, sizeof *val);
+  unsigned char *owned = xcalloc((size_t)p->n_weights + 1, 1), *read = xcalloc((size_t)p->n_weights + 1, 1);
+  int rc = -1;
+  for (int i = 0; i < p->n_weights; i++)
+    for (int j = 0; j < p->weights[i].n_in; j++)
+      if (p->weights[i].in[j] >= 0 && p->weights[i].in[j] < i) read[p->weights[i].in[j]] = 1;
+  for (int i = 0; i < p->n_weights; i++) {
+    const CgWeight *cw = &p->weights[i];
+    int64_t n = shape_numel(cw->rank, cw->shape);
+    const float *src = cw->const_data;
+    if (cw->n_in) {
+      if (cg_weight_check(p, i, err)) goto out;
+      src = val[i] = compute_weight(p, cw, val);
+      owned[i] = 1;
+    } else if (!src) {
+      if (cw->param_id < 0 || cw->param_id >= values.n || !values.by_id || !values.by_id[cw->param_id]) {
+        ir_errf(err, "codegen: weight '%s' is not bound", cw->name ? cw->name : "?");
+        goto out;
+      }
+      src = values.by_id[cw->param_id];
+    }
+    if (read[i] && !cw->n_in) {
+      /* a half-typed parameter holds half values (as runtime/ref.c does) */
+      if (cw->dtype == IR_F16 || cw->dtype == IR_BF16) {
+        float *r = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *r);
+        for (int64_t j = 0; j < n; j++)
+          r[j] = cw->dtype == IR_F16 ? ir_f16_to_f32(ir_f32_to_f16(src[j])) : ir_bf16_to_f32(ir_f32_to_bf16(src[j]));
+        val[i] = r;
+        owned[i] = 1;
+      } else {
+        val[i] = (float *)src;
+      }
+    }
+    if (cw->offset >= 0 && store_weight(cw, src, n, out + cw->offset, err)) goto out;
+  }
+  rc = 0;
+out:
+  for (int i = 0; i < p->n_weights; i++)
+    if (owned[i]) free(val[i]);
+  free(val);
+  free(owned);
+  free(read);
+  return rc;
+}

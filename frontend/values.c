@@ -1,0 +1,291 @@
+/*
+ * values.c - arithmetic and comparison of the model language's values at
+ * elaboration time: exact 64-bit integer arithmetic (overflow is an error),
+ * floats, batch-sized dims (multiples of B), string and list concatenation,
+ * and tensor arithmetic, which becomes IR nodes (t op t broadcasts; t op s
+ * becomes scale / add_scalar / neg / recip / pow_scalar).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frontend/elab.h"
+
+/* ======================================================================== */
+/* scalar arithmetic                                                        */
+/* ======================================================================== */
+
+static int is_num(Value v) { return v.k == V_INT || v.k == V_FLOAT; }
+static double num(Value v) { return v.k == V_INT ? (double)v.i : v.f; }
+
+static Value int_arith(Elab *e, AstLoc loc, int op, int64_t a, int64_t b) {
+  int64_t r, a0 = a, b0 = b;
+  switch (op) {
+  case '+':
+    if (__builtin_add_overflow(a, b, &r)) goto overflow;
+    return el_int(r);
+  case '-':
+    if (__builtin_sub_overflow(a, b, &r)) goto overflow;
+    return el_int(r);
+  case '*':
+    if (__builtin_mul_overflow(a, b, &r)) goto overflow;
+    return el_int(r);
+  case '/':
+  case AST_OP_FLOORDIV:
+  case '%': {
+    if (b == 0) {
+      el_error(e, loc, "%s by zero", op == '%' ? "modulo" : "division");
+      return el_poison();
+    }
+    if (a == INT64_MIN && b == -1) goto overflow;
+    int64_t q = a / b, m = a % b;
+    if (op == '/') {
+      if (m != 0) {
+        el_error(e, loc, "%" PRId64 " / %" PRId64 " is not exact (use // to round down)", a, b);
+        return el_poison();
+      }
+      return el_int(q);
+    }
+    if (m != 0 && ((m < 0) != (b < 0))) { /* round toward negative infinity */
+      q--;
+      m += b;
+    }
+    return el_int(op == '%' ? m : q);
+  }
+  case AST_OP_POW: {
+    if (b < 0) return el_float(pow((double)a, (double)b));
+    int64_t result = 1, base = a;
+    while (b > 0) {
+      if (b & 1 && __builtin_mul_overflow(result, base, &result)) goto overflow;
+      b >>= 1;
+      if (b && __builtin_mul_overflow(base, base, &base)) goto overflow;
+    }
+    return el_int(result);
+  }
+  }
+  ditc_unreachable();
+overflow:
+  el_error(e, loc, "integer overflow in %" PRId64 " %s %" PRId64, a0, ast_op_str(op), b0);
+  return el_poison();
+}
+
+static Value float_arith(Elab *e, AstLoc loc, int op, double a, double b) {
+  switch (op) {
+  case '+': return el_float(a + b);
+  case '-': return el_float(a - b);
+  case '*': return el_float(a * b);
+  case '/':
+  case AST_OP_FLOORDIV:
+  case '%':
+    if (b == 0) {
+      el_error(e, loc, "%s by zero", op == '%' ? "modulo" : "division");
+      return el_poison();
+    }
+    if (op == '/') return el_float(a / b);
+    if (op == AST_OP_FLOORDIV) return el_float(floor(a / b));
+    return el_float(a - floor(a / b) * b);
+  case AST_OP_POW: return el_float(pow(a, b));
+  }
+  ditc_unreachable();
+}
+
+/* dims: multiples of B.  d * int, int * d, d / int (exact), d / d (exact: an
+ * int), d + d, d - d. */
+static Value dim_arith(Elab *e, AstLoc loc, int op, Value a, Value b) {
+  char b1[32], b2[32];
+  int64_t r;
+  if (a.k == V_DIM && b.k == V_DIM && (op == '+' || op == '-')) {
+    /* coefficients are -a.i, -b.i */
+    if (op == '+' ? __builtin_add_overflow(a.i, b.i, &r) : __builtin_sub_overflow(a.i, b.i, &r))
+      goto overflow;
+    if (r > 0) {
+      el_error(e, loc, "%s - %s is a negative size", ir_dim_str(a.i, b1, 32), ir_dim_str(b.i, b2, 32));
+      return el_poison();
+    }
+    return el_size(r);
+  }
+  if (op == '*' && (a.k == V_INT || b.k == V_INT)) {
+    int64_t c = a.k == V_DIM ? a.i : b.i, k = a.k == V_INT ? a.i : b.i;
+    if (k < 0) {
+      el_error(e, loc, "a batch-sized dim times a negative number is not a size");
+      return el_poison();
+    }
+    if (__builtin_mul_overflow(c, k, &r)) goto overflow;
+    return el_size(r);
+  }
+  if ((op == '/' || op == AST_OP_FLOORDIV) && a.k == V_DIM && b.k == V_INT) {
+    if (b.i <= 0 || a.i % b.i != 0) {
+      el_error(e, loc, "%s / %" PRId64 " is not a whole multiple of B", ir_dim_str(a.i, b1, 32), b.i);
+      return el_poison();
+    }
+    return el_size(a.i / b.i);
+  }
+  if ((op == '/' || op == AST_OP_FLOORDIV) && a.k == V_DIM && b.k == V_DIM) {
+    if (a.i % b.i != 0) {
+      el_error(e, loc, "%s / %s is not exact", ir_dim_str(a.i, b1, 32), ir_dim_str(b.i, b2, 32));
+      return el_poison();
+    }
+    return el_int(a.i / b.i);
+  }
+  el_error(e, loc, "unsupported operation %s %s %s on batch sizes (dims support * int, / int, + dim, - dim)",
+           a.k == V_DIM ? ir_dim_str(a.i, b1, 32) : el_kind_name(a.k), ast_op_str(op),
+           b.k == V_DIM ? ir_dim_str(b.i, b2, 32) : el_kind_name(b.k));
+  return el_poison();
+overflow:
+  el_error(e, loc, "integer overflow in a batch-size computation");
+  return el_poison();
+}
+
+static Value concat_values(Elab *e, AstLoc loc, Value a, Value b) {
+  if (a.k == V_STR) {
+    size_t la = strlen(a.s), lb = strlen(b.s);
+    char *s = el_alloc(e, loc, la + lb + 1);
+    if (!s) return el_poison();
+    memcpy(s, a.s, la);
+    memcpy(s + la, b.s, lb + 1);
+    return el_str(s);
+  }
+  if ((int64_t)a.l->n + b.l->n > INT_MAX / 2) {
+    el_fatal(e, loc, "list too long: stopping");
+    return el_poison();
+  }
+  ElList *l = el_list_new(e, loc, a.l->n + b.l->n);
+  if (!l) return el_poison();
+  memcpy(l->v, a.l->v, (size_t)a.l->n * sizeof(Value));
+  memcpy(l->v + a.l->n, b.l->v, (size_t)b.l->n * sizeof(Value));
+  return el_list_value(l);
+}
+
+/* ======================================================================== */
+/* tensor arithmetic                                                        */
+/* ======================================================================== */
+
+static Value scalar_op(Elab *e, AstLoc loc, IrOp op, IrNode *x, double f) {
+  IrAttrs at = {.f = (float)f};
+  return el_node(e, loc, op, 1, &x, &at);
+}
+
+/* t op t broadcasts; t op s and s op t become scale / add_scalar / neg / recip
+ * / pow_scalar as LANGUAGE.md says. */
+static Value tensor_arith(Elab *e, AstLoc loc, int op, Value a, Value b) {
+  if (a.k == V_TENSOR && b.k == V_TENSOR) {
+    IrOp ir;
+    switch (op) {
+    case '+': ir = IR_ADD; break;
+    case '-': ir = IR_SUB; break;
+    case '*': ir = IR_MUL; break;
+    case '/': ir = IR_DIV; break;
+    default:
+      el_error(e, loc, "operator %s is not defined between tensors (use + - * /)", ast_op_str(op));
+      return el_poison();
+    }
+    IrNode *in[2] = {a.t, b.t};
+    return el_node(e, loc, ir, 2, in, NULL);
+  }
+  Value s = a.k == V_TENSOR ? b : a;
+  IrNode *t = a.k == V_TENSOR ? a.t : b.t;
+  if (!is_num(s)) {
+    el_error(e, loc, "cannot apply %s to %s and %s (a tensor combines with a tensor, an int or a float)",
+             ast_op_str(op), el_describe(e, a), el_describe(e, b));
+    return el_poison();
+  }
+  double f = num(s);
+  int tensor_left = a.k == V_TENSOR;
+  switch (op) {
+  case '+': return scalar_op(e, loc, IR_ADD_SCALAR, t, f);
+  case '*': return scalar_op(e, loc, IR_SCALE, t, f);
+  case '-':
+    if (tensor_left) return scalar_op(e, loc, IR_ADD_SCALAR, t, -f);
+    {
+      Value n = el_node(e, loc, IR_NEG, 1, &t, NULL);
+      return n.k == V_TENSOR ? scalar_op(e, loc, IR_ADD_SCALAR, n.t, f) : n;
+    }
+  case '/':
+    if (tensor_left) {
+      if (f == 0) {
+        el_error(e, loc, "division of a tensor by zero");
+        return el_poison();
+      }
+      return scalar_op(e, loc, IR_SCALE, t, 1.0 / f);
+    }
+    {
+      Value r = el_node(e, loc, IR_RECIP, 1, &t, NULL);
+      return r.k == V_TENSOR ? scalar_op(e, loc, IR_SCALE, r.t, f) : r;
+    }
+  case AST_OP_POW:
+    if (tensor_left) return scalar_op(e, loc, IR_POW_SCALAR, t, f);
+    el_error(e, loc, "a number raised to a tensor power is not supported (tensor ** number is)");
+    return el_poison();
+  default:
+    el_error(e, loc, "operator %s is not defined for tensors (use + - * / **)", ast_op_str(op));
+    return el_poison();
+  }
+}
+
+static int values_equal(Value a, Value b) {
+  if (is_num(a) && is_num(b)) {
+    if (a.k == V_INT && b.k == V_INT) return a.i == b.i;
+    return num(a) == num(b);
+  }
+  if (a.k != b.k) return 0;
+  switch (a.k) {
+  case V_NONE: return 1;
+  case V_BOOL:
+  case V_DIM: return a.i == b.i;
+  case V_STR: return !strcmp(a.s, b.s);
+  case V_LIST:
+    if (a.l->n != b.l->n) return 0;
+    for (int i = 0; i < a.l->n; i++)
+      if (!values_equal(a.l->v[i], b.l->v[i])) return 0;
+    return 1;
+  case V_TENSOR: return a.t == b.t;
+  case V_FN: return a.fn == b.fn;
+  default: return 0;
+  }
+}
+
+Value el_compare(Elab *e, AstLoc loc, int op, Value a, Value b) {
+  if (a.k == V_TENSOR || b.k == V_TENSOR) {
+    el_error(e, loc, "comparison %s needs compile-time values, got %s and %s", ast_op_str(op),
+             el_describe(e, a), el_describe(e, b));
+    return el_poison();
+  }
+  if (op == AST_OP_EQ) return el_bool(values_equal(a, b));
+  if (op == AST_OP_NE) return el_bool(!values_equal(a, b));
+  int c;
+  if (is_num(a) && is_num(b)) {
+    if (a.k == V_INT && b.k == V_INT) c = (a.i > b.i) - (a.i < b.i);
+    else c = (num(a) > num(b)) - (num(a) < num(b));
+  } else if (a.k == V_STR && b.k == V_STR) {
+    c = strcmp(a.s, b.s);
+    c = (c > 0) - (c < 0);
+  } else if (a.k == V_DIM && b.k == V_DIM) {
+    c = (a.i < b.i) - (a.i > b.i); /* more negative = larger */
+  } else {
+    el_error(e, loc, "cannot order %s and %s with %s", el_describe(e, a), el_describe(e, b),
+             ast_op_str(op));
+    return el_poison();
+  }
+  switch (op) {
+  case '<': return el_bool(c < 0);
+  case AST_OP_LE: return el_bool(c <= 0);
+  case '>': return el_bool(c > 0);
+  case AST_OP_GE: return el_bool(c >= 0);
+  }
+  ditc_unreachable();
+}
+
+Value el_arith(Elab *e, AstLoc loc, int op, Value a, Value b) {
+  if (a.k == V_TENSOR || b.k == V_TENSOR) return tensor_arith(e, loc, op, a, b);
+  if (a.k == V_INT && b.k == V_INT) return int_arith(e, loc, op, a.i, b.i);
+  if (is_num(a) && is_num(b)) return float_arith(e, loc, op, num(a), num(b));
+  if (a.k == V_DIM || b.k == V_DIM) return dim_arith(e, loc, op, a, b);
+  if (op == '+' && ((a.k == V_STR && b.k == V_STR) || (a.k == V_LIST && b.k == V_LIST)))
+    return concat_values(e, loc, a, b);
+  el_error(e, loc, "unsupported operand types for %s: %s and %s", ast_op_str(op), el_describe(e, a),
+           el_describe(e, b));
+  return el_poison();
+}
