@@ -49,35 +49,38 @@ typedef struct {
   int nops;
 } Walk;
 
-static void walk_coalesce(Walk *w) {
+int ir_coalesce_axes(int rank, int64_t *d, int nops, int64_t (*st)[IR_MAX_RANK]) {
   int r = 0;
-  for (int j = 0; j < w->rank; j++) { /* drop size-1 axes */
-    if (w->d[j] == 1) continue;
-    w->d[r] = w->d[j];
-    for (int k = 0; k < w->nops; k++) w->st[k][r] = w->st[k][j];
+  for (int j = 0; j < rank; j++) { /* drop size-1 axes */
+    if (d[j] == 1) continue;
+    d[r] = d[j];
+    for (int k = 0; k < nops; k++) st[k][r] = st[k][j];
     r++;
   }
-  if (r == 0) {
+  if (r == 0) return 0;
+  int m = 0;
+  for (int j = 1; j < r; j++) { /* merge axes every operand steps through contiguously */
+    int ok = 1;
+    for (int k = 0; k < nops; k++) ok &= st[k][m] == st[k][j] * d[j];
+    if (ok) {
+      d[m] *= d[j];
+    } else {
+      m++;
+      d[m] = d[j];
+    }
+    for (int k = 0; k < nops; k++) st[k][m] = st[k][j];
+  }
+  return m + 1;
+}
+
+/* Coalesced, with at least one axis (a scalar walk is one of size 1). */
+static void walk_coalesce(Walk *w) {
+  w->rank = ir_coalesce_axes(w->rank, w->d, w->nops, w->st);
+  if (w->rank == 0) {
     w->rank = 1;
     w->d[0] = 1;
     for (int k = 0; k < w->nops; k++) w->st[k][0] = 0;
-    return;
   }
-  int m = 0;
-  for (int j = 1; j < r; j++) {
-    int ok = 1;
-    for (int k = 0; k < w->nops; k++)
-      if (w->st[k][m] != w->st[k][j] * w->d[j]) ok = 0;
-    if (ok) {
-      w->d[m] *= w->d[j];
-      for (int k = 0; k < w->nops; k++) w->st[k][m] = w->st[k][j];
-    } else {
-      m++;
-      w->d[m] = w->d[j];
-      for (int k = 0; k < w->nops; k++) w->st[k][m] = w->st[k][j];
-    }
-  }
-  w->rank = m + 1;
 }
 
 /* Offsets of outer row `row` (all axes but the last) for each operand. */
@@ -184,7 +187,7 @@ int ir_eval_cast(IrDType from, IrDType to, void *y, const void *x, int64_t n, Ir
     int32_t *ys = y;
     for (int64_t i = 0; i < n; i++) {
       /* a C cast of a value that does not fit is undefined: say so instead */
-      if (!(xs[i] > -2147483649.0f && xs[i] < 2147483648.0f))
+      if (!(xs[i] >= -2147483648.0f && xs[i] < 2147483648.0f))
         return ir_errf(err, "cast: value %g at %lld does not fit in i32", (double)xs[i], (long long)i);
       ys[i] = (int32_t)xs[i];
     }

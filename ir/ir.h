@@ -322,6 +322,11 @@ int64_t ir_array_numel(const IrArray *a);
 /* Strides of an input of shape in_d[in_rank] broadcast (numpy rules, aligned
  * on the right) against rank axes: 0 where it has size 1 or no axis. */
 void ir_bcast_strides(int in_rank, const int64_t *in_d, int rank, int64_t *st);
+/* Simplify a walk over `rank` axes of sizes d, with nops operands whose
+ * strides along them are st[0..nops-1]: drop size-1 axes, merge neighbours
+ * every operand steps through contiguously.  Returns the new rank (0 when
+ * no axis is left). */
+int ir_coalesce_axes(int rank, int64_t *d, int nops, int64_t (*st)[IR_MAX_RANK]);
 /* y[i] = op(x[i]) for an elementwise unary op other than cast; f is its
  * attribute (ignored by ops without one).  y may be x. */
 void ir_eval_unary(IrOp op, float f, float *y, const float *x, int64_t n);
