@@ -12,7 +12,7 @@
  * through an IrErr and a non-zero return; nothing here exits.
  *
  * Sections: support - dtypes and shapes - nodes and graphs - building -
- * verify, dump, cost.
+ * host evaluation - verify, dump, cost.
  */
 #ifndef DITC_IR_H
 #define DITC_IR_H
