@@ -154,11 +154,12 @@ void cg_emit_map(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_i
  * operand is loaded only where expr reads it. */
 void cg_emit_map_ex(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_in,
                     const CgView *in, const char *expr, int select);
-/* The kernel-dialect expression of elementwise op n over v0 (unary; buf holds
- * it when it embeds n's scalar; NULL for a cast: a plain conversion) and over
- * v0, v1 (binary) (expr.c). */
-const char *cg_unary_expr(const IrNode *n, char *buf, size_t size);
-const char *cg_binary_expr(IrOp op);
+/* The kernel-dialect expression of elementwise node n over v0 (unary) or v0,
+ * v1 (binary), written into buf: a call of ir/scalar.h's ditc_<op>(); NULL
+ * for a cast, a plain conversion (expr.c). */
+const char *cg_elementwise_expr(const IrNode *n, char *buf, size_t size);
+/* ir/scalar.h's text, which every generated source starts with (embed.c). */
+const char *cg_scalar_text(void);
 /* Concatenation along `axis` of contiguous inputs into contiguous out. */
 void cg_emit_concat(CgEmit *e, const IrNode *n, CgView out, int n_in, const CgView *in, int axis);
 /* Row kernels over the last axis of a contiguous [rows, len] value. */

@@ -240,11 +240,11 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
   switch (ir_op_class(n->op)) {
   case IR_CLASS_UNARY: {
     CgView iv = node_view(c, x, in0);
-    return cg_emit_map(e, n, ir_op_name(n->op), ov, 1, &iv, cg_unary_expr(n, buf, sizeof buf));
+    return cg_emit_map(e, n, ir_op_name(n->op), ov, 1, &iv, cg_elementwise_expr(n, buf, sizeof buf));
   }
   case IR_CLASS_BINARY: {
     CgView iv[2] = {broadcast_view(c, in0, x, n), broadcast_view(c, buf_loc(c, st->reads[1]), n->in[1], n)};
-    return cg_emit_map(e, n, ir_op_name(n->op), ov, 2, iv, cg_binary_expr(n->op));
+    return cg_emit_map(e, n, ir_op_name(n->op), ov, 2, iv, cg_elementwise_expr(n, buf, sizeof buf));
   }
   default: break;
   }
@@ -348,10 +348,6 @@ static void emit_header(Ctx *c, CgEmit *e) {
                  "#define CG_BLOCK_ROW_THREAD %d\n"
                  "#define CG_ATTN_WARPS %d\n"
                  "#define CG_ATTN_ROWS_PER_WARP %d\n\n"
-                 "/* x/2 (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3) */\n"
-                 "DITC_DEVICE static inline float cg_gelu_tanh(float x) {\n"
-                 "  return x / (1.0f + expf(-2.0f * 0.7978845608028654f * (x + 0.044715f * x * x * x)));\n"
-                 "}\n\n"
                  "/* a gathered embedding row: out-of-range indices clamped, status |= 1 */\n"
                  "DITC_DEVICE static inline int ditc_gather_row(int id, int rows, int *status) {\n"
                  "  if (id < 0 || id >= rows) {\n"
@@ -362,6 +358,9 @@ static void emit_header(Ctx *c, CgEmit *e) {
                  "}\n\n",
                  t->block_elementwise, t->rows_per_block, t->transpose_tile,
                  t->transpose_rows, t->block_row_thread, t->attn_warps, t->attn_rows_per_warp);
+  /* the elementwise ops' one definition, shared with folding and the
+   * reference executor (expr.c calls it) */
+  cg_text_printf(&e->src, "/* ---- ir/scalar.h ---- */\n%s/* ---- end of ir/scalar.h ---- */\n\n", cg_scalar_text());
 }
 
 /* ---- bytes each step moves (plan.h: CgStep.act_read ...) ---- */

@@ -3,9 +3,10 @@
  * compiler, load it, and run its blocks of threads on the CPU.
  *
  * Loading: the source is written to a fresh temporary folder next to a copy
- * of emu_prelude.h (embedded into this object with `.incbin`, so an installed
- * ditc needs no source tree), compiled with `$DITC_EMU_CC -std=gnu11 -O2
- * -fPIC -shared -include emu_prelude.h`, dlopen'ed, and handed the
+ * of emu_prelude.h (embedded into the library, codegen/embed.c, so an
+ * installed ditc needs no source tree), compiled with `$DITC_EMU_CC
+ * -std=gnu11 -O2 -fPIC -shared -include emu_prelude.h $DITC_EMU_CFLAGS
+ * -ffp-contract=off`, dlopen'ed, and handed the
  * emulator's callbacks through its ditc_emu_module_init.  Modules are cached
  * by source text for the life of the process.  The folder, its files and the
  * compiler's process are registered with ir/fileio.h, so neither a failure
@@ -71,29 +72,6 @@ extern char **environ;
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
-
-/* ---- the embedded preludes ---------------------------------------------- */
-
-/* DITC_SOURCE_DIR comes from CMake; a direct build runs from the repository
- * root.  emu.c includes emu_prelude.h, so build tools rebuild this object
- * when the header changes. */
-#ifdef DITC_SOURCE_DIR
-#define EMU_SRC_PATH(f) DITC_SOURCE_DIR "/codegen/" f
-#else
-#define EMU_SRC_PATH(f) "codegen/" f
-#endif
-#define EMU_EMBED(sym, file)                                           \
-  __asm__(".pushsection .rodata\n"                                     \
-          ".globl " #sym "\n.hidden " #sym "\n.type " #sym ", STT_OBJECT\n" \
-          #sym ":\n.incbin \"" EMU_SRC_PATH(file) "\"\n.byte 0\n"      \
-          ".size " #sym ", . - " #sym "\n.popsection\n")
-EMU_EMBED(ditc_emu_prelude_blob, "emu_prelude.h");
-EMU_EMBED(ditc_cuda_prelude_blob, "cuda_prelude.h");
-extern const char ditc_emu_prelude_blob[];
-extern const char ditc_cuda_prelude_blob[];
-
-const char *emu_prelude_text(void) { return ditc_emu_prelude_blob; }
-const char *emu_cuda_prelude_text(void) { return ditc_cuda_prelude_blob; }
 
 /* ---- context switching ---------------------------------------------------- */
 
@@ -704,7 +682,10 @@ static void *compile_and_open(const char *source, const char *name, const char *
       "-Werror=incompatible-pointer-types", "-Werror=return-type"};
   for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) push_arg(&argv, &argc, flags[i]);
   split_words(cflags, &argv, &argc);
-  const char *tail[] = {"-include", pre, "-x", "c", src, "-x", "none", "-o", so, "-lm"};
+  /* after the user's flags: no contraction into FMAs the source does not
+   * spell out, so kernels compute ir/scalar.h's functions to the bit as the
+   * host library does (built with the same flag) */
+  const char *tail[] = {"-ffp-contract=off", "-include", pre, "-x", "c", src, "-x", "none", "-o", so, "-lm"};
   for (size_t i = 0; i < sizeof tail / sizeof *tail; i++) push_arg(&argv, &argc, tail[i]);
 
   int rc = run_compiler(argv, log, err);

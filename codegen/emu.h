@@ -48,9 +48,9 @@ int emu_launch(EmuModule *m, const char *kernel, EmuDim3 grid, EmuDim3 block,
  * against concurrent loads or launches. */
 void emu_shutdown(void);
 
-/* The preludes' text, embedded into the library at build time:
- * emu_prelude.h (what emu_module_load compiles with) and cuda_prelude.h (for
- * the NVRTC side). */
+/* The preludes' text, embedded into the library at build time
+ * (codegen/embed.c): emu_prelude.h (what emu_module_load compiles with) and
+ * cuda_prelude.h (for the NVRTC side). */
 const char *emu_prelude_text(void);
 const char *emu_cuda_prelude_text(void);
 

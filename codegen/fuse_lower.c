@@ -210,7 +210,7 @@ static char *fuse_expr(Ctx *c, FuseTree *t, IrNode *n) {
   if (n->op == IR_CONCAT) return concat_expr(c, t, n);
   char *sub[2] = {NULL, NULL}, buf[160];
   for (int i = 0; i < n->n_in && i < 2; i++) sub[i] = operand_expr(c, t, n->in[i]);
-  const char *tpl = ir_op_class(n->op) == IR_CLASS_BINARY ? cg_binary_expr(n->op) : cg_unary_expr(n, buf, sizeof buf);
+  const char *tpl = cg_elementwise_expr(n, buf, sizeof buf);
   return subst(&c->scratch, tpl ? tpl : "v0", sub);
 }
 

@@ -11,7 +11,7 @@
  *
  * f32 operands are handed to sgemm in place; f16/bf16 operands are widened
  * into a packed scratch copy first; an f32 D is written in place.  Batches run on OpenMP threads, each a
- * single-threaded sgemm (see runtime/ref.c on why one pool).
+ * single-threaded sgemm (see runtime/ref_contract.c on why one pool).
  */
 #include "codegen/plan.h"
 
@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir/scalar.h"
 
 static const char *ref_base(CgRef r, char *act, const char *w) {
   return (r.space == CG_SPACE_ACT ? (const char *)act : w) + r.offset;
@@ -57,12 +58,6 @@ static float *widen(IrDType t, const char *p, int64_t rows, int64_t cols, int64_
   return out;
 }
 
-/* x sigmoid(2u), the same GELU (tanh form) as runtime/ref.c. */
-static float gelu_tanh(float x) {
-  const float k = 0.7978845608028654f;
-  return x / (1.0f + expf(-2.0f * k * (x + 0.044715f * x * x * x)));
-}
-
 static void gemm_one(const CgGemm *g, const char *a, const char *b, char *d, const char *bias) {
   int64_t m = g->m, n = g->n, k = g->k;
   int64_t a_rows = g->trans_a ? k : m, a_cols = g->trans_a ? m : k;
@@ -93,7 +88,7 @@ static void gemm_one(const CgGemm *g, const char *a, const char *b, char *d, con
     for (int64_t c = 0; c < n; c++) {
       float v = df[r * ldd + c];
       if (g->epilogue != CG_EPI_NONE) v += load_elem(g->d_dtype, bias, c);
-      if (g->epilogue == CG_EPI_GELU_TANH_BIAS) v = gelu_tanh(v);
+      if (g->epilogue == CG_EPI_GELU_TANH_BIAS) v = ditc_gelu_tanh(v); /* the op's one definition */
       store_elem(g->d_dtype, d, r * g->ldd + c, v);
     }
   }

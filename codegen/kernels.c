@@ -276,30 +276,7 @@ typedef struct {
   int64_t s[CG_MAP_MAX_IN + 1][IR_MAX_RANK]; /* s[op][dim]; op n_ops-1 is the output */
 } Walk;
 
-static void walk_coalesce(Walk *w) {
-  int r = 0;
-  for (int i = 0; i < w->rank; i++) { /* drop size-1 dims */
-    if (w->d[i] == 1) continue;
-    w->d[r] = w->d[i];
-    for (int o = 0; o < w->n_ops; o++) w->s[o][r] = w->s[o][i];
-    r++;
-  }
-  w->rank = r;
-  r = 0;
-  for (int i = 1; i < w->rank; i++) { /* merge dims contiguous in every operand */
-    int ok = 1;
-    for (int o = 0; o < w->n_ops; o++) ok &= w->s[o][r] == w->s[o][i] * w->d[i];
-    if (ok) {
-      w->d[r] *= w->d[i];
-      for (int o = 0; o < w->n_ops; o++) w->s[o][r] = w->s[o][i];
-    } else {
-      r++;
-      w->d[r] = w->d[i];
-      for (int o = 0; o < w->n_ops; o++) w->s[o][r] = w->s[o][i];
-    }
-  }
-  w->rank = w->rank ? r + 1 : 0;
-}
+static void walk_coalesce(Walk *w) { w->rank = ir_coalesce_axes(w->rank, w->d, w->n_ops, w->s); }
 
 /* Is operand o contiguous over the merged walk (stride 1 on one dim, or no dims)? */
 static int walk_contig(const Walk *w, int o) {

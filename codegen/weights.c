@@ -1,7 +1,8 @@
 /*
  * weights.c - the plan's weights blob: computed weights (a concat, slice,
  * permute or cast of other weights, e.g. hoist-adaln's stacked adaLN
- * weights) are evaluated in f32 from their inputs' values, and every stored
+ * weights) are evaluated in f32 from their inputs' values by ir/eval.c (as
+ * constant folding and the reference executor evaluate them), and every stored
  * weight is converted to its CgWeight's dtype (cg_plan_fill_weights); the pack
  * reader checks each computed weight with cg_weight_check.
  */
@@ -95,63 +96,38 @@ int cg_weight_check(const CgPlan *p, int i, IrErr *err) {
   return ir_errf(err, "computed weight '%s': its %s does not fit its inputs", name, ir_op_name(cw->op));
 }
 
-/* The f32 values of computed weight cw from its inputs' values (the checks
- * above hold). */
-static float *compute_weight(const CgPlan *p, const CgWeight *cw, float *const *val) {
+/* Input j of computed weight cw as the host array its op reads: the input
+ * weight's values in the shape the op sees.  That is the input's own shape
+ * only up to reshapes (the lowering looks through them), so it is derived
+ * from cw's shape and the input's element count (the checks above hold). */
+static IrArray input_array(const CgPlan *p, const CgWeight *cw, int j, float *const *val) {
+  const CgWeight *w = &p->weights[cw->in[j]];
+  IrArray a = {.dtype = w->dtype, .rank = cw->rank, .data = val[cw->in[j]]};
+  for (int k = 0; k < cw->rank; k++) a.d[k] = cw->shape[k];
+  if (cw->op == IR_PERMUTE) {
+    for (int k = 0; k < cw->rank; k++) a.d[cw->attr.perm[k]] = cw->shape[k];
+  } else if (cw->op == IR_SLICE || cw->op == IR_CONCAT) {
+    int64_t outer, inner;
+    outer_inner(cw, cw->attr.axis, &outer, &inner);
+    a.d[cw->attr.axis] = outer * inner != 0 ? shape_numel(w->rank, w->shape) / (outer * inner) : 0;
+  }
+  return a;
+}
+
+/* The f32 values of computed weight cw from its inputs' values, by the host
+ * evaluation folding and the reference executor use (ir/eval.c). */
+static float *compute_weight(const CgPlan *p, const CgWeight *cw, float *const *val, IrErr *err) {
   int64_t numel = shape_numel(cw->rank, cw->shape);
   float *out = xmalloc((size_t)(numel > 0 ? numel : 1) * sizeof *out);
-  const float *x = val[cw->in[0]];
-  int64_t outer, inner;
-  switch (cw->op) {
-  case IR_RESHAPE: memcpy(out, x, (size_t)numel * sizeof *out); break;
-  case IR_CAST:
-    for (int64_t j = 0; j < numel; j++)
-      out[j] = cw->attr.to == IR_F16 ? ir_f16_to_f32(ir_f32_to_f16(x[j]))
-               : cw->attr.to == IR_BF16 ? ir_bf16_to_f32(ir_f32_to_bf16(x[j]))
-                                         : x[j];
-    break;
-  case IR_SLICE: {
-    outer_inner(cw, cw->attr.axis, &outer, &inner);
-    if (!numel) break;
-    int64_t len = cw->shape[cw->attr.axis], in_len = shape_numel(p->weights[cw->in[0]].rank, p->weights[cw->in[0]].shape) / (outer * inner);
-    for (int64_t o = 0; o < outer; o++)
-      memcpy(out + o * len * inner, x + (o * in_len + cw->attr.start) * inner, (size_t)(len * inner) * sizeof *out);
-    break;
-  }
-  case IR_CONCAT: {
-    outer_inner(cw, cw->attr.axis, &outer, &inner);
-    if (!numel) break;
-    int64_t along = cw->shape[cw->attr.axis], at = 0;
-    for (int j = 0; j < cw->n_in; j++) {
-      const CgWeight *w = &p->weights[cw->in[j]];
-      int64_t len = shape_numel(w->rank, w->shape) / (outer * inner);
-      for (int64_t o = 0; o < outer; o++)
-        memcpy(out + (o * along + at) * inner, val[cw->in[j]] + o * len * inner, (size_t)(len * inner) * sizeof *out);
-      at += len;
-    }
-    break;
-  }
-  case IR_PERMUTE: { /* out axis j is input axis perm[j] */
-    int r = cw->rank;
-    int64_t in_shape[IR_MAX_RANK], in_stride[IR_MAX_RANK], idx[IR_MAX_RANK] = {0}, step[IR_MAX_RANK];
-    for (int j = 0; j < r; j++) in_shape[cw->attr.perm[j]] = cw->shape[j];
-    for (int j = r - 1, s = 1; j >= 0; j--) {
-      in_stride[j] = s;
-      s *= in_shape[j];
-    }
-    for (int j = 0; j < r; j++) step[j] = in_stride[cw->attr.perm[j]];
-    for (int64_t e = 0, off = 0; e < numel; e++) {
-      out[e] = x[off];
-      for (int j = r - 1; j >= 0; j--) { /* odometer over the output's coordinates */
-        off += step[j];
-        if (++idx[j] < cw->shape[j]) break;
-        off -= step[j] * cw->shape[j];
-        idx[j] = 0;
-      }
-    }
-    break;
-  }
-  default: ditc_unreachable();
+  IrArray y = {.dtype = cw->op == IR_CAST ? cw->attr.to : IR_F32, .rank = cw->rank, .data = out};
+  for (int k = 0; k < cw->rank; k++) y.d[k] = cw->shape[k];
+  IrArray *in = xmalloc((size_t)cw->n_in * sizeof *in);
+  for (int j = 0; j < cw->n_in; j++) in[j] = input_array(p, cw, j, val);
+  int rc = ir_eval_layout(cw->op, &cw->attr, 1, &y, cw->n_in, in, err);
+  free(in);
+  if (rc) {
+    free(out);
+    return NULL;
   }
   return out;
 }
@@ -201,7 +177,7 @@ int cg_plan_fill_weights(const CgPlan *p, CgParamValues values, void *blob, IrEr
     const float *src = cw->const_data;
     if (cw->n_in) {
       if (cg_weight_check(p, i, err)) goto out;
-      src = val[i] = compute_weight(p, cw, val);
+      if (!(src = val[i] = compute_weight(p, cw, val, err))) goto out;
       owned[i] = 1;
     } else if (!src) {
       if (cw->param_id < 0 || cw->param_id >= values.n || !values.by_id || !values.by_id[cw->param_id]) {
@@ -214,8 +190,8 @@ int cg_plan_fill_weights(const CgPlan *p, CgParamValues values, void *blob, IrEr
       /* a half-typed parameter holds half values (as runtime/ref.c does) */
       if (cw->dtype == IR_F16 || cw->dtype == IR_BF16) {
         float *r = xmalloc((size_t)(n > 0 ? n : 1) * sizeof *r);
-        for (int64_t j = 0; j < n; j++)
-          r[j] = cw->dtype == IR_F16 ? ir_f16_to_f32(ir_f32_to_f16(src[j])) : ir_bf16_to_f32(ir_f32_to_bf16(src[j]));
+        memcpy(r, src, (size_t)n * sizeof *r);
+        ir_round_to(cw->dtype, r, n);
         val[i] = r;
         owned[i] = 1;
       } else {

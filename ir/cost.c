@@ -42,18 +42,14 @@ double ir_node_macs(const IrNode *n, int64_t batch) {
 
 void ir_cost(IrGraph *g, int64_t batch, IrDType weight_dtype, IrCost *out) {
   IrCost c = {0};
-  /* weight_only[i]: node i depends on PARAM/CONST only (stacked weights):
-   * computed once by every backend, so not an activation */
-  unsigned char *weight_only = xcalloc((size_t)g->n_nodes + 1, 1);
-  for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->index = i;
+  /* weight-only values (stacked weights) are computed once by every
+   * backend, so they are not activations */
+  unsigned char *weight_only = ir_weight_only(g);
   for (int i = 0; i < g->n_nodes; i++) {
     const IrNode *n = g->nodes[i];
     c.nodes++;
     if (n->op == IR_PARAM) c.params += ir_shape_numel(&n->shape, 1);
-    weight_only[i] = n->op == IR_PARAM || n->op == IR_CONST;
     if (ir_op_class(n->op) == IR_CLASS_LEAF) continue;
-    weight_only[i] = n->n_in > 0;
-    for (int j = 0; j < n->n_in; j++) weight_only[i] &= weight_only[n->in[j]->index];
     c.macs += ir_node_macs(n, batch);
     if (!weight_only[i])
       c.activation_bytes += (double)ir_shape_numel(&n->shape, batch) * (double)ir_dtype_size(n->dtype);

@@ -13,10 +13,11 @@
  *
  * Nodes are numbered densely by position, not by id, so the text of a graph
  * does not depend on which passes created and deleted nodes before it: golden
- * files stay stable.  Attributes appear only for ops that use them (ops.def),
- * floats with %g; source locations are left out on purpose.  `fused(%k
- * kind role)` marks the members of a fusion group (ir/groups.def): %k is the
- * group's anchor, then its kind and the roles the node plays in it; a
+ * files stay stable.  Attributes are the ones ops.def lists for the op, printed
+ * as its ATTR rows say (ir_attrs_print); source locations are left out on
+ * purpose.  `fused(%k kind role)` marks the members of a fusion group
+ * (ir/groups.def): %k is the group's anchor, then its kind and the roles the
+ * node plays in it; a
  * comment line after the header says when the plan-memory pass ran.
  */
 #include <stdlib.h>
@@ -58,76 +59,9 @@ static void print_quoted(FILE *out, const char *s) {
   fputc('"', out);
 }
 
-static void print_dim(FILE *out, IrDim d) {
-  char buf[32];
-  fputs(ir_dim_str(d, buf, sizeof buf), out);
-}
-
 static void print_type(FILE *out, const IrNode *n) {
   char buf[256];
   fprintf(out, " : %s%s", ir_dtype_name(n->dtype), ir_shape_str(&n->shape, buf, sizeof buf));
-}
-
-/* The attributes ops.def says the op uses, as " {k=v, ...}". */
-static void print_attrs(FILE *out, const IrNode *n) {
-  const IrAttrs *a = &n->attr;
-  switch (n->op) {
-  case IR_LAYERNORM:
-    fprintf(out, " {eps=%g}", a->f);
-    break;
-  case IR_SCALE:
-  case IR_ADD_SCALAR:
-  case IR_POW_SCALAR:
-  case IR_CLAMP_MIN:
-    fprintf(out, " {f=%g}", a->f);
-    break;
-  case IR_REDUCE_SUM:
-  case IR_REDUCE_MEAN:
-  case IR_CONCAT:
-    fprintf(out, " {axis=%d}", a->axis);
-    break;
-  case IR_TOPK_SOFTMAX:
-  case IR_MOE_ROUTE:
-  case IR_MOE_GATHER:
-    fprintf(out, " {k=%d}", a->k);
-    break;
-  case IR_MATMUL:
-    if (a->trans_b) fputs(" {trans_b=1}", out);
-    break;
-  case IR_CONV2D:
-    /* 0 means the default 1 for stride and groups (ir/shape.c). */
-    fprintf(out, " {stride=%d, pad=%d, groups=%d}", a->stride ? a->stride : 1, a->pad,
-            a->groups ? a->groups : 1);
-    break;
-  case IR_CAST:
-    fprintf(out, " {to=%s}", ir_dtype_name(a->to));
-    break;
-  case IR_AVGPOOL2D:
-    fprintf(out, " {out_h=%d, out_w=%d}", a->out_h, a->out_w);
-    break;
-  case IR_SLICE:
-    fprintf(out, " {axis=%d, start=", a->axis);
-    print_dim(out, a->start);
-    fputs(", len=", out);
-    print_dim(out, a->len);
-    fputc('}', out);
-    break;
-  case IR_PERMUTE:
-    fputs(" {perm=[", out);
-    for (int i = 0; i < n->shape.rank; i++) fprintf(out, "%s%d", i ? "," : "", a->perm[i]);
-    fputs("]}", out);
-    break;
-  case IR_RESHAPE:
-    fputs(" {shape=[", out);
-    for (int i = 0; i < a->shape.rank; i++) {
-      if (i) fputc(',', out);
-      print_dim(out, a->shape.d[i]);
-    }
-    fputs("]}", out);
-    break;
-  default:
-    break;
-  }
 }
 
 /* The first few values of a CONST (or of a PARAM's default). */
@@ -188,7 +122,7 @@ static void dump_node(FILE *out, const Numbering *num, const IrNode *n, int pos)
       print_ref(out, num, n->in[i]);
     }
     fputc(')', out);
-    print_attrs(out, n);
+    ir_attrs_print(out, n);
     print_type(out, n);
     break;
   }

@@ -1,6 +1,7 @@
 /*
  * graph.c - IR graphs: dtypes and shapes, the op table, node creation, graph
- * surgery (replace uses, topological sort, dead-code removal).
+ * surgery (replace uses, topological sort, dead-code removal) and the
+ * analyses passes and backends share (use counts, weight-only nodes).
  *
  * Nodes are created in topological order by construction (inputs exist before
  * their users).  Passes that append or rewire nodes call ir_graph_toposort()
@@ -102,7 +103,7 @@ static const struct {
   IrOpClass cls;
   const char *doc;
 } ops[IR_OP_COUNT] = {
-#define X(e, name, arity, cls, doc) [IR_##e] = {name, arity, IR_CLASS_##cls, doc},
+#define X(e, name, arity, cls, attrs, doc) [IR_##e] = {name, arity, IR_CLASS_##cls, doc},
 #include "ir/ops.def"
 #undef X
 };
@@ -112,13 +113,27 @@ int ir_op_arity(IrOp op) { return ops[op].arity; }
 IrOpClass ir_op_class(IrOp op) { return ops[op].cls; }
 const char *ir_op_doc(IrOp op) { return ops[op].doc; }
 
+/* Both lists of ops.def: the ops with their columns, then the attributes. */
 void ir_ops_print(FILE *out) {
   static const char *const cls[] = {"leaf", "unary", "binary", "other"};
-  fprintf(out, "%-20s %-6s %-7s %s\n", "op", "inputs", "class", "semantics");
+  static const char *const kind[] = {[IR_ATTR_KIND_FLOAT] = "float", [IR_ATTR_KIND_INT] = "int",
+                                     [IR_ATTR_KIND_INT1] = "int, 0 means 1", [IR_ATTR_KIND_FLAG] = "flag",
+                                     [IR_ATTR_KIND_DIM] = "dim", [IR_ATTR_KIND_PERM] = "permutation",
+                                     [IR_ATTR_KIND_SHAPE] = "shape", [IR_ATTR_KIND_DTYPE] = "dtype"};
+  fprintf(out, "%-20s %-6s %-7s %-18s %s\n", "op", "inputs", "class", "attributes", "semantics");
   for (int i = 0; i < IR_OP_COUNT; i++) {
-    char ar[16];
+    char ar[16], at[128] = "-";
     snprintf(ar, sizeof ar, ops[i].arity < 0 ? "any" : "%d", ops[i].arity);
-    fprintf(out, "%-20s %-6s %-7s %s\n", ops[i].name, ar, cls[ops[i].cls], ops[i].doc);
+    size_t used = 0;
+    for (int k = 0; k < IR_ATTR_COUNT; k++)
+      if (ir_op_attrs((IrOp)i) >> k & 1u)
+        used += (size_t)snprintf(at + used, sizeof at - used, "%s%s", used ? "," : "", ir_attr_info((IrAttrKey)k)->name);
+    fprintf(out, "%-20s %-6s %-7s %-18s %s\n", ops[i].name, ar, cls[ops[i].cls], at, ops[i].doc);
+  }
+  fprintf(out, "\n%-20s %-15s %s\n", "attribute", "kind", "meaning");
+  for (int k = 0; k < IR_ATTR_COUNT; k++) {
+    const IrAttrInfo *a = ir_attr_info((IrAttrKey)k);
+    fprintf(out, "%-20s %-15s %s\n", a->name, kind[a->kind], a->doc);
   }
 }
 
@@ -207,6 +222,7 @@ IrNode *ir_node_new(IrGraph *g, IrOp op, int n_in, IrNode *const *in, const IrAt
   if (ir_infer(op, n_in, in, attr, &shape, &dtype, err)) return NULL;
   IrNode *n = node_alloc(g, op, n_in, in, loc);
   n->attr = *attr;
+  ir_attrs_keep_used(op, &n->attr);
   n->shape = shape;
   n->dtype = dtype;
   append(g, n);
@@ -396,4 +412,16 @@ int *ir_use_counts(IrGraph *g) {
     for (int j = 0; j < g->nodes[i]->n_in; j++) uses[g->nodes[i]->in[j]->index]++;
   for (int i = 0; i < g->n_outputs; i++) uses[g->outputs[i]->index]++;
   return uses;
+}
+
+unsigned char *ir_weight_only(IrGraph *g) {
+  unsigned char *w = xcalloc((size_t)(g->n_nodes ? g->n_nodes : 1), 1);
+  for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->index = i;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op == IR_INPUT) continue;
+    w[i] = n->op == IR_PARAM || n->op == IR_CONST || n->n_in > 0;
+    for (int j = 0; j < n->n_in && w[i]; j++) w[i] = w[n->in[j]->index];
+  }
+  return w;
 }

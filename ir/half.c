@@ -4,8 +4,10 @@
  *
  * They work on the bit patterns rather than relying on a compiler's _Float16,
  * so they behave the same with gcc and clang on any host: round to nearest
- * even, overflow to infinity, subnormals kept, NaN stays NaN (quieted,
- * payload's top bits kept).
+ * even, overflow to infinity, subnormals kept.  A NaN becomes 0x7fff, the one
+ * NaN CUDA's __float2half_rn and __float2bfloat16_rn give (and the emulated
+ * device's, codegen/emu_prelude.h): a value rounded on the host has the bits
+ * the generated kernels store (ops.def's cast).
  */
 #include <string.h>
 
@@ -52,8 +54,7 @@ uint16_t ir_f32_to_f16(float f) {
   uint32_t x = f32_bits(f);
   uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
   uint32_t ax = x & 0x7fffffffu;
-  if (ax > 0x7f800000u) /* NaN: keep the payload's top bits, force quiet */
-    return (uint16_t)(sign | 0x7e00 | ((ax >> 13) & 0x3ff));
+  if (ax > 0x7f800000u) return 0x7fff; /* NaN, as CUDA */
   if (ax >= 0x47800000u) return sign | 0x7c00; /* >= 65536 (and inf): inf */
   if (ax >= 0x38800000u) {                     /* normal half range */
     /* Rebias the exponent (127 -> 15); rounding may carry into the
@@ -72,7 +73,7 @@ float ir_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 
 uint16_t ir_f32_to_bf16(float f) {
   uint32_t x = f32_bits(f);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
+  if ((x & 0x7fffffffu) > 0x7f800000u) return 0x7fff; /* NaN, as CUDA */
   /* Round to nearest even; overflow carries into the exponent up to inf. */
   x += 0x7fffu + ((x >> 16) & 1);
   return (uint16_t)(x >> 16);

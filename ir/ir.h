@@ -13,7 +13,7 @@
  * memory runs out (xmalloc: a clean error and exit 1, see ir/fileio.h).
  *
  * Sections: support - dtypes and shapes - nodes and graphs - building -
- * verify, dump, cost.
+ * host evaluation - verify, dump, cost.
  */
 #ifndef DITC_IR_H
 #define DITC_IR_H
@@ -119,7 +119,7 @@ int ir_shape_count(const IrShape *s, int64_t *fixed, int *sym);
 /* ======================================================================== */
 
 typedef enum {
-#define X(e, name, arity, cls, doc) IR_##e,
+#define X(e, name, arity, cls, attrs, doc) IR_##e,
 #include "ir/ops.def"
 #undef X
   IR_OP_COUNT
@@ -135,7 +135,10 @@ int ir_op_parse(const char *name, IrOp *out); /* 0 on success */
 /* The op table as `ditc ir --ops` prints it: one op a line, its columns. */
 void ir_ops_print(FILE *out);
 
-/* Typed op attributes; which fields an op uses is in ops.def. */
+typedef struct IrNode IrNode;
+
+/* Typed op attributes.  Which an op uses, how each prints and compares: the
+ * ATTR rows and ATTRS column of ops.def (ir/attrs.c reads them). */
 typedef struct {
   float f;                   /* eps / scalar operand */
   int axis;                  /* reduce_*, slice, concat */
@@ -149,7 +152,52 @@ typedef struct {
   IrDType to;                /* cast target */
 } IrAttrs;
 
-typedef struct IrNode IrNode;
+/* The attributes: one per ATTR row of ops.def. */
+typedef enum {
+#define ATTR(key, name, field, kind, doc) IR_ATTR_##key,
+#include "ir/ops.def"
+#undef ATTR
+  IR_ATTR_COUNT
+} IrAttrKey;
+
+/* How an attribute prints and compares (ops.def explains each). */
+typedef enum {
+  IR_ATTR_KIND_FLOAT,
+  IR_ATTR_KIND_INT,
+  IR_ATTR_KIND_INT1,
+  IR_ATTR_KIND_FLAG,
+  IR_ATTR_KIND_DIM,
+  IR_ATTR_KIND_PERM,
+  IR_ATTR_KIND_SHAPE,
+  IR_ATTR_KIND_DTYPE,
+} IrAttrKind;
+
+typedef struct {
+  const char *name;  /* as the dump prints it: "eps", "axis", ... */
+  size_t offset;     /* of its field in IrAttrs */
+  size_t size;       /* of that field */
+  IrAttrKind kind;
+  const char *doc;
+} IrAttrInfo;
+
+const IrAttrInfo *ir_attr_info(IrAttrKey k);
+/* The attributes op uses: bit k (1u << k) for each IrAttrKey k. */
+unsigned ir_op_attrs(IrOp op);
+/* " {k=v, ...}": the attributes n's op uses, in ops.def's order; nothing
+ * when none prints (a FLAG that is clear, or no attributes). */
+void ir_attrs_print(FILE *out, const IrNode *n);
+/* Do a and b (of one op) agree in every attribute the op uses? */
+int ir_attrs_eq(const IrNode *a, const IrNode *b);
+/* A hash of the attributes n's op uses, consistent with ir_attrs_eq. */
+uint64_t ir_attrs_hash(const IrNode *n);
+/* Zero the fields of a that no attribute of op lives in (ir_node_new does, so
+ * a node holds exactly its op's attributes whatever its builder passed). */
+void ir_attrs_keep_used(IrOp op, IrAttrs *a);
+/* The fields no attribute of n's op lives in are zero, and each used one is
+ * in range for its kind (a valid dtype, a rank within IR_MAX_RANK); 0 or -1
+ * with a message (ir_verify: nothing hides in a field CSE never compares). */
+int ir_attrs_check(const IrNode *n, IrErr *err);
+
 typedef struct IrGroup IrGroup;
 struct IrNode {
   int id;          /* unique in its graph, stable across passes */
@@ -319,6 +367,58 @@ IrNode *ir_reshape(IrGraph *g, IrNode *x, int rank, const IrDim *d);
 IrNode *ir_permute(IrGraph *g, IrNode *x, const int *perm);
 IrNode *ir_slice(IrGraph *g, IrNode *x, int axis, IrDim start, IrDim len);
 IrNode *ir_concat(IrGraph *g, int n, IrNode *const *xs, int axis);
+
+/* ======================================================================== */
+/* host evaluation (ir/eval.c)                                              */
+/* ======================================================================== */
+
+/* The ops folding, the reference executor and the code generator's computed
+ * weights evaluate on host arrays, written once.  Elementwise values are
+ * ir/scalar.h's, the functions generated kernels call. */
+
+/* A host array: row-major, 4-byte elements; float dtypes hold f32 values
+ * (f16 and bf16 ones rounded to that precision), i32 int32 values. */
+typedef struct {
+  IrDType dtype;
+  int rank;
+  int64_t d[IR_MAX_RANK];
+  void *data;
+} IrArray;
+
+/* Loops over more elements than this are split among OpenMP threads. */
+#define IR_PAR_MIN 16384
+
+int64_t ir_array_numel(const IrArray *a);
+/* Strides of an input of shape in_d[in_rank] broadcast (numpy rules, aligned
+ * on the right) against rank axes: 0 where it has size 1 or no axis. */
+void ir_bcast_strides(int in_rank, const int64_t *in_d, int rank, int64_t *st);
+/* Simplify a walk over `rank` axes of sizes d, with nops operands whose
+ * strides along them are st[0..nops-1]: drop size-1 axes, merge neighbours
+ * every operand steps through contiguously.  Returns the new rank (0 when
+ * no axis is left). */
+int ir_coalesce_axes(int rank, int64_t *d, int nops, int64_t (*st)[IR_MAX_RANK]);
+/* y[i] = op(x[i]) for an elementwise unary op other than cast; f is its
+ * attribute (ignored by ops without one).  y may be x. */
+void ir_eval_unary(IrOp op, float f, float *y, const float *x, int64_t n);
+/* y = op(a, b), a and b broadcast to y's shape; f32 values. */
+void ir_eval_binary(IrOp op, IrArray *y, const IrArray *a, const IrArray *b);
+/* n values from dtype `from` to `to` (ops.def's cast); y may be x.  float ->
+ * i32 truncates; a value that does not fit, or NaN, is an error. */
+int ir_eval_cast(IrDType from, IrDType to, void *y, const void *x, int64_t n, IrErr *err);
+/* Round n f32 values to f16 or bf16 precision in place (other t: nothing). */
+void ir_round_to(IrDType t, float *p, int64_t n);
+/* reduce_sum / reduce_mean over axes axis..rank-1, accumulated in double. */
+void ir_eval_reduce(IrOp op, int axis, IrArray *y, const IrArray *x);
+/* A layout op (reshape, permute, slice, concat) or cast: y, whose shape,
+ * dtype and storage the caller provides, from in[0..n_in-1].  batch gives
+ * slice's symbolic start its value.  Only cast can fail (ir_eval_cast). */
+int ir_eval_layout(IrOp op, const IrAttrs *a, int64_t batch, IrArray *y, int n_in, const IrArray *in,
+                   IrErr *err);
+/* Which nodes depend on no graph input: PARAMs, CONSTs and what is computed
+ * from them alone (stacked weights, folded layouts), which backends compute
+ * once.  One byte per node by position; g must be in topological order
+ * (its `index` fields are set).  The caller frees the array. */
+unsigned char *ir_weight_only(IrGraph *g);
 
 /* ======================================================================== */
 /* verify, dump, cost                                                       */

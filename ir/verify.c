@@ -7,7 +7,9 @@
  * user) catches cycles and stray nodes alike.  Each non-leaf node's dtype and
  * shape are re-inferred with ir_infer() and compared with what is stored, so a
  * pass that rewires a node without fixing its type is caught right after it
- * runs.  Messages name the node the way the dump does: %<position> (op, label).
+ * runs.  The attributes are checked against ops.def (ir_attrs_check): a field
+ * the op does not use must be zero, since neither the dump nor CSE looks at
+ * it.  Messages name the node the way the dump does: %<position> (op, label).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -79,29 +81,13 @@ static int shape_is_fixed(const IrShape *s) {
   return 1;
 }
 
+/* A fixed arity is the op table's; a variadic op's range is its shape rule's
+ * (ir_infer, run by check_types), so only a count no op allows is caught here. */
 static int check_arity(const IrNode *n, const char *desc, IrErr *err) {
   int a = ir_op_arity(n->op);
-  if (a >= 0) {
-    if (n->n_in != a) return ir_errf(err, "%s: has %d inputs, the op takes %d", desc, n->n_in, a);
-    return 0;
-  }
-  switch (n->op) {
-  case IR_LINEAR:
-  case IR_CONV2D:
-    if (n->n_in < 2 || n->n_in > 3)
-      return ir_errf(err, "%s: has %d inputs, the op takes 2 or 3", desc, n->n_in);
-    return 0;
-  case IR_MOE_LINEAR:
-    if (n->n_in < 3 || n->n_in > 4)
-      return ir_errf(err, "%s: has %d inputs, the op takes 3 or 4", desc, n->n_in);
-    return 0;
-  case IR_CONCAT:
-    if (n->n_in < 1) return ir_errf(err, "%s: has no inputs, the op takes at least 1", desc);
-    return 0;
-  default:
-    if (n->n_in < 0) return ir_errf(err, "%s: negative input count %d", desc, n->n_in);
-    return 0;
-  }
+  if (a >= 0 && n->n_in != a) return ir_errf(err, "%s: has %d inputs, the op takes %d", desc, n->n_in, a);
+  if (n->n_in < 0) return ir_errf(err, "%s: negative input count %d", desc, n->n_in);
+  return 0;
 }
 
 static int check_leaf(const IrNode *n, const char *desc, IrErr *err) {
@@ -158,6 +144,8 @@ static int check_node(IrGraph *g, const PosMap *m, int i, IrErr *err) {
   if (n->shape.rank < 0 || n->shape.rank > IR_MAX_RANK)
     return ir_errf(err, "%s: invalid rank %d", desc, n->shape.rank);
   if (check_arity(n, desc, err)) return -1;
+  IrErr aerr = {{0}};
+  if (ir_attrs_check(n, &aerr)) return ir_errf(err, "%s: %s", desc, aerr.msg);
   if (n->n_in > 0 && !n->in) return ir_errf(err, "%s: input array missing", desc);
   for (int j = 0; j < n->n_in; j++) {
     if (!n->in[j]) return ir_errf(err, "%s: input %d is null", desc, j);

@@ -2,7 +2,8 @@
  * cse.c - common subexpression elimination by hash-consing.
  *
  * Nodes are visited in topological order and looked up in a hash table keyed
- * by (op, dtype, shape, inputs, the attributes the op uses).  A node equal to
+ * by (op, dtype, shape, inputs, the attributes the op uses: exactly those
+ * ops.def lists, compared as their kinds say, ir_attrs_eq).  A node equal to
  * one seen before has its uses redirected to the earlier one; since inputs are
  * merged before their users, whole duplicated subtrees collapse bottom-up in
  * one walk.  Leaves are special: CONSTs are equal when their data is, PARAMs
@@ -29,93 +30,6 @@ static size_t data_bytes(const IrNode *n) {
   return (size_t)ir_shape_numel(&n->shape, 1) * ir_dtype_size(n->dtype);
 }
 
-static uint64_t float_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-/* conv2d's stride and groups: 0 means 1 (ir/shape.c). */
-static int conv_default(int v) { return v ? v : 1; }
-
-/* Hash of the attributes the op uses; must agree with attrs_eq(). */
-static uint64_t attrs_hash(const IrNode *n, uint64_t h) {
-  const IrAttrs *a = &n->attr;
-  switch (n->op) {
-  case IR_LAYERNORM:
-  case IR_SCALE:
-  case IR_ADD_SCALAR:
-  case IR_POW_SCALAR:
-  case IR_CLAMP_MIN:
-    return mix(h, float_bits(a->f));
-  case IR_REDUCE_SUM:
-  case IR_REDUCE_MEAN:
-  case IR_CONCAT:
-    return mix(h, (uint64_t)a->axis);
-  case IR_TOPK_SOFTMAX:
-  case IR_MOE_ROUTE:
-  case IR_MOE_GATHER:
-    return mix(h, (uint64_t)a->k);
-  case IR_MATMUL:
-    return mix(h, (uint64_t)a->trans_b);
-  case IR_CONV2D:
-    return mix(mix(mix(h, (uint64_t)conv_default(a->stride)), (uint64_t)a->pad),
-               (uint64_t)conv_default(a->groups));
-  case IR_CAST:
-    return mix(h, (uint64_t)a->to);
-  case IR_AVGPOOL2D:
-    return mix(mix(h, (uint64_t)a->out_h), (uint64_t)a->out_w);
-  case IR_SLICE:
-    return mix(mix(mix(h, (uint64_t)a->axis), (uint64_t)a->start), (uint64_t)a->len);
-  case IR_PERMUTE:
-    for (int i = 0; i < n->shape.rank; i++) h = mix(h, (uint64_t)a->perm[i]);
-    return h;
-  case IR_RESHAPE:
-    h = mix(h, (uint64_t)a->shape.rank);
-    for (int i = 0; i < a->shape.rank; i++) h = mix(h, (uint64_t)a->shape.d[i]);
-    return h;
-  default:
-    return h;
-  }
-}
-
-static int attrs_eq(const IrNode *x, const IrNode *y) {
-  const IrAttrs *a = &x->attr, *b = &y->attr;
-  switch (x->op) {
-  case IR_LAYERNORM:
-  case IR_SCALE:
-  case IR_ADD_SCALAR:
-  case IR_POW_SCALAR:
-  case IR_CLAMP_MIN:
-    return float_bits(a->f) == float_bits(b->f);
-  case IR_REDUCE_SUM:
-  case IR_REDUCE_MEAN:
-  case IR_CONCAT:
-    return a->axis == b->axis;
-  case IR_TOPK_SOFTMAX:
-  case IR_MOE_ROUTE:
-  case IR_MOE_GATHER:
-    return a->k == b->k;
-  case IR_MATMUL:
-    return a->trans_b == b->trans_b;
-  case IR_CONV2D:
-    return conv_default(a->stride) == conv_default(b->stride) && a->pad == b->pad &&
-           conv_default(a->groups) == conv_default(b->groups);
-  case IR_CAST:
-    return a->to == b->to;
-  case IR_AVGPOOL2D:
-    return a->out_h == b->out_h && a->out_w == b->out_w;
-  case IR_SLICE:
-    return a->axis == b->axis && a->start == b->start && a->len == b->len;
-  case IR_PERMUTE:
-    return memcmp(a->perm, b->perm, (size_t)x->shape.rank * sizeof a->perm[0]) == 0;
-  case IR_RESHAPE:
-    return ir_shape_eq(&a->shape, &b->shape);
-  default:
-    return 1;
-  }
-}
-
 static uint64_t node_hash(const IrNode *n) {
   uint64_t h = mix(mix(0xcbf29ce484222325ULL, (uint64_t)n->op), (uint64_t)n->dtype);
   h = mix(h, (uint64_t)n->shape.rank);
@@ -129,7 +43,7 @@ static uint64_t node_hash(const IrNode *n) {
     return hash_bytes(h, n->data, data_bytes(n));
   default:
     for (int i = 0; i < n->n_in; i++) h = mix(h, (uint64_t)n->in[i]->id);
-    return attrs_hash(n, h);
+    return mix(h, ir_attrs_hash(n));
   }
 }
 
@@ -148,7 +62,7 @@ static int nodes_eq(const IrNode *a, const IrNode *b) {
     if (a->n_in != b->n_in) return 0;
     for (int i = 0; i < a->n_in; i++)
       if (a->in[i] != b->in[i]) return 0;
-    return attrs_eq(a, b);
+    return ir_attrs_eq(a, b);
   }
 }
 

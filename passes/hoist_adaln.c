@@ -22,15 +22,10 @@
 
 #include "passes/passes.h"
 
-int pass_weight_only(const IrNode *n, unsigned char *memo) {
-  if (memo[n->index]) return memo[n->index] == 1;
-  int r = n->op == IR_PARAM || n->op == IR_CONST;
-  if (n->op != IR_INPUT && n->n_in > 0) {
-    r = 1;
-    for (int i = 0; i < n->n_in && r; i++) r = pass_weight_only(n->in[i], memo);
-  }
-  memo[n->index] = r ? 1 : 2;
-  return r;
+/* x is weight-only (w: ir_weight_only() of the n nodes before the pass;
+ * nodes the pass made are not). */
+static int weight_only(const IrGraph *g, const unsigned char *w, int n, const IrNode *x) {
+  return x->index < n && g->nodes[x->index] == x && w[x->index];
 }
 
 static int mergeable(const IrNode *a, const IrNode *b) {
@@ -41,8 +36,7 @@ static int mergeable(const IrNode *a, const IrNode *b) {
 int pass_hoist_adaln(IrGraph *g, const PassOptions *o, IrErr *err) {
   (void)o;
   int n = g->n_nodes;
-  for (int i = 0; i < n; i++) g->nodes[i]->index = i;
-  unsigned char *memo = xcalloc((size_t)(n ? n : 1), 1);
+  unsigned char *wo = ir_weight_only(g);
   unsigned char *done = xcalloc((size_t)(n ? n : 1), 1);
   IrNode **group = xmalloc((size_t)(n ? n : 1) * sizeof *group);
   for (int i = 0; i < n; i++) {
@@ -52,7 +46,7 @@ int pass_hoist_adaln(IrGraph *g, const PassOptions *o, IrErr *err) {
     for (int j = i; j < n; j++) {
       IrNode *b = g->nodes[j];
       if (done[j] || !mergeable(a, b)) continue;
-      int ok = pass_weight_only(b->in[1], memo) && (b->n_in < 3 || pass_weight_only(b->in[2], memo));
+      int ok = weight_only(g, wo, n, b->in[1]) && (b->n_in < 3 || weight_only(g, wo, n, b->in[2]));
       if (!ok) continue;
       group[k++] = b;
       done[j] = 1;
@@ -83,7 +77,7 @@ int pass_hoist_adaln(IrGraph *g, const PassOptions *o, IrErr *err) {
       at += len;
     }
   }
-  free(memo);
+  free(wo);
   free(done);
   free(group);
   if (ir_graph_toposort(g, err)) return -1;

@@ -130,10 +130,4 @@ int pass_fuse(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_plan_memory(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_route_experts(IrGraph *g, const PassOptions *o, IrErr *err);
 
-/* ---- what passes share ---------------------------------------------------- */
-
-/* Does n depend on no graph input (PARAMs and CONSTs only)?  memo has a byte
- * per node index, zeroed before the first call (hoist_adaln.c). */
-int pass_weight_only(const IrNode *n, unsigned char *memo);
-
 #endif

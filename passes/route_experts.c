@@ -72,8 +72,8 @@ typedef struct {
 typedef struct {
   IrGraph *g;
   Users u;
-  unsigned char *memo;  /* pass_weight_only() */
-  int n_orig;           /* nodes before the pass: the memo's size */
+  unsigned char *weight_only;  /* ir_weight_only() of the nodes before the pass */
+  int n_orig;                  /* how many there were */
   IrNode **merged;      /* merged linears that lost expert rows: narrowed at the end */
   int n_merged;
 } Ctx;
@@ -81,7 +81,7 @@ typedef struct {
 static int used_once(Ctx *c, const IrNode *n) { return c->u.uses[n->index] == 1; }
 
 static int weight_only(Ctx *c, const IrNode *n) {
-  return n->index < c->n_orig && c->g->nodes[n->index] == n && pass_weight_only(n, c->memo);
+  return n->index < c->n_orig && c->g->nodes[n->index] == n && c->weight_only[n->index];
 }
 
 static int same_lead(const IrShape *a, const IrShape *b) {
@@ -318,13 +318,13 @@ static void narrow(IrGraph *g, Users *u, IrNode *l) {
 int pass_route_experts(IrGraph *g, const PassOptions *o, IrErr *err) {
   (void)o;
   Ctx c = {.g = g, .n_orig = g->n_nodes};
+  c.weight_only = ir_weight_only(g);
   users_build(g, &c.u);
-  c.memo = xcalloc((size_t)g->n_nodes + 1, 1);
   c.merged = xmalloc(((size_t)g->n_nodes + 1) * sizeof *c.merged);
   for (int i = 0; i < c.n_orig; i++)
     if (g->nodes[i]->op == IR_TOPK_SOFTMAX) route(&c, g->nodes[i]);
   users_free(&c.u);
-  free(c.memo);
+  free(c.weight_only);
   int rc = 0;
   if (c.n_merged) {
     /* Drop the dense experts first, so the merged linears' remaining users are known. */

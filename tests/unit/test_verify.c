@@ -111,7 +111,7 @@ static void test_input_not_in_graph(void **state) {
 static void test_bad_arity(void **state) {
   Fixture *f = *state;
   f->lin->n_in = 1;
-  expect_error(f->g, "%3 (linear, blocks.0.attn.qkv): has 1 inputs, the op takes 2 or 3");
+  expect_error(f->g, "%3 (linear, blocks.0.attn.qkv): linear: takes x, w and an optional bias, got 1 inputs");
 }
 
 static void test_bad_arity_fixed(void **state) {

@@ -1,7 +1,7 @@
 /*
  * testutil.h - small helpers shared by the unit tests: a scratch directory,
- * the shared data folder, an IR dump as a string, a relative L2 error, and
- * honest skips.  Header-only (static functions): every test is its own
+ * the shared data folder, an IR dump as a string, a relative L2 error, a
+ * float's bits, and honest skips.  Header-only (static functions): every test is its own
  * executable.
  *
  * A test that cannot run here (no NVRTC, no ../shared) calls TU_SKIP(why) or,
@@ -53,6 +53,18 @@ static inline void tu_note_skip(const char *why) {
 #define tu_run_group(tests, setup, teardown)                         \
   tu_exit_status(cmocka_run_group_tests(tests, setup, teardown))
 static inline int tu_exit_status(int failed) { return failed ? failed : tu_skipped ? TU_SKIP_CODE : 0; }
+
+/* A float's bits and back. */
+static inline uint32_t tu_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+static inline float tu_from_bits(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
 
 /* mkdtemp "/tmp/ditc_test_<tag>.XXXXXX" into buf; 0 or -1. */
 static inline int tu_tmpdir_make(char *buf, size_t n, const char *tag) {
