@@ -132,10 +132,35 @@ Value el_node(Elab *e, AstLoc loc, IrOp op, int n_in, IrNode *const *in, const I
 Value el_const_f32(Elab *e, AstLoc loc, IrShape s, const float *data);
 IrLoc el_irloc(Elab *e, AstLoc loc);
 int el_check_nodes(Elab *e, AstLoc loc);
+/* ---- the interpreter, shared by elab.c and elab_model.c ------------------------ */
+
+typedef enum { EX_OK, EX_RETURN, EX_STOP } Exec;
+
+Value el_eval(Elab *e, Env *env, const AstNode *n);
+Exec el_exec_stmt(Elab *e, Env *env, const AstNode *s);
+Exec el_exec_block(Elab *e, Env *env, const AstList *stmts);
+/* Bindings of a frame: the innermost binding of name in env only; bind
+ * (replacing one of env's own); free a frame's bindings. */
+Binding *el_env_find_local(Env *env, const char *name);
+void el_env_bind(Env *env, const char *name, Value v);
+void el_env_free(Env *env);
+/* n (a function or parameter) may be bound under its name: not a builtin's. */
+int el_check_bindable(Elab *e, const AstNode *n, const char *what);
+/* A value of a declared parameter type (converting int to float); a type the
+ * language knows. */
+int el_type_ok(Value *v, const char *type);
+int el_known_type(const char *type);
+/* The shape of dims (B allowed when allow_batch); 0 or -1 after an error. */
+int el_eval_shape(Elab *e, Env *env, const AstList *dims, int allow_batch, AstLoc loc, IrShape *out);
+
 /* a op b and a <cmp> b for the binary operators of the language (values.c);
  * errors are reported at loc and yield POISON. */
 Value el_arith(Elab *e, AstLoc loc, int op, Value a, Value b);
 Value el_compare(Elab *e, AstLoc loc, int op, Value a, Value b);
+/* The value `--set` gives model parameter p (its declared type, else its
+ * default's kind, else the first of int, float, bool, str that fits);
+ * 0, or -1 after an error (values.c). */
+int el_parse_setting(Elab *e, const AstNode *p, const FeSetting *set, Value *out);
 
 /* ---- builtins.c ----------------------------------------------------------- */
 

@@ -3,7 +3,8 @@
  * elaboration time: exact 64-bit integer arithmetic (overflow is an error),
  * floats, batch-sized dims (multiples of B), string and list concatenation,
  * and tensor arithmetic, which becomes IR nodes (t op t broadcasts; t op s
- * becomes scale / add_scalar / neg / recip / pow_scalar).
+ * becomes scale / add_scalar / neg / recip / pow_scalar); and the value a
+ * `--set NAME=VALUE` gives a model parameter of its declared type.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -288,4 +289,45 @@ Value el_arith(Elab *e, AstLoc loc, int op, Value a, Value b) {
   el_error(e, loc, "unsupported operand types for %s: %s and %s", ast_op_str(op), el_describe(e, a),
            el_describe(e, b));
   return el_poison();
+}
+
+/* ---- --set NAME=VALUE ---------------------------------------------------- */
+
+int el_parse_setting(Elab *e, const AstNode *p, const FeSetting *set, Value *out) {
+  const char *type = p->s2, *v = set->value;
+  char *end;
+  if (!type) {
+    if (p->a && p->a->kind == AST_INT) type = "int";
+    else if (p->a && p->a->kind == AST_FLOAT) type = "float";
+    else if (p->a && p->a->kind == AST_BOOL) type = "bool";
+    else if (p->a && p->a->kind == AST_STR) type = "str";
+  }
+  int want_int = !type || !strcmp(type, "int"), want_float = !type || !strcmp(type, "float");
+  if (want_int && *v) {
+    errno = 0;
+    long long i = strtoll(v, &end, 10);
+    if (!*end && errno == 0) {
+      *out = el_int(i);
+      return 0;
+    }
+  }
+  if (want_float && *v) {
+    errno = 0;
+    double f = strtod(v, &end);
+    if (!*end && isfinite(f)) {
+      *out = el_float(f);
+      return 0;
+    }
+  }
+  if (!type || !strcmp(type, "bool")) {
+    if (!strcmp(v, "true") || !strcmp(v, "1")) return *out = el_bool(1), 0;
+    if (!strcmp(v, "false") || !strcmp(v, "0")) return *out = el_bool(0), 0;
+  }
+  if (!type || !strcmp(type, "str")) {
+    *out = el_str(arena_strdup(&e->arena, v));
+    return 0;
+  }
+  fe_error_at(e->diag, e->src->file, "--set %s=%s: '%s' is not %s %s", set->name, set->value, v,
+              !strcmp(type, "int") ? "an" : "a", type);
+  return -1;
 }

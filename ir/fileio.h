@@ -194,6 +194,9 @@ void fio_child_forget(pid_t pid);
 /* Remove every temporary this process registered, now.  Async-signal-safe. */
 void fio_cleanup_now(void);
 
+/* Six random characters [A-Za-z0-9] and a NUL, for temporary names. */
+void fio_random_suffix(char out[7]);
+
 /* Out of memory: remove the temporaries, say so on stderr, exit 1. */
 _Noreturn void fio_oom(size_t asked);
 
