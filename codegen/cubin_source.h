@@ -4,11 +4,13 @@
  *
  * A GPU runs a CUBIN's SASS; the simulation runs the source the CUBIN was
  * compiled from on the emulated device (codegen/emu.h).  A CUBIN does not
- * carry its source, so the two places that hand out CUBINs note the pair
- * here: cg_nvrtc_compile for every CUBIN NVRTC makes, and
- * cg_cache_get_or_compile for every one the kernel cache returns (its key
- * covers source, options, compiler and architecture, so a hit is that
- * source's CUBIN).  The simulated driver looks an image up by the SHA-256 of
+ * carry its source, so the places that hand out CUBINs note the pair here:
+ * cg_nvrtc_compile for every CUBIN NVRTC makes, cg_cache_get_or_compile for
+ * every one the kernel cache returns (its key covers source, options,
+ * compiler and architecture, so a hit is that source's CUBIN), and
+ * cg_pack_open for a pack's CUBINs (the pack records which plan each was
+ * compiled from; the plan's source without the prelude, which the emulator
+ * replaces anyway).  The simulated driver looks an image up by the SHA-256 of
  * its bytes; an image nobody noted is unknown to it and refused, never
  * matched by guesswork.
  *
