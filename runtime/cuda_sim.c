@@ -287,6 +287,12 @@ static struct CUevent_st *events;
 static struct CUgraph_st *graphs;
 static struct CUgraphExec_st *execs;
 
+SIM_LIST_TAKE(module_take, struct CUmod_st)
+SIM_LIST_TAKE(stream_take, struct CUstream_st)
+SIM_LIST_TAKE(event_take, struct CUevent_st)
+SIM_LIST_TAKE(graph_take, struct CUgraph_st)
+SIM_LIST_TAKE(exec_take, struct CUgraphExec_st)
+
 int sim_ctx_check(void) {
   if (!initialised) return sim_fail(SIM_ERROR_NOT_INITIALIZED, "cuInit has not been called");
   if (!current || !current->refs)
@@ -1028,11 +1034,8 @@ static struct CUmod_st *module_live(CUmodule mod) {
 static RtCuResult sim_module_unload(CUmodule mod) {
   ENTER_CTX();
   if ((r_ = capture_forbids("cuModuleUnload"))) LEAVE(r_);
-  struct CUmod_st **pp = &modules;
-  while (*pp && *pp != mod) pp = &(*pp)->next;
-  if (!*pp) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a loaded module"));
-  struct CUmod_st *m = *pp;
-  *pp = m->next;
+  struct CUmod_st *m = module_take(&modules, mod);
+  if (!m) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a loaded module"));
   free(m->funcs);
   sim_image_free(&m->img);
   free(m);
@@ -1164,11 +1167,8 @@ static RtCuResult sim_stream_create(CUstream *s, unsigned flags) {
 
 static RtCuResult sim_stream_destroy(CUstream s) {
   ENTER_CTX();
-  struct CUstream_st **pp = &streams;
-  while (*pp && *pp != s) pp = &(*pp)->next;
-  if (!*pp) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a stream of this context"));
-  struct CUstream_st *x = *pp;
-  *pp = x->next;
+  struct CUstream_st *x = stream_take(&streams, s);
+  if (!x) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a stream of this context"));
   list_free(&x->cap);
   free(x);
   LEAVE(0);
@@ -1205,11 +1205,8 @@ static struct CUevent_st *event_live(CUevent e) {
 
 static RtCuResult sim_event_destroy(CUevent e) {
   ENTER_CTX();
-  struct CUevent_st **pp = &events;
-  while (*pp && *pp != e) pp = &(*pp)->next;
-  if (!*pp) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not an event of this context"));
-  struct CUevent_st *x = *pp;
-  *pp = x->next;
+  struct CUevent_st *x = event_take(&events, e);
+  if (!x) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not an event of this context"));
   free(x);
   LEAVE(0);
 }
@@ -1315,11 +1312,8 @@ static RtCuResult sim_graph_launch(CUgraphExec g, CUstream s) {
 
 static RtCuResult sim_graph_destroy(CUgraph g) {
   ENTER();
-  struct CUgraph_st **pp = &graphs;
-  while (*pp && *pp != g) pp = &(*pp)->next;
-  if (!*pp) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a graph"));
-  struct CUgraph_st *x = *pp;
-  *pp = x->next;
+  struct CUgraph_st *x = graph_take(&graphs, g);
+  if (!x) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a graph"));
   list_free(&x->ops);
   free(x);
   LEAVE(0);
@@ -1327,11 +1321,8 @@ static RtCuResult sim_graph_destroy(CUgraph g) {
 
 static RtCuResult sim_graph_exec_destroy(CUgraphExec g) {
   ENTER();
-  struct CUgraphExec_st **pp = &execs;
-  while (*pp && *pp != g) pp = &(*pp)->next;
-  if (!*pp) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not an executable graph"));
-  struct CUgraphExec_st *x = *pp;
-  *pp = x->next;
+  struct CUgraphExec_st *x = exec_take(&execs, g);
+  if (!x) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not an executable graph"));
   list_free(&x->ops);
   free(x);
   LEAVE(0);

@@ -111,6 +111,19 @@ int sim_enqueue_host(CUstream s, const SimHostOp *op);
 /* 1 when s is capturing into a graph. */
 int sim_stream_capturing(CUstream s);
 
+/* Defines static T *NAME(T **head, const void *x): takes x off the list at
+ * *head (linked through `next`) and returns it, or NULL when it is not on it. */
+#define SIM_LIST_TAKE(NAME, T)                   \
+  static T *NAME(T **head, const void *x) {      \
+    for (T **pp = head; *pp; pp = &(*pp)->next)  \
+      if (*pp == x) {                            \
+        T *n = *pp;                              \
+        *pp = n->next;                           \
+        return n;                                \
+      }                                          \
+    return NULL;                                 \
+  }
+
 /* ---- CUBIN images (cuda_sim_image.c) ---------------------------------------- */
 
 #define SIM_MAX_PARAMS 64

@@ -294,6 +294,9 @@ struct RtLtContext {
 static struct RtLtOpaque *descs;
 static struct RtLtContext *handles;
 
+SIM_LIST_TAKE(desc_take, struct RtLtOpaque)
+SIM_LIST_TAKE(handle_take, struct RtLtContext)
+
 static struct RtLtOpaque *desc_live(RtLtDesc d, Kind k) {
   for (struct RtLtOpaque *x = descs; x; x = x->next)
     if (x == d) return x->kind == k ? x : NULL;
@@ -330,11 +333,8 @@ static RtLtStatus lt_create(RtLtHandle *h) {
 
 static RtLtStatus lt_destroy(RtLtHandle h) {
   LT_ENTER();
-  struct RtLtContext **pp = &handles;
-  while (*pp && *pp != h) pp = &(*pp)->next;
-  if (!*pp) LT_LEAVE(sim_fail(ST_NOT_INITIALIZED, "not a cuBLASLt handle"));
-  struct RtLtContext *x = *pp;
-  *pp = x->next;
+  struct RtLtContext *x = handle_take(&handles, h);
+  if (!x) LT_LEAVE(sim_fail(ST_NOT_INITIALIZED, "not a cuBLASLt handle"));
   free(x);
   LT_LEAVE(ST_SUCCESS);
 }
@@ -350,11 +350,8 @@ static RtLtStatus desc_new(RtLtDesc *out, Kind k) {
 
 static RtLtStatus desc_destroy(RtLtDesc d, Kind k) {
   LT_ENTER();
-  struct RtLtOpaque **pp = &descs;
-  while (*pp && *pp != d) pp = &(*pp)->next;
-  if (!*pp || (*pp)->kind != k) LT_LEAVE(sim_fail(ST_INVALID_VALUE, "not a live descriptor of that kind"));
-  struct RtLtOpaque *x = *pp;
-  *pp = x->next;
+  if (!desc_live(d, k)) LT_LEAVE(sim_fail(ST_INVALID_VALUE, "not a live descriptor of that kind"));
+  struct RtLtOpaque *x = desc_take(&descs, d);
   free(x);
   LT_LEAVE(ST_SUCCESS);
 }

@@ -120,11 +120,15 @@ static CUdeviceptr dalloc(size_t n) {
   return p;
 }
 
-static void load_kernels(CUmodule *m, CUfunction *scale, CUfunction *rev) {
+/* Open the device and load the kernels (the module goes with the context). */
+static CUmodule open_with_kernels(CUfunction *scale, CUfunction *rev) {
   IrErr err;
-  if (rt_cuda_module_load(sm90_cubin, "test kernels", m, &err)) fail_msg("%s", err.msg);
-  if (RT_CU(&err, "k_scale", ModuleGetFunction, scale, *m, "k_scale")) fail_msg("%s", err.msg);
-  if (rev && RT_CU(&err, "k_rev", ModuleGetFunction, rev, *m, "k_rev")) fail_msg("%s", err.msg);
+  CUmodule m;
+  dev_open();
+  if (rt_cuda_module_load(sm90_cubin, "test kernels", &m, &err)) fail_msg("%s", err.msg);
+  if (RT_CU(&err, "k_scale", ModuleGetFunction, scale, m, "k_scale")) fail_msg("%s", err.msg);
+  if (rev && RT_CU(&err, "k_rev", ModuleGetFunction, rev, m, "k_rev")) fail_msg("%s", err.msg);
+  return m;
 }
 
 /* cuLaunchKernel of f on KParams {x, n}; the checking macro's message in err. */
@@ -212,30 +216,8 @@ static int child_sm80(void) {
 }
 
 static int run_child(const char *what, const char *arch, char *out, size_t n) {
-  int fd[2];
-  assert_int_equal(pipe(fd), 0);
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    dup2(fd[1], 1);
-    close(fd[0]);
-    close(fd[1]);
-    setenv("DITC_TEST_CHILD", what, 1);
-    setenv("DITC_CUDA_SIM_ARCH", arch, 1);
-    execl("/proc/self/exe", "test_cuda_sim", (char *)NULL);
-    _exit(99);
-  }
-  close(fd[1]);
-  size_t got = 0;
-  ssize_t r;
-  while (got + 1 < n && (r = read(fd[0], out + got, n - 1 - got)) > 0) got += (size_t)r;
-  out[got] = 0;
-  close(fd[0]);
-  int st = 0;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  assert_true(WIFEXITED(st));
-  return WEXITSTATUS(st);
+  const char *env[] = {"DITC_TEST_CHILD", what, "DITC_CUDA_SIM_ARCH", arch, NULL};
+  return tu_reexec(env, out, n);
 }
 
 static void test_other_architectures(void **state) {
@@ -254,10 +236,8 @@ static void test_other_architectures(void **state) {
 static void test_launch_and_bounds(void **state) {
   (void)state;
   NEED_CUBIN();
-  dev_open();
-  CUmodule m;
   CUfunction scale;
-  load_kernels(&m, &scale, NULL);
+  CUmodule m = open_with_kernels(&scale, NULL);
   enum { N = 300 };
   float h[N];
   for (int i = 0; i < N; i++) h[i] = (float)i;
@@ -294,10 +274,8 @@ static void test_launch_and_bounds(void **state) {
 static void test_shared_memory_limits(void **state) {
   (void)state;
   NEED_CUBIN();
-  dev_open();
-  CUmodule m;
   CUfunction scale, rev;
-  load_kernels(&m, &scale, &rev);
+  open_with_kernels(&scale, &rev);
   enum { N = 256 };
   float h[N];
   for (int i = 0; i < N; i++) h[i] = (float)i;
@@ -346,10 +324,8 @@ static void test_misaligned(void **state) {
 static void test_outside_any_allocation(void **state) {
   (void)state;
   NEED_CUBIN();
-  dev_open();
-  CUmodule m;
   CUfunction scale;
-  load_kernels(&m, &scale, NULL);
+  open_with_kernels(&scale, NULL);
   CUdeviceptr x = dalloc(1024), y = dalloc(1024);
   IrErr err;
   float h[256] = {0};
@@ -380,10 +356,8 @@ static void test_outside_any_allocation(void **state) {
 static void test_use_after_free(void **state) {
   (void)state;
   NEED_CUBIN();
-  dev_open();
-  CUmodule m;
   CUfunction scale;
-  load_kernels(&m, &scale, NULL);
+  open_with_kernels(&scale, NULL);
   CUdeviceptr x = dalloc(1024);
   IrErr err;
   assert_int_equal(RT_CU(&err, NULL, MemFree, x), 0);
@@ -404,10 +378,8 @@ static void test_use_after_free(void **state) {
 static void test_graph_replay_after_memory_moved(void **state) {
   (void)state;
   NEED_CUBIN();
-  dev_open();
-  CUmodule m;
   CUfunction scale;
-  load_kernels(&m, &scale, NULL);
+  open_with_kernels(&scale, NULL);
   IrErr err;
   CUstream s;
   if (RT_CU(&err, NULL, StreamCreate, &s, RT_CU_STREAM_NON_BLOCKING)) fail_msg("%s", err.msg);
@@ -734,7 +706,7 @@ static void test_lt_descriptors(void **state) {
   (void)state;
   dev_open();
   IrErr err;
-  RtLtHandle h;
+  RtLtHandle h = NULL;
   if (rt_blas_load(&err) || RT_LT(&err, NULL, Create, &h)) fail_msg("%s", err.msg);
   int cases = 0;
   /* f32: every order and transpose, a padded leading dimension, batches with a shared B */
@@ -817,7 +789,7 @@ static void test_lt_refusals(void **state) {
   (void)state;
   dev_open();
   IrErr err;
-  RtLtHandle h;
+  RtLtHandle h = NULL;
   if (rt_blas_load(&err) || RT_LT(&err, NULL, Create, &h)) fail_msg("%s", err.msg);
   Simple s;
   simple_make(&s, C_32F, T_32F, T_32F, 8, 8, 8);
@@ -908,7 +880,7 @@ static void test_lt_compute_types(void **state) {
   (void)state;
   dev_open();
   IrErr err;
-  RtLtHandle h;
+  RtLtHandle h = NULL;
   if (rt_blas_load(&err) || RT_LT(&err, NULL, Create, &h)) fail_msg("%s", err.msg);
   float a[4] = {1.0f + 0x1p-20f, 0, 0, 0}, b[4] = {1, 0, 0, 0}, d[4];
   for (int tf32 = 0; tf32 < 2; tf32++) {

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -53,6 +54,44 @@ static inline void tu_note_skip(const char *why) {
 #define tu_run_group(tests, setup, teardown)                         \
   tu_exit_status(cmocka_run_group_tests(tests, setup, teardown))
 static inline int tu_exit_status(int failed) { return failed ? failed : tu_skipped ? TU_SKIP_CODE : 0; }
+
+/* A child's output and exit status: read fd (the pipe's read end) to its end
+ * into out (NUL-terminated, at most n - 1 bytes), close it, wait for pid,
+ * which must have exited normally, and return its exit status. */
+static inline int tu_child_wait(int fd, pid_t pid, char *out, size_t n) {
+  size_t got = 0;
+  ssize_t r;
+  while (got + 1 < n && (r = read(fd, out + got, n - 1 - got)) > 0) got += (size_t)r;
+  out[got] = 0;
+  close(fd);
+  int st = 0;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  return WEXITSTATUS(st);
+}
+
+/* Run this test binary again in a child, its environment changed by env
+ * (name, value, name, value, ..., NULL; a NULL value unsets the name): its
+ * stdout in out, its exit status returned (99: it could not be started). */
+static inline int tu_reexec(const char *const *env, char *out, size_t n) {
+  int fd[2];
+  assert_int_equal(pipe(fd), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(fd[1], 1);
+    close(fd[0]);
+    close(fd[1]);
+    for (int i = 0; env[i]; i += 2)
+      if (env[i + 1]) setenv(env[i], env[i + 1], 1);
+      else unsetenv(env[i]);
+    execl("/proc/self/exe", "test", (char *)NULL);
+    _exit(99);
+  }
+  close(fd[1]);
+  return tu_child_wait(fd[0], pid, out, n);
+}
 
 /* mkdtemp "/tmp/ditc_test_<tag>.XXXXXX" into buf; 0 or -1. */
 static inline int tu_tmpdir_make(char *buf, size_t n, const char *tag) {
