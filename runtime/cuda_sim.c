@@ -16,10 +16,13 @@
  * a stale pointer is always recognised for what it is.  A registry of every
  * allocation, live or freed, checks each device pointer a call receives:
  * copies and sets (the whole range, else CUDA_ERROR_INVALID_VALUE), kernel
- * parameters (every 8-byte word of a kernel's parameters whose value lies in
- * the device's address range is a device pointer and must lie in a live
- * allocation, else CUDA_ERROR_ILLEGAL_ADDRESS), cuBLASLt's operands (the
- * whole matrix: cuda_sim_blas.c).  cuMemsetD32 wants 4-byte alignment.
+ * parameters (each pointer of the parameter struct, found from the kernel's
+ * source by cuda_sim_params.c, must be NULL or lie in a live allocation, else
+ * CUDA_ERROR_ILLEGAL_ADDRESS - a host pointer too - and be aligned to its
+ * element type, else CUDA_ERROR_MISALIGNED_ADDRESS; for a struct that could
+ * not be read, every 8-byte word whose value lies in the device's address
+ * range is taken as a pointer), cuBLASLt's operands (the whole matrix:
+ * cuda_sim_blas.c).  cuMemsetD32 wants 4-byte alignment.
  *
  * Modules and launches.  cuModuleLoadDataEx reads the CUBIN (cuda_sim_image.c:
  * architecture, kernels, launch bounds, registers, static shared memory,
@@ -200,6 +203,7 @@ struct CUctx_st {
 struct CUfunc_st {
   struct CUmod_st *mod;
   const SimKernel *k;
+  SimParams params;      /* where its pointers are */
   int max_dyn_smem;      /* CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES */
 };
 
@@ -411,6 +415,13 @@ static int capture_forbids(const char *call) {
 /* operations                                                               */
 /* ======================================================================== */
 
+static void module_free(struct CUmod_st *m) {
+  for (int i = 0; i < m->img.n_kernels; i++) sim_params_free(&m->funcs[i].params);
+  free(m->funcs);
+  sim_image_free(&m->img);
+  free(m);
+}
+
 static int func_live(const struct CUfunc_st *f) {
   for (struct CUmod_st *m = modules; m; m = m->next)
     if (f >= m->funcs && f < m->funcs + m->img.n_kernels) return 1;
@@ -422,15 +433,23 @@ static int exec_kernel(Op *op, int replay) {
   if (!func_live(f)) return sim_fail(SIM_ERROR_INVALID_HANDLE, "the kernel's module was unloaded%s",
                                      replay ? " after the graph was captured" : "");
   const char *name = f->k->name;
-  /* Every pointer-aligned word whose value lies in device memory is a device pointer. */
-  for (size_t off = 0; off + 8 <= op->u.k.n; off += 8) {
+  const SimParams *ps = &f->params;
+  /* The pointers of the parameter struct the source declares; when it could
+   * not be read, every pointer-aligned word whose value lies in device memory. */
+  int n = ps->known ? ps->n_ptrs : (int)(op->u.k.n / 8);
+  for (int i = 0; i < n; i++) {
+    size_t off = ps->known ? ps->ptrs[i].offset : 8 * (size_t)i;
     uint64_t w;
     memcpy(&w, op->u.k.params + off, 8);
-    if (!in_region(w)) continue;
+    if (ps->known ? !w : !in_region(w)) continue;
     char what[300];
-    snprintf(what, sizeof what, "kernel %s%s, parameter bytes %zu-%zu", name, replay ? " (graph replay)" : "", off,
-             off + 7);
-    int r = sim_range_check(w, 0, 1, what, RT_CUDA_ERROR_ILLEGAL_ADDRESS, RT_CUDA_ERROR_ILLEGAL_ADDRESS);
+    if (ps->known)
+      snprintf(what, sizeof what, "kernel %s%s, parameter p.%s", name, replay ? " (graph replay)" : "", ps->ptrs[i].name);
+    else
+      snprintf(what, sizeof what, "kernel %s%s, parameter bytes %zu-%zu", name, replay ? " (graph replay)" : "", off,
+               off + 7);
+    int r = sim_range_check(w, 0, ps->known ? ps->ptrs[i].align : 1, what, RT_CUDA_ERROR_ILLEGAL_ADDRESS,
+                            SIM_ERROR_MISALIGNED_ADDRESS);
     if (r) {
       if (replay) {
         size_t len = strlen(detail);
@@ -611,9 +630,7 @@ static void ctx_destroy(void) {
   while (modules) {
     struct CUmod_st *m = modules;
     modules = m->next;
-    free(m->funcs);
-    sim_image_free(&m->img);
-    free(m);
+    module_free(m);
   }
   primary.sticky = 0;
   primary.gen++;
@@ -1015,10 +1032,13 @@ static RtCuResult sim_module_load(CUmodule *out, const void *image, unsigned n_o
   m->img = img;
   m->emu = emu;
   m->funcs = xcalloc((size_t)img.n_kernels + 1, sizeof *m->funcs);
+  SimParams *params = xcalloc((size_t)img.n_kernels + 1, sizeof *params);
+  sim_params_read(src.source, &m->img, params);
   for (int i = 0; i < img.n_kernels; i++) {
     int dflt = DEFAULT_SMEM_PER_BLOCK - (int)img.kernels[i].static_smem;
-    m->funcs[i] = (struct CUfunc_st){m, &m->img.kernels[i], dflt > 0 ? dflt : 0};
+    m->funcs[i] = (struct CUfunc_st){m, &m->img.kernels[i], params[i], dflt > 0 ? dflt : 0};
   }
+  free(params);
   m->next = modules;
   modules = m;
   *out = m;
@@ -1036,9 +1056,7 @@ static RtCuResult sim_module_unload(CUmodule mod) {
   if ((r_ = capture_forbids("cuModuleUnload"))) LEAVE(r_);
   struct CUmod_st *m = module_take(&modules, mod);
   if (!m) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a loaded module"));
-  free(m->funcs);
-  sim_image_free(&m->img);
-  free(m);
+  module_free(m);
   LEAVE(0);
 }
 

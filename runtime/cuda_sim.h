@@ -4,8 +4,8 @@
  * cuda_api.c fills its tables (rt_cu, rt_lt) from these instead of dlopen
  * when the simulation is asked for; everything above the tables is the
  * real code.  What is simulated, and what is checked, is described at the
- * top of cuda_sim.c (the driver), cuda_sim_image.c (reading CUBINs) and
- * cuda_sim_blas.c (cuBLASLt).
+ * top of cuda_sim.c (the driver), cuda_sim_image.c (reading CUBINs),
+ * cuda_sim_params.c (kernel parameters) and cuda_sim_blas.c (cuBLASLt).
  *
  * The first section is for cuda_api.c; the second is shared by the
  * simulation's own files.
@@ -48,6 +48,7 @@ enum {
   SIM_ERROR_ILLEGAL_STATE = 401,
   SIM_ERROR_NOT_FOUND = 500,
   SIM_ERROR_LAUNCH_OUT_OF_RESOURCES = 701,
+  SIM_ERROR_MISALIGNED_ADDRESS = 716,
   SIM_ERROR_LAUNCH_FAILED = 719,
   SIM_ERROR_NOT_SUPPORTED = 801,
   SIM_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900,
@@ -150,5 +151,25 @@ typedef struct {
  * with why (never reads past what the ELF headers describe). */
 int sim_image_parse(const void *image, SimImage *out, char *why, size_t n);
 void sim_image_free(SimImage *im);
+
+/* ---- kernel parameters (cuda_sim_params.c) ----------------------------------- */
+
+typedef struct {
+  unsigned offset;             /* of the pointer in the parameter struct */
+  unsigned align;              /* its element's alignment (1 when unknown) */
+  char name[40];
+} SimPtrMember;
+
+typedef struct {
+  int known;                   /* 0: the struct was not read; scan for device addresses */
+  unsigned size;
+  SimPtrMember *ptrs;
+  int n_ptrs;
+} SimParams;
+
+/* The parameter struct of each of img's kernels (out[k] for kernel k) as
+ * source declares it. */
+void sim_params_read(const char *source, const SimImage *img, SimParams *out);
+void sim_params_free(SimParams *p);
 
 #endif

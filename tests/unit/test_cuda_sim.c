@@ -319,6 +319,17 @@ static void test_misaligned(void **state) {
   /* cuBLASLt: an f32 matrix off its element's alignment, and off the 256 bytes the default preference
    * promises, are test_lt_refusals' first cases */
   dev_close();
+  /* a kernel's float pointer off its element's alignment: the device faults, as a GPU's load would */
+  NEED_CUBIN();
+  CUfunction scale;
+  open_with_kernels(&scale, NULL);
+  p = dalloc(4096);
+  if (launch(scale, 1, 32, 0, NULL, p + 4, 32, &err)) fail_msg("%s", err.msg);
+  assert_int_equal(launch(scale, 1, 32, 0, NULL, p + 2, 32, &err), -1);
+  has(err.msg, "cuLaunchKernel failed: CUDA_ERROR_MISALIGNED_ADDRESS (misaligned address)");
+  has(err.msg, "kernel k_scale, parameter p.x: device address");
+  has(err.msg, "is not 4-byte aligned");
+  dev_close();
 }
 
 static void test_outside_any_allocation(void **state) {
@@ -339,8 +350,15 @@ static void test_outside_any_allocation(void **state) {
   assert_true(gap < y);
   assert_int_equal(launch(scale, 1, 32, 0, NULL, gap, 32, &err), -1);
   has(err.msg, "cuLaunchKernel failed: CUDA_ERROR_ILLEGAL_ADDRESS (an illegal memory access was encountered)");
-  has(err.msg, "kernel k_scale, parameter bytes 0-7: device address");
+  has(err.msg, "kernel k_scale, parameter p.x: device address");
   has(err.msg, "is not inside any allocation");
+  /* a host pointer is no device address either */
+  dev_close();
+  open_with_kernels(&scale, NULL);
+  assert_int_equal(launch(scale, 1, 32, 0, NULL, (CUdeviceptr)(uintptr_t)h, 32, &err), -1);
+  has(err.msg, "CUDA_ERROR_ILLEGAL_ADDRESS");
+  has(err.msg, "kernel k_scale, parameter p.x: 0x");
+  has(err.msg, "is not a device address");
   /* a fault is sticky: the context is unusable until it is destroyed */
   CUdeviceptr z;
   assert_int_equal(RT_CU(&err, "after the fault", MemAlloc, &z, 16), -1);
@@ -405,7 +423,7 @@ static void test_graph_replay_after_memory_moved(void **state) {
   assert_true(x2 != x);
   assert_int_equal(RT_CU(&err, "stale replay", GraphLaunch, g, s), -1);
   has(err.msg, "cuGraphLaunch failed: CUDA_ERROR_ILLEGAL_ADDRESS");
-  has(err.msg, "graph node 0 of 1: kernel k_scale (graph replay), parameter bytes 0-7");
+  has(err.msg, "graph node 0 of 1: kernel k_scale (graph replay), parameter p.x: device address");
   has(err.msg, "freed earlier (use after free); a graph replays the addresses it was captured with");
   dev_close();
 }
