@@ -68,10 +68,12 @@
  * warps (blocks run in parallel on the CPU, a block's threads one after
  * another between barriers), memory-model races, or a stray access inside a
  * kernel beyond its parameters' base pointers (past the end of an allocation
- * it faults the process, as the guard page is unmapped).
+ * it faults the process, as the guard page is unmapped; a SIGSEGV handler
+ * says so first).
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,6 +211,7 @@ struct CUfunc_st {
 
 struct CUmod_st {
   struct CUmod_st *next;
+  long serial;             /* never reused: a recorded launch names its module by it */
   SimImage img;
   EmuModule *emu;
   struct CUfunc_st *funcs; /* one per image kernel */
@@ -222,6 +225,7 @@ typedef struct {
   union {
     struct {
       struct CUfunc_st *f;
+      long serial;       /* f's module's */
       unsigned grid[3], block[3], smem;
       unsigned char *params;
       size_t n;
@@ -330,6 +334,36 @@ static size_t page(void) {
   return p > 0 ? (size_t)p : 4096;
 }
 
+/* A kernel that strays past an allocation into the unmapped device range
+ * takes the process down (as a fault takes a GPU's context): say what it
+ * was first, then let the fault go on to whoever handled it before us (the
+ * default action, or a sanitizer's report).  Only async-signal-safe calls. */
+static struct sigaction old_segv;
+
+static void segv_note(int sig, siginfo_t *si, void *uc) {
+  uint64_t a = (uint64_t)(uintptr_t)si->si_addr;
+  if (a >= region_base && a < region_end) {
+    static const char head[] = "ditc: simulated device: a kernel touched device address 0x";
+    static const char tail[] = ", outside every live allocation (CUDA_ERROR_ILLEGAL_ADDRESS on a GPU)\n";
+    char hex[17];
+    for (int i = 15; i >= 0; i--, a >>= 4) hex[i] = "0123456789abcdef"[a & 15];
+    hex[16] = 0;
+    int i = 0;
+    while (hex[i] == '0' && i < 15) i++;
+    ssize_t w = write(2, head, sizeof head - 1);
+    w = write(2, hex + i, (size_t)(16 - i));
+    w = write(2, tail, sizeof tail - 1);
+    (void)w;
+  }
+  if (old_segv.sa_flags & SA_SIGINFO) {
+    old_segv.sa_sigaction(sig, si, uc);
+  } else if (old_segv.sa_handler != SIG_IGN && old_segv.sa_handler != SIG_DFL) {
+    old_segv.sa_handler(sig);
+  } else {
+    signal(sig, SIG_DFL); /* returning re-executes the access, which now ends the process */
+  }
+}
+
 static int region_reserve(void) {
   if (region) return 0;
   void *p = mmap(NULL, REGION_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -337,6 +371,12 @@ static int region_reserve(void) {
   region = p;
   region_base = region_next = (uint64_t)(uintptr_t)p;
   region_end = region_base + REGION_BYTES;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = segv_note;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSEGV, &sa, &old_segv);
   return 0;
 }
 
@@ -422,15 +462,18 @@ static void module_free(struct CUmod_st *m) {
   free(m);
 }
 
-static int func_live(const struct CUfunc_st *f) {
+/* f is a function of a loaded module (of that serial, when serial >= 0). */
+static int func_live(const struct CUfunc_st *f, long serial) {
   for (struct CUmod_st *m = modules; m; m = m->next)
-    if (f >= m->funcs && f < m->funcs + m->img.n_kernels) return 1;
+    if (f >= m->funcs && f < m->funcs + m->img.n_kernels) return serial < 0 || m->serial == serial;
   return 0;
 }
 
+static struct CUevent_st *event_live(CUevent e);
+
 static int exec_kernel(Op *op, int replay) {
   struct CUfunc_st *f = op->u.k.f;
-  if (!func_live(f)) return sim_fail(SIM_ERROR_INVALID_HANDLE, "the kernel's module was unloaded%s",
+  if (!func_live(f, op->u.k.serial)) return sim_fail(SIM_ERROR_INVALID_HANDLE, "the kernel's module was unloaded%s",
                                      replay ? " after the graph was captured" : "");
   const char *name = f->k->name;
   const SimParams *ps = &f->params;
@@ -517,6 +560,8 @@ static int op_exec(Op *op, int replay) {
   case OP_COPY: return exec_copy(op, replay);
   case OP_SET: return exec_set(op, replay);
   case OP_EVENT:
+    if (!event_live(op->u.ev))
+      return sim_fail(SIM_ERROR_INVALID_HANDLE, "the event a graph records was destroyed after the capture");
     clock_gettime(CLOCK_MONOTONIC, &op->u.ev->t);
     op->u.ev->recorded = 1;
     return 0;
@@ -1028,7 +1073,9 @@ static RtCuResult sim_module_load(CUmodule *out, const void *image, unsigned n_o
       sim_image_free(&img);
       LEAVE(SIM_ERROR_INVALID_IMAGE);
     }
+  static long serials;
   struct CUmod_st *m = xcalloc(1, sizeof *m);
+  m->serial = ++serials;
   m->img = img;
   m->emu = emu;
   m->funcs = xcalloc((size_t)img.n_kernels + 1, sizeof *m->funcs);
@@ -1075,7 +1122,7 @@ static RtCuResult sim_module_function(CUfunction *f, CUmodule mod, const char *n
 
 static RtCuResult sim_func_attribute(CUfunction f, int attr, int value) {
   ENTER_CTX();
-  if (!f || !func_live(f)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a function of a loaded module"));
+  if (!f || !func_live(f, -1)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a function of a loaded module"));
   if (attr == RT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES) {
     int most = the_arch->smem_per_block_optin - (int)f->k->static_smem;
     if (value < 0 || value > most)
@@ -1115,7 +1162,7 @@ static unsigned max_threads(const SimKernel *k, char *why, size_t n) {
 static RtCuResult sim_launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                              unsigned bz, unsigned smem, CUstream s, void **params, void **extra) {
   ENTER_CTX();
-  if (!f || !func_live(f)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a function of a loaded module"));
+  if (!f || !func_live(f, -1)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a function of a loaded module"));
   const SimKernel *k = f->k;
   if (!stream_valid(s)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "kernel %s: not a stream of this context", k->name));
   if (!gx || !gy || !gz || gx > 2147483647u || gy > 65535 || gz > 65535)
@@ -1157,6 +1204,7 @@ static RtCuResult sim_launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz
     LEAVE(sim_fail(RT_CUDA_ERROR_INVALID_VALUE, "kernel %s: no parameters given for its %zu bytes", k->name, n));
   Op op = {.kind = OP_KERNEL};
   op.u.k.f = f;
+  op.u.k.serial = f->mod->serial;
   op.u.k.grid[0] = gx, op.u.k.grid[1] = gy, op.u.k.grid[2] = gz;
   op.u.k.block[0] = bx, op.u.k.block[1] = by, op.u.k.block[2] = bz;
   op.u.k.smem = smem;

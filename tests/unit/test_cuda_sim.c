@@ -215,6 +215,28 @@ static int child_sm80(void) {
   return 0;
 }
 
+/* A kernel that writes past the end of its allocation: the process dies of
+ * it, as a GPU's context would, after the simulation says what happened. */
+static int child_stray(void) {
+  char why[1200];
+  size_t n;
+  unsigned char *cubin = compile(KERNELS, "sm_90", &n, why, sizeof why);
+  if (!cubin) return printf("SKIP %s", why), 0;
+  RtCudaDevice d;
+  IrErr err;
+  CUmodule m;
+  CUfunction scale;
+  CUdeviceptr x;
+  if (rt_cuda_device_open(0, &d, &err) || rt_cuda_module_load(cubin, "kernels", &m, &err) ||
+      RT_CU(&err, NULL, ModuleGetFunction, &scale, m, "k_scale") || RT_CU(&err, NULL, MemAlloc, &x, 1024))
+    return printf("%s", err.msg), 1;
+  fflush(stdout);
+  KParams p = {(float *)(uintptr_t)x, 1 << 20};
+  void *argv[] = {&p};
+  rt_cu.LaunchKernel(scale, 8192, 1, 1, 128, 1, 1, 0, NULL, argv, NULL);
+  return printf("the stray kernel did not fault"), 1;
+}
+
 static int run_child(const char *what, const char *arch, char *out, size_t n) {
   const char *env[] = {"DITC_TEST_CHILD", what, "DITC_CUDA_SIM_ARCH", arch, NULL};
   return tu_reexec(env, out, n);
@@ -352,6 +374,14 @@ static void test_outside_any_allocation(void **state) {
   has(err.msg, "cuLaunchKernel failed: CUDA_ERROR_ILLEGAL_ADDRESS (an illegal memory access was encountered)");
   has(err.msg, "kernel k_scale, parameter p.x: device address");
   has(err.msg, "is not inside any allocation");
+  /* a kernel that strays past its allocation's end takes the process down, saying why */
+  char out[4096];
+  const char *env[] = {"DITC_TEST_CHILD", "stray", NULL};
+  int st = tu_reexec_status(env, out, sizeof out);
+  if (!strncmp(out, "SKIP ", 5)) TU_SKIP(out + 5);
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 0) fail_msg("the stray child exited 0: %s", out);
+  has(out, "ditc: simulated device: a kernel touched device address 0x");
+  has(out, ", outside every live allocation (CUDA_ERROR_ILLEGAL_ADDRESS on a GPU)");
   /* a host pointer is no device address either */
   dev_close();
   open_with_kernels(&scale, NULL);
@@ -1112,6 +1142,7 @@ int main(void) {
     fputs(err.msg, stdout);
     return rc ? 1 : 0;
   }
+  if (child && !strcmp(child, "stray")) return child_stray();
   if (child && !strcmp(child, "sm80")) {
     int rc = child_sm80();
     emu_shutdown();

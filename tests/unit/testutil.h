@@ -55,10 +55,10 @@ static inline void tu_note_skip(const char *why) {
   tu_exit_status(cmocka_run_group_tests(tests, setup, teardown))
 static inline int tu_exit_status(int failed) { return failed ? failed : tu_skipped ? TU_SKIP_CODE : 0; }
 
-/* A child's output and exit status: read fd (the pipe's read end) to its end
- * into out (NUL-terminated, at most n - 1 bytes), close it, wait for pid,
- * which must have exited normally, and return its exit status. */
-static inline int tu_child_wait(int fd, pid_t pid, char *out, size_t n) {
+/* A child's output and wait status: read fd (the pipe's read end) to its end
+ * into out (NUL-terminated, at most n - 1 bytes), close it, wait for pid and
+ * return waitpid's status. */
+static inline int tu_child_wait_status(int fd, pid_t pid, char *out, size_t n) {
   size_t got = 0;
   ssize_t r;
   while (got + 1 < n && (r = read(fd, out + got, n - 1 - got)) > 0) got += (size_t)r;
@@ -66,14 +66,21 @@ static inline int tu_child_wait(int fd, pid_t pid, char *out, size_t n) {
   close(fd);
   int st = 0;
   assert_int_equal(waitpid(pid, &st, 0), pid);
+  return st;
+}
+
+/* The same for a child that must exit normally: its exit status. */
+static inline int tu_child_wait(int fd, pid_t pid, char *out, size_t n) {
+  int st = tu_child_wait_status(fd, pid, out, n);
   assert_true(WIFEXITED(st));
   return WEXITSTATUS(st);
 }
 
 /* Run this test binary again in a child, its environment changed by env
- * (name, value, name, value, ..., NULL; a NULL value unsets the name): its
- * stdout in out, its exit status returned (99: it could not be started). */
-static inline int tu_reexec(const char *const *env, char *out, size_t n) {
+ * (name, value, name, value, ..., NULL; a NULL value unsets the name), with
+ * its stdout and stderr in out: waitpid's status (exit 99: it could not be
+ * started).  tu_reexec: the exit status of a child that must exit normally. */
+static inline int tu_reexec_status(const char *const *env, char *out, size_t n) {
   int fd[2];
   assert_int_equal(pipe(fd), 0);
   fflush(NULL);
@@ -81,6 +88,7 @@ static inline int tu_reexec(const char *const *env, char *out, size_t n) {
   assert_true(pid >= 0);
   if (pid == 0) {
     dup2(fd[1], 1);
+    dup2(fd[1], 2);
     close(fd[0]);
     close(fd[1]);
     for (int i = 0; env[i]; i += 2)
@@ -90,7 +98,13 @@ static inline int tu_reexec(const char *const *env, char *out, size_t n) {
     _exit(99);
   }
   close(fd[1]);
-  return tu_child_wait(fd[0], pid, out, n);
+  return tu_child_wait_status(fd[0], pid, out, n);
+}
+
+static inline int tu_reexec(const char *const *env, char *out, size_t n) {
+  int st = tu_reexec_status(env, out, n);
+  assert_true(WIFEXITED(st));
+  return WEXITSTATUS(st);
 }
 
 /* mkdtemp "/tmp/ditc_test_<tag>.XXXXXX" into buf; 0 or -1. */
