@@ -27,8 +27,8 @@
  * Modules and launches.  cuModuleLoadDataEx reads the CUBIN (cuda_sim_image.c:
  * architecture, kernels, launch bounds, registers, static shared memory,
  * parameter sizes), refuses one for another architecture
- * (CUDA_ERROR_NO_BINARY_FOR_GPU: the same major and a minor no higher, or
- * the exact one for sm_XYa), looks up the source it was compiled from
+ * (CUDA_ERROR_NO_BINARY_FOR_GPU: it must have the device's major and a minor
+ * no higher), looks up the source it was compiled from
  * (codegen/cubin_source.h, by the image's SHA-256; an image nothing noted is
  * refused with CUDA_ERROR_INVALID_IMAGE and the reason in the JIT error log)
  * and compiles that very text for the emulated device (codegen/emu.h), with
@@ -52,10 +52,12 @@
  * instead; cuGraphLaunch runs them again, and each checks its device
  * pointers anew, so a graph replayed after memory it was captured with was
  * freed fails with CUDA_ERROR_ILLEGAL_ADDRESS.  Synchronising a capturing
- * stream is CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED and invalidates the capture
- * (cuStreamEndCapture then says CUDA_ERROR_STREAM_CAPTURE_INVALIDATED), and so
- * are the potentially unsafe calls (cuMemAlloc, cuMemFree, synchronous copies,
- * module loads) while a capture runs in global mode.
+ * stream (or the context) is CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED and
+ * invalidates the capture (cuStreamEndCapture then says
+ * CUDA_ERROR_STREAM_CAPTURE_INVALIDATED), and so are the potentially unsafe
+ * calls (cuMemAlloc, cuMemFree, synchronous copies and sets, module loads)
+ * while a capture runs in global mode, or in thread-local mode on the same
+ * thread; relaxed mode, which ditc captures in, allows them.
  *
  * Faults (illegal addresses, failed launches) are sticky as on a GPU: every
  * later call returns the same error until the primary context is released
