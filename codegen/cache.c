@@ -21,6 +21,7 @@
 
 #include "codegen/bytes.h"
 #include "codegen/cache.h"
+#include "codegen/cubin_source.h"
 #include "ir/fileio.h"
 
 enum {
@@ -399,8 +400,11 @@ int cg_cache_get_or_compile(CgCache *c, const CgCacheRequest *r, CgCompileFn com
   if (cg_cache_key(r, &key, err)) return -1;
   IrErr lerr;
   int rc = cg_cache_load(c, r->arch, &key, data, size, &lerr);
+  /* for the simulated driver: the key covers source and options, so this is their CUBIN */
+  CgCubinSource note = {r->source, r->name, r->arch, r->options, r->n_options};
   if (rc == 1) {
     *hit = 1;
+    cg_cubin_source_note(*data, *size, &note);
     return 0;
   }
   /* An unreadable cache only costs a compile. */
@@ -411,6 +415,7 @@ int cg_cache_get_or_compile(CgCache *c, const CgCacheRequest *r, CgCompileFn com
     *size = 0;
     return -1;
   }
+  cg_cubin_source_note(*data, *size, &note);
   if (cg_cache_store(c, r->arch, &key, *data, *size, &lerr))
     warnf(c, "%s (the kernel is used uncached)", lerr.msg);
   return 0;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen/cubin_source.h"
 #include "codegen/nvrtc.h"
 
 /* ---- NVRTC's C API (the subset used) ---------------------------------------- */
@@ -538,6 +539,9 @@ int cg_nvrtc_compile(const CgNvrtc *nv, const char *source, const char *name, co
     out->cubin = xmalloc(out->cubin_size);
     if (!NV_OK(&cx, nv->nvrtcGetCUBIN(prog, (char *)out->cubin))) goto fail;
     out->n_kernels = cg_ptxas_parse(cx.log, &out->kernels);
+    /* for the simulated driver: this CUBIN is this source's */
+    CgCubinSource note = {source, name, arch, options, n_options};
+    cg_cubin_source_note(out->cubin, out->cubin_size, &note);
   }
   if (outputs & CG_OUT_PTX) {
     size_t n = 0; /* counts the NUL */

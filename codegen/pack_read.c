@@ -11,6 +11,7 @@
  * parsers; nothing else changes then.
  */
 #include "codegen/bytes.h"
+#include "codegen/cubin_source.h"
 #include "codegen/pack_format.h"
 
 #include <errno.h>
@@ -619,6 +620,11 @@ static int parse(CgPack *pk, const unsigned char *buf, size_t len, unsigned flag
       if (!pp->cubins[c].ptxas_log) pp->cubins[c].ptxas_log = "";
     if (read_plan(r, p, per[p * 3], per[p * 3 + 1], per[p * 3 + 2], pp)) goto out_per;
     if (entry_clash(r, p)) goto out_per;
+    /* for the simulated CUDA driver: the pack says each CUBIN was compiled from its plan's source */
+    for (int c = 0; c < pp->n_cubins; c++) {
+      CgCubinSource note = {pp->plan->source, pp->plan->entry, pp->cubins[c].arch, NULL, 0};
+      cg_cubin_source_note(pp->cubins[c].image, pp->cubins[c].size, &note);
+    }
   }
   rc = 0;
 out_per:

@@ -19,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen/cubin_source.h"
+#include "runtime/cuda_sim.h"
+
 RtCudaApi rt_cu;
 RtLtApi rt_lt;
 
@@ -60,11 +63,21 @@ const char *rt_cu_result_str(RtCuResult r, char *buf, size_t n) {
   return buf;
 }
 
+/* The simulated driver's reason for the failure just reported (nothing
+ * when the real driver is loaded). */
+static void append_sim_detail(IrErr *err) {
+  char why[1100];
+  if (*rt_cuda_sim_take_detail(why, sizeof why)) err_append(err, " [simulated driver: %s]", why);
+}
+
 static int check_fail(const char *call, const char *status, const char *file, int line,
                       const char *what, IrErr *err) {
   if (what && *what)
-    return ir_errf(err, "%s failed: %s at %s:%d (%s)", call, status, src_path(file), line, what);
-  return ir_errf(err, "%s failed: %s at %s:%d", call, status, src_path(file), line);
+    ir_errf(err, "%s failed: %s at %s:%d (%s)", call, status, src_path(file), line, what);
+  else
+    ir_errf(err, "%s failed: %s at %s:%d", call, status, src_path(file), line);
+  append_sim_detail(err);
+  return -1;
 }
 
 int rt_cu_check(RtCuResult r, const char *call, const char *file, int line, const char *what,
@@ -198,6 +211,8 @@ static int is_stub(const char *path) {
   return realpath(path, real) && strstr(real, "/stubs/");
 }
 
+static int driver_init(const char *path, IrErr *err);
+
 static pthread_once_t cu_once = PTHREAD_ONCE_INIT;
 static int cu_status = -1;
 static IrErr cu_err;
@@ -209,6 +224,11 @@ static int cu_load(IrErr *err) {
   const char *name;
   void *lib;
   char path[PATH_MAX];
+  if (cg_cuda_sim_requested()) { /* everything above the table stays the real code */
+    rt_cuda_sim_driver(&rt_cu);
+    snprintf(path, sizeof path, "%s", rt_cuda_sim_path());
+    return driver_init(path, err);
+  }
   if (env && *env) {
     name = env;
     if (!(lib = dlopen(env, RTLD_NOW | RTLD_LOCAL)))
@@ -241,13 +261,18 @@ static int cu_load(IrErr *err) {
                    "driver", path, missing);
   }
   /* From here the driver may have started threads: keep it mapped even on failure. */
+  return driver_init(path, err);
+}
+
+/* cuInit and the version, through the filled table. */
+static int driver_init(const char *path, IrErr *err) {
   RtCuResult r = rt_cu.Init(0);
   if (r != RT_CUDA_SUCCESS) {
     const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
     if (r == RT_CUDA_ERROR_NO_DEVICE && cvd)
       ir_errf(err, "no CUDA device found (CUDA_VISIBLE_DEVICES=%s)", cvd);
     else if (r == RT_CUDA_ERROR_NO_DEVICE)
-      ir_errf(err, "no CUDA device found");
+      ir_errf(err, "no CUDA device found"), append_sim_detail(err);
     else if (r == RT_CUDA_ERROR_STUB_LIBRARY)
       ir_errf(err, "no NVIDIA driver: %s is the CUDA toolkit's link stub, not the driver", path);
     else
@@ -296,6 +321,10 @@ static int lt_load(IrErr *err) {
   static const char *const names[] = {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"};
   const char *name = NULL;
   void *lib = NULL;
+  if (cg_cuda_sim_requested()) {
+    rt_cuda_sim_blas(&rt_lt);
+    return 0;
+  }
   for (size_t i = 0; i < sizeof names / sizeof names[0] && !lib; i++)
     lib = dlopen(name = names[i], RTLD_NOW | RTLD_LOCAL);
   if (!lib)

@@ -29,6 +29,27 @@
  *    access was encountered) at runtime/foo.c:123 (<what>)"
  * where `what` (may be NULL) names the kernel and IR node the call was for.
  *
+ * Without a GPU, DITC_CUDA_SIM=1 fills both tables from a simulated driver
+ * and cuBLASLt instead (runtime/cuda_sim.h; rt_cuda_library_path() then says
+ * "simulated driver (DITC_CUDA_SIM=1)"), so everything here and above - the
+ * backend, its CUDA graphs, the cuBLASLt descriptors, the sampler loop on the
+ * device - runs unchanged.  The simulated device (sm_90 unless
+ * DITC_CUDA_SIM_ARCH names another) runs each CUBIN's kernels from the source
+ * NVRTC compiled it from on the emulated device, computes matmuls from the
+ * descriptors as cuBLASLt documents them, and checks what a driver checks:
+ * launch bounds, registers and the 1024-thread block limit, dynamic shared
+ * memory against the 48 KiB default (cuFuncSetAttribute) and the
+ * architecture's opt-in limit, the alignment of cuBLASLt's operands and of
+ * cuMemsetD32, every device pointer a call or a kernel's parameters hold
+ * against the live allocations (outside them, or in a freed one: an illegal
+ * address, sticky as on a GPU), capture rules, and graphs replayed after
+ * their memory was freed.  It returns the CUresult / cublasStatus_t a GPU
+ * would, and RT_CU / RT_LT add the simulation's reason to the message
+ * ("... [simulated driver: kernel k3 ...]").  It cannot show timing (events
+ * read the host's clock), the hardware's scheduling of blocks and warps,
+ * memory-model races, or a stray access a kernel makes beyond its
+ * parameters' pointers (past an allocation's end it faults the process).
+ *
  * Matmuls: cuBLASLt is column-major, ditc is row-major.  A row-major r x c
  * matrix with row stride ld is, byte for byte, the column-major c x r matrix
  * (its transpose) with leading dimension ld.  So D = op(A) op(B) is computed
@@ -158,6 +179,7 @@ extern RtCudaApi rt_cu;
 
 /* Open the driver and cuInit it, once per process (thread-safe); later calls
  * return the first call's status and message.  Library search:
+ * the simulated driver when DITC_CUDA_SIM=1 (before anything else),
  * $DITC_LIBCUDA when set (only that file), else "libcuda.so.1", else
  * "libcuda.so"; a library living in a .../stubs/ folder is refused.
  * Errors: "no NVIDIA driver: libcuda.so.1 not found (this machine has no GPU,
@@ -287,7 +309,7 @@ int rt_lt_check(RtLtStatus s, const char *call, const char *file, int line, cons
                 IrErr *err);
 
 /* dlopen "libcublasLt.so.13" (else .so.12, else "libcublasLt.so") and fill
- * rt_lt, once.
+ * rt_lt, once; with DITC_CUDA_SIM=1 the simulated cuBLASLt instead.
  * Needs no GPU.  rt_blas_version(): cublasLtGetVersion(), 0 if not loaded. */
 int rt_blas_load(IrErr *err);
 size_t rt_blas_version(void);

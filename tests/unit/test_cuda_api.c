@@ -45,15 +45,7 @@ static int in_child(int (*fn)(IrErr *), char *msg, size_t n) {
     _exit(rc ? 1 : 0);
   }
   close(fd[1]);
-  size_t got = 0;
-  ssize_t r;
-  while (got + 1 < n && (r = read(fd[0], msg + got, n - 1 - got)) > 0) got += (size_t)r;
-  msg[got] = 0;
-  close(fd[0]);
-  int st = 0;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  assert_true(WIFEXITED(st));
-  return WEXITSTATUS(st);
+  return tu_child_wait(fd[0], pid, msg, n);
 }
 
 /* Is a real driver installed here?  Checked in a child to leave us clean. */
@@ -164,35 +156,13 @@ static void test_missing_env_library(void **state) {
 static void test_stub_refused_on_library_path(void **state) {
   (void)state;
   if (access(STUB, R_OK)) TU_SKIP("the CUDA driver stub " STUB " is not installed");
-  int fd[2];
-  assert_int_equal(pipe(fd), 0);
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    dup2(fd[1], 1);
-    close(fd[0]);
-    close(fd[1]);
-    setenv("LD_LIBRARY_PATH", "/usr/local/cuda/lib64/stubs", 1);
-    setenv("DITC_TEST_CHILD", "load", 1);
-    unsetenv("DITC_LIBCUDA");
-    execl("/proc/self/exe", "test_cuda_api", (char *)NULL);
-    _exit(99);
-  }
-  close(fd[1]);
+  const char *env[] = {"LD_LIBRARY_PATH", "/usr/local/cuda/lib64/stubs", "DITC_TEST_CHILD", "load",
+                       "DITC_LIBCUDA", NULL, NULL};
   char msg[1024];
-  size_t got = 0;
-  ssize_t r;
-  while (got + 1 < sizeof msg && (r = read(fd[0], msg + got, sizeof msg - 1 - got)) > 0)
-    got += (size_t)r;
-  msg[got] = 0;
-  close(fd[0]);
-  int st = 0;
-  assert_int_equal(waitpid(pid, &st, 0), pid);
-  assert_true(WIFEXITED(st));
-  assert_int_not_equal(WEXITSTATUS(st), 99);
+  int rc = tu_reexec(env, msg, sizeof msg);
+  assert_int_not_equal(rc, 99);
   if (driver_installed()) return; /* libcuda.so.1 is found first */
-  assert_int_equal(WEXITSTATUS(st), 1);
+  assert_int_equal(rc, 1);
   assert_string_equal(msg, NO_DRIVER "; refusing " STUB ": it is the CUDA toolkit's link stub, "
                            "not the driver (take its folder off LD_LIBRARY_PATH)");
 }
@@ -524,6 +494,7 @@ static void test_rowmajor_mapping(void **state) {
 }
 
 int main(void) {
+  unsetenv("DITC_CUDA_SIM"); /* these are the real loader's tests (test_cuda_sim has the simulation's) */
   const char *child = getenv("DITC_TEST_CHILD");
   if (child && !strcmp(child, "load")) {
     IrErr err = {{0}};

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -64,6 +65,58 @@ static inline float tu_from_bits(uint32_t u) {
   float f;
   memcpy(&f, &u, 4);
   return f;
+}
+
+/* A child's output and wait status: read fd (the pipe's read end) to its end
+ * into out (NUL-terminated, at most n - 1 bytes), close it, wait for pid and
+ * return waitpid's status. */
+static inline int tu_child_wait_status(int fd, pid_t pid, char *out, size_t n) {
+  size_t got = 0;
+  ssize_t r;
+  while (got + 1 < n && (r = read(fd, out + got, n - 1 - got)) > 0) got += (size_t)r;
+  out[got] = 0;
+  close(fd);
+  int st = 0;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  return st;
+}
+
+/* The same for a child that must exit normally: its exit status. */
+static inline int tu_child_wait(int fd, pid_t pid, char *out, size_t n) {
+  int st = tu_child_wait_status(fd, pid, out, n);
+  assert_true(WIFEXITED(st));
+  return WEXITSTATUS(st);
+}
+
+/* Run this test binary again in a child, its environment changed by env
+ * (name, value, name, value, ..., NULL; a NULL value unsets the name), with
+ * its stdout and stderr in out: waitpid's status (exit 99: it could not be
+ * started).  tu_reexec: the exit status of a child that must exit normally. */
+static inline int tu_reexec_status(const char *const *env, char *out, size_t n) {
+  int fd[2];
+  assert_int_equal(pipe(fd), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(fd[1], 1);
+    dup2(fd[1], 2);
+    close(fd[0]);
+    close(fd[1]);
+    for (int i = 0; env[i]; i += 2)
+      if (env[i + 1]) setenv(env[i], env[i + 1], 1);
+      else unsetenv(env[i]);
+    execl("/proc/self/exe", "test", (char *)NULL);
+    _exit(99);
+  }
+  close(fd[1]);
+  return tu_child_wait_status(fd[0], pid, out, n);
+}
+
+static inline int tu_reexec(const char *const *env, char *out, size_t n) {
+  int st = tu_reexec_status(env, out, n);
+  assert_true(WIFEXITED(st));
+  return WEXITSTATUS(st);
 }
 
 /* mkdtemp "/tmp/ditc_test_<tag>.XXXXXX" into buf; 0 or -1. */

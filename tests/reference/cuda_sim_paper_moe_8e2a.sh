@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# paper-moe-8e2a (the routed experts: routing, gather, grouped GEMM and combine kernels) through --backend cuda under the simulated CUDA driver (DITC_CUDA_SIM=1): the real CUDA
+# backend with its CUBINs run on the emulated device; every check of the case at fp32 (forward and,
+# where the case has them, forward_with_cfg and the 10-step DDIM and DDPM loops on the device), then
+# forward (and forward_with_cfg) at bf16 within 1e-2.  Skipped without NVRTC.
+source "$(dirname "$0")/common.bash"
+check_cuda_sim paper-moe-8e2a
