@@ -59,4 +59,153 @@ DITC_DEVICE static inline float ditc_warp_min(float v) {
   return v;
 }
 
+/* Tensor-core fragments: which element of a matrix element i of a lane's
+ * fragment is, as the PTX ISA gives it ("Matrix Fragments for mma.m16n8k16
+ * with floating point type" and "Matrix Fragments for mma.m16n8k32",
+ * sections 9.7.14.5.8 and 9.7.14.5.10 of PTX ISA 8.x), with g = lane >> 2
+ * and t = lane & 3:
+ *   m16n8k16 A (16x16 bf16/f16): element i < 8 in a[i/2], bits 16*(i%2) up;
+ *            row g + 8*((i>>1)&1), column 2t + (i&1) + 8*(i>>2)
+ *            B (16x8): element i < 4 in b[i/2]; row 2t + (i&1) + 8*(i>>1), column g
+ *   m16n8k32 A (16x32 s8): element i < 16 in a[i/4], bits 8*(i%4) up;
+ *            row g + 8*((i>>2)&1), column 4t + (i&3) + 16*(i>>3)
+ *            B (32x8): element i < 8 in b[i/4]; row 4t + (i&3) + 16*(i>>2), column g
+ *   C and D of both (16x8, f32 or s32): element i < 4 in c[i];
+ *            row g + 8*(i>>1), column 2t + (i&1) */
+DITC_DEVICE static inline int ditc_mma_a_row(int lane, int i) { return (lane >> 2) + 8 * ((i >> 1) & 1); }
+DITC_DEVICE static inline int ditc_mma_a_col(int lane, int i) { return 2 * (lane & 3) + (i & 1) + 8 * (i >> 2); }
+DITC_DEVICE static inline int ditc_mma_b_row(int lane, int i) { return 2 * (lane & 3) + (i & 1) + 8 * (i >> 1); }
+DITC_DEVICE static inline int ditc_mma_b_col(int lane, int i) { (void)i; return lane >> 2; }
+DITC_DEVICE static inline int ditc_mma_s8_a_row(int lane, int i) { return (lane >> 2) + 8 * ((i >> 2) & 1); }
+DITC_DEVICE static inline int ditc_mma_s8_a_col(int lane, int i) { return 4 * (lane & 3) + (i & 3) + 16 * (i >> 3); }
+DITC_DEVICE static inline int ditc_mma_s8_b_row(int lane, int i) { return 4 * (lane & 3) + (i & 3) + 16 * (i >> 2); }
+DITC_DEVICE static inline int ditc_mma_s8_b_col(int lane, int i) { (void)i; return lane >> 2; }
+DITC_DEVICE static inline int ditc_mma_c_row(int lane, int i) { return (lane >> 2) + 8 * (i >> 1); }
+DITC_DEVICE static inline int ditc_mma_c_col(int lane, int i) { return 2 * (lane & 3) + (i & 1); }
+
+/* Fragment registers: the lower-numbered element in the low bits. */
+DITC_DEVICE static inline unsigned ditc_pack_b16x2(unsigned short lo, unsigned short hi) {
+  return (unsigned)lo | ((unsigned)hi << 16);
+}
+DITC_DEVICE static inline unsigned ditc_pack_bf16x2(float lo, float hi) {
+  return ditc_pack_b16x2(__bfloat16_as_ushort(__float2bfloat16_rn(lo)),
+                         __bfloat16_as_ushort(__float2bfloat16_rn(hi)));
+}
+DITC_DEVICE static inline unsigned ditc_pack_f16x2(float lo, float hi) {
+  return ditc_pack_b16x2(__half_as_ushort(__float2half_rn(lo)), __half_as_ushort(__float2half_rn(hi)));
+}
+/* Four signed bytes (each value's low 8 bits), e0 lowest. */
+DITC_DEVICE static inline unsigned ditc_pack_s8x4(int e0, int e1, int e2, int e3) {
+  return ((unsigned)e0 & 0xffu) | (((unsigned)e1 & 0xffu) << 8) | (((unsigned)e2 & 0xffu) << 16) |
+         (((unsigned)e3 & 0xffu) << 24);
+}
+/* Element i (0: low, 1: high) of a packed pair, as float. */
+DITC_DEVICE static inline float ditc_bf16x2_get(unsigned r, int i) {
+  return __bfloat162float(__ushort_as_bfloat16((unsigned short)(r >> (16 * (i & 1)))));
+}
+DITC_DEVICE static inline float ditc_f16x2_get(unsigned r, int i) {
+  return __half2float(__ushort_as_half((unsigned short)(r >> (16 * (i & 1)))));
+}
+/* ===================== end of the shared helpers ========================= */
+
+/* ============================ tensor cores ============================== */
+/* Inline PTX; the emulator's versions (emu_prelude.h) follow the same PTX
+ * ISA sections.  mma.sync m16n8k16/m16n8k32 and cp.async need sm_80; below
+ * that these two symbols, declared and never defined, are called instead, so
+ * a kernel that uses them fails in ptxas with "Unresolved extern function
+ * 'ditc_mma_sync_requires_sm_80'" (or ..._cp_async_...): a plan for sm_75
+ * must not use them.  ldmatrix needs sm_75, the oldest target NVRTC 13 has. */
+extern "C" __device__ void ditc_mma_sync_requires_sm_80(void);
+extern "C" __device__ void ditc_cp_async_requires_sm_80(void);
+
+DITC_DEVICE static inline int ditc_lane_id(void) {
+  unsigned l;
+  asm volatile("mov.u32 %0, %%laneid;" : "=r"(l));
+  return (int)l;
+}
+DITC_DEVICE static inline unsigned ditc_ld_b32(const void *p) { return *(const unsigned *)p; }
+
+#if __CUDA_ARCH__ >= 800
+#define DITC_MMA_16816_(ab, d, a, b, c)                                                           \
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." ab "." ab ".f32 {%0,%1,%2,%3}, "        \
+               "{%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"                                    \
+               : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                  \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]),    \
+                 "f"(c[1]), "f"(c[2]), "f"(c[3]))
+#else
+#define DITC_MMA_16816_(ab, d, a, b, c) ditc_mma_sync_requires_sm_80()
+#endif
+DITC_DEVICE static inline void ditc_mma_bf16_16816(float d[4], const unsigned a[4], const unsigned b[2],
+                                                   const float c[4]) {
+  DITC_MMA_16816_("bf16", d, a, b, c);
+}
+DITC_DEVICE static inline void ditc_mma_f16_16816(float d[4], const unsigned a[4], const unsigned b[2],
+                                                  const float c[4]) {
+  DITC_MMA_16816_("f16", d, a, b, c);
+}
+DITC_DEVICE static inline void ditc_mma_s8_16832(int d[4], const unsigned a[4], const unsigned b[2],
+                                                 const int c[4]) {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+               "{%8,%9}, {%10,%11,%12,%13};\n"
+               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(c[0]),
+                 "r"(c[1]), "r"(c[2]), "r"(c[3]));
+#else
+  ditc_mma_sync_requires_sm_80();
+#endif
+}
+
+#define DITC_SMEM_ADDR_(p) ((unsigned)__cvta_generic_to_shared(p))
+DITC_DEVICE static inline void ditc_ldmatrix_x1(unsigned r[1], const void *row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(r[0]) : "r"(DITC_SMEM_ADDR_(row)));
+}
+DITC_DEVICE static inline void ditc_ldmatrix_x2(unsigned r[2], const void *row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1]) : "r"(DITC_SMEM_ADDR_(row)));
+}
+DITC_DEVICE static inline void ditc_ldmatrix_x4(unsigned r[4], const void *row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(DITC_SMEM_ADDR_(row)));
+}
+DITC_DEVICE static inline void ditc_ldmatrix_x1_trans(unsigned r[1], const void *row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];\n"
+               : "=r"(r[0]) : "r"(DITC_SMEM_ADDR_(row)));
+}
+DITC_DEVICE static inline void ditc_ldmatrix_x2_trans(unsigned r[2], const void *row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1]) : "r"(DITC_SMEM_ADDR_(row)));
+}
+DITC_DEVICE static inline void ditc_ldmatrix_x4_trans(unsigned r[4], const void *row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(DITC_SMEM_ADDR_(row)));
+}
+
+#if __CUDA_ARCH__ >= 800
+DITC_DEVICE static inline void ditc_cp_async_16_zfill(void *smem, const void *gmem, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+               :: "r"(DITC_SMEM_ADDR_(smem)), "l"(gmem), "r"(src_bytes));
+}
+DITC_DEVICE static inline void ditc_cp_async_16(void *smem, const void *gmem) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(DITC_SMEM_ADDR_(smem)), "l"(gmem));
+}
+DITC_DEVICE static inline void ditc_cp_async_commit(void) { asm volatile("cp.async.commit_group;\n" ::); }
+#define ditc_cp_async_wait_group(n) asm volatile("cp.async.wait_group %0;\n" :: "n"(n) : "memory")
+DITC_DEVICE static inline void ditc_cp_async_wait_all(void) {
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+}
+#else
+DITC_DEVICE static inline void ditc_cp_async_16_zfill(void *smem, const void *gmem, int src_bytes) {
+  (void)smem, (void)gmem, (void)src_bytes;
+  ditc_cp_async_requires_sm_80();
+}
+DITC_DEVICE static inline void ditc_cp_async_16(void *smem, const void *gmem) {
+  (void)smem, (void)gmem;
+  ditc_cp_async_requires_sm_80();
+}
+DITC_DEVICE static inline void ditc_cp_async_commit(void) { ditc_cp_async_requires_sm_80(); }
+#define ditc_cp_async_wait_group(n) ditc_cp_async_requires_sm_80()
+DITC_DEVICE static inline void ditc_cp_async_wait_all(void) { ditc_cp_async_requires_sm_80(); }
+#endif
+
 #endif /* DITC_CUDA_PRELUDE_H */

@@ -32,6 +32,17 @@
  * buffer has passed.  A lane that returned, or that does not exist in a
  * partial warp, or is out of the width segment, yields the caller's value.
  *
+ * Warp collectives (the prelude's mma.sync and ldmatrix) are stricter, as
+ * the PTX ISA makes them: each lane records the operation's name and a
+ * pointer to its operands and waits at the warp barrier; the first lane to
+ * resume checks that all 32 lanes are there at the same collective count in
+ * the same operation, and the prelude then does the whole warp's work in
+ * that lane while the others are still suspended.  A partial warp, a lane
+ * that returned, or a lane elsewhere is a fault.  A fault (cb_fault, also
+ * the prelude's misaligned addresses) stops the thread where it is; the
+ * block is abandoned like a deadlocked one and the launch fails with the
+ * message, as a device fault fails a CUDA launch.
+ *
  * Fibers switch with a few lines of assembly on x86-64 (ucontext's
  * swapcontext makes a signal-mask system call per switch, ten times the
  * cost) and with ucontext elsewhere.  Built with AddressSanitizer, every fiber switch is announced with
@@ -44,6 +55,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,7 +151,7 @@ enum {
 
 /* ---- fibers and workers --------------------------------------------------- */
 
-enum { F_READY, F_WAIT_BLOCK, F_WAIT_WARP, F_DONE };
+enum { F_READY, F_WAIT_BLOCK, F_WAIT_WARP, F_DONE, F_FAULT };
 
 typedef struct Worker Worker;
 
@@ -150,7 +162,7 @@ typedef struct {
   char *stack;
   int state;
   int site; /* the __syncthreads line while in F_WAIT_BLOCK */
-  unsigned lane, warp, shfl_seq;
+  unsigned lane, warp, shfl_seq; /* shfl_seq counts shuffles and collectives */
   void *fake_stack; /* ASan's saved fake stack while switched out */
 } Fiber;
 
@@ -159,10 +171,23 @@ typedef struct {
   unsigned seq;
 } Slot;
 
+/* A lane's place in a warp collective: op is set while the lane is inside
+ * one, done once the warp's work has been done for it. */
+typedef struct {
+  const char *op;
+  void *arg;
+  unsigned seq;
+  int done;
+} Coll;
+
 struct Worker {
   Ctx sched;
   Fiber *fibers;
   Slot *slots; /* [warp][2][lane] */
+  Coll *coll;  /* [thread] */
+  DitcEmuCpAsync *cp; /* [thread][DITC_EMU_CP_ASYNC_MAX]: the prelude's cp.async queues */
+  void **coll_args; /* [warp][lane]: what the lane doing a collective's work gets */
+  char fault[200]; /* set by a fault: the block stops */
   unsigned cap; /* fibers, stacks and warps' slots for this many threads */
   char *map;
   size_t map_size, stack_size;
@@ -188,6 +213,9 @@ static void worker_release(Worker *w) {
   if (w->map) munmap(w->map, w->map_size);
   free(w->fibers);
   free(w->slots);
+  free(w->coll);
+  free(w->coll_args);
+  free(w->cp);
   free(w->dyn);
   memset(w, 0, sizeof *w);
 }
@@ -217,14 +245,21 @@ static int worker_reserve(Worker *w, unsigned n, size_t dyn, char *msg, size_t m
     w->stack_size = slot - 2 * pg - 64; /* the stack's top stays inside the slot */
     free(w->fibers);
     free(w->slots);
+    free(w->coll);
+    free(w->coll_args);
+    free(w->cp);
     w->fibers = xcalloc(n, sizeof *w->fibers);
     unsigned warps = (n + EMU_WARP - 1) / EMU_WARP;
     w->slots = xcalloc((size_t)warps * 2 * EMU_WARP, sizeof *w->slots);
+    w->coll = xcalloc((size_t)warps * EMU_WARP, sizeof *w->coll);
+    w->coll_args = xcalloc((size_t)warps * EMU_WARP, sizeof *w->coll_args);
+    w->cp = xcalloc((size_t)n * DITC_EMU_CP_ASYNC_MAX, sizeof *w->cp);
     for (unsigned i = 0; i < n; i++) {
       Fiber *f = &w->fibers[i];
       char *s = base + (size_t)i * slot;
       f->w = w;
       f->stack = s + 2 * pg;
+      f->t.cp = w->cp + (size_t)i * DITC_EMU_CP_ASYNC_MAX;
       DitcEmuThread *t = &f->t;
       memcpy(s, &t, sizeof t);
     }
@@ -320,6 +355,60 @@ static void cb_shfl(DitcEmuThread *t, int kind, const void *in, void *out, unsig
   f->shfl_seq++;
 }
 
+/* Stops fiber f for good with a message; run_block ends the block. */
+static void fiber_fault(Fiber *f, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void fiber_fault(Fiber *f, const char *fmt, ...) {
+  Worker *w = f->w;
+  int n = snprintf(w->fault, sizeof w->fault, "thread (%u,%u,%u): ", f->t.threadIdx.x,
+                   f->t.threadIdx.y, f->t.threadIdx.z);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(w->fault + n, sizeof w->fault - (size_t)n, fmt, ap);
+  va_end(ap);
+  f->state = F_FAULT;
+  fiber_yield(f);
+  ditc_unreachable(); /* a faulted fiber is never resumed */
+}
+
+static void cb_fault(DitcEmuThread *t, const char *msg) { fiber_fault((Fiber *)t, "%s", msg); }
+
+static int cb_collective(DitcEmuThread *t, const char *op, void *arg, void *const **lanes) {
+  Fiber *f = (Fiber *)t;
+  Worker *w = f->w;
+  Coll *mine = &w->coll[f->warp * EMU_WARP + f->lane];
+  *mine = (Coll){op, arg, f->shfl_seq, 0};
+  f->state = F_WAIT_WARP;
+  fiber_yield(f);
+  unsigned seq = f->shfl_seq++;
+  int done = mine->done;
+  mine->op = NULL;
+  if (done) return 0;
+
+  /* The first lane back: all 32 must be here, in this very operation. */
+  unsigned base = f->warp * EMU_WARP,
+           n = f->t.blockDim.x * f->t.blockDim.y * f->t.blockDim.z;
+  if (base + EMU_WARP > n)
+    fiber_fault(f, "%s needs a full warp, and warp %u of this %u-thread block has %u lanes", op,
+                f->warp, n, n - base);
+  void **args = w->coll_args + base;
+  for (unsigned l = 0; l < EMU_WARP; l++) {
+    const Fiber *g = &w->fibers[base + l];
+    const Coll *c = &w->coll[base + l];
+    if (g == f) {
+      args[l] = arg;
+      continue;
+    }
+    if (g->state == F_DONE) fiber_fault(f, "%s: lane %u of the warp has returned", op, l);
+    if (!c->op) fiber_fault(f, "%s: lane %u of the warp waits in a shuffle or __syncwarp", op, l);
+    if (c->seq != seq || strcmp(c->op, op))
+      fiber_fault(f, "%s: lane %u of the warp is in another collective (%s)", op, l, c->op);
+    args[l] = c->arg;
+  }
+  for (unsigned l = 0; l < EMU_WARP; l++) w->coll[base + l].done = 1;
+  *lanes = args;
+  return 1;
+}
+
 /* Static shared memory: kept on a list until emu_shutdown. */
 typedef struct SharedBlock {
   struct SharedBlock *next;
@@ -338,7 +427,7 @@ static void *cb_alloc(size_t size) {
 }
 
 static const DitcEmuRt emu_rt = {DITC_EMU_ABI_VERSION, cb_syncthreads, cb_syncwarp, cb_shfl,
-                                 cb_alloc};
+                                 cb_alloc, cb_collective, cb_fault};
 
 /* ---- running one block ---------------------------------------------------- */
 
@@ -385,8 +474,23 @@ static int describe_wait(const Fiber *f, char *buf, size_t size) {
   if (f->state == F_WAIT_BLOCK)
     return snprintf(buf, size, "thread (%u,%u,%u) waits at __syncthreads on line %d", f->t.threadIdx.x,
                     f->t.threadIdx.y, f->t.threadIdx.z, f->site);
+  const Coll *c = &f->w->coll[f->warp * EMU_WARP + f->lane];
+  if (c->op)
+    return snprintf(buf, size, "thread (%u,%u,%u) waits in %s", f->t.threadIdx.x, f->t.threadIdx.y,
+                    f->t.threadIdx.z, c->op);
   return snprintf(buf, size, "thread (%u,%u,%u) waits in a warp shuffle or __syncwarp",
                   f->t.threadIdx.x, f->t.threadIdx.y, f->t.threadIdx.z);
+}
+
+/* The block's fibers are left where they are, never to resume. */
+static void abandon_block(Worker *w, unsigned n) {
+  for (unsigned i = 0; i < n; i++) w->coll[i].op = NULL;
+#ifdef EMU_ASAN
+  /* The abandoned frames' redzones would poison the stacks' next use. */
+  for (unsigned i = 0; i < n; i++) __asan_unpoison_memory_region(w->fibers[i].stack, w->stack_size);
+#else
+  (void)n;
+#endif
 }
 
 static int run_block(Worker *w, unsigned worker, const Launch *L, unsigned bx, unsigned by, unsigned bz, char *msg,
@@ -417,8 +521,16 @@ static int run_block(Worker *w, unsigned worker, const Launch *L, unsigned bx, u
     }
   }
   for (;;) {
-    for (unsigned i = 0; i < n; i++)
-      if (w->fibers[i].state == F_READY) switch_to_fiber(w, &w->fibers[i]);
+    for (unsigned i = 0; i < n; i++) {
+      if (w->fibers[i].state != F_READY) continue;
+      switch_to_fiber(w, &w->fibers[i]);
+      if (w->fault[0]) {
+        snprintf(msg, msg_size, "emu: kernel %s: block (%u,%u,%u) %s", L->kernel, bx, by, bz, w->fault);
+        w->fault[0] = 0;
+        abandon_block(w, n);
+        return -1;
+      }
+    }
     if (w->live == 0) return 0;
     if (release_barrier(w, n)) continue;
 
@@ -436,10 +548,7 @@ static int run_block(Worker *w, unsigned worker, const Launch *L, unsigned bx, u
     describe_wait(b, db, sizeof db);
     snprintf(msg, msg_size, "emu: kernel %s: block (%u,%u,%u) deadlocked: %s, %s", L->kernel, bx, by,
              bz, da, db);
-#ifdef EMU_ASAN
-    /* The abandoned frames' redzones would poison the stacks' next use. */
-    for (unsigned i = 0; i < n; i++) __asan_unpoison_memory_region(w->fibers[i].stack, w->stack_size);
-#endif
+    abandon_block(w, n);
     return -1;
   }
 }

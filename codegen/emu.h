@@ -5,9 +5,9 @@
  * codegen/emu_prelude.h) is compiled by the host C compiler through the
  * emulator's prelude into a shared object, loaded, and launched with a grid
  * and block like cuLaunchKernel.  Within a block the threads run as fibers
- * that switch at __syncthreads and warp shuffles; blocks run in parallel on
- * OpenMP threads.  CI has no GPU: this is how it runs the very sources that
- * NVRTC compiles for real devices.
+ * that switch at __syncthreads, warp shuffles and warp collectives (mma.sync,
+ * ldmatrix); blocks run in parallel on OpenMP threads.  CI has no GPU: this
+ * is how it runs the very sources that NVRTC compiles for real devices.
  *
  * Environment: DITC_EMU_CC (default "cc") and DITC_EMU_CFLAGS (extra flags,
  * e.g. "-fsanitize=address" when the host program is ASan-built) are split
@@ -40,7 +40,8 @@ int emu_module_has_kernel(EmuModule *m, const char *kernel);
  * `dyn_shared_bytes` of dynamic shared memory per block; args[0] points to
  * the kernel's params struct (cuLaunchKernel's convention).  Synchronous:
  * returns when every block has finished.  Errors (unknown kernel, bad launch
- * configuration, a barrier deadlock) return -1 with err filled. */
+ * configuration, a barrier deadlock, a fault the prelude detects such as a
+ * warp collective without its full warp) return -1 with err filled. */
 int emu_launch(EmuModule *m, const char *kernel, EmuDim3 grid, EmuDim3 block,
                size_t dyn_shared_bytes, void **args, IrErr *err);
 

@@ -74,6 +74,54 @@
  *   0x7fff), __half_as_ushort, __ushort_as_half, __bfloat16_as_ushort,
  *   __ushort_as_bfloat16.
  *
+ *   Tensor cores (sm_80 and later; ldmatrix sm_75).  Warp-level, as in PTX:
+ *   all 32 lanes of a full warp call the same one together (the emulator
+ *   faults the launch on a partial warp, a lane that returned or a lane
+ *   elsewhere); fragments are unsigned registers laid out as the PTX ISA's
+ *   "Matrix Fragments" sections say, which the shared section's
+ *   ditc_mma_{a,b,c}_{row,col}(lane, i) (ditc_mma_s8_... for s8) compute.
+ *     ditc_mma_bf16_16816(float d[4], const unsigned a[4], const unsigned b[2],
+ *                         const float c[4])   D = A B + C, A 16x16 row-major,
+ *     ditc_mma_f16_16816(...)                 B 16x8 "col" (B[k][n] pairs
+ *                                             along k), f32 accumulate
+ *     ditc_mma_s8_16832(int d[4], const unsigned a[4], const unsigned b[2],
+ *                       const int c[4])       s8 x s8 -> s32, wraps on overflow
+ *   d may be c.  Registers: ditc_pack_bf16x2(lo, hi) / ditc_pack_f16x2 (from
+ *   floats, round to nearest even), ditc_pack_b16x2 (raw bits),
+ *   ditc_pack_s8x4(e0..e3), ditc_bf16x2_get(r, i) / ditc_f16x2_get; the
+ *   lower-numbered element is in the low bits.  ditc_lane_id() is the lane
+ *   (the linear thread index mod 32); ditc_ld_b32(p) loads a 4-byte-aligned
+ *   register from memory.
+ *     ditc_ldmatrix_x1/_x2/_x4(unsigned r[n], const void *row) and _trans:
+ *   ldmatrix.m8n8.b16 from shared memory: lane 8m+j gives the address of row
+ *   j of 8x8 matrix m (16-byte aligned; give every lane a valid address);
+ *   r[m] of lane l holds row l/4, columns 2(l%4) and +1 (_trans: column l/4,
+ *   rows 2(l%4) and +1).
+ *     ditc_cp_async_16(void *smem, const void *gmem), _16_zfill(smem, gmem,
+ *   src_bytes) (the rest of the 16 bytes zero), ditc_cp_async_commit(),
+ *   ditc_cp_async_wait_group(n) (n a constant 0..7: all but the n newest
+ *   committed groups have landed), ditc_cp_async_wait_all(): cp.async.cg,
+ *   both addresses 16-byte aligned; other threads see the bytes after the
+ *   wait and a barrier.  The emulator lands copies at the wait, never before.
+ *   Below sm_80, mma and cp.async fail to compile (ptxas: "Unresolved extern
+ *   function 'ditc_mma_sync_requires_sm_80'"): plans for sm_75 must not use
+ *   them.  Attention, one warp per 16 query rows, tiles in shared memory with
+ *   a row pitch LD (elements, a multiple of 8; head dim padded to 16, 72 ->
+ *   80), S = Q K^T for 8 keys at a time and 16 dims per step:
+ *       unsigned a[4], b[4];  float s0[4] = {0}, s1[4] = {0};
+ *       ditc_ldmatrix_x4(a, &Q[(lane & 15) * LD + kk + 8 * (lane >> 4)]);
+ *       ditc_ldmatrix_x4(b, &K[(n0 + (lane & 7) + 8 * (lane >> 4)) * LD + kk
+ *                              + 8 * ((lane >> 3) & 1)]);
+ *       ditc_mma_bf16_16816(s0, a, b, s0);      keys n0..n0+7
+ *       ditc_mma_bf16_16816(s1, a, b + 2, s1);  keys n0+8..n0+15
+ *   s0[i] is S[ditc_mma_c_row(lane, i)][n0 + ditc_mma_c_col(lane, i)]: a
+ *   query row's 16 scores sit in the 4 lanes of a quad (max and sum over a row
+ *   by __shfl_xor_sync 1 and 2).  P becomes A without moving: {pack(s0[0],
+ *   s0[1]), pack(s0[2], s0[3]), pack(s1[0], s1[1]), pack(s1[2], s1[3])}; then
+ *   O[:, d0..d0+15] += P V[n0..n0+15][d0..d0+15] with
+ *       ditc_ldmatrix_x4_trans(b, &V[(n0 + (lane & 15)) * LD + d0 + 8 * (lane >> 4)]);
+ *   and two mma calls (b, b + 2) as above.  tests/unit/test_mma.c runs it.
+ *
  *   Language.  The intersection of C11 and C++17: no templates, overloading,
  *   references, classes, namespaces, `auto`, operators on __half; no VLAs,
  *   designated initialisers, compound literals or implicit void* conversions
@@ -83,14 +131,16 @@
  *   compiler ignores it).  Every identifier starting with ditc_emu_ or
  *   DITC_EMU_ is reserved for this prelude.
  *
- * Not supported (by either the emulator or this dialect): tensor cores
- * (wmma, mma.sync, wgmma), cp.async / TMA, cooperative groups and grid-wide
- * sync, __ballot_sync / __any_sync / __all_sync / __match_sync, shuffles with
+ * Not supported (by either the emulator or this dialect): wmma and wgmma,
+ * other mma shapes and types, TMA, cooperative groups and grid-wide sync,
+ * __ballot_sync / __any_sync / __all_sync / __match_sync, shuffles with
  * partial masks, __half2 / __nv_bfloat162 vector math, half arithmetic
  * operators, __constant__ and __device__ global variables, texture and
  * surface objects, printf, assert and __trap, dynamic parallelism, clusters.
- * In the emulator a thread that faults takes the process with it, as a
- * device fault takes the CUDA context, and a thread's stack is about 248 KB.
+ * In the emulator a broken rule the prelude can see (a collective without
+ * its full warp, a misaligned ldmatrix or cp.async address) fails the launch
+ * with a message; a thread that faults otherwise takes the process with it,
+ * as a device fault takes the CUDA context.  A thread's stack is about 248 KB.
  *
  * ============================ how it works ================================
  * emu.c runs a block's threads as fibers on one OS thread (a worker);
@@ -116,12 +166,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DITC_EMU_ABI_VERSION 1
+#define DITC_EMU_ABI_VERSION 2
 
 typedef struct {
   unsigned int x, y, z;
 } uint3;
 typedef uint3 dim3;
+
+/* A cp.async copy issued and not yet waited for: 16 bytes to dst, the first
+ * src_bytes of them read from src and the rest zeros, in commit group `group`. */
+typedef struct {
+  void *dst;
+  const void *src;
+  unsigned src_bytes, group;
+} DitcEmuCpAsync;
+#define DITC_EMU_CP_ASYNC_MAX 64
 
 /* One emulated thread; emu.c embeds it at the head of its fiber record. */
 typedef struct {
@@ -129,6 +188,11 @@ typedef struct {
   dim3 blockDim, gridDim;
   void *dyn_shared; /* this block's dynamic shared memory */
   unsigned worker;  /* which worker (OS thread) runs the block, < DITC_EMU_MAX_WORKERS */
+  /* The thread's pending cp.async copies, oldest first, and how many groups
+   * it has committed: the prelude's alone (reset at kernel entry); emu.c
+   * gives every thread room for DITC_EMU_CP_ASYNC_MAX copies. */
+  DitcEmuCpAsync *cp;
+  unsigned cp_n, cp_committed;
 } DitcEmuThread;
 
 /* A fiber's stack slot: this size, aligned to it; its first word is the
@@ -154,6 +218,18 @@ typedef struct {
                int arg, int width);
   /* Zeroed, 16-byte aligned memory that lives until emu_shutdown. */
   void *(*alloc)(size_t size);
+  /* A warp-collective operation named `op` (mma, ldmatrix): every lane of a
+   * full warp calls it with the same op and its own arg.  It returns 1 in
+   * exactly one lane, with *lanes pointing to the 32 lanes' args (by lane),
+   * while every other lane of the warp is still suspended inside this call:
+   * that lane does the whole warp's work through the args (which may point
+   * into the other lanes' frames) before it next waits, and the others then
+   * return 0.  A partial warp, a lane that has returned, or a lane in another
+   * collective or a shuffle faults the block instead, naming the lane. */
+  int (*collective)(DitcEmuThread *t, const char *op, void *arg, void *const **lanes);
+  /* A device fault: the thread stops, its block stops, and the launch fails
+   * with msg.  Never returns. */
+  void (*fault)(DitcEmuThread *t, const char *msg);
 } DitcEmuRt;
 
 typedef int (*DitcEmuModuleInit)(const DitcEmuRt *rt);
@@ -182,11 +258,15 @@ __attribute__((always_inline)) static inline DitcEmuThread *ditc_emu_me(void) {
   return *(DitcEmuThread *const *)(fp & ~(uintptr_t)(DITC_EMU_FIBER_SLOT - 1u));
 }
 
-/* The exported entry unpacks args[0] into the by-value params struct. */
+/* The exported entry unpacks args[0] into the by-value params struct; a
+ * thread starts with no cp.async copies pending (the fiber's record is reused
+ * from block to block; copies left pending when a thread ends are dropped). */
 #define DITC_KERNEL(name, P, p)                                                  \
   static void ditc_emu_body_##name(const P p);                                   \
   __attribute__((visibility("default"))) void ditc_emu_kernel_##name(void **ditc_emu_args); \
   void ditc_emu_kernel_##name(void **ditc_emu_args) {                            \
+    DitcEmuThread *ditc_emu_t = ditc_emu_me();                                   \
+    ditc_emu_t->cp_n = ditc_emu_t->cp_committed = 0;                             \
     ditc_emu_body_##name(*(const P *)ditc_emu_args[0]);                          \
   }                                                                              \
   static void ditc_emu_body_##name(const P p)
@@ -433,6 +513,276 @@ DITC_DEVICE static inline float ditc_warp_max(float v) {
 DITC_DEVICE static inline float ditc_warp_min(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fminf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
+}
+
+/* Tensor-core fragments: which element of a matrix element i of a lane's
+ * fragment is, as the PTX ISA gives it ("Matrix Fragments for mma.m16n8k16
+ * with floating point type" and "Matrix Fragments for mma.m16n8k32",
+ * sections 9.7.14.5.8 and 9.7.14.5.10 of PTX ISA 8.x), with g = lane >> 2
+ * and t = lane & 3:
+ *   m16n8k16 A (16x16 bf16/f16): element i < 8 in a[i/2], bits 16*(i%2) up;
+ *            row g + 8*((i>>1)&1), column 2t + (i&1) + 8*(i>>2)
+ *            B (16x8): element i < 4 in b[i/2]; row 2t + (i&1) + 8*(i>>1), column g
+ *   m16n8k32 A (16x32 s8): element i < 16 in a[i/4], bits 8*(i%4) up;
+ *            row g + 8*((i>>2)&1), column 4t + (i&3) + 16*(i>>3)
+ *            B (32x8): element i < 8 in b[i/4]; row 4t + (i&3) + 16*(i>>2), column g
+ *   C and D of both (16x8, f32 or s32): element i < 4 in c[i];
+ *            row g + 8*(i>>1), column 2t + (i&1) */
+DITC_DEVICE static inline int ditc_mma_a_row(int lane, int i) { return (lane >> 2) + 8 * ((i >> 1) & 1); }
+DITC_DEVICE static inline int ditc_mma_a_col(int lane, int i) { return 2 * (lane & 3) + (i & 1) + 8 * (i >> 2); }
+DITC_DEVICE static inline int ditc_mma_b_row(int lane, int i) { return 2 * (lane & 3) + (i & 1) + 8 * (i >> 1); }
+DITC_DEVICE static inline int ditc_mma_b_col(int lane, int i) { (void)i; return lane >> 2; }
+DITC_DEVICE static inline int ditc_mma_s8_a_row(int lane, int i) { return (lane >> 2) + 8 * ((i >> 2) & 1); }
+DITC_DEVICE static inline int ditc_mma_s8_a_col(int lane, int i) { return 4 * (lane & 3) + (i & 3) + 16 * (i >> 3); }
+DITC_DEVICE static inline int ditc_mma_s8_b_row(int lane, int i) { return 4 * (lane & 3) + (i & 3) + 16 * (i >> 2); }
+DITC_DEVICE static inline int ditc_mma_s8_b_col(int lane, int i) { (void)i; return lane >> 2; }
+DITC_DEVICE static inline int ditc_mma_c_row(int lane, int i) { return (lane >> 2) + 8 * (i >> 1); }
+DITC_DEVICE static inline int ditc_mma_c_col(int lane, int i) { return 2 * (lane & 3) + (i & 1); }
+
+/* Fragment registers: the lower-numbered element in the low bits. */
+DITC_DEVICE static inline unsigned ditc_pack_b16x2(unsigned short lo, unsigned short hi) {
+  return (unsigned)lo | ((unsigned)hi << 16);
+}
+DITC_DEVICE static inline unsigned ditc_pack_bf16x2(float lo, float hi) {
+  return ditc_pack_b16x2(__bfloat16_as_ushort(__float2bfloat16_rn(lo)),
+                         __bfloat16_as_ushort(__float2bfloat16_rn(hi)));
+}
+DITC_DEVICE static inline unsigned ditc_pack_f16x2(float lo, float hi) {
+  return ditc_pack_b16x2(__half_as_ushort(__float2half_rn(lo)), __half_as_ushort(__float2half_rn(hi)));
+}
+/* Four signed bytes (each value's low 8 bits), e0 lowest. */
+DITC_DEVICE static inline unsigned ditc_pack_s8x4(int e0, int e1, int e2, int e3) {
+  return ((unsigned)e0 & 0xffu) | (((unsigned)e1 & 0xffu) << 8) | (((unsigned)e2 & 0xffu) << 16) |
+         (((unsigned)e3 & 0xffu) << 24);
+}
+/* Element i (0: low, 1: high) of a packed pair, as float. */
+DITC_DEVICE static inline float ditc_bf16x2_get(unsigned r, int i) {
+  return __bfloat162float(__ushort_as_bfloat16((unsigned short)(r >> (16 * (i & 1)))));
+}
+DITC_DEVICE static inline float ditc_f16x2_get(unsigned r, int i) {
+  return __half2float(__ushort_as_half((unsigned short)(r >> (16 * (i & 1)))));
+}
+/* ===================== end of the shared helpers ========================= */
+
+/* ======================= tensor cores, emulated ========================= */
+/* mma.sync and ldmatrix are warp collectives (DitcEmuRt.collective): the
+ * lane that gets the warp's operands assembles the whole matrices through
+ * the fragment functions above, computes, and scatters the results to every
+ * lane.  cp.async copies wait in the thread's queue until the wait that
+ * covers them, never earlier, so a kernel that reads the destination before
+ * waiting (and, for other threads, a barrier) sees the old bytes. */
+
+__attribute__((noreturn)) static inline void ditc_emu_fault(const char *msg) {
+  ditc_emu_rt.fault(ditc_emu_me(), msg);
+  __builtin_unreachable();
+}
+
+/* "<op>: lane <l> <why>" (no stdio in the module). */
+__attribute__((noreturn)) static inline void ditc_emu_fault_lane(const char *op, int lane,
+                                                                  const char *why) {
+  char msg[160];
+  size_t n = strlen(op), w = strlen(why);
+  if (n > 60) n = 60;
+  if (w > 80) w = 80;
+  memcpy(msg, op, n);
+  memcpy(msg + n, ": lane ", 7);
+  n += 7;
+  if (lane >= 10) msg[n++] = (char)('0' + lane / 10);
+  msg[n++] = (char)('0' + lane % 10);
+  msg[n++] = ' ';
+  memcpy(msg + n, why, w);
+  msg[n + w] = 0;
+  ditc_emu_fault(msg);
+}
+
+static inline int ditc_lane_id(void) {
+  return (int)((threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) & 31u);
+}
+
+static inline unsigned ditc_ld_b32(const void *p) {
+  if ((uintptr_t)p & 3u) ditc_emu_fault("ditc_ld_b32: the address is not 4-byte aligned");
+  unsigned r;
+  memcpy(&r, p, 4);
+  return r;
+}
+
+/* One lane's operands, where the working lane finds them. */
+typedef struct {
+  void *d;
+  const unsigned *a, *b;
+  const void *c;
+} DitcEmuMmaArgs;
+
+static inline float ditc_emu_b16_value(unsigned reg, int i, int bf16) {
+  return bf16 ? ditc_bf16x2_get(reg, i) : ditc_f16x2_get(reg, i);
+}
+
+/* m16n8k16, f32 accumulate: every sum starts at C and adds the 16 products in
+ * k order, each product and sum rounded to f32 (products of two bf16 or f16
+ * values are exact in f32 unless a bf16 product leaves f32's range).  The
+ * hardware's order and internal rounding are unspecified, so results may
+ * differ from a GPU's in the last bits when the sums round. */
+static inline void ditc_emu_mma_16816(const char *op, int bf16, float d[4], const unsigned a[4],
+                                      const unsigned b[2], const float c[4]) {
+  DitcEmuMmaArgs me = {d, a, b, c};
+  void *const *lane;
+  if (!ditc_emu_rt.collective(ditc_emu_me(), op, &me, &lane)) return;
+  float A[16][16], B[16][8], D[16][8];
+  for (int l = 0; l < 32; l++) {
+    const DitcEmuMmaArgs *m = (const DitcEmuMmaArgs *)lane[l];
+    for (int i = 0; i < 8; i++)
+      A[ditc_mma_a_row(l, i)][ditc_mma_a_col(l, i)] = ditc_emu_b16_value(m->a[i >> 1], i, bf16);
+    for (int i = 0; i < 4; i++) {
+      B[ditc_mma_b_row(l, i)][ditc_mma_b_col(l, i)] = ditc_emu_b16_value(m->b[i >> 1], i, bf16);
+      D[ditc_mma_c_row(l, i)][ditc_mma_c_col(l, i)] = ((const float *)m->c)[i];
+    }
+  }
+  for (int r = 0; r < 16; r++)
+    for (int n = 0; n < 8; n++) {
+      float s = D[r][n];
+      for (int k = 0; k < 16; k++) s += A[r][k] * B[k][n];
+      D[r][n] = s;
+    }
+  for (int l = 0; l < 32; l++) {
+    float *out = (float *)((const DitcEmuMmaArgs *)lane[l])->d;
+    for (int i = 0; i < 4; i++) out[i] = D[ditc_mma_c_row(l, i)][ditc_mma_c_col(l, i)];
+  }
+}
+
+static inline void ditc_mma_bf16_16816(float d[4], const unsigned a[4], const unsigned b[2],
+                                       const float c[4]) {
+  ditc_emu_mma_16816("mma.sync.m16n8k16.bf16", 1, d, a, b, c);
+}
+static inline void ditc_mma_f16_16816(float d[4], const unsigned a[4], const unsigned b[2],
+                                      const float c[4]) {
+  ditc_emu_mma_16816("mma.sync.m16n8k16.f16", 0, d, a, b, c);
+}
+
+/* m16n8k32 s8 x s8 -> s32, without .satfinite: the sums wrap around 2^32. */
+static inline void ditc_mma_s8_16832(int d[4], const unsigned a[4], const unsigned b[2], const int c[4]) {
+  DitcEmuMmaArgs me = {d, a, b, c};
+  void *const *lane;
+  if (!ditc_emu_rt.collective(ditc_emu_me(), "mma.sync.m16n8k32.s8", &me, &lane)) return;
+  int A[16][32], B[32][8];
+  uint32_t D[16][8];
+  for (int l = 0; l < 32; l++) {
+    const DitcEmuMmaArgs *m = (const DitcEmuMmaArgs *)lane[l];
+    for (int i = 0; i < 16; i++) {
+      int v = (int)((m->a[i >> 2] >> (8 * (i & 3))) & 0xffu);
+      A[ditc_mma_s8_a_row(l, i)][ditc_mma_s8_a_col(l, i)] = v >= 128 ? v - 256 : v;
+    }
+    for (int i = 0; i < 8; i++) {
+      int v = (int)((m->b[i >> 2] >> (8 * (i & 3))) & 0xffu);
+      B[ditc_mma_s8_b_row(l, i)][ditc_mma_s8_b_col(l, i)] = v >= 128 ? v - 256 : v;
+    }
+    for (int i = 0; i < 4; i++)
+      D[ditc_mma_c_row(l, i)][ditc_mma_c_col(l, i)] = (uint32_t)((const int *)m->c)[i];
+  }
+  for (int r = 0; r < 16; r++)
+    for (int n = 0; n < 8; n++)
+      for (int k = 0; k < 32; k++) D[r][n] += (uint32_t)(A[r][k] * B[k][n]);
+  for (int l = 0; l < 32; l++) {
+    int *out = (int *)((const DitcEmuMmaArgs *)lane[l])->d;
+    for (int i = 0; i < 4; i++) memcpy(&out[i], &D[ditc_mma_c_row(l, i)][ditc_mma_c_col(l, i)], 4);
+  }
+}
+
+/* ldmatrix.m8n8.b16: matrix m's row j starts at lane 8m+j's address; lane l
+ * gets, of matrix m in r[m], row l/4's elements 2(l%4) and 2(l%4)+1, or with
+ * .trans column l/4's elements in rows 2(l%4) and 2(l%4)+1 (PTX ISA,
+ * "Warp-level matrix load instruction: ldmatrix", 9.7.14.5.15). */
+typedef struct {
+  unsigned *r;
+  const void *row;
+} DitcEmuLdmArgs;
+
+static inline void ditc_emu_ldmatrix(const char *op, int num, int trans, unsigned *r, const void *row) {
+  DitcEmuLdmArgs me = {r, row};
+  void *const *lane;
+  if (!ditc_emu_rt.collective(ditc_emu_me(), op, &me, &lane)) return;
+  const unsigned char *rows[32];
+  for (int l = 0; l < 8 * num; l++) {
+    rows[l] = (const unsigned char *)((const DitcEmuLdmArgs *)lane[l])->row;
+    if ((uintptr_t)rows[l] & 15u) ditc_emu_fault_lane(op, l, "gives a row address that is not 16-byte aligned");
+  }
+  unsigned out[32][4];
+  for (int l = 0; l < 32; l++)
+    for (int m = 0; m < num; m++) {
+      const unsigned char *const *mr = rows + 8 * m;
+      unsigned short lo, hi;
+      if (trans) {
+        memcpy(&lo, mr[2 * (l & 3)] + 2 * (l >> 2), 2);
+        memcpy(&hi, mr[2 * (l & 3) + 1] + 2 * (l >> 2), 2);
+      } else {
+        memcpy(&lo, mr[l >> 2] + 4 * (l & 3), 2);
+        memcpy(&hi, mr[l >> 2] + 4 * (l & 3) + 2, 2);
+      }
+      out[l][m] = ditc_pack_b16x2(lo, hi);
+    }
+  for (int l = 0; l < 32; l++) memcpy(((const DitcEmuLdmArgs *)lane[l])->r, out[l], 4u * (unsigned)num);
+}
+static inline void ditc_ldmatrix_x1(unsigned r[1], const void *row) {
+  ditc_emu_ldmatrix("ldmatrix.x1", 1, 0, r, row);
+}
+static inline void ditc_ldmatrix_x2(unsigned r[2], const void *row) {
+  ditc_emu_ldmatrix("ldmatrix.x2", 2, 0, r, row);
+}
+static inline void ditc_ldmatrix_x4(unsigned r[4], const void *row) {
+  ditc_emu_ldmatrix("ldmatrix.x4", 4, 0, r, row);
+}
+static inline void ditc_ldmatrix_x1_trans(unsigned r[1], const void *row) {
+  ditc_emu_ldmatrix("ldmatrix.x1.trans", 1, 1, r, row);
+}
+static inline void ditc_ldmatrix_x2_trans(unsigned r[2], const void *row) {
+  ditc_emu_ldmatrix("ldmatrix.x2.trans", 2, 1, r, row);
+}
+static inline void ditc_ldmatrix_x4_trans(unsigned r[4], const void *row) {
+  ditc_emu_ldmatrix("ldmatrix.x4.trans", 4, 1, r, row);
+}
+
+/* cp.async.cg 16 bytes: queued in the thread's record, done at the wait. */
+static inline void ditc_emu_cp_do(const DitcEmuCpAsync *c) {
+  memcpy(c->dst, c->src, c->src_bytes);
+  memset((unsigned char *)c->dst + c->src_bytes, 0, 16u - c->src_bytes);
+}
+static inline void ditc_cp_async_16_zfill(void *smem, const void *gmem, int src_bytes) {
+  DitcEmuThread *t = ditc_emu_me();
+  if (((uintptr_t)smem | (uintptr_t)gmem) & 15u)
+    ditc_emu_fault("cp.async: an address that is not 16-byte aligned");
+  if (src_bytes < 0 || src_bytes > 16) ditc_emu_fault("cp.async: src_bytes outside 0..16");
+  if (t->cp_n == DITC_EMU_CP_ASYNC_MAX) { /* the oldest lands now: the hardware may land it any time */
+    ditc_emu_cp_do(&t->cp[0]);
+    memmove(t->cp, t->cp + 1, (DITC_EMU_CP_ASYNC_MAX - 1) * sizeof *t->cp);
+    t->cp_n--;
+  }
+  DitcEmuCpAsync *c = &t->cp[t->cp_n++];
+  c->dst = smem;
+  c->src = gmem;
+  c->src_bytes = (unsigned)src_bytes;
+  c->group = t->cp_committed;
+}
+static inline void ditc_cp_async_16(void *smem, const void *gmem) { ditc_cp_async_16_zfill(smem, gmem, 16); }
+static inline void ditc_cp_async_commit(void) { ditc_emu_me()->cp_committed++; }
+/* Every group but the n most recently committed lands, in issue order;
+ * copies not yet committed stay pending. */
+static inline void ditc_emu_cp_async_wait_group(unsigned n) {
+  DitcEmuThread *t = ditc_emu_me();
+  unsigned keep = 0;
+  for (unsigned i = 0; i < t->cp_n; i++) {
+    if (t->cp[i].group + n < t->cp_committed) ditc_emu_cp_do(&t->cp[i]);
+    else t->cp[keep++] = t->cp[i];
+  }
+  t->cp_n = keep;
+}
+/* n must be a constant, as PTX's immediate operand is. */
+#define ditc_cp_async_wait_group(n)                                                  \
+  __extension__({                                                                    \
+    _Static_assert((n) >= 0 && (n) <= 7, "ditc_cp_async_wait_group: a constant 0..7"); \
+    ditc_emu_cp_async_wait_group((unsigned)(n));                                     \
+  })
+static inline void ditc_cp_async_wait_all(void) {
+  ditc_cp_async_commit();
+  ditc_emu_cp_async_wait_group(0);
 }
 
 #endif /* DITC_EMU_ABI_ONLY */
