@@ -114,7 +114,8 @@ DITC_DEVICE static inline float ditc_f16x2_get(unsigned r, int i) {
  * that these two symbols, declared and never defined, are called instead, so
  * a kernel that uses them fails in ptxas with "Unresolved extern function
  * 'ditc_mma_sync_requires_sm_80'" (or ..._cp_async_...): a plan for sm_75
- * must not use them.  ldmatrix needs sm_75, the oldest target NVRTC 13 has. */
+ * must not use them.  ldmatrix needs sm_75, the oldest architecture NVRTC 13
+ * targets (older NVRTCs reject it below sm_75 in ptxas). */
 extern "C" __device__ void ditc_mma_sync_requires_sm_80(void);
 extern "C" __device__ void ditc_cp_async_requires_sm_80(void);
 

@@ -93,8 +93,9 @@
  *   (the linear thread index mod 32); ditc_ld_b32(p) loads a 4-byte-aligned
  *   register from memory.
  *     ditc_ldmatrix_x1/_x2/_x4(unsigned r[n], const void *row) and _trans:
- *   ldmatrix.m8n8.b16 from shared memory: lane 8m+j gives the address of row
- *   j of 8x8 matrix m (16-byte aligned; give every lane a valid address);
+ *   ldmatrix.m8n8.b16 from shared memory (which the emulator does not check):
+ *   lane 8m+j gives the address of row j of 8x8 matrix m (16-byte aligned;
+ *   give every lane a valid address, as sm_75 requires);
  *   r[m] of lane l holds row l/4, columns 2(l%4) and +1 (_trans: column l/4,
  *   rows 2(l%4) and +1).
  *     ditc_cp_async_16(void *smem, const void *gmem), _16_zfill(smem, gmem,

@@ -69,17 +69,14 @@ static const char *const SRC_MMA =
     "  for (int i = 0; i < 4; i++) p.D[w * 128 + (g + 8 * (i >> 1)) * 8 + 2 * t + (i & 1)] = d[i];\n"
     "}\n"
     /* m16n8k32 s8: register r of A holds row g + 8*(r&1), columns 4t + 16*(r>>1)
-     * and the next three, lowest byte first; register r of B rows 4t + 16r and
-     * the next three of column g. */
+     * and the next three, lowest byte first (as they lie in memory, so one
+     * 32-bit load); register r of B rows 4t + 16r and the next three of
+     * column g. */
     "typedef struct { const int8_t *A, *B; const int *C; int *D; } MmaS8Params;\n"
     "DITC_KERNEL(k_mma_s8, MmaS8Params, p) {\n"
     "  int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;\n"
     "  unsigned a[4], b[2];\n"
-    "  for (int r = 0; r < 4; r++) {\n"
-    "    const int8_t *s = p.A + (g + 8 * (r & 1)) * 32 + 4 * t + 16 * (r >> 1);\n"
-    "    a[r] = 0;\n"
-    "    for (int j = 0; j < 4; j++) a[r] |= (unsigned)(uint8_t)s[j] << (8 * j);\n"
-    "  }\n"
+    "  for (int r = 0; r < 4; r++) a[r] = ditc_ld_b32(p.A + (g + 8 * (r & 1)) * 32 + 4 * t + 16 * (r >> 1));\n"
     "  for (int r = 0; r < 2; r++) {\n"
     "    b[r] = 0;\n"
     "    for (int j = 0; j < 4; j++) b[r] |= (unsigned)(uint8_t)p.B[(4 * t + 16 * r + j) * 8 + g] << (8 * j);\n"
@@ -178,7 +175,7 @@ static const char *const SRC_ATTN =
 
 /* Warps that break the collectives' rules, by mode: 1 lane 5 returns first;
  * 2 lanes 16-31 do an ldmatrix; 3 lanes 16-31 shuffle; 4 lanes 16-31 wait at
- * __syncthreads; 0 with a partial warp. */
+ * __syncthreads; 0 with a partial warp.  Mode 5: a misaligned ditc_ld_b32. */
 static const char *const SRC_FAULT =
     "typedef struct { float *out; int mode; } FaultParams;\n"
     "DITC_KERNEL(k_mma_fault, FaultParams, p) {\n"
@@ -187,6 +184,7 @@ static const char *const SRC_FAULT =
     "  unsigned a[4] = {0, 0, 0, 0}, b[2] = {0, 0}, r[4];\n"
     "  float c[4] = {0, 0, 0, 0}, d[4] = {0, 0, 0, 0};\n"
     "  if (p.mode == 1 && lane == 5) return;\n"
+    "  if (p.mode == 5) a[0] = ditc_ld_b32(&tile[2 * lane + 1]);\n"
     "  if (p.mode == 2 && lane >= 16) ditc_ldmatrix_x4(r, &tile[(lane & 15) * 8]);\n"
     "  else if (p.mode == 3 && lane >= 16) d[0] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);\n"
     "  else if (p.mode == 4 && lane >= 16) __syncthreads();\n"
@@ -380,7 +378,8 @@ static void test_mma_rounding_order(void **state) {
 
 static void test_mma_s8_layout_and_wrap(void **state) {
   (void)state;
-  int8_t A[16 * 32], B[32 * 8];
+  _Alignas(16) int8_t A[16 * 32];
+  int8_t B[32 * 8];
   int C[128], D[128];
   unsigned s = 3;
   for (int i = 0; i < 16 * 32; i++) A[i] = (int8_t)(lcg(&s) % 256 - 128);
@@ -547,6 +546,9 @@ static void test_collective_faults(void **state) {
   assert_int_equal(try_launch(SRC_FAULT, "k_mma_fault", d3(1, 1, 1), d3(32, 1, 1), 0, &p, &err), -1);
   assert_non_null(strstr(err.msg, "waits in mma.sync.m16n8k16.bf16"));
   assert_non_null(strstr(err.msg, "waits at __syncthreads"));
+  p.mode = 5;
+  expect_launch_error(SRC_FAULT, "k_mma_fault", d3(32, 1, 1), &p,
+                      "ditc_ld_b32: the address is not 4-byte aligned");
   p.mode = 0;
   expect_launch_error(SRC_FAULT, "k_mma_fault", d3(48, 1, 1), &p,
                       "needs a full warp, and warp 1 of this 48-thread block has 16 lanes");
