@@ -86,12 +86,14 @@
  *                                             along k), f32 accumulate
  *     ditc_mma_s8_16832(int d[4], const unsigned a[4], const unsigned b[2],
  *                       const int c[4])       s8 x s8 -> s32, wraps on overflow
- *   d may be c.  Registers: ditc_pack_bf16x2(lo, hi) / ditc_pack_f16x2 (from
- *   floats, round to nearest even), ditc_pack_b16x2 (raw bits),
- *   ditc_pack_s8x4(e0..e3), ditc_bf16x2_get(r, i) / ditc_f16x2_get; the
- *   lower-numbered element is in the low bits.  ditc_lane_id() is the lane
- *   (the linear thread index mod 32); ditc_ld_b32(p) loads a 4-byte-aligned
- *   register from memory.
+ *   d may be c.  The emulator adds C and then the products in k order in
+ *   f32 (the hardware's order, rounding and subnormal handling are
+ *   unspecified: compare with a tolerance).  Registers: ditc_pack_bf16x2(lo,
+ *   hi) / ditc_pack_f16x2 (from floats, round to nearest even),
+ *   ditc_pack_b16x2 (raw bits), ditc_pack_s8x4(e0..e3), ditc_bf16x2_get(r, i)
+ *   / ditc_f16x2_get; the lower-numbered element is in the low bits.
+ *   ditc_lane_id() is the lane (the linear thread index mod 32);
+ *   ditc_ld_b32(p) loads a 4-byte-aligned register from memory.
  *     ditc_ldmatrix_x1/_x2/_x4(unsigned r[n], const void *row) and _trans:
  *   ldmatrix.m8n8.b16 from shared memory (which the emulator does not check):
  *   lane 8m+j gives the address of row j of 8x8 matrix m (16-byte aligned;
@@ -108,16 +110,16 @@
  *   function 'ditc_mma_sync_requires_sm_80'"): plans for sm_75 must not use
  *   them.  Attention, one warp per 16 query rows, tiles in shared memory with
  *   a row pitch LD (elements, a multiple of 8; head dim padded to 16, 72 ->
- *   80), S = Q K^T for 8 keys at a time and 16 dims per step:
+ *   80), S = Q K^T for 16 keys n0.. (two 8-key tiles) and 16 dims kk.. a step:
  *       unsigned a[4], b[4];  float s0[4] = {0}, s1[4] = {0};
  *       ditc_ldmatrix_x4(a, &Q[(lane & 15) * LD + kk + 8 * (lane >> 4)]);
  *       ditc_ldmatrix_x4(b, &K[(n0 + (lane & 7) + 8 * (lane >> 4)) * LD + kk
  *                              + 8 * ((lane >> 3) & 1)]);
  *       ditc_mma_bf16_16816(s0, a, b, s0);      keys n0..n0+7
  *       ditc_mma_bf16_16816(s1, a, b + 2, s1);  keys n0+8..n0+15
- *   s0[i] is S[ditc_mma_c_row(lane, i)][n0 + ditc_mma_c_col(lane, i)]: a
- *   query row's 16 scores sit in the 4 lanes of a quad (max and sum over a row
- *   by __shfl_xor_sync 1 and 2).  P becomes A without moving: {pack(s0[0],
+ *   s0[i] is S[ditc_mma_c_row(lane, i)][n0 + ditc_mma_c_col(lane, i)], s1[i]
+ *   the same 8 keys on: a query row's 16 scores sit in the 4 lanes of a quad
+ *   (max and sum over a row by __shfl_xor_sync 1 and 2).  P becomes A without moving: {pack(s0[0],
  *   s0[1]), pack(s0[2], s0[3]), pack(s1[0], s1[1]), pack(s1[2], s1[3])}; then
  *   O[:, d0..d0+15] += P V[n0..n0+15][d0..d0+15] with
  *       ditc_ldmatrix_x4_trans(b, &V[(n0 + (lane & 15)) * LD + d0 + 8 * (lane >> 4)]);
