@@ -44,10 +44,8 @@ static int is_special(const char *path) {
   return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
 }
 
-/* A model file is DSL text: far below this.  The cap keeps a file that is
- * not one (/dev/zero behind a link, a stray dump) from filling memory. */
-#define FE_MODEL_FILE_MAX ((uint64_t)16 << 20)
-
+/* FE_MODEL_FILE_MAX (frontend.h) keeps a file that is not a model file
+ * (/dev/zero behind a link, a stray dump) from filling memory. */
 /* The whole file, NUL-terminated (caller frees); NULL after reporting to d
  * why not (missing, not a regular file, over the cap, unreadable). */
 static char *read_model(const char *path, size_t *len, FeDiag *d) {
@@ -69,6 +67,14 @@ int fe_build_source(const char *label, const char *text, size_t len, const char 
   if (fe_parse(&src, &arena, &d, &root) == 0 && root)
     fe_elaborate(&src, root, config, sets, n_sets, entry ? entry : "forward", &d, out);
   arena_free(&arena);
+  if (!d.n_errors) {
+    char *copy = arena_alloc(&out->arena, len + 1);
+    memcpy(copy, text, len);
+    copy[len] = 0;
+    out->file = arena_strdup(&out->arena, label ? label : "<input>");
+    out->text = copy;
+    out->text_len = len;
+  }
   return d.n_errors;
 }
 
@@ -282,6 +288,16 @@ int64_t fe_param_int(const FeModel *m, const char *name, int64_t def) {
   case FE_VAL_FLOAT: return p->f > -9e18 && p->f < 9e18 ? (int64_t)p->f : def;
   default: return def;
   }
+}
+
+const char *fe_param_text(const FeParam *p, char *buf, size_t n) {
+  switch (p->kind) {
+  case FE_VAL_INT: snprintf(buf, n, "%lld", (long long)p->i); break;
+  case FE_VAL_FLOAT: snprintf(buf, n, "%.17g", p->f); break;
+  case FE_VAL_BOOL: snprintf(buf, n, "%s", p->i ? "true" : "false"); break;
+  case FE_VAL_STR: return p->s;
+  }
+  return buf;
 }
 
 double fe_param_float(const FeModel *m, const char *name, double def) {

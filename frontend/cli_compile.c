@@ -180,22 +180,6 @@ static const void *fill_blob(const Opts *o, FeModel *m, const CgPlan *p, void **
   return bad ? NULL : b;
 }
 
-static void pack_meta(CgPackWriter *w, const FeModel *m) {
-  cg_pack_writer_meta(w, "model", m->model);
-  cg_pack_writer_meta(w, "config", m->config ? m->config : "");
-  for (int i = 0; i < m->n_params; i++) {
-    const FeParam *fp = &m->params[i];
-    char v[64];
-    switch (fp->kind) {
-    case FE_VAL_INT: snprintf(v, sizeof v, "%lld", (long long)fp->i); break;
-    case FE_VAL_FLOAT: snprintf(v, sizeof v, "%.17g", fp->f); break;
-    case FE_VAL_BOOL: snprintf(v, sizeof v, "%s", fp->i ? "true" : "false"); break;
-    case FE_VAL_STR: break;
-    }
-    cg_pack_writer_param(w, fp->name, fp->kind == FE_VAL_STR ? fp->s : v);
-  }
-}
-
 /* Build every requested entry, one plan per distinct tuning row among the
  * architectures (those whose rows give the same geometry share it), and
  * compile each plan for the architectures it serves; with w (compile) also
@@ -214,7 +198,14 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
     FeModel m;
     IrErr err;
     if (cli_build(o, entries[e], &m)) goto out;
-    if (w && e == 0) pack_meta(w, &m);
+    if (w && e == 0) {
+      FeSetting sets[CLI_MAX_SETTINGS];
+      if (fe_pack_record(w, &m, sets, cli_settings(o, sets), &o->pipeline, &err)) {
+        cli_fail("%s", err.msg);
+        fe_model_free(&m);
+        goto out;
+      }
+    }
     CgPlan *plans[32] = {0};
     const void *blob[32] = {0};
     json_t *pj[32] = {0};
