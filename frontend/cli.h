@@ -92,7 +92,7 @@ typedef struct {
 int cli_compiler_open(Compiler *c, int need_nvrtc);
 void cli_compiler_close(Compiler *c);
 /* One plan's CUBIN for one architecture, from the cache or compiled now, and
- * ptxas' report (*log NULL when the cache no longer has it). */
+ * ptxas' report (from the cache with the CUBIN, or from compiling both again). */
 int cli_compile_plan(Compiler *c, const CgPlan *p, const char *arch, unsigned char **cubin, size_t *size, char **log);
 
 /* ---- running a model on a backend (cli_run.c) ------------------------------ */

@@ -8,13 +8,7 @@
 #   - its plan JSON gets another launch grid, or another weight name: refused naming the field;
 #   - its manifest gets a model parameter that is not a number: refused;
 # and the unedited pack runs on both.  Skipped (exit 77) without NVRTC.
-set -uo pipefail
-: "${DITC:?}" "${DITC_SRC:?}"
-cd "$DITC_SRC"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-export DITC_CACHE_DIR="$T/cache"
-fail=0
+source "$(dirname "$0")/common.bash"
 
 u32() { od -An -t u4 -j "$2" -N 4 "$1" | tr -d ' '; }
 u64() { od -An -t u8 -j "$2" -N 8 "$1" | tr -d ' '; }
@@ -62,10 +56,7 @@ model tiny(d: int = 8) {
   entry forward(x: f32[B, 4, d]) { return x + relu(dense@fc(x, d, d)) }
 }
 DIT
-if ! "$DITC" compile "$T/tiny.dit" --entry forward --arch sm_90 --weights random -o "$T/p.ditpack" >"$T/probe" 2>&1; then
-  if grep -q "NVRTC not found" "$T/probe"; then echo "SKIPPED: NVRTC is not installed"; exit 77; fi
-  cat "$T/probe"; exit 1
-fi
+nvrtc_or_skip "$T/probe" "$DITC" compile "$T/tiny.dit" --entry forward --arch sm_90 --weights random -o "$T/p.ditpack"
 printf '%s' '{"x":{"dtype":"F32","shape":[1,4,8],"data_offsets":[0,128]}}' >"$T/hdr"
 { printf "\\x$(printf %02x "$(wc -c <"$T/hdr")")\\x00\\x00\\x00\\x00\\x00\\x00\\x00"; cat "$T/hdr"; head -c 128 /dev/zero; } >"$T/in.safetensors"
 echo "SECRET-7f3a" >"$T/secret"
