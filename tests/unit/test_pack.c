@@ -603,18 +603,18 @@ static void test_weights(void **state) {
   free(buf);
 }
 
+static const float COMPUTED_A[8] = {1, 2, 3, 4, 5, 6, 7, 8}, COMPUTED_B[4] = {-1, -2, -3, -4};
+
 /* A weight computed from parameters (codegen's weight-only nodes): carried
  * as op + inputs, filled from the parameters bound by name, checked on
  * reading. */
-static void test_computed_weights(void **state) {
-  (void)state;
+static void make_computed_pack(unsigned char **buf, size_t *len) {
   IrGraph *g = ir_graph_new("forward");
   IrNode *x = ir_input(g, "x", IR_F32, ir_shape_make(2, (IrDim[]){IR_BATCH, 4}), (IrLoc){0});
   IrNode *a = ir_param(g, "a", IR_F32, ir_shape_make(2, (IrDim[]){2, 4}), (IrLoc){0});
   IrNode *b = ir_param(g, "b", IR_F32, ir_shape_make(2, (IrDim[]){1, 4}), (IrLoc){0});
-  static float av[8] = {1, 2, 3, 4, 5, 6, 7, 8}, bv[4] = {-1, -2, -3, -4};
-  a->data = av;
-  b->data = bv;
+  a->data = (void *)COMPUTED_A;
+  b->data = (void *)COMPUTED_B;
   IrNode *ab[2] = {a, b};
   ir_graph_add_output(g, ir_linear(g, x, ir_concat(g, 2, ab, 0), NULL), "out");
   CgOptions o = {.precision = IR_F32, .batch = 1};
@@ -626,12 +626,19 @@ static void test_computed_weights(void **state) {
   assert_true(p->weights[2].n_in == 2 && p->weights[2].op == IR_CONCAT);
   CgPackWriter *w = writer();
   cg_pack_writer_add_plan(w, p, g, NULL);
-  unsigned char *buf;
-  size_t len;
-  assert_int_equal(cg_pack_writer_bytes(w, &buf, &len, &err), 0);
+  assert_int_equal(cg_pack_writer_bytes(w, buf, len, &err), 0);
   cg_pack_writer_free(w);
   cg_plan_free(p);
   ir_graph_free(g);
+}
+
+static void test_computed_weights(void **state) {
+  (void)state;
+  const float *av = COMPUTED_A, *bv = COMPUTED_B;
+  unsigned char *buf;
+  size_t len;
+  IrErr err;
+  make_computed_pack(&buf, &len);
   CgPack *pk = cg_pack_open_memory(buf, len, "cw", 0, &err);
   if (!pk) fail_msg("%s", err.msg);
   const CgWeight *cw = &pk->plans[0].plan->weights[2];
@@ -811,6 +818,57 @@ static void test_rebuilt_plan(void **state) {
   free(buf);
 }
 
+/* ---- the fuzz target's corpus ---------------------------------------------------- */
+
+/* tests/fuzz/corpus_pack holds packs these tests make: valid_* must open
+ * (the current format), broken_* must not.  DITC_UPDATE_CORPUS=1 writes
+ * them anew, after a format change.  (valid_model's plan also builds again
+ * from its record while the code generator is unchanged; that is the fuzz
+ * target's way into the model record, not asserted here.) */
+static void test_fuzz_corpus(void **state) {
+  (void)state;
+  enum { TWO_PLANS, NO_WEIGHTS, COMPUTED, PER_ARCH, MODEL_PACK, N_VALID };
+  static const char *const valid[N_VALID] = {"valid_two_plans", "valid_no_weights", "valid_computed_weight",
+                                             "valid_plans_per_arch", "valid_model"};
+  static const char *const broken[] = {"broken_magic", "broken_toc", "broken_truncated", "broken_version",
+                                       "broken_version_3", "broken_version_4"};
+  int update = getenv("DITC_UPDATE_CORPUS") && !strcmp(getenv("DITC_UPDATE_CORPUS"), "1");
+  char path[600];
+  for (int k = 0; k < N_VALID + 6; k++) {
+    const char *name = k < N_VALID ? valid[k] : broken[k - N_VALID];
+    snprintf(path, sizeof path, "%s/tests/fuzz/corpus_pack/%s", DITC_SOURCE_DIR, name);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    IrErr err;
+    if (update) {
+      switch (k) {
+      case TWO_PLANS: make_pack(&buf, &len, 1); break;
+      case NO_WEIGHTS: make_pack(&buf, &len, 0); break;
+      case COMPUTED: make_computed_pack(&buf, &len); break;
+      case PER_ARCH: make_arch_pack(&buf, &len, "sm_89", 2); break;
+      case MODEL_PACK: make_model_pack(&buf, &len); break;
+      default:
+        make_pack(&buf, &len, 1);
+        if (!strcmp(name, "broken_magic")) buf[3] ^= 1;
+        else if (!strcmp(name, "broken_toc")) buf[64 + 64 * 2 + 17] ^= 1;
+        else if (!strcmp(name, "broken_truncated")) len -= 100;
+        else if (!strcmp(name, "broken_version")) buf[8] = 9;
+        else buf[8] = (unsigned char)(name[strlen(name) - 1] - '0');
+      }
+      FILE *f = fopen(path, "wb");
+      assert_non_null(f);
+      assert_int_equal(fwrite(buf, 1, len, f), len);
+      fclose(f);
+      free(buf);
+    }
+    CgPack *pk = cg_pack_open(path, &err);
+    if (k < N_VALID && !pk)
+      fail_msg("%s is not a pack of this format (%s): run DITC_UPDATE_CORPUS=1 build/tests/test_pack", path, err.msg);
+    if (k >= N_VALID && pk) fail_msg("%s opens", path);
+    cg_pack_close(pk);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip_memory), cmocka_unit_test(test_round_trip_file),
@@ -819,6 +877,7 @@ int main(void) {
       cmocka_unit_test(test_plans_per_arch),
       cmocka_unit_test(test_weights),           cmocka_unit_test(test_computed_weights),
       cmocka_unit_test(test_inconsistent_plans), cmocka_unit_test(test_rebuilt_plan),
+      cmocka_unit_test(test_fuzz_corpus),
   };
   return tu_run_group(tests, NULL, NULL);
 }
