@@ -304,23 +304,30 @@ out:
   return rc;
 }
 
-/* Remove path only if it is still the file that was found bad. */
-static int remove_if_same(CgCache *c, const char *path, const struct stat *bad) {
+/* Remove the bad entry at path (a file, or an empty directory), but only if
+ * it is still the one found bad: a fresh entry renamed into its place since
+ * stays.  0 when it is gone (or was replaced), -1 with the reason in why
+ * when it is still in the way (a directory with files in it, no
+ * permission): nothing can be stored there then. */
+static int remove_bad(const char *path, const struct stat *bad, char *why, size_t whyn) {
   struct stat now;
   if (stat(path, &now) != 0 || now.st_dev != bad->st_dev || now.st_ino != bad->st_ino) return 0;
-  if (unlink(path) != 0 && errno != ENOENT) {
-    warnf(c, "kernel cache: cannot remove %s: %s", path, strerror(errno));
+  if ((S_ISDIR(now.st_mode) ? rmdir(path) : unlink(path)) != 0 && errno != ENOENT) {
+    snprintf(why, whyn, "%s", strerror(errno));
     return -1;
   }
   return 0;
 }
 
-int cg_cache_load(CgCache *c, const char *arch, const CgCacheKey *key, unsigned char **data,
-                  size_t *size, IrErr *err) {
+/* cg_cache_load; *blocked set when a bad entry could not be removed (so a
+ * store there would fail too, and is not tried). */
+static int load(CgCache *c, const char *arch, const CgCacheKey *key, unsigned char **data, size_t *size,
+                int *blocked, IrErr *err) {
   *data = NULL;
   *size = 0;
+  *blocked = 0;
   if (check_arch(arch, err)) return -1;
-  char hex[65], why[256];
+  char hex[65], why[256], rm_why[128];
   cg_cache_key_hex(key, hex);
   char *path = entry_path(c, arch, hex);
   struct stat st;
@@ -337,8 +344,15 @@ int cg_cache_load(CgCache *c, const char *arch, const CgCacheKey *key, unsigned 
   case ENTRY_CORRUPT:
     atomic_fetch_add(&c->corrupt, 1);
     atomic_fetch_add(&c->misses, 1);
-    warnf(c, "kernel cache: corrupt entry %s (%s); removed, will rebuild", path, why);
-    remove_if_same(c, path, &st);
+    /* say what was done, not what was meant */
+    if (remove_bad(path, &st, rm_why, sizeof rm_why) == 0) {
+      warnf(c, "kernel cache: corrupt entry %s (%s); removed, will rebuild", path, why);
+    } else {
+      *blocked = 1;
+      warnf(c, "kernel cache: corrupt entry %s (%s); it cannot be removed (%s), so the kernel is compiled and "
+               "not cached until it is",
+            path, why, rm_why);
+    }
     break;
   default:
     ret = ir_errf(err, "kernel cache: cannot read %s: %s", path, why);
@@ -346,6 +360,12 @@ int cg_cache_load(CgCache *c, const char *arch, const CgCacheKey *key, unsigned 
   }
   free(path);
   return ret;
+}
+
+int cg_cache_load(CgCache *c, const char *arch, const CgCacheKey *key, unsigned char **data,
+                  size_t *size, IrErr *err) {
+  int blocked;
+  return load(c, arch, key, data, size, &blocked, err);
 }
 
 int cg_cache_store(CgCache *c, const char *arch, const CgCacheKey *key, const void *data,
@@ -391,6 +411,24 @@ done:
   return rc;
 }
 
+/* Compile r, note its source for the simulated driver, and store it unless
+ * `store` is 0. */
+static int compile_store(CgCache *c, const CgCacheRequest *r, const CgCacheKey *key, int store, CgCompileFn compile,
+                         void *user, unsigned char **data, size_t *size, IrErr *err) {
+  if (compile(user, r, data, size, err)) {
+    free(*data);
+    *data = NULL;
+    *size = 0;
+    return -1;
+  }
+  CgCubinSource note = {r->source, r->name, r->arch, r->options, r->n_options};
+  cg_cubin_source_note(*data, *size, &note);
+  IrErr lerr;
+  if (store && cg_cache_store(c, r->arch, key, *data, *size, &lerr))
+    warnf(c, "%s (the kernel is used uncached)", lerr.msg);
+  return 0;
+}
+
 int cg_cache_get_or_compile(CgCache *c, const CgCacheRequest *r, CgCompileFn compile, void *user,
                             unsigned char **data, size_t *size, int *hit, IrErr *err) {
   *data = NULL;
@@ -399,26 +437,27 @@ int cg_cache_get_or_compile(CgCache *c, const CgCacheRequest *r, CgCompileFn com
   CgCacheKey key;
   if (cg_cache_key(r, &key, err)) return -1;
   IrErr lerr;
-  int rc = cg_cache_load(c, r->arch, &key, data, size, &lerr);
-  /* for the simulated driver: the key covers source and options, so this is their CUBIN */
-  CgCubinSource note = {r->source, r->name, r->arch, r->options, r->n_options};
+  int blocked;
+  int rc = load(c, r->arch, &key, data, size, &blocked, &lerr);
   if (rc == 1) {
+    /* for the simulated driver: the key covers source and options, so this is their CUBIN */
+    CgCubinSource note = {r->source, r->name, r->arch, r->options, r->n_options};
     *hit = 1;
     cg_cubin_source_note(*data, *size, &note);
     return 0;
   }
   /* An unreadable cache only costs a compile. */
   if (rc < 0) warnf(c, "%s", lerr.msg);
-  if (compile(user, r, data, size, err)) {
-    free(*data);
-    *data = NULL;
-    *size = 0;
-    return -1;
-  }
-  cg_cubin_source_note(*data, *size, &note);
-  if (cg_cache_store(c, r->arch, &key, *data, *size, &lerr))
-    warnf(c, "%s (the kernel is used uncached)", lerr.msg);
-  return 0;
+  return compile_store(c, r, &key, !blocked, compile, user, data, size, err);
+}
+
+int cg_cache_compile(CgCache *c, const CgCacheRequest *r, CgCompileFn compile, void *user, unsigned char **data,
+                     size_t *size, IrErr *err) {
+  *data = NULL;
+  *size = 0;
+  CgCacheKey key;
+  if (cg_cache_key(r, &key, err)) return -1;
+  return compile_store(c, r, &key, 1, compile, user, data, size, err);
 }
 
 /* ---- walks: ls, verify, clear ----------------------------------------------- */
@@ -554,14 +593,16 @@ static int visit_verify(CgCache *c, void *vctx, const char *arch, const char *su
     v->ok++;
   } else if (rc != ENTRY_MISSING) {
     v->bad++;
-    warnf(c, "kernel cache: %s %s (%s)%s", rc == ENTRY_CORRUPT ? "corrupt entry" : "unreadable",
-          path, why, v->remove_bad ? "; removed" : "");
+    char rm_why[128] = "";
+    int kept = 0;
     if (v->remove_bad) {
       if (rc == ENTRY_CORRUPT)
-        remove_if_same(c, path, &st);
+        kept = remove_bad(path, &st, rm_why, sizeof rm_why);
       else if (unlink(path) != 0 && errno != ENOENT)
-        warnf(c, "kernel cache: cannot remove %s: %s", path, strerror(errno));
+        kept = -1, snprintf(rm_why, sizeof rm_why, "%s", strerror(errno));
     }
+    warnf(c, "kernel cache: %s %s (%s)%s%s", rc == ENTRY_CORRUPT ? "corrupt entry" : "unreadable", path, why,
+          !v->remove_bad ? "" : kept ? "; it cannot be removed: " : "; removed", rm_why);
   }
   return 0;
 }

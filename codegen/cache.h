@@ -21,7 +21,10 @@
  * (the last rename wins, with identical content).  Loading checks magic,
  * version, key, length and payload hash; an entry that fails is reported
  * through the warning callback, counted, removed and treated as a miss: it
- * is never trusted.  Nothing here prints.
+ * is never trusted.  The warning says what was done: "removed, will
+ * rebuild", or, for what cannot be removed (a directory with files in it),
+ * that it stays and the kernel is compiled without being cached.  Nothing
+ * here prints.
  *
  * A handle's counters are atomic; one handle may be shared by threads, and
  * any number of processes may share a directory.
@@ -98,6 +101,12 @@ typedef int (*CgCompileFn)(void *user, const CgCacheRequest *r, unsigned char **
  * warning: the compiled kernel is still returned. */
 int cg_cache_get_or_compile(CgCache *c, const CgCacheRequest *r, CgCompileFn compile, void *user,
                             unsigned char **data, size_t *size, int *hit, IrErr *err);
+
+/* Compile and store, whatever the cache holds: for a caller that needs what
+ * only a compile gives besides the kernel (ptxas' report, when its own
+ * entry is gone).  0 with *data (the caller frees it), or -1. */
+int cg_cache_compile(CgCache *c, const CgCacheRequest *r, CgCompileFn compile, void *user, unsigned char **data,
+                     size_t *size, IrErr *err);
 
 typedef struct {
   long hits, misses, corrupt, stores; /* corrupt entries count as misses too */

@@ -8,9 +8,10 @@
  * cg_nvrtc_compile for every CUBIN NVRTC makes, cg_cache_get_or_compile for
  * every one the kernel cache returns (its key covers source, options,
  * compiler and architecture, so a hit is that source's CUBIN), and
- * cg_pack_open for a pack's CUBINs (the pack records which plan each was
- * compiled from; the plan's source without the prelude, which the emulator
- * replaces anyway).  The simulated driver looks an image up by the SHA-256 of
+ * fe_pack_plan (frontend/pack_plan.h) for a pack's CUBINs: the source of
+ * their plan as built again from the pack's model record and found equal to
+ * the pack's, never the pack's own text (without the prelude, which the
+ * emulator replaces anyway).  The simulated driver looks an image up by the SHA-256 of
  * its bytes; an image nobody noted is unknown to it and refused, never
  * matched by guesswork.
  *

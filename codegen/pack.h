@@ -2,12 +2,22 @@
  * pack.h - the .ditpack artifact: compiled plans of one model in one file.
  *
  * A pack holds a model description (name, configuration, every resolved
- * model parameter as key=value), one or more execution plans (plan.h; e.g.
- * forward and forward_with_cfg of the same model), for each plan its
- * generated CUDA source (so `--backend emu` runs a pack without CUDA) and,
- * per GPU architecture, the CUBIN plus ptxas' report, and optionally the
- * weights blob each plan reads.  Plans whose blobs are byte-identical share
- * one WEIGHTS section (forward and forward_with_cfg normally do).
+ * model parameter as key=value), the model record (the model file's text,
+ * the configuration, the --set settings and the pass pipeline: what the
+ * plans were built from, as data), one or more execution plans (plan.h;
+ * e.g. forward and forward_with_cfg of the same model), for each plan its
+ * generated CUDA source and, per GPU architecture, the CUBIN plus ptxas'
+ * report, and optionally the weights blob each plan reads.  Plans whose
+ * blobs are byte-identical share one WEIGHTS section (forward and
+ * forward_with_cfg normally do).
+ *
+ * A pack's text is never code to the host: the reader hands out plans
+ * without their source (CgPlan.source is NULL, only the SOURCE section's
+ * SHA-256 is kept), and whoever runs a plan regenerates it from the model
+ * record (frontend/pack_plan.h) and holds the result to the pack with
+ * cg_pack_plan_matches: the source must hash to the recorded hash, the plan
+ * and its constants must be the ones stored.  A CUBIN is code for the GPU,
+ * trusted as any binary is.
  *
  * Plans are per architecture: an entry has one plan per distinct launch-
  * tuning row among the architectures it was compiled for (architectures
@@ -16,12 +26,13 @@
  * two plans of one entry never have a CUBIN for the same SM, and where an
  * entry has several plans each has at least one CUBIN.
  *
- * File layout (version 4), every integer little-endian:
+ * File layout (version 5), every integer little-endian:
  *
  *   header, 64 bytes
  *     0   "DITCPACK"          magic
- *     8   u32 version          4 (1: before GEMMs had d_dtype, 2: before computed weights,
- *                              3: one plan per entry, built with the default tuning row)
+ *     8   u32 version          5 (1: before GEMMs had d_dtype, 2: before computed weights,
+ *                              3: one plan per entry, built with the default tuning row,
+ *                              4: without the model record)
  *     12  u32 n_sections       entries in the table of contents (<= 4096)
  *     16  u64 file_size        the whole file, bytes
  *     24  u64 toc_offset       64
@@ -29,7 +40,7 @@
  *   table of contents, n_sections entries of 64 bytes
  *     0   u32 kind             CG_PACK_SEC_*
  *     4   u32 ref              plan index (PLAN, SOURCE, CONSTS, CUBIN, PTXAS),
- *                              blob index (WEIGHTS), 0 (MANIFEST)
+ *                              blob index (WEIGHTS), 0 (MANIFEST, MODEL, MODEL_TEXT)
  *     8   u64 offset           multiple of 64
  *     16  u64 size             bytes
  *     24  char[8] arch         CUBIN/PTXAS: "sm_90a", NUL-padded; else zeros
@@ -49,11 +60,18 @@
  *   WEIGHTS   a weights blob (plan->weights_bytes); optional
  *   CUBIN     an ELF CUBIN for `arch`
  *   PTXAS     ptxas' -v log for that CUBIN (text; may be empty)
+ *   MODEL     JSON: {"file", "config", "sets": [[name, value], ...], "passes"}:
+ *             the model record (CgPackModel), exactly one
+ *   MODEL_TEXT the model file's text (no NUL), exactly one
  *
  * Every byte of a pack is checked on reading: magic, version, sizes, the
  * table's hash, every section's hash, alignment, that the sections tile the
  * file with zero padding, and every field of the JSON against what it
- * describes (offsets inside the arena and blob, kernel indices, GEMM extents).
+ * describes (offsets inside the arena and blob, kernel indices, GEMM extents;
+ * every plan passes cg_plan_check, every CUBIN's architecture gets its plan's
+ * tuning row).  Hashes only prove the file is whole: anyone can edit a pack
+ * and hash it again, which is why a plan runs only as regenerated from the
+ * model record and found equal (cg_pack_plan_matches).
  * A truncated or altered pack is an error naming the file and the problem,
  * never a crash.  A pack is mapped, not read (its weights may be gigabytes):
  * its size is bounded by its own header's file_size, which must equal the
@@ -69,7 +87,7 @@
 #include "codegen/plan.h"
 #include "ir/fileio.h"
 
-#define CG_PACK_VERSION 4
+#define CG_PACK_VERSION 5
 
 enum {
   CG_PACK_SEC_MANIFEST = 1,
@@ -79,6 +97,8 @@ enum {
   CG_PACK_SEC_WEIGHTS = 5,
   CG_PACK_SEC_CUBIN = 6,
   CG_PACK_SEC_PTXAS = 7,
+  CG_PACK_SEC_MODEL = 8,
+  CG_PACK_SEC_MODEL_TEXT = 9,
 };
 
 /* ---- reading ---------------------------------------------------------------- */
@@ -91,11 +111,16 @@ typedef struct {
 } CgPackCubin;
 
 typedef struct {
-  CgPlan *plan;                 /* owned by the pack; independent of its bytes */
+  CgPlan *plan;                 /* owned by the pack; independent of its bytes.  Its
+                                 * source is NULL: a pack's text is not run (above) */
   int blob;                     /* index into CgPack.blobs, or -1: no weights */
   const float **defaults;       /* [plan->n_weights]: a PARAM's default values, or NULL */
   CgPackCubin *cubins;
   int n_cubins;
+  unsigned char source_sha256[32]; /* of the SOURCE section: what the source must hash to */
+  /* private: the PLAN and CONSTS sections as stored, for cg_pack_plan_matches */
+  const unsigned char *plan_json, *consts;
+  size_t plan_json_size, consts_size;
 } CgPackPlan;
 
 typedef struct {
@@ -107,12 +132,28 @@ typedef struct {
   const char *key, *value;
 } CgPackParam;
 
+/* What a pack's plans were built from (the MODEL and MODEL_TEXT sections),
+ * enough to build them again: the model file's text, read by ditc's own
+ * parser (no code of the file runs), the configuration, the settings and
+ * the pass pipeline.  Each plan adds its entry, precision, batch and tuning
+ * row (CgPlan.entry, .precision, .batch, .tuning). */
+typedef struct {
+  const char *file;             /* the model file's name when it was compiled (for messages) */
+  const char *text;             /* its text, NUL-terminated; text_len bytes, no NUL inside */
+  size_t text_len;
+  const char *config;           /* "" for the file's last model with its defaults */
+  CgPackParam *sets;            /* the settings (--set), in order */
+  int n_sets;
+  const char *passes;           /* the pipeline, as pass_pipeline_parse reads it ("none": empty) */
+} CgPackModel;
+
 typedef struct {
   const char *path;             /* file name, or the label of a memory pack */
   const char *producer, *codegen_version, *compiler;
   const char *model, *config, *spec;   /* config may be "" */
   CgPackParam *params;          /* the model's resolved parameters */
   int n_params;
+  CgPackModel record;           /* the model record */
   CgPackPlan *plans;
   int n_plans;
   CgPackBlob *blobs;
@@ -150,6 +191,15 @@ const CgPackPlan *cg_pack_find_plan_arch(const CgPack *p, const char *entry, con
  * the same major; else NULL and an error listing the pack's architectures. */
 const CgPackCubin *cg_pack_pick_cubin(const CgPackPlan *pp, int major, int minor, IrErr *err);
 
+/* Does `built` (a plan built now from pk's model record, g the graph it was
+ * built from) equal pack plan pp, so that running it runs what the pack
+ * describes?  The pack's codegen version must be this ditc's, built's source
+ * must hash to pp's recorded SHA-256, and its plan JSON and constants,
+ * written as the writer writes them, must equal the stored ones.  0, or -1
+ * with "FILE: plan N (entry): what differs" (the first differing field, with
+ * both values).  (pack_verify.c) */
+int cg_pack_plan_matches(const CgPack *pk, const CgPackPlan *pp, const CgPlan *built, IrGraph *g, IrErr *err);
+
 
 /* ---- writing ---------------------------------------------------------------- */
 
@@ -162,6 +212,10 @@ void cg_pack_writer_free(CgPackWriter *w); /* NULL is fine */
 void cg_pack_writer_meta(CgPackWriter *w, const char *key, const char *value);
 /* A model parameter (copied), in the order given. */
 void cg_pack_writer_param(CgPackWriter *w, const char *key, const char *value);
+/* The model record (copied; text_len bytes of text).  Every pack needs one:
+ * the reader refuses a pack without it.  0, or -1 when a name is not UTF-8
+ * (JSON holds only text). */
+int cg_pack_writer_model(CgPackWriter *w, const CgPackModel *m, IrErr *err);
 /* Add a plan (serialized now: the plan may be freed afterwards).  g, when
  * given, is the graph the plan was built from: its PARAM defaults are kept.
  * blob (plan->weights_bytes bytes, or NULL for none) is borrowed until the

@@ -27,9 +27,21 @@ static inline const char *sec_name(uint32_t kind) {
   case CG_PACK_SEC_WEIGHTS: return "weights";
   case CG_PACK_SEC_CUBIN: return "cubin";
   case CG_PACK_SEC_PTXAS: return "ptxas";
+  case CG_PACK_SEC_MODEL: return "model";
+  case CG_PACK_SEC_MODEL_TEXT: return "model text";
   default: return "unknown";
   }
 }
+
+/* Plan p as a pack stores it (pack_write.c): its PLAN JSON (returned,
+ * malloc'd, NUL-terminated) naming WEIGHTS blob `blob` (-1: none), and its
+ * CONSTS bytes (*consts, malloc'd, *n_consts bytes), CONST values and the
+ * PARAM defaults of graph g (NULL: none) in weight order.  data_at, when not
+ * NULL, gets each weight's byte offset in the constants (-1: none).  The
+ * writer and cg_pack_plan_matches (pack_verify.c) both use it, so "equal to
+ * the stored plan" means equal to what the writer would write. */
+char *pack_encode_plan(const CgPlan *p, IrGraph *g, int blob, unsigned char **consts, size_t *n_consts,
+                       int64_t *data_at);
 
 static inline void sha256(const void *data, size_t n, unsigned char out[32]) {
   unsigned len = 0;

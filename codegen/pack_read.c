@@ -8,10 +8,12 @@
  * extent and index bounded by what it points into, so that what a backend
  * is handed cannot make it read or write outside the arena or the blob.
  * Hashes can be skipped (CG_PACK_SKIP_HASHES) so a fuzzer reaches the
- * parsers; nothing else changes then.
+ * parsers; nothing else changes then.  A plan's SOURCE section is hashed,
+ * never copied into the plan: the source that runs is regenerated
+ * (pack.h), and so is the note for the simulated CUDA driver of which source
+ * each CUBIN was compiled from (frontend/pack_plan.c makes it).
  */
 #include "codegen/bytes.h"
-#include "codegen/cubin_source.h"
 #include "codegen/pack_format.h"
 
 #include <errno.h>
@@ -358,13 +360,13 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
   p->outputs = arena_alloc(A, (size_t)p->n_outputs * sizeof *p->outputs + 1);
   if (read_io(r, is, p->inputs, p->n_inputs, "input") || read_io(r, os, p->outputs, p->n_outputs, "output"))
     goto out;
-  if (memchr(src->data, 0, src->size)) {
-    bad(r, "the source holds a NUL byte");
-    goto out;
-  }
-  char *text = arena_alloc(A, src->size + 1);
-  memcpy(text, src->data, src->size);
-  p->source = text;
+  /* the source stays in the file: only its hash, for cg_pack_plan_matches */
+  p->source = NULL;
+  sha256(src->data, (size_t)src->size, pp->source_sha256);
+  pp->plan_json = psec->data;
+  pp->plan_json_size = (size_t)psec->size;
+  pp->consts = consts->data;
+  pp->consts_size = (size_t)consts->size;
   IrErr *ce = xmalloc(sizeof *ce);
   if (cg_plan_check(p, ce)) {
     bad(r, "%s", ce->msg);
@@ -468,6 +470,71 @@ static int entry_clash(Rd *r, int p) {
   return 0;
 }
 
+/* Plan p's CUBINs are for architectures that get its tuning row (or one of
+ * the same geometry): a CUBIN is launched with its plan's grids and blocks. */
+static int cubin_rows(Rd *r, int p) {
+  const CgPackPlan *pp = &r->pk->plans[p];
+  for (int c = 0; c < pp->n_cubins; c++)
+    if (!cg_tuning_same(pp->cubins[c].arch, pp->plan->tuning))
+      return bad(r, "plan %d (%s) was built with tuning row %s, but has a CUBIN for %s, whose row %s launches "
+                 "differently", p, pp->plan->entry, pp->plan->tuning, pp->cubins[c].arch,
+                 cg_tuning_name(pp->cubins[c].arch));
+  return 0;
+}
+
+/* The model record: one MODEL (JSON) and one MODEL_TEXT section. */
+static int read_model(Rd *r, const RSec *secs, uint32_t n) {
+  CgPack *pk = r->pk;
+  CgPackModel *m = &pk->record;
+  const RSec *rec = NULL, *text = NULL;
+  for (uint32_t i = 1; i < n; i++) {
+    const RSec **slot = secs[i].kind == CG_PACK_SEC_MODEL        ? &rec
+                        : secs[i].kind == CG_PACK_SEC_MODEL_TEXT ? &text
+                                                                 : NULL;
+    if (!slot) continue;
+    if (*slot || secs[i].ref) return bad(r, "section %u (%s): a second model record, or one with ref %u", i,
+                                         sec_name(secs[i].kind), secs[i].ref);
+    *slot = &secs[i];
+  }
+  if (!rec || !text)
+    return bad(r, "the pack has no model record (made by an older ditc?): recompile it with `ditc compile`");
+  snprintf(r->where, sizeof r->where, "model record");
+  if (memchr(text->data, 0, (size_t)text->size)) return bad(r, "the model text holds a NUL byte");
+  char *t = arena_alloc(&pk->arena, (size_t)text->size + 1);
+  memcpy(t, text->data, (size_t)text->size);
+  m->text = t;
+  m->text_len = (size_t)text->size;
+  json_error_t je;
+  json_t *root = json_loadb((const char *)rec->data, (size_t)rec->size, JSON_REJECT_DUPLICATES, &je), *sets = NULL;
+  if (!root) return bad(r, "bad JSON: %s (at byte %d)", je.text, je.position);
+  int rc = -1;
+  if (!json_is_object(root)) {
+    bad(r, "not a JSON object");
+    goto out;
+  }
+  if (jstr(r, root, "file", 1, &m->file) || jstr(r, root, "config", 0, &m->config) ||
+      jstr(r, root, "passes", 1, &m->passes) || jarr(r, root, "sets", 4096, &sets))
+    goto out;
+  m->n_sets = (int)json_array_size(sets);
+  m->sets = arena_alloc(&pk->arena, (size_t)m->n_sets * sizeof *m->sets + 1);
+  for (int i = 0; i < m->n_sets; i++) {
+    json_t *kv = json_array_get(sets, (size_t)i), *k = json_array_get(kv, 0), *v = json_array_get(kv, 1);
+    if (!json_is_array(kv) || json_array_size(kv) != 2 || !json_is_string(k) || !json_is_string(v) ||
+        strlen(json_string_value(k)) != json_string_length(k) ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+      bad(r, "setting %d is not [name, value] (two strings)", i);
+      goto out;
+    }
+    m->sets[i].key = arena_strdup(&pk->arena, json_string_value(k));
+    m->sets[i].value = arena_strdup(&pk->arena, json_string_value(v));
+  }
+  rc = 0;
+out:
+  json_decref(root);
+  r->where[0] = 0;
+  return rc;
+}
+
 static int parse(CgPack *pk, const unsigned char *buf, size_t len, unsigned flags, IrErr *err) {
   Rd rd = {.pk = pk, .err = err}, *r = &rd;
   if (len < HDR) return bad(r, "truncated: %zu bytes, less than the 64-byte header", len);
@@ -476,7 +543,10 @@ static int parse(CgPack *pk, const unsigned char *buf, size_t len, unsigned flag
   uint64_t fsize = get_u64(buf + 16), toc = get_u64(buf + 24);
   if (version != CG_PACK_VERSION)
     return bad(r, "pack format version %u; this ditc reads version %d (recompile the pack with `ditc compile`%s)",
-               version, CG_PACK_VERSION, version == 3 ? ": version 4 holds a plan per architecture's tuning" : "");
+               version, CG_PACK_VERSION,
+               version == 4   ? ": version 5 records the model its plans are built again from before they run"
+               : version == 3 ? ": version 4 holds a plan per architecture's tuning"
+                              : "");
   if (fsize != len)
     return bad(r, "%s: the header says %llu bytes, the file has %zu", fsize > len ? "truncated" : "trailing bytes",
                (unsigned long long)fsize, len);
@@ -500,7 +570,7 @@ static int parse(CgPack *pk, const unsigned char *buf, size_t len, unsigned flag
     uint64_t off = get_u64(e + 8);
     s->size = get_u64(e + 16);
     memcpy(s->arch, e + 24, 8);
-    if (s->kind < CG_PACK_SEC_MANIFEST || s->kind > CG_PACK_SEC_PTXAS) {
+    if (s->kind < CG_PACK_SEC_MANIFEST || s->kind > CG_PACK_SEC_MODEL_TEXT) {
       bad(r, "section %u has an unknown kind %u", i, s->kind);
       goto out;
     }
@@ -549,13 +619,14 @@ static int parse(CgPack *pk, const unsigned char *buf, size_t len, unsigned flag
       bad(r, "more than one manifest");
       goto out;
     }
-  if (read_manifest(r, &secs[0])) goto out;
+  if (read_manifest(r, &secs[0]) || read_model(r, secs, n)) goto out;
   pk->blobs = arena_alloc(&pk->arena, (size_t)pk->n_blobs * sizeof *pk->blobs + 1);
   pk->plans = arena_alloc(&pk->arena, (size_t)pk->n_plans * sizeof *pk->plans);
   for (int b = 0; b < pk->n_blobs; b++) pk->blobs[b].size = -1;
   const RSec **per = xcalloc((size_t)pk->n_plans * 3, sizeof *per); /* PLAN, SOURCE, CONSTS */
   for (uint32_t i = 1; i < n; i++) {
     RSec *s = &secs[i];
+    if (s->kind == CG_PACK_SEC_MODEL || s->kind == CG_PACK_SEC_MODEL_TEXT) continue; /* read_model's */
     int limit = s->kind == CG_PACK_SEC_WEIGHTS ? pk->n_blobs : pk->n_plans;
     if (s->ref >= (uint32_t)limit) {
       bad(r, "section %u (%s) refers to %s %u of %d", i, sec_name(s->kind),
@@ -618,13 +689,9 @@ static int parse(CgPack *pk, const unsigned char *buf, size_t len, unsigned flag
     CgPackPlan *pp = &pk->plans[p];
     for (int c = 0; c < pp->n_cubins; c++)
       if (!pp->cubins[c].ptxas_log) pp->cubins[c].ptxas_log = "";
-    if (read_plan(r, p, per[p * 3], per[p * 3 + 1], per[p * 3 + 2], pp)) goto out_per;
-    if (entry_clash(r, p)) goto out_per;
-    /* for the simulated CUDA driver: the pack says each CUBIN was compiled from its plan's source */
-    for (int c = 0; c < pp->n_cubins; c++) {
-      CgCubinSource note = {pp->plan->source, pp->plan->entry, pp->cubins[c].arch, NULL, 0};
-      cg_cubin_source_note(pp->cubins[c].image, pp->cubins[c].size, &note);
-    }
+    if (read_plan(r, p, per[p * 3], per[p * 3 + 1], per[p * 3 + 2], pp) || entry_clash(r, p) ||
+        cubin_rows(r, p))
+      goto out_per;
   }
   rc = 0;
 out_per:

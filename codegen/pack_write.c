@@ -30,6 +30,9 @@ typedef struct {
 
 struct CgPackWriter {
   json_t *meta, *params;
+  json_t *model;            /* the MODEL record, or NULL until cg_pack_writer_model */
+  char *model_text;
+  size_t model_text_len;
   WSec *secs;
   int n_secs, cap_secs;
   int n_plans, n_blobs;
@@ -46,6 +49,8 @@ void cg_pack_writer_free(CgPackWriter *w) {
   if (!w) return;
   json_decref(w->meta);
   json_decref(w->params);
+  json_decref(w->model);
+  free(w->model_text);
   for (int i = 0; i < w->n_secs; i++) free(w->secs[i].own);
   free(w->secs);
   free(w);
@@ -57,6 +62,41 @@ void cg_pack_writer_meta(CgPackWriter *w, const char *key, const char *value) {
 
 void cg_pack_writer_param(CgPackWriter *w, const char *key, const char *value) {
   json_object_set_new(w->params, key, json_string(value ? value : ""));
+}
+
+/* A JSON string for s, or NULL when s is not UTF-8 (after saying which). */
+static json_t *utf8(const char *s, const char *what, IrErr *err) {
+  json_t *v = json_string(s ? s : "");
+  if (!v) ir_errf(err, "the %s '%.200s' is not UTF-8 text: a pack records it as JSON", what, s);
+  return v;
+}
+
+int cg_pack_writer_model(CgPackWriter *w, const CgPackModel *m, IrErr *err) {
+  json_t *rec = json_object(), *sets = json_array(), *v;
+  json_object_set_new(rec, "sets", sets);
+  int rc = -1;
+  for (int i = 0; i < m->n_sets; i++) {
+    json_t *kv = json_array();
+    json_array_append_new(sets, kv);
+    if (!(v = utf8(m->sets[i].key, "setting", err)) || json_array_append_new(kv, v) ||
+        !(v = utf8(m->sets[i].value, "setting's value", err)) || json_array_append_new(kv, v))
+      goto out;
+  }
+  if (!(v = utf8(m->file, "model file name", err)) || json_object_set_new(rec, "file", v) ||
+      !(v = utf8(m->config, "configuration", err)) || json_object_set_new(rec, "config", v) ||
+      !(v = utf8(m->passes ? m->passes : "none", "pass pipeline", err)) || json_object_set_new(rec, "passes", v))
+    goto out;
+  json_decref(w->model);
+  w->model = rec;
+  rec = NULL;
+  free(w->model_text);
+  w->model_text = xmalloc(m->text_len + 1);
+  memcpy(w->model_text, m->text, m->text_len);
+  w->model_text_len = m->text_len;
+  rc = 0;
+out:
+  json_decref(rec);
+  return rc;
 }
 
 static WSec *add_sec(CgPackWriter *w, uint32_t kind, uint32_t ref, const char *arch) {
@@ -131,8 +171,8 @@ static const IrNode *find_param(IrGraph *g, int id) {
   return NULL;
 }
 
-int cg_pack_writer_add_plan(CgPackWriter *w, const CgPlan *p, IrGraph *g, const void *blob) {
-  int index = w->n_plans++;
+char *pack_encode_plan(const CgPlan *p, IrGraph *g, int blob_index, unsigned char **consts_out, size_t *n_consts,
+                       int64_t *data_at) {
   /* constants and defaults, 4-byte aligned by construction */
   size_t cap = 0, used = 0;
   unsigned char *consts = NULL;
@@ -159,6 +199,7 @@ int cg_pack_writer_add_plan(CgPackWriter *w, const CgPlan *p, IrGraph *g, const 
       const IrNode *n = find_param(g, cw->param_id);
       if (n && n->data) data = n->data;
     }
+    if (data_at) data_at[i] = data ? (int64_t)used : -1;
     if (data) {
       size_t bytes = (size_t)numel_of(cw->rank, cw->shape) * sizeof(float);
       if (used + bytes > cap) consts = xrealloc(consts, cap = 2 * (used + bytes) + 64);
@@ -167,23 +208,6 @@ int cg_pack_writer_add_plan(CgPackWriter *w, const CgPlan *p, IrGraph *g, const 
       used += bytes;
     }
     json_array_append_new(weights, o);
-  }
-  /* the weights blob, shared with an identical earlier one */
-  int blob_index = -1;
-  if (blob) {
-    unsigned char sha[32];
-    sha256(blob, (size_t)p->weights_bytes, sha);
-    for (int i = 0; i < w->n_secs && blob_index < 0; i++)
-      if (w->secs[i].kind == CG_PACK_SEC_WEIGHTS && w->secs[i].size == (size_t)p->weights_bytes &&
-          !memcmp(w->secs[i].sha, sha, 32))
-        blob_index = (int)w->secs[i].ref;
-    if (blob_index < 0) {
-      blob_index = w->n_blobs++;
-      WSec *s = add_sec(w, CG_PACK_SEC_WEIGHTS, (uint32_t)blob_index, NULL);
-      s->data = blob;
-      s->size = (size_t)p->weights_bytes;
-      memcpy(s->sha, sha, 32);
-    }
   }
   json_t *kernels = json_array();
   for (int i = 0; i < p->n_kernels; i++)
@@ -216,10 +240,37 @@ int cg_pack_writer_add_plan(CgPackWriter *w, const CgPlan *p, IrGraph *g, const 
   char *text = json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(9));
   json_decref(root);
   DITC_ASSERT(text);
+  *consts_out = consts ? consts : xmalloc(1);
+  *n_consts = used;
+  return text;
+}
+
+int cg_pack_writer_add_plan(CgPackWriter *w, const CgPlan *p, IrGraph *g, const void *blob) {
+  int index = w->n_plans++;
+  /* the weights blob, shared with an identical earlier one */
+  int blob_index = -1;
+  if (blob) {
+    unsigned char sha[32];
+    sha256(blob, (size_t)p->weights_bytes, sha);
+    for (int i = 0; i < w->n_secs && blob_index < 0; i++)
+      if (w->secs[i].kind == CG_PACK_SEC_WEIGHTS && w->secs[i].size == (size_t)p->weights_bytes &&
+          !memcmp(w->secs[i].sha, sha, 32))
+        blob_index = (int)w->secs[i].ref;
+    if (blob_index < 0) {
+      blob_index = w->n_blobs++;
+      WSec *s = add_sec(w, CG_PACK_SEC_WEIGHTS, (uint32_t)blob_index, NULL);
+      s->data = blob;
+      s->size = (size_t)p->weights_bytes;
+      memcpy(s->sha, sha, 32);
+    }
+  }
+  unsigned char *consts;
+  size_t used;
+  char *text = pack_encode_plan(p, g, blob_index, &consts, &used, NULL);
   sec_own(add_sec(w, CG_PACK_SEC_PLAN, (uint32_t)index, NULL), text, strlen(text));
   const char *src = p->source ? p->source : "";
   sec_own(add_sec(w, CG_PACK_SEC_SOURCE, (uint32_t)index, NULL), xstrdup(src), strlen(src));
-  sec_own(add_sec(w, CG_PACK_SEC_CONSTS, (uint32_t)index, NULL), consts ? consts : xmalloc(1), used);
+  sec_own(add_sec(w, CG_PACK_SEC_CONSTS, (uint32_t)index, NULL), consts, used);
   return index;
 }
 
@@ -250,11 +301,24 @@ static int emit(CgPackWriter *w, PutFn put, void *user) {
   DITC_ASSERT(text);
   WSec mansec = {.kind = CG_PACK_SEC_MANIFEST};
   sec_own(&mansec, text, strlen(text));
+  /* the model record right after the manifest (absent only in packs tests
+   * make to see them refused) */
+  WSec modsec = {.kind = CG_PACK_SEC_MODEL}, textsec = {.kind = CG_PACK_SEC_MODEL_TEXT};
+  int has_model = w->model != NULL;
+  if (has_model) {
+    char *mt = json_dumps(w->model, JSON_COMPACT);
+    DITC_ASSERT(mt);
+    sec_own(&modsec, mt, strlen(mt));
+    textsec.data = w->model_text;
+    textsec.size = w->model_text_len;
+    sha256(w->model_text, w->model_text_len, textsec.sha);
+  }
 
-  int n = w->n_secs + 1;
+  int n = w->n_secs + 1 + 2 * has_model, k = 0;
   const WSec **all = xmalloc((size_t)n * sizeof *all);
-  all[0] = &mansec;
-  for (int i = 0; i < w->n_secs; i++) all[i + 1] = &w->secs[i];
+  all[k++] = &mansec;
+  if (has_model) all[k++] = &modsec, all[k++] = &textsec;
+  for (int i = 0; i < w->n_secs; i++) all[k++] = &w->secs[i];
   size_t toc_bytes = (size_t)n * TOC_ENTRY;
   unsigned char *head = xcalloc(1, HDR + toc_bytes);
   uint64_t off = align_up(HDR + toc_bytes);
@@ -289,6 +353,7 @@ static int emit(CgPackWriter *w, PutFn put, void *user) {
   free(head);
   free(all);
   free(mansec.own);
+  free(modsec.own);
   return rc;
 }
 

@@ -4,9 +4,12 @@
  * and the model's parameters; list configurations.
  *
  * MODEL is a file, "file:CONFIG", or a bare configuration name looked up in
- * every *.dit file of the models directory (sorted by name; the first file
- * that declares it wins).  Looking through files parses them silently; the
- * file that is then built is parsed again with diagnostics on.  Every model
+ * every *.dit file of the models directory (sorted by name).  A name may be
+ * defined once in the whole directory: a second definition (in another file
+ * or the same one) is an error at it, with a note at the first, both when a
+ * name is looked up and when `ditc models` lists them.  Looking through files
+ * parses them silently; the file that is then built is parsed again with
+ * diagnostics on.  Every model
  * file is read through ir/fileio.h with a 16 MiB cap, so a FIFO, a device or
  * a directory named x.dit - given, or in the models directory - is an error
  * naming it, never a hang or an endless read.
@@ -44,10 +47,8 @@ static int is_special(const char *path) {
   return stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
 }
 
-/* A model file is DSL text: far below this.  The cap keeps a file that is
- * not one (/dev/zero behind a link, a stray dump) from filling memory. */
-#define FE_MODEL_FILE_MAX ((uint64_t)16 << 20)
-
+/* FE_MODEL_FILE_MAX (frontend.h) keeps a file that is not a model file
+ * (/dev/zero behind a link, a stray dump) from filling memory. */
 /* The whole file, NUL-terminated (caller frees); NULL after reporting to d
  * why not (missing, not a regular file, over the cap, unreadable). */
 static char *read_model(const char *path, size_t *len, FeDiag *d) {
@@ -69,6 +70,14 @@ int fe_build_source(const char *label, const char *text, size_t len, const char 
   if (fe_parse(&src, &arena, &d, &root) == 0 && root)
     fe_elaborate(&src, root, config, sets, n_sets, entry ? entry : "forward", &d, out);
   arena_free(&arena);
+  if (!d.n_errors) {
+    char *copy = arena_alloc(&out->arena, len + 1);
+    memcpy(copy, text, len);
+    copy[len] = 0;
+    out->file = arena_strdup(&out->arena, label ? label : "<input>");
+    out->text = copy;
+    out->text_len = len;
+  }
   return d.n_errors;
 }
 
@@ -121,9 +130,10 @@ static void free_list(char **v, int n) {
   free(v);
 }
 
-/* Calls fn(config_node, path, ctx) for each configuration of the file;
- * returns the number of parse errors (reported to d). */
-typedef int (*ConfigFn)(const AstNode *config, const char *path, void *ctx);
+/* Calls fn(config_node, src, ctx) for each configuration of the file (src
+ * is the file's text, for diagnostics); returns the number of parse errors
+ * (reported to d). */
+typedef int (*ConfigFn)(const AstNode *config, const FeSource *src, void *ctx);
 
 static int each_config(const char *path, FeDiag *d, FeDiag *io, ConfigFn fn, void *ctx) {
   size_t len = 0;
@@ -135,49 +145,63 @@ static int each_config(const char *path, FeDiag *d, FeDiag *io, ConfigFn fn, voi
   int errors = fe_parse(&src, &arena, d, &root);
   int stop = 0;
   for (int i = 0; root && i < root->l1->n && !stop; i++)
-    if (root->l1->v[i]->kind == AST_CONFIG) stop = fn(root->l1->v[i], path, ctx);
+    if (root->l1->v[i]->kind == AST_CONFIG) stop = fn(root->l1->v[i], &src, ctx);
   arena_free(&arena);
   free(text);
   return errors;
 }
 
+/* The configurations of the models directory, each name once: where it is
+ * first defined.  A name defined again (in another file, or the same one) is
+ * an error at the second definition with a note at the first, as the
+ * elaborator does for one file (elab_model.c, check_unique). */
 typedef struct {
-  const char *name;
-  int found;
-  FILE *out;
-  char *names;
-  size_t names_len;
-} ConfigSearch;
+  char *name, *path;
+  int line, col;
+} Seen;
 
-static int match_config(const AstNode *config, const char *path, void *ctx) {
-  (void)path;
-  ConfigSearch *s = ctx;
-  if (!strcmp(config->s, s->name)) {
-    s->found = 1;
-    return 1;
-  }
+typedef struct {
+  const char *only;  /* look for this name only (NULL: every name) */
+  FeDiag *d;         /* where duplicates are reported */
+  FILE *out;         /* ditc models: the listing */
+  Seen *v;
+  int n, cap;
+} Configs;
+
+static int add_config(const AstNode *config, const FeSource *src, void *ctx) {
+  Configs *s = ctx;
+  if (s->only && strcmp(config->s, s->only)) return 0;
+  for (int i = 0; i < s->n; i++)
+    if (!strcmp(s->v[i].name, config->s)) {
+      fe_error(s->d, src, config->loc.line, config->loc.col,
+               "configuration '%s' is defined twice in the models directory (%s)", config->s, fe_models_dir());
+      FeSource first = {.file = s->v[i].path};
+      fe_note(s->d, &first, s->v[i].line, s->v[i].col, "the first definition of '%s' is here", config->s);
+      return 0;
+    }
+  if (s->n == s->cap) s->v = xrealloc(s->v, (size_t)(s->cap = s->cap ? 2 * s->cap : 32) * sizeof *s->v);
+  s->v[s->n++] = (Seen){xstrdup(config->s), xstrdup(src->file), config->loc.line, config->loc.col};
+  if (s->out) fprintf(s->out, "%s\t%s\n", config->s, src->file);
   return 0;
 }
 
-static int print_config(const AstNode *config, const char *path, void *ctx) {
-  ConfigSearch *s = ctx;
-  fprintf(s->out, "%s\t%s\n", config->s, path);
-  return 0;
+static void free_configs(Configs *s) {
+  for (int i = 0; i < s->n; i++) {
+    free(s->v[i].name);
+    free(s->v[i].path);
+  }
+  free(s->v);
 }
 
-/* Appends "name" to a comma-separated list for messages. */
-static int collect_config(const AstNode *config, const char *path, void *ctx) {
-  (void)path;
-  ConfigSearch *s = ctx;
-  size_t l = strlen(config->s);
-  s->names = xrealloc(s->names, s->names_len + l + 3);
-  if (s->names_len) {
-    memcpy(s->names + s->names_len, ", ", 2);
-    s->names_len += 2;
-  }
-  memcpy(s->names + s->names_len, config->s, l + 1);
-  s->names_len += l;
-  return 0;
+/* Every configuration of the models directory's files (only `only`, when
+ * given) into s, duplicates reported to d; parse errors of the files stay
+ * quiet (they show when that file is built), a file that cannot be read at
+ * all is an error naming it.  Returns the errors reported. */
+static int scan_models(char **files, int n, Configs *s, FeDiag *d) {
+  FeDiag quiet = {0};
+  s->d = d;
+  for (int i = 0; i < n && !d->stop; i++) each_config(files[i], &quiet, d, add_config, s);
+  return d->n_errors;
 }
 
 int fe_build(const char *model_spec, const FeSetting *sets, int n_sets, const char *entry,
@@ -211,41 +235,47 @@ int fe_build(const char *model_spec, const FeSetting *sets, int n_sets, const ch
   if (sl > 4 && !strcmp(model_spec + sl - 4, ".dit"))
     return build_file(model_spec, NULL, sets, n_sets, entry, diag, out);
 
+  /* a configuration name: every file is searched, so that a second
+   * definition of it is an error rather than silently the loser */
   const char *dir = fe_models_dir();
   int n = 0, ok;
   char **files = list_models(dir, &n, &ok);
-  /* Parse errors of the files searched stay quiet (they show when that file
-   * is built); a file that cannot be read at all is an error naming it. */
-  FeDiag quiet = {0}, d = {.out = diag};
-  ConfigSearch s = {.name = model_spec};
-  for (int i = 0; i < n && !s.found && !d.n_errors; i++) {
-    each_config(files[i], &quiet, &d, match_config, &s);
-    if (s.found) {
-      int errors = build_file(files[i], model_spec, sets, n_sets, entry, diag, out);
-      free_list(files, n);
-      return errors;
+  FeDiag d = {.out = diag};
+  Configs s = {.only = model_spec};
+  int errors = scan_models(files, n, &s, &d);
+  if (!errors && s.n) {
+    errors = build_file(s.v[0].path, model_spec, sets, n_sets, entry, diag, out);
+  } else if (!errors) {
+    Configs all = {0};
+    FeDiag none = {0};
+    scan_models(files, n, &all, &none);
+    size_t cap = 16, used = 0;
+    char *names = xmalloc(cap);
+    names[0] = 0;
+    for (int i = 0; i < all.n; i++) {
+      size_t l = strlen(all.v[i].name);
+      if (used + l + 3 > cap) names = xrealloc(names, cap = 2 * (used + l + 3));
+      used += (size_t)snprintf(names + used, cap - used, "%s%s", used ? ", " : "", all.v[i].name);
     }
+    fe_error_at(&d, NULL,
+                "unknown model '%s': it is not a file, and no model file in %s declares a configuration of "
+                "that name (configurations: %s)",
+                model_spec, dir, used ? names : "none");
+    free(names);
+    free_configs(&all);
+    errors = d.n_errors;
   }
-  for (int i = 0; i < n && !d.n_errors; i++) each_config(files[i], &quiet, &d, collect_config, &s);
-  if (d.n_errors) {
-    free(s.names);
-    free_list(files, n);
-    return d.n_errors;
-  }
-  fe_error_at(&d, NULL,
-              "unknown model '%s': it is not a file, and no model file in %s declares a configuration of "
-              "that name (configurations: %s)",
-              model_spec, dir, s.names ? s.names : "none");
-  free(s.names);
+  free_configs(&s);
   free_list(files, n);
-  return 1;
+  return errors;
 }
 
 int fe_list_configs(const char *path, FILE *out, FILE *diag) {
   FeDiag d = {.out = diag};
-  ConfigSearch s = {.out = out};
+  Configs s = {.out = out, .d = &d};
   if (path) {
-    each_config(path, &d, &d, print_config, &s);
+    each_config(path, &d, &d, add_config, &s);
+    free_configs(&s);
     return d.n_errors;
   }
   int n = 0, ok;
@@ -255,7 +285,8 @@ int fe_list_configs(const char *path, FILE *out, FILE *diag) {
     fe_error_at(&d, dir, "cannot list the models directory: %s", strerror(errno));
     return d.n_errors;
   }
-  for (int i = 0; i < n; i++) each_config(files[i], &d, &d, print_config, &s);
+  for (int i = 0; i < n && !d.stop; i++) each_config(files[i], &d, &d, add_config, &s);
+  free_configs(&s);
   free_list(files, n);
   return d.n_errors;
 }
@@ -282,6 +313,16 @@ int64_t fe_param_int(const FeModel *m, const char *name, int64_t def) {
   case FE_VAL_FLOAT: return p->f > -9e18 && p->f < 9e18 ? (int64_t)p->f : def;
   default: return def;
   }
+}
+
+const char *fe_param_text(const FeParam *p, char *buf, size_t n) {
+  switch (p->kind) {
+  case FE_VAL_INT: snprintf(buf, n, "%lld", (long long)p->i); break;
+  case FE_VAL_FLOAT: snprintf(buf, n, "%.17g", p->f); break;
+  case FE_VAL_BOOL: snprintf(buf, n, "%s", p->i ? "true" : "false"); break;
+  case FE_VAL_STR: return p->s;
+  }
+  return buf;
 }
 
 double fe_param_float(const FeModel *m, const char *name, double def) {

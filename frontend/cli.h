@@ -21,6 +21,7 @@
 #include "codegen/nvrtc.h"
 #include "codegen/pack.h"
 #include "frontend/frontend.h"
+#include "frontend/pack_plan.h"
 #include "passes/passes.h"
 #include "runtime/backend.h"
 #include "runtime/safetensors.h"
@@ -68,6 +69,11 @@ int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "ditc: warning: ..." */
 void cli_warn(const char *msg);
 
+/* The settings a model is built with: --set's, then what flags stand for
+ * (--cfg-all-channels: cfg_channels=0).  sets has room for CLI_MAX_SETTINGS;
+ * returns how many. */
+#define CLI_MAX_SETTINGS 66
+int cli_settings(const Opts *o, FeSetting *sets);
 /* Elaborate `entry` of o->model and run o->pipeline.  Returns 0 or 1. */
 int cli_build(const Opts *o, const char *entry, FeModel *m);
 /* --precision as a dtype (f32 when not given). */
@@ -86,7 +92,7 @@ typedef struct {
 int cli_compiler_open(Compiler *c, int need_nvrtc);
 void cli_compiler_close(Compiler *c);
 /* One plan's CUBIN for one architecture, from the cache or compiled now, and
- * ptxas' report (*log NULL when the cache no longer has it). */
+ * ptxas' report (from the cache with the CUBIN, or from compiling both again). */
 int cli_compile_plan(Compiler *c, const CgPlan *p, const char *arch, unsigned char **cubin, size_t *size, char **log);
 
 /* ---- running a model on a backend (cli_run.c) ------------------------------ */
@@ -98,7 +104,8 @@ typedef struct {
   FeModel m;
   int built;
   CgPack *pack;
-  const CgPackPlan *pp;
+  const CgPackPlan *pp;       /* with a pack: packed.view, the plan built again from its record */
+  FePackPlan packed;
   CgPlan *plan;               /* built here */
   const CgPlan *use;          /* the plan that runs (emu, cuda) */
   Weights w;

@@ -71,7 +71,10 @@ static void strip_timing(char *log) {
 
 /* One plan's CUBIN (cli.h).  ptxas' report is cached next to the CUBIN, as an
  * entry of its own keyed like the CUBIN with "/ptxas-log" added to the
- * codegen version, so a cache hit can still report registers and spills. */
+ * codegen version, so a cache hit can still report registers and spills.
+ * The CUBIN is taken from the cache only together with its report: when the
+ * report's entry is missing or corrupt (removed, "will rebuild"), both are
+ * compiled again, so the pack is the one a clean compile writes. */
 int cli_compile_plan(Compiler *c, const CgPlan *p, const char *arch, unsigned char **cubin, size_t *size,
                         char **log) {
   IrErr err;
@@ -85,36 +88,36 @@ int cli_compile_plan(Compiler *c, const CgPlan *p, const char *arch, unsigned ch
   const char *opts[1] = {c->inc};
   CgCacheRequest rq = {.source = src, .name = name, .arch = arch, .options = opts, .n_options = c->inc[0] ? 1 : 0,
                        .compiler_version = cg_nvrtc_version_string(c->nv), .codegen_version = CG_CODEGEN_VERSION};
+  CgCacheRequest lrq = rq;
+  lrq.codegen_version = CG_CODEGEN_VERSION "/ptxas-log";
   CgCompiled rep = {0};
   CgNvrtcCacheCtx ctx = {c->nv, &rep};
+  CgCacheKey lkey;
+  unsigned char *d = NULL;
+  size_t dn = 0;
   int hit = 0, rc = 1;
-  if (cg_cache_get_or_compile(c->cache, &rq, cg_nvrtc_cache_compile, &ctx, cubin, size, &hit, &err)) {
+  if (cg_cache_key(&lrq, &lkey, &err)) {
+    cli_fail("%s", err.msg);
+    goto out;
+  }
+  int have_log = cg_cache_load(c->cache, arch, &lkey, &d, &dn, &err);
+  if (have_log < 0) cache_warn(NULL, err.msg);
+  if (have_log == 1 ? cg_cache_get_or_compile(c->cache, &rq, cg_nvrtc_cache_compile, &ctx, cubin, size, &hit, &err)
+                    : cg_cache_compile(c->cache, &rq, cg_nvrtc_cache_compile, &ctx, cubin, size, &err)) {
     cli_fail("%s", rep.diag ? rep.diag : err.msg);
     goto out;
   }
   hit ? c->cached++ : c->compiled++;
-  rq.codegen_version = CG_CODEGEN_VERSION "/ptxas-log";
-  CgCacheKey key;
-  if (cg_cache_key(&rq, &key, &err)) {
-    cli_fail("%s", err.msg);
-    goto out;
-  }
-  if (!hit) {
+  if (hit) {
+    *log = strndup((const char *)d, dn);
+  } else { /* compiled now: its own report, cached for next time */
     *log = xstrdup(rep.log ? rep.log : "");
     strip_timing(*log);
-    if (cg_cache_store(c->cache, arch, &key, *log, strlen(*log), &err)) cache_warn(NULL, err.msg);
-  } else {
-    unsigned char *d;
-    size_t dn;
-    int got = cg_cache_load(c->cache, arch, &key, &d, &dn, &err);
-    if (got < 0) cache_warn(NULL, err.msg);
-    if (got == 1) {
-      *log = strndup((const char *)d, dn);
-      free(d);
-    }
+    if (cg_cache_store(c->cache, arch, &lkey, *log, strlen(*log), &err)) cache_warn(NULL, err.msg);
   }
   rc = 0;
 out:
+  free(d);
   cg_compiled_free(&rep);
   free(src);
   return rc;
@@ -180,22 +183,6 @@ static const void *fill_blob(const Opts *o, FeModel *m, const CgPlan *p, void **
   return bad ? NULL : b;
 }
 
-static void pack_meta(CgPackWriter *w, const FeModel *m) {
-  cg_pack_writer_meta(w, "model", m->model);
-  cg_pack_writer_meta(w, "config", m->config ? m->config : "");
-  for (int i = 0; i < m->n_params; i++) {
-    const FeParam *fp = &m->params[i];
-    char v[64];
-    switch (fp->kind) {
-    case FE_VAL_INT: snprintf(v, sizeof v, "%lld", (long long)fp->i); break;
-    case FE_VAL_FLOAT: snprintf(v, sizeof v, "%.17g", fp->f); break;
-    case FE_VAL_BOOL: snprintf(v, sizeof v, "%s", fp->i ? "true" : "false"); break;
-    case FE_VAL_STR: break;
-    }
-    cg_pack_writer_param(w, fp->name, fp->kind == FE_VAL_STR ? fp->s : v);
-  }
-}
-
 /* Build every requested entry, one plan per distinct tuning row among the
  * architectures (those whose rows give the same geometry share it), and
  * compile each plan for the architectures it serves; with w (compile) also
@@ -214,7 +201,14 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
     FeModel m;
     IrErr err;
     if (cli_build(o, entries[e], &m)) goto out;
-    if (w && e == 0) pack_meta(w, &m);
+    if (w && e == 0) {
+      FeSetting sets[CLI_MAX_SETTINGS];
+      if (fe_pack_record(w, &m, sets, cli_settings(o, sets), &o->pipeline, &err)) {
+        cli_fail("%s", err.msg);
+        fe_model_free(&m);
+        goto out;
+      }
+    }
     CgPlan *plans[32] = {0};
     const void *blob[32] = {0};
     json_t *pj[32] = {0};

@@ -4,7 +4,8 @@
  * A Runner is what runs: MODEL's graph on the reference executor, a plan
  * built from MODEL here (emu, cuda: compiled for the GPU that is present), or
  * a plan from a pack (--plan: the GPU's architecture's, --arch's on emu, or
- * the pack's first).  run feeds it the inputs of a safetensors file; sample
+ * the pack's first), built again from the pack's model record and checked
+ * against the pack before anything of it runs (frontend/pack_plan.h).  run feeds it the inputs of a safetensors file; sample
  * drives the DDPM/DDIM sampler with it, on the device when the backend
  * samples there (emu, cuda), else in the host loop over forward passes.
  * bench (cli_bench.c) uses the same Runner.
@@ -79,6 +80,10 @@ int cli_runner_open(const Opts *o, const char *entry, Runner *r) {
                   entry);
     }
     if (arch && !(r->pp = cg_pack_find_plan_arch(r->pack, entry, arch, &err))) return cli_fail("%s", err.msg);
+    /* nothing of the pack's text runs: the plan is built again from its
+     * model record and must equal the stored one (frontend/pack_plan.h) */
+    if (fe_pack_plan(r->pack, r->pp, stderr, &r->packed, &err)) return cli_fail("%s", err.msg);
+    r->pp = &r->packed.view;
     r->use = r->pp->plan;
     r->n_in = r->use->n_inputs;
     r->in_names = xcalloc((size_t)r->n_in + 1, sizeof *r->in_names);
@@ -156,6 +161,7 @@ void cli_runner_free(Runner *r) {
   free(r->cubin_log);
   cg_plan_free(r->plan);
   weights_free(&r->w);
+  fe_pack_plan_free(&r->packed);
   cg_pack_close(r->pack);
   free(r->in_names);
   free(r->in_dtypes);

@@ -259,8 +259,7 @@ static void check_unique(Elab *e, const AstNode *file) {
   add_defs(&d, &n, file->l1, 1, 0);
   for (int i = 0; i < file->l1->n; i++)
     if (file->l1->v[i]->kind == AST_MODEL) add_defs(&d, &n, file->l1->v[i]->l2, 0, models++);
-  if (!n) return;
-  qsort(d, (size_t)n, sizeof *d, def_cmp);
+  if (n) qsort(d, (size_t)n, sizeof *d, def_cmp); /* d is NULL for an empty file */
   Def *dup = xmalloc(((size_t)n + 1) * sizeof *dup);
   int dups = 0;
   for (int i = 0, first = 0; i < n; i++) {

@@ -37,8 +37,18 @@ typedef struct {
   int n_params;
   const char **entries;  /* the names of the model's entries, in file order */
   int n_entries;
-  Arena arena;           /* owns params and names */
+  /* The model file it was built from: its name as given and its whole text
+   * (NUL-terminated, text_len bytes), what a pack records to build the
+   * model again (frontend/pack_plan.h).  (Added later.) */
+  const char *file;
+  const char *text;
+  size_t text_len;
+  Arena arena;           /* owns params, names and the text */
 } FeModel;
+
+/* A model file is DSL text, far below this.  Every model file is read under
+ * this cap, and a model text from a pack is held to it. */
+#define FE_MODEL_FILE_MAX ((uint64_t)16 << 20)
 
 /* model_spec: "path/to/file.dit", "path/to/file.dit:CONFIG", or a bare
  * configuration name ("DiT-S/2") looked up in the models directory.
@@ -59,6 +69,9 @@ const FeParam *fe_param(const FeModel *m, const char *name);
 /* Convenience: the parameter as a number (bools as 0/1); `def` if absent. */
 int64_t fe_param_int(const FeModel *m, const char *name, int64_t def);
 double fe_param_float(const FeModel *m, const char *name, double def);
+/* The parameter's value as text, as a pack's manifest records it ("4",
+ * "4.0000000000000000" as %.17g, "true", a string as is): in buf, or p->s. */
+const char *fe_param_text(const FeParam *p, char *buf, size_t n);
 
 /* Configurations declared in a model file (or, for NULL, in every file of the
  * models directory), for `ditc models`.  Writes "name\tfile" lines. */

@@ -569,11 +569,16 @@ static int parse_args(int argc, char **argv, const Command *c, Opts *o) {
 
 /* ---- what the handlers share -------------------------------------------------------- */
 
-int cli_build(const Opts *o, const char *entry, FeModel *m) {
-  FeSetting sets[66];
+int cli_settings(const Opts *o, FeSetting *sets) {
   int n = o->n_sets;
   memcpy(sets, o->sets, (size_t)n * sizeof *sets);
   if (o->cfg_all_channels) sets[n++] = (FeSetting){"cfg_channels", "0"};
+  return n;
+}
+
+int cli_build(const Opts *o, const char *entry, FeModel *m) {
+  FeSetting sets[CLI_MAX_SETTINGS];
+  int n = cli_settings(o, sets);
   int errors = fe_build(o->model, sets, n, entry, stderr, m);
   if (errors) return cli_fail("%s: %d error%s in the model (above)", o->model, errors, errors == 1 ? "" : "s");
   PassOptions po = {.verify = 1, .dump_after = o->dump_after, .dump = stdout};

@@ -109,6 +109,10 @@ int pass_pipeline_parse_table(const PassInfo *table, int n_table, const char *sp
  * "NAME:key=K" after `after`).  Fails, changing nothing, when p does not run
  * `after` or the result would be too long. */
 int pass_pipeline_insert(PassPipeline *p, const char *after, const char *spec, IrErr *err);
+/* p written out so that pass_pipeline_parse reads it back as p: every pass
+ * with every option spelled out ("fuse:x=1,dce"; "none" for no passes), so
+ * the text does not depend on the registry's defaults.  Caller frees. */
+char *pass_pipeline_text(const PassPipeline *p);
 /* Does p run the pass `name`? */
 int pass_pipeline_runs(const PassPipeline *p, const char *name);
 /* Run p over g. */

@@ -302,6 +302,38 @@ out:
   return rc;
 }
 
+char *pass_pipeline_text(const PassPipeline *p) {
+  size_t cap = 64, len = 0;
+  char *out = xmalloc(cap);
+  out[0] = 0;
+  for (int i = 0; i < p->n; i++) {
+    const PassInfo *pi = p->steps[i].pass;
+    char item[PASS_MAX_OPTS * 160 + 64];
+    int at = snprintf(item, sizeof item, "%s%s", i ? "," : "", pi->name);
+    for (int k = 0; k < n_opts(pi); k++) {
+      const PassOptSpec *s = &pi->opts[k];
+      const PassOptValue *v = &p->steps[i].values[k];
+      char val[64];
+      switch (s->type) {
+      case PASS_OPT_INT: snprintf(val, sizeof val, "%lld", (long long)v->i); break;
+      case PASS_OPT_FLOAT: snprintf(val, sizeof val, "%.17g", v->f); break; /* strtod reads it back exactly */
+      case PASS_OPT_BOOL: snprintf(val, sizeof val, "%s", v->i ? "true" : "false"); break;
+      case PASS_OPT_CHOICE: snprintf(val, sizeof val, "%s", v->s); break;
+      }
+      at += snprintf(item + at, sizeof item - (size_t)at, ":%s=%s", s->name, val);
+    }
+    size_t il = strlen(item);
+    if (len + il + 1 > cap) out = xrealloc(out, cap = 2 * (len + il + 1));
+    memcpy(out + len, item, il + 1);
+    len += il;
+  }
+  if (!p->n) {
+    free(out);
+    out = xstrdup("none");
+  }
+  return out;
+}
+
 /* ---- running ----------------------------------------------------------------------- */
 
 static int want_verify(const PassOptions *o) {

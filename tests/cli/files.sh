@@ -66,6 +66,14 @@ mkdir "$T/models/b.dit"  # sorted before dit.dit
 expect 1 "b.dit: error: cannot read the model file: is a directory" -- env DITC_MODELS="$T/models" "$DITC" stats DiT-S/2
 rm -r "$T/models/b.dit"
 expect 0 "" -- env DITC_MODELS="$T/models" "$DITC" stats DiT-S/2
+# the same configurations in two files: an error at the second definition, a note at the first;
+# `ditc models` lists each name once
+cp models/dit.dit "$T/models/e.dit"  # sorted after dit.dit
+expect 1 "e.dit:[0-9]+:8: error: configuration 'DiT-S/2' is defined twice in the models directory" -- env DITC_MODELS="$T/models" "$DITC" stats DiT-S/2
+grep -qE "models/dit.dit:[0-9]+:8: note: the first definition of 'DiT-S/2' is here" "$T/stderr" || { echo "FAIL: no note at the first definition"; fail=1; }
+expect 1 "e.dit:[0-9]+:8: error: configuration 'DiT-XL/2' is defined twice" -- env DITC_MODELS="$T/models" "$DITC" models
+check "ditc models lists DiT-S/2 once" [ "$(grep -c '^DiT-S/2	' "$T/stdout")" = 1 ]
+rm "$T/models/e.dit"
 
 mkdir "$T/x.dit"
 expect 1 "x.dit: error: cannot read the model file: is a directory, not a regular file" -- "$DITC" stats "$T/x.dit"

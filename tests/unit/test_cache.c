@@ -537,7 +537,8 @@ static void test_ls_verify_clear(void **state) {
 }
 
 /* Entries that are not files, or too large: refused by type and by size
- * before a byte of payload is read, never a hang; removed and rebuilt. */
+ * before a byte of payload is read, never a hang; removed and rebuilt, or,
+ * where they cannot be removed, said so and left alone. */
 static void test_hostile_entries(void **state) {
   Fx *f = *state;
   CgCacheRequest r = req("hostile", "sm_90");
@@ -562,6 +563,41 @@ static void test_hostile_entries(void **state) {
   struct stat st;
   assert_int_equal(stat(path, &st), 0);
   assert_true(S_ISREG(st.st_mode)); /* rebuilt as a file */
+
+  /* an empty directory: removed and rebuilt, as the warning says */
+  assert_int_equal(unlink(path), 0);
+  assert_int_equal(mkdir(path, 0700), 0);
+  compiles = f->compiles;
+  assert_int_equal(get(f, &r), 0);
+  assert_int_equal(f->compiles, compiles + 1);
+  assert_non_null(strstr(f->last_warning, "is a directory, not a regular file); removed, will rebuild"));
+  assert_int_equal(stat(path, &st), 0);
+  assert_true(S_ISREG(st.st_mode));
+  assert_int_equal(get(f, &r), 1);
+  /* one with a file in it cannot be removed: the warning says so (once), the
+   * kernel is compiled each time and never stored, nothing of it is touched */
+  assert_int_equal(unlink(path), 0);
+  assert_int_equal(mkdir(path, 0700), 0);
+  char inner[600];
+  snprintf(inner, sizeof inner, "%s/keep", path);
+  fp = fopen(inner, "w");
+  assert_non_null(fp);
+  fclose(fp);
+  for (int k = 0; k < 2; k++) {
+    int warnings = f->warnings;
+    compiles = f->compiles;
+    assert_int_equal(get(f, &r), 0);
+    assert_int_equal(f->compiles, compiles + 1);
+    assert_int_equal(f->warnings, warnings + 1);
+    assert_non_null(strstr(f->last_warning, "is a directory, not a regular file); it cannot be removed"));
+    assert_null(strstr(f->last_warning, "removed, will rebuild"));
+    assert_non_null(strstr(f->last_warning, "not cached"));
+  }
+  assert_int_equal(access(inner, F_OK), 0);
+  assert_int_equal(unlink(inner), 0);
+  assert_int_equal(rmdir(path), 0);
+  assert_int_equal(get(f, &r), 0);
+  assert_int_equal(get(f, &r), 1);
 
   /* 100 GB of holes behind a header that agrees with them */
   uint64_t len = ((uint64_t)100 << 30) - sizeof hdr;

@@ -509,6 +509,39 @@ static void test_model_lookup(void **state) {
   assert_string_equal(buf, want);
   free(buf);
 
+  /* Other/1 again in a third file: building it is an error at the second
+   * definition pointing at the first; other names still build; the listing
+   * has each name once and reports the duplicate */
+  char cfile[256];
+  snprintf(cfile, sizeof cfile, "%s/c.dit", dir);
+  write_file(cfile, "model third(k: int = 1) { entry forward(x: f32[B, k]) { return x } }\n"
+                    "config \"Other/1\" = third(k = 6)\n");
+  d = open_memstream(&buf, &len);
+  assert_int_equal(fe_build("Other/1", NULL, 0, "forward", d, &m), 1);
+  fclose(d);
+  assert_null(m.graph);
+  snprintf(want, sizeof want, "%s:2:8: error: configuration 'Other/1' is defined twice in the models directory (%s)",
+           cfile, dir);
+  if (!strstr(buf, want)) fail_msg("expected '%s' in: %s", want, buf);
+  snprintf(want, sizeof want, "%s:2:8: note: the first definition of 'Other/1' is here", bfile);
+  if (!strstr(buf, want)) fail_msg("expected '%s' in: %s", want, buf);
+  free(buf);
+  assert_int_equal(fe_build("big", NULL, 0, "forward", null, &m), 0);
+  fe_model_free(&m);
+  char *errs = NULL;
+  size_t elen = 0;
+  FILE *e = open_memstream(&errs, &elen);
+  d = open_memstream(&buf, &len);
+  assert_int_equal(fe_list_configs(NULL, d, e), 1);
+  fclose(d);
+  fclose(e);
+  snprintf(want, sizeof want, "big\t%s\nOther/1\t%s\n", a, bfile);
+  assert_string_equal(buf, want);
+  assert_non_null(strstr(errs, "c.dit:2:8: error: configuration 'Other/1' is defined twice"));
+  free(buf);
+  free(errs);
+  unlink(cfile);
+
   fclose(null);
   if (saved) setenv("DITC_MODELS", saved, 1);
   else unsetenv("DITC_MODELS");

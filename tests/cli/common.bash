@@ -1,0 +1,20 @@
+# common.bash - what the command-line tests that source it share: strict mode, the environment
+# ctest gives (DITC, DITC_SRC), a temporary folder $T removed at exit holding the kernel cache,
+# the failure flag, and the skip without NVRTC.
+set -uo pipefail
+: "${DITC:?DITC must name the ditc binary}" "${DITC_SRC:?DITC_SRC must name the source tree}"
+cd "$DITC_SRC"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+export DITC_CACHE_DIR="$T/cache"
+fail=0
+
+# nvrtc_or_skip LOG COMMAND...: run a first compile; exit 77 when NVRTC is missing, 1 when it fails
+nvrtc_or_skip() {
+  local log=$1
+  shift
+  "$@" >"$log" 2>&1 && return 0
+  if grep -q "NVRTC not found" "$log"; then echo "SKIPPED: NVRTC is not installed"; exit 77; fi
+  cat "$log"
+  exit 1
+}
