@@ -33,6 +33,9 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 
 header="model,params_M,size_f32_MiB,size_bf16_MiB,GMACs,kernels_per_forward,kernels_per_block,kernels_per_block_none"
 header="$header,peak_act_bs1_MiB,peak_act_bs32_MiB,peak_act_bs32_none_MiB"
+# the roofline's prediction (compile --report, codegen/gpus.def): bf16 plans, a lower bound on time
+header="$header,predicted_H100_bf16_bs1_ms,predicted_A100_bf16_bs32_img_s,predicted_L40S_bf16_bs32_img_s"
+header="$header,predicted_H100_bf16_bs32_img_s,predicted_H200_bf16_bs32_img_s"
 if [ $gpu = 1 ]; then
   for d in bf16 fp16 fp32; do
     header="$header,ditc_${d}_bs1_ms,eager_${d}_bs1_ms,speedup_${d}_bs1_vs_eager"
@@ -54,6 +57,13 @@ for m in $models; do
   row="$row,$(jq -r .kernels_per_forward <<<"$rep1"),$(jq -r .kernels_per_block <<<"$rep1"),$(jq -r .kernels_per_block <<<"$none32")"
   row="$row,$(mib "$(jq -r .peak_activation_bytes <<<"$rep1")"),$(mib "$(jq -r .peak_activation_bytes <<<"$rep32")")"
   row="$row,$(mib "$(jq -r .peak_activation_bytes <<<"$none32")")"
+  bf1=$("$ditc" compile "$m" --arch "$arch" --batch 1 --entry forward --precision bf16 --report --json \
+          -o "$tmp/p.ditpack" 2>/dev/null)
+  bf32=$("$ditc" compile "$m" --arch "$arch" --batch 32 --entry forward --precision bf16 --report --json \
+           -o "$tmp/p.ditpack" 2>/dev/null)
+  pred() { jq -r --arg g "$2" --arg f "$3" '.plans[0].predicted[] | select(.gpu == $g) | .[$f]' <<<"$1"; }
+  row="$row,$(printf '%.4f' "$(pred "$bf1" H100 forward_ms)")"
+  for g in A100 L40S H100 H200; do row="$row,$(printf '%.0f' "$(pred "$bf32" $g images_per_s)")"; done
   if [ $gpu = 1 ]; then
     # one set of random weights for both: ditc reads the safetensors PyTorch writes
     w=$tmp/weights.safetensors
@@ -94,7 +104,9 @@ done
   echo "Date: $date  "
   echo "Device: $device$([ $gpu = 1 ] || echo " (no GPU: the timing columns need one; $(head -1 "$tmp/why"))")  "
   echo 'Plans: default passes (`_none`: `--passes none`, one kernel per node and no buffer reuse), fp32,'
-  echo "compiled for $arch; peak activation memory is the plan's arena."
+  echo "compiled for $arch; peak activation memory is the plan's arena. \`predicted_*\`: the roofline of"
+  echo "\`ditc compile --report\` for bf16 plans (per step max(FLOPs / peak, bytes / bandwidth) with the peaks of"
+  echo "codegen/gpus.def), *predicted*, a lower bound on time: not a measurement."
   echo
   head -1 "$tmp/table.csv" | sed 's/^/| /; s/$/ |/; s/,/ | /g'
   head -1 "$tmp/table.csv" | sed 's/[^,]*/---/g; s/^/|/; s/$/|/; s/,/|/g'

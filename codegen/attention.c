@@ -25,6 +25,13 @@
 
 #include "codegen/cg_internal.h"
 
+/* The unit the attention kernel's products run on: this kernel is scalar
+ * FFMA from shared memory in every precision. */
+CgUnit cg_attention_unit(IrDType precision) {
+  (void)precision;
+  return CG_UNIT_SIMT_F32;
+}
+
 int64_t cg_attention_smem(int rows, int64_t d, int64_t dv) {
   return (int64_t)sizeof(float) * (rows * d + 32 * (d + 1) + 32 * dv + rows * 32);
 }

@@ -57,6 +57,8 @@ int cg_tuning_check(const CgTuning *t, IrErr *err);
 /* Dynamic shared memory bytes of a fused attention block: `rows` query rows
  * of head dim d, value dim dv (attention.c's layout). */
 int64_t cg_attention_smem(int rows, int64_t d, int64_t dv);
+/* The execution unit of the attention kernel's products at this precision (roofline.h). */
+CgUnit cg_attention_unit(IrDType precision);
 
 /* ---- memory planning (memplan.c) ------------------------------------------------ */
 

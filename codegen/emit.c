@@ -413,6 +413,35 @@ static void step_bytes(Ctx *c, const LStep *st, int64_t *act_read, int64_t *act_
   }
 }
 
+/* The contractions lowered step st computes, as 2 x MACs, and their unit.
+ * A GEMM step's are its own (several GEMM steps of one matmul: each its
+ * product); the attention kernel's are its two products; another kernel's are
+ * its node's (the cost model's), on SIMT. */
+static void step_work(Ctx *c, const LStep *st, CgStep *s) {
+  if (s->kind == CG_STEP_GEMM) {
+    const CgGemm *g = &s->gemm;
+    s->flops = 2.0 * (double)g->m * (double)g->n * (double)g->k * (double)g->batch;
+    s->unit = g->dtype == IR_BF16 ? CG_UNIT_TC_BF16 : g->dtype == IR_F16 ? CG_UNIT_TC_F16 : CG_UNIT_SIMT_F32;
+    return;
+  }
+  s->flops = 0;
+  s->unit = CG_UNIT_MEMORY;
+  if (st->kind != LS_NODE) return;
+  NodeInfo *ni = inf(c, st->node);
+  if (ni->how == LOW_ATTENTION) {
+    const NodeView *q = &ni->qkv[0], *k = &ni->qkv[1], *v = &ni->qkv[2];
+    int nl = q->rank - 2;
+    double groups = 1;
+    for (int i = 0; i < nl; i++) groups *= (double)q->shape[i];
+    s->flops = 2.0 * groups * (double)q->shape[nl] * (double)k->shape[nl] *
+               (double)(q->shape[nl + 1] + v->shape[nl + 1]);
+    s->unit = cg_attention_unit(c->o->precision);
+    return;
+  }
+  double macs = ir_node_macs(st->node, c->batch);
+  if (macs > 0) s->flops = 2.0 * macs, s->unit = CG_UNIT_SIMT_F32;
+}
+
 void lower_emit(Ctx *c) {
   CgPlan *p = c->plan;
   CgEmit e = {.plan = p, .tune = cg_tuning_for(c->o->arch), .batch = c->batch,
@@ -436,6 +465,7 @@ void lower_emit(Ctx *c) {
       e.steps[k].act_read = r / made;
       e.steps[k].act_written = w / made;
       e.steps[k].weight_read = wr / made;
+      step_work(c, st, &e.steps[k]);
     }
   }
   p->source = arena_strdup(&p->arena, e.src.s ? e.src.s : "");

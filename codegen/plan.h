@@ -60,6 +60,18 @@ typedef struct {
 
 typedef enum { CG_STEP_KERNEL, CG_STEP_GEMM } CgStepKind;
 
+/* The execution unit a step's arithmetic runs on (codegen/roofline.h). */
+typedef enum {
+  CG_UNIT_MEMORY,   /* no contraction: moves and transforms data */
+  CG_UNIT_SIMT_F32, /* FFMA on the CUDA cores */
+  CG_UNIT_TC_TF32,
+  CG_UNIT_TC_F16,
+  CG_UNIT_TC_BF16,
+  CG_UNIT_TC_FP8,
+  CG_UNIT_TC_INT8,
+  CG_UNIT_COUNT
+} CgUnit;
+
 typedef struct {
   CgStepKind kind;
   int node;                 /* IR node position it came from (for messages) */
@@ -76,6 +88,11 @@ typedef struct {
    * cg_plan_build for `compile --report`; not stored in packs (0 there).
    * (Added after the first version of this header.) */
   int64_t act_read, act_written, weight_read;
+  /* Its arithmetic, for the roofline (codegen/roofline.h): 2 x the multiply-
+   * accumulates of the contractions it computes (0 when none) and the unit
+   * they run on.  Filled like act_read, not stored in packs.  (Added later.) */
+  double flops;
+  CgUnit unit;
 } CgStep;
 
 typedef struct {

@@ -2,11 +2,15 @@
  * cli_report.c - compile's report: per plan the launches per forward and per
  * block, the activation bytes every step reads and writes, the planned and
  * unplanned peak activation memory, and per architecture ptxas' registers,
- * spills, stack and shared memory.  The report is built as JSON (--report
- * --json prints it as is); the text form is printed from the same JSON.
+ * spills, stack and shared memory; and the roofline (codegen/roofline.h): per
+ * step its FLOPs, execution unit and predicted time on each GPU of the peak
+ * table, and per plan the predicted time per forward and per image.  The
+ * report is built as JSON (--report --json prints it as is); the text form is
+ * printed from the same JSON.
  */
 #include <string.h>
 
+#include "codegen/roofline.h"
 #include "frontend/cli.h"
 
 /* "blocks.<i>" or "blocks.<i>.*" -> i, else -1. */
@@ -22,6 +26,7 @@ static int block_of(const char *label) {
 typedef struct {
   int steps, kernel_steps, gemm_steps, per_block;
   int64_t act_moved;
+  double flops;
   json_t *list; /* per step: what it is and the bytes it moves */
 } PlanStats;
 
@@ -42,11 +47,21 @@ static PlanStats plan_stats(const CgPlan *p, IrGraph *g) {
     else
       s.kernel_steps++;
     s.act_moved += st->act_read + st->act_written;
-    json_array_append_new(s.list, json_pack("{s:s, s:s, s:I, s:I, s:I}", "step",
+    s.flops += st->flops;
+    json_t *pred = json_object();
+    int ng;
+    const CgGpu *gpus = cg_gpus(&ng);
+    for (int g = 0; g < ng; g++) {
+      CgPrediction r = cg_predict_step(st, &gpus[g]);
+      json_object_set_new(pred, gpus[g].id, json_pack("{s:f, s:s}", "us", r.seconds * 1e6, "bound",
+                                                       r.memory_bound ? "memory" : "compute"));
+    }
+    json_array_append_new(s.list, json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:s, s:o}", "step",
                                             st->kind == CG_STEP_GEMM ? "gemm" : p->kernels[st->kernel].name, "node",
                                             st->what ? st->what : "", "act_read", (json_int_t)st->act_read,
                                             "act_written", (json_int_t)st->act_written, "weight_read",
-                                            (json_int_t)st->weight_read));
+                                            (json_int_t)st->weight_read, "flops", st->flops, "unit",
+                                            cg_unit_name(st->unit), "predicted", pred));
   }
   int *count = xcalloc((size_t)max_block + 2, sizeof *count);
   for (int i = 0; i < p->n_steps; i++) {
@@ -82,6 +97,23 @@ json_t *cli_plan_report(json_t *rep, const CgPlan *p, IrGraph *g, const char *en
                          (json_int_t)p->arena_bytes, "unplanned_activation_bytes",
                          (json_int_t)p->arena_unplanned_bytes, "arena_bytes", (json_int_t)p->arena_bytes,
                          "weights_bytes", (json_int_t)p->weights_bytes, "steps", st.list);
+  json_object_set_new(pj, "flops_per_forward", json_real(st.flops));
+  json_t *pred = json_array();
+  int ng;
+  const CgGpu *gpus = cg_gpus(&ng);
+  for (int g = 0; g < ng; g++) {
+    double t = cg_predict_plan(p, &gpus[g]), mem = 0;
+    for (int i = 0; i < p->n_steps; i++) {
+      CgPrediction r = cg_predict_step(&p->steps[i], &gpus[g]);
+      if (r.memory_bound) mem += r.seconds;
+    }
+    json_array_append_new(pred, json_pack("{s:s, s:s, s:s, s:f, s:f, s:f, s:f}", "gpu", gpus[g].id, "name",
+                                          gpus[g].name, "arch", gpus[g].arch, "forward_ms", t * 1e3,
+                                          "per_image_ms", t * 1e3 / (double)p->batch, "images_per_s",
+                                          t > 0 ? (double)p->batch / t : 0.0, "memory_bound_fraction",
+                                          t > 0 ? mem / t : 0.0));
+  }
+  json_object_set_new(pj, "predicted", pred);
   json_object_set_new(pj, "archs", json_object());
   json_array_append_new(json_object_get(rep, "plans"), pj);
   return pj;
@@ -131,16 +163,38 @@ void cli_print_report(const json_t *rep, FILE *f) {
     fprintf(f, "  weights                %lld bytes (%.2f MiB)\n",
             (long long)json_integer_value(json_object_get(pj, "weights_bytes")),
             (double)json_integer_value(json_object_get(pj, "weights_bytes")) / 1048576.0);
-    fprintf(f, "  %5s  %-22s %12s %12s %12s  %s\n", "step", "kernel", "act read", "act written", "weights read",
-            "IR node");
+    fprintf(f, "  GFLOP per forward      %.4f (2 x MACs of the contractions)\n",
+            json_number_value(json_object_get(pj, "flops_per_forward")) / 1e9);
+    fprintf(f, "  predicted (roofline: max(FLOPs / peak, bytes / bandwidth) per step, a lower bound; "
+               "peaks in codegen/gpus.def)\n");
+    size_t gi;
+    json_t *gj;
+    json_array_foreach(json_object_get(pj, "predicted"), gi, gj)
+      fprintf(f, "    %-16s %-6s %10.4f ms per forward %10.4f ms per image %9.1f images/s  %3.0f %% memory-bound\n",
+              json_string_value(json_object_get(gj, "name")), json_string_value(json_object_get(gj, "arch")),
+              json_number_value(json_object_get(gj, "forward_ms")),
+              json_number_value(json_object_get(gj, "per_image_ms")),
+              json_number_value(json_object_get(gj, "images_per_s")),
+              100 * json_number_value(json_object_get(gj, "memory_bound_fraction")));
+    fprintf(f, "  %5s  %-22s %12s %12s %12s %10s %-17s", "step", "kernel", "act read", "act written", "weights read",
+            "MFLOP", "unit");
+    json_array_foreach(json_object_get(pj, "predicted"), gi, gj)
+      fprintf(f, " %8s", json_string_value(json_object_get(gj, "gpu")));
+    fprintf(f, "  IR node (predicted times in us)\n");
     size_t si;
     json_t *sj;
     json_array_foreach(json_object_get(pj, "steps"), si, sj) {
-      fprintf(f, "  %5zu  %-22s %12lld %12lld %12lld  %s\n", si, json_string_value(json_object_get(sj, "step")),
+      fprintf(f, "  %5zu  %-22s %12lld %12lld %12lld %10.3f %-17s", si, json_string_value(json_object_get(sj, "step")),
               (long long)json_integer_value(json_object_get(sj, "act_read")),
               (long long)json_integer_value(json_object_get(sj, "act_written")),
               (long long)json_integer_value(json_object_get(sj, "weight_read")),
-              json_string_value(json_object_get(sj, "node")));
+              json_number_value(json_object_get(sj, "flops")) / 1e6,
+              json_string_value(json_object_get(sj, "unit")));
+      json_array_foreach(json_object_get(pj, "predicted"), gi, gj) {
+        json_t *sp = json_object_get(json_object_get(sj, "predicted"), json_string_value(json_object_get(gj, "gpu")));
+        fprintf(f, " %8.2f", json_number_value(json_object_get(sp, "us")));
+      }
+      fprintf(f, "  %s\n", json_string_value(json_object_get(sj, "node")));
     }
     const char *arch;
     json_t *aj;

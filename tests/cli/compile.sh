@@ -56,6 +56,27 @@ echo "ok   DiT-S/2 for $ARCHS: $(jq -c '{kernels_per_forward, kernels_per_block,
 grep -q "launches per forward" "$TMP/rep.txt" || die "text report"
 grep -q "plan forward (f32, batch 1, tuning row sm_90)" "$TMP/rep.txt" || die "text report: tuning row"
 
+# ---- the roofline: per step FLOPs (2 x MACs), unit and predicted time, totals per forward -------
+grep -q "predicted (roofline" "$TMP/rep.txt" || die "text report: roofline"
+macs=$("$DITC" stats DiT-S/2 --batch 2 --json | jq .macs)
+DITC_CACHE_DIR="$TMP/rlcache" "$DITC" compile DiT-S/2 --arch sm_90 --entry forward --batch 2 --precision bf16 -o "$TMP/rl.ditpack" --report --json \
+  >"$TMP/rl.json" 2>/dev/null
+jq -e --argjson macs "$macs" '.plans[0] as $p
+  | ($p.flops_per_forward - 2 * $macs | fabs) <= 1e-9 * $macs
+  and ([$p.steps[].flops] | add) == $p.flops_per_forward
+  and ([$p.predicted[].gpu] == ["A100","L40S","RTX4090","H100","H200"])
+  and ([$p.predicted[] | .forward_ms > 0 and (.per_image_ms * 2 - .forward_ms | fabs) < 1e-9] | all)
+  and ([$p.steps[] | select(.step == "gemm") | .unit] | unique) == ["tensor core bf16"]
+  and ([$p.steps[] | select(.flops == 0) | .unit] | unique) == ["memory"]
+  and ($p.predicted[3].forward_ms - ([$p.steps[].predicted.H100.us] | add) / 1000 | fabs) < 1e-6
+  and ($p.predicted[3].forward_ms < $p.predicted[0].forward_ms)
+  and ($p.predicted[4].forward_ms <= $p.predicted[3].forward_ms)' "$TMP/rl.json" >/dev/null \
+  || die "roofline: $(jq -c '.plans[0] | {flops_per_forward, predicted}' "$TMP/rl.json") vs 2 x $macs MACs"
+DITC_CACHE_DIR="$TMP/rlcache" "$DITC" compile DiT-S/2 --arch sm_90 --entry forward -o "$TMP/rl32.ditpack" --report --json >"$TMP/rl32.json" 2>/dev/null
+jq -e '([.plans[0].steps[] | select(.step == "gemm") | .unit] | unique) == ["SIMT fp32"]' "$TMP/rl32.json" >/dev/null \
+  || die "roofline: f32 GEMMs are SIMT"
+echo "ok   roofline: FLOPs per forward = 2 x stats MACs, per-step predictions sum to the totals"
+
 # ---- the cache -----------------------------------------------------------------------------------
 "$DITC" cache build DiT-XL/2 --arch sm_90 --entry forward | tee "$TMP/xl"
 grep -q "nvrtc: 1 compiled, 0 from cache" "$TMP/xl" || die "cache build DiT-XL/2"
