@@ -57,6 +57,8 @@ typedef struct {
   long long report;
   const char *source;         /* compile: write the generated CUDA C here */
   long long iters, warmup;    /* bench */
+  long long profile;          /* bench: time every step */
+  const char *gpu;            /* bench --profile: the peak-table row */
   long long ops, passes_help; /* ir: print the op table / the passes instead */
 } Opts;
 

@@ -195,6 +195,12 @@ static const OptSpec OPTIONS[] = {
     {"--source", NULL, C_COMPILE, OPT_STR, O(source), 0, 0, NULL, "OUT.cu",
      "also write the generated CUDA C (a banner per kernel names its IR nodes)", 0},
     {"--iters", NULL, C_BENCH, OPT_INT, O(iters), 1, 100000, NULL, "N", "timed runs (default 20)", 0},
+    {"--profile", NULL, C_BENCH, OPT_FLAG, O(profile), 0, 0, NULL, NULL,
+     "then time every step (cuda: events, emu: the host clock), the median over --iters passes, beside "
+     "the roofline's prediction for the GPU (compile --report)", 0},
+    {"--gpu", NULL, C_BENCH, OPT_STR, O(gpu), 0, 0, NULL, "ID",
+     "with --profile: the row of codegen/gpus.def to predict with (A100, L40S, RTX4090, H100, H200; default: "
+     "the GPU's own row, else H100)", 0},
     {"--warmup", NULL, C_BENCH, OPT_INT, O(warmup), 0, 100000, NULL, "N",
      "untimed runs first (default 3, or 0 when --iters is given)", 0},
     {"--tol", NULL, C_COMPARE, OPT_NUM, O(tol), 0, 1, NULL, "X",

@@ -36,7 +36,7 @@ static void ref_be_free(RtBackend *b) {
 
 RtBackend *rt_backend_ref(void) {
   RtBackend *b = xcalloc(1, sizeof *b);
-  *b = (RtBackend){"ref", ref_supports, ref_be_prepare, ref_be_run, ref_be_free, NULL, NULL, NULL};
+  *b = (RtBackend){"ref", ref_supports, ref_be_prepare, ref_be_run, ref_be_free, NULL, NULL, NULL, NULL};
   return b;
 }
 

@@ -95,6 +95,12 @@ struct RtBackend {
   /* Optional (NULL: not measured): device memory in use by this backend
    * after prepare() and any runs, in bytes; -1 when it cannot be read. */
   int64_t (*device_bytes)(RtBackend *b);
+  /* Optional (NULL: not possible, e.g. ref): after a run(), the forward pass
+   * once more on that run's inputs, step by step, each step timed on the
+   * device (cuda: an event between every two steps, no graph; emu: the host
+   * clock around each step).  ms[s] for step s of the plan; *device names
+   * what measured.  0 or -1 with err. */
+  int (*profile)(RtBackend *b, double *ms, const char **device, IrErr *err);
 };
 
 /* "ref", "emu" or "cuda".  cuda fails here, with rt_cuda_available()'s

@@ -185,26 +185,58 @@ fail:
 
 static CUdeviceptr at(const Cuda *c, CgRef r) { return (r.space == CG_SPACE_ACT ? c->act : c->w) + (CUdeviceptr)r.offset; }
 
-/* Enqueue every step on the stream (also while capturing). */
-static int enqueue(Cuda *c, IrErr *err) {
-  const CgPlan *p = c->plan;
+/* Enqueue step s on the stream (also while capturing). */
+static int enqueue_step(Cuda *c, int s, IrErr *err) {
   DitcArgs args = {(char *)(uintptr_t)c->act, (const char *)(uintptr_t)c->w};
   void *argv[] = {&args};
-  for (int s = 0; s < p->n_steps; s++) {
-    const CgStep *st = &p->steps[s];
-    if (st->kind == CG_STEP_KERNEL) {
-      if (RT_CU(err, c->what[s], LaunchKernel, c->fn[st->kernel], st->grid[0], st->grid[1], st->grid[2],
-                st->block[0], st->block[1], st->block[2], st->shared_bytes, c->stream, argv, NULL))
-        return -1;
-    } else {
-      const CgGemm *g = &st->gemm;
-      if (rt_blas_plan_run(c->blas, c->gemm[s], g->alpha, at(c, g->a), at(c, g->b), 0.0f, 0, at(c, g->d),
-                           g->epilogue != CG_EPI_NONE ? at(c, g->bias) : 0, c->stream, c->what[s], err))
-        return -1;
-    }
-    if (c->sync_each && RT_CU(err, c->what[s], StreamSynchronize, c->stream)) return -1;
+  const CgStep *st = &c->plan->steps[s];
+  if (st->kind == CG_STEP_KERNEL) {
+    if (RT_CU(err, c->what[s], LaunchKernel, c->fn[st->kernel], st->grid[0], st->grid[1], st->grid[2],
+              st->block[0], st->block[1], st->block[2], st->shared_bytes, c->stream, argv, NULL))
+      return -1;
+  } else {
+    const CgGemm *g = &st->gemm;
+    if (rt_blas_plan_run(c->blas, c->gemm[s], g->alpha, at(c, g->a), at(c, g->b), 0.0f, 0, at(c, g->d),
+                         g->epilogue != CG_EPI_NONE ? at(c, g->bias) : 0, c->stream, c->what[s], err))
+      return -1;
   }
+  if (c->sync_each && RT_CU(err, c->what[s], StreamSynchronize, c->stream)) return -1;
   return 0;
+}
+
+/* Enqueue every step on the stream (also while capturing). */
+static int enqueue(Cuda *c, IrErr *err) {
+  for (int s = 0; s < c->plan->n_steps; s++)
+    if (enqueue_step(c, s, err)) return -1;
+  return 0;
+}
+
+/* backend.h: profile.  Events e[0..n]: e[s] before step s, e[n] after the
+ * last; one synchronisation at the end, so the steps run back to back as in
+ * a forward pass (without the graph's launch savings). */
+static int cuda_profile(RtBackend *b, double *ms, const char **device, IrErr *err) {
+  Cuda *c = b->impl;
+  if (!c || !c->ran) return ir_errf(err, "cuda backend: profile before a run");
+  if (rt_cuda_device_bind(&c->dev, err)) return -1;
+  int n = c->plan->n_steps, made = 0, rc = -1;
+  CUevent *ev = xcalloc((size_t)n + 1, sizeof *ev);
+  for (; made <= n; made++)
+    if (RT_CU(err, "profile event", EventCreate, &ev[made], 0)) goto done;
+  if (RT_CU(err, "profile event", EventRecord, ev[0], c->stream)) goto done;
+  for (int s = 0; s < n; s++)
+    if (enqueue_step(c, s, err) || RT_CU(err, c->what[s], EventRecord, ev[s + 1], c->stream)) goto done;
+  if (RT_CU(err, "profiled forward pass", EventSynchronize, ev[n])) goto done;
+  for (int s = 0; s < n; s++) {
+    float f = 0;
+    if (RT_CU(err, c->what[s], EventElapsedTime, &f, ev[s], ev[s + 1])) goto done;
+    ms[s] = f;
+  }
+  *device = c->dev.name;
+  rc = 0;
+done:
+  for (int i = 0; i < made; i++) rt_cu.EventDestroy(ev[i]);
+  free(ev);
+  return rc;
 }
 
 static int cuda_run(RtBackend *b, const RtTensor *in, RtTensor *out, IrErr *err) {
@@ -462,6 +494,7 @@ static int64_t cuda_device_bytes(RtBackend *b) {
 RtBackend *rt_backend_cuda(IrErr *err) {
   if (!rt_cuda_available(err)) return NULL;
   RtBackend *b = xcalloc(1, sizeof *b);
-  *b = (RtBackend){"cuda", cuda_supports, cuda_prepare, cuda_run, cuda_free, NULL, cuda_sample, cuda_device_bytes};
+  *b = (RtBackend){"cuda", cuda_supports, cuda_prepare, cuda_run, cuda_free, NULL, cuda_sample, cuda_device_bytes,
+                   cuda_profile};
   return b;
 }

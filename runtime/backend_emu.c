@@ -15,6 +15,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "runtime/backend.h"
 #include "codegen/emu.h"
@@ -76,23 +77,47 @@ static int emu_prepare(RtBackend *b, const RtModel *m, IrErr *err) {
   return 0;
 }
 
-/* The plan's steps, in order, on the arena as it stands. */
-static int emu_forward(Emu *e, IrErr *err) {
+/* Step s of the plan on the arena as it stands. */
+static int emu_step(Emu *e, int s, IrErr *err) {
   const CgPlan *p = e->plan;
   DitcArgs args = {e->act, e->w};
   void *argv[] = {&args};
-  for (int s = 0; s < p->n_steps; s++) {
-    const CgStep *st = &p->steps[s];
-    if (st->kind == CG_STEP_GEMM) {
-      cg_gemm_ref(&st->gemm, e->act, e->w);
-      continue;
-    }
-    const CgKernel *k = &p->kernels[st->kernel];
-    EmuDim3 grid = {st->grid[0], st->grid[1], st->grid[2]}, block = {st->block[0], st->block[1], st->block[2]};
-    IrErr why;
-    if (emu_launch(e->mod, k->name, grid, block, st->shared_bytes, argv, &why))
-      return ir_errf(err, "emu: step %d, kernel %s (%s): %s", s, k->name, st->what, why.msg);
+  const CgStep *st = &p->steps[s];
+  if (st->kind == CG_STEP_GEMM) {
+    cg_gemm_ref(&st->gemm, e->act, e->w);
+    return 0;
   }
+  const CgKernel *k = &p->kernels[st->kernel];
+  EmuDim3 grid = {st->grid[0], st->grid[1], st->grid[2]}, block = {st->block[0], st->block[1], st->block[2]};
+  IrErr why;
+  if (emu_launch(e->mod, k->name, grid, block, st->shared_bytes, argv, &why))
+    return ir_errf(err, "emu: step %d, kernel %s (%s): %s", s, k->name, st->what, why.msg);
+  return 0;
+}
+
+/* The plan's steps, in order, on the arena as it stands. */
+static int emu_forward(Emu *e, IrErr *err) {
+  for (int s = 0; s < e->plan->n_steps; s++)
+    if (emu_step(e, s, err)) return -1;
+  return 0;
+}
+
+static double host_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* backend.h: profile, with the host clock around each step. */
+static int emu_profile(RtBackend *b, double *ms, const char **device, IrErr *err) {
+  Emu *e = b->impl;
+  if (!e) return ir_errf(err, "emu backend: profile before prepare");
+  for (int s = 0; s < e->plan->n_steps; s++) {
+    double t0 = host_ms();
+    if (emu_step(e, s, err)) return -1;
+    ms[s] = host_ms() - t0;
+  }
+  *device = "the emulated device (host clock)";
   return 0;
 }
 
@@ -216,6 +241,6 @@ static void emu_free(RtBackend *b) {
 
 RtBackend *rt_backend_emu(void) {
   RtBackend *b = xcalloc(1, sizeof *b);
-  *b = (RtBackend){"emu", emu_supports, emu_prepare, emu_run, emu_free, NULL, emu_sample, NULL};
+  *b = (RtBackend){"emu", emu_supports, emu_prepare, emu_run, emu_free, NULL, emu_sample, NULL, emu_profile};
   return b;
 }

@@ -77,16 +77,14 @@ check_emu() {  # CASE
   BACKEND_ARGS=(--backend ref)
 }
 
-# check_cuda_sim CASE: every check the case has data for through --backend cuda under the simulated
-# driver (DITC_CUDA_SIM=1, runtime/cuda_sim.c): the real CUDA backend - CUBINs compiled by NVRTC and
-# loaded, launches, the forward pass captured into a CUDA graph and replayed, GEMMs through cuBLASLt
-# descriptors, the sampler loop on the device - with the kernels run from their source on the emulated
-# device and cuBLASLt's descriptors interpreted as documented.  fp32 at the tolerances above, then
-# forward (and cfg) at bf16 within CUDA_SIM_BF16_TOL (default 1e-2).  DITC_CUDA_SIM_ARCH picks the
-# simulated GPU (default sm_90).  Skipped (77) without NVRTC, which makes the CUBINs.
-check_cuda_sim() {  # CASE
+# check_cuda CASE: every check the case has data for through --backend cuda: the real CUDA backend -
+# CUBINs compiled by NVRTC and loaded, launches, the forward pass captured into a CUDA graph and
+# replayed, GEMMs through cuBLASLt descriptors, the sampler loop on the device.  fp32 at the
+# tolerances above, then forward (and cfg) at bf16 within CUDA_BF16_TOL (default 1e-2).  On a GPU
+# (benchmarks/gpu_check.sh) or under the simulated driver (check_cuda_sim).  Skipped (77) without
+# NVRTC, which makes the CUBINs.
+check_cuda() {  # CASE
   local c=$1 s has_cfg=0
-  export DITC_CUDA_SIM=1
   BACKEND_ARGS=(--backend cuda)
   if ! check_forward "$c" 2>"$TMP/first.err"; then
     if grep -q "NVRTC not found" "$TMP/first.err"; then echo "SKIPPED: NVRTC is not installed"; exit 77; fi
@@ -103,9 +101,17 @@ check_cuda_sim() {  # CASE
     done
   fi
   BACKEND_ARGS=(--backend cuda --precision bf16)
-  TOL_FORWARD=${CUDA_SIM_BF16_TOL:-1e-2} check_forward "$c"
-  [ "$has_cfg" = 0 ] || TOL_FORWARD=${CUDA_SIM_BF16_TOL:-1e-2} check_cfg "$c"
+  TOL_FORWARD=${CUDA_BF16_TOL:-1e-2} check_forward "$c"
+  [ "$has_cfg" = 0 ] || TOL_FORWARD=${CUDA_BF16_TOL:-1e-2} check_cfg "$c"
   BACKEND_ARGS=(--backend ref)
+}
+
+# check_cuda_sim CASE: check_cuda under the simulated driver (DITC_CUDA_SIM=1, runtime/cuda_sim.c),
+# with the kernels run from their source on the emulated device and cuBLASLt's descriptors
+# interpreted as documented.  DITC_CUDA_SIM_ARCH picks the simulated GPU (default sm_90).
+check_cuda_sim() {  # CASE
+  export DITC_CUDA_SIM=1
+  check_cuda "$1"
   unset DITC_CUDA_SIM
 }
 
