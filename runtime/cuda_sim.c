@@ -1,6 +1,9 @@
 /*
  * cuda_sim.c - a simulated CUDA driver (DITC_CUDA_SIM=1): the entry points
- * of cuda_api.h's rt_cu table, run against the emulated device.
+ * of cuda_api.h's rt_cu table, run against the emulated device.  Device
+ * memory is cuda_sim_mem.c, modules and launches cuda_sim_module.c (their
+ * shared declarations: cuda_sim_driver.h); this file has the devices, errors,
+ * contexts, streams, events, graphs and the operations streams run.
  *
  * The device.  One GPU of the architecture DITC_CUDA_SIM_ARCH names (default
  * sm_90; sm_75, sm_80, sm_86, sm_89, sm_90, sm_100, sm_120), reporting the
@@ -75,18 +78,15 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "codegen/cubin_source.h"
 #include "codegen/emu.h"
-#include "runtime/cuda_sim.h"
+#include "runtime/cuda_sim_driver.h"
 
 /* ======================================================================== */
 /* the simulated GPUs                                                       */
@@ -103,15 +103,6 @@ static const SimArch ARCHS[] = {
     {"sm_120", 12, 0, "RTX 5090", 170, 101376, 102400, 1536, (size_t)32 << 30},
 };
 #define N_ARCHS (int)(sizeof ARCHS / sizeof ARCHS[0])
-
-enum {
-  DEFAULT_SMEM_PER_BLOCK = 48 * 1024,
-  MAX_BLOCK_THREADS = 1024,
-  REGS_PER_BLOCK = 65536,
-  DRIVER_VERSION = 13000,
-  ALLOC_ALIGN = 256,
-};
-#define REGION_BYTES ((size_t)256 << 30)
 
 static const SimArch *the_arch;
 
@@ -191,113 +182,15 @@ static RtCuResult sim_error_string(RtCuResult r, const char **s) {
 /* state                                                                    */
 /* ======================================================================== */
 
-typedef struct {
-  uint64_t base, size;   /* what cuMemAlloc returned and was asked for */
-  uint64_t map, map_len; /* the pages mapped for it */
-  int live;
-  long seq;              /* allocation number, for messages */
-} Alloc;
-
-struct CUctx_st {
-  int refs;              /* primary context retains; alive while > 0 */
-  int sticky;            /* a fault: every call returns it */
-  int gen;               /* incremented when the context is destroyed */
-};
-
-struct CUfunc_st {
-  struct CUmod_st *mod;
-  const SimKernel *k;
-  SimParams params;      /* where its pointers are */
-  int max_dyn_smem;      /* CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES */
-};
-
-struct CUmod_st {
-  struct CUmod_st *next;
-  long serial;             /* never reused: a recorded launch names its module by it */
-  SimImage img;
-  EmuModule *emu;
-  struct CUfunc_st *funcs; /* one per image kernel */
-};
-
-typedef enum { OP_KERNEL, OP_COPY, OP_SET, OP_EVENT, OP_HOST } OpKind;
-typedef enum { COPY_HTOD, COPY_DTOH, COPY_DTOD } CopyDir;
-
-typedef struct {
-  OpKind kind;
-  union {
-    struct {
-      struct CUfunc_st *f;
-      long serial;       /* f's module's */
-      unsigned grid[3], block[3], smem;
-      unsigned char *params;
-      size_t n;
-    } k;
-    struct {
-      CopyDir dir;
-      uint64_t dst, src; /* device sides */
-      void *hdst;
-      const void *hsrc;
-      size_t n;
-    } c;
-    struct {
-      uint64_t dst;
-      unsigned value;
-      int width; /* bytes per element: 1 or 4 */
-      size_t count;
-    } s;
-    struct CUevent_st *ev;
-    SimHostOp h;
-  } u;
-} Op;
-
-typedef struct {
-  Op *ops;
-  int n, cap;
-} OpList;
-
-struct CUgraph_st {
-  struct CUgraph_st *next;
-  OpList ops;
-};
-
-struct CUgraphExec_st {
-  struct CUgraphExec_st *next;
-  OpList ops;
-};
-
-struct CUstream_st {
-  struct CUstream_st *next;
-  unsigned flags;
-  int capturing, mode, invalid;
-  pthread_t capture_thread;
-  OpList cap;
-};
-
-struct CUevent_st {
-  struct CUevent_st *next;
-  unsigned flags;
-  int recorded;
-  struct timespec t;
-};
-
 static int initialised;
 static struct CUctx_st primary;
 static __thread struct CUctx_st *current;
 
-static char *region;   /* the device's address range */
-static uint64_t region_base, region_end, region_next;
-static Alloc *allocs;  /* sorted by base (allocation only ever moves upwards) */
-static int n_allocs, cap_allocs;
-static long alloc_seq;
-static size_t live_bytes;
-
-static struct CUmod_st *modules;
 static struct CUstream_st *streams;
 static struct CUevent_st *events;
 static struct CUgraph_st *graphs;
 static struct CUgraphExec_st *execs;
 
-SIM_LIST_TAKE(module_take, struct CUmod_st)
 SIM_LIST_TAKE(stream_take, struct CUstream_st)
 SIM_LIST_TAKE(event_take, struct CUevent_st)
 SIM_LIST_TAKE(graph_take, struct CUgraph_st)
@@ -328,107 +221,6 @@ int sim_make_sticky(int r) {
 }
 
 /* ======================================================================== */
-/* memory                                                                   */
-/* ======================================================================== */
-
-static size_t page(void) {
-  long p = sysconf(_SC_PAGESIZE);
-  return p > 0 ? (size_t)p : 4096;
-}
-
-/* A kernel that strays past an allocation into the unmapped device range
- * takes the process down (as a fault takes a GPU's context): say what it
- * was first, then let the fault go on to whoever handled it before us (the
- * default action, or a sanitizer's report).  Only async-signal-safe calls. */
-static struct sigaction old_segv;
-
-static void segv_note(int sig, siginfo_t *si, void *uc) {
-  uint64_t a = (uint64_t)(uintptr_t)si->si_addr;
-  if (a >= region_base && a < region_end) {
-    static const char head[] = "ditc: simulated device: a kernel touched device address 0x";
-    static const char tail[] = ", outside every live allocation (CUDA_ERROR_ILLEGAL_ADDRESS on a GPU)\n";
-    char hex[17];
-    for (int i = 15; i >= 0; i--, a >>= 4) hex[i] = "0123456789abcdef"[a & 15];
-    hex[16] = 0;
-    int i = 0;
-    while (hex[i] == '0' && i < 15) i++;
-    ssize_t w = write(2, head, sizeof head - 1);
-    w = write(2, hex + i, (size_t)(16 - i));
-    w = write(2, tail, sizeof tail - 1);
-    (void)w;
-  }
-  if (old_segv.sa_flags & SA_SIGINFO) {
-    old_segv.sa_sigaction(sig, si, uc);
-  } else if (old_segv.sa_handler != SIG_IGN && old_segv.sa_handler != SIG_DFL) {
-    old_segv.sa_handler(sig);
-  } else {
-    signal(sig, SIG_DFL); /* returning re-executes the access, which now ends the process */
-  }
-}
-
-static int region_reserve(void) {
-  if (region) return 0;
-  void *p = mmap(NULL, REGION_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) return -1;
-  region = p;
-  region_base = region_next = (uint64_t)(uintptr_t)p;
-  region_end = region_base + REGION_BYTES;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = segv_note;
-  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGSEGV, &sa, &old_segv);
-  return 0;
-}
-
-static int in_region(uint64_t p) { return region && p >= region_base && p < region_end; }
-
-/* The allocation whose range [base, base+size] holds p (one past the end
- * counts: a pointer may point there without reading), the live one first. */
-static Alloc *alloc_at(uint64_t p) {
-  int lo = 0, hi = n_allocs - 1, best = -1;
-  while (lo <= hi) { /* last allocation with base <= p */
-    int mid = (lo + hi) / 2;
-    if (allocs[mid].base <= p) best = mid, lo = mid + 1;
-    else hi = mid - 1;
-  }
-  if (best < 0) return NULL;
-  Alloc *a = &allocs[best];
-  return p <= a->base + a->size ? a : NULL;
-}
-
-int sim_range_check(uint64_t p, size_t n, size_t align, const char *what, int bad_code, int bad_align_code) {
-  Alloc *a = alloc_at(p);
-  if (!a) {
-    if (in_region(p))
-      return sim_fail(bad_code, "%s: device address 0x%llx is not inside any allocation", what, (unsigned long long)p);
-    return sim_fail(bad_code, "%s: 0x%llx is not a device address (the device's memory is 0x%llx-0x%llx)", what,
-                    (unsigned long long)p, (unsigned long long)region_base, (unsigned long long)region_end);
-  }
-  if (!a->live)
-    return sim_fail(bad_code, "%s: device address 0x%llx lies in allocation #%ld [0x%llx, +%llu), freed earlier "
-                    "(use after free)", what, (unsigned long long)p, a->seq, (unsigned long long)a->base,
-                    (unsigned long long)a->size);
-  if (n > a->base + a->size - p)
-    return sim_fail(bad_code, "%s: [0x%llx, +%zu) runs %llu bytes past the end of allocation #%ld [0x%llx, +%llu)",
-                    what, (unsigned long long)p, n, (unsigned long long)(p + n - (a->base + a->size)), a->seq,
-                    (unsigned long long)a->base, (unsigned long long)a->size);
-  if (align > 1 && p % align)
-    return sim_fail(bad_align_code, "%s: device address 0x%llx is not %zu-byte aligned", what, (unsigned long long)p,
-                    align);
-  return 0;
-}
-
-static void alloc_poison_free(Alloc *a) {
-  /* Give the pages back and make every later touch fault. */
-  madvise((void *)(uintptr_t)a->map, a->map_len, MADV_DONTNEED);
-  mprotect((void *)(uintptr_t)a->map, a->map_len, PROT_NONE);
-  a->live = 0;
-  live_bytes -= a->size;
-}
-
-/* ======================================================================== */
 /* capture bookkeeping                                                      */
 /* ======================================================================== */
 
@@ -440,7 +232,7 @@ static const char *mode_name(int m) {
 /* A potentially unsafe call (one that may synchronise the device) while a
  * capture in global mode runs, or in thread-local mode on this thread:
  * CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, and the capture is invalidated. */
-static int capture_forbids(const char *call) {
+int sim_capture_forbids(const char *call) {
   for (struct CUstream_st *s = streams; s; s = s->next) {
     if (!s->capturing) continue;
     if (s->mode == RT_CU_STREAM_CAPTURE_MODE_GLOBAL ||
@@ -457,25 +249,11 @@ static int capture_forbids(const char *call) {
 /* operations                                                               */
 /* ======================================================================== */
 
-static void module_free(struct CUmod_st *m) {
-  for (int i = 0; i < m->img.n_kernels; i++) sim_params_free(&m->funcs[i].params);
-  free(m->funcs);
-  sim_image_free(&m->img);
-  free(m);
-}
-
-/* f is a function of a loaded module (of that serial, when serial >= 0). */
-static int func_live(const struct CUfunc_st *f, long serial) {
-  for (struct CUmod_st *m = modules; m; m = m->next)
-    if (f >= m->funcs && f < m->funcs + m->img.n_kernels) return serial < 0 || m->serial == serial;
-  return 0;
-}
-
 static struct CUevent_st *event_live(CUevent e);
 
 static int exec_kernel(Op *op, int replay) {
   struct CUfunc_st *f = op->u.k.f;
-  if (!func_live(f, op->u.k.serial)) return sim_fail(SIM_ERROR_INVALID_HANDLE, "the kernel's module was unloaded%s",
+  if (!sim_func_live(f, op->u.k.serial)) return sim_fail(SIM_ERROR_INVALID_HANDLE, "the kernel's module was unloaded%s",
                                      replay ? " after the graph was captured" : "");
   const char *name = f->k->name;
   const SimParams *ps = &f->params;
@@ -486,7 +264,7 @@ static int exec_kernel(Op *op, int replay) {
     size_t off = ps->known ? ps->ptrs[i].offset : 8 * (size_t)i;
     uint64_t w;
     memcpy(&w, op->u.k.params + off, 8);
-    if (ps->known ? !w : !in_region(w)) continue;
+    if (ps->known ? !w : !sim_in_region(w)) continue;
     char what[300];
     if (ps->known)
       snprintf(what, sizeof what, "kernel %s%s, parameter p.%s", name, replay ? " (graph replay)" : "", ps->ptrs[i].name);
@@ -602,7 +380,7 @@ static void list_free(OpList *l) {
   memset(l, 0, sizeof *l);
 }
 
-static int stream_valid(CUstream s) {
+int sim_stream_valid(CUstream s) {
   /* NULL, CU_STREAM_LEGACY (1) and CU_STREAM_PER_THREAD (2) name the default stream */
   if ((uintptr_t)s <= 2) return 1;
   for (struct CUstream_st *x = streams; x; x = x->next)
@@ -612,8 +390,7 @@ static int stream_valid(CUstream s) {
 
 static struct CUstream_st *stream_of(CUstream s) { return (uintptr_t)s <= 2 ? NULL : s; }
 
-/* Run op now, or record it into s's capture; takes op's resources. */
-static int enqueue(CUstream sh, Op *op) {
+int sim_enqueue(CUstream sh, Op *op) {
   struct CUstream_st *s = stream_of(sh);
   if (s && s->capturing) {
     if (s->invalid) {
@@ -631,16 +408,16 @@ static int enqueue(CUstream sh, Op *op) {
 int sim_enqueue_host(CUstream s, const SimHostOp *h) {
   Op op = {.kind = OP_HOST};
   op.u.h = *h;
-  if (!stream_valid(s)) {
+  if (!sim_stream_valid(s)) {
     op_free(&op);
     return sim_fail(SIM_ERROR_INVALID_HANDLE, "%s: the stream is not a stream of this context", h->name);
   }
-  return enqueue(s, &op);
+  return sim_enqueue(s, &op);
 }
 
 int sim_stream_capturing(CUstream s) {
   struct CUstream_st *x = stream_of(s);
-  return x && stream_valid(s) && x->capturing;
+  return x && sim_stream_valid(s) && x->capturing;
 }
 
 /* ======================================================================== */
@@ -649,8 +426,7 @@ int sim_stream_capturing(CUstream s) {
 
 /* Destroy the primary context and everything it owned. */
 static void ctx_destroy(void) {
-  for (int i = 0; i < n_allocs; i++)
-    if (allocs[i].live) alloc_poison_free(&allocs[i]);
+  sim_allocs_free_all();
   while (execs) {
     struct CUgraphExec_st *x = execs;
     execs = x->next;
@@ -674,34 +450,10 @@ static void ctx_destroy(void) {
     events = e->next;
     free(e);
   }
-  while (modules) {
-    struct CUmod_st *m = modules;
-    modules = m->next;
-    module_free(m);
-  }
+  sim_modules_free_all();
   primary.sticky = 0;
   primary.gen++;
 }
-
-/* Every entry point below: clear the detail, take the lock, and (for those
- * that need one) check the context. */
-#define ENTER()          \
-  sim_detail_clear();    \
-  sim_lock();            \
-  int r_ = 0;            \
-  (void)r_
-#define ENTER_CTX()              \
-  ENTER();                       \
-  if ((r_ = sim_ctx_check())) {  \
-    sim_unlock();                \
-    return r_;                   \
-  }
-#define LEAVE(r)   \
-  do {             \
-    int v_ = (r);  \
-    sim_unlock();  \
-    return v_;     \
-  } while (0)
 
 static RtCuResult sim_init(unsigned flags) {
   ENTER();
@@ -719,7 +471,7 @@ static RtCuResult sim_init(unsigned flags) {
                      "(%s)", want, list));
     }
   }
-  if (region_reserve())
+  if (sim_region_reserve())
     LEAVE(sim_fail(RT_CUDA_ERROR_OUT_OF_MEMORY, "cannot reserve the simulated device's address range: %s",
                    strerror(errno)));
   initialised = 1;
@@ -838,387 +590,6 @@ static RtCuResult sim_ctx_synchronize(void) {
 }
 
 /* ======================================================================== */
-/* memory calls                                                             */
-/* ======================================================================== */
-
-static RtCuResult sim_mem_alloc(CUdeviceptr *p, size_t bytes) {
-  ENTER_CTX();
-  if (!p) LEAVE(RT_CUDA_ERROR_INVALID_VALUE);
-  *p = 0;
-  if ((r_ = capture_forbids("cuMemAlloc"))) LEAVE(r_);
-  if (!bytes) LEAVE(sim_fail(RT_CUDA_ERROR_INVALID_VALUE, "cuMemAlloc of 0 bytes"));
-  if (bytes > the_arch->total_mem - live_bytes)
-    LEAVE(sim_fail(RT_CUDA_ERROR_OUT_OF_MEMORY, "%zu bytes asked for, %zu of the simulated %s's %zu free", bytes,
-                   the_arch->total_mem - live_bytes, the_arch->like, the_arch->total_mem));
-  size_t pg = page(), len = (bytes + pg - 1) / pg * pg;
-  if (len + pg > region_end - region_next)
-    LEAVE(sim_fail(RT_CUDA_ERROR_OUT_OF_MEMORY, "the simulated device's address range is used up (addresses are "
-                   "never reused)"));
-  uint64_t map = region_next;
-  if (mprotect((void *)(uintptr_t)map, len, PROT_READ | PROT_WRITE))
-    LEAVE(sim_fail(RT_CUDA_ERROR_OUT_OF_MEMORY, "cannot map %zu bytes: %s", len, strerror(errno)));
-  region_next += len + pg; /* the page after stays unmapped: a guard */
-  uint64_t base = (map + len - bytes) / ALLOC_ALIGN * ALLOC_ALIGN;
-  memset((void *)(uintptr_t)base, 0xff, bytes);
-  if (n_allocs == cap_allocs) {
-    cap_allocs = cap_allocs ? 2 * cap_allocs : 64;
-    allocs = xrealloc(allocs, (size_t)cap_allocs * sizeof *allocs);
-  }
-  allocs[n_allocs++] = (Alloc){base, bytes, map, len, 1, ++alloc_seq};
-  live_bytes += bytes;
-  *p = base;
-  LEAVE(0);
-}
-
-static RtCuResult sim_mem_free(CUdeviceptr p) {
-  ENTER_CTX();
-  if (!p) LEAVE(0);
-  if ((r_ = capture_forbids("cuMemFree"))) LEAVE(r_);
-  Alloc *a = alloc_at(p);
-  if (!a || a->base != p)
-    LEAVE(sim_fail(RT_CUDA_ERROR_INVALID_VALUE, "cuMemFree(0x%llx): not an address cuMemAlloc returned",
-                   (unsigned long long)p));
-  if (!a->live)
-    LEAVE(sim_fail(RT_CUDA_ERROR_INVALID_VALUE, "cuMemFree(0x%llx): allocation #%ld was freed already (double free)",
-                   (unsigned long long)p, a->seq));
-  alloc_poison_free(a);
-  LEAVE(0);
-}
-
-static RtCuResult sim_mem_info(size_t *free_bytes, size_t *total) {
-  ENTER_CTX();
-  *free_bytes = the_arch->total_mem - live_bytes;
-  *total = the_arch->total_mem;
-  LEAVE(0);
-}
-
-static int copy_op(CUstream s, int sync, CopyDir dir, CUdeviceptr dst, CUdeviceptr src, void *hdst, const void *hsrc,
-                   size_t n) {
-  if (sync) {
-    int r = capture_forbids(dir == COPY_HTOD ? "cuMemcpyHtoD" : dir == COPY_DTOH ? "cuMemcpyDtoH" : "cuMemcpyDtoD");
-    if (r) return r;
-  }
-  if (!stream_valid(s)) return sim_fail(SIM_ERROR_INVALID_HANDLE, "not a stream of this context");
-  if (n == 0) return 0;
-  if ((dir == COPY_HTOD && !hsrc) || (dir == COPY_DTOH && !hdst))
-    return sim_fail(RT_CUDA_ERROR_INVALID_VALUE, "a NULL host pointer");
-  Op op = {.kind = OP_COPY};
-  op.u.c.dir = dir, op.u.c.dst = dst, op.u.c.src = src, op.u.c.hdst = hdst, op.u.c.hsrc = hsrc, op.u.c.n = n;
-  return enqueue(s, &op);
-}
-
-static RtCuResult sim_htod(CUdeviceptr dst, const void *src, size_t n) {
-  ENTER_CTX();
-  LEAVE(copy_op(NULL, 1, COPY_HTOD, dst, 0, NULL, src, n));
-}
-static RtCuResult sim_dtoh(void *dst, CUdeviceptr src, size_t n) {
-  ENTER_CTX();
-  LEAVE(copy_op(NULL, 1, COPY_DTOH, 0, src, dst, NULL, n));
-}
-static RtCuResult sim_dtod(CUdeviceptr dst, CUdeviceptr src, size_t n) {
-  ENTER_CTX();
-  LEAVE(copy_op(NULL, 1, COPY_DTOD, dst, src, NULL, NULL, n));
-}
-static RtCuResult sim_htod_async(CUdeviceptr dst, const void *src, size_t n, CUstream s) {
-  ENTER_CTX();
-  LEAVE(copy_op(s, 0, COPY_HTOD, dst, 0, NULL, src, n));
-}
-static RtCuResult sim_dtoh_async(void *dst, CUdeviceptr src, size_t n, CUstream s) {
-  ENTER_CTX();
-  LEAVE(copy_op(s, 0, COPY_DTOH, 0, src, dst, NULL, n));
-}
-static RtCuResult sim_dtod_async(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) {
-  ENTER_CTX();
-  LEAVE(copy_op(s, 0, COPY_DTOD, dst, src, NULL, NULL, n));
-}
-
-static int set_op(CUstream s, int sync, CUdeviceptr p, unsigned v, int width, size_t n) {
-  if (sync) {
-    int r = capture_forbids(width == 1 ? "cuMemsetD8" : "cuMemsetD32");
-    if (r) return r;
-  }
-  if (!stream_valid(s)) return sim_fail(SIM_ERROR_INVALID_HANDLE, "not a stream of this context");
-  if (n == 0) return 0;
-  Op op = {.kind = OP_SET};
-  op.u.s.dst = p, op.u.s.value = v, op.u.s.width = width, op.u.s.count = n;
-  return enqueue(s, &op);
-}
-
-static RtCuResult sim_memset8(CUdeviceptr p, unsigned char v, size_t n) {
-  ENTER_CTX();
-  LEAVE(set_op(NULL, 1, p, v, 1, n));
-}
-static RtCuResult sim_memset8_async(CUdeviceptr p, unsigned char v, size_t n, CUstream s) {
-  ENTER_CTX();
-  LEAVE(set_op(s, 0, p, v, 1, n));
-}
-static RtCuResult sim_memset32(CUdeviceptr p, unsigned v, size_t n) {
-  ENTER_CTX();
-  LEAVE(set_op(NULL, 1, p, v, 4, n));
-}
-static RtCuResult sim_memset32_async(CUdeviceptr p, unsigned v, size_t n, CUstream s) {
-  ENTER_CTX();
-  LEAVE(set_op(s, 0, p, v, 4, n));
-}
-
-/* ======================================================================== */
-/* modules and launches                                                     */
-/* ======================================================================== */
-
-/* The JIT error log the caller passed (CU_JIT_ERROR_LOG_BUFFER and its size,
- * which comes back as the bytes written). */
-static void jit_log(unsigned n, int *opts, void **vals, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void jit_log(unsigned n, int *opts, void **vals, const char *fmt, ...) {
-  char *buf = NULL;
-  size_t size = 0;
-  int size_at = -1;
-  for (unsigned i = 0; opts && vals && i < n; i++) {
-    if (opts[i] == RT_CU_JIT_ERROR_LOG_BUFFER) buf = vals[i];
-    if (opts[i] == RT_CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES) size = (size_t)(uintptr_t)vals[i], size_at = (int)i;
-  }
-  va_list ap;
-  va_start(ap, fmt);
-  if (buf && size) {
-    vsnprintf(buf, size, fmt, ap);
-    vals[size_at] = (void *)(uintptr_t)(strlen(buf) + 1);
-  }
-  va_end(ap);
-}
-
-/* A CUBIN for sm_XY runs on devices of major X and minor >= Y.  (Which of
- * sm_90 and sm_90a the image is, an arch-specific one running only on its
- * own device, does not change the answer for the devices simulated here.) */
-static int arch_runs(int image_sm, const SimArch *a) {
-  return image_sm / 10 == a->major && image_sm % 10 <= a->minor;
-}
-
-/* The option list NVRTC got, as the emulator can honour it: -D as #defines;
- * include paths and the prelude's pre-include (the emulator has its own)
- * do not matter; anything else we cannot reproduce refuses the image. */
-static int options_to_defines(const CgCubinSource *src, char **defs, char *why, size_t n) {
-  size_t cap = 64, len = 0;
-  char *d = xmalloc(cap);
-  d[0] = 0;
-  for (int i = 0; i < src->n_options; i++) {
-    const char *o = src->options[i];
-    if (!strncmp(o, "-I", 2) || !strncmp(o, "--include-path", 14) || !strncmp(o, "--std", 5) ||
-        !strncmp(o, "-std", 4) || !strcmp(o, "-default-device") || !strcmp(o, "--pre-include=cuda_prelude.h") ||
-        !strcmp(o, "-lineinfo") || !strcmp(o, "--generate-line-info"))
-      continue;
-    const char *def = !strncmp(o, "-D", 2) ? o + 2 : !strncmp(o, "--define-macro=", 15) ? o + 15 : NULL;
-    if (!def || !*def) {
-      free(d);
-      snprintf(why, n, "it was compiled with the NVRTC option \"%s\", which the simulation cannot reproduce", o);
-      return -1;
-    }
-    const char *eq = strchr(def, '=');
-    size_t need = strlen(def) + 16;
-    while (len + need >= cap) d = xrealloc(d, cap *= 2);
-    if (eq) len += (size_t)snprintf(d + len, cap - len, "#define %.*s %s\n", (int)(eq - def), def, eq + 1);
-    else len += (size_t)snprintf(d + len, cap - len, "#define %s 1\n", def);
-  }
-  *defs = d;
-  return 0;
-}
-
-static RtCuResult sim_module_load(CUmodule *out, const void *image, unsigned n_opts, int *opts, void **vals) {
-  ENTER_CTX();
-  if (!out) LEAVE(RT_CUDA_ERROR_INVALID_VALUE);
-  *out = NULL;
-  if ((r_ = capture_forbids("cuModuleLoadDataEx"))) LEAVE(r_);
-  char why[512];
-  SimImage img;
-  if (sim_image_parse(image, &img, why, sizeof why)) {
-    jit_log(n_opts, opts, vals, "simulated driver: %s", why);
-    LEAVE(SIM_ERROR_INVALID_IMAGE);
-  }
-  if (!arch_runs(img.sm, the_arch)) {
-    jit_log(n_opts, opts, vals, "simulated driver: the CUBIN is for sm_%d, the device is %s", img.sm, the_arch->arch);
-    sim_image_free(&img);
-    LEAVE(SIM_ERROR_NO_BINARY_FOR_GPU);
-  }
-  CgCubinSource src;
-  if (!cg_cubin_source_find(image, img.size, &src)) {
-    jit_log(n_opts, opts, vals, "simulated driver: this CUBIN (%zu bytes) was not compiled by NVRTC or fetched from the "
-            "kernel cache in this process, so its source is unknown and it cannot be simulated", img.size);
-    sim_image_free(&img);
-    LEAVE(SIM_ERROR_INVALID_IMAGE);
-  }
-  char *defs;
-  if (options_to_defines(&src, &defs, why, sizeof why)) {
-    jit_log(n_opts, opts, vals, "simulated driver: %s", why);
-    sim_image_free(&img);
-    LEAVE(SIM_ERROR_INVALID_IMAGE);
-  }
-  /* The text NVRTC compiled; its copy of cuda_prelude.h drops out by its
-   * include guard, and emu_prelude.h (pre-included by the emulator) maps the
-   * dialect instead. */
-  size_t n = strlen(defs) + strlen(src.source) + 64;
-  char *text = xmalloc(n);
-  snprintf(text, n, "#define DITC_CUDA_PRELUDE_H 1\n%s%s", defs, src.source);
-  free(defs);
-  IrErr e;
-  char name[128];
-  snprintf(name, sizeof name, "sim %s", src.name);
-  EmuModule *emu = emu_module_load(text, name, &e);
-  free(text);
-  if (!emu) {
-    jit_log(n_opts, opts, vals, "simulated driver: the emulator cannot compile the CUBIN's source %s: %.3000s", src.name,
-            e.msg);
-    sim_image_free(&img);
-    LEAVE(SIM_ERROR_INVALID_IMAGE);
-  }
-  for (int i = 0; i < img.n_kernels; i++)
-    if (!emu_module_has_kernel(emu, img.kernels[i].name)) {
-      jit_log(n_opts, opts, vals, "simulated driver: the CUBIN has a kernel %s that its source %s lacks",
-              img.kernels[i].name, src.name);
-      sim_image_free(&img);
-      LEAVE(SIM_ERROR_INVALID_IMAGE);
-    }
-  static long serials;
-  struct CUmod_st *m = xcalloc(1, sizeof *m);
-  m->serial = ++serials;
-  m->img = img;
-  m->emu = emu;
-  m->funcs = xcalloc((size_t)img.n_kernels + 1, sizeof *m->funcs);
-  SimParams *params = xcalloc((size_t)img.n_kernels + 1, sizeof *params);
-  sim_params_read(src.source, &m->img, params);
-  for (int i = 0; i < img.n_kernels; i++) {
-    int dflt = DEFAULT_SMEM_PER_BLOCK - (int)img.kernels[i].static_smem;
-    m->funcs[i] = (struct CUfunc_st){m, &m->img.kernels[i], params[i], dflt > 0 ? dflt : 0};
-  }
-  free(params);
-  m->next = modules;
-  modules = m;
-  *out = m;
-  LEAVE(0);
-}
-
-static struct CUmod_st *module_live(CUmodule mod) {
-  for (struct CUmod_st *m = modules; m; m = m->next)
-    if (m == mod) return m;
-  return NULL;
-}
-
-static RtCuResult sim_module_unload(CUmodule mod) {
-  ENTER_CTX();
-  if ((r_ = capture_forbids("cuModuleUnload"))) LEAVE(r_);
-  struct CUmod_st *m = module_take(&modules, mod);
-  if (!m) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a loaded module"));
-  module_free(m);
-  LEAVE(0);
-}
-
-static RtCuResult sim_module_function(CUfunction *f, CUmodule mod, const char *name) {
-  ENTER_CTX();
-  struct CUmod_st *m = module_live(mod);
-  if (!m) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a loaded module"));
-  if (!f || !name) LEAVE(RT_CUDA_ERROR_INVALID_VALUE);
-  for (int i = 0; i < m->img.n_kernels; i++)
-    if (!strcmp(m->img.kernels[i].name, name)) {
-      *f = &m->funcs[i];
-      LEAVE(0);
-    }
-  LEAVE(sim_fail(SIM_ERROR_NOT_FOUND, "the module has no kernel named %s", name));
-}
-
-static RtCuResult sim_func_attribute(CUfunction f, int attr, int value) {
-  ENTER_CTX();
-  if (!f || !func_live(f, -1)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a function of a loaded module"));
-  if (attr == RT_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES) {
-    int most = the_arch->smem_per_block_optin - (int)f->k->static_smem;
-    if (value < 0 || value > most)
-      LEAVE(sim_fail(RT_CUDA_ERROR_INVALID_VALUE, "kernel %s: %d bytes of dynamic shared memory; %s allows at most "
-                     "%d (%d opt-in per block less %u static)", f->k->name, value, the_arch->arch, most,
-                     the_arch->smem_per_block_optin, f->k->static_smem));
-    f->max_dyn_smem = value;
-    LEAVE(0);
-  }
-  if (attr == 9) { /* PREFERRED_SHARED_MEMORY_CARVEOUT: a hint, percent or -1 */
-    if (value < -1 || value > 100) LEAVE(sim_fail(RT_CUDA_ERROR_INVALID_VALUE, "carveout %d%%", value));
-    LEAVE(0);
-  }
-  LEAVE(sim_fail(RT_CUDA_ERROR_INVALID_VALUE, "function attribute %d is not simulated", attr));
-}
-
-/* The most threads a block of f may have: __launch_bounds__, and what its
- * registers allow (allocated per warp in units of 256). */
-static unsigned max_threads(const SimKernel *k, char *why, size_t n) {
-  unsigned most = MAX_BLOCK_THREADS;
-  snprintf(why, n, "the device's %d", MAX_BLOCK_THREADS);
-  if (k->max_threads && k->max_threads < most) {
-    most = k->max_threads;
-    snprintf(why, n, "its __launch_bounds__(%u)", k->max_threads);
-  }
-  if (k->regs > 0) {
-    unsigned per_warp = ((unsigned)k->regs * 32 + 255) / 256 * 256;
-    unsigned by_regs = REGS_PER_BLOCK / per_warp * 32;
-    if (by_regs < most) {
-      most = by_regs;
-      snprintf(why, n, "its %d registers per thread in %d per block", k->regs, REGS_PER_BLOCK);
-    }
-  }
-  return most;
-}
-
-static RtCuResult sim_launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
-                             unsigned bz, unsigned smem, CUstream s, void **params, void **extra) {
-  ENTER_CTX();
-  if (!f || !func_live(f, -1)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a function of a loaded module"));
-  const SimKernel *k = f->k;
-  if (!stream_valid(s)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "kernel %s: not a stream of this context", k->name));
-  if (!gx || !gy || !gz || gx > 2147483647u || gy > 65535 || gz > 65535)
-    LEAVE(sim_fail(RT_CUDA_ERROR_INVALID_VALUE, "kernel %s: grid (%u, %u, %u) is outside (1..2^31-1, 1..65535, "
-                   "1..65535)", k->name, gx, gy, gz));
-  uint64_t threads = (uint64_t)bx * by * bz;
-  if (!bx || !by || !bz || bx > 1024 || by > 1024 || bz > 64 || threads > MAX_BLOCK_THREADS)
-    LEAVE(sim_fail(RT_CUDA_ERROR_INVALID_VALUE, "kernel %s: block (%u, %u, %u) is outside the device's limits "
-                   "(x, y <= 1024, z <= 64, at most %d threads)", k->name, bx, by, bz, MAX_BLOCK_THREADS));
-  if ((k->reqntid[0] || k->reqntid[1] || k->reqntid[2]) &&
-      (bx != k->reqntid[0] || by != k->reqntid[1] || bz != k->reqntid[2]))
-    LEAVE(sim_fail(RT_CUDA_ERROR_INVALID_VALUE, "kernel %s requires blocks of (%u, %u, %u), not (%u, %u, %u)", k->name,
-                   k->reqntid[0], k->reqntid[1], k->reqntid[2], bx, by, bz));
-  char why[160];
-  unsigned most = max_threads(k, why, sizeof why);
-  if (threads > most)
-    LEAVE(sim_fail(SIM_ERROR_LAUNCH_OUT_OF_RESOURCES, "kernel %s: a block of %llu threads; %s allow%s at most %u",
-                   k->name, (unsigned long long)threads, why, strstr(why, "registers") ? "" : "s", most));
-  if ((int)smem > f->max_dyn_smem)
-    LEAVE(sim_fail(RT_CUDA_ERROR_INVALID_VALUE, "kernel %s: %u bytes of dynamic shared memory, more than its "
-                   "CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (%d%s)", k->name, smem, f->max_dyn_smem,
-                   f->max_dyn_smem + (int)k->static_smem <= DEFAULT_SMEM_PER_BLOCK
-                       ? ": above 48 KiB a kernel must opt in with cuFuncSetAttribute"
-                       : ""));
-  if (params && extra) LEAVE(sim_fail(RT_CUDA_ERROR_INVALID_VALUE, "kernel %s: both kernelParams and extra", k->name));
-  /* Parameters: kernelParams[i] points to parameter i, or extra carries one buffer. */
-  const void *buf = NULL;
-  size_t buf_size = 0;
-  for (int i = 0; extra && extra[i]; i += 2) {
-    if (extra[i] == (void *)(uintptr_t)1) buf = extra[i + 1];                               /* BUFFER_POINTER */
-    else if (extra[i] == (void *)(uintptr_t)2) buf_size = *(const size_t *)extra[i + 1];    /* BUFFER_SIZE */
-    else LEAVE(sim_fail(RT_CUDA_ERROR_INVALID_VALUE, "kernel %s: unknown launch option in extra", k->name));
-  }
-  if (k->n_params != 1)
-    LEAVE(sim_fail(SIM_ERROR_NOT_SUPPORTED, "kernel %s has %d parameters; the simulation runs the kernel dialect's "
-                   "kernels, which take one parameter struct", k->name, k->n_params));
-  size_t n = k->param_size[0];
-  if (!params && (!buf || buf_size < k->param_offset[0] + n))
-    LEAVE(sim_fail(RT_CUDA_ERROR_INVALID_VALUE, "kernel %s: no parameters given for its %zu bytes", k->name, n));
-  Op op = {.kind = OP_KERNEL};
-  op.u.k.f = f;
-  op.u.k.serial = f->mod->serial;
-  op.u.k.grid[0] = gx, op.u.k.grid[1] = gy, op.u.k.grid[2] = gz;
-  op.u.k.block[0] = bx, op.u.k.block[1] = by, op.u.k.block[2] = bz;
-  op.u.k.smem = smem;
-  op.u.k.n = n;
-  op.u.k.params = aligned_alloc(16, (n + 15) & ~(size_t)15);
-  if (!op.u.k.params) ditc_fatal(__FILE__, __LINE__, "out of memory");
-  memset(op.u.k.params, 0, (n + 15) & ~(size_t)15);
-  memcpy(op.u.k.params, params ? params[0] : (const char *)buf + k->param_offset[0], n);
-  LEAVE(enqueue(s, &op));
-}
-
-/* ======================================================================== */
 /* streams, events, graphs                                                  */
 /* ======================================================================== */
 
@@ -1244,7 +615,7 @@ static RtCuResult sim_stream_destroy(CUstream s) {
 
 static RtCuResult sim_stream_sync(CUstream s) {
   ENTER_CTX();
-  if (!stream_valid(s)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a stream of this context"));
+  if (!sim_stream_valid(s)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a stream of this context"));
   struct CUstream_st *x = stream_of(s);
   if (x && x->capturing) {
     x->invalid = 1;
@@ -1281,10 +652,10 @@ static RtCuResult sim_event_destroy(CUevent e) {
 
 static RtCuResult sim_event_record(CUevent e, CUstream s) {
   ENTER_CTX();
-  if (!event_live(e) || !stream_valid(s)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not an event or stream of this context"));
+  if (!event_live(e) || !sim_stream_valid(s)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not an event or stream of this context"));
   Op op = {.kind = OP_EVENT};
   op.u.ev = e;
-  LEAVE(enqueue(s, &op));
+  LEAVE(sim_enqueue(s, &op));
 }
 
 static RtCuResult sim_event_sync(CUevent e) {
@@ -1308,7 +679,7 @@ static RtCuResult sim_begin_capture(CUstream s, int mode) {
   ENTER_CTX();
   struct CUstream_st *x = stream_of(s);
   if (!x) LEAVE(sim_fail(SIM_ERROR_STREAM_CAPTURE_UNSUPPORTED, "the legacy default stream cannot be captured"));
-  if (!stream_valid(s)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a stream of this context"));
+  if (!sim_stream_valid(s)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a stream of this context"));
   if (mode < RT_CU_STREAM_CAPTURE_MODE_GLOBAL || mode > RT_CU_STREAM_CAPTURE_MODE_RELAXED)
     LEAVE(RT_CUDA_ERROR_INVALID_VALUE);
   if (x->capturing) LEAVE(sim_fail(SIM_ERROR_ILLEGAL_STATE, "the stream is being captured already"));
@@ -1324,7 +695,7 @@ static RtCuResult sim_end_capture(CUstream s, CUgraph *g) {
   if (!g) LEAVE(RT_CUDA_ERROR_INVALID_VALUE);
   *g = NULL;
   struct CUstream_st *x = stream_of(s);
-  if (!x || !stream_valid(s)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a stream of this context"));
+  if (!x || !sim_stream_valid(s)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a stream of this context"));
   if (!x->capturing) LEAVE(sim_fail(SIM_ERROR_ILLEGAL_STATE, "the stream is not being captured"));
   x->capturing = 0;
   if (x->invalid) {
@@ -1364,7 +735,7 @@ static RtCuResult sim_graph_launch(CUgraphExec g, CUstream s) {
   struct CUgraphExec_st *x = execs;
   while (x && x != g) x = x->next;
   if (!x) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not an executable graph of this context"));
-  if (!stream_valid(s)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a stream of this context"));
+  if (!sim_stream_valid(s)) LEAVE(sim_fail(SIM_ERROR_INVALID_HANDLE, "not a stream of this context"));
   if (sim_stream_capturing(s))
     LEAVE(sim_fail(SIM_ERROR_NOT_SUPPORTED, "the simulation does not capture a graph launch into another graph"));
   for (int i = 0; i < x->ops.n; i++) {
@@ -1416,24 +787,6 @@ void rt_cuda_sim_driver(RtCudaApi *t) {
       .CtxSetCurrent = sim_ctx_set_current,
       .CtxGetCurrent = sim_ctx_get_current,
       .CtxSynchronize = sim_ctx_synchronize,
-      .ModuleLoadDataEx = sim_module_load,
-      .ModuleUnload = sim_module_unload,
-      .ModuleGetFunction = sim_module_function,
-      .FuncSetAttribute = sim_func_attribute,
-      .LaunchKernel = sim_launch,
-      .MemAlloc = sim_mem_alloc,
-      .MemFree = sim_mem_free,
-      .MemGetInfo = sim_mem_info,
-      .MemsetD8 = sim_memset8,
-      .MemsetD8Async = sim_memset8_async,
-      .MemsetD32 = sim_memset32,
-      .MemsetD32Async = sim_memset32_async,
-      .MemcpyHtoD = sim_htod,
-      .MemcpyDtoH = sim_dtoh,
-      .MemcpyDtoD = sim_dtod,
-      .MemcpyHtoDAsync = sim_htod_async,
-      .MemcpyDtoHAsync = sim_dtoh_async,
-      .MemcpyDtoDAsync = sim_dtod_async,
       .StreamCreate = sim_stream_create,
       .StreamDestroy = sim_stream_destroy,
       .StreamSynchronize = sim_stream_sync,
@@ -1449,4 +802,6 @@ void rt_cuda_sim_driver(RtCudaApi *t) {
       .GraphDestroy = sim_graph_destroy,
       .GraphExecDestroy = sim_graph_exec_destroy,
   };
+  sim_mem_table(t);
+  sim_module_table(t);
 }
