@@ -119,18 +119,31 @@ int cmd_compare(const Opts *o) {
     rc = cli_fail("shapes differ: %s is %s, %s is %s", o->model, sa, o->extra, sb);
   } else {
     double num = 0, den = 0, maxabs = 0;
-    int nonfinite = 0;
+    int64_t bad[2] = {0, 0}, first = -1; /* non-finite elements of each side, the first position */
     for (int64_t i = 0; i < na; i++) {
+      int fa = isfinite(a[i]), fb = isfinite(b[i]);
+      if (!fa || !fb) {
+        bad[0] += !fa, bad[1] += !fb;
+        if (first < 0) first = i;
+        continue; /* NaN would hide every other difference: the errors cover the finite pairs */
+      }
       double d = (double)a[i] - b[i];
-      if (!isfinite(a[i]) || !isfinite(b[i])) nonfinite++;
       num += d * d;
       den += (double)b[i] * b[i];
       if (fabs(d) > maxabs) maxabs = fabs(d);
     }
     double rel = den > 0 ? sqrt(num / den) : sqrt(num);
-    printf("%s vs %s: shape %s, relative L2 error %.3e, max abs error %.3e\n", o->model, o->extra, sa, rel, maxabs);
-    if (nonfinite) rc = cli_fail("%d non-finite values", nonfinite);
-    else if (o->tol >= 0 && !(rel <= o->tol)) rc = cli_fail("relative L2 error %.3e is above the tolerance %.1e", rel, o->tol);
+    if (first >= 0) {
+      printf("%s vs %s: shape %s, relative L2 error %.3e and max abs error %.3e over the finite pairs; "
+             "non-finite: %lld in the first, %lld in the second\n", o->model, o->extra, sa, rel, maxabs,
+             (long long)bad[0], (long long)bad[1]);
+      rc = cli_fail("non-finite values: %lld in %s, %lld in %s; the first at flat index %lld (%g vs %g)",
+                    (long long)bad[0], o->model, (long long)bad[1], o->extra, (long long)first, (double)a[first],
+                    (double)b[first]);
+    } else {
+      printf("%s vs %s: shape %s, relative L2 error %.3e, max abs error %.3e\n", o->model, o->extra, sa, rel, maxabs);
+    }
+    if (!rc && o->tol >= 0 && !(rel <= o->tol)) rc = cli_fail("relative L2 error %.3e is above the tolerance %.1e", rel, o->tol);
   }
   free(a);
   free(b);

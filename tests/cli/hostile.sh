@@ -73,4 +73,16 @@ model m() {
 }
 DIT
 expect 1 "dup.dit:3:9: error: entry 'forward' is defined twice" -- "$DITC" stats "$T/dup.dit"
+# compare with NaN on one side: counted and located, the errors over the finite pairs (not "max abs error 0")
+st2() { # FILE B0 B1: a safetensors file holding x = F32[2] from the two values' little-endian bytes
+  local h='{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
+  while [ $(( ${#h} % 8 )) != 0 ]; do h="$h "; done
+  { printf "\\x$(printf %02x ${#h})\\x00\\x00\\x00\\x00\\x00\\x00\\x00"; printf '%s' "$h"; printf "$2$3"; } >"$1"
+}
+st2 "$T/cmpnan.safetensors" '\x00\x00\x80\x3f' '\x00\x00\xc0\x7f'
+st2 "$T/one.safetensors" '\x00\x00\x80\x3f' '\x00\x00\x00\x40'
+expect 1 "non-finite values: 1 in .*cmpnan.safetensors:x, 0 in .*one.safetensors:x; the first at flat index 1 \(nan vs 2\)" -- \
+  "$DITC" compare "$T/cmpnan.safetensors:x" "$T/one.safetensors:x" --tol 1
+grep -q "over the finite pairs; non-finite: 1 in the first, 0 in the second" "$T/stdout" || { echo "FAIL: compare NaN summary: $(cat "$T/stdout")"; fail=1; }
+
 exit $fail
