@@ -526,8 +526,18 @@ static Value bi_slice(Call *c) {
                axis, d);
       return el_poison();
     }
+    IrDim st0 = st, en0 = en;
     if (st < 0) st += d;
     if (en < 0) en += d;
+    if (st < 0 || en > d || st >= en) {
+      char from[96] = "";
+      if (st0 < 0 || en0 < 0)
+        snprintf(from, sizeof from, " (counted from the end: %" PRId64 " to %" PRId64 ")", st, en);
+      el_error(c->e, c->call->loc, "slice(): start %" PRId64 ", end %" PRId64 "%s is not a non-empty range of axis %d "
+               "of size %" PRId64 " (0 <= start < end <= %" PRId64 "; negative bounds count from the end)", st0, en0,
+               from, axis, d, d);
+      return el_poison();
+    }
   } else if ((!sym_st && st != 0) || (!sym_en && en != 0)) {
     el_error(c->e, c->call->loc, "slice(): axis %d is batch-sized: its bounds must be 0 or multiples of B", axis);
     return el_poison();

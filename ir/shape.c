@@ -315,6 +315,10 @@ static int infer_other(IrOp op, int n, IrNode *const *in, const IrAttrs *at, IrS
       ok = st <= 0 && len < 0 && -st - len <= -d;
     if (!ok) {
       char b1[32], b2[32];
+      if (d >= 0) /* a fixed axis: start and length are plain numbers (a negative one is not B's multiple) */
+        return ir_errf(err, "slice: start %lld, length %lld is not inside axis %d of %s (0 <= start, 1 <= length, "
+                       "start + length <= %lld)", (long long)st, (long long)len, at->axis, SHP(&x->shape),
+                       (long long)d);
       return ir_errf(err, "slice: start %s, length %s is not inside axis %d of %s", ir_dim_str(st, b1, 32),
                      ir_dim_str(len, b2, 32), at->axis, SHP(&x->shape));
     }
