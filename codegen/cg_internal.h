@@ -216,6 +216,15 @@ void cg_emit_moe(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in);
 /* Does n read input j as a matrix-product operand (stored in the precision)? */
 int cg_moe_operand(const IrNode *n, int j);
 
+/* ---- quantisation (quant.c) ----------------------------------------------------- */
+
+/* qscale over the rows of a contiguous [rows, len] value into out[rows]. */
+void cg_emit_qscale(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len, float qmax);
+/* qlinear: y[m, nn] from xq[m, kk], sx[m], wq[nn, kk], sw[nn] (in[0..3]) and,
+ * with has_bias, b[nn] (in[4]); every operand contiguous. */
+void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int64_t m, int64_t nn,
+                     int64_t kk);
+
 /* ---- fused attention (attention.c) ---------------------------------------------- */
 
 /* out[l.., i, :] = softmax(scale * q[l.., i, :] k[l.., :, :]^T) v[l.., :, :], with

@@ -283,6 +283,23 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
   }
   case IR_AVGPOOL2D:
     return cg_emit_avgpool(e, n, out, in0, xs[0] * xs[1], xs[2], xs[3], n->attr.out_h, n->attr.out_w);
+  case IR_QSCALE: {
+    int64_t rows = 1, len = 1;
+    for (int i = 0; i < xr; i++) *(i < n->attr.axis ? &rows : &len) *= xs[i];
+    return cg_emit_qscale(e, n, out, in0, rows, len, n->attr.f);
+  }
+  case IR_QUANTIZE:
+  case IR_DEQUANTIZE: {
+    CgView iv[2] = {node_view(c, x, in0), broadcast_view(c, buf_loc(c, st->reads[1]), n->in[1], n)};
+    return cg_emit_map(e, n, ir_op_name(n->op), ov, 2, iv,
+                       n->op == IR_QUANTIZE ? "ditc_quantize_i8(v0, v1)" : "ditc_dequantize(v0, v1)");
+  }
+  case IR_QLINEAR: {
+    CgLoc in[5];
+    for (int i = 0; i < n->n_in; i++) in[i] = buf_loc(c, st->reads[i]);
+    int64_t kk = last, nn = n->in[2]->shape.d[0];
+    return cg_emit_qlinear(e, n, out, in, n->n_in == 5, kk ? numel / kk : 0, nn, kk);
+  }
   case IR_PERMUTE: {
     CgView iv = node_view(c, x, in0), pv = {.loc = in0, .rank = ov.rank};
     for (int j = 0; j < ov.rank; j++) {

@@ -6,7 +6,8 @@
  *            alias (reshape shares its input's storage), a leaf (inputs in
  *            the arena, PARAM/CONST in the weights blob) or a computed weight
  *            (a concat/slice/permute/cast of weights only, e.g. hoist-adaln's
- *            stacked adaLN weights: a constant of the plan, computed into the
+ *            stacked adaLN weights, or a weight's int8 levels and scales,
+ *            quantize and qscale: a constant of the plan, computed into the
  *            blob by cg_plan_fill_weights, never a step);
  *   groups   the fuse pass's groups (IrNode.fuse, ir/groups.def), each by its
  *            kind and roles, absorbing its members into the anchor's
@@ -104,8 +105,9 @@ static IrNode *alias_root(Ctx *c, IrNode *n) {
  * over float weights (PARAM, CONST or themselves computed), e.g. the stacked
  * adaLN weights hoist-adaln makes.  Other weight-only nodes stay steps. */
 static int computed_weight(Ctx *c, const IrNode *n) {
-  if (n->op != IR_CONCAT && n->op != IR_SLICE && n->op != IR_PERMUTE && n->op != IR_CAST) return 0;
-  if (!ir_dtype_is_float(n->dtype)) return 0;
+  int quant = n->op == IR_QSCALE || n->op == IR_QUANTIZE; /* a quantised weight and its scales */
+  if (n->op != IR_CONCAT && n->op != IR_SLICE && n->op != IR_PERMUTE && n->op != IR_CAST && !quant) return 0;
+  if (!ir_dtype_is_float(n->dtype) && !quant) return 0;
   for (int i = 0; i < n->n_in; i++) {
     IrNode *x = alias_root(c, n->in[i]);
     if (inf(c, x)->how != LOW_WEIGHT || !ir_dtype_is_float(x->dtype)) return 0;
@@ -118,7 +120,8 @@ static int decide(Ctx *c, IrErr *err) {
     IrNode *n = c->g->nodes[i];
     NodeInfo *ni = inf(c, n);
     ni->buf = -1;
-    if (n->dtype == IR_I8) return node_err(err, n, "i8 tensors are not supported by the code generator yet");
+    if (n->op == IR_LINEAR && n->in[1]->dtype == IR_I8)
+      return node_err(err, n, "a linear over an i8 weight is not supported by the code generator (dequantize it)");
     switch (n->op) {
     case IR_INPUT: ni->how = LOW_INPUT; break;
     case IR_PARAM:
