@@ -168,6 +168,8 @@ void cg_emit_layernorm(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t 
 void cg_emit_softmax(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len);
 void cg_emit_reduce(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len,
                     int mean);
+/* qscale (ops.def) of each row into out[rows]. */
+void cg_emit_qscale(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len, float qmax);
 void cg_emit_topk_softmax(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows,
                           int64_t len, int k);
 void cg_emit_embedding(CgEmit *e, const IrNode *n, CgLoc out, CgLoc table, CgLoc idx,
@@ -218,8 +220,6 @@ int cg_moe_operand(const IrNode *n, int j);
 
 /* ---- quantisation (quant.c) ----------------------------------------------------- */
 
-/* qscale over the rows of a contiguous [rows, len] value into out[rows]. */
-void cg_emit_qscale(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len, float qmax);
 /* qlinear: y[m, nn] from xq[m, kk], sx[m], wq[nn, kk], sw[nn] (in[0..3]) and,
  * with has_bias, b[nn] (in[4]); every operand contiguous. */
 void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int64_t m, int64_t nn,

@@ -1,10 +1,9 @@
 /*
  * quant.c - kernels for the quantisation ops (ops.def; passes/quantize.c).
  * quantize and dequantize are elementwise maps (emit.c lowers them through
- * cg_emit_map with ir/scalar.h's ditc_quantize_i8 / ditc_dequantize); here:
+ * cg_emit_map with ir/scalar.h's ditc_quantize_i8 / ditc_dequantize) and
+ * qscale a row kernel (kernels.c); here:
  *
- *   qscale   one warp per row: the largest |x| (ditc_absmax, NaN kept) by a
- *            butterfly over the warp, then ditc_qscale.
  *   qlinear  one thread per output element: the int8 products summed in
  *            int32 in k order (exact, so any order gives the same sum), then
  *            ditc_qlinear_scale and the bias, as the reference executor
@@ -15,28 +14,6 @@
 #include <stdio.h>
 
 #include "codegen/cg_internal.h"
-
-void cg_emit_qscale(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len, float qmax) {
-  const char *name;
-  char ld[256], f[48], idx[64];
-  int k = cg_kernel_open(e, n, "qscale", NULL, &name);
-  snprintf(idx, sizeof idx, "row * %lldLL + j", (long long)len);
-  cg_text_printf(&e->src, "DITC_KERNEL_BOUNDS(%s, DitcArgs, a, 32 * CG_ROWS_PER_BLOCK) {\n", name);
-  cg_decl_ptr(e, "x", in, 0);
-  cg_decl_ptr(e, "y", out, 1);
-  cg_text_printf(&e->src,
-                 "  long long row = (long long)blockIdx.x * CG_ROWS_PER_BLOCK + threadIdx.y;\n"
-                 "  if (row >= %lldLL) return;\n"
-                 "  float m = 0.0f;\n"
-                 "  for (long long j = threadIdx.x; j < %lldLL; j += 32) m = ditc_absmax(m, %s);\n"
-                 "  for (int o = 16; o > 0; o >>= 1) m = ditc_absmax(m, __shfl_xor_sync(0xffffffffu, m, o));\n"
-                 "  if (threadIdx.x == 0) y[row] = ditc_qscale(m, %s);\n"
-                 "}\n\n",
-                 (long long)rows, (long long)len, cg_load(in.dtype, "x", idx, ld), cg_float_lit(qmax, f));
-  int r = e->tune->rows_per_block;
-  int64_t grid = (rows + r - 1) / r;
-  cg_launch(e, n, k, grid > 0 ? grid : 1, 1, 1, 32, r, 1, 0);
-}
 
 void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int64_t m, int64_t nn,
                      int64_t kk) {

@@ -127,4 +127,18 @@ check_pass() {  # CASE TOL FLAG...
   "$DITC" compare "$TMP/$c.cfg.safetensors:out" "$REF/$c.case.safetensors:cfg_out" --tol "$tol"
 }
 
+# check_pass_emu CASE TOL FLAG...: check_pass on the emulated device at fp32 within TOL, then at f16
+# and bf16 (the GEMM operands in that precision) within 1e-2.
+check_pass_emu() {  # CASE TOL FLAG...
+  local c=$1 tol=$2 p
+  shift 2
+  BACKEND_ARGS=(--backend emu)
+  check_pass "$c" "$tol" "$@"
+  for p in f16 bf16; do
+    BACKEND_ARGS=(--backend emu --precision "$p")
+    check_pass "$c" 1e-2 "$@"
+  done
+  BACKEND_ARGS=(--backend ref)
+}
+
 cd "${DITC_SRC:?DITC_SRC must name the source tree}"
