@@ -168,6 +168,10 @@ void cg_emit_layernorm(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t 
 void cg_emit_softmax(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len);
 void cg_emit_reduce(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len,
                     int mean);
+/* quantize(x, qscale(x)) of each row (a quant-rows group): the levels into
+ * out, the scales into scales[rows]. */
+void cg_emit_quant_rows(CgEmit *e, const IrNode *n, CgLoc out, CgLoc scales, CgLoc in, int64_t rows, int64_t len,
+                        float qmax);
 /* qscale (ops.def) of each row into out[rows]. */
 void cg_emit_qscale(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len, float qmax);
 void cg_emit_topk_softmax(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows,

@@ -231,6 +231,11 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
     if (ni->side) s.side = node_view(c, ni->side, buf_loc(c, st->write2));
     return cg_emit_norm(e, n, &s);
   }
+  if (ni->how == LOW_QROWS) {
+    int64_t len = ov.shape[ov.rank - 1];
+    return cg_emit_quant_rows(e, n, out, buf_loc(c, st->write2), buf_loc(c, st->reads[0]), len ? node_numel(c, n) / len : 0,
+                              len, ni->side->attr.f);
+  }
   DITC_ASSERT(ni->how == LOW_KERNEL);
   CgLoc in0 = buf_loc(c, st->reads[0]);
   IrNode *x = n->in[0];

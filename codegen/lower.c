@@ -206,6 +206,16 @@ static void lower_attention(Ctx *c, const IrGroup *grp) {
 
 /* A GEMM epilogue group as one GEMM step applying bias and epilogue on its
  * store; the GEMM has the tanh-GELU epilogue only. */
+/* quant-rows: one row kernel at the quantize, the scales its side value;
+ * both must be kernels (a weight's levels and scales are computed weights). */
+static void lower_quant_rows(Ctx *c, const IrGroup *grp) {
+  IrNode *s = grp->role[IR_ROLE_QUANT_ROWS_SCALE], *q = grp->role[IR_ROLE_QUANT_ROWS_QUANTIZE];
+  if (inf(c, s)->how != LOW_KERNEL || inf(c, q)->how != LOW_KERNEL) return;
+  inf(c, q)->how = LOW_QROWS;
+  inf(c, q)->side = s;
+  inf(c, s)->how = LOW_SIDE;
+}
+
 static void lower_gemm_epilogue(Ctx *c, const IrGroup *grp) {
   IrNode *l = grp->role[IR_ROLE_GEMM_EPILOGUE_LINEAR], *e = grp->role[IR_ROLE_GEMM_EPILOGUE_EPILOGUE];
   if (e->op != IR_GELU_TANH || inf(c, l)->how != LOW_GEMM) return;
@@ -227,6 +237,7 @@ static void lower_groups(Ctx *c) {
     case IR_GROUP_ATTENTION: lower_attention(c, grp); break;
     case IR_GROUP_GEMM_EPILOGUE: lower_gemm_epilogue(c, grp); break;
     case IR_GROUP_NORM: lower_norm(c, grp); break;
+    case IR_GROUP_QUANT_ROWS: lower_quant_rows(c, grp); break;
     case IR_GROUP_MAP:
     case IR_GROUP_CONCAT: break; /* lower_trees() */
     case IR_GROUP_KIND_COUNT: ditc_unreachable();
@@ -263,6 +274,9 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
     for (int i = 1; i < ni->n_leaves; i++) out[k++] = ni->lview[i].base;
     return k;
   }
+  case LOW_QROWS: /* x; the scales are its own */
+    out[0] = n->in[0];
+    return 1;
   case LOW_WEIGHT: /* a computed weight reads its inputs when the blob is filled */
     for (int i = 0; i < n->n_in; i++) out[i] = n->in[i];
     return n->n_in;
@@ -275,7 +289,9 @@ static void need(Ctx *c) {
   /* a kernel that stores a side value runs whenever that value is needed;
    * after dce every group anchor is live, so run them all */
   for (int i = 0; i < c->g->n_nodes; i++)
-    if (inf(c, c->g->nodes[i])->how == LOW_NORM && inf(c, c->g->nodes[i])->side) inf(c, c->g->nodes[i])->need = 1;
+    if ((inf(c, c->g->nodes[i])->how == LOW_NORM || inf(c, c->g->nodes[i])->how == LOW_QROWS) &&
+        inf(c, c->g->nodes[i])->side)
+      inf(c, c->g->nodes[i])->need = 1;
   IrNode **rd = NULL;
   int cap = 0;
   for (int i = c->g->n_nodes - 1; i >= 0; i--) {
@@ -450,7 +466,8 @@ static int plan_steps(Ctx *c) {
     switch (ni->how) {
     case LOW_WEIGHT: ni->buf = add_weight(c, n); break;
     case LOW_ALIAS: ni->buf = inf(c, n->in[0])->buf; break;
-    case LOW_SIDE: break; /* its buffer comes with its LOW_NORM anchor's step */
+    case LOW_SIDE: break; /* its buffer comes with its LOW_NORM / LOW_QROWS anchor's step */
+    case LOW_QROWS:
     case LOW_KERNEL:
     case LOW_FUSED:
     case LOW_NORM:
@@ -463,7 +480,7 @@ static int plan_steps(Ctx *c) {
       LStep *s = add_step(c, LS_NODE, n, k + status, ni->buf);
       for (int j = 0; j < k; j++) s->reads[j] = inf(c, r[j])->buf;
       if (status) s->reads[k] = c->status_buf;
-      if (ni->how == LOW_NORM && ni->side) {
+      if ((ni->how == LOW_NORM || ni->how == LOW_QROWS) && ni->side) {
         NodeInfo *si = inf(c, ni->side);
         s->write2 = si->buf = new_buf(c, CG_SPACE_ACT, si->store, node_numel(c, ni->side));
       }

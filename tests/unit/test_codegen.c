@@ -1287,7 +1287,8 @@ static void test_weight_only(void **state) {
 }
 
 /* Quantised linears (passes/quantize.c) on the emulated device: w8a8's
- * qscale, quantize and qlinear kernels give the reference executor's bits
+ * qscale and quantize kernels (or their quant-rows kernel, fused) and its
+ * qlinear kernel give the reference executor's bits
  * (integer sums, one order of float operations), w8's dequantize + GEMM is
  * within f32 rounding; NVRTC compiles both. */
 static void test_quantized(void **state) {
@@ -1312,7 +1313,14 @@ static void test_quantized(void **state) {
     int n_in;
     RtTensor *in = make_inputs(g, 2, -2.0f, 2.0f, 4, &n_in);
     const char *label = w8a8 ? "w8a8" : "w8";
+    if (w8a8) { /* the activations' scales and levels: one quant-rows kernel each, fused or per node */
+      int named;
+      int fused = kernel_steps_named(g, 1, "quant_rows", &named);
+      assert_int_equal(named, 2);
+      assert_int_equal(kernel_steps(g, 0), fused + 2);
+    }
     check_graph_at(g, &wt, in, 2, IR_F32, 1, w8a8 ? 0.0 : 1e-6, label, 1);
+    check_graph_at(g, &wt, in, 2, IR_F32, 0, w8a8 ? 0.0 : 1e-6, label, 0);
     check_graph_at(g, &wt, in, 2, IR_BF16, 1, 1e-2, label, 2);
     free_tensors(in, n_in);
     weights_free(&wt);
