@@ -2,7 +2,7 @@
 # --quantize and --quantize-scope refused as they should be, without NVRTC: a mode or scope ditc does
 # not know (int4, some) is a usage error (exit 2) naming the value and the accepted ones; fp8 for an
 # architecture below sm_89 (compile and cache build --arch sm_80) says so; --quantize-scope alone,
-# --quantize with a quantize pass in --passes too, and fp8 itself (not implemented yet) are clear
+# --quantize with a quantize pass in --passes too, --quantize with --plan, and fp8 itself (not implemented yet) are clear
 # errors; none of them writes an output file.  `ditc ir --quantize w8a8` prints the same graph as
 # the pass spelled in --passes at the flag's place, and dumps show the i8 values and their scales.
 source "$(dirname "$0")/common.bash"
@@ -37,6 +37,8 @@ expect 2 "option 'mode' takes one of none|w8|w8a8|fp8, got 'int4'" ir "${TINY[@]
 expect 1 "mode fp8 is not implemented yet" run "${TINY[@]}" --weights random --input x --output "$T/out.safetensors" \
   --quantize fp8 --backend ref
 expect 2 "'cache ls' takes only --arch" cache ls --quantize w8
+expect 1 "--quantize and --precision do not apply to a pack" run --plan "$T/none.ditpack" --backend emu --input x \
+  --output "$T/out.safetensors" --quantize w8
 
 # the flag is the pass at its place in the default pipeline
 "$DITC" ir "${TINY[@]}" --quantize w8a8 --quantize-scope all >"$T/flag.ir"
