@@ -331,6 +331,10 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
         jshape(r, o, w->dtype, &w->rank, w->shape, &bytes) || jint(r, o, "offset", -1, MAX_BYTES, &w->offset) ||
         jint32(r, o, "param_id", -1, INT32_MAX - 1, &w->param_id) || read_computed(r, o, i, w, A))
       goto out;
+    if (w->dtype == IR_I8 && w->op != IR_QUANTIZE) {
+      bad(r, "an i8 weight that quantize does not compute");
+      goto out;
+    }
     json_t *d = json_object_get(o, "data");
     if (w->n_in) {
       if (d) {

@@ -163,7 +163,9 @@ static int store_weight(const CgWeight *cw, const float *src, int64_t n, char *d
       for (int64_t j = 0; j < n; j++) ((int32_t *)dst)[j] = (int32_t)src[j];
     }
     break;
-  case IR_I8: /* int8 levels, whole numbers in -127..127 (ditc_quantize_i8) */
+  case IR_I8: /* int8 levels, whole numbers in -127..127 (ditc_quantize_i8): only quantize computes them */
+    if (cw->op != IR_QUANTIZE || !cw->n_in)
+      return ir_errf(err, "codegen: weight '%s' is i8 but not computed by quantize", cw->name ? cw->name : "?");
     for (int64_t j = 0; j < n; j++) ((int8_t *)dst)[j] = (int8_t)src[j];
     break;
   case IR_F16:
