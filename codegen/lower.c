@@ -204,8 +204,6 @@ static void lower_attention(Ctx *c, const IrGroup *grp) {
   if (sc) inf(c, sc)->how = LOW_ABSORBED;
 }
 
-/* A GEMM epilogue group as one GEMM step applying bias and epilogue on its
- * store; the GEMM has the tanh-GELU epilogue only. */
 /* quant-rows: one row kernel at the quantize, the scales its side value;
  * both must be kernels (a weight's levels and scales are computed weights). */
 static void lower_quant_rows(Ctx *c, const IrGroup *grp) {
@@ -216,9 +214,19 @@ static void lower_quant_rows(Ctx *c, const IrGroup *grp) {
   inf(c, s)->how = LOW_SIDE;
 }
 
+/* A GEMM epilogue group as one GEMM step applying bias and epilogue on its
+ * store; the GEMM has the tanh-GELU epilogue only.  Over a qlinear: its
+ * kernel applies the GELU on its store. */
 static void lower_gemm_epilogue(Ctx *c, const IrGroup *grp) {
   IrNode *l = grp->role[IR_ROLE_GEMM_EPILOGUE_LINEAR], *e = grp->role[IR_ROLE_GEMM_EPILOGUE_EPILOGUE];
-  if (e->op != IR_GELU_TANH || inf(c, l)->how != LOW_GEMM) return;
+  if (e->op != IR_GELU_TANH) return;
+  if (l->op == IR_QLINEAR && inf(c, l)->how == LOW_KERNEL) {
+    inf(c, e)->how = LOW_QLINEAR_GELU;
+    inf(c, e)->linear = l;
+    inf(c, l)->how = LOW_ABSORBED;
+    return;
+  }
+  if (inf(c, l)->how != LOW_GEMM) return;
   inf(c, e)->how = LOW_LINEAR_GELU;
   inf(c, e)->linear = l;
   inf(c, l)->how = LOW_ABSORBED;
@@ -260,6 +268,7 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
     for (int i = 0; i < n->n_in; i++) out[i] = n->in[i];
     return n->n_in;
   case LOW_LINEAR_GELU:
+  case LOW_QLINEAR_GELU:
     for (int i = 0; i < ni->linear->n_in; i++) out[i] = ni->linear->in[i];
     return ni->linear->n_in;
   case LOW_ATTENTION:
@@ -468,6 +477,7 @@ static int plan_steps(Ctx *c) {
     case LOW_ALIAS: ni->buf = inf(c, n->in[0])->buf; break;
     case LOW_SIDE: break; /* its buffer comes with its LOW_NORM / LOW_QROWS anchor's step */
     case LOW_QROWS:
+    case LOW_QLINEAR_GELU:
     case LOW_KERNEL:
     case LOW_FUSED:
     case LOW_NORM:

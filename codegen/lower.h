@@ -32,6 +32,7 @@ typedef enum {
   LOW_NORM,        /* anchor of a fused layernorm group (cg_emit_norm) */
   LOW_SIDE,        /* a value a LOW_NORM / LOW_QROWS kernel also stores (read elsewhere) */
   LOW_QROWS,       /* anchor of a quant-rows group: quantize with its qscale (the side value) */
+  LOW_QLINEAR_GELU, /* gelu_tanh(qlinear(...)): the qlinear kernel with the GELU on its store */
 } Lowering;
 
 /* A strided view of node `base`'s stored value (attention operands). */

@@ -15,11 +15,13 @@
 
 #include "codegen/cg_internal.h"
 
-void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int64_t m, int64_t nn,
-                     int64_t kk) {
+void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int gelu, int64_t m,
+                     int64_t nn, int64_t kk) {
   const char *name;
-  char ldb[256], st[512], v[512];
-  int k = cg_kernel_open(e, n, "qlinear", "int8 products summed exactly in int32, scaled once", &name);
+  char ldb[256], st[512], v0[512], v[560];
+  int k = cg_kernel_open(e, n, gelu ? "qlinear_gelu" : "qlinear",
+                         gelu ? "int8 products summed exactly in int32, scaled once, bias, tanh-GELU"
+                              : "int8 products summed exactly in int32, scaled once", &name);
   cg_text_printf(&e->src, "DITC_KERNEL(%s, DitcArgs, a) {\n", name);
   cg_decl_ptr(e, "xq", in[0], 0);
   cg_decl_ptr(e, "sx", in[1], 0);
@@ -27,8 +29,9 @@ void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int
   cg_decl_ptr(e, "sw", in[3], 0);
   if (has_bias) cg_decl_ptr(e, "b", in[4], 0);
   cg_decl_ptr(e, "y", out, 1);
-  snprintf(v, sizeof v, has_bias ? "ditc_add(ditc_qlinear_scale(acc, sx[r], sw[c]), %s)" : "ditc_qlinear_scale(acc, sx[r], sw[c])",
+  snprintf(v0, sizeof v0, has_bias ? "ditc_add(ditc_qlinear_scale(acc, sx[r], sw[c]), %s)" : "ditc_qlinear_scale(acc, sx[r], sw[c])",
            has_bias ? cg_load(in[4].dtype, "b", "c", ldb) : "");
+  snprintf(v, sizeof v, gelu ? "ditc_gelu_tanh(%s)" : "%s", v0);
   cg_text_printf(&e->src,
                  "  long long i = (long long)blockIdx.x * CG_BLOCK_ELEMENTWISE + threadIdx.x;\n"
                  "  if (i >= %lldLL) return;\n"

@@ -109,7 +109,8 @@ static int check_attention(const IrGroup *grp, const int *uses, IrErr *err) {
 
 static int check_gemm_epilogue(const IrGroup *grp, const int *uses, IrErr *err) {
   IrNode *l = grp->role[IR_ROLE_GEMM_EPILOGUE_LINEAR], *e = grp->role[IR_ROLE_GEMM_EPILOGUE_EPILOGUE];
-  if (l->op != IR_LINEAR || l->n_in != 3) return ir_errf(err, "gemm-epilogue: " NODE_FMT " is not a linear with a bias", NODE_ARG(l));
+  if (!(l->op == IR_LINEAR && l->n_in == 3) && !(l->op == IR_QLINEAR && l->n_in == 5))
+    return ir_errf(err, "gemm-epilogue: " NODE_FMT " is not a linear or qlinear with a bias", NODE_ARG(l));
   if (ir_op_class(e->op) != IR_CLASS_UNARY || e->in[0] != l)
     return ir_errf(err, "gemm-epilogue: epilogue " NODE_FMT " is not a unary op of the linear", NODE_ARG(e));
   if (uses[l->index] != 1) return ir_errf(err, "gemm-epilogue: the linear has %d readers", uses[l->index]);

@@ -11,7 +11,8 @@
  *               never reach memory, the head split (slice / reshape /
  *               permute of the qkv product) and the head merge are its
  *               indexing;
- *   gemm        linear -> gelu_tanh: the GEMM's bias + GELU epilogue;
+ *   gemm        linear -> gelu_tanh: the GEMM's bias + GELU epilogue (qlinear ->
+ *               gelu_tanh: the qlinear kernel's);
  *   norm        [prologue] -> layernorm -> [epilogue]: the elementwise tree
  *               that makes the layernorm's input (DiT: the residual add
  *               x + gate * y of the previous sub-block, whose value is also
@@ -130,7 +131,9 @@ static void fuse_attention(Fuse *f, IrNode *n) {
 static void fuse_gemm_epilogue(Fuse *f, IrNode *n) {
   if (n->op != IR_GELU_TANH || !free_node(n)) return;
   IrNode *l = n->in[0];
-  if (l->op != IR_LINEAR || l->n_in != 3 || !single(f, l) || !free_node(l)) return;
+  if (!((l->op == IR_LINEAR && l->n_in == 3) || (l->op == IR_QLINEAR && l->n_in == 5)) || !single(f, l) ||
+      !free_node(l))
+    return;
   IrGroup *grp = ir_group_new(f->g, IR_GROUP_GEMM_EPILOGUE);
   grp->role[IR_ROLE_GEMM_EPILOGUE_LINEAR] = l;
   grp->role[IR_ROLE_GEMM_EPILOGUE_EPILOGUE] = n;

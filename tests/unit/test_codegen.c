@@ -1313,11 +1313,13 @@ static void test_quantized(void **state) {
     int n_in;
     RtTensor *in = make_inputs(g, 2, -2.0f, 2.0f, 4, &n_in);
     const char *label = w8a8 ? "w8a8" : "w8";
-    if (w8a8) { /* the activations' scales and levels: one quant-rows kernel each, fused or per node */
-      int named;
-      int fused = kernel_steps_named(g, 1, "quant_rows", &named);
-      assert_int_equal(named, 2);
-      assert_int_equal(kernel_steps(g, 0), fused + 2);
+    if (w8a8) { /* fused: one quant-rows kernel per activation, fc1's GELU in its qlinear kernel */
+      int rows, gelu;
+      int fused = kernel_steps_named(g, 1, "quant_rows", &rows);
+      kernel_steps_named(g, 1, "qlinear_gelu", &gelu);
+      assert_int_equal(rows, 2);
+      assert_int_equal(gelu, 1);
+      assert_int_equal(kernel_steps(g, 0), fused + 3);
     }
     check_graph_at(g, &wt, in, 2, IR_F32, 1, w8a8 ? 0.0 : 1e-6, label, 1);
     check_graph_at(g, &wt, in, 2, IR_F32, 0, w8a8 ? 0.0 : 1e-6, label, 0);
