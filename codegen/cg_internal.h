@@ -170,6 +170,12 @@ void cg_emit_layernorm(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t 
 void cg_emit_softmax(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len);
 void cg_emit_reduce(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len,
                     int mean);
+/* quantize(x, qscale(x)) of each row (a quant-rows group): the levels into
+ * out, the scales into scales[rows]. */
+void cg_emit_quant_rows(CgEmit *e, const IrNode *n, CgLoc out, CgLoc scales, CgLoc in, int64_t rows, int64_t len,
+                        float qmax);
+/* qscale (ops.def) of each row into out[rows]. */
+void cg_emit_qscale(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len, float qmax);
 void cg_emit_topk_softmax(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows,
                           int64_t len, int k);
 void cg_emit_embedding(CgEmit *e, const IrNode *n, CgLoc out, CgLoc table, CgLoc idx,
@@ -217,6 +223,14 @@ void cg_emit_status_reset(CgEmit *e);
 void cg_emit_moe(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in);
 /* Does n read input j as a matrix-product operand (stored in the precision)? */
 int cg_moe_operand(const IrNode *n, int j);
+
+/* ---- quantisation (quant.c) ----------------------------------------------------- */
+
+/* qlinear: y[m, nn] from xq[m, kk], sx[m], wq[nn, kk], sw[nn] (in[0..3]) and,
+ * with has_bias, b[nn] (in[4]); every operand contiguous; gelu: tanh-GELU
+ * on the store (a gemm-epilogue group). */
+void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int gelu, int64_t m,
+                     int64_t nn, int64_t kk);
 
 /* ---- fused attention (attention.c) ---------------------------------------------- */
 

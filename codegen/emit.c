@@ -231,6 +231,19 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
     if (ni->side) s.side = node_view(c, ni->side, buf_loc(c, st->write2));
     return cg_emit_norm(e, n, &s);
   }
+  if (ni->how == LOW_QLINEAR_GELU || (ni->how == LOW_KERNEL && n->op == IR_QLINEAR)) {
+    const IrNode *l = ni->how == LOW_QLINEAR_GELU ? ni->linear : n;
+    CgLoc in[5];
+    for (int i = 0; i < l->n_in; i++) in[i] = buf_loc(c, st->reads[i]);
+    int64_t kk = ir_dim_eval(l->in[0]->shape.d[l->in[0]->shape.rank - 1], c->batch), nn = l->in[2]->shape.d[0];
+    return cg_emit_qlinear(e, n, out, in, l->n_in == 5, ni->how == LOW_QLINEAR_GELU, kk ? node_numel(c, l->in[0]) / kk : 0,
+                           nn, kk);
+  }
+  if (ni->how == LOW_QROWS) {
+    int64_t len = ov.shape[ov.rank - 1];
+    return cg_emit_quant_rows(e, n, out, buf_loc(c, st->write2), buf_loc(c, st->reads[0]), len ? node_numel(c, n) / len : 0,
+                              len, ni->side->attr.f);
+  }
   DITC_ASSERT(ni->how == LOW_KERNEL);
   CgLoc in0 = buf_loc(c, st->reads[0]);
   IrNode *x = n->in[0];
@@ -283,6 +296,18 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
   }
   case IR_AVGPOOL2D:
     return cg_emit_avgpool(e, n, out, in0, xs[0] * xs[1], xs[2], xs[3], n->attr.out_h, n->attr.out_w);
+  case IR_QSCALE: {
+    int64_t rows = 1, len = 1;
+    for (int i = 0; i < xr; i++) *(i < n->attr.axis ? &rows : &len) *= xs[i];
+    return cg_emit_qscale(e, n, out, in0, rows, len, n->attr.f);
+  }
+  case IR_QUANTIZE:
+  case IR_DEQUANTIZE: {
+    CgView iv[2] = {node_view(c, x, in0), broadcast_view(c, buf_loc(c, st->reads[1]), n->in[1], n)};
+    return cg_emit_map(e, n, ir_op_name(n->op), ov, 2, iv,
+                       n->op == IR_QUANTIZE ? "ditc_quantize_i8(v0, v1)" : "ditc_dequantize(v0, v1)");
+  }
+  case IR_QLINEAR: ditc_unreachable(); /* above */
   case IR_PERMUTE: {
     CgView iv = node_view(c, x, in0), pv = {.loc = in0, .rank = ov.rank};
     for (int j = 0; j < ov.rank; j++) {

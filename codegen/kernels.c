@@ -479,6 +479,43 @@ void cg_emit_reduce(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t row
   rows_launch(e, n, k, rows);
 }
 
+/* qscale: the largest |x| of the row (ditc_absmax keeps a NaN) by a
+ * butterfly over the warp, then ditc_qscale. */
+void cg_emit_qscale(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len, float qmax) {
+  const char *it;
+  char ld[256], f[48];
+  int k = rows_open(e, n, "qscale", out, in, rows, len, 0, &it);
+  cg_text_printf(&e->src,
+                 "  float m = 0.0f;\n"
+                 "  for (int j = threadIdx.x; j < %lld; j += 32) m = ditc_absmax(m, %s);\n"
+                 "  for (int o = 16; o > 0; o >>= 1) m = ditc_absmax(m, __shfl_xor_sync(0xffffffffu, m, o));\n"
+                 "  if (threadIdx.x == 0) y[row] = ditc_qscale(m, %s);\n}\n\n",
+                 (long long)len, cg_load(in.dtype, "xr", "j", ld), cg_float_lit(qmax, f));
+  rows_launch(e, n, k, rows);
+}
+
+/* quant-rows: qscale's scale of the row (as above) into s[row], then the
+ * row's levels ditc_quantize_i8(x, scale) into y. */
+void cg_emit_quant_rows(CgEmit *e, const IrNode *n, CgLoc out, CgLoc scales, CgLoc in, int64_t rows, int64_t len,
+                        float qmax) {
+  const char *it;
+  char ld[256], st[512], f[48];
+  int k = rows_open(e, n, "quant_rows", out, in, rows, len, len, &it);
+  cg_decl_ptr(e, "s", scales, 1);
+  cg_text_printf(&e->src,
+                 "  float m = 0.0f;\n"
+                 "  for (int j = threadIdx.x; j < %lld; j += 32) m = ditc_absmax(m, %s);\n"
+                 "  for (int o = 16; o > 0; o >>= 1) m = ditc_absmax(m, __shfl_xor_sync(0xffffffffu, m, o));\n"
+                 "  float sc = ditc_qscale(m, %s);\n"
+                 "  if (threadIdx.x == 0) s[row] = sc;\n",
+                 (long long)len, cg_load(in.dtype, "xr", "j", ld), cg_float_lit(qmax, f));
+  char v[300];
+  snprintf(v, sizeof v, "ditc_quantize_i8(%s, sc)", ld);
+  cg_text_printf(&e->src, "  for (int j = threadIdx.x; j < %lld; j += 32) %s\n}\n\n", (long long)len,
+                 cg_store(out.dtype, "yr", "j", v, st));
+  rows_launch(e, n, k, rows);
+}
+
 /* ======================================================================== */
 /* topk_softmax: one thread per row                                         */
 /* ======================================================================== */

@@ -6,7 +6,8 @@
  *            alias (reshape shares its input's storage), a leaf (inputs in
  *            the arena, PARAM/CONST in the weights blob) or a computed weight
  *            (a concat/slice/permute/cast of weights only, e.g. hoist-adaln's
- *            stacked adaLN weights: a constant of the plan, computed into the
+ *            stacked adaLN weights, or a weight's int8 levels and scales,
+ *            quantize and qscale: a constant of the plan, computed into the
  *            blob by cg_plan_fill_weights, never a step);
  *   groups   the fuse pass's groups (IrNode.fuse, ir/groups.def), each by its
  *            kind and roles, absorbing its members into the anchor's
@@ -104,8 +105,9 @@ static IrNode *alias_root(Ctx *c, IrNode *n) {
  * over float weights (PARAM, CONST or themselves computed), e.g. the stacked
  * adaLN weights hoist-adaln makes.  Other weight-only nodes stay steps. */
 static int computed_weight(Ctx *c, const IrNode *n) {
-  if (n->op != IR_CONCAT && n->op != IR_SLICE && n->op != IR_PERMUTE && n->op != IR_CAST) return 0;
-  if (!ir_dtype_is_float(n->dtype)) return 0;
+  int quant = n->op == IR_QSCALE || n->op == IR_QUANTIZE; /* a quantised weight and its scales */
+  if (n->op != IR_CONCAT && n->op != IR_SLICE && n->op != IR_PERMUTE && n->op != IR_CAST && !quant) return 0;
+  if (!ir_dtype_is_float(n->dtype) && !quant) return 0;
   for (int i = 0; i < n->n_in; i++) {
     IrNode *x = alias_root(c, n->in[i]);
     if (inf(c, x)->how != LOW_WEIGHT || !ir_dtype_is_float(x->dtype)) return 0;
@@ -118,7 +120,8 @@ static int decide(Ctx *c, IrErr *err) {
     IrNode *n = c->g->nodes[i];
     NodeInfo *ni = inf(c, n);
     ni->buf = -1;
-    if (n->dtype == IR_I8) return node_err(err, n, "i8 tensors are not supported by the code generator yet");
+    if (n->op == IR_LINEAR && n->in[1]->dtype == IR_I8)
+      return node_err(err, n, "a linear over an i8 weight is not supported by the code generator (dequantize it)");
     switch (n->op) {
     case IR_INPUT: ni->how = LOW_INPUT; break;
     case IR_PARAM:
@@ -201,11 +204,29 @@ static void lower_attention(Ctx *c, const IrGroup *grp) {
   if (sc) inf(c, sc)->how = LOW_ABSORBED;
 }
 
+/* quant-rows: one row kernel at the quantize, the scales its side value;
+ * both must be kernels (a weight's levels and scales are computed weights). */
+static void lower_quant_rows(Ctx *c, const IrGroup *grp) {
+  IrNode *s = grp->role[IR_ROLE_QUANT_ROWS_SCALE], *q = grp->role[IR_ROLE_QUANT_ROWS_QUANTIZE];
+  if (inf(c, s)->how != LOW_KERNEL || inf(c, q)->how != LOW_KERNEL) return;
+  inf(c, q)->how = LOW_QROWS;
+  inf(c, q)->side = s;
+  inf(c, s)->how = LOW_SIDE;
+}
+
 /* A GEMM epilogue group as one GEMM step applying bias and epilogue on its
- * store; the GEMM has the tanh-GELU epilogue only. */
+ * store; the GEMM has the tanh-GELU epilogue only.  Over a qlinear: its
+ * kernel applies the GELU on its store. */
 static void lower_gemm_epilogue(Ctx *c, const IrGroup *grp) {
   IrNode *l = grp->role[IR_ROLE_GEMM_EPILOGUE_LINEAR], *e = grp->role[IR_ROLE_GEMM_EPILOGUE_EPILOGUE];
-  if (e->op != IR_GELU_TANH || inf(c, l)->how != LOW_GEMM) return;
+  if (e->op != IR_GELU_TANH) return;
+  if (l->op == IR_QLINEAR && inf(c, l)->how == LOW_KERNEL) {
+    inf(c, e)->how = LOW_QLINEAR_GELU;
+    inf(c, e)->linear = l;
+    inf(c, l)->how = LOW_ABSORBED;
+    return;
+  }
+  if (inf(c, l)->how != LOW_GEMM) return;
   inf(c, e)->how = LOW_LINEAR_GELU;
   inf(c, e)->linear = l;
   inf(c, l)->how = LOW_ABSORBED;
@@ -224,6 +245,7 @@ static void lower_groups(Ctx *c) {
     case IR_GROUP_ATTENTION: lower_attention(c, grp); break;
     case IR_GROUP_GEMM_EPILOGUE: lower_gemm_epilogue(c, grp); break;
     case IR_GROUP_NORM: lower_norm(c, grp); break;
+    case IR_GROUP_QUANT_ROWS: lower_quant_rows(c, grp); break;
     case IR_GROUP_MAP:
     case IR_GROUP_CONCAT: break; /* lower_trees() */
     case IR_GROUP_KIND_COUNT: ditc_unreachable();
@@ -246,6 +268,7 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
     for (int i = 0; i < n->n_in; i++) out[i] = n->in[i];
     return n->n_in;
   case LOW_LINEAR_GELU:
+  case LOW_QLINEAR_GELU:
     for (int i = 0; i < ni->linear->n_in; i++) out[i] = ni->linear->in[i];
     return ni->linear->n_in;
   case LOW_ATTENTION:
@@ -260,6 +283,9 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
     for (int i = 1; i < ni->n_leaves; i++) out[k++] = ni->lview[i].base;
     return k;
   }
+  case LOW_QROWS: /* x; the scales are its own */
+    out[0] = n->in[0];
+    return 1;
   case LOW_WEIGHT: /* a computed weight reads its inputs when the blob is filled */
     for (int i = 0; i < n->n_in; i++) out[i] = n->in[i];
     return n->n_in;
@@ -272,7 +298,9 @@ static void need(Ctx *c) {
   /* a kernel that stores a side value runs whenever that value is needed;
    * after dce every group anchor is live, so run them all */
   for (int i = 0; i < c->g->n_nodes; i++)
-    if (inf(c, c->g->nodes[i])->how == LOW_NORM && inf(c, c->g->nodes[i])->side) inf(c, c->g->nodes[i])->need = 1;
+    if ((inf(c, c->g->nodes[i])->how == LOW_NORM || inf(c, c->g->nodes[i])->how == LOW_QROWS) &&
+        inf(c, c->g->nodes[i])->side)
+      inf(c, c->g->nodes[i])->need = 1;
   IrNode **rd = NULL;
   int cap = 0;
   for (int i = c->g->n_nodes - 1; i >= 0; i--) {
@@ -447,7 +475,9 @@ static int plan_steps(Ctx *c) {
     switch (ni->how) {
     case LOW_WEIGHT: ni->buf = add_weight(c, n); break;
     case LOW_ALIAS: ni->buf = inf(c, n->in[0])->buf; break;
-    case LOW_SIDE: break; /* its buffer comes with its LOW_NORM anchor's step */
+    case LOW_SIDE: break; /* its buffer comes with its LOW_NORM / LOW_QROWS anchor's step */
+    case LOW_QROWS:
+    case LOW_QLINEAR_GELU:
     case LOW_KERNEL:
     case LOW_FUSED:
     case LOW_NORM:
@@ -460,7 +490,7 @@ static int plan_steps(Ctx *c) {
       LStep *s = add_step(c, LS_NODE, n, k + status, ni->buf);
       for (int j = 0; j < k; j++) s->reads[j] = inf(c, r[j])->buf;
       if (status) s->reads[k] = c->status_buf;
-      if (ni->how == LOW_NORM && ni->side) {
+      if ((ni->how == LOW_NORM || ni->how == LOW_QROWS) && ni->side) {
         NodeInfo *si = inf(c, ni->side);
         s->write2 = si->buf = new_buf(c, CG_SPACE_ACT, si->store, node_numel(c, ni->side));
       }

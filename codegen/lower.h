@@ -30,7 +30,9 @@ typedef enum {
   LOW_ABSORBED,    /* computed as part of another node's lowering */
   LOW_FUSED,       /* root of an elementwise tree: one map kernel over its leaves */
   LOW_NORM,        /* anchor of a fused layernorm group (cg_emit_norm) */
-  LOW_SIDE,        /* a prologue root a LOW_NORM kernel also stores (read elsewhere) */
+  LOW_SIDE,        /* a value a LOW_NORM / LOW_QROWS kernel also stores (read elsewhere) */
+  LOW_QROWS,       /* anchor of a quant-rows group: quantize with its qscale (the side value) */
+  LOW_QLINEAR_GELU, /* gelu_tanh(qlinear(...)): the qlinear kernel with the GELU on its store */
 } Lowering;
 
 /* A strided view of node `base`'s stored value (attention operands). */

@@ -82,10 +82,12 @@ static int jarr(Rd *r, json_t *o, const char *key, size_t max, json_t **out) {
   return 0;
 }
 
+/* float_only 1: f32, f16, bf16; 0: also i32; 2 (weights): also i8 (a
+ * quantised weight's levels). */
 static int jdtype(Rd *r, json_t *o, const char *key, int float_only, IrDType *out) {
   const char *s = NULL;
   if (jstr(r, o, key, 1, &s)) return -1;
-  if (ir_dtype_parse(s, out) || (float_only && *out != IR_F32 && *out != IR_F16 && *out != IR_BF16) ||
+  if (ir_dtype_parse(s, out) || (float_only == 1 && *out != IR_F32 && *out != IR_F16 && *out != IR_BF16) ||
       (!float_only && *out == IR_I8))
     return bad(r, "field '%s': unexpected dtype '%s'", key, s);
   return 0;
@@ -194,6 +196,13 @@ static int read_computed(Rd *r, json_t *o, int index, CgWeight *w, Arena *A) {
       jint(r, o, "len", 0, MAX_BYTES, &len) || jdtype(r, o, "to", 0, &w->attr.to))
     return -1;
   if (ir_op_parse(op, &w->op)) return bad(r, "unknown op '%.40s'", op);
+  if (w->op == IR_QSCALE) { /* its qmax (quantised weights' scales) */
+    json_t *q = json_object_get(o, "qmax");
+    if (!q || !json_is_number(q) || !isfinite(json_number_value(q)) || json_number_value(q) < 1 ||
+        json_number_value(q) > 1e6)
+      return bad(r, "field 'qmax' is missing or not a number in 1..1e6");
+    w->attr.f = (float)json_number_value(q);
+  }
   w->n_in = (int)json_array_size(in);
   if (!w->n_in) return bad(r, "a computed weight without inputs");
   int *ins = arena_alloc(A, (size_t)w->n_in * sizeof *ins);
@@ -318,10 +327,14 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
       bad(r, "not an object");
       goto out;
     }
-    if (jstr(r, o, "name", 0, &w->name) || jdtype(r, o, "dtype", 0, &w->dtype) ||
+    if (jstr(r, o, "name", 0, &w->name) || jdtype(r, o, "dtype", 2, &w->dtype) ||
         jshape(r, o, w->dtype, &w->rank, w->shape, &bytes) || jint(r, o, "offset", -1, MAX_BYTES, &w->offset) ||
         jint32(r, o, "param_id", -1, INT32_MAX - 1, &w->param_id) || read_computed(r, o, i, w, A))
       goto out;
+    if (w->dtype == IR_I8 && w->op != IR_QUANTIZE) {
+      bad(r, "an i8 weight that quantize does not compute");
+      goto out;
+    }
     json_t *d = json_object_get(o, "data");
     if (w->n_in) {
       if (d) {

@@ -193,6 +193,7 @@ char *pack_encode_plan(const CgPlan *p, IrGraph *g, int blob_index, unsigned cha
       json_object_set_new(o, "len", json_integer(cw->attr.len));
       json_object_set_new(o, "perm", perm);
       json_object_set_new(o, "to", json_string(ir_dtype_name(cw->attr.to)));
+      if (cw->op == IR_QSCALE) json_object_set_new(o, "qmax", json_real(cw->attr.f));
     }
     const float *data = cw->const_data;
     if (!data && cw->param_id >= 0) {

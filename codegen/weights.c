@@ -35,7 +35,9 @@ int cg_weight_check(const CgPlan *p, int i, IrErr *err) {
   if (cw->n_in < 0 || !cw->in) return ir_errf(err, "computed weight '%s': no inputs", name);
   if (cw->param_id >= 0 || cw->const_data)
     return ir_errf(err, "computed weight '%s' is also a parameter or constant", name);
-  if (!is_float_dtype(cw->dtype)) return ir_errf(err, "computed weight '%s': dtype %s", name, ir_dtype_name(cw->dtype));
+  int quant = cw->op == IR_QSCALE || cw->op == IR_QUANTIZE;
+  if (!is_float_dtype(cw->dtype) && !(cw->op == IR_QUANTIZE && cw->dtype == IR_I8))
+    return ir_errf(err, "computed weight '%s': dtype %s", name, ir_dtype_name(cw->dtype));
   int64_t numel = shape_numel(cw->rank, cw->shape), in_numel[1] = {0};
   for (int j = 0; j < cw->n_in; j++) {
     int k = cw->in[j];
@@ -46,6 +48,18 @@ int cg_weight_check(const CgPlan *p, int i, IrErr *err) {
   }
   int axis = cw->attr.axis;
   int64_t outer, inner;
+  if (quant) { /* inputs of the weight's own rank; qscale reduces from axis on, quantize's scales broadcast */
+    const CgWeight *x = &p->weights[cw->in[0]], *sc = cw->n_in > 1 ? &p->weights[cw->in[1]] : NULL;
+    int ok = cw->n_in == (cw->op == IR_QUANTIZE ? 2 : 1) && x->rank == cw->rank && (!sc || sc->rank == cw->rank);
+    if (ok && cw->op == IR_QSCALE) ok = axis >= 0 && axis < cw->rank && cw->attr.f >= 1.0f;
+    for (int j = 0; ok && j < cw->rank; j++) {
+      if (cw->op == IR_QSCALE) ok = cw->shape[j] == (j < axis ? x->shape[j] : 1);
+      else ok = x->shape[j] == cw->shape[j] && (sc->shape[j] == 1 || sc->shape[j] == cw->shape[j]);
+    }
+    if (ok && sc) ok = sc->dtype == IR_F32;
+    if (ok) return 0;
+    return ir_errf(err, "computed weight '%s': its %s does not fit its inputs", name, ir_op_name(cw->op));
+  }
   switch (cw->op) {
   case IR_RESHAPE:
   case IR_CAST:
@@ -104,7 +118,9 @@ static IrArray input_array(const CgPlan *p, const CgWeight *cw, int j, float *co
   const CgWeight *w = &p->weights[cw->in[j]];
   IrArray a = {.dtype = w->dtype, .rank = cw->rank, .data = val[cw->in[j]]};
   for (int k = 0; k < cw->rank; k++) a.d[k] = cw->shape[k];
-  if (cw->op == IR_PERMUTE) {
+  if (cw->op == IR_QSCALE || cw->op == IR_QUANTIZE) {
+    for (int k = 0; k < cw->rank; k++) a.d[k] = w->shape[k];
+  } else if (cw->op == IR_PERMUTE) {
     for (int k = 0; k < cw->rank; k++) a.d[cw->attr.perm[k]] = cw->shape[k];
   } else if (cw->op == IR_SLICE || cw->op == IR_CONCAT) {
     int64_t outer, inner;
@@ -123,7 +139,11 @@ static float *compute_weight(const CgPlan *p, const CgWeight *cw, float *const *
   for (int k = 0; k < cw->rank; k++) y.d[k] = cw->shape[k];
   IrArray *in = xmalloc((size_t)cw->n_in * sizeof *in);
   for (int j = 0; j < cw->n_in; j++) in[j] = input_array(p, cw, j, val);
-  int rc = ir_eval_layout(cw->op, &cw->attr, 1, &y, cw->n_in, in, err);
+  int rc = 0;
+  if (cw->op == IR_QSCALE || cw->op == IR_QUANTIZE) /* inputs in their own shapes (cg_weight_check) */
+    ir_eval_quant(cw->op, &cw->attr, &y, cw->n_in, in);
+  else
+    rc = ir_eval_layout(cw->op, &cw->attr, 1, &y, cw->n_in, in, err);
   free(in);
   if (rc) {
     free(out);
@@ -142,6 +162,11 @@ static int store_weight(const CgWeight *cw, const float *src, int64_t n, char *d
     } else {
       for (int64_t j = 0; j < n; j++) ((int32_t *)dst)[j] = (int32_t)src[j];
     }
+    break;
+  case IR_I8: /* int8 levels, whole numbers in -127..127 (ditc_quantize_i8): only quantize computes them */
+    if (cw->op != IR_QUANTIZE || !cw->n_in)
+      return ir_errf(err, "codegen: weight '%s' is i8 but not computed by quantize", cw->name ? cw->name : "?");
+    for (int64_t j = 0; j < n; j++) ((int8_t *)dst)[j] = (int8_t)src[j];
     break;
   case IR_F16:
     for (int64_t j = 0; j < n; j++) {

@@ -48,6 +48,7 @@ typedef struct {
   long long seed;
   const char *init_noise, *step_noise;
   const char *passes, *dump_after;
+  const char *quantize, *quantize_scope; /* --quantize, --quantize-scope: a quantize pass in the pipeline */
   PassPipeline pipeline;      /* --passes (or the default), parsed and checked */
   long long json, batch, verify;
   const char *backend, *entry, *weight_dtype;

@@ -66,8 +66,9 @@ int cli_runner_open(const Opts *o, const char *entry, Runner *r) {
     arch = r->arch;
   }
   if (o->plan) {
-    if (o->n_sets || o->passes || o->precision)
-      return cli_fail("--set, --passes and --precision do not apply to a pack: they were fixed when it was compiled");
+    if (o->n_sets || o->passes || o->precision || o->quantize || o->quantize_scope)
+      return cli_fail("--set, --passes, --quantize and --precision do not apply to a pack: they were fixed when it was "
+                      "compiled");
     if (!strcmp(r->backend, "ref"))
       return cli_fail("--backend ref runs a MODEL, not a pack; use --backend emu or cuda with --plan");
     if (!(r->pack = cg_pack_open(o->plan, &err))) return cli_fail("%s", err.msg);

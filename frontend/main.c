@@ -207,6 +207,11 @@ static const OptSpec OPTIONS[] = {
      "exit 1 when the relative L2 error is above X", 0},
     {"--passes", NULL, C_MODEL, OPT_STR, O(passes), 0, 0, NULL, "P",
      "the pass pipeline: a,b:key=value,c | default | none (`ditc ir --passes-help`)", 0},
+    {"--quantize", NULL, C_MODEL, OPT_CHOICE, O(quantize), 0, 0, PASS_QUANTIZE_MODES, NULL,
+     "quantise the linears (the pass quantize:mode=MODE after " PASS_QUANTIZE_AFTER "): w8 int8 weights, w8a8 also "
+     "int8 activations per token (none: no pass)", 0},
+    {"--quantize-scope", NULL, C_MODEL, OPT_CHOICE, O(quantize_scope), 0, 0, PASS_QUANTIZE_SCOPES, NULL,
+     "with --quantize: the blocks' attention and MLP linears (default), or every linear", 0},
     {"--dump-after", NULL, C_MODEL, OPT_STR, O(dump_after), 0, 0, NULL, "PASS|all",
      "print the IR after that pass (every time it runs), or after every pass", 0},
     {"--verify", NULL, C_MODEL, OPT_FLAG, O(verify), 0, 0, NULL, NULL,
@@ -501,9 +506,38 @@ static int wants_help(int argc, char **argv) {
 
 /* Parse --passes (or the default) into o->pipeline and check --dump-after
  * against it.  Returns 0 or 2. */
+/* --quantize MODE [--quantize-scope S]: the pass quantize:mode=MODE:scope=S
+ * after PASS_QUANTIZE_AFTER, so the flag and that --passes agree; fp8 only
+ * for --arch sm_89 and later.  Returns 0 or 2. */
+static int add_quantize(Opts *o) {
+  IrErr err;
+  if (o->quantize_scope && !o->quantize) return cli_usage("--quantize-scope goes with --quantize");
+  if (o->quantize && strcmp(o->quantize, "none")) {
+    if (pass_pipeline_runs(&o->pipeline, "quantize"))
+      return cli_usage("--quantize and a quantize pass in --passes: give one of them");
+    char spec[128];
+    snprintf(spec, sizeof spec, "quantize:mode=%s:scope=%s", o->quantize, o->quantize_scope ? o->quantize_scope : "blocks");
+    if (pass_pipeline_insert(&o->pipeline, PASS_QUANTIZE_AFTER, spec, &err)) return pass_usage("--quantize: %s", err.msg);
+  }
+  int fp8 = 0;
+  for (int i = 0; i < o->pipeline.n; i++)
+    fp8 |= !strcmp(o->pipeline.steps[i].pass->name, "quantize") && !strcmp(o->pipeline.steps[i].values[0].s, "fp8");
+  if (!fp8 || !o->arch) return 0;
+  char *list = xstrdup(o->arch);
+  int rc = 0;
+  for (char *save = NULL, *a = strtok_r(list, ",", &save); a && !rc; a = strtok_r(NULL, ",", &save)) {
+    CgArch ca;
+    if (!cg_arch_parse(a, &ca, &err) && ca.sm < 89)
+      rc = cli_usage("--quantize fp8 needs sm_89 or later (e4m3 tensor cores), --arch names %s", a);
+  }
+  free(list);
+  return rc;
+}
+
 static int parse_pipeline(Opts *o) {
   IrErr err;
   if (pass_pipeline_parse(o->passes ? o->passes : "default", &o->pipeline, &err)) return pass_usage("%s", err.msg);
+  if (add_quantize(o)) return 2;
   const char *d = o->dump_after;
   if (d && strcmp(d, "all")) {
     if (!pass_find(d)) return pass_usage("--dump-after: unknown pass '%s'", d);
@@ -568,7 +602,8 @@ static int parse_args(int argc, char **argv, const Command *c, Opts *o) {
   if (o->plan && o->model) return cli_usage("give MODEL or --plan, not both");
   if (!no_model && !o->model && !o->plan) return cli_usage("'%s%s%s' needs a MODEL", c->name, sub, subname);
   if (no_model && o->model) return cli_usage("'%s%s%s' takes no MODEL", c->name, sub, subname);
-  if (no_model && (o->n_sets || o->batch || o->entry || o->passes || o->precision || o->dump_after))
+  if (no_model && (o->n_sets || o->batch || o->entry || o->passes || o->precision || o->dump_after || o->quantize ||
+                   o->quantize_scope))
     return cli_usage("'cache %s' takes only --arch", o->sub);
   return no_model ? 0 : parse_pipeline(o);
 }

@@ -24,6 +24,10 @@ double ir_node_macs(const IrNode *n, int64_t batch) {
     const IrShape *x = &n->in[0]->shape;
     return x->rank ? out * (double)ir_dim_eval(x->d[x->rank - 1], batch) : 0.0;
   }
+  case IR_QLINEAR: {
+    const IrShape *x = &n->in[0]->shape;
+    return x->rank ? out * (double)ir_dim_eval(x->d[x->rank - 1], batch) : 0.0;
+  }
   case IR_MATMUL: {
     /* K is a's last axis whether or not b is transposed. */
     const IrShape *a = &n->in[0]->shape;

@@ -310,3 +310,70 @@ int ir_eval_layout(IrOp op, const IrAttrs *at, int64_t batch, IrArray *y, int n_
   default: ditc_unreachable();
   }
 }
+
+/* ---- quantisation ----------------------------------------------------------- */
+
+/* Offset into scales s (same rank as the walked array, each axis its size or
+ * 1) of element i of an array of shape d. */
+static int64_t scale_offset(int rank, const int64_t *d, const int64_t *sd, int64_t i) {
+  int64_t off = 0, st = 1;
+  for (int j = rank - 1; j >= 0; j--) {
+    int64_t c = i % d[j];
+    i /= d[j];
+    if (sd[j] != 1) off += c * st;
+    st *= sd[j];
+  }
+  return off;
+}
+
+void ir_eval_quant(IrOp op, const IrAttrs *at, IrArray *y, int n_in, const IrArray *in) {
+  const IrArray *x = &in[0];
+  const float *xp = x->data;
+  float *yp = y->data;
+  switch (op) {
+  case IR_QSCALE: {
+    int64_t rows = 1, len = 1;
+    for (int j = 0; j < x->rank; j++) *(j < at->axis ? &rows : &len) *= x->d[j];
+#pragma omp parallel for schedule(static) if (rows * len > IR_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+      float m = 0.0f;
+      for (int64_t j = 0; j < len; j++) m = ditc_absmax(m, xp[r * len + j]);
+      yp[r] = ditc_qscale(m, at->f);
+    }
+    return;
+  }
+  case IR_QUANTIZE:
+  case IR_DEQUANTIZE: {
+    int64_t n = ir_array_numel(x);
+    const float *sp = in[1].data;
+#pragma omp parallel for schedule(static) if (n > IR_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+      float s = sp[scale_offset(x->rank, x->d, in[1].d, i)];
+      yp[i] = op == IR_QUANTIZE ? ditc_quantize_i8(xp[i], s) : ditc_dequantize(xp[i], s);
+    }
+    return;
+  }
+  case IR_QLINEAR: {
+    const IrArray *w = &in[2];
+    int64_t N = w->d[0], K = w->d[1], M = K ? ir_array_numel(x) / K : ir_array_numel(y) / (N ? N : 1);
+    const float *sx = in[1].data, *wp = w->data, *sw = in[3].data, *b = n_in > 4 ? in[4].data : NULL;
+    /* the int8 levels as int8, for an exact int32 sum */
+    int8_t *xq = xmalloc((size_t)(M * K > 0 ? M * K : 1)), *wq = xmalloc((size_t)(N * K > 0 ? N * K : 1));
+    for (int64_t i = 0; i < M * K; i++) xq[i] = (int8_t)xp[i];
+    for (int64_t i = 0; i < N * K; i++) wq[i] = (int8_t)wp[i];
+#pragma omp parallel for schedule(static) if (M * N * K > IR_PAR_MIN)
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t nn = 0; nn < N; nn++) {
+        int32_t acc = 0;
+        const int8_t *xr = xq + m * K, *wr = wq + nn * K;
+        for (int64_t k = 0; k < K; k++) acc += (int32_t)xr[k] * (int32_t)wr[k];
+        float v = ditc_qlinear_scale(acc, sx[m], sw[nn]);
+        yp[m * N + nn] = b ? ditc_add(v, b[nn]) : v;
+      }
+    free(xq);
+    free(wq);
+    return;
+  }
+  default: ditc_unreachable();
+  }
+}

@@ -109,10 +109,22 @@ static int check_attention(const IrGroup *grp, const int *uses, IrErr *err) {
 
 static int check_gemm_epilogue(const IrGroup *grp, const int *uses, IrErr *err) {
   IrNode *l = grp->role[IR_ROLE_GEMM_EPILOGUE_LINEAR], *e = grp->role[IR_ROLE_GEMM_EPILOGUE_EPILOGUE];
-  if (l->op != IR_LINEAR || l->n_in != 3) return ir_errf(err, "gemm-epilogue: " NODE_FMT " is not a linear with a bias", NODE_ARG(l));
+  if (!(l->op == IR_LINEAR && l->n_in == 3) && !(l->op == IR_QLINEAR && l->n_in == 5))
+    return ir_errf(err, "gemm-epilogue: " NODE_FMT " is not a linear or qlinear with a bias", NODE_ARG(l));
   if (ir_op_class(e->op) != IR_CLASS_UNARY || e->in[0] != l)
     return ir_errf(err, "gemm-epilogue: epilogue " NODE_FMT " is not a unary op of the linear", NODE_ARG(e));
   if (uses[l->index] != 1) return ir_errf(err, "gemm-epilogue: the linear has %d readers", uses[l->index]);
+  return 0;
+}
+
+static int check_quant_rows(IrGraph *g, const IrGroup *grp, IrErr *err) {
+  IrNode *s = grp->role[IR_ROLE_QUANT_ROWS_SCALE], *q = grp->role[IR_ROLE_QUANT_ROWS_QUANTIZE];
+  if (s->op != IR_QSCALE || s->attr.axis != s->shape.rank - 1)
+    return ir_errf(err, "quant-rows: scale " NODE_FMT " is not a qscale over the last axis", NODE_ARG(s));
+  if (q->op != IR_QUANTIZE || q->in[1] != s || q->in[0] != s->in[0])
+    return ir_errf(err, "quant-rows: " NODE_FMT " is not quantize(x, qscale(x))", NODE_ARG(q));
+  if (!ir_read_after(g, s, q, q))
+    return ir_errf(err, "quant-rows: the scales " NODE_FMT " are read before the kernel runs", NODE_ARG(s));
   return 0;
 }
 
@@ -151,6 +163,7 @@ int ir_group_check(IrGraph *g, const IrGroup *grp, const int *uses, IrErr *err) 
   case IR_GROUP_ATTENTION: return check_attention(grp, uses, err);
   case IR_GROUP_GEMM_EPILOGUE: return check_gemm_epilogue(grp, uses, err);
   case IR_GROUP_NORM: return check_norm(g, grp, uses, err);
+  case IR_GROUP_QUANT_ROWS: return check_quant_rows(g, grp, err);
   case IR_GROUP_MAP: {
     IrNode *root = grp->role[IR_ROLE_MAP_ROOT];
     return is_elementwise(root) ? 0 : ir_errf(err, "map: root " NODE_FMT " is not elementwise", NODE_ARG(root));

@@ -377,7 +377,8 @@ IrNode *ir_concat(IrGraph *g, int n, IrNode *const *xs, int axis);
  * ir/scalar.h's, the functions generated kernels call. */
 
 /* A host array: row-major, 4-byte elements; float dtypes hold f32 values
- * (f16 and bf16 ones rounded to that precision), i32 int32 values. */
+ * (f16 and bf16 ones rounded to that precision), i32 int32 values, i8 f32
+ * values that are whole numbers in -127..127 (exact). */
 typedef struct {
   IrDType dtype;
   int rank;
@@ -414,6 +415,10 @@ void ir_eval_reduce(IrOp op, int axis, IrArray *y, const IrArray *x);
  * slice's symbolic start its value.  Only cast can fail (ir_eval_cast). */
 int ir_eval_layout(IrOp op, const IrAttrs *a, int64_t batch, IrArray *y, int n_in, const IrArray *in,
                    IrErr *err);
+/* qscale, quantize, dequantize or qlinear (ops.def): y, whose shape and
+ * storage the caller provides, from in[0..n_in-1] (qlinear sums the int8
+ * products exactly in int32). */
+void ir_eval_quant(IrOp op, const IrAttrs *a, IrArray *y, int n_in, const IrArray *in);
 /* Which nodes depend on no graph input: PARAMs, CONSTs and what is computed
  * from them alone (stacked weights, folded layouts), which backends compute
  * once.  One byte per node by position; g must be in topological order

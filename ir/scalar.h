@@ -104,4 +104,32 @@ DITC_SCALAR_FN float ditc_div(float a, float b) { return ditc_nan_canon(a / b); 
 /* NaN in either operand wins (b's through a > b failing) */
 DITC_SCALAR_FN float ditc_max(float a, float b) { return ditc_nan_canon((a != a || a > b) ? a : b); }
 
+/* ---- quantisation (qscale, quantize, dequantize, qlinear in ops.def) ------- */
+
+/* The scale of a row (or tensor) whose largest magnitude is amax: amax / qmax,
+ * 1 for an all-zero row (the reference's "a zero row: s = 1"); NaN passes. */
+DITC_SCALAR_FN float ditc_qscale(float amax, float qmax) {
+  return amax == 0.0f ? 1.0f : ditc_nan_canon(amax / qmax);
+}
+/* |x| folded into a running max; NaN wins (a NaN row gets a NaN scale) */
+DITC_SCALAR_FN float ditc_absmax(float m, float x) {
+  float a = fabsf(x);
+  return (m != m || a != a) ? DITC_SCALAR_NAN : (a > m ? a : m);
+}
+/* int8 level of x at scale s: clamp(rint(x / s), -127, 127), rint rounding
+ * half to even (the default rounding mode of both the host and CUDA); NaN
+ * gives 0.  Returned as a float holding the integer (exact). */
+DITC_SCALAR_FN float ditc_quantize_i8(float x, float s) {
+  float r = rintf(x / s);
+  if (r != r) return 0.0f;
+  return r > 127.0f ? 127.0f : (r < -127.0f ? -127.0f : r);
+}
+/* q (an int8 level) at scale s */
+DITC_SCALAR_FN float ditc_dequantize(float q, float s) { return ditc_nan_canon(q * s); }
+/* An exact int32 sum of int8 products, scaled once: (acc * sx) * sw (+ b,
+ * added by the caller), in this order on every backend. */
+DITC_SCALAR_FN float ditc_qlinear_scale(int acc, float sx, float sw) {
+  return ditc_nan_canon((float)acc * sx * sw);
+}
+
 #endif /* DITC_IR_SCALAR_H */

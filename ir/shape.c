@@ -157,6 +157,59 @@ static int infer_moe(IrOp op, int n, IrNode *const *in, const IrAttrs *at, IrSha
   }
 }
 
+/* A scale s of x: the same rank, each axis x's or 1, f32. */
+static int check_scales(IrOp op, const IrNode *x, const IrNode *s, IrErr *err) {
+  int ok = s->dtype == IR_F32 && s->shape.rank == x->shape.rank;
+  for (int i = 0; ok && i < x->shape.rank; i++) ok = s->shape.d[i] == 1 || s->shape.d[i] == x->shape.d[i];
+  if (!ok)
+    return ir_errf(err, "%s: scales %s%s do not fit %s%s (f32, same rank, each axis its size or 1)", ir_op_name(op),
+                   ir_dtype_name(s->dtype), SHP(&s->shape), ir_dtype_name(x->dtype), SHP(&x->shape));
+  return 0;
+}
+
+static int infer_quant(IrOp op, int n, IrNode *const *in, const IrAttrs *at, IrShape *s, IrDType *t, IrErr *err) {
+  const IrNode *x = in[0];
+  switch (op) {
+  case IR_QSCALE:
+    if (need_float(op, x, 0, err) || check_axis(op, at->axis, x->shape.rank, err)) return -1;
+    if (!(at->f >= 1.0f)) return ir_errf(err, "qscale: qmax must be >= 1");
+    for (int i = at->axis; i < s->rank; i++) s->d[i] = 1;
+    *t = IR_F32;
+    return 0;
+  case IR_QUANTIZE:
+    if (need_float(op, x, 0, err) || check_scales(op, x, in[1], err)) return -1;
+    *t = IR_I8;
+    return 0;
+  case IR_DEQUANTIZE:
+    if (x->dtype != IR_I8) return ir_errf(err, "dequantize: input 0 must be i8, got %s%s", ir_dtype_name(x->dtype), SHP(&x->shape));
+    if (check_scales(op, x, in[1], err)) return -1;
+    *t = IR_F32;
+    return 0;
+  case IR_QLINEAR: {
+    if (n < 4 || n > 5) return ir_errf(err, "qlinear: takes xq, sx, wq, sw and an optional bias, got %d inputs", n);
+    const IrNode *w = in[2];
+    if (x->dtype != IR_I8 || w->dtype != IR_I8)
+      return ir_errf(err, "qlinear: xq and wq must be i8, got %s and %s", ir_dtype_name(x->dtype), ir_dtype_name(w->dtype));
+    if (x->shape.rank < 1) return ir_errf(err, "qlinear: xq must have rank >= 1");
+    if (w->shape.rank != 2 || w->shape.d[0] < 0 || w->shape.d[1] < 0 || w->shape.d[1] != x->shape.d[x->shape.rank - 1])
+      return ir_errf(err, "qlinear: weight %s must be a fixed [out, in] matching xq %s", SHP(&w->shape), SHP(&x->shape));
+    IrShape sx = x->shape, sw = w->shape;
+    sx.d[sx.rank - 1] = sw.d[1] = 1;
+    if (in[1]->dtype != IR_F32 || !ir_shape_eq(&in[1]->shape, &sx) || in[3]->dtype != IR_F32 ||
+        !ir_shape_eq(&in[3]->shape, &sw))
+      return ir_errf(err, "qlinear: scales %s and %s must be f32 %s and %s", SHP(&in[1]->shape), SHP(&in[3]->shape),
+                     SHP(&sx), SHP(&sw));
+    if (n == 5 && (in[4]->dtype != IR_F32 || in[4]->shape.rank != 1 || in[4]->shape.d[0] != w->shape.d[0]))
+      return ir_errf(err, "qlinear: bias %s must be f32 [%lld]", SHP(&in[4]->shape), (long long)w->shape.d[0]);
+    s->d[s->rank - 1] = w->shape.d[0];
+    *t = IR_F32;
+    return 0;
+  }
+  default:
+    ditc_unreachable();
+  }
+}
+
 static int infer_other(IrOp op, int n, IrNode *const *in, const IrAttrs *at, IrShape *s,
                        IrDType *t, IrErr *err) {
   const IrNode *x = in[0];
@@ -354,6 +407,12 @@ static int infer_other(IrOp op, int n, IrNode *const *in, const IrAttrs *at, IrS
   case IR_MOE_LINEAR:
   case IR_MOE_COMBINE:
     return infer_moe(op, n, in, at, s, t, err);
+
+  case IR_QSCALE:
+  case IR_QUANTIZE:
+  case IR_DEQUANTIZE:
+  case IR_QLINEAR:
+    return infer_quant(op, n, in, at, s, t, err);
 
   case IR_AVGPOOL2D:
     if (need_float(op, x, 0, err)) return -1;

@@ -11,7 +11,8 @@
  *               never reach memory, the head split (slice / reshape /
  *               permute of the qkv product) and the head merge are its
  *               indexing;
- *   gemm        linear -> gelu_tanh: the GEMM's bias + GELU epilogue;
+ *   gemm        linear -> gelu_tanh: the GEMM's bias + GELU epilogue (qlinear ->
+ *               gelu_tanh: the qlinear kernel's);
  *   norm        [prologue] -> layernorm -> [epilogue]: the elementwise tree
  *               that makes the layernorm's input (DiT: the residual add
  *               x + gate * y of the previous sub-block, whose value is also
@@ -26,7 +27,10 @@
  *               class embedding under the conditioning add);
  *   concat      a concat of such trees and views, one kernel picking a part
  *               per coordinate (the timestep embedding's [cos, sin], the
- *               guidance combine).
+ *               guidance combine);
+ *   quant-rows  quantize(x, qscale(x)) of an activation (passes/quantize.c's
+ *               w8a8): each row's scale and int8 levels in one row kernel,
+ *               the scales stored for the qlinear after it.
  *
  * Inner nodes must have exactly one reader (graph outputs count): their
  * values then never need storing.  A prologue's root may have other readers
@@ -127,11 +131,25 @@ static void fuse_attention(Fuse *f, IrNode *n) {
 static void fuse_gemm_epilogue(Fuse *f, IrNode *n) {
   if (n->op != IR_GELU_TANH || !free_node(n)) return;
   IrNode *l = n->in[0];
-  if (l->op != IR_LINEAR || l->n_in != 3 || !single(f, l) || !free_node(l)) return;
+  if (!((l->op == IR_LINEAR && l->n_in == 3) || (l->op == IR_QLINEAR && l->n_in == 5)) || !single(f, l) ||
+      !free_node(l))
+    return;
   IrGroup *grp = ir_group_new(f->g, IR_GROUP_GEMM_EPILOGUE);
   grp->role[IR_ROLE_GEMM_EPILOGUE_LINEAR] = l;
   grp->role[IR_ROLE_GEMM_EPILOGUE_EPILOGUE] = n;
   l->fuse = n->fuse = grp;
+}
+
+/* quantize(x, qscale(x)) of an activation (a weight's are computed once):
+ * the scales and levels of each row in one kernel. */
+static void fuse_quant_rows(Fuse *f, IrNode *q, const unsigned char *weight_only) {
+  IrNode *s = q->op == IR_QUANTIZE ? q->in[1] : NULL;
+  if (!s || s->op != IR_QSCALE || s->in[0] != q->in[0] || s->attr.axis != s->shape.rank - 1) return;
+  if (weight_only[q->index] || !free_node(q) || !free_node(s) || !ir_read_after(f->g, s, q, q)) return;
+  IrGroup *grp = ir_group_new(f->g, IR_GROUP_QUANT_ROWS);
+  grp->role[IR_ROLE_QUANT_ROWS_SCALE] = s;
+  grp->role[IR_ROLE_QUANT_ROWS_QUANTIZE] = q;
+  s->fuse = q->fuse = grp;
 }
 
 static void fuse_norm(Fuse *f, IrNode *ln) {
@@ -266,6 +284,9 @@ int pass_fuse(IrGraph *g, const PassOptions *o, IrErr *err) {
   for (int i = g->n_nodes - 1; i >= 0; i--) fuse_attention(&f, g->nodes[i]);
   for (int i = g->n_nodes - 1; i >= 0; i--) fuse_gemm_epilogue(&f, g->nodes[i]);
   for (int i = 0; i < g->n_nodes; i++) fuse_norm(&f, g->nodes[i]);
+  unsigned char *weight_only = ir_weight_only(g);
+  for (int i = 0; i < g->n_nodes; i++) fuse_quant_rows(&f, g->nodes[i], weight_only);
+  free(weight_only);
   for (int i = g->n_nodes - 1; i >= 0; i--) fuse_concat(&f, g->nodes[i]);
   fuse_shared(&f);
   for (int i = g->n_nodes - 1; i >= 0; i--) fuse_map(&f, g->nodes[i]);

@@ -133,5 +133,12 @@ int pass_hoist_adaln(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_fuse(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_plan_memory(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_route_experts(IrGraph *g, const PassOptions *o, IrErr *err);
+int pass_quantize(IrGraph *g, const PassOptions *o, IrErr *err);
+
+/* quantize's option values, which --quantize and --quantize-scope also take
+ * (frontend/main.c), and the pass the flags put it after in the pipeline. */
+#define PASS_QUANTIZE_MODES "none|w8|w8a8|fp8"
+#define PASS_QUANTIZE_SCOPES "blocks|all"
+#define PASS_QUANTIZE_AFTER "dce"
 
 #endif

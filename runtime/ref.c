@@ -15,7 +15,8 @@
  * run) the inputs: the graph must not change between ref_prepare() and
  * ref_free().
  *
- * Storage is 4 bytes an element: f32 values, or int32 for i32 nodes.  f16 and
+ * Storage is 4 bytes an element: f32 values, or int32 for i32 nodes; i8
+ * nodes (quantize's int8 levels) hold the levels as f32 whole numbers.  f16 and
  * bf16 nodes hold f32 values rounded to that precision after every op, which
  * is what a half-precision backend computes up to its accumulation order.
  *
@@ -111,14 +112,15 @@ static int check_node(RefExec *e, const IrNode *nd, IrErr *err) {
     int int_ok = nd->op == IR_CAST || nd->op == IR_RESHAPE || nd->op == IR_PERMUTE ||
                  nd->op == IR_SLICE || nd->op == IR_CONCAT || (nd->op == IR_EMBEDDING && i == 1) ||
                  (i == 1 && (nd->op == IR_MOE_GATHER || nd->op == IR_MOE_LINEAR || nd->op == IR_MOE_COMBINE));
-    if (!is_floaty(t) && !(t == IR_I32 && int_ok)) {
+    int quant = nd->op == IR_DEQUANTIZE || nd->op == IR_QLINEAR; /* i8 operands (ops.def) */
+    if (!is_floaty(t) && !(t == IR_I32 && int_ok) && !(t == IR_I8 && quant)) {
       char m[160];
       snprintf(m, sizeof m, "input %d has dtype %s, which the reference executor does not run", i,
                ir_dtype_name(t));
       return node_errf(err, nd, m);
     }
   }
-  if (!is_floaty(nd->dtype) && nd->dtype != IR_I32)
+  if (!is_floaty(nd->dtype) && nd->dtype != IR_I32 && !(nd->dtype == IR_I8 && nd->op == IR_QUANTIZE))
     return node_errf(err, nd, "output dtype not supported by the reference executor");
   const RefShape *x = nd->n_in > 0 ? &in_val(e, nd, 0)->s : NULL;
   switch (nd->op) {
@@ -173,6 +175,7 @@ static int check_node(RefExec *e, const IrNode *nd, IrErr *err) {
     return 0;
   case IR_PERMUTE:
   case IR_MOE_ROUTE: case IR_MOE_GATHER: case IR_MOE_LINEAR: case IR_MOE_COMBINE: /* ir/shape.c checked them */
+  case IR_QSCALE: case IR_QUANTIZE: case IR_DEQUANTIZE: case IR_QLINEAR:
     return 0;
   case IR_AVGPOOL2D:
     if (x->rank != 4 || nd->attr.out_h <= 0 || nd->attr.out_w <= 0)
@@ -400,6 +403,14 @@ static int run_node(RefExec *e, int i, IrErr *err) {
   case IR_AVGPOOL2D:
     ref_avgpool(y, &v->s, xp, &x->s);
     break;
+  case IR_QSCALE: case IR_QUANTIZE: case IR_DEQUANTIZE: case IR_QLINEAR: {
+    /* i8 values are held as f32 whole numbers (ir.h's IrArray) */
+    IrArray out = array_at(e, nd), *in = xmalloc((size_t)nd->n_in * sizeof *in);
+    for (int k = 0; k < nd->n_in; k++) in[k] = array_at(e, nd->in[k]);
+    ir_eval_quant(nd->op, &nd->attr, &out, nd->n_in, in);
+    free(in);
+    break;
+  }
   case IR_MOE_ROUTE: {
     int64_t E = x->s.d[x->s.rank - 1];
     ref_moe_route(v->ptr, v->s.numel, xp, E ? x->s.numel / E : 0, E, nd->attr.k);

@@ -115,4 +115,36 @@ check_cuda_sim() {  # CASE
   unset DITC_CUDA_SIM
 }
 
+# check_pass CASE TOL FLAG...: a dit-tiny-p2-pass-* case (the base case's weights, named by its json)
+# through ditc with FLAG... (e.g. --quantize w8): forward and forward_with_cfg within TOL, on the
+# backend of BACKEND_ARGS.
+check_pass() {  # CASE TOL FLAG...
+  local c=$1 tol=$2 w scale
+  shift 2
+  w=$(jq -r .weights "$REF/$c.json")
+  scale=$(jq -r .cfg_scale "$REF/$c.json")
+  # shellcheck disable=SC2046
+  "$DITC" run models/dit.dit $(settings "$c") --weights "$REF/$w" --input "$REF/$c.case.safetensors" \
+    --output "$TMP/$c.out.safetensors" "$@" ${BACKEND_ARGS[@]+"${BACKEND_ARGS[@]}"}
+  "$DITC" compare "$TMP/$c.out.safetensors:out" "$REF/$c.case.safetensors:out" --tol "$tol"
+  # shellcheck disable=SC2046
+  "$DITC" run models/dit.dit $(settings "$c") --weights "$REF/$w" --input "$REF/$c.case.safetensors" \
+    --prefix cfg_ --cfg-scale "$scale" --output "$TMP/$c.cfg.safetensors" "$@" ${BACKEND_ARGS[@]+"${BACKEND_ARGS[@]}"}
+  "$DITC" compare "$TMP/$c.cfg.safetensors:out" "$REF/$c.case.safetensors:cfg_out" --tol "$tol"
+}
+
+# check_pass_emu CASE TOL FLAG...: check_pass on the emulated device at fp32 within TOL, then at f16
+# and bf16 (the GEMM operands in that precision) within 1e-2.
+check_pass_emu() {  # CASE TOL FLAG...
+  local c=$1 tol=$2 p
+  shift 2
+  BACKEND_ARGS=(--backend emu)
+  check_pass "$c" "$tol" "$@"
+  for p in f16 bf16; do
+    BACKEND_ARGS=(--backend emu --precision "$p")
+    check_pass "$c" 1e-2 "$@"
+  done
+  BACKEND_ARGS=(--backend ref)
+}
+
 cd "${DITC_SRC:?DITC_SRC must name the source tree}"

@@ -1286,6 +1286,50 @@ static void test_weight_only(void **state) {
   fe_model_free(&m);
 }
 
+/* Quantised linears (passes/quantize.c) on the emulated device: w8a8's
+ * qscale and quantize kernels (or their quant-rows kernel, fused) and its
+ * qlinear kernel give the reference executor's bits
+ * (integer sums, one order of float operations), w8's dequantize + GEMM is
+ * within f32 rounding; NVRTC compiles both. */
+static void test_quantized(void **state) {
+  (void)state;
+  for (int w8a8 = 0; w8a8 < 2; w8a8++) {
+    IrGraph *g = ir_graph_new("forward");
+    IrNode *x = ir_input(g, "x", IR_F32, shp(3, IR_BATCH, (IrDim)9, (IrDim)40), noloc());
+    IrNode *w = ir_param(g, "blocks.0.mlp.fc1.weight", IR_F32, shp(2, (IrDim)24, (IrDim)40), noloc());
+    IrNode *b = ir_param(g, "blocks.0.mlp.fc1.bias", IR_F32, shp(1, (IrDim)24), noloc());
+    IrNode *w2 = ir_param(g, "blocks.0.mlp.fc2.weight", IR_F32, shp(2, (IrDim)8, (IrDim)24), noloc());
+    IrNode *h = ir_un(g, IR_GELU_TANH, ir_linear(g, x, w, b));
+    ir_graph_add_output(g, ir_linear(g, h, w2, NULL), "y"); /* no bias */
+    PassOptions po = {.verify = 1};
+    IrErr err = {{0}};
+    if (pass_run_pipeline(g, w8a8 ? "quantize:mode=w8a8,fuse" : "quantize:mode=w8,fuse", &po, &err))
+      fail_msg("%s", err.msg);
+    int quantised = 0;
+    for (int i = 0; i < g->n_nodes; i++) quantised += g->nodes[i]->op == (w8a8 ? IR_QLINEAR : IR_DEQUANTIZE);
+    assert_int_equal(quantised, 2);
+    Weights wt;
+    bind_weights(g, &wt);
+    int n_in;
+    RtTensor *in = make_inputs(g, 2, -2.0f, 2.0f, 4, &n_in);
+    const char *label = w8a8 ? "w8a8" : "w8";
+    if (w8a8) { /* fused: one quant-rows kernel per activation, fc1's GELU in its qlinear kernel */
+      int rows, gelu;
+      int fused = kernel_steps_named(g, 1, "quant_rows", &rows);
+      kernel_steps_named(g, 1, "qlinear_gelu", &gelu);
+      assert_int_equal(rows, 2);
+      assert_int_equal(gelu, 1);
+      assert_int_equal(kernel_steps(g, 0), fused + 3);
+    }
+    check_graph_at(g, &wt, in, 2, IR_F32, 1, w8a8 ? 0.0 : 1e-6, label, 1);
+    check_graph_at(g, &wt, in, 2, IR_F32, 0, w8a8 ? 0.0 : 1e-6, label, 0);
+    check_graph_at(g, &wt, in, 2, IR_BF16, 1, 1e-2, label, 2);
+    free_tensors(in, n_in);
+    weights_free(&wt);
+    ir_graph_free(g);
+  }
+}
+
 static int setup_all(void **state) {
   (void)state;
   IrErr err = {{0}};
@@ -1330,6 +1374,7 @@ int main(void) {
       /* last: they draw from the shared random stream, whose draws the tests above were tuned on */
       cmocka_unit_test(test_fuse_norm_input_in_epilogue),
       cmocka_unit_test(test_group_records),
+      cmocka_unit_test(test_quantized),
   };
   return tu_run_group(tests, setup_all, teardown_all);
 }

@@ -602,11 +602,59 @@ static void test_pipeline_unknown_pass(void **state) {
   ir_graph_free(g);
 }
 
+/* quantize: which linears each scope covers, what w8 and w8a8 make of
+ * them, and mode none leaving the graph alone. */
+static int count_op(IrGraph *g, IrOp op) {
+  int n = 0;
+  for (int i = 0; i < g->n_nodes; i++) n += g->nodes[i]->op == op;
+  return n;
+}
+
+static IrGraph *two_linears(void) {
+  IrGraph *g = ir_graph_new("f");
+  IrNode *x = input(g, "x", 2, (IrDim[]){IR_BATCH, 8});
+  IrNode *w = ir_param(g, "blocks.0.attn.qkv.weight", IR_F32, ir_shape_make(2, (IrDim[]){6, 8}), NOLOC);
+  IrNode *b = ir_param(g, "blocks.0.attn.qkv.bias", IR_F32, ir_shape_make(1, (IrDim[]){6}), NOLOC);
+  IrNode *w2 = ir_param(g, "final_layer.linear.weight", IR_F32, ir_shape_make(2, (IrDim[]){4, 6}), NOLOC);
+  ir_graph_add_output(g, ir_linear(g, ir_linear(g, x, w, b), w2, NULL), "out");
+  return g;
+}
+
+static void test_quantize(void **state) {
+  (void)state;
+  static const struct {
+    const char *passes;
+    int linear, dequantize, qlinear, qscale;
+  } cases[] = {
+      {"quantize", 2, 0, 0, 0},
+      {"quantize:mode=w8", 2, 1, 0, 1},
+      {"quantize:mode=w8:scope=all", 2, 2, 0, 2},
+      {"quantize:mode=w8a8", 1, 0, 1, 2},
+      {"quantize:mode=w8a8:scope=all", 0, 0, 2, 4},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    IrGraph *g = two_linears();
+    IrErr e = {{0}};
+    assert_int_equal(pass_run_pipeline(g, cases[i].passes, &OPTS, &e), 0);
+    assert_int_equal(count_op(g, IR_LINEAR), cases[i].linear);
+    assert_int_equal(count_op(g, IR_DEQUANTIZE), cases[i].dequantize);
+    assert_int_equal(count_op(g, IR_QLINEAR), cases[i].qlinear);
+    assert_int_equal(count_op(g, IR_QSCALE), cases[i].qscale);
+    assert_int_equal(count_op(g, IR_QUANTIZE), cases[i].qscale);
+    ir_graph_free(g);
+  }
+  IrGraph *g = two_linears();
+  IrErr e = {{0}};
+  assert_int_equal(pass_run_pipeline(g, "quantize:mode=fp8", &OPTS, &e), -1);
+  assert_non_null(strstr(e.msg, "fp8 is not implemented yet"));
+  ir_graph_free(g);
+}
+
 static void test_pipeline_registry_and_dump(void **state) {
   (void)state;
   int n;
   const PassInfo *t = pass_table(&n);
-  assert_int_equal(n, 8);
+  assert_int_equal(n, 9);
   for (int i = 0; i < n; i++) {
     assert_ptr_equal(pass_find(t[i].name), &t[i]);
     assert_non_null(t[i].doc);
@@ -688,6 +736,7 @@ int main(void) {
       cmocka_unit_test(test_group_table),
       cmocka_unit_test(test_pipeline_unknown_pass),
       cmocka_unit_test(test_pipeline_registry_and_dump),
+      cmocka_unit_test(test_quantize),
       cmocka_unit_test(test_pipeline_verifies),
   };
   return tu_run_group(tests, NULL, NULL);

@@ -29,6 +29,7 @@
 #include "testutil.h"
 
 #include "codegen/emu.h"
+#include "ir/scalar.h"
 #include "codegen/plan.h"
 #include "passes/passes.h"
 #include "runtime/backend.h"
@@ -321,10 +322,51 @@ static int teardown(void **state) {
   return 0;
 }
 
+/* The quantisation scalars (ir/scalar.h) and ir_eval_quant: round half to
+ * even, clamp at +-127, NaN to 0, a zero row's scale 1, and qlinear's sum
+ * exact where an f32 sum is not. */
+static void test_quant_semantics(void **state) {
+  (void)state;
+  static const float cases[][3] = {/* x, s, level */
+                                   {2.5f, 1, 2},     {3.5f, 1, 4},   {-2.5f, 1, -2}, {-3.5f, 1, -4},
+                                   {0.49f, 1, 0},    {200, 1, 127},  {-200, 1, -127}, {1.0f, 0.5f, 2},
+                                   {127.5f, 1, 127}, {-0.0f, 1, 0}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    assert_true(ditc_quantize_i8(cases[i][0], cases[i][1]) == cases[i][2]);
+  assert_true(ditc_quantize_i8(NAN, 1) == 0 && ditc_quantize_i8(1, 0) == 127 && ditc_quantize_i8(-1, 0) == -127);
+  assert_true(ditc_qscale(0, 127) == 1 && ditc_qscale(254, 127) == 2);
+  assert_true(isnan(ditc_qscale(ditc_absmax(ditc_absmax(0, NAN), 3), 127)));
+  assert_true(ditc_absmax(ditc_absmax(0, -5), 3) == 5);
+  assert_true(ditc_dequantize(-127, 0.5f) == -63.5f);
+
+  /* qscale per row and quantize through ir_eval_quant */
+  float w[6] = {1, -2, 0.5f, 0, 0, 0}, sc[2], q[6];
+  IrArray wa = {IR_F32, 2, {2, 3}, w}, sa = {IR_F32, 2, {2, 1}, sc}, qa = {IR_I8, 2, {2, 3}, q};
+  ir_eval_quant(IR_QSCALE, &(IrAttrs){.axis = 1, .f = 127}, &sa, 1, &wa);
+  assert_true(sc[0] == 2.0f / 127.0f && sc[1] == 1.0f);
+  ir_eval_quant(IR_QUANTIZE, &(IrAttrs){0}, &qa, 2, (IrArray[]){wa, sa});
+  assert_true(q[0] == 64 && q[1] == -127 && q[2] == 32 && q[3] == 0); /* 63.5 -> 64, 31.75 -> 32 */
+
+  /* 1100 x (127 * 127), 3 x 1, 1100 x -(127 * 127): exactly 3 in int32 */
+  enum { K = 2203 };
+  float *xq = malloc(K * sizeof *xq), *wq = malloc(K * sizeof *wq), one = 1, y = 0;
+  for (int k = 0; k < K; k++) {
+    xq[k] = k < 1100 || k >= 1103 ? 127 : 1;
+    wq[k] = k < 1100 ? 127 : k < 1103 ? 1 : -127;
+  }
+  IrArray in[4] = {{IR_I8, 2, {1, K}, xq}, {IR_F32, 2, {1, 1}, &one}, {IR_I8, 2, {1, K}, wq}, {IR_F32, 2, {1, 1}, &one}};
+  IrArray ya = {IR_F32, 2, {1, 1}, &y};
+  ir_eval_quant(IR_QLINEAR, &(IrAttrs){0}, &ya, 4, in);
+  assert_true(y == 3.0f);
+  free(xq);
+  free(wq);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_same_bits),
       cmocka_unit_test(test_kernels_call_scalar_h),
+      cmocka_unit_test(test_quant_semantics),
   };
   return tu_run_group(tests, NULL, teardown);
 }

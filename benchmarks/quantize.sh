@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Quantisation (--quantize, issue 11): for none, w8, w8 scope all, w8a8 - DiT-S/2's pack bytes,
+# weight bytes read per forward, activation bytes moved and kernels per block (from `compile
+# --report`, sm_80, batch 1), and the digits model's accuracy and Frechet distance (SAMPLES samples,
+# default 500: labels i mod 10, DDPM 50 steps, guidance 1.5, seed 0) on the reference executor, and
+# on the emulated device when EMU_SAMPLES is set (that many samples; emu is slow on a CPU).  GPU
+# timings need a GPU: the table says when none was there.
+#   usage: benchmarks/quantize.sh [BUILD_DIR]   -> benchmarks/results/quantize-DATE.md and .csv
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+date=$(date -u +%Y-%m-%d)
+out=$root/benchmarks/results/quantize-$date
+samples=${SAMPLES:-500}
+commit=$(git -C "$root" rev-parse --short HEAD)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export DITC_CACHE_DIR=${DITC_CACHE_DIR:-$tmp/cache}
+ditc=$build/ditc
+modes=("none" "w8" "w8:all" "w8a8")
+
+quality() {  # BACKEND N FLAGS... -> "accuracy fd"
+  local be=$1 n=$2
+  shift 2
+  "$ditc" sample DiT-digits --weights "$root/models/digits/dit-digits.safetensors" --backend "$be" --sampler ddpm \
+    --steps 50 --cfg-scale 1.5 --labels 0-9 --repeat $((n / 10)) --seed 0 --output "$tmp/s.safetensors" "$@" >/dev/null
+  "$build/digits_eval" "$tmp/s.safetensors" --json | jq -r '"\(.accuracy) \(.fd)"'
+}
+
+echo "mode,scope,pack_bytes,weight_bytes_read,activation_bytes_moved,kernels_per_block,ref_accuracy,ref_fd,emu_accuracy,emu_fd" >"$out.csv"
+for m in "${modes[@]}"; do
+  mode=${m%%:*} scope=blocks flags=()
+  [ "$m" != "${m#*:}" ] && scope=${m#*:}
+  [ "$mode" != none ] && flags=(--quantize "$mode" --quantize-scope "$scope")
+  "$ditc" compile DiT-S/2 --arch sm_80 --entry forward --weights random -o "$tmp/p.ditpack" --report --json \
+    ${flags[@]+"${flags[@]}"} >"$tmp/r.json" 2>/dev/null
+  pack=$(stat -c %s "$tmp/p.ditpack")
+  read -r wread act kpb < <(jq -r '.plans[0] | "\([.steps[].weight_read] | add) \(.activation_bytes_moved) \(.kernels_per_block)"' "$tmp/r.json")
+  read -r racc rfd < <(quality ref "$samples" ${flags[@]+"${flags[@]}"})
+  eacc="" efd=""
+  [ -n "${EMU_SAMPLES:-}" ] && read -r eacc efd < <(quality emu "$EMU_SAMPLES" ${flags[@]+"${flags[@]}"})
+  echo "$mode,$scope,$pack,$wread,$act,$kpb,$racc,$rfd,$eacc,$efd" >>"$out.csv"
+done
+
+{
+  echo "# Quantisation: pack size, bytes moved, launches, digits quality"
+  echo
+  echo "Command: \`benchmarks/quantize.sh\` (SAMPLES=$samples${EMU_SAMPLES:+, EMU_SAMPLES=$EMU_SAMPLES})  "
+  echo "Commit: $commit  "
+  echo "Date: $date  "
+  echo "Host: $(uname -m), $(nproc) cores, $(command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name --format=csv,noheader | head -1 || echo 'no GPU: no GPU timings')"
+  echo
+  echo "DiT-S/2 at batch 1 for sm_80 (\`compile --report\`; random weights); digits: DDPM 50 steps, guidance 1.5,"
+  echo "seed 0, $samples samples on the reference executor (f32)${EMU_SAMPLES:+, $EMU_SAMPLES on the emulated device (f32)}."
+  echo "Weight bytes read are the weights blob's (w8: the int8 levels and scales); w8's dequantised copy of each"
+  echo "weight is written and read in the activation arena, so it counts among the activation bytes."
+  echo
+  echo "| mode | scope | pack bytes | vs f32 | weight bytes read / forward | activation bytes moved | kernels / block | ref accuracy | ref FD | emu accuracy | emu FD |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  base=$(awk -F, 'NR == 2 {print $3}' "$out.csv")
+  awk -F, -v base="$base" 'NR > 1 {printf "| %s | %s | %d | %.1f%% | %d | %d | %s | %.3f | %.2f | %s | %s |\n", $1, $2, $3, 100 * $3 / base, $4, $5, $6, $7, $8, $9 == "" ? "-" : $9, $10 == "" ? "-" : $10}' "$out.csv"
+} >"$out.md"
+cat "$out.md"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Quantised plans through NVRTC, without a GPU:
+#   - dit-tiny-p2 with --quantize w8 and w8a8 (scope all) compiles for sm_80, sm_86 and sm_89, and
+#     each architecture's plan from the pack runs on the emulated device (run --plan --arch) within
+#     the shared cases' tolerances (w8 1e-4, w8a8 1e-3): the pack holds the int8 weights and scales;
+#   - DiT-S/2's pack with --quantize w8 --quantize-scope all is at most 30% of its f32 pack.
+# Skipped (exit 77) when NVRTC is not installed.
+source "$(dirname "$0")/common.bash"
+REF=${DITC_SHARED:?DITC_SHARED must name the shared folder}/reference
+[ -d "$REF" ] || { echo "SKIPPED: the shared reference folder $REF is not there"; exit 77; }
+TINY=(models/dit.dit --set input_size=16 --set in_channels=4 --set patch_size=2 --set hidden_size=64 --set depth=2
+      --set num_heads=4 --set mlp_ratio=4.0 --set num_classes=10 --set learn_sigma=true)
+
+nvrtc_or_skip "$T/first.log" "$DITC" compile "${TINY[@]}" --arch sm_80,sm_86,sm_89 --batch 2 \
+  --weights "$REF/dit-tiny-p2.weights.safetensors" -o "$T/w8.ditpack" --quantize w8 --quantize-scope all
+"$DITC" compile "${TINY[@]}" --arch sm_80,sm_86,sm_89 --batch 2 --weights "$REF/dit-tiny-p2.weights.safetensors" \
+  -o "$T/w8a8.ditpack" --quantize w8a8 --quantize-scope all >/dev/null || fail=1
+for m in w8 w8a8; do
+  tol=1e-4
+  [ $m = w8a8 ] && tol=1e-3
+  # scope all quantises more than the shared case (blocks only): compare with a ref run of the same
+  "$DITC" run "${TINY[@]}" --weights "$REF/dit-tiny-p2.weights.safetensors" --input "$REF/dit-tiny-p2.case.safetensors" \
+    --output "$T/$m.ref.safetensors" --backend ref --quantize $m --quantize-scope all || fail=1
+  for a in sm_80 sm_86 sm_89; do
+    "$DITC" run --plan "$T/$m.ditpack" --backend emu --arch $a --input "$REF/dit-tiny-p2.case.safetensors" \
+      --output "$T/$m.$a.safetensors" || fail=1
+    "$DITC" compare "$T/$m.$a.safetensors:out" "$T/$m.ref.safetensors:out" --tol $tol || fail=1
+  done
+done
+
+# the size bound: int8 weights with their scales, every linear
+"$DITC" compile DiT-S/2 --arch sm_80 --entry forward --weights random -o "$T/s2.ditpack" >/dev/null || fail=1
+"$DITC" compile DiT-S/2 --arch sm_80 --entry forward --weights random -o "$T/s2w8.ditpack" --quantize w8 \
+  --quantize-scope all >/dev/null || fail=1
+f32=$(stat -c %s "$T/s2.ditpack")
+w8=$(stat -c %s "$T/s2w8.ditpack")
+echo "DiT-S/2 pack: f32 $f32 bytes, w8 scope all $w8 bytes ($((100 * w8 / f32))%)"
+[ $((100 * w8)) -le $((30 * f32)) ] || { echo "FAIL: the w8 pack is above 30% of the f32 pack"; fail=1; }
+exit $fail
