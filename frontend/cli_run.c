@@ -186,7 +186,8 @@ int cmd_run(const Opts *o) {
   StFile *in = NULL;
   int n_out = 0;
   RtTensor *vals = NULL, *outs = NULL;
-  if (cli_runner_open(o, o->has_cfg ? "forward_with_cfg" : "forward", &rn)) goto done;
+  const char *entry = o->entry ? o->entry : o->has_cfg ? "forward_with_cfg" : "forward";
+  if (cli_runner_open(o, entry, &rn)) goto done;
   n_out = rn.use && !rn.built ? rn.use->n_outputs : rn.m.graph->n_outputs;
   vals = xcalloc((size_t)rn.n_in + 1, sizeof *vals);
   outs = xcalloc((size_t)n_out + 1, sizeof *outs);
@@ -197,6 +198,10 @@ int cmd_run(const Opts *o) {
   for (int i = 0; i < rn.n_in; i++) {
     const char *name = rn.in_names[i];
     if (!strcmp(name, "cfg_scale")) {
+      if (!o->has_cfg) {
+        cli_fail("the %s entry takes a guidance scale: give --cfg-scale", entry);
+        goto done;
+      }
       vals[i] = rt_tensor_new(IR_F32, 0, NULL);
       *(float *)vals[i].data = (float)o->cfg_scale;
       continue;

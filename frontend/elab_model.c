@@ -19,7 +19,7 @@ static void check_params(Elab *e, const AstList *params, const char *what) {
   for (int i = 0; i < params->n; i++) {
     const AstNode *p = params->v[i];
     if (!el_known_type(p->s2))
-      el_error(e, p->loc, "unknown type '%s' (types: int, float, bool, str, tensor)", p->s2);
+      el_error(e, p->loc, "unknown type '%s' (types: int, float, bool, str, list, tensor)", p->s2);
     el_check_bindable(e, p, what);
     for (int j = 0; j < i; j++)
       if (!strcmp(params->v[j]->s, p->s)) el_error(e, p->loc, "parameter '%s' declared twice", p->s);
