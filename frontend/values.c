@@ -325,8 +325,11 @@ static int parse_list_setting(Elab *e, const FeSetting *set, Value *out) {
     const char *comma = memchr(v, ',', len);
     size_t item = comma ? (size_t)(comma - v) : len;
     if (parse_number(v, item, &l->v[k])) {
+      size_t lead = 0, n = item;
+      while (lead < n && v[lead] == ' ') lead++;
+      while (n > lead && v[n - 1] == ' ') n--;
       fe_error_at(e->diag, e->src->file, "--set %s=%s: item %d ('%.*s') is not a number (a list is "
-                  "written 1,2,3 or [1,2,3])", set->name, set->value, k + 1, (int)item, v);
+                  "written 1,2,3 or [1,2,3])", set->name, set->value, k + 1, (int)(n - lead), v + lead);
       return -1;
     }
     v += item + (comma != NULL);
