@@ -133,5 +133,7 @@ int pass_hoist_adaln(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_fuse(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_plan_memory(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_route_experts(IrGraph *g, const PassOptions *o, IrErr *err);
+/* conv_gemm.c: stride-1 conv2d as im2col (or a reshape) and a matmul. */
+int pass_conv_gemm(IrGraph *g, const PassOptions *o, IrErr *err);
 
 #endif

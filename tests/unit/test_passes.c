@@ -596,7 +596,7 @@ static void test_pipeline_unknown_pass(void **state) {
   IrErr e = {{0}};
   assert_int_equal(pass_run_pipeline(g, "dce,frobnicate", &OPTS, &e), -1);
   assert_non_null(strstr(e.msg, "unknown pass 'frobnicate'"));
-  assert_non_null(strstr(e.msg, "canonicalize, fold-constants, cse, hoist-adaln, route-experts, dce"));
+  assert_non_null(strstr(e.msg, "canonicalize, fold-constants, cse, hoist-adaln, route-experts, conv-gemm, dce"));
   assert_int_equal(g->n_nodes, 2);
   assert_ptr_equal(g->nodes[1], d);
   ir_graph_free(g);
@@ -606,7 +606,7 @@ static void test_pipeline_registry_and_dump(void **state) {
   (void)state;
   int n;
   const PassInfo *t = pass_table(&n);
-  assert_int_equal(n, 8);
+  assert_int_equal(n, 9);
   for (int i = 0; i < n; i++) {
     assert_ptr_equal(pass_find(t[i].name), &t[i]);
     assert_non_null(t[i].doc);
