@@ -187,6 +187,7 @@ typedef struct {
 } CgConvShape;
 void cg_emit_conv2d(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, CgLoc w, const CgLoc *bias,
                     const CgConvShape *s);
+void cg_emit_im2col(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, const CgConvShape *s);
 void cg_emit_avgpool(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, int64_t planes, int64_t h,
                      int64_t w, int64_t oh, int64_t ow);
 /* A layernorm over the last axis with elementwise trees fused on both sides:

@@ -294,6 +294,14 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
     for (int i = 0; i < n->n_in && i < 4; i++) in[i] = buf_loc(c, st->reads[i]);
     return cg_emit_moe(e, n, out, in);
   }
+  case IR_IM2COL: {
+    int64_t k = n->attr.k;
+    CgConvShape s = {.n = xs[0], .c = xs[1], .h = xs[2], .w = xs[3], .kh = k, .kw = k,
+                     .stride = n->attr.stride ? n->attr.stride : 1, .pad = n->attr.pad, .groups = 1};
+    s.oh = (s.h + 2 * s.pad - k) / s.stride + 1;
+    s.ow = (s.w + 2 * s.pad - k) / s.stride + 1;
+    return cg_emit_im2col(e, n, out, in0, &s);
+  }
   case IR_AVGPOOL2D:
     return cg_emit_avgpool(e, n, out, in0, xs[0] * xs[1], xs[2], xs[3], n->attr.out_h, n->attr.out_w);
   case IR_QSCALE: {

@@ -16,6 +16,7 @@
  *   rows       layernorm, softmax, reduce: one warp per row, f32 sums,
  *              layernorm two-pass (mean, then centred variance)
  *   topk       one thread per row (rows are expert counts, short)
+ *   im2col     one thread per column element (a conv2d as a GEMM)
  *   conv2d     direct, one thread per output; depthwise without the
  *              channel loop
  *   others     embedding (clamped, status flag), adaptive average pool
@@ -654,6 +655,35 @@ void cg_emit_conv2d(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, CgLoc w, con
   cg_text_printf(&e->src, "        acc += %s * %s;\n      }\n    }\n  }\n", cg_load(x.dtype, "x", xi, ld),
                  cg_load(w.dtype, "w", wi, ldw));
   cg_text_printf(&e->src, "  %s\n}\n\n", store(out.dtype, "y", "i", "acc", st));
+  launch_1d(e, n, k, count, e->tune->block_elementwise);
+}
+
+/* im2col (ops.def): one thread per column element, zeros outside the image;
+ * the GEMM that follows (passes/conv_gemm.c) does the convolution's MACs. */
+void cg_emit_im2col(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, const CgConvShape *s) {
+  int64_t kk = s->kh * s->kw, np = s->oh * s->ow, count = s->n * s->c * kk * np;
+  const char *name;
+  int k = cg_kernel_open(e, n, "im2col", NULL, &name);
+  int64_t big = s->n * s->c * s->h * s->w;
+  const char *it = index_type(count > big ? count : big);
+  char ld[256], st[512], xi[160];
+  snprintf(xi, sizeof xi, "((b * %lld + c) * %lld + ih) * %lld + iw", (long long)s->c, (long long)s->h,
+           (long long)s->w);
+  cg_text_printf(&e->src, "DITC_KERNEL(%s, DitcArgs, a) {\n", name);
+  decl_ptr(e, "x", x, 0);
+  decl_ptr(e, "y", out, 1);
+  cg_text_printf(&e->src,
+                 "  %s i = (%s)blockIdx.x * CG_BLOCK_ELEMENTWISE + threadIdx.x;\n"
+                 "  if (i >= %lld) return;\n"
+                 "  %s p = i %% %lld, r = (i / %lld) %% %lld, b = i / %lld;\n"
+                 "  %s c = r / %lld, ih = (p / %lld) * %d - %d + (r / %lld) %% %lld, iw = (p %% %lld) * %d - %d + r %% %lld;\n"
+                 "  float v = 0.0f;\n"
+                 "  if (ih >= 0 && ih < %lld && iw >= 0 && iw < %lld) v = %s;\n",
+                 it, it, (long long)count, it, (long long)np, (long long)np, (long long)(s->c * kk),
+                 (long long)(np * s->c * kk), it, (long long)kk, (long long)s->ow, s->stride, s->pad,
+                 (long long)s->kw, (long long)s->kh, (long long)s->ow, s->stride, s->pad, (long long)s->kw,
+                 (long long)s->h, (long long)s->w, cg_load(x.dtype, "x", xi, ld));
+  cg_text_printf(&e->src, "  %s\n}\n\n", store(out.dtype, "y", "i", "v", st));
   launch_1d(e, n, k, count, e->tune->block_elementwise);
 }
 

@@ -68,7 +68,7 @@ int fe_build_source(const char *label, const char *text, size_t len, const char 
   AstNode *root = NULL;
   memset(out, 0, sizeof *out);
   if (fe_parse(&src, &arena, &d, &root) == 0 && root)
-    fe_elaborate(&src, root, config, sets, n_sets, entry ? entry : "forward", &d, out);
+    fe_elaborate(&src, root, config, sets, n_sets, entry, &d, out);
   arena_free(&arena);
   if (!d.n_errors) {
     char *copy = arena_alloc(&out->arena, len + 1);

@@ -326,6 +326,82 @@ static Value bi_layernorm(Call *c) {
   return node(c, IR_LAYERNORM, 1, &x, &at);
 }
 
+/* group_norm(x, groups, weight = none, bias = none, eps = 1e-5): torch's
+ * F.group_norm.  x is [N, C, ...]; each sample's C channels form `groups`
+ * groups of consecutive channels, each normalised over its channels and
+ * positions (biased variance), then scaled by weight[C] and shifted by
+ * bias[C] per channel.  No op of its own: a layernorm over the rows of
+ * reshape(x, [N, groups, -1]), reshaped back, and the per-channel affine as
+ * broadcast mul and add, so every backend runs it as it runs those. */
+static int channel_vector(Call *c, int i, int64_t channels, IrNode **out) {
+  *out = NULL;
+  if (!given(c, i) || c->a[i].k == V_NONE) return 0;
+  if (arg_tensor(c, i, out)) return -1;
+  if ((*out)->shape.rank != 1 || (*out)->shape.d[0] != channels) {
+    char b1[128];
+    el_error(c->e, arg_loc(c, i), "%s(): %s must be [%" PRId64 "] (one value a channel), got %s", c->b->name,
+             c->b->params[i], channels, ir_shape_str(&(*out)->shape, b1, sizeof b1));
+    return -1;
+  }
+  return 0;
+}
+
+/* v[C] as [C, 1, ...] against a tensor of rank `rank` laid out [N, C, ...]. */
+static IrNode *per_channel(Call *c, IrNode *v, int rank) {
+  IrShape to = {.rank = rank - 1};
+  to.d[0] = v->shape.d[0];
+  for (int i = 1; i < to.rank; i++) to.d[i] = 1;
+  Value r = reshape(c, v, to);
+  return r.k == V_TENSOR ? r.t : NULL;
+}
+
+static Value bi_group_norm(Call *c) {
+  IrNode *x, *w, *b;
+  int64_t groups;
+  double eps = 1e-5;
+  char b1[128];
+  if (arg_tensor(c, 0, &x)) return el_poison();
+  const IrShape *xs = &x->shape;
+  int64_t per = 1;
+  int fixed = xs->rank >= 2;
+  for (int i = 1; i < xs->rank; i++) {
+    fixed &= !ir_dim_is_sym(xs->d[i]);
+    per *= xs->d[i];
+  }
+  if (!fixed) {
+    el_error(c->e, c->call->loc, "group_norm(): x must be [N, C, ...] with only N a multiple of B, got %s",
+             ir_shape_str(xs, b1, sizeof b1));
+    return el_poison();
+  }
+  int64_t channels = xs->d[1];
+  if (arg_int(c, 1, 1, channels, &groups) || channel_vector(c, 2, channels, &w) ||
+      channel_vector(c, 3, channels, &b) || (given(c, 4) && arg_num(c, 4, &eps)))
+    return el_poison();
+  if (channels % groups) {
+    el_error(c->e, arg_loc(c, 1), "group_norm(): groups = %" PRId64 " does not divide the %" PRId64 " channels of %s",
+             groups, channels, ir_shape_str(xs, b1, sizeof b1));
+    return el_poison();
+  }
+  if (!(eps > 0)) {
+    el_error(c->e, arg_loc(c, 4), "group_norm(): eps must be > 0, got %g", eps);
+    return el_poison();
+  }
+  IrShape rows = {.rank = 3, .d = {xs->d[0], groups, per / groups}};
+  IrAttrs at = {.f = (float)eps};
+  Value v = reshape(c, x, rows);
+  if (v.k == V_TENSOR) v = node(c, IR_LAYERNORM, 1, &v.t, &at);
+  if (v.k == V_TENSOR) v = reshape(c, v.t, *xs);
+  if (v.k == V_TENSOR && w) {
+    IrNode *in[2] = {v.t, per_channel(c, w, xs->rank)};
+    v = in[1] ? node(c, IR_MUL, 2, in, NULL) : el_poison();
+  }
+  if (v.k == V_TENSOR && b) {
+    IrNode *in[2] = {v.t, per_channel(c, b, xs->rank)};
+    v = in[1] ? node(c, IR_ADD, 2, in, NULL) : el_poison();
+  }
+  return v;
+}
+
 static Value bi_softmax(Call *c) {
   IrNode *x;
   if (arg_tensor(c, 0, &x)) return el_poison();
@@ -604,6 +680,16 @@ static Value bi_concat(Call *c) {
   return r;
 }
 
+/* n copies of x joined along axis (repeat() and upsample_nearest2d()). */
+static Value tile_after(Call *c, IrNode *x, int axis, int64_t n) {
+  IrNode **in = xmalloc((size_t)n * sizeof *in);
+  for (int64_t i = 0; i < n; i++) in[i] = x;
+  IrAttrs at = {.axis = axis};
+  Value r = node(c, IR_CONCAT, (int)n, in, &at);
+  free(in);
+  return r;
+}
+
 static Value bi_repeat(Call *c) {
   IrNode *x;
   int64_t n;
@@ -611,12 +697,32 @@ static Value bi_repeat(Call *c) {
   if (arg_tensor(c, 0, &x) || arg_int(c, 1, 1, 65536, &n) || arg_axis(c, 2, x->shape.rank, &axis))
     return el_poison();
   if (n == 1) return el_tensor(x);
-  IrNode **in = xmalloc((size_t)n * sizeof *in);
-  for (int64_t i = 0; i < n; i++) in[i] = x;
-  IrAttrs at = {.axis = axis};
-  Value r = node(c, IR_CONCAT, (int)n, in, &at);
-  free(in);
-  return r;
+  return tile_after(c, x, axis, n);
+}
+
+/* upsample_nearest2d(x, scale = 2): torch's F.interpolate(x, scale_factor =
+ * scale, mode = "nearest") for an integer scale: y[n, c, i, j] = x[n, c, i /
+ * scale, j / scale].  No op of its own: each axis is a reshape and a concat
+ * of `scale` copies (as repeat()). */
+static Value bi_upsample(Call *c) {
+  IrNode *x;
+  int64_t s = 2;
+  char b1[128];
+  if (arg_tensor(c, 0, &x) || (given(c, 1) && arg_int(c, 1, 1, 64, &s))) return el_poison();
+  const IrShape *xs = &x->shape;
+  if (xs->rank != 4 || ir_dim_is_sym(xs->d[1]) || ir_dim_is_sym(xs->d[2]) || ir_dim_is_sym(xs->d[3])) {
+    el_error(c->e, c->call->loc, "upsample_nearest2d(): x must be [N, C, H, W] with only N a multiple of B, got %s",
+             ir_shape_str(xs, b1, sizeof b1));
+    return el_poison();
+  }
+  if (s == 1) return el_tensor(x);
+  IrDim n = xs->d[0], ch = xs->d[1], h = xs->d[2], w = xs->d[3];
+  Value v = reshape(c, x, (IrShape){.rank = 5, .d = {n, ch, h, w, 1}});
+  if (v.k == V_TENSOR) v = tile_after(c, v.t, 4, s);                                   /* [n, c, h, w, s] */
+  if (v.k == V_TENSOR) v = reshape(c, v.t, (IrShape){.rank = 5, .d = {n, ch, h, 1, w * s}});
+  if (v.k == V_TENSOR) v = tile_after(c, v.t, 3, s);                                   /* [n, c, h, s, w s] */
+  if (v.k == V_TENSOR) v = reshape(c, v.t, (IrShape){.rank = 4, .d = {n, ch, h * s, w * s}});
+  return v;
 }
 
 static Value bi_avgpool(Call *c) {
@@ -753,6 +859,7 @@ static const ElBuiltin builtins[] = {
     {"maximum", bi_maximum, 2, {"a", "b"}, 0},
     /* normalisation, reductions */
     {"layernorm", bi_layernorm, 1, {"x", "eps"}, 0},
+    {"group_norm", bi_group_norm, 2, {"x", "groups", "weight", "bias", "eps"}, 0},
     {"softmax", bi_softmax, 1, {"x"}, 0},
     {"sum", bi_reduce, 1, {"x", "axis"}, IR_REDUCE_SUM},
     {"mean", bi_reduce, 1, {"x", "axis"}, IR_REDUCE_MEAN},
@@ -773,6 +880,7 @@ static const ElBuiltin builtins[] = {
     {"concat", bi_concat, 2, {"list", "axis"}, 0},
     {"repeat", bi_repeat, 3, {"x", "n", "axis"}, 0},
     {"adaptive_avg_pool2d", bi_avgpool, 3, {"x", "oh", "ow"}, 0},
+    {"upsample_nearest2d", bi_upsample, 1, {"x", "scale"}, 0},
     /* constants */
     {"arange", bi_arange, 1, {"n"}, 0},
     {"constant", bi_constant, 1, {"x"}, 0},

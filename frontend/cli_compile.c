@@ -189,14 +189,18 @@ static const void *fill_blob(const Opts *o, FeModel *m, const CgPlan *p, void **
  * add plans, weights and CUBINs to the pack and the report to rep. */
 static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n_archs, CgPackWriter *w,
                            FioOut *pack_out, FioOut *src, json_t *rep) {
-  const char *all[] = {"forward", "forward_with_cfg"};
   const char *one[] = {o->entry};
-  int all_entries = !o->entry || !strcmp(o->entry, "all");
-  const char **entries = all_entries ? all : one;
-  int n_entries = all_entries ? 2 : 1;
+  const char **entries = one;
+  int n_entries = 1;
   void **blobs = NULL;
   int n_blobs = 0, rc = 1;
   DITC_ASSERT(n_archs >= 1 && n_archs <= 32);
+  FeModel names = {0}; /* "all": every entry of the model, in file order */
+  if (!o->entry || !strcmp(o->entry, "all")) {
+    if (cli_build(o, NULL, &names)) return 1;
+    entries = names.entries;
+    n_entries = names.n_entries;
+  }
   for (int e = 0; e < n_entries; e++) {
     FeModel m;
     IrErr err;
@@ -271,6 +275,7 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
 out:
   for (int i = 0; i < n_blobs; i++) free(blobs[i]);
   free(blobs);
+  fe_model_free(&names);
   return rc;
 }
 

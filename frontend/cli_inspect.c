@@ -11,13 +11,13 @@
 #include "frontend/cli.h"
 
 int cmd_check(const Opts *o) {
-  /* forward first (its weights are bound), then every other entry of the model */
+  /* the default entry first (forward: its weights are bound), then every other entry of the model */
   FeModel first;
-  if (cli_build(o, "forward", &first)) return 1;
+  if (cli_build(o, NULL, &first)) return 1;
   int n = first.n_entries, rc = 0;
   for (int e = -1; e < n && !rc; e++) {
-    const char *entry = e < 0 ? "forward" : first.entries[e];
-    if (e >= 0 && !strcmp(entry, "forward")) continue;
+    const char *entry = e < 0 ? first.graph->name : first.entries[e];
+    if (e >= 0 && !strcmp(entry, first.graph->name)) continue;
     FeModel m;
     if (e < 0) m = first;
     else if (cli_build(o, entry, &m)) {
@@ -51,7 +51,7 @@ int cmd_ir(const Opts *o) {
     return 0;
   }
   FeModel m;
-  if (cli_build(o, o->entry ? o->entry : "forward", &m)) return 1;
+  if (cli_build(o, o->entry, &m)) return 1;
   if (!o->dump_after) ir_dump(m.graph, stdout);
   fe_model_free(&m);
   return 0;
@@ -59,7 +59,7 @@ int cmd_ir(const Opts *o) {
 
 int cmd_stats(const Opts *o) {
   FeModel m;
-  if (cli_build(o, o->entry ? o->entry : "forward", &m)) return 1;
+  if (cli_build(o, o->entry, &m)) return 1;
   IrDType wt;
   ir_dtype_parse(o->weight_dtype, &wt);
   int64_t batch = o->batch ? o->batch : 1;

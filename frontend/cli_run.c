@@ -42,9 +42,10 @@ static int device_arch(char *arch, size_t n) {
   return 0;
 }
 
-/* Build or load `entry`: with a pack, the plan for the GPU's architecture
- * (cuda), --arch's (emu), or the pack's first for the entry.  Returns 0 or 1
- * (after saying why). */
+/* Build or load `entry` (NULL: forward, else the model's or the pack's first
+ * entry): with a pack, the plan for the GPU's architecture (cuda), --arch's
+ * (emu), or the pack's first for the entry.  Returns 0 or 1 (after saying
+ * why). */
 int cli_runner_open(const Opts *o, const char *entry, Runner *r) {
   IrErr err;
   memset(r, 0, sizeof *r);
@@ -72,6 +73,8 @@ int cli_runner_open(const Opts *o, const char *entry, Runner *r) {
     if (!strcmp(r->backend, "ref"))
       return cli_fail("--backend ref runs a MODEL, not a pack; use --backend emu or cuda with --plan");
     if (!(r->pack = cg_pack_open(o->plan, &err))) return cli_fail("%s", err.msg);
+    if (!entry) /* the default, as for a model: forward, else the first */
+      entry = cg_pack_find_plan(r->pack, "forward") || !r->pack->n_plans ? "forward" : r->pack->plans[0].plan->entry;
     if (!(r->pp = cg_pack_find_plan(r->pack, entry))) {
       char list[256] = "";
       size_t used = 0;
@@ -187,7 +190,8 @@ int cmd_run(const Opts *o) {
   StFile *in = NULL;
   int n_out = 0;
   RtTensor *vals = NULL, *outs = NULL;
-  if (cli_runner_open(o, o->has_cfg ? "forward_with_cfg" : "forward", &rn)) goto done;
+  if (cli_runner_open(o, o->entry ? o->entry : o->has_cfg ? "forward_with_cfg" : NULL, &rn)) goto done;
+  const char *entry = rn.built ? rn.m.graph->name : rn.use->entry;
   n_out = rn.use && !rn.built ? rn.use->n_outputs : rn.m.graph->n_outputs;
   vals = xcalloc((size_t)rn.n_in + 1, sizeof *vals);
   outs = xcalloc((size_t)n_out + 1, sizeof *outs);
@@ -198,6 +202,10 @@ int cmd_run(const Opts *o) {
   for (int i = 0; i < rn.n_in; i++) {
     const char *name = rn.in_names[i];
     if (!strcmp(name, "cfg_scale")) {
+      if (!o->has_cfg) {
+        cli_fail("the %s entry takes a guidance scale: give --cfg-scale", entry);
+        goto done;
+      }
       vals[i] = rt_tensor_new(IR_F32, 0, NULL);
       *(float *)vals[i].data = (float)o->cfg_scale;
       continue;

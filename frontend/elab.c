@@ -395,12 +395,13 @@ int el_type_ok(Value *v, const char *type) {
   if (!strcmp(type, "bool")) return v->k == V_BOOL;
   if (!strcmp(type, "str")) return v->k == V_STR;
   if (!strcmp(type, "tensor")) return v->k == V_TENSOR;
+  if (!strcmp(type, "list")) return v->k == V_LIST;
   return 1; /* unknown types are reported where they are declared */
 }
 
 int el_known_type(const char *type) {
   return !type || !strcmp(type, "int") || !strcmp(type, "float") || !strcmp(type, "bool") ||
-         !strcmp(type, "str") || !strcmp(type, "tensor");
+         !strcmp(type, "str") || !strcmp(type, "tensor") || !strcmp(type, "list");
 }
 
 static Value call_user(Elab *e, const AstNode *call, ElFn *fn, const Value *pos,

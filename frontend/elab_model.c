@@ -19,7 +19,7 @@ static void check_params(Elab *e, const AstList *params, const char *what) {
   for (int i = 0; i < params->n; i++) {
     const AstNode *p = params->v[i];
     if (!el_known_type(p->s2))
-      el_error(e, p->loc, "unknown type '%s' (types: int, float, bool, str, tensor)", p->s2);
+      el_error(e, p->loc, "unknown type '%s' (types: int, float, bool, str, list, tensor)", p->s2);
     el_check_bindable(e, p, what);
     for (int j = 0; j < i; j++)
       if (!strcmp(params->v[j]->s, p->s)) el_error(e, p->loc, "parameter '%s' declared twice", p->s);
@@ -312,6 +312,13 @@ int fe_elaborate(const FeSource *src, const AstNode *file, const char *config_na
     return diag->n_errors - errors0;
   }
 
+  if (!entry_name) { /* the default: forward, else the model's first entry */
+    for (int i = 0; i < model->l2->n; i++) {
+      const AstNode *it = model->l2->v[i];
+      if (it->kind == AST_ENTRY && (!entry_name || !strcmp(it->s, "forward"))) entry_name = it->s;
+    }
+    if (!entry_name) entry_name = "forward";
+  }
   e->g = ir_graph_new(entry_name);
   e->file = src->file ? arena_strdup(&e->g->arena, src->file) : NULL;
   Env genv = {0}, menv = {0};

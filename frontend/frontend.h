@@ -52,14 +52,16 @@ typedef struct {
 
 /* model_spec: "path/to/file.dit", "path/to/file.dit:CONFIG", or a bare
  * configuration name ("DiT-S/2") looked up in the models directory.
- * entry: "forward", "forward_with_cfg", ... (an `entry` of the model).
+ * entry: "forward", "forward_with_cfg", ... (an `entry` of the model), or NULL
+ * (as below).
  * Returns 0, or the number of errors reported on diag (> 0). */
 int fe_build(const char *model_spec, const FeSetting *sets, int n_sets, const char *entry,
              FILE *diag, FeModel *out);
 /* The same from a source text in memory (fuzzing, tests): `label` names it in
  * diagnostics; config NULL means the file's last model with its defaults and
- * entry NULL means "forward".  fe_build uses it.  *out is zeroed first and
- * owns nothing unless 0 is returned. */
+ * entry NULL means "forward", or the model's first entry when it has no
+ * forward.  fe_build uses it.  *out is zeroed first and owns nothing unless 0
+ * is returned. */
 int fe_build_source(const char *label, const char *text, size_t len, const char *config,
                     const FeSetting *sets, int n_sets, const char *entry, FILE *diag,
                     FeModel *out);

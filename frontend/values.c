@@ -293,9 +293,57 @@ Value el_arith(Elab *e, AstLoc loc, int op, Value a, Value b) {
 
 /* ---- --set NAME=VALUE ---------------------------------------------------- */
 
+/* A number of --set's list form: an int, else a finite float. */
+static int parse_number(const char *s, size_t len, Value *out) {
+  char buf[64], *end;
+  while (len && *s == ' ') s++, len--;
+  while (len && s[len - 1] == ' ') len--;
+  if (!len || len >= sizeof buf) return -1;
+  memcpy(buf, s, len);
+  buf[len] = 0;
+  errno = 0;
+  long long i = strtoll(buf, &end, 10);
+  if (!*end && errno == 0) return *out = el_int(i), 0;
+  errno = 0;
+  double f = strtod(buf, &end);
+  if (!*end && isfinite(f)) return *out = el_float(f), 0;
+  return -1;
+}
+
+/* --set NAME=32,64 (or [32, 64], or [] for the empty list): a list of numbers. */
+static int parse_list_setting(Elab *e, const FeSetting *set, Value *out) {
+  const char *v = set->value;
+  size_t len = strlen(v);
+  if (len >= 2 && v[0] == '[' && v[len - 1] == ']') v++, len -= 2;
+  int n = 0;
+  for (size_t i = 0; i < len; i++) n += v[i] == ',';
+  int empty = 1;
+  for (size_t i = 0; i < len; i++) empty &= v[i] == ' ';
+  ElList *l = el_list_new(e, (AstLoc){0}, empty ? 0 : n + 1);
+  if (!l) return -1;
+  for (int k = 0; k < l->n; k++) {
+    const char *comma = memchr(v, ',', len);
+    size_t item = comma ? (size_t)(comma - v) : len;
+    if (parse_number(v, item, &l->v[k])) {
+      size_t lead = 0, n = item;
+      while (lead < n && v[lead] == ' ') lead++;
+      while (n > lead && v[n - 1] == ' ') n--;
+      fe_error_at(e->diag, e->src->file, "--set %s=%s: item %d ('%.*s') is not a number (a list is "
+                  "written 1,2,3 or [1,2,3])", set->name, set->value, k + 1, (int)(n - lead), v + lead);
+      return -1;
+    }
+    v += item + (comma != NULL);
+    len -= item + (comma != NULL);
+  }
+  *out = el_list_value(l);
+  return 0;
+}
+
 int el_parse_setting(Elab *e, const AstNode *p, const FeSetting *set, Value *out) {
   const char *type = p->s2, *v = set->value;
   char *end;
+  if ((type && !strcmp(type, "list")) || (!type && p->a && p->a->kind == AST_LIST))
+    return parse_list_setting(e, set, out);
   if (!type) {
     if (p->a && p->a->kind == AST_INT) type = "int";
     else if (p->a && p->a->kind == AST_FLOAT) type = "float";

@@ -141,4 +141,7 @@ int pass_quantize(IrGraph *g, const PassOptions *o, IrErr *err);
 #define PASS_QUANTIZE_SCOPES "blocks|all"
 #define PASS_QUANTIZE_AFTER "dce"
 
+/* conv_gemm.c: stride-1 conv2d as im2col (or a reshape) and a matmul. */
+int pass_conv_gemm(IrGraph *g, const PassOptions *o, IrErr *err);
+
 #endif

@@ -29,6 +29,8 @@ static const PassInfo PASSES[] = {
      "merge linears reading one activation (every block's adaLN modulation) into one product", PASS_NO_OPTIONS},
     {"route-experts", pass_route_experts,
      "run a dense mixture-of-experts MLP on the T*k routed rows: moe_route/gather/linear/combine", PASS_NO_OPTIONS},
+    {"conv-gemm", pass_conv_gemm,
+     "stride-1 conv2d (the VAE decoder's 3x3 and 1x1) as im2col and a matmul: GEMM steps", PASS_NO_OPTIONS},
     {"dce", pass_dce, "remove nodes no output depends on", PASS_NO_OPTIONS},
     {"quantize", pass_quantize,
      "int8 linears: weights per output row (w8), also activations per token with int32 sums (w8a8)",
@@ -45,7 +47,7 @@ static const PassInfo PASSES[] = {
 #define N_PASSES ((int)(sizeof PASSES / sizeof PASSES[0]))
 
 const char *const PASS_DEFAULT_PIPELINE =
-    "canonicalize,fold-constants,cse,hoist-adaln,route-experts,canonicalize,dce,fuse,plan-memory";
+    "canonicalize,fold-constants,cse,hoist-adaln,route-experts,conv-gemm,canonicalize,dce,fuse,plan-memory";
 
 const PassInfo *pass_table(int *n) {
   if (n) *n = N_PASSES;

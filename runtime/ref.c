@@ -177,6 +177,9 @@ static int check_node(RefExec *e, const IrNode *nd, IrErr *err) {
   case IR_MOE_ROUTE: case IR_MOE_GATHER: case IR_MOE_LINEAR: case IR_MOE_COMBINE: /* ir/shape.c checked them */
   case IR_QSCALE: case IR_QUANTIZE: case IR_DEQUANTIZE: case IR_QLINEAR:
     return 0;
+  case IR_IM2COL:
+    if (x->rank != 4 || v->s.rank != 3) return node_errf(err, nd, "expects NCHW input");
+    return 0;
   case IR_AVGPOOL2D:
     if (x->rank != 4 || nd->attr.out_h <= 0 || nd->attr.out_w <= 0)
       return node_errf(err, nd, "expects NCHW input and a positive output size");
@@ -411,6 +414,9 @@ static int run_node(RefExec *e, int i, IrErr *err) {
     free(in);
     break;
   }
+  case IR_IM2COL:
+    ref_im2col(&nd->attr, y, &v->s, xp, &x->s);
+    break;
   case IR_MOE_ROUTE: {
     int64_t E = x->s.d[x->s.rank - 1];
     ref_moe_route(v->ptr, v->s.numel, xp, E ? x->s.numel / E : 0, E, nd->attr.k);

@@ -161,26 +161,41 @@ static void conv_depthwise(const RefConv *c, float *y, const float *x, const flo
 /* General case: per image and group, unfold the receptive fields into columns
  * [cg*kh*kw, oh*ow] and multiply by the group's weights [og, cg*kh*kw].  For the
  * patch embedding (kernel = stride, no padding) the unfold is a pure shuffle. */
+/* The columns [cg*kh*kw, oh*ow] of cg channels of one image xg (c's geometry). */
+static void unfold(const RefConv *c, int64_t cg, const float *xg, float *col) {
+  int64_t kc = cg * c->kh * c->kw, np = c->oh * c->ow;
+#pragma omp parallel for schedule(static) if (kc * np > IR_PAR_MIN)
+  for (int64_t row = 0; row < kc; row++) {
+    int64_t ci = row / (c->kh * c->kw), ki = (row / c->kw) % c->kh, kj = row % c->kw;
+    const float *xc = xg + ci * c->h * c->w;
+    float *cr = col + row * np;
+    for (int64_t i = 0; i < c->oh; i++) {
+      int64_t r = i * c->stride - c->pad + ki;
+      for (int64_t j = 0; j < c->ow; j++) {
+        int64_t q = j * c->stride - c->pad + kj;
+        cr[i * c->ow + j] = (r < 0 || r >= c->h || q < 0 || q >= c->w) ? 0.0f : xc[r * c->w + q];
+      }
+    }
+  }
+}
+
+void ref_im2col(const IrAttrs *a, float *y, const RefShape *ys, const float *x, const RefShape *xs) {
+  int k = a->k;
+  RefConv c = {.n = xs->d[0], .c = xs->d[1], .h = xs->d[2], .w = xs->d[3], .kh = k, .kw = k,
+               .stride = a->stride ? a->stride : 1, .pad = a->pad, .groups = 1};
+  c.oh = (c.h + 2 * c.pad - k) / c.stride + 1;
+  c.ow = (c.w + 2 * c.pad - k) / c.stride + 1;
+  DITC_ASSERT(ys->d[2] == c.oh * c.ow);
+  for (int64_t n = 0; n < c.n; n++) unfold(&c, c.c, x + n * c.c * c.h * c.w, y + n * ys->d[1] * ys->d[2]);
+}
+
 static void conv_im2col(const RefConv *c, float *y, const float *x, const float *w,
                         const float *b, float *col) {
   int64_t cg = c->c / c->groups, og = c->o / c->groups;
   int64_t kc = cg * c->kh * c->kw, np = c->oh * c->ow;
   for (int64_t n = 0; n < c->n; n++)
     for (int64_t g = 0; g < c->groups; g++) {
-      const float *xg = x + (n * c->c + g * cg) * c->h * c->w;
-#pragma omp parallel for schedule(static) if (kc * np > IR_PAR_MIN)
-      for (int64_t row = 0; row < kc; row++) {
-        int64_t ci = row / (c->kh * c->kw), ki = (row / c->kw) % c->kh, kj = row % c->kw;
-        const float *xc = xg + ci * c->h * c->w;
-        float *cr = col + row * np;
-        for (int64_t i = 0; i < c->oh; i++) {
-          int64_t r = i * c->stride - c->pad + ki;
-          for (int64_t j = 0; j < c->ow; j++) {
-            int64_t q = j * c->stride - c->pad + kj;
-            cr[i * c->ow + j] = (r < 0 || r >= c->h || q < 0 || q >= c->w) ? 0.0f : xc[r * c->w + q];
-          }
-        }
-      }
+      unfold(c, cg, x + (n * c->c + g * cg) * c->h * c->w, col);
       float *yg = y + (n * c->o + g * og) * np;
       ref_gemm(0, og, np, kc, w + g * og * kc, kc, col, np, yg, np);
     }

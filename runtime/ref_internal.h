@@ -59,6 +59,8 @@ RefConv ref_conv_dims(const IrAttrs *a, const RefShape *xs, const RefShape *ws, 
 /* Floats of scratch ref_conv2d needs. */
 size_t ref_conv_scratch(const RefConv *c);
 void ref_conv2d(const RefConv *c, float *y, const float *x, const float *w, const float *b, float *scratch);
+/* IR_IM2COL (ops.def): x [N, C, H, W] -> y [N, C*k*k, OH*OW]. */
+void ref_im2col(const IrAttrs *a, float *y, const RefShape *ys, const float *x, const RefShape *xs);
 
 /* ---- ref_moe.c (the routing table's layout: ir.h) ---- */
 

@@ -6,6 +6,12 @@
  * naming: one per file tensor, or, for a checkpoint in the Hugging Face
  * diffusers naming of DiT (recognised by "transformer_blocks.*" names),
  * translated names with attn1.to_q/to_k/to_v stacked row-wise into attn.qkv.
+ * A diffusers AutoencoderKL checkpoint (recognised by "decoder.*" and
+ * "encoder.*" or "post_quant_conv.*" names) keeps its naming, except that
+ * the older attention names of its mid block (query, key, value, proj_attn)
+ * become the current ones (to_q, to_k, to_v, to_out.0) and the encoder's
+ * tensors (encoder.*, quant_conv.*) are left out and counted, as the decoder
+ * (models/vae.dit) does not read them.
  * Then every PARAM node is looked up by name and its shape compared exactly.
  * All problems (missing tensors without a default, shape mismatches, tensors
  * the model does not use) are collected and reported in one message, each
@@ -291,8 +297,52 @@ static int is_diffusers(const StFile *f) {
   return 0;
 }
 
-static void build_sources(const StFile *f, Sources *out, StrList *mismatched) {
-  if (!is_diffusers(f)) {
+/* ---- AutoencoderKL (the VAE decoder) ------------------------------------------- */
+
+static int is_vae(const StFile *f) {
+  int dec = 0, other = 0;
+  for (int i = 0; i < st_count(f); i++) {
+    const char *n = st_get(f, i)->name;
+    dec |= starts_with(n, "decoder.");
+    other |= starts_with(n, "encoder.") || starts_with(n, "post_quant_conv.");
+  }
+  return dec && other;
+}
+
+/* "...attentions.<i>.query.weight" -> "...attentions.<i>.to_q.weight" (and
+ * key, value, proj_attn); NULL when the name has none of the old names. */
+static char *vae_new_attention_name(const char *name) {
+  static const struct {
+    const char *from, *to;
+  } renames[] = {{"query.", "to_q."}, {"key.", "to_k."}, {"value.", "to_v."}, {"proj_attn.", "to_out.0."}};
+  const char *a = strstr(name, ".attentions.");
+  if (!a) return NULL;
+  const char *p = a + strlen(".attentions.");
+  if (*p < '0' || *p > '9') return NULL;
+  while (*p >= '0' && *p <= '9') p++;
+  if (*p++ != '.') return NULL;
+  for (size_t i = 0; i < sizeof renames / sizeof renames[0]; i++)
+    if (starts_with(p, renames[i].from))
+      return fmt("%.*s%s%s", (int)(p - name), name, renames[i].to, p + strlen(renames[i].from));
+  return NULL;
+}
+
+static void vae_sources(const StFile *f, Sources *out, int *ignored) {
+  for (int i = 0; i < st_count(f); i++) {
+    const StTensor *t = st_get(f, i);
+    if (starts_with(t->name, "encoder.") || starts_with(t->name, "quant_conv.")) {
+      ++*ignored;
+      continue;
+    }
+    char *renamed = vae_new_attention_name(t->name);
+    source_set_one(renamed ? source_add(out, renamed, xstrdup(t->name)) : source_add(out, xstrdup(t->name), NULL), t);
+  }
+}
+
+static void build_sources(const StFile *f, Sources *out, StrList *mismatched, int *vae_ignored) {
+  if (is_vae(f)) {
+    vae_sources(f, out, vae_ignored);
+  } else if (!is_diffusers(f)) {
     for (int i = 0; i < st_count(f); i++)
       source_set_one(source_add(out, xstrdup(st_get(f, i)->name), NULL), st_get(f, i));
   } else {
@@ -371,7 +421,8 @@ int weights_bind_file(IrGraph *g, const StFile *f, Weights *w, IrErr *err) {
   int np = ir_graph_params(g, &params);
   Sources src = {0};
   StrList missing = {0}, mismatched = {0}, unexpected = {0};
-  build_sources(f, &src, &mismatched);
+  int vae_ignored = 0;
+  build_sources(f, &src, &mismatched, &vae_ignored);
 
   /* Pass 1: decide every parameter, collecting problems. */
   Source **bind = xcalloc((size_t)np + 1, sizeof *bind);
@@ -447,6 +498,7 @@ int weights_bind_file(IrGraph *g, const StFile *f, Weights *w, IrErr *err) {
     }
   }
   if (rc) weights_free(w);
+  else w->vae_encoder_ignored = vae_ignored;
 
 out:
   free(bind);
@@ -532,6 +584,9 @@ int weights_open(IrGraph *g, const char *spec, Weights *w, IrErr *err) {
     return weights_random(g, (uint64_t)seed, w, err);
   }
   if (weights_load(g, spec, w, err)) return -1;
+  if (w->vae_encoder_ignored)
+    fprintf(stderr, "ditc: note: %s: %d encoder tensors (encoder.*, quant_conv.*) ignored: decoding reads only "
+            "decoder.* and post_quant_conv.*\n", spec, w->vae_encoder_ignored);
   /* Not an error (a checkpoint may mean it), but worth a word: NaN weights
    * make NaN samples. */
   if (w->nonfinite)

@@ -25,6 +25,10 @@ typedef struct {
   int64_t nonfinite;
   int nonfinite_tensors;
   const char *nonfinite_first;
+  /* An AutoencoderKL checkpoint's encoder tensors (encoder.*, quant_conv.*),
+   * left out of the binding: the decoder does not read them (the caller says
+   * so once). */
+  int vae_encoder_ignored;
 } Weights;
 
 /* From a checkpoint file.  Returns 0, or -1 with every problem listed in err

@@ -40,7 +40,6 @@ expect 2 "unexpected argument 'DiT-S/4'" -- "$DITC" stats DiT-S/2 DiT-S/4
 expect 2 "give MODEL or --plan, not both" -- "$DITC" run DiT-S/2 --plan x.ditpack
 expect 2 "cache takes build, ls, verify or clear, got 'purge'" -- "$DITC" cache purge
 expect 2 "'cache ls' takes only --arch" -- "$DITC" cache ls --batch 2
-expect 2 "--entry takes forward\|forward_with_cfg\|all, got 'backward'" -- "$DITC" compile DiT-S/2 --entry backward
 expect 2 "no command or topic 'frobnicate'" -- "$DITC" help frobnicate
 expect 2 "--sampler takes ddpm\|ddim, got 'euler'" -- "$DITC" sample DiT-digits --sampler euler
 # dtypes in any spelling; a dtype that is none of them
@@ -82,6 +81,17 @@ expect 1 "No such file|cannot open|no-such" -- "$DITC" run models/dit.dit "${TIN
   --input "$REF/dit-tiny-p2.case.safetensors" --output "$T/out.safetensors"
 
 # A truncated checkpoint.
+# an entry the model lacks (any command); run --entry reads the entry's inputs by name
+expect 1 "model 'dit' has no entry 'backward' \(its entries: forward, forward_with_cfg\)" -- "$DITC" stats DiT-S/2 --entry backward
+expect 1 "model 'vae' has no entry 'forward' \(its entries: decode\)" -- "$DITC" run vae-tiny --entry forward \
+  --weights random --input "$REF/vae-tiny.case.safetensors" --output "$T/out.safetensors"
+expect 1 "dit-tiny-p2.case.safetensors: no tensor 'z' \(the model's input 'z'\)" -- "$DITC" run vae-tiny --entry decode \
+  --weights random --input "$REF/dit-tiny-p2.case.safetensors" --output "$T/out.safetensors"
+expect 1 "the forward_with_cfg entry takes a guidance scale: give --cfg-scale" -- "$DITC" run models/dit.dit "${TINY[@]}" \
+  --entry forward_with_cfg --weights random --input "$REF/dit-tiny-p2.case.safetensors" --prefix cfg_ --output "$T/out.safetensors"
+# VAE weights that do not fit the configuration: every mismatch listed
+expect 1 "checkpoint does not fit the model \(72 missing, 65 mismatched, 2 unexpected\)" -- "$DITC" run sd-vae-ft-ema --set latent_size=8 \
+  --weights "$REF/vae-tiny.weights.safetensors" --input "$REF/vae-tiny.case.safetensors" --output "$T/out.safetensors"
 head -c 5000 "$REF/dit-tiny-p2.weights.safetensors" >"$T/trunc.safetensors"
 expect 1 "trunc.safetensors" -- "$DITC" run models/dit.dit "${TINY[@]}" --weights "$T/trunc.safetensors" \
   --input "$REF/dit-tiny-p2.case.safetensors" --output "$T/out.safetensors"

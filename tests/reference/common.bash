@@ -147,4 +147,49 @@ check_pass_emu() {  # CASE TOL FLAG...
   BACKEND_ARGS=(--backend ref)
 }
 
+# check_vae CASE: the VAE decoder (models/vae.dit, entry decode) on the case's z against the reference
+# AutoencoderKL's out, at TOL_VAE (default 1e-4, the README's), with the json's configuration given as
+# --set flags (block_out_channels as a list, 32,64); then the same weights with the older attention names
+# (query, key, value, proj_attn in place of to_q, to_k, to_v, to_out.0), renamed in a temporary copy.
+# The renaming needs python3 (the standard library only): without it the test is skipped (77).
+check_vae() {  # CASE
+  local c=$1 sets
+  command -v python3 >/dev/null || { echo "SKIPPED: python3 (to rename the attention tensors) is not installed"; exit 77; }
+  sets=$(jq -r 'to_entries[] | select(.key | IN("block_out_channels","layers_per_block","norm_num_groups",
+           "latent_channels","out_channels","scaling_factor")) | "--set \(.key)=\(.value | if type == "array"
+           then map(tostring) | join(",") else tostring end)"' "$REF/$c.json")
+  sets="$sets --set latent_size=$(jq -r .latent_size "$REF/$c.json")"
+  python3 - "$REF/$c.weights.safetensors" "$TMP/$c.old-names.safetensors" <<'PY'
+import json, struct, sys
+src, dst = sys.argv[1], sys.argv[2]
+with open(src, "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    header = json.loads(f.read(n))
+    data = f.read()
+new = {"to_q.": "query.", "to_k.": "key.", "to_v.": "value.", "to_out.0.": "proj_attn."}
+out, renamed = {}, 0
+for k, v in header.items():
+    for a, b in new.items():
+        if ".attentions." in k and ("." + a) in k:
+            k = k.replace("." + a, "." + b)
+            renamed += 1
+    out[k] = v
+assert renamed >= 8, renamed
+h = json.dumps(out).encode()
+with open(dst, "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h + data)
+PY
+  local w
+  for w in "$REF/$c.weights.safetensors" "$TMP/$c.old-names.safetensors"; do
+    # shellcheck disable=SC2086
+    "$DITC" run models/vae.dit --entry decode $sets --weights "$w" --input "$REF/$c.case.safetensors" \
+      --output "$TMP/$c.vae.safetensors" ${BACKEND_ARGS[@]+"${BACKEND_ARGS[@]}"} 2>"$TMP/vae.err" ||
+      { cat "$TMP/vae.err" >&2; exit 1; }
+    # the encoder's tensors are ignored, and said so once
+    [ "$(grep -c 'encoder tensors (encoder.\*, quant_conv.\*) ignored' "$TMP/vae.err")" = 1 ] ||
+      { cat "$TMP/vae.err" >&2; echo "expected one note on the ignored encoder tensors" >&2; exit 1; }
+    "$DITC" compare "$TMP/$c.vae.safetensors:out" "$REF/$c.case.safetensors:out" --tol "${TOL_VAE:-1e-4}"
+  done
+}
+
 cd "${DITC_SRC:?DITC_SRC must name the source tree}"

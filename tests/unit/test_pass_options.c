@@ -160,9 +160,10 @@ static void test_registry(void **state) {
     }
   }
   assert_int_equal(pass_pipeline_parse("default", p, &e), 0);
-  assert_int_equal(p->n, 9);
+  assert_int_equal(p->n, 10);
   assert_string_equal(p->steps[0].pass->name, "canonicalize");
-  assert_string_equal(p->steps[8].pass->name, "plan-memory");
+  assert_string_equal(p->steps[5].pass->name, "conv-gemm");
+  assert_string_equal(p->steps[9].pass->name, "plan-memory");
   assert_int_equal(pass_pipeline_parse("cse:no_such_option=1", p, &e), -1);
   assert_string_equal(e.msg, "pass 'cse' has no option 'no_such_option' (it takes none)");
   free(p);
@@ -175,13 +176,13 @@ static void test_insert(void **state) {
   IrErr e = {{0}};
   assert_int_equal(pass_pipeline_parse("default", p, &e), 0);
   assert_int_equal(pass_pipeline_insert(p, "cse", "dce,canonicalize", &e), 0);
-  assert_int_equal(p->n, 11);
+  assert_int_equal(p->n, 12);
   assert_string_equal(p->steps[2].pass->name, "cse");
   assert_string_equal(p->steps[3].pass->name, "dce");
   assert_string_equal(p->steps[4].pass->name, "canonicalize");
   assert_string_equal(p->steps[5].pass->name, "hoist-adaln");
   assert_int_equal(pass_pipeline_insert(p, NULL, "fuse", &e), 0);
-  assert_string_equal(p->steps[11].pass->name, "fuse");
+  assert_string_equal(p->steps[12].pass->name, "fuse");
 
   assert_int_equal(pass_pipeline_parse("dce", p, &e), 0);
   assert_int_equal(pass_pipeline_insert(p, "cse", "fuse", &e), -1);

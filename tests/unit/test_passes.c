@@ -596,7 +596,7 @@ static void test_pipeline_unknown_pass(void **state) {
   IrErr e = {{0}};
   assert_int_equal(pass_run_pipeline(g, "dce,frobnicate", &OPTS, &e), -1);
   assert_non_null(strstr(e.msg, "unknown pass 'frobnicate'"));
-  assert_non_null(strstr(e.msg, "canonicalize, fold-constants, cse, hoist-adaln, route-experts, dce"));
+  assert_non_null(strstr(e.msg, "canonicalize, fold-constants, cse, hoist-adaln, route-experts, conv-gemm, dce"));
   assert_int_equal(g->n_nodes, 2);
   assert_ptr_equal(g->nodes[1], d);
   ir_graph_free(g);
@@ -604,7 +604,7 @@ static void test_pipeline_unknown_pass(void **state) {
 
 /* quantize: which linears each scope covers, what w8 and w8a8 make of
  * them, and mode none leaving the graph alone. */
-static int count_op(IrGraph *g, IrOp op) {
+static int count_op(const IrGraph *g, IrOp op) {
   int n = 0;
   for (int i = 0; i < g->n_nodes; i++) n += g->nodes[i]->op == op;
   return n;
@@ -654,7 +654,7 @@ static void test_pipeline_registry_and_dump(void **state) {
   (void)state;
   int n;
   const PassInfo *t = pass_table(&n);
-  assert_int_equal(n, 9);
+  assert_int_equal(n, 10);
   for (int i = 0; i < n; i++) {
     assert_ptr_equal(pass_find(t[i].name), &t[i]);
     assert_non_null(t[i].doc);
@@ -715,8 +715,41 @@ static void test_pipeline_verifies(void **state) {
   ir_graph_free(g);
 }
 
+/* ---- conv-gemm ---------------------------------------------------------------- */
+
+/* A 3x3 (padding 1) and a 1x1 conv become im2col / a reshape and a matmul (+
+ * the bias); a strided conv (a patch embedding) and a depthwise one stay. */
+static void test_conv_gemm(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrNode *x = input(g, "x", 4, (IrDim[]){IR_BATCH, 4, 6, 6});
+  IrNode *w3 = ir_param(g, "w3", IR_F32, ir_shape_make(4, (IrDim[]){8, 4, 3, 3}), NOLOC);
+  IrNode *b3 = ir_param(g, "b3", IR_F32, ir_shape_make(1, (IrDim[]){8}), NOLOC);
+  IrNode *w1 = ir_param(g, "w1", IR_F32, ir_shape_make(4, (IrDim[]){8, 8, 1, 1}), NOLOC);
+  IrNode *wp = ir_param(g, "wp", IR_F32, ir_shape_make(4, (IrDim[]){8, 8, 2, 2}), NOLOC);
+  IrNode *wd = ir_param(g, "wd", IR_F32, ir_shape_make(4, (IrDim[]){8, 1, 3, 3}), NOLOC);
+  IrErr e;
+  IrAttrs pad1 = {.pad = 1}, none = {0}, patch = {.stride = 2}, dw = {.pad = 1, .groups = 8};
+  IrNode *c3 = ir_node_new(g, IR_CONV2D, 3, (IrNode *[]){x, w3, b3}, &pad1, NOLOC, &e);
+  IrNode *c1 = ir_node_new(g, IR_CONV2D, 2, (IrNode *[]){c3, w1}, &none, NOLOC, &e);
+  IrNode *cp = ir_node_new(g, IR_CONV2D, 2, (IrNode *[]){c1, wp}, &patch, NOLOC, &e);
+  IrNode *cd = ir_node_new(g, IR_CONV2D, 2, (IrNode *[]){c1, wd}, &dw, NOLOC, &e);
+  assert_non_null(cp);
+  assert_non_null(cd);
+  ir_graph_add_output(g, cp, "patch");
+  ir_graph_add_output(g, cd, "depthwise");
+  run(g, "conv-gemm");
+  assert_int_equal(count_op(g, IR_CONV2D), 2);
+  assert_int_equal(count_op(g, IR_IM2COL), 1);
+  assert_int_equal(count_op(g, IR_MATMUL), 2);
+  for (int i = 0; i < g->n_nodes; i++)
+    if (g->nodes[i]->op == IR_IM2COL) assert_int_equal(g->nodes[i]->shape.d[1], 36);
+  ir_graph_free(g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_conv_gemm),
       cmocka_unit_test(test_dce),
       cmocka_unit_test(test_cse_merges_subexpressions),
       cmocka_unit_test(test_cse_labels),
