@@ -22,6 +22,7 @@
 #include "codegen/pack.h"
 #include "frontend/frontend.h"
 #include "frontend/pack_plan.h"
+#include "ir/fileio.h"
 #include "passes/passes.h"
 #include "runtime/backend.h"
 #include "runtime/safetensors.h"
@@ -45,6 +46,7 @@ typedef struct {
   long long steps, diffusion_steps;
   const char *labels, *labels_from;
   long long repeat, grid_cols;
+  long long num_samples;      /* sample: --num-samples N (an .npz of N images) */
   long long seed;
   const char *init_noise, *step_noise;
   const char *passes, *dump_after;
@@ -128,6 +130,19 @@ void cli_runner_free(Runner *r);
 /* FILE:TENSOR: open FILE and find TENSOR.  Returns the open file (close it
  * with st_close) and the tensor in *t, or NULL after saying why. */
 StFile *cli_open_tensor_spec(const char *spec, const StTensor **t);
+
+/* ---- the .npz of `sample --num-samples` (cli_npz.c) ------------------------ */
+
+/* One array of an .npz: name ("arr_0"), numpy descr ("|u1", "<i8"), shape, C-order bytes. */
+typedef struct {
+  const char *name, *descr;
+  int rank;
+  int64_t shape[4];
+  const void *data;
+  size_t bytes;
+} NpzArray;
+/* Write the arrays as a stored (uncompressed) zip of NAME.npy members.  0 or -1. */
+int cli_npz_write(FioOut *out, const NpzArray *arrays, int n, IrErr *err);
 
 /* ---- compile's report (cli_report.c) --------------------------------------- */
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codegen/emu.h"
@@ -307,6 +308,71 @@ static void progress(void *ctx, int done, int total) {
   fflush(stderr);
 }
 
+/* The model's inputs for `rows` samples (twice as many rows with cfg). */
+static int model_ctx_init(ModelCtx *mc, const Runner *rn, int cfg, float cfg_scale, const int32_t *labels,
+                          int classes, int64_t n, int C, int S, int learn_sigma) {
+  int64_t img = (int64_t)C * S * S;
+  int n_in = rn->n_in;
+  mc->cfg = cfg;
+  mc->cfg_scale = cfg_scale;
+  mc->labels = labels;
+  mc->null_label = classes;
+  mc->n = n;
+  mc->img = img;
+  mc->out_img = (learn_sigma ? 2 : 1) * img;
+  mc->slot_x = mc->slot_t = mc->slot_y = mc->slot_s = -1;
+  for (int i = 0; i < n_in && i < 4; i++) {
+    const char *nm = rn->in_names[i];
+    int64_t rows = cfg ? 2 * n : n;
+    int64_t shp[4] = {rows, C, S, S};
+    if (!strcmp(nm, "x")) mc->slot_x = i, mc->in[i] = rt_tensor_new(IR_F32, 4, shp);
+    else if (!strcmp(nm, "t")) mc->slot_t = i, mc->in[i] = rt_tensor_new(IR_F32, 1, shp);
+    else if (!strcmp(nm, "y")) mc->slot_y = i, mc->in[i] = rt_tensor_new(IR_I32, 1, shp);
+    else if (!strcmp(nm, "cfg_scale")) mc->slot_s = i, mc->in[i] = rt_tensor_new(IR_F32, 0, NULL);
+  }
+  if (n_in != (cfg ? 4 : 3) || mc->slot_x < 0 || mc->slot_t < 0 || mc->slot_y < 0 || (cfg && mc->slot_s < 0))
+    return cli_fail("the model's %s entry must take x, t, y%s", cfg ? "forward_with_cfg" : "forward",
+                    cfg ? ", cfg_scale" : "");
+  return 0;
+}
+
+/* The sampling loop over mc->n rows of x (x_T in, x_0 out), with mc->be
+ * prepared at that batch.  On a backend that samples on the device (emu,
+ * cuda) the whole loop runs there; else, or when it says it cannot, the host
+ * loop over run().  DITC_SAMPLE_ON_HOST=1 forces the host loop (to compare
+ * the two).  Returns 0 or 1 (after saying why). */
+static int sample_loop(Runner *rn, const Diffusion *d, const char *sampler, ModelCtx *mc, NoiseCtx *nc, int C, int S,
+                       int learn_sigma, float *x, int show_progress) {
+  IrErr err;
+  int64_t n = mc->n;
+  SamplerConfig sc = {
+      .kind = !strcmp(sampler, "ddpm") ? SAMPLER_DDPM : SAMPLER_DDIM,
+      .rows = n, .channels = C, .height = S, .width = S, .learn_sigma = learn_sigma, .eta = 0.0,
+      .model = model_fn, .model_ctx = mc, .noise = noise_fn, .noise_ctx = nc,
+      .progress = show_progress ? progress : NULL,
+  };
+  const char *on_host = getenv("DITC_SAMPLE_ON_HOST");
+  if (rn->be->sample && !(on_host && *on_host && strcmp(on_host, "0"))) {
+    RtSampleRequest rq = {
+        .diffusion = d, .kind = sc.kind, .eta = sc.eta, .learn_sigma = learn_sigma, .rows = n, .channels = C,
+        .height = S, .width = S, .labels = mc->labels, .cfg = mc->cfg, .null_label = mc->null_label,
+        .cfg_scale = mc->cfg_scale, .replay = nc->replay, .replay_rows = nc->replay_rows,
+        .replay_steps = nc->replay_steps, .rng = &nc->rng, .progress = sc.progress,
+    };
+    int got = rn->be->sample(rn->be, &rq, x, &err);
+    if (got == RT_SAMPLE_UNSUPPORTED) {
+      static int noted;
+      if (!noted++) fprintf(stderr, "ditc: note: sampling on the host: %s\n", err.msg);
+    } else if (got) {
+      return cli_fail("%s", err.msg);
+    } else {
+      return 0;
+    }
+  }
+  if (sampler_run(d, &sc, x, &err)) return cli_fail("%s", err.msg);
+  return 0;
+}
+
 /* "0,3,5-9" -> labels; each in [0, classes]. */
 static int parse_labels(const char *s, int repeat, int classes, int32_t **out, int64_t *n_out, int *distinct) {
   int32_t *v = NULL;
@@ -442,10 +508,135 @@ out:
   return rc;
 }
 
+/* ---- sample --num-samples: many images to an .npz ------------------------------ */
+
+typedef struct {
+  int C, S, classes, learn_sigma, cfg;
+} SampleShape;
+
+/* Sample g's random stream: Philox blocks from counter g * 2^32 on, key
+ * --seed.  x_T is its first C*H*W normals, step s's noise the C*H*W after
+ * the previous step's (each draw starting a fresh block).  So a sample does
+ * not depend on the batch it is drawn in, nor on which process draws it. */
+static void sample_stream(uint64_t seed, int64_t g, RtRng *r) {
+  rng_init(r, seed);
+  r->counter = (uint64_t)g << 32;
+}
+
+/* Sample g's label without --labels: uniform over the classes, from Philox
+ * block {g, 1} of the key --seed (a counter no normal uses: their third word is 0). */
+static int32_t sample_label(uint64_t seed, int64_t g, int classes) {
+  uint32_t ctr[4] = {(uint32_t)g, (uint32_t)((uint64_t)g >> 32), 1, 0}, key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)}, w[4];
+  rng_philox4x32(ctr, key, w);
+  return (int32_t)((((uint64_t)w[0] << 32) | w[1]) % (uint64_t)classes);
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* --num-samples N: batches of --batch rows (the last one padded with the
+ * samples after N, which are dropped), each sample's noise and label from
+ * (--seed, its index g), images as uint8 NHWC clamp(127.5 x + 128) truncated
+ * (sample_ddp.py), labels int64.  Writes out (committed or aborted here).
+ * given/n_given: --labels or --labels-from, cycled (g mod n_given), or NULL.
+ * Returns 0 or 1. */
+static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const SampleShape *sh, const int32_t *given,
+                      int64_t n_given, FioOut *out) {
+  IrErr err;
+  int64_t N = o->num_samples, img = (int64_t)sh->C * sh->S * sh->S, hw = (int64_t)sh->S * sh->S;
+  int64_t B = o->batch ? o->batch : rn->pack ? rn->use->batch : 32;
+  if (B > N) B = N;
+  if (rn->pack && B != rn->use->batch) B = rn->use->batch; /* a pack runs its own batch; extra rows are dropped */
+  int ddpm = !strcmp(o->sampler, "ddpm"), steps = d->num_steps, rc = 1;
+  uint8_t *images = xmalloc((size_t)(N * img));
+  int64_t *lab64 = xmalloc((size_t)N * sizeof *lab64);
+  int32_t *labels = xmalloc((size_t)B * sizeof *labels);
+  float *x = xmalloc((size_t)(B * img) * sizeof *x), *replay = NULL;
+  ModelCtx mc = {0};
+  NoiseCtx nc = {0};
+  if (ddpm) replay = xmalloc((size_t)((int64_t)steps * B * img) * sizeof *replay);
+  if (model_ctx_init(&mc, rn, sh->cfg, (float)o->cfg_scale, labels, sh->classes, B, sh->C, sh->S, sh->learn_sigma) ||
+      cli_runner_prepare(o, rn, B))
+    goto done;
+  mc.be = rn->be;
+  nc.img = img;
+  nc.rows = B;
+  nc.replay = ddpm ? replay : NULL;
+  nc.replay_rows = B;
+  nc.replay_steps = steps;
+  rng_init(&nc.rng, (uint64_t)o->seed); /* not drawn from: every step's noise is replayed */
+  int tty = isatty(2);
+  double t0 = now_s();
+  for (int64_t first = 0; first < N; first += B) {
+    for (int64_t r = 0; r < B; r++) {
+      int64_t g = first + r;
+      RtRng rg;
+      sample_stream((uint64_t)o->seed, g, &rg);
+      rng_normal(&rg, x + r * img, img);
+      for (int s = 0; ddpm && s < steps; s++) rng_normal(&rg, replay + ((int64_t)s * B + r) * img, img);
+      labels[r] = given ? given[g % n_given] : sample_label((uint64_t)o->seed, g, sh->classes);
+    }
+    if (sample_loop(rn, d, o->sampler, &mc, &nc, sh->C, sh->S, sh->learn_sigma, x, 0)) goto done;
+    for (int64_t r = 0; r < B && first + r < N; r++) {
+      int64_t g = first + r;
+      uint8_t *dst = images + g * img;
+      for (int c = 0; c < sh->C; c++)
+        for (int64_t p = 0; p < hw; p++) {
+          float v = 127.5f * x[(r * sh->C + c) * hw + p] + 128.0f;
+          dst[p * sh->C + c] = (uint8_t)(v != v ? 0 : v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+      lab64[g] = labels[r];
+    }
+    int64_t done_n = first + B < N ? first + B : N;
+    double el = now_s() - t0, rate = (double)done_n / (el > 0 ? el : 1e-9);
+    if (tty) {
+      int width = 30, filled = (int)((int64_t)width * done_n / N);
+      fprintf(stderr, "\rsampling [%.*s%*s] %lld/%lld  %.2f images/s  ETA %.0fs ", filled,
+              "##############################", width - filled, "", (long long)done_n, (long long)N, rate,
+              (double)(N - done_n) / rate);
+      if (done_n == N) fputc('\n', stderr);
+      fflush(stderr);
+    }
+  }
+  double el = now_s() - t0;
+  NpzArray arr[2] = {
+      {"arr_0", "|u1", 4, {N, sh->S, sh->S, sh->C}, images, (size_t)(N * img)},
+      {"arr_1", "<i8", 1, {N}, lab64, (size_t)N * sizeof *lab64},
+  };
+  if (cli_npz_write(out, arr, 2, &err) || fio_out_commit(out, &err)) {
+    out = NULL;
+    cli_fail("%s", err.msg);
+    goto done;
+  }
+  out = NULL;
+  fprintf(stderr, "ditc: %lld images in %.1f s: %.2f images/s (1 process, batch %lld, %s)\n", (long long)N, el,
+          (double)N / (el > 0 ? el : 1e-9), (long long)B, rn->backend);
+  rc = 0;
+done:
+  fio_out_abort(out);
+  for (int i = 0; i < 4; i++) rt_tensor_free(&mc.in[i]);
+  free(images);
+  free(lab64);
+  free(labels);
+  free(x);
+  free(replay);
+  return rc;
+}
+
 int cmd_sample(const Opts *o) {
   if (!(o->weights || o->plan) || !o->output || !o->sampler || o->steps < 0 || !o->has_cfg ||
-      !(o->labels || o->labels_from))
+      !(o->labels || o->labels_from || o->num_samples))
     return cli_usage("sample needs --weights (or --plan), --sampler, --steps, --cfg-scale, --labels and --output");
+  if (o->num_samples && !fio_has_ext(o->output, "npz"))
+    return cli_usage("--num-samples writes an .npz for the ADM evaluator: --output '%s' must end in .npz", o->output);
+  if (!o->num_samples && (fio_has_ext(o->output, "npz") || o->batch))
+    return cli_usage("--output F.npz and --batch go with --num-samples N");
+  if (o->num_samples && (o->init_noise || o->step_noise || o->repeat > 1 || o->grid_cols))
+    return cli_usage("--num-samples draws each sample's noise from (--seed, its index): --init-noise, --step-noise, "
+                     "--repeat and --grid-cols do not apply");
   if (o->labels && o->labels_from) return cli_usage("give --labels or --labels-from, not both");
   if (o->step_noise && !strcmp(o->sampler, "ddim"))
     return cli_usage("--step-noise replays DDPM's per-step noise; DDIM (eta 0) adds none");
@@ -453,7 +644,7 @@ int cmd_sample(const Opts *o) {
    * extension (a device, a FIFO) the samples as safetensors */
   int png = fio_has_ext(o->output, "png");
   const char *base = strrchr(o->output, '/'), *ext = strrchr(base ? base : o->output, '.');
-  if (ext && !png && !fio_has_ext(o->output, "safetensors"))
+  if (ext && !png && !o->num_samples && !fio_has_ext(o->output, "safetensors"))
     return cli_usage("--output '%s': sample writes a PNG grid (.png) or the samples as safetensors (.safetensors)",
                      o->output);
   int cfg = o->cfg_scale != 1.0;
@@ -487,11 +678,18 @@ int cmd_sample(const Opts *o) {
   ModelCtx mc = {0};
   int64_t n = 0, img = (int64_t)C * S * S;
   int distinct = 0;
-  if (o->labels_from ? load_labels(o->labels_from, o->repeat, classes, &labels, &n, &distinct)
-                     : parse_labels(o->labels, o->repeat, classes, &labels, &n, &distinct))
+  if ((o->labels || o->labels_from) &&
+      (o->labels_from ? load_labels(o->labels_from, o->repeat, classes, &labels, &n, &distinct)
+                      : parse_labels(o->labels, o->repeat, classes, &labels, &n, &distinct)))
     goto done;
   if (diffusion_init(&d, o->diffusion_steps, "linear", o->steps, &err)) {
     cli_fail("%s", err.msg);
+    goto done;
+  }
+  if (o->num_samples) {
+    SampleShape sh = {.C = C, .S = S, .classes = classes, .learn_sigma = learn_sigma, .cfg = cfg};
+    if (!sample_npz(o, &rn, &d, &sh, labels, n, out)) rc = 0;
+    out = NULL; /* committed or aborted there */
     goto done;
   }
   nc.img = img;
@@ -508,62 +706,10 @@ int cmd_sample(const Opts *o) {
   if (o->step_noise && load_noise(o->step_noise, 1, img, n, (float **)&nc.replay, &nc.replay_rows, &nc.replay_steps))
     goto done;
 
-  int n_in = rn.n_in;
-  mc.cfg = cfg;
-  mc.cfg_scale = (float)o->cfg_scale;
-  mc.labels = labels;
-  mc.null_label = classes;
-  mc.n = n;
-  mc.img = img;
-  mc.out_img = (learn_sigma ? 2 : 1) * img;
-  mc.slot_x = mc.slot_t = mc.slot_y = mc.slot_s = -1;
-  for (int i = 0; i < n_in && i < 4; i++) {
-    const char *nm = rn.in_names[i];
-    int64_t rows = cfg ? 2 * n : n;
-    int64_t shp[4] = {rows, C, S, S};
-    if (!strcmp(nm, "x")) mc.slot_x = i, mc.in[i] = rt_tensor_new(IR_F32, 4, shp);
-    else if (!strcmp(nm, "t")) mc.slot_t = i, mc.in[i] = rt_tensor_new(IR_F32, 1, shp);
-    else if (!strcmp(nm, "y")) mc.slot_y = i, mc.in[i] = rt_tensor_new(IR_I32, 1, shp);
-    else if (!strcmp(nm, "cfg_scale")) mc.slot_s = i, mc.in[i] = rt_tensor_new(IR_F32, 0, NULL);
-  }
-  if (n_in != (cfg ? 4 : 3) || mc.slot_x < 0 || mc.slot_t < 0 || mc.slot_y < 0 || (cfg && mc.slot_s < 0)) {
-    cli_fail("the model's %s entry must take x, t, y%s", cfg ? "forward_with_cfg" : "forward", cfg ? ", cfg_scale" : "");
-    goto done;
-  }
+  if (model_ctx_init(&mc, &rn, cfg, (float)o->cfg_scale, labels, classes, n, C, S, learn_sigma)) goto done;
   if (cli_runner_prepare(o, &rn, n)) goto done;
   mc.be = rn.be;
-  SamplerConfig sc = {
-      .kind = !strcmp(o->sampler, "ddpm") ? SAMPLER_DDPM : SAMPLER_DDIM,
-      .rows = n, .channels = C, .height = S, .width = S, .learn_sigma = learn_sigma, .eta = 0.0,
-      .model = model_fn, .model_ctx = &mc, .noise = noise_fn, .noise_ctx = &nc,
-      .progress = isatty(2) ? progress : NULL,
-  };
-  /* On a backend that samples on the device (emu, cuda) the whole loop runs
-   * there; else, or when it says it cannot, the host loop over run().
-   * DITC_SAMPLE_ON_HOST=1 forces the host loop (to compare the two). */
-  int sampled = 0;
-  const char *on_host = getenv("DITC_SAMPLE_ON_HOST");
-  if (rn.be->sample && !(on_host && *on_host && strcmp(on_host, "0"))) {
-    RtSampleRequest rq = {
-        .diffusion = &d, .kind = sc.kind, .eta = sc.eta, .learn_sigma = learn_sigma, .rows = n, .channels = C,
-        .height = S, .width = S, .labels = labels, .cfg = cfg, .null_label = classes, .cfg_scale = mc.cfg_scale,
-        .replay = nc.replay, .replay_rows = nc.replay_rows, .replay_steps = nc.replay_steps, .rng = &nc.rng,
-        .progress = sc.progress,
-    };
-    int got = rn.be->sample(rn.be, &rq, x, &err);
-    if (got == RT_SAMPLE_UNSUPPORTED) {
-      fprintf(stderr, "ditc: note: sampling on the host: %s\n", err.msg);
-    } else if (got) {
-      cli_fail("%s", err.msg);
-      goto done;
-    } else {
-      sampled = 1;
-    }
-  }
-  if (!sampled && sampler_run(&d, &sc, x, &err)) {
-    cli_fail("%s", err.msg);
-    goto done;
-  }
+  if (sample_loop(&rn, &d, o->sampler, &mc, &nc, C, S, learn_sigma, x, isatty(2))) goto done;
   if (png) {
     if (image_write_grid_to(out, x, n, C, S, S, o->grid_cols ? o->grid_cols : distinct, &err)) {
       cli_fail("%s", err.msg);
