@@ -144,6 +144,23 @@ typedef struct {
 /* Write the arrays as a stored (uncompressed) zip of NAME.npy members.  0 or -1. */
 int cli_npz_write(FioOut *out, const NpzArray *arrays, int n, IrErr *err);
 
+/* ---- the processes of `mpirun ditc sample` (cli_mpi.c) ---------------------- */
+
+typedef struct {
+  int on;                    /* joined MPI_COMM_WORLD (built with MPI and started by mpirun) */
+  int rank, size, local_rank;
+} CliMpi;
+/* Join MPI when built with it and started by a launcher, else rank 0 of 1.  0 or 1. */
+int cli_mpi_init(CliMpi *m);
+/* Whether every rank says ok (a collective: every rank calls it as often). */
+int cli_mpi_all_ok(const CliMpi *m, int ok);
+/* The largest v of all ranks (collective). */
+double cli_mpi_max(const CliMpi *m, double v);
+/* Rank 0 gets, at all + g * per, the `per` bytes every other rank holds for
+ * its samples g = rank, rank + R, ... < n in `mine` (collective). */
+void cli_mpi_gather(const CliMpi *m, void *all, const void *mine, int64_t n, size_t per);
+void cli_mpi_finalize(CliMpi *m);
+
 /* ---- compile's report (cli_report.c) --------------------------------------- */
 
 /* Plan p's statistics as a new entry of rep's "plans" (its "archs" filled by

@@ -531,6 +531,30 @@ static int32_t sample_label(uint64_t seed, int64_t g, int classes) {
   return (int32_t)((((uint64_t)w[0] << 32) | w[1]) % (uint64_t)classes);
 }
 
+/* The process this is (rank 0 of 1 without mpirun); set by cmd_sample. */
+static CliMpi mpi;
+
+/* Under mpirun, each rank on the GPU of its node-local rank: CUDA_VISIBLE_DEVICES
+ * narrowed, before anything opens CUDA, to the local rank's entry of the list
+ * given (else to the local rank itself). */
+static void pick_local_gpu(const CliMpi *m) {
+  if (!m->on) return;
+  const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+  char buf[256] = "";
+  if (vis && *vis) {
+    int k = 0;
+    for (const char *p = vis; *p; k++) {
+      size_t len = strcspn(p, ",");
+      if (k == m->local_rank) snprintf(buf, sizeof buf, "%.*s", (int)len, p);
+      p += len + (p[len] == ',');
+    }
+    if (!buf[0]) return; /* more ranks on this node than devices listed: leave it to the user */
+  } else {
+    snprintf(buf, sizeof buf, "%d", m->local_rank);
+  }
+  setenv("CUDA_VISIBLE_DEVICES", buf, 1);
+}
+
 static double now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -547,20 +571,27 @@ static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const Sampl
                       int64_t n_given, FioOut *out) {
   IrErr err;
   int64_t N = o->num_samples, img = (int64_t)sh->C * sh->S * sh->S, hw = (int64_t)sh->S * sh->S;
+  int R = mpi.size, me = mpi.rank;
+  int64_t mine = me < N ? (N - me + R - 1) / R : 0; /* this rank's samples: g = me + R k */
+  int64_t per_rank = (N + R - 1) / R;               /* rank 0's, the most any rank has */
   int64_t B = o->batch ? o->batch : rn->pack ? rn->use->batch : 32;
-  if (B > N) B = N;
+  if (B > per_rank) B = per_rank;
   if (rn->pack && B != rn->use->batch) B = rn->use->batch; /* a pack runs its own batch; extra rows are dropped */
   int ddpm = !strcmp(o->sampler, "ddpm"), steps = d->num_steps, rc = 1;
-  uint8_t *images = xmalloc((size_t)(N * img));
-  int64_t *lab64 = xmalloc((size_t)N * sizeof *lab64);
+  if (me) fio_out_abort(out), out = NULL; /* rank 0 writes the file */
+  uint8_t *images = xmalloc((size_t)((me ? mine : N) * img) + 1), *my_img = xmalloc((size_t)(mine * img) + 1);
+  int64_t *lab64 = xmalloc((size_t)(me ? mine : N) * sizeof *lab64 + 1), *my_lab = xmalloc((size_t)mine * sizeof *my_lab + 1);
+  int ok = 1;
+  double t0 = now_s();
   int32_t *labels = xmalloc((size_t)B * sizeof *labels);
   float *x = xmalloc((size_t)(B * img) * sizeof *x), *replay = NULL;
   ModelCtx mc = {0};
   NoiseCtx nc = {0};
   if (ddpm) replay = xmalloc((size_t)((int64_t)steps * B * img) * sizeof *replay);
-  if (model_ctx_init(&mc, rn, sh->cfg, (float)o->cfg_scale, labels, sh->classes, B, sh->C, sh->S, sh->learn_sigma) ||
-      cli_runner_prepare(o, rn, B))
-    goto done;
+  const char *fail_rank = getenv("DITC_TEST_FAIL_RANK"); /* tests: this rank fails after its first batch */
+  ok = !model_ctx_init(&mc, rn, sh->cfg, (float)o->cfg_scale, labels, sh->classes, B, sh->C, sh->S, sh->learn_sigma) &&
+       !cli_runner_prepare(o, rn, B);
+  if (!cli_mpi_all_ok(&mpi, ok)) goto failed;
   mc.be = rn->be;
   nc.img = img;
   nc.rows = B;
@@ -568,29 +599,33 @@ static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const Sampl
   nc.replay_rows = B;
   nc.replay_steps = steps;
   rng_init(&nc.rng, (uint64_t)o->seed); /* not drawn from: every step's noise is replayed */
-  int tty = isatty(2);
-  double t0 = now_s();
-  for (int64_t first = 0; first < N; first += B) {
-    for (int64_t r = 0; r < B; r++) {
-      int64_t g = first + r;
+  int tty = isatty(2) && me == 0;
+  t0 = now_s();
+  for (int64_t first = 0; first < per_rank; first += B) {
+    /* every rank takes part in every round, an idle one (more ranks than samples) too */
+    int64_t rows = mine - first < B ? mine - first : B;
+    for (int64_t r = 0; ok && rows > 0 && r < B; r++) {
+      int64_t g = me + (first + r) * R; /* past N: padding, dropped */
       RtRng rg;
       sample_stream((uint64_t)o->seed, g, &rg);
       rng_normal(&rg, x + r * img, img);
       for (int s = 0; ddpm && s < steps; s++) rng_normal(&rg, replay + ((int64_t)s * B + r) * img, img);
       labels[r] = given ? given[g % n_given] : sample_label((uint64_t)o->seed, g, sh->classes);
     }
-    if (sample_loop(rn, d, o->sampler, &mc, &nc, sh->C, sh->S, sh->learn_sigma, x, 0)) goto done;
-    for (int64_t r = 0; r < B && first + r < N; r++) {
-      int64_t g = first + r;
-      uint8_t *dst = images + g * img;
+    if (ok && rows > 0 && sample_loop(rn, d, o->sampler, &mc, &nc, sh->C, sh->S, sh->learn_sigma, x, 0)) ok = 0;
+    if (ok && fail_rank && atoi(fail_rank) == me) ok = !cli_fail("DITC_TEST_FAIL_RANK: rank %d fails on purpose", me);
+    if (!cli_mpi_all_ok(&mpi, ok)) goto failed;
+    for (int64_t r = 0; r < rows; r++) {
+      int64_t k = first + r;
+      uint8_t *dst = my_img + k * img;
       for (int c = 0; c < sh->C; c++)
         for (int64_t p = 0; p < hw; p++) {
           float v = 127.5f * x[(r * sh->C + c) * hw + p] + 128.0f;
           dst[p * sh->C + c] = (uint8_t)(v != v ? 0 : v < 0 ? 0 : v > 255 ? 255 : v);
         }
-      lab64[g] = labels[r];
+      my_lab[k] = labels[r];
     }
-    int64_t done_n = first + B < N ? first + B : N;
+    int64_t done_n = (first + B) * R < N ? (first + B) * R : N; /* about: every rank's rounds run together */
     double el = now_s() - t0, rate = (double)done_n / (el > 0 ? el : 1e-9);
     if (tty) {
       int width = 30, filled = (int)((int64_t)width * done_n / N);
@@ -601,30 +636,50 @@ static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const Sampl
       fflush(stderr);
     }
   }
-  double el = now_s() - t0;
+  double el = now_s() - t0, el_all = cli_mpi_max(&mpi, el);
+  /* rank 0 puts everything at its index */
+  for (int64_t k = 0; me == 0 && k < mine; k++) {
+    memcpy(images + k * R * img, my_img + k * img, (size_t)img);
+    lab64[k * R] = my_lab[k];
+  }
+  cli_mpi_gather(&mpi, images, my_img, N, (size_t)img);
+  cli_mpi_gather(&mpi, lab64, my_lab, N, sizeof *lab64);
+  if (R > 1)
+    fprintf(stderr, "ditc: rank %d of %d: %lld images in %.1f s: %.2f images/s\n", me, R, (long long)mine, el,
+            (double)mine / (el > 0 ? el : 1e-9));
+  if (me) {
+    rc = cli_mpi_all_ok(&mpi, 1) ? 0 : 1;
+    goto done;
+  }
   NpzArray arr[2] = {
       {"arr_0", "|u1", 4, {N, sh->S, sh->S, sh->C}, images, (size_t)(N * img)},
       {"arr_1", "<i8", 1, {N}, lab64, (size_t)N * sizeof *lab64},
   };
-  if (cli_npz_write(out, arr, 2, &err) || fio_out_commit(out, &err)) {
-    out = NULL;
-    cli_fail("%s", err.msg);
-    goto done;
-  }
+  ok = !cli_npz_write(out, arr, 2, &err) && !fio_out_commit(out, &err);
   out = NULL;
-  fprintf(stderr, "ditc: %lld images in %.1f s: %.2f images/s (1 process, batch %lld, %s)\n", (long long)N, el,
-          (double)N / (el > 0 ? el : 1e-9), (long long)B, rn->backend);
+  if (!ok) cli_fail("%s", err.msg);
+  if (!cli_mpi_all_ok(&mpi, ok)) goto done; /* the other ranks learn that the write failed */
+  fprintf(stderr, "ditc: %lld images in %.1f s: %.2f images/s (%d process%s, %.2f images/s a process, batch %lld, %s)\n",
+          (long long)N, el_all, (double)N / (el_all > 0 ? el_all : 1e-9), R, R > 1 ? "es" : "",
+          (double)N / R / (el_all > 0 ? el_all : 1e-9), (long long)B, rn->backend);
   rc = 0;
+  goto done;
+failed:
+  if (ok) cli_fail("another rank failed (its message above); nothing was written");
 done:
   fio_out_abort(out);
   for (int i = 0; i < 4; i++) rt_tensor_free(&mc.in[i]);
   free(images);
   free(lab64);
+  free(my_img);
+  free(my_lab);
   free(labels);
   free(x);
   free(replay);
   return rc;
 }
+
+static int sample_main(const Opts *o, int cfg);
 
 int cmd_sample(const Opts *o) {
   if (!(o->weights || o->plan) || !o->output || !o->sampler || o->steps < 0 || !o->has_cfg ||
@@ -648,7 +703,20 @@ int cmd_sample(const Opts *o) {
     return cli_usage("--output '%s': sample writes a PNG grid (.png) or the samples as safetensors (.safetensors)",
                      o->output);
   int cfg = o->cfg_scale != 1.0;
+  if (o->num_samples) {
+    if (cli_mpi_init(&mpi)) return 1;
+    pick_local_gpu(&mpi);
+    int rc = sample_main(o, cfg);
+    cli_mpi_finalize(&mpi);
+    return rc;
+  }
+  return sample_main(o, cfg);
+}
+
+/* sample, past the checks of its options. */
+static int sample_main(const Opts *o, int cfg) {
   IrErr err;
+  int png = fio_has_ext(o->output, "png");
   FioOut *out = fio_out_open(o->output, NULL, &err);
   if (!out) return cli_fail("%s", err.msg);
   Runner rn;
