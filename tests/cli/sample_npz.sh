@@ -20,6 +20,11 @@ assert a.shape == (7, 16, 16, 1) and a.dtype == np.uint8, (a.shape, a.dtype)
 assert y.shape == (7,) and y.dtype == np.int64 and y.min() >= 0 and y.max() < 10, y
 assert 10 < a.mean() < 245 and a.std() > 10, (a.mean(), a.std())
 PY
+# benchmarks/digits_eval reads the .npz (images and labels)
+if [ -x "${DITC_BIN:-}/digits_eval" ]; then
+  "$DITC_BIN/digits_eval" "$T/b5.npz" --json >"$T/eval" || { echo "FAIL: digits_eval on the .npz"; fail=1; }
+  jq -e '.samples == 7' "$T/eval" >/dev/null || { echo "FAIL: digits_eval saw"; cat "$T/eval"; fail=1; }
+fi
 # --labels are cycled over the samples
 "$DITC" sample "${A[@]}" --num-samples 5 --batch 2 --labels 3,8 --output "$T/l.npz" 2>/dev/null
 $PY -c 'import sys, numpy as np; y = np.load(sys.argv[1])["arr_1"]; assert list(y) == [3, 8, 3, 8, 3], y' "$T/l.npz" || fail=1
