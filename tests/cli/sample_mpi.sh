@@ -3,7 +3,8 @@
 # and the file is byte for byte the one a single process writes; a rank that fails makes both exit non-zero with
 # a message and leaves no output.  Skipped (77) only when ditc was built without MPI.
 source "$(dirname "$0")/common.bash"
-nm -D "$DITC" 2>/dev/null | grep -q ' U MPI_Init' || { echo "SKIPPED: ditc was built without MPI"; exit 77; }
+syms=$(nm -D "$DITC" 2>/dev/null || true)  # not piped into grep -q: pipefail would see nm's SIGPIPE
+grep -q ' U MPI_Init$' <<<"$syms" || { echo "SKIPPED: ditc was built without MPI"; exit 77; }
 command -v mpirun >/dev/null || { echo "FAIL: ditc is built with MPI but there is no mpirun"; exit 1; }
 # a container without a network, possibly as root: shared memory between ranks, no ssh launcher
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader OMPI_MCA_plm=isolated \
