@@ -9,6 +9,9 @@
  * SAMPLES holds "samples" [N, 1, 16, 16] (any float dtype) and optionally
  * "labels" [N] (integers, as `ditc sample` writes them).  Labels are that
  * tensor when present, else i mod 10; --labels-mod K forces i mod K.
+ * SAMPLES may also be an .npz as `ditc sample --num-samples` writes it (the
+ * ADM evaluator's input): arr_0 uint8 [N, H, W, C], read back as
+ * (u - 127.5) / 127.5 in [N, C, H, W], and arr_1 the labels (any integer dtype).
  * Samples are clamped to [-1, 1] and flattened row-major, as the reference
  * evaluation does.  Exit status 0 on success, 1 on errors, 2 on usage.
  */
@@ -18,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ir/fileio.h"
 #include "runtime/quality.h"
 #include "runtime/safetensors.h"
 
@@ -70,6 +74,97 @@ static float *load_f32(const StFile *f, const char *name, int rank, const int64_
   }
   if (numel) *numel = n;
   return out;
+}
+
+/* ---- .npz (stored zip of .npy) ---- */
+
+static uint32_t rd16(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+static uint32_t rd32(const unsigned char *p) { return rd16(p) | rd16(p + 2) << 16; }
+
+typedef struct {
+  char descr[8];
+  int rank;
+  int64_t shape[4], numel;
+  const unsigned char *data;
+} NpyView;
+
+/* Member NAME.npy of the stored zip in buf: its dtype, shape and data. */
+static int npz_find(const unsigned char *buf, size_t len, const char *path, const char *name, NpyView *v, IrErr *err) {
+  size_t at = 0, nl = strlen(name);
+  while (at + 30 <= len && rd32(buf + at) == 0x04034b50) {
+    uint32_t method = rd16(buf + at + 8), size = rd32(buf + at + 18), fnl = rd16(buf + at + 26), xl = rd16(buf + at + 28);
+    const unsigned char *fn = buf + at + 30, *d = fn + fnl + xl;
+    if ((size_t)(d - buf) + size > len) break;
+    if (fnl == nl + 4 && !memcmp(fn, name, nl) && !memcmp(fn + nl, ".npy", 4)) {
+      if (method != 0) return ir_errf(err, "%s: %s.npy is compressed (write the .npz with np.savez, not savez_compressed)", path, name);
+      if (size < 12 || memcmp(d, "\x93NUMPY", 6)) return ir_errf(err, "%s: %s.npy is not a .npy", path, name);
+      size_t hl = d[6] == 1 ? rd16(d + 8) : rd32(d + 8), h0 = d[6] == 1 ? 10 : 12;
+      if (h0 + hl > size || hl > 1000) return ir_errf(err, "%s: %s.npy has a bad header", path, name);
+      char h[1024];
+      memcpy(h, d + h0, hl);
+      h[hl] = 0;
+      const char *de = strstr(h, "'descr': '"), *sh = strstr(h, "'shape': (");
+      if (!de || !sh || strstr(h, "'fortran_order': True")) return ir_errf(err, "%s: %s.npy: unsupported header %s", path, name, h);
+      snprintf(v->descr, sizeof v->descr, "%.*s", (int)strcspn(de + 10, "'"), de + 10);
+      v->rank = 0;
+      v->numel = 1;
+      for (const char *q = sh + 10; *q && *q != ')';) {
+        char *end;
+        long long x = strtoll(q, &end, 10);
+        if (end == q || v->rank == 4) return ir_errf(err, "%s: %s.npy: unsupported shape in %s", path, name, h);
+        v->shape[v->rank++] = x;
+        v->numel *= x;
+        q = end + strspn(end, ", ");
+      }
+      v->data = d + h0 + hl;
+      return 0;
+    }
+    at = (size_t)(d - buf) + size;
+  }
+  return ir_errf(err, "%s: no array %s (a stored .npz as `ditc sample --num-samples` writes)", path, name);
+}
+
+/* samples [N, C, H, W] in [-1, 1] and labels (NULL when arr_1 is absent) from an .npz. */
+static int load_npz(const char *path, float **x, int64_t shape[4], int32_t **labels, IrErr *err) {
+  char *buf;
+  size_t len;
+  if (fio_read_all(path, (uint64_t)1 << 34, "an .npz", &buf, &len, err)) return -1;
+  NpyView a, y;
+  int rc = -1;
+  const unsigned char *b = (const unsigned char *)buf;
+  if (npz_find(b, len, path, "arr_0", &a, err)) goto out;
+  if (strcmp(a.descr, "|u1") || a.rank != 4) {
+    ir_errf(err, "%s: arr_0 must be uint8 [N, H, W, C], got '%s' of rank %d", path, a.descr, a.rank);
+    goto out;
+  }
+  int64_t N = a.shape[0], H = a.shape[1], W = a.shape[2], C = a.shape[3];
+  *x = xmalloc(sizeof(float) * (size_t)(a.numel ? a.numel : 1));
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t i = 0; i < H * W; i++)
+      for (int64_t c = 0; c < C; c++)
+        (*x)[(n * C + c) * H * W + i] = ((float)a.data[(n * H * W + i) * C + c] - 127.5f) / 127.5f;
+  shape[0] = N, shape[1] = C, shape[2] = H, shape[3] = W;
+  *labels = NULL;
+  IrErr e2;
+  if (!npz_find(b, len, path, "arr_1", &y, &e2)) {
+    int sz = y.descr[2] - '0';
+    if (y.rank != 1 || y.shape[0] != N || !strchr("iu", y.descr[1]) || (sz != 1 && sz != 2 && sz != 4 && sz != 8)) {
+      ir_errf(err, "%s: arr_1 must be [%lld] integer labels, got '%s'", path, (long long)N, y.descr);
+      free(*x);
+      goto out;
+    }
+    *labels = xmalloc(sizeof(int32_t) * (size_t)(N ? N : 1));
+    for (int64_t i = 0; i < N; i++) {
+      int64_t v = 0;
+      for (int k = sz - 1; k >= 0; k--) v = (v << 8) | y.data[i * sz + k];
+      if (y.descr[1] == 'i' && sz < 8 && (v >> (8 * sz - 1)) & 1) v -= (int64_t)1 << (8 * sz);
+      (*labels)[i] = (int32_t)v;
+    }
+  }
+  rc = 0;
+out:
+  free(buf);
+  return rc;
 }
 
 typedef struct {
@@ -186,43 +281,66 @@ int main(int argc, char **argv) {
   for (int i = 0; i < D * D; i++) sigma_r[i] = sigma_f[i];
 
   /* samples and labels */
-  if (!(sf = st_open(samples_path, &err))) goto fail;
-  const StTensor *st = st_find(sf, "samples");
-  if (!st) {
-    ir_errf(&err, "%s: no tensor 'samples'", samples_path);
-    goto fail;
-  }
-  int64_t per = 1;
-  for (int i = 1; i < st->rank; i++) per *= st->shape[i];
-  if (st->rank != 4 || per != cls.mlp.in || st->shape[0] < 2) {
-    ir_errf(&err,
-            "%s: 'samples' must be [N >= 2, C, H, W] with C*H*W = %d (the classifier's input), "
-            "got rank %d with %lld values a sample",
-            samples_path, cls.mlp.in, st->rank, (long long)per);
-    goto fail;
-  }
-  int64_t N = st->shape[0];
-  int64_t xs[4] = {N, st->shape[1], st->shape[2], st->shape[3]};
-  if (!(x = load_f32(sf, "samples", 4, xs, NULL, &err))) goto fail;
-  for (int64_t i = 0; i < N * per; i++) x[i] = isnan(x[i]) ? 0.0f : fminf(1.0f, fmaxf(-1.0f, x[i]));
-
-  labels = xmalloc(sizeof(int32_t) * (size_t)N);
-  const StTensor *lt = labels_mod ? NULL : st_find(sf, "labels");
+  int64_t N, per;
   const char *label_source = "i mod 10";
-  if (lt) {
-    if (lt->rank != 1 || lt->shape[0] != N) {
-      ir_errf(&err, "%s: 'labels' must be [%lld]", samples_path, (long long)N);
+  labels = NULL;
+  if (fio_has_ext(samples_path, "npz")) {
+    int64_t xs[4];
+    int32_t *given = NULL;
+    if (load_npz(samples_path, &x, xs, &given, &err)) goto fail;
+    N = xs[0], per = xs[1] * xs[2] * xs[3];
+    if (per != cls.mlp.in || N < 2) {
+      free(given);
+      ir_errf(&err, "%s: arr_0 must hold N >= 2 images of %d values (the classifier's input), got %lld of %lld",
+              samples_path, cls.mlp.in, (long long)N, (long long)per);
       goto fail;
     }
-    if (st_to_i32(lt, labels, &err) != 0) goto fail;
+    if (given && !labels_mod) {
+      labels = given;
+      label_source = "arr_1";
+    } else {
+      free(given);
+    }
+  } else {
+    if (!(sf = st_open(samples_path, &err))) goto fail;
+    const StTensor *st = st_find(sf, "samples");
+    if (!st) {
+      ir_errf(&err, "%s: no tensor 'samples'", samples_path);
+      goto fail;
+    }
+    per = 1;
+    for (int i = 1; i < st->rank; i++) per *= st->shape[i];
+    if (st->rank != 4 || per != cls.mlp.in || st->shape[0] < 2) {
+      ir_errf(&err,
+              "%s: 'samples' must be [N >= 2, C, H, W] with C*H*W = %d (the classifier's input), "
+              "got rank %d with %lld values a sample",
+              samples_path, cls.mlp.in, st->rank, (long long)per);
+      goto fail;
+    }
+    N = st->shape[0];
+    int64_t xs[4] = {N, st->shape[1], st->shape[2], st->shape[3]};
+    if (!(x = load_f32(sf, "samples", 4, xs, NULL, &err))) goto fail;
+    const StTensor *lt = labels_mod ? NULL : st_find(sf, "labels");
+    if (lt) {
+      if (lt->rank != 1 || lt->shape[0] != N) {
+        ir_errf(&err, "%s: 'labels' must be [%lld]", samples_path, (long long)N);
+        goto fail;
+      }
+      labels = xmalloc(sizeof(int32_t) * (size_t)N);
+      if (st_to_i32(lt, labels, &err) != 0) goto fail;
+      label_source = "the 'labels' tensor";
+    }
+  }
+  for (int64_t i = 0; i < N * per; i++) x[i] = isnan(x[i]) ? 0.0f : fminf(1.0f, fmaxf(-1.0f, x[i]));
+  if (labels) {
     for (int64_t i = 0; i < N; i++)
       if (labels[i] < 0 || labels[i] >= K) {
         ir_errf(&err, "%s: label %d of sample %lld is not a digit class 0..%d", samples_path,
                 labels[i], (long long)i, K - 1);
         goto fail;
       }
-    label_source = "the 'labels' tensor";
   } else {
+    labels = xmalloc(sizeof(int32_t) * (size_t)N);
     int mod = labels_mod ? labels_mod : 10;
     for (int64_t i = 0; i < N; i++) labels[i] = (int32_t)(i % mod);
     label_source = labels_mod ? "i mod K" : "i mod 10";

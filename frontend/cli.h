@@ -22,6 +22,7 @@
 #include "codegen/pack.h"
 #include "frontend/frontend.h"
 #include "frontend/pack_plan.h"
+#include "ir/fileio.h"
 #include "passes/passes.h"
 #include "runtime/backend.h"
 #include "runtime/safetensors.h"
@@ -45,6 +46,7 @@ typedef struct {
   long long steps, diffusion_steps;
   const char *labels, *labels_from;
   long long repeat, grid_cols;
+  long long num_samples;      /* sample: --num-samples N (an .npz of N images) */
   long long seed;
   const char *init_noise, *step_noise;
   const char *passes, *dump_after;
@@ -131,6 +133,36 @@ void cli_runner_free(Runner *r);
 /* FILE:TENSOR: open FILE and find TENSOR.  Returns the open file (close it
  * with st_close) and the tensor in *t, or NULL after saying why. */
 StFile *cli_open_tensor_spec(const char *spec, const StTensor **t);
+
+/* ---- the .npz of `sample --num-samples` (cli_npz.c) ------------------------ */
+
+/* One array of an .npz: name ("arr_0"), numpy descr ("|u1", "<i8"), shape, C-order bytes. */
+typedef struct {
+  const char *name, *descr;
+  int rank;
+  int64_t shape[4];
+  const void *data;
+  size_t bytes;
+} NpzArray;
+/* Write the arrays as a stored (uncompressed) zip of NAME.npy members.  0 or -1. */
+int cli_npz_write(FioOut *out, const NpzArray *arrays, int n, IrErr *err);
+
+/* ---- the processes of `mpirun ditc sample` (cli_mpi.c) ---------------------- */
+
+typedef struct {
+  int on;                    /* joined MPI_COMM_WORLD (built with MPI and started by mpirun) */
+  int rank, size, local_rank;
+} CliMpi;
+/* Join MPI when built with it and started by a launcher, else rank 0 of 1.  0 or 1. */
+int cli_mpi_init(CliMpi *m);
+/* Whether every rank says ok (a collective: every rank calls it as often). */
+int cli_mpi_all_ok(const CliMpi *m, int ok);
+/* The largest v of all ranks (collective). */
+double cli_mpi_max(const CliMpi *m, double v);
+/* Rank 0 gets, at all + g * per, the `per` bytes every other rank holds for
+ * its samples g = rank, rank + R, ... < n in `mine` (collective). */
+void cli_mpi_gather(const CliMpi *m, void *all, const void *mine, int64_t n, size_t per);
+void cli_mpi_finalize(CliMpi *m);
 
 /* ---- compile's report (cli_report.c) --------------------------------------- */
 

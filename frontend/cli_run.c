@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codegen/emu.h"
@@ -316,6 +317,71 @@ static void progress(void *ctx, int done, int total) {
   fflush(stderr);
 }
 
+/* The model's inputs for `rows` samples (twice as many rows with cfg). */
+static int model_ctx_init(ModelCtx *mc, const Runner *rn, int cfg, float cfg_scale, const int32_t *labels,
+                          int classes, int64_t n, int C, int S, int learn_sigma) {
+  int64_t img = (int64_t)C * S * S;
+  int n_in = rn->n_in;
+  mc->cfg = cfg;
+  mc->cfg_scale = cfg_scale;
+  mc->labels = labels;
+  mc->null_label = classes;
+  mc->n = n;
+  mc->img = img;
+  mc->out_img = (learn_sigma ? 2 : 1) * img;
+  mc->slot_x = mc->slot_t = mc->slot_y = mc->slot_s = -1;
+  for (int i = 0; i < n_in && i < 4; i++) {
+    const char *nm = rn->in_names[i];
+    int64_t rows = cfg ? 2 * n : n;
+    int64_t shp[4] = {rows, C, S, S};
+    if (!strcmp(nm, "x")) mc->slot_x = i, mc->in[i] = rt_tensor_new(IR_F32, 4, shp);
+    else if (!strcmp(nm, "t")) mc->slot_t = i, mc->in[i] = rt_tensor_new(IR_F32, 1, shp);
+    else if (!strcmp(nm, "y")) mc->slot_y = i, mc->in[i] = rt_tensor_new(IR_I32, 1, shp);
+    else if (!strcmp(nm, "cfg_scale")) mc->slot_s = i, mc->in[i] = rt_tensor_new(IR_F32, 0, NULL);
+  }
+  if (n_in != (cfg ? 4 : 3) || mc->slot_x < 0 || mc->slot_t < 0 || mc->slot_y < 0 || (cfg && mc->slot_s < 0))
+    return cli_fail("the model's %s entry must take x, t, y%s", cfg ? "forward_with_cfg" : "forward",
+                    cfg ? ", cfg_scale" : "");
+  return 0;
+}
+
+/* The sampling loop over mc->n rows of x (x_T in, x_0 out), with mc->be
+ * prepared at that batch.  On a backend that samples on the device (emu,
+ * cuda) the whole loop runs there; else, or when it says it cannot, the host
+ * loop over run().  DITC_SAMPLE_ON_HOST=1 forces the host loop (to compare
+ * the two).  Returns 0 or 1 (after saying why). */
+static int sample_loop(Runner *rn, const Diffusion *d, const char *sampler, ModelCtx *mc, NoiseCtx *nc, int C, int S,
+                       int learn_sigma, float *x, int show_progress) {
+  IrErr err;
+  int64_t n = mc->n;
+  SamplerConfig sc = {
+      .kind = !strcmp(sampler, "ddpm") ? SAMPLER_DDPM : SAMPLER_DDIM,
+      .rows = n, .channels = C, .height = S, .width = S, .learn_sigma = learn_sigma, .eta = 0.0,
+      .model = model_fn, .model_ctx = mc, .noise = noise_fn, .noise_ctx = nc,
+      .progress = show_progress ? progress : NULL,
+  };
+  const char *on_host = getenv("DITC_SAMPLE_ON_HOST");
+  if (rn->be->sample && !(on_host && *on_host && strcmp(on_host, "0"))) {
+    RtSampleRequest rq = {
+        .diffusion = d, .kind = sc.kind, .eta = sc.eta, .learn_sigma = learn_sigma, .rows = n, .channels = C,
+        .height = S, .width = S, .labels = mc->labels, .cfg = mc->cfg, .null_label = mc->null_label,
+        .cfg_scale = mc->cfg_scale, .replay = nc->replay, .replay_rows = nc->replay_rows,
+        .replay_steps = nc->replay_steps, .rng = &nc->rng, .progress = sc.progress,
+    };
+    int got = rn->be->sample(rn->be, &rq, x, &err);
+    if (got == RT_SAMPLE_UNSUPPORTED) {
+      static int noted;
+      if (!noted++) fprintf(stderr, "ditc: note: sampling on the host: %s\n", err.msg);
+    } else if (got) {
+      return cli_fail("%s", err.msg);
+    } else {
+      return 0;
+    }
+  }
+  if (sampler_run(d, &sc, x, &err)) return cli_fail("%s", err.msg);
+  return 0;
+}
+
 /* "0,3,5-9" -> labels; each in [0, classes]. */
 static int parse_labels(const char *s, int repeat, int classes, int32_t **out, int64_t *n_out, int *distinct) {
   int32_t *v = NULL;
@@ -451,10 +517,190 @@ out:
   return rc;
 }
 
+/* ---- sample --num-samples: many images to an .npz ------------------------------ */
+
+typedef struct {
+  int C, S, classes, learn_sigma, cfg;
+} SampleShape;
+
+/* Sample g's random stream: Philox blocks from counter g * 2^32 on, key
+ * --seed.  x_T is its first C*H*W normals, step s's noise the C*H*W after
+ * the previous step's (each draw starting a fresh block).  So a sample does
+ * not depend on the batch it is drawn in, nor on which process draws it. */
+static void sample_stream(uint64_t seed, int64_t g, RtRng *r) {
+  rng_init(r, seed);
+  r->counter = (uint64_t)g << 32;
+}
+
+/* Sample g's label without --labels: uniform over the classes, from Philox
+ * block {g, 1} of the key --seed (a counter no normal uses: their third word is 0). */
+static int32_t sample_label(uint64_t seed, int64_t g, int classes) {
+  uint32_t ctr[4] = {(uint32_t)g, (uint32_t)((uint64_t)g >> 32), 1, 0}, key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)}, w[4];
+  rng_philox4x32(ctr, key, w);
+  return (int32_t)((((uint64_t)w[0] << 32) | w[1]) % (uint64_t)classes);
+}
+
+/* The process this is (rank 0 of 1 without mpirun); set by cmd_sample. */
+static CliMpi mpi;
+
+/* Under mpirun, each rank on the GPU of its node-local rank: CUDA_VISIBLE_DEVICES
+ * narrowed, before anything opens CUDA, to the local rank's entry of the list
+ * given (else to the local rank itself). */
+static void pick_local_gpu(const CliMpi *m) {
+  if (!m->on) return;
+  const char *vis = getenv("CUDA_VISIBLE_DEVICES");
+  char buf[256] = "";
+  if (vis && *vis) {
+    int k = 0;
+    for (const char *p = vis; *p; k++) {
+      size_t len = strcspn(p, ",");
+      if (k == m->local_rank) snprintf(buf, sizeof buf, "%.*s", (int)len, p);
+      p += len + (p[len] == ',');
+    }
+    if (!buf[0]) return; /* more ranks on this node than devices listed: leave it to the user */
+  } else {
+    snprintf(buf, sizeof buf, "%d", m->local_rank);
+  }
+  setenv("CUDA_VISIBLE_DEVICES", buf, 1);
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* --num-samples N: batches of --batch rows (the last one padded with the
+ * samples after N, which are dropped), each sample's noise and label from
+ * (--seed, its index g), images as uint8 NHWC clamp(127.5 x + 128) truncated
+ * (sample_ddp.py), labels int64.  Writes out (committed or aborted here).
+ * given/n_given: --labels or --labels-from, cycled (g mod n_given), or NULL.
+ * Returns 0 or 1. */
+static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const SampleShape *sh, const int32_t *given,
+                      int64_t n_given, FioOut *out) {
+  IrErr err;
+  int64_t N = o->num_samples, img = (int64_t)sh->C * sh->S * sh->S, hw = (int64_t)sh->S * sh->S;
+  int R = mpi.size, me = mpi.rank;
+  int64_t mine = me < N ? (N - me + R - 1) / R : 0; /* this rank's samples: g = me + R k */
+  int64_t per_rank = (N + R - 1) / R;               /* rank 0's, the most any rank has */
+  int64_t B = o->batch ? o->batch : rn->pack ? rn->use->batch : 32;
+  if (B > per_rank) B = per_rank;
+  if (rn->pack && B != rn->use->batch) B = rn->use->batch; /* a pack runs its own batch; extra rows are dropped */
+  int ddpm = !strcmp(o->sampler, "ddpm"), steps = d->num_steps, rc = 1;
+  if (me) fio_out_abort(out), out = NULL; /* rank 0 writes the file */
+  uint8_t *images = xmalloc((size_t)((me ? mine : N) * img) + 1), *my_img = xmalloc((size_t)(mine * img) + 1);
+  int64_t *lab64 = xmalloc((size_t)(me ? mine : N) * sizeof *lab64 + 1), *my_lab = xmalloc((size_t)mine * sizeof *my_lab + 1);
+  int ok = 1;
+  double t0 = now_s();
+  int32_t *labels = xmalloc((size_t)B * sizeof *labels);
+  float *x = xmalloc((size_t)(B * img) * sizeof *x), *replay = NULL;
+  ModelCtx mc = {0};
+  NoiseCtx nc = {0};
+  if (ddpm) replay = xmalloc((size_t)((int64_t)steps * B * img) * sizeof *replay);
+  const char *fail_rank = getenv("DITC_TEST_FAIL_RANK"); /* tests: this rank fails after its first batch */
+  ok = !model_ctx_init(&mc, rn, sh->cfg, (float)o->cfg_scale, labels, sh->classes, B, sh->C, sh->S, sh->learn_sigma) &&
+       !cli_runner_prepare(o, rn, B);
+  if (!cli_mpi_all_ok(&mpi, ok)) goto failed;
+  mc.be = rn->be;
+  nc.img = img;
+  nc.rows = B;
+  nc.replay = ddpm ? replay : NULL;
+  nc.replay_rows = B;
+  nc.replay_steps = steps;
+  rng_init(&nc.rng, (uint64_t)o->seed); /* not drawn from: every step's noise is replayed */
+  int tty = isatty(2) && me == 0;
+  t0 = now_s();
+  for (int64_t first = 0; first < per_rank; first += B) {
+    /* every rank takes part in every round, an idle one (more ranks than samples) too */
+    int64_t rows = mine - first < B ? mine - first : B;
+    for (int64_t r = 0; ok && rows > 0 && r < B; r++) {
+      int64_t g = me + (first + r) * R; /* past N: padding, dropped */
+      RtRng rg;
+      sample_stream((uint64_t)o->seed, g, &rg);
+      rng_normal(&rg, x + r * img, img);
+      for (int s = 0; ddpm && s < steps; s++) rng_normal(&rg, replay + ((int64_t)s * B + r) * img, img);
+      labels[r] = given ? given[g % n_given] : sample_label((uint64_t)o->seed, g, sh->classes);
+    }
+    if (ok && rows > 0 && sample_loop(rn, d, o->sampler, &mc, &nc, sh->C, sh->S, sh->learn_sigma, x, 0)) ok = 0;
+    if (ok && fail_rank && atoi(fail_rank) == me) ok = !cli_fail("DITC_TEST_FAIL_RANK: rank %d fails on purpose", me);
+    if (!cli_mpi_all_ok(&mpi, ok)) goto failed;
+    for (int64_t r = 0; r < rows; r++) {
+      int64_t k = first + r;
+      uint8_t *dst = my_img + k * img;
+      for (int c = 0; c < sh->C; c++)
+        for (int64_t p = 0; p < hw; p++) {
+          float v = 127.5f * x[(r * sh->C + c) * hw + p] + 128.0f;
+          dst[p * sh->C + c] = (uint8_t)(v != v ? 0 : v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+      my_lab[k] = labels[r];
+    }
+    int64_t done_n = (first + B) * R < N ? (first + B) * R : N; /* about: every rank's rounds run together */
+    double el = now_s() - t0, rate = (double)done_n / (el > 0 ? el : 1e-9);
+    if (tty) {
+      int width = 30, filled = (int)((int64_t)width * done_n / N);
+      fprintf(stderr, "\rsampling [%.*s%*s] %lld/%lld  %.2f images/s  ETA %.0fs ", filled,
+              "##############################", width - filled, "", (long long)done_n, (long long)N, rate,
+              (double)(N - done_n) / rate);
+      if (done_n == N) fputc('\n', stderr);
+      fflush(stderr);
+    }
+  }
+  double el = now_s() - t0, el_all = cli_mpi_max(&mpi, el);
+  /* rank 0 puts everything at its index */
+  for (int64_t k = 0; me == 0 && k < mine; k++) {
+    memcpy(images + k * R * img, my_img + k * img, (size_t)img);
+    lab64[k * R] = my_lab[k];
+  }
+  cli_mpi_gather(&mpi, images, my_img, N, (size_t)img);
+  cli_mpi_gather(&mpi, lab64, my_lab, N, sizeof *lab64);
+  if (R > 1)
+    fprintf(stderr, "ditc: rank %d of %d: %lld images in %.1f s: %.2f images/s\n", me, R, (long long)mine, el,
+            (double)mine / (el > 0 ? el : 1e-9));
+  if (me) {
+    rc = cli_mpi_all_ok(&mpi, 1) ? 0 : 1;
+    goto done;
+  }
+  NpzArray arr[2] = {
+      {"arr_0", "|u1", 4, {N, sh->S, sh->S, sh->C}, images, (size_t)(N * img)},
+      {"arr_1", "<i8", 1, {N}, lab64, (size_t)N * sizeof *lab64},
+  };
+  ok = !cli_npz_write(out, arr, 2, &err) && !fio_out_commit(out, &err);
+  out = NULL;
+  if (!ok) cli_fail("%s", err.msg);
+  if (!cli_mpi_all_ok(&mpi, ok)) goto done; /* the other ranks learn that the write failed */
+  fprintf(stderr, "ditc: %lld images in %.1f s: %.2f images/s (%d process%s, %.2f images/s a process, batch %lld, %s)\n",
+          (long long)N, el_all, (double)N / (el_all > 0 ? el_all : 1e-9), R, R > 1 ? "es" : "",
+          (double)N / R / (el_all > 0 ? el_all : 1e-9), (long long)B, rn->backend);
+  rc = 0;
+  goto done;
+failed:
+  if (ok) cli_fail("another rank failed (its message above); nothing was written");
+done:
+  fio_out_abort(out);
+  for (int i = 0; i < 4; i++) rt_tensor_free(&mc.in[i]);
+  free(images);
+  free(lab64);
+  free(my_img);
+  free(my_lab);
+  free(labels);
+  free(x);
+  free(replay);
+  return rc;
+}
+
+static int sample_main(const Opts *o, int cfg);
+
 int cmd_sample(const Opts *o) {
   if (!(o->weights || o->plan) || !o->output || !o->sampler || o->steps < 0 || !o->has_cfg ||
-      !(o->labels || o->labels_from))
+      !(o->labels || o->labels_from || o->num_samples))
     return cli_usage("sample needs --weights (or --plan), --sampler, --steps, --cfg-scale, --labels and --output");
+  if (o->num_samples && !fio_has_ext(o->output, "npz"))
+    return cli_usage("--num-samples writes an .npz for the ADM evaluator: --output '%s' must end in .npz", o->output);
+  if (!o->num_samples && (fio_has_ext(o->output, "npz") || o->batch))
+    return cli_usage("--output F.npz and --batch go with --num-samples N");
+  if (o->num_samples && (o->init_noise || o->step_noise || o->repeat > 1 || o->grid_cols))
+    return cli_usage("--num-samples draws each sample's noise from (--seed, its index): --init-noise, --step-noise, "
+                     "--repeat and --grid-cols do not apply");
   if (o->labels && o->labels_from) return cli_usage("give --labels or --labels-from, not both");
   if (o->step_noise && !strcmp(o->sampler, "ddim"))
     return cli_usage("--step-noise replays DDPM's per-step noise; DDIM (eta 0) adds none");
@@ -462,11 +708,24 @@ int cmd_sample(const Opts *o) {
    * extension (a device, a FIFO) the samples as safetensors */
   int png = fio_has_ext(o->output, "png");
   const char *base = strrchr(o->output, '/'), *ext = strrchr(base ? base : o->output, '.');
-  if (ext && !png && !fio_has_ext(o->output, "safetensors"))
+  if (ext && !png && !o->num_samples && !fio_has_ext(o->output, "safetensors"))
     return cli_usage("--output '%s': sample writes a PNG grid (.png) or the samples as safetensors (.safetensors)",
                      o->output);
   int cfg = o->cfg_scale != 1.0;
+  if (o->num_samples) {
+    if (cli_mpi_init(&mpi)) return 1;
+    pick_local_gpu(&mpi);
+    int rc = sample_main(o, cfg);
+    cli_mpi_finalize(&mpi);
+    return rc;
+  }
+  return sample_main(o, cfg);
+}
+
+/* sample, past the checks of its options. */
+static int sample_main(const Opts *o, int cfg) {
   IrErr err;
+  int png = fio_has_ext(o->output, "png");
   FioOut *out = fio_out_open(o->output, NULL, &err);
   if (!out) return cli_fail("%s", err.msg);
   Runner rn;
@@ -496,11 +755,18 @@ int cmd_sample(const Opts *o) {
   ModelCtx mc = {0};
   int64_t n = 0, img = (int64_t)C * S * S;
   int distinct = 0;
-  if (o->labels_from ? load_labels(o->labels_from, o->repeat, classes, &labels, &n, &distinct)
-                     : parse_labels(o->labels, o->repeat, classes, &labels, &n, &distinct))
+  if ((o->labels || o->labels_from) &&
+      (o->labels_from ? load_labels(o->labels_from, o->repeat, classes, &labels, &n, &distinct)
+                      : parse_labels(o->labels, o->repeat, classes, &labels, &n, &distinct)))
     goto done;
   if (diffusion_init(&d, o->diffusion_steps, "linear", o->steps, &err)) {
     cli_fail("%s", err.msg);
+    goto done;
+  }
+  if (o->num_samples) {
+    SampleShape sh = {.C = C, .S = S, .classes = classes, .learn_sigma = learn_sigma, .cfg = cfg};
+    if (!sample_npz(o, &rn, &d, &sh, labels, n, out)) rc = 0;
+    out = NULL; /* committed or aborted there */
     goto done;
   }
   nc.img = img;
@@ -517,62 +783,10 @@ int cmd_sample(const Opts *o) {
   if (o->step_noise && load_noise(o->step_noise, 1, img, n, (float **)&nc.replay, &nc.replay_rows, &nc.replay_steps))
     goto done;
 
-  int n_in = rn.n_in;
-  mc.cfg = cfg;
-  mc.cfg_scale = (float)o->cfg_scale;
-  mc.labels = labels;
-  mc.null_label = classes;
-  mc.n = n;
-  mc.img = img;
-  mc.out_img = (learn_sigma ? 2 : 1) * img;
-  mc.slot_x = mc.slot_t = mc.slot_y = mc.slot_s = -1;
-  for (int i = 0; i < n_in && i < 4; i++) {
-    const char *nm = rn.in_names[i];
-    int64_t rows = cfg ? 2 * n : n;
-    int64_t shp[4] = {rows, C, S, S};
-    if (!strcmp(nm, "x")) mc.slot_x = i, mc.in[i] = rt_tensor_new(IR_F32, 4, shp);
-    else if (!strcmp(nm, "t")) mc.slot_t = i, mc.in[i] = rt_tensor_new(IR_F32, 1, shp);
-    else if (!strcmp(nm, "y")) mc.slot_y = i, mc.in[i] = rt_tensor_new(IR_I32, 1, shp);
-    else if (!strcmp(nm, "cfg_scale")) mc.slot_s = i, mc.in[i] = rt_tensor_new(IR_F32, 0, NULL);
-  }
-  if (n_in != (cfg ? 4 : 3) || mc.slot_x < 0 || mc.slot_t < 0 || mc.slot_y < 0 || (cfg && mc.slot_s < 0)) {
-    cli_fail("the model's %s entry must take x, t, y%s", cfg ? "forward_with_cfg" : "forward", cfg ? ", cfg_scale" : "");
-    goto done;
-  }
+  if (model_ctx_init(&mc, &rn, cfg, (float)o->cfg_scale, labels, classes, n, C, S, learn_sigma)) goto done;
   if (cli_runner_prepare(o, &rn, n)) goto done;
   mc.be = rn.be;
-  SamplerConfig sc = {
-      .kind = !strcmp(o->sampler, "ddpm") ? SAMPLER_DDPM : SAMPLER_DDIM,
-      .rows = n, .channels = C, .height = S, .width = S, .learn_sigma = learn_sigma, .eta = 0.0,
-      .model = model_fn, .model_ctx = &mc, .noise = noise_fn, .noise_ctx = &nc,
-      .progress = isatty(2) ? progress : NULL,
-  };
-  /* On a backend that samples on the device (emu, cuda) the whole loop runs
-   * there; else, or when it says it cannot, the host loop over run().
-   * DITC_SAMPLE_ON_HOST=1 forces the host loop (to compare the two). */
-  int sampled = 0;
-  const char *on_host = getenv("DITC_SAMPLE_ON_HOST");
-  if (rn.be->sample && !(on_host && *on_host && strcmp(on_host, "0"))) {
-    RtSampleRequest rq = {
-        .diffusion = &d, .kind = sc.kind, .eta = sc.eta, .learn_sigma = learn_sigma, .rows = n, .channels = C,
-        .height = S, .width = S, .labels = labels, .cfg = cfg, .null_label = classes, .cfg_scale = mc.cfg_scale,
-        .replay = nc.replay, .replay_rows = nc.replay_rows, .replay_steps = nc.replay_steps, .rng = &nc.rng,
-        .progress = sc.progress,
-    };
-    int got = rn.be->sample(rn.be, &rq, x, &err);
-    if (got == RT_SAMPLE_UNSUPPORTED) {
-      fprintf(stderr, "ditc: note: sampling on the host: %s\n", err.msg);
-    } else if (got) {
-      cli_fail("%s", err.msg);
-      goto done;
-    } else {
-      sampled = 1;
-    }
-  }
-  if (!sampled && sampler_run(&d, &sc, x, &err)) {
-    cli_fail("%s", err.msg);
-    goto done;
-  }
+  if (sample_loop(&rn, &d, o->sampler, &mc, &nc, C, S, learn_sigma, x, isatty(2))) goto done;
   if (png) {
     if (image_write_grid_to(out, x, n, C, S, S, o->grid_cols ? o->grid_cols : distinct, &err)) {
       cli_fail("%s", err.msg);
