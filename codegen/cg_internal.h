@@ -43,7 +43,8 @@ typedef struct {
   int transpose_rows;     /* CG_TRANSPOSE_ROWS: thread rows of the tiled transpose block */
   int block_row_thread;   /* CG_BLOCK_ROW_THREAD: threads of one-thread-per-row kernels */
   int attn_warps;         /* CG_ATTN_WARPS: warps of a fused attention block */
-  int attn_rows_per_warp; /* CG_ATTN_ROWS_PER_WARP: query rows each warp carries */
+  int attn_rows_per_warp; /* CG_ATTN_ROWS_PER_WARP: query rows each warp carries (scalar kernel) */
+  int tensor_cores;       /* mma.sync, ldmatrix and cp.async (sm_80 and later): f16/bf16 attention uses them */
 } CgTuning;
 
 const CgTuning *cg_tuning_for(const char *arch); /* NULL or no row: the default row */
@@ -221,8 +222,23 @@ int cg_moe_operand(const IrNode *n, int j);
 /* out[l.., i, :] = softmax(scale * q[l.., i, :] k[l.., :, :]^T) v[l.., :, :], with
  * `lead` leading dims (broadcast through zero strides).  q, k, v and out are
  * views of rank lead + 2.  `fused` names the nodes it computes (banner). */
+/* Grouped K/V heads: q and out have out.shape[axis] heads, k and v
+ * out.shape[axis] / group, and q head h reads K/V head h / group (in place:
+ * k's and v's views are of the K/V heads).  NULL or group 1: one K/V head per
+ * q head. */
+typedef struct {
+  int axis;       /* the leading axis of the heads */
+  int64_t group;  /* q heads per K/V head */
+} CgAttnGroup;
+/* f16/bf16 plans on a row with tensor cores take the mma.sync kernel, the
+ * others the scalar f32 one (attention.c says how each works). */
 void cg_emit_attention(CgEmit *e, const IrNode *n, const char *fused, CgView out, CgView q, CgView k,
-                       CgView v, float scale);
+                       CgView v, float scale, const CgAttnGroup *group);
+/* Does a plan of this precision on row t use the tensor-core kernel? */
+int cg_attention_uses_mma(const CgTuning *t, IrDType precision);
+/* Dynamic shared memory bytes of a tensor-core attention block of `warps`
+ * warps (16 query rows each), head dim d, value dim dv (attention.c). */
+int64_t cg_attention_smem_mma(int warps, int64_t d, int64_t dv);
 /* Head dims the fused kernel takes. */
 #define CG_ATTN_MIN_DIM 1
 #define CG_ATTN_MAX_DIM 128

@@ -200,7 +200,7 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
       memcpy(v[i].shape, nv->shape, sizeof nv->shape);
       memcpy(v[i].stride, nv->stride, sizeof nv->stride);
     }
-    return cg_emit_attention(e, n, ni->fused, ov, v[0], v[1], v[2], ni->scale);
+    return cg_emit_attention(e, n, ni->fused, ov, v[0], v[1], v[2], ni->scale, NULL);
   }
   if (ni->how == LOW_FUSED) {
     CgView v[CG_MAP_MAX_IN];
