@@ -82,7 +82,8 @@ check_emu() {  # CASE
 # loaded, launches, the forward pass captured into a CUDA graph and replayed, GEMMs through cuBLASLt
 # descriptors, the sampler loop on the device - with the kernels run from their source on the emulated
 # device and cuBLASLt's descriptors interpreted as documented.  fp32 at the tolerances above, then
-# forward (and cfg) at bf16 within CUDA_SIM_BF16_TOL (default 1e-2).  DITC_CUDA_SIM_ARCH picks the
+# forward (and cfg) at f16 and bf16 within CUDA_SIM_F16_TOL and CUDA_SIM_BF16_TOL (default 1e-2):
+# on the default sm_90 their attention is the tensor-core kernel (mma.sync, ldmatrix, cp.async).  DITC_CUDA_SIM_ARCH picks the
 # simulated GPU (default sm_90).  Skipped (77) without NVRTC, which makes the CUBINs.
 check_cuda_sim() {  # CASE
   local c=$1 s has_cfg=0
@@ -102,9 +103,14 @@ check_cuda_sim() {  # CASE
       if grep -q "sampling on the host" "$TMP/sample.err"; then cat "$TMP/sample.err" >&2; exit 1; fi
     done
   fi
-  BACKEND_ARGS=(--backend cuda --precision bf16)
-  TOL_FORWARD=${CUDA_SIM_BF16_TOL:-1e-2} check_forward "$c"
-  [ "$has_cfg" = 0 ] || TOL_FORWARD=${CUDA_SIM_BF16_TOL:-1e-2} check_cfg "$c"
+  local p tol
+  for p in f16 bf16; do
+    tol=${CUDA_SIM_F16_TOL:-1e-2}
+    [ "$p" = bf16 ] && tol=${CUDA_SIM_BF16_TOL:-1e-2}
+    BACKEND_ARGS=(--backend cuda --precision "$p")
+    TOL_FORWARD=$tol check_forward "$c"
+    [ "$has_cfg" = 0 ] || TOL_FORWARD=$tol check_cfg "$c"
+  done
   BACKEND_ARGS=(--backend ref)
   unset DITC_CUDA_SIM
 }
