@@ -440,6 +440,7 @@ void cg_emit_attention(CgEmit *e, const IrNode *n, const char *fused, CgView out
   Attn at = {out, q, k, v, scale, g, nl, N, D, M, Dv, groups};
   DITC_ASSERT(D >= CG_ATTN_MIN_DIM && D <= CG_ATTN_MAX_DIM && Dv >= 1 && Dv <= CG_ATTN_MAX_DIM);
   DITC_ASSERT(groups <= 65535);
+  cg_view_fold(&out), cg_view_fold(&q), cg_view_fold(&k), cg_view_fold(&v);
   DITC_ASSERT(!g || g->group < 2 || (g->axis >= 0 && g->axis < nl && out.shape[g->axis] % g->group == 0));
   int tc = cg_attention_uses_mma(e->tune, e->plan->precision);
   char detail[512];

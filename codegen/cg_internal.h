@@ -94,6 +94,9 @@ typedef struct {
   int64_t gather_rows, gather_dim;
 } CgView;
 
+/* Moves a view's element offset into its location's byte offset (not for
+ * gathered views), so kernels see it as a parameter, not a literal. */
+void cg_view_fold(CgView *v);
 /* A contiguous view of shape (rank, shape) at loc. */
 CgView cg_view_contig(CgLoc loc, int rank, const int64_t *shape);
 
@@ -110,7 +113,23 @@ typedef struct {
   int n_kernels, cap_kernels;
   int64_t status_offset;  /* arena offset of the status word, -1 when none */
   const char *detail;     /* banner line for the next kernels opened without one */
+  /* one kernel per shape (emit.c): the kernel being emitted - its text from
+   * src offset kstart, its parameters so far - and, per kernel opened, the
+   * kernel it turned out to be (canon: itself or an earlier one with the same
+   * text) and its text without its name (keys, NULL for duplicates) */
+  size_t kstart;
+  int closed;
+  int n_params, max_params;
+  int64_t params[CG_MAX_PARAMS];
+  int *canon;
+  char **keys;
 } CgEmit;
+
+/* A parameter of the kernel being emitted: its index i (the source reads it
+ * as a.o[i]) in this kernel's launches, which pass `value`.  Kernel text
+ * must not depend on the value, only on the call order, so that kernels that
+ * differ only in these values are one. */
+int cg_param(CgEmit *e, int64_t value);
 
 /* Opens a kernel for node n (NULL for a helper step): writes the banner
  * naming the node and its concrete shape, and returns the new kernel's index;
@@ -124,7 +143,8 @@ void cg_gemm(CgEmit *e, const IrNode *n, const CgGemm *g);
 
 /* C type name of a storage dtype ("float", "__half", "__nv_bfloat16", "int"). */
 const char *cg_ctype(IrDType t);
-/* Pointer expression of a location: "(const float *)(a.w + 1024)". */
+/* Pointer expression of a location: "(const float *)(a.w + a.o[3])", the offset a new
+ * parameter of the kernel being emitted (cg_param). */
 const char *cg_ptr(CgEmit *e, CgLoc l, int writable, char buf[128]);
 /* The expression loading element `idx` of pointer `p` (dtype t) as a float. */
 const char *cg_load(IrDType t, const char *p, const char *idx, char buf[256]);

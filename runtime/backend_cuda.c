@@ -188,11 +188,12 @@ static CUdeviceptr at(const Cuda *c, CgRef r) { return (r.space == CG_SPACE_ACT 
 /* Enqueue every step on the stream (also while capturing). */
 static int enqueue(Cuda *c, IrErr *err) {
   const CgPlan *p = c->plan;
-  DitcArgs args = {(char *)(uintptr_t)c->act, (const char *)(uintptr_t)c->w};
+  DitcArgs args = {.act = (char *)(uintptr_t)c->act, .w = (const char *)(uintptr_t)c->w};
   void *argv[] = {&args};
   for (int s = 0; s < p->n_steps; s++) {
     const CgStep *st = &p->steps[s];
     if (st->kind == CG_STEP_KERNEL) {
+      cg_step_args(st, &args); /* cuLaunchKernel copies them (and a capture keeps its copy) */
       if (RT_CU(err, c->what[s], LaunchKernel, c->fn[st->kernel], st->grid[0], st->grid[1], st->grid[2],
                 st->block[0], st->block[1], st->block[2], st->shared_bytes, c->stream, argv, NULL))
         return -1;

@@ -79,7 +79,7 @@ static int emu_prepare(RtBackend *b, const RtModel *m, IrErr *err) {
 /* The plan's steps, in order, on the arena as it stands. */
 static int emu_forward(Emu *e, IrErr *err) {
   const CgPlan *p = e->plan;
-  DitcArgs args = {e->act, e->w};
+  DitcArgs args = {.act = e->act, .w = e->w};
   void *argv[] = {&args};
   for (int s = 0; s < p->n_steps; s++) {
     const CgStep *st = &p->steps[s];
@@ -88,6 +88,7 @@ static int emu_forward(Emu *e, IrErr *err) {
       continue;
     }
     const CgKernel *k = &p->kernels[st->kernel];
+    cg_step_args(st, &args);
     EmuDim3 grid = {st->grid[0], st->grid[1], st->grid[2]}, block = {st->block[0], st->block[1], st->block[2]};
     IrErr why;
     if (emu_launch(e->mod, k->name, grid, block, st->shared_bytes, argv, &why))

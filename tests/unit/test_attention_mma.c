@@ -92,9 +92,9 @@ static void build(const Problem *p, Built *b) {
   b->bytes = b->o_at + p->B * p->N * p->H * p->Dv * (int64_t)ir_dtype_size(p->odt);
   const CgTuning *t = b->e.tune;
   cg_text_printf(&b->e.src,
-                 "typedef struct {\n  char *act;\n  const char *w;\n} DitcArgs;\n"
+                 "typedef struct {\n  char *act;\n  const char *w;\n  long long o[%d];\n} DitcArgs;\n"
                  "#define CG_ATTN_WARPS %d\n#define CG_ATTN_ROWS_PER_WARP %d\n",
-                 t->attn_warps, t->attn_rows_per_warp);
+                 CG_MAX_PARAMS, t->attn_warps, t->attn_rows_per_warp);
   CgAttnGroup g = {1, p->group};
   cg_emit_attention(&b->e, NULL, "test attention", b->o, b->q, b->k, b->v, 1.0f / sqrtf((float)p->D), &g);
   assert_int_equal(b->e.n_kernels, 1);
@@ -106,6 +106,8 @@ static void built_free(Built *b) {
   free(b->e.src.s);
   free(b->e.kernels);
   free(b->e.steps);
+  free(b->e.canon);
+  free(b->e.keys);
   arena_free(&b->plan.arena);
 }
 
@@ -161,7 +163,8 @@ static double run(const Problem *p, const Built *b) {
   IrErr err = {{0}};
   EmuModule *m = emu_module_load(b->source, "test_attention.cu", &err);
   if (!m) fail_msg("%s", err.msg);
-  DitcArgs args = {act, NULL};
+  DitcArgs args = {.act = act};
+  cg_step_args(st, &args);
   void *argv[] = {&args};
   EmuDim3 grid = {st->grid[0], st->grid[1], st->grid[2]}, block = {st->block[0], st->block[1], st->block[2]};
   if (emu_launch(m, b->e.kernels[0].name, grid, block, st->shared_bytes, argv, &err)) fail_msg("%s", err.msg);
