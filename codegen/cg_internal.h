@@ -43,7 +43,8 @@ typedef struct {
   int transpose_rows;     /* CG_TRANSPOSE_ROWS: thread rows of the tiled transpose block */
   int block_row_thread;   /* CG_BLOCK_ROW_THREAD: threads of one-thread-per-row kernels */
   int attn_warps;         /* CG_ATTN_WARPS: warps of a fused attention block */
-  int attn_rows_per_warp; /* CG_ATTN_ROWS_PER_WARP: query rows each warp carries */
+  int attn_rows_per_warp; /* CG_ATTN_ROWS_PER_WARP: query rows each warp carries (scalar kernel) */
+  int tensor_cores;       /* mma.sync, ldmatrix and cp.async (sm_80 and later): f16/bf16 attention uses them */
 } CgTuning;
 
 const CgTuning *cg_tuning_for(const char *arch); /* NULL or no row: the default row */
@@ -58,7 +59,7 @@ int cg_tuning_check(const CgTuning *t, IrErr *err);
  * of head dim d, value dim dv (attention.c's layout). */
 int64_t cg_attention_smem(int rows, int64_t d, int64_t dv);
 /* The execution unit of the attention kernel's products at this precision (roofline.h). */
-CgUnit cg_attention_unit(IrDType precision);
+CgUnit cg_attention_unit(const CgTuning *t, IrDType precision);
 
 /* ---- memory planning (memplan.c) ------------------------------------------------ */
 
@@ -95,6 +96,9 @@ typedef struct {
   int64_t gather_rows, gather_dim;
 } CgView;
 
+/* Moves a view's element offset into its location's byte offset (not for
+ * gathered views), so kernels see it as a parameter, not a literal. */
+void cg_view_fold(CgView *v);
 /* A contiguous view of shape (rank, shape) at loc. */
 CgView cg_view_contig(CgLoc loc, int rank, const int64_t *shape);
 
@@ -111,7 +115,23 @@ typedef struct {
   int n_kernels, cap_kernels;
   int64_t status_offset;  /* arena offset of the status word, -1 when none */
   const char *detail;     /* banner line for the next kernels opened without one */
+  /* one kernel per shape (emit.c): the kernel being emitted - its text from
+   * src offset kstart, its parameters so far - and, per kernel opened, the
+   * kernel it turned out to be (canon: itself or an earlier one with the same
+   * text) and its text without its name (keys, NULL for duplicates) */
+  size_t kstart;
+  int closed;
+  int n_params, max_params;
+  int64_t params[CG_MAX_PARAMS];
+  int *canon;
+  char **keys;
 } CgEmit;
+
+/* A parameter of the kernel being emitted: its index i (the source reads it
+ * as a.o[i]) in this kernel's launches, which pass `value`.  Kernel text
+ * must not depend on the value, only on the call order, so that kernels that
+ * differ only in these values are one. */
+int cg_param(CgEmit *e, int64_t value);
 
 /* Opens a kernel for node n (NULL for a helper step): writes the banner
  * naming the node and its concrete shape, and returns the new kernel's index;
@@ -125,7 +145,8 @@ void cg_gemm(CgEmit *e, const IrNode *n, const CgGemm *g);
 
 /* C type name of a storage dtype ("float", "__half", "__nv_bfloat16", "int"). */
 const char *cg_ctype(IrDType t);
-/* Pointer expression of a location: "(const float *)(a.w + 1024)". */
+/* Pointer expression of a location: "(const float *)(a.w + a.o[3])", the offset a new
+ * parameter of the kernel being emitted (cg_param). */
 const char *cg_ptr(CgEmit *e, CgLoc l, int writable, char buf[128]);
 /* The expression loading element `idx` of pointer `p` (dtype t) as a float. */
 const char *cg_load(IrDType t, const char *p, const char *idx, char buf[256]);
@@ -238,8 +259,23 @@ void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int
 /* out[l.., i, :] = softmax(scale * q[l.., i, :] k[l.., :, :]^T) v[l.., :, :], with
  * `lead` leading dims (broadcast through zero strides).  q, k, v and out are
  * views of rank lead + 2.  `fused` names the nodes it computes (banner). */
+/* Grouped K/V heads: q and out have out.shape[axis] heads, k and v
+ * out.shape[axis] / group, and q head h reads K/V head h / group (in place:
+ * k's and v's views are of the K/V heads).  NULL or group 1: one K/V head per
+ * q head. */
+typedef struct {
+  int axis;       /* the leading axis of the heads */
+  int64_t group;  /* q heads per K/V head */
+} CgAttnGroup;
+/* f16/bf16 plans on a row with tensor cores take the mma.sync kernel, the
+ * others the scalar f32 one (attention.c says how each works). */
 void cg_emit_attention(CgEmit *e, const IrNode *n, const char *fused, CgView out, CgView q, CgView k,
-                       CgView v, float scale);
+                       CgView v, float scale, const CgAttnGroup *group);
+/* Does a plan of this precision on row t use the tensor-core kernel? */
+int cg_attention_uses_mma(const CgTuning *t, IrDType precision);
+/* Dynamic shared memory bytes of a tensor-core attention block of `warps`
+ * warps (16 query rows each), head dim d, value dim dv (attention.c). */
+int64_t cg_attention_smem_mma(int warps, int64_t d, int64_t dv);
 /* Head dims the fused kernel takes. */
 #define CG_ATTN_MIN_DIM 1
 #define CG_ATTN_MAX_DIM 128

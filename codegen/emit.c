@@ -10,13 +10,70 @@
 
 #include "codegen/lower.h"
 
+/* ---- one kernel per shape ----
+ * A kernel's text, from its DITC_KERNEL line on with its own name left out,
+ * decides which kernel it is: when it equals an earlier kernel's (they
+ * differ at most in the offsets their steps pass as parameters), its text is
+ * dropped and its launches become launches of the earlier one. */
+
+/* The text of kernel k (just emitted, src from e->kstart on) without its name: malloc'd. */
+static char *kernel_key(const CgEmit *e, int k) {
+  const char *body = strstr(e->src.s + e->kstart, "DITC_KERNEL");
+  DITC_ASSERT(body);
+  const char *name = e->kernels[k].name, *at = strstr(body, name);
+  DITC_ASSERT(at);
+  size_t pre = (size_t)(at - body), nl = strlen(name), rest = strlen(at + nl);
+  char *key = xmalloc(pre + rest + 2);
+  memcpy(key, body, pre);
+  key[pre] = '@';
+  memcpy(key + pre + 1, at + nl, rest + 1);
+  return key;
+}
+
+/* Close the kernel opened last: keep its text, or find it is an earlier one. */
+static void kernel_close(CgEmit *e) {
+  if (!e->n_kernels || e->closed) return;
+  e->closed = 1;
+  int k = e->n_kernels - 1;
+  char *key = kernel_key(e, k);
+  for (int j = 0; j < k; j++)
+    if (e->canon[j] == j && !strcmp(e->keys[j], key)) {
+      e->canon[k] = j;
+      e->src.len = e->kstart;
+      e->src.s[e->src.len] = 0;
+      free(key);
+      return;
+    }
+  e->keys[k] = key;
+}
+
+int cg_param(CgEmit *e, int64_t value) {
+  DITC_ASSERT(e->n_params < CG_MAX_PARAMS);
+  e->params[e->n_params] = value;
+  if (e->n_params + 1 > e->max_params) e->max_params = e->n_params + 1;
+  return e->n_params++;
+}
+
+void cg_step_args(const CgStep *st, DitcArgs *a) {
+  memset(a->o, 0, sizeof a->o);
+  for (int i = 0; i < st->n_params && i < CG_MAX_PARAMS; i++) a->o[i] = (long long)st->params[i];
+}
+
 int cg_kernel_open(CgEmit *e, const IrNode *n, const char *op, const char *detail,
                    const char **name) {
+  kernel_close(e);
   if (e->n_kernels == e->cap_kernels) {
     e->cap_kernels = e->cap_kernels ? 2 * e->cap_kernels : 64;
     e->kernels = xrealloc(e->kernels, (size_t)e->cap_kernels * sizeof *e->kernels);
+    e->canon = xrealloc(e->canon, (size_t)e->cap_kernels * sizeof *e->canon);
+    e->keys = xrealloc(e->keys, (size_t)e->cap_kernels * sizeof *e->keys);
   }
   int k = e->n_kernels++;
+  e->canon[k] = k;
+  e->keys[k] = NULL;
+  e->closed = 0;
+  e->n_params = 0;
+  e->kstart = e->src.len;
   Arena *a = &e->plan->arena;
   *name = arena_printf(a, "k%d_%s", k, op);
   char shape[256] = "";
@@ -57,6 +114,11 @@ void cg_launch(CgEmit *e, const IrNode *n, int k, int64_t gx, int64_t gy, int64_
   s->grid[0] = (uint32_t)gx, s->grid[1] = (uint32_t)gy, s->grid[2] = (uint32_t)gz;
   s->block[0] = (uint32_t)bx, s->block[1] = (uint32_t)by, s->block[2] = (uint32_t)bz;
   s->shared_bytes = shared_bytes;
+  DITC_ASSERT(k == e->n_kernels - 1 && !e->closed); /* a launch follows its kernel's text */
+  s->n_params = e->n_params;
+  int64_t *pv = arena_alloc(&e->plan->arena, (size_t)(e->n_params + 1) * sizeof *pv);
+  memcpy(pv, e->params, (size_t)e->n_params * sizeof *pv);
+  s->params = pv;
 }
 
 void cg_gemm(CgEmit *e, const IrNode *n, const CgGemm *g) {
@@ -200,7 +262,7 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
       memcpy(v[i].shape, nv->shape, sizeof nv->shape);
       memcpy(v[i].stride, nv->stride, sizeof nv->stride);
     }
-    return cg_emit_attention(e, n, ni->fused, ov, v[0], v[1], v[2], ni->scale);
+    return cg_emit_attention(e, n, ni->fused, ov, v[0], v[1], v[2], ni->scale, NULL);
   }
   if (ni->how == LOW_FUSED) {
     CgView v[CG_MAP_MAX_IN];
@@ -349,9 +411,9 @@ static void emit_copy(Ctx *c, CgEmit *e, const LStep *st, const char *op) {
   cg_emit_map(e, st->node, op, ov, 1, &iv, NULL);
 }
 
-static void emit_header(Ctx *c, CgEmit *e) {
+static void emit_header(Ctx *c, CgEmit *e, CgText *h) {
   const CgTuning *t = e->tune;
-  cg_text_printf(&e->src,
+  cg_text_printf(h,
                  "/*\n"
                  " * ditc generated kernels\n"
                  " *   model:     %s\n"
@@ -367,10 +429,12 @@ static void emit_header(Ctx *c, CgEmit *e) {
                  c->o->model ? c->o->model : "(unnamed)", c->g->name ? c->g->name : "?",
                  (long long)c->batch, ir_dtype_name(c->o->precision), CG_CODEGEN_VERSION,
                  (long long)c->plan->arena_bytes, (long long)c->weights_bytes);
-  cg_text_printf(&e->src,
+  cg_text_printf(h,
+                 "/* the one kernel argument: the spaces and the step's parameters (offsets in them) */\n"
                  "typedef struct {\n"
                  "  char *act;\n"
                  "  const char *w;\n"
+                 "  long long o[%d];\n"
                  "} DitcArgs;\n\n"
                  "/* launch geometry (a row of codegen/kernels.c's tuning table; not named here, so\n"
                  " * architectures whose rows agree share this source and its cached CUBINs) */\n"
@@ -389,11 +453,11 @@ static void emit_header(Ctx *c, CgEmit *e) {
                  "  }\n"
                  "  return id;\n"
                  "}\n\n",
-                 t->block_elementwise, t->rows_per_block, t->transpose_tile,
+                 c->plan->n_params > 0 ? c->plan->n_params : 1, t->block_elementwise, t->rows_per_block, t->transpose_tile,
                  t->transpose_rows, t->block_row_thread, t->attn_warps, t->attn_rows_per_warp);
   /* the elementwise ops' one definition, shared with folding and the
    * reference executor (expr.c calls it) */
-  cg_text_printf(&e->src, "/* ---- ir/scalar.h ---- */\n%s/* ---- end of ir/scalar.h ---- */\n\n", cg_scalar_text());
+  cg_text_printf(h, "/* ---- ir/scalar.h ---- */\n%s/* ---- end of ir/scalar.h ---- */\n\n", cg_scalar_text());
 }
 
 /* ---- bytes each step moves (plan.h: CgStep.act_read ...) ---- */
@@ -468,7 +532,7 @@ static void step_work(Ctx *c, const LStep *st, CgStep *s) {
     for (int i = 0; i < nl; i++) groups *= (double)q->shape[i];
     s->flops = 2.0 * groups * (double)q->shape[nl] * (double)k->shape[nl] *
                (double)(q->shape[nl + 1] + v->shape[nl + 1]);
-    s->unit = cg_attention_unit(c->o->precision);
+    s->unit = cg_attention_unit(cg_tuning_for(c->o->arch), c->o->precision);
     return;
   }
   double macs = ir_node_macs(st->node, c->batch);
@@ -480,7 +544,6 @@ void lower_emit(Ctx *c) {
   CgEmit e = {.plan = p, .tune = cg_tuning_for(c->o->arch), .batch = c->batch,
               .status_offset = c->status_buf >= 0 ? c->bufs[c->status_buf].offset : -1};
   p->tuning = e.tune->arch;
-  emit_header(c, &e);
   for (int s = 0; s < c->n_steps; s++) {
     LStep *st = &c->steps[s];
     int first = e.n_steps;
@@ -501,11 +564,27 @@ void lower_emit(Ctx *c) {
       step_work(c, st, &e.steps[k]);
     }
   }
-  p->source = arena_strdup(&p->arena, e.src.s ? e.src.s : "");
-  free(e.src.s);
-  p->n_kernels = e.n_kernels;
+  kernel_close(&e);
+  /* the distinct kernels, in order; every launch names its kernel's */
+  int *index = xmalloc((size_t)(e.n_kernels + 1) * sizeof *index);
   p->kernels = arena_alloc(&p->arena, (size_t)(e.n_kernels + 1) * sizeof *p->kernels);
-  if (e.n_kernels) memcpy(p->kernels, e.kernels, (size_t)e.n_kernels * sizeof *p->kernels);
+  p->n_kernels = 0;
+  for (int k = 0; k < e.n_kernels; k++) {
+    if (e.canon[k] == k) p->kernels[index[k] = p->n_kernels++] = e.kernels[k];
+    free(e.keys[k]);
+  }
+  for (int s = 0; s < e.n_steps; s++)
+    if (e.steps[s].kind == CG_STEP_KERNEL) e.steps[s].kernel = index[e.canon[e.steps[s].kernel]];
+  free(index);
+  free(e.canon);
+  free(e.keys);
+  p->n_params = e.max_params;
+  CgText src = {0};
+  emit_header(c, &e, &src);
+  cg_text_printf(&src, "%s", e.src.s ? e.src.s : "");
+  p->source = arena_strdup(&p->arena, src.s);
+  free(src.s);
+  free(e.src.s);
   p->n_steps = e.n_steps;
   p->steps = arena_alloc(&p->arena, (size_t)(e.n_steps + 1) * sizeof *p->steps);
   if (e.n_steps) memcpy(p->steps, e.steps, (size_t)e.n_steps * sizeof *p->steps);

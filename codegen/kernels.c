@@ -80,10 +80,9 @@ const char *cg_ctype(IrDType t) {
 }
 
 const char *cg_ptr(CgEmit *e, CgLoc l, int writable, char buf[128]) {
-  (void)e;
   DITC_ASSERT(!writable || l.space == CG_SPACE_ACT);
-  snprintf(buf, 128, "(%s%s *)(a.%s + %lld)", writable ? "" : "const ", cg_ctype(l.dtype),
-           l.space == CG_SPACE_ACT ? "act" : "w", (long long)l.offset);
+  snprintf(buf, 128, "(%s%s *)(a.%s + a.o[%d])", writable ? "" : "const ", cg_ctype(l.dtype),
+           l.space == CG_SPACE_ACT ? "act" : "w", cg_param(e, l.offset));
   return buf;
 }
 
@@ -237,9 +236,19 @@ void cg_emit_map(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_i
   cg_emit_map_ex(e, n, op, out, n_in, in, expr, 0);
 }
 
+void cg_view_fold(CgView *v) {
+  /* (a negative offset - a concat part's view - stays a literal: parameters are offsets in a space) */
+  if (v->gather || !v->offset || v->loc.offset + v->offset * (int64_t)ir_dtype_size(v->loc.dtype) < 0) return;
+  v->loc.offset += v->offset * (int64_t)ir_dtype_size(v->loc.dtype);
+  v->offset = 0;
+}
+
 void cg_emit_map_ex(CgEmit *e, const IrNode *n, const char *op, CgView out, int n_in,
-                    const CgView *in, const char *expr, int select) {
+                    const CgView *in_views, const char *expr, int select) {
   DITC_ASSERT(n_in >= 1 && n_in <= CG_MAP_MAX_IN);
+  CgView in[CG_MAP_MAX_IN];
+  for (int o = 0; o < n_in; o++) in[o] = in_views[o], cg_view_fold(&in[o]);
+  cg_view_fold(&out);
   Walk w = {.rank = out.rank, .n_ops = n_in + 1};
   int64_t count = 1, bound = view_extent(&out);
   for (int i = 0; i < out.rank; i++) {
@@ -756,7 +765,16 @@ static void load_leaves(CgEmit *e, const char *prefix, int first, int n, const C
   }
 }
 
-void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *s) {
+void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *norm) {
+  /* the views' element offsets folded into their pointers (parameters) */
+  CgNorm s_ = *norm, *s = &s_;
+  CgView pin[CG_MAP_MAX_IN], ein[CG_MAP_MAX_IN];
+  DITC_ASSERT(s->n_pin <= CG_MAP_MAX_IN && s->n_ein <= CG_MAP_MAX_IN);
+  for (int i = 0; i < s->n_pin; i++) pin[i] = norm->pin[i], cg_view_fold(&pin[i]);
+  for (int i = 0; i < s->n_ein; i++) ein[i] = norm->ein[i], cg_view_fold(&ein[i]);
+  s->pin = pin, s->ein = ein;
+  cg_view_fold(&s->side);
+  cg_view_fold(&s->out);
   const char *name;
   int k = cg_kernel_open(e, n, "layernorm_fused", s->detail, &name);
   int64_t rows = s->rows, len = s->len, per_lane = (len + 31) / 32, bound = rows * len;

@@ -249,6 +249,7 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
       jint(r, root, "arena_bytes", 0, MAX_BYTES, &p->arena_bytes) ||
       jint(r, root, "weights_bytes", 0, MAX_BYTES, &p->weights_bytes) ||
       jint(r, root, "status_offset", -1, MAX_BYTES, &status) ||
+      jint32(r, root, "n_params", 0, CG_MAX_PARAMS, &p->n_params) ||
       jint32(r, root, "weights_blob", -1, pk->n_blobs - 1, &pp->blob) ||
       jarr(r, root, "kernels", 1 << 20, &ks) || jarr(r, root, "steps", 1 << 22, &ss) ||
       jarr(r, root, "weights", 1 << 20, &ws) || jarr(r, root, "inputs", 1024, &is) ||
@@ -313,6 +314,19 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
         jdim3(r, o, "block", s->block, block_max) || jint(r, o, "smem", 0, 1 << 22, &smem))
       goto out;
     s->shared_bytes = (uint32_t)smem;
+    json_t *pa;
+    if (jarr(r, o, "params", CG_MAX_PARAMS, &pa)) goto out;
+    int64_t *pv = arena_alloc(A, (json_array_size(pa) + 1) * sizeof *pv);
+    s->n_params = (int)json_array_size(pa);
+    for (int k = 0; k < s->n_params; k++) {
+      json_t *x = json_array_get(pa, (size_t)k);
+      if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > MAX_BYTES) {
+        bad(r, "parameter %d is not an offset in [0, 2^48]", k);
+        goto out;
+      }
+      pv[k] = (int64_t)json_integer_value(x);
+    }
+    s->params = pv;
   }
 
   p->n_weights = (int)json_array_size(ws);
@@ -557,7 +571,8 @@ static int parse(CgPack *pk, const unsigned char *buf, size_t len, unsigned flag
   if (version != CG_PACK_VERSION)
     return bad(r, "pack format version %u; this ditc reads version %d (recompile the pack with `ditc compile`%s)",
                version, CG_PACK_VERSION,
-               version == 4   ? ": version 5 records the model its plans are built again from before they run"
+               version == 5   ? ": version 6 passes kernels their operands' offsets as launch parameters"
+               : version == 4 ? ": version 5 records the model its plans are built again from before they run"
                : version == 3 ? ": version 4 holds a plan per architecture's tuning"
                               : "");
   if (fsize != len)

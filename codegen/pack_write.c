@@ -223,6 +223,9 @@ char *pack_encode_plan(const CgPlan *p, IrGraph *g, int blob_index, unsigned cha
       json_object_set_new(o, "grid", dim3_json(s->grid));
       json_object_set_new(o, "block", dim3_json(s->block));
       json_object_set_new(o, "smem", json_integer(s->shared_bytes));
+      json_t *pa = json_array();
+      for (int k = 0; k < s->n_params; k++) json_array_append_new(pa, json_integer((json_int_t)s->params[k]));
+      json_object_set_new(o, "params", pa);
     } else {
       json_object_set_new(o, "gemm", gemm_json(&s->gemm));
     }
@@ -233,6 +236,7 @@ char *pack_encode_plan(const CgPlan *p, IrGraph *g, int blob_index, unsigned cha
                            "arena_bytes", (json_int_t)p->arena_bytes, "weights_bytes",
                            (json_int_t)p->weights_bytes, "status_offset",
                            (json_int_t)p->status_offset, "weights_blob", blob_index);
+  json_object_set_new(root, "n_params", json_integer(p->n_params));
   json_object_set_new(root, "kernels", kernels);
   json_object_set_new(root, "steps", steps);
   json_object_set_new(root, "weights", weights);

@@ -13,19 +13,28 @@
  *     spaces: the activation arena, the weights blob, or nowhere (aliases).
  *
  * Kernels take one argument, `DitcArgs` (below), by value: the base pointers
- * of the spaces.  Every offset, shape and stride is a constant in the
- * generated source, so a kernel needs nothing else and the same launch
- * sequence can be captured once in a CUDA graph.
+ * of the spaces and the launch's parameters, the byte offsets in them where
+ * the kernel's operands start.  Every shape and stride is a constant in the
+ * generated source; the offsets are not, so kernels whose text would differ
+ * only in where their operands live (the blocks of a DiT) are one kernel,
+ * launched by each step with its own offsets (CgStep.params).  The same
+ * launch sequence can be captured once in a CUDA graph.
  */
 #ifndef DITC_PLAN_H
 #define DITC_PLAN_H
 
 #include "ir/ir.h"
 
-/* The one kernel argument.  Declared identically in the generated source. */
+/* The most parameters one kernel takes. */
+#define CG_MAX_PARAMS 64
+
+/* The one kernel argument.  The generated source declares it with
+ * o[max(CgPlan.n_params, 1)]: a prefix of this struct, which is what a
+ * backend passes (kernels read sizeof their own declaration). */
 typedef struct {
   char *act;        /* activation arena (inputs and outputs live here too) */
   const char *w;    /* weights blob */
+  long long o[CG_MAX_PARAMS]; /* the step's parameters: byte offsets into act or w */
 } DitcArgs;
 
 typedef enum { CG_SPACE_ACT, CG_SPACE_WEIGHTS } CgSpace;
@@ -93,6 +102,11 @@ typedef struct {
    * they run on.  Filled like act_read, not stored in packs.  (Added later.) */
   double flops;
   CgUnit unit;
+  /* CG_STEP_KERNEL: the launch's DitcArgs.o[0 .. n_params-1] (the rest
+   * zero); each is a byte offset in the arena or the blob that the kernel
+   * adds to a.act or a.w.  (Added with pack format 6.) */
+  int n_params;
+  const int64_t *params;
 } CgStep;
 
 typedef struct {
@@ -165,7 +179,13 @@ typedef struct {
    * "default"): the CG_* geometry in the source and every launch step's
    * grid, block and shared bytes follow it.  (Added later.) */
   const char *tuning;
+  /* The most parameters any kernel takes (added with pack format 6); the
+   * source declares DitcArgs.o with that many, at least 1. */
+  int n_params;
 } CgPlan;
+
+/* A launch's DitcArgs.o from its step (codegen/emit.c); act and w untouched. */
+void cg_step_args(const CgStep *st, DitcArgs *a);
 
 /* Bits of the status word. */
 #define CG_STATUS_EMBEDDING_RANGE 1
@@ -228,6 +248,6 @@ int cg_plan_check(const CgPlan *p, IrErr *err);
 void cg_gemm_ref(const CgGemm *g, char *act, const char *w);
 
 /* Bump when generated code changes meaning: it is part of every cache key. */
-#define CG_CODEGEN_VERSION "ditc-codegen-3"
+#define CG_CODEGEN_VERSION "ditc-codegen-4"
 
 #endif

@@ -7,7 +7,9 @@
  * The pack reader only parses: it bounds each number by its type (sizes to
  * 2^48, dims to 2^31) and copies strings; every relation between fields is
  * checked here:
- *   - the plan: batch >= 1, a matrix precision, a tuning row that exists;
+ *   - the plan: batch >= 1, a matrix precision, a tuning row that exists,
+ *     0 to CG_MAX_PARAMS kernel parameters (each launch's offsets within
+ *     the larger of the arena and the blob);
  *   - inputs and outputs: at least one of each, names unique among their
  *     kind, each inside the arena, no two overlapping (nor the status word);
  *   - steps: at least one; a launch names a kernel, has a grid and block the
@@ -113,6 +115,13 @@ static int check_launch(const CgPlan *p, const CgTuning *t, const CgStep *s, IrE
       return ir_errf(err, "grid %c = %u is outside [1, %u]", "xyz"[i], s->grid[i], grid_max[i]);
     if (s->block[i] < 1) return ir_errf(err, "block %c = 0", "xyz"[i]);
   }
+  /* parameters: the kernel reads a.o[0 .. n_params-1] as offsets into act or w */
+  if (s->n_params < 0 || s->n_params > p->n_params || (s->n_params && !s->params))
+    return ir_errf(err, "%d parameters; the plan's kernels take at most %d", s->n_params, p->n_params);
+  for (int i = 0; i < s->n_params; i++)
+    if (s->params[i] < 0 || s->params[i] > (p->arena_bytes > p->weights_bytes ? p->arena_bytes : p->weights_bytes))
+      return ir_errf(err, "parameter %d = %lld lies outside the arena and the weights blob", i,
+                     (long long)s->params[i]);
   uint64_t threads = (uint64_t)s->block[0] * s->block[1] * s->block[2];
   if (threads > 1024) return ir_errf(err, "a block of %llu threads (at most 1024)", (unsigned long long)threads);
   if (s->shared_bytes > (uint32_t)t->smem_block)
@@ -164,6 +173,8 @@ static int check_weights(const CgPlan *p, IrErr *err) {
 
 int cg_plan_check(const CgPlan *p, IrErr *err) {
   if (p->batch < 1) return ir_errf(err, "batch %lld", (long long)p->batch);
+  if (p->n_params < 0 || p->n_params > CG_MAX_PARAMS)
+    return ir_errf(err, "kernels with %d parameters (0 to %d)", p->n_params, CG_MAX_PARAMS);
   if (!is_matrix_dtype(p->precision)) return ir_errf(err, "precision %s (f32, f16 or bf16)", ir_dtype_name(p->precision));
   int n_rows;
   const CgTuning *rows = cg_tuning_rows(&n_rows), *t = NULL;

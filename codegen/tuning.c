@@ -31,30 +31,35 @@
  *     how often the K/V tiles are read (once per block: half as often at
  *     QR = 32).  That is where the architectures differ (below). */
 static const CgTuning tunings[] = {
-    /* Any other architecture (sm_75 and newer ones without a row): only what
-     * every target allows - 48 KB per block without opt-in, 64 KB per SM and
-     * 1024 threads per SM (sm_75, the smallest NVRTC 13 targets).  Attention:
-     * 4 warps x 4 rows, 42 KB. */
-    {"default", 48 * 1024, 64 * 1024, 1024, 256, 4, 32, 8, 128, 4, 4},
+    /* Any other architecture (newer ones without a row, and the emulator
+     * without --arch): only what every target allows - 48 KB per block
+     * without opt-in, 64 KB per SM and 1024 threads per SM (sm_75, the
+     * smallest NVRTC 13 targets).  Attention: 4 warps x 4 rows, 42 KB
+     * (scalar); tensor cores (every architecture from sm_80 on has
+     * mma.sync): 4 warps x 16 rows, 35 KB. */
+    {"default", 48 * 1024, 64 * 1024, 1024, 256, 4, 32, 8, 128, 4, 4, 1},
+    /* Turing: the default's limits, and no bf16 mma.sync or cp.async (PTX ISA:
+     * sm_80), so f16/bf16 attention stays scalar. */
+    {"sm_75", 48 * 1024, 64 * 1024, 1024, 256, 4, 32, 8, 128, 4, 4, 0},
     /* A100: 163 KB per block by opt-in, 164 KB and 2048 threads per SM.
      * Attention 8 warps x 4 rows = 32 query rows, 52 KB (past 48 KB: the
      * opt-in): 3 blocks per SM = 24 resident warps, where the default's
      * 42 KB blocks give 3 x 4 = 12, and each K/V tile serves twice the rows. */
-    {"sm_80", 163 * 1024, 164 * 1024, 2048, 256, 4, 32, 8, 128, 8, 4},
+    {"sm_80", 163 * 1024, 164 * 1024, 2048, 256, 4, 32, 8, 128, 8, 4, 1},
     /* GA10x: 99 KB per block, 100 KB and 1536 threads per SM.  Two 42 KB
      * attention blocks fit an SM, 52 KB blocks only one; so QR stays 16, spread
      * over 8 warps x 2 rows: 2 blocks = 16 resident warps instead of the
      * default's 8, the same shared memory, half the accumulators per thread. */
-    {"sm_86", 99 * 1024, 100 * 1024, 1536, 256, 4, 32, 8, 128, 8, 2},
+    {"sm_86", 99 * 1024, 100 * 1024, 1536, 256, 4, 32, 8, 128, 8, 2, 1},
     /* Ada: the same shared memory and threads per SM as sm_86 (99 KB per
      * block, 100 KB and 1536 threads per SM), so the same choice. */
-    {"sm_89", 99 * 1024, 100 * 1024, 1536, 256, 4, 32, 8, 128, 8, 2},
+    {"sm_89", 99 * 1024, 100 * 1024, 1536, 256, 4, 32, 8, 128, 8, 2, 1},
     /* H100: 227 KB per block by opt-in, 228 KB and 2048 threads per SM.  The
      * sm_80 attention block (52 KB): 4 blocks per SM = 32 resident warps.  A
      * larger QR (64 rows, 72 KB: 3 blocks) would trade warps for fewer K/V
      * reads; that waits for a measurement, so the row keeps sm_80's values and
      * the two share one plan. */
-    {"sm_90", 227 * 1024, 228 * 1024, 2048, 256, 4, 32, 8, 128, 8, 4},
+    {"sm_90", 227 * 1024, 228 * 1024, 2048, 256, 4, 32, 8, 128, 8, 4, 1},
 };
 
 const CgTuning *cg_tuning_rows(int *n) {
@@ -81,7 +86,7 @@ int cg_tuning_same(const char *a, const char *b) {
   return x->block_elementwise == y->block_elementwise && x->rows_per_block == y->rows_per_block &&
          x->transpose_tile == y->transpose_tile && x->transpose_rows == y->transpose_rows &&
          x->block_row_thread == y->block_row_thread && x->attn_warps == y->attn_warps &&
-         x->attn_rows_per_warp == y->attn_rows_per_warp;
+         x->attn_rows_per_warp == y->attn_rows_per_warp && x->tensor_cores == y->tensor_cores;
 }
 
 /* A block of `threads` threads: at most 1024, whole warps when `warps`, and
@@ -126,5 +131,10 @@ int cg_tuning_check(const CgTuning *t, IrErr *err) {
   if (attn + 1024 > t->smem_sm)
     return ir_errf(err, "tuning row %s: an attention block (%lld bytes + 1 KB reserved) does not fit an SM's %d",
                    t->arch, (long long)attn, t->smem_sm);
+  int64_t mma = cg_attention_smem_mma(t->attn_warps, CG_ATTN_MAX_DIM, CG_ATTN_MAX_DIM);
+  if (t->tensor_cores && (mma > t->smem_block || mma + 1024 > t->smem_sm))
+    return ir_errf(err, "tuning row %s: tensor-core attention blocks of %d warps need %lld bytes of shared memory "
+                   "at head dim %d; a block may have %d",
+                   t->arch, t->attn_warps, (long long)mma, CG_ATTN_MAX_DIM, t->smem_block);
   return 0;
 }

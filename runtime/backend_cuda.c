@@ -187,10 +187,11 @@ static CUdeviceptr at(const Cuda *c, CgRef r) { return (r.space == CG_SPACE_ACT 
 
 /* Enqueue step s on the stream (also while capturing). */
 static int enqueue_step(Cuda *c, int s, IrErr *err) {
-  DitcArgs args = {(char *)(uintptr_t)c->act, (const char *)(uintptr_t)c->w};
+  DitcArgs args = {.act = (char *)(uintptr_t)c->act, .w = (const char *)(uintptr_t)c->w};
   void *argv[] = {&args};
   const CgStep *st = &c->plan->steps[s];
   if (st->kind == CG_STEP_KERNEL) {
+    cg_step_args(st, &args); /* cuLaunchKernel copies them (and a capture keeps its copy) */
     if (RT_CU(err, c->what[s], LaunchKernel, c->fn[st->kernel], st->grid[0], st->grid[1], st->grid[2],
               st->block[0], st->block[1], st->block[2], st->shared_bytes, c->stream, argv, NULL))
       return -1;

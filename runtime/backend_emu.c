@@ -80,7 +80,7 @@ static int emu_prepare(RtBackend *b, const RtModel *m, IrErr *err) {
 /* Step s of the plan on the arena as it stands. */
 static int emu_step(Emu *e, int s, IrErr *err) {
   const CgPlan *p = e->plan;
-  DitcArgs args = {e->act, e->w};
+  DitcArgs args = {.act = e->act, .w = e->w};
   void *argv[] = {&args};
   const CgStep *st = &p->steps[s];
   if (st->kind == CG_STEP_GEMM) {
@@ -88,6 +88,7 @@ static int emu_step(Emu *e, int s, IrErr *err) {
     return 0;
   }
   const CgKernel *k = &p->kernels[st->kernel];
+  cg_step_args(st, &args);
   EmuDim3 grid = {st->grid[0], st->grid[1], st->grid[2]}, block = {st->block[0], st->block[1], st->block[2]};
   IrErr why;
   if (emu_launch(e->mod, k->name, grid, block, st->shared_bytes, argv, &why))

@@ -87,7 +87,7 @@ grep -q "^10 entries" <(tail -1 "$TMP/ls") || die "cache ls: expected 10 entries
 "$DITC" cache verify | grep -q "10 entries ok, 0 bad" || die "cache verify"
 
 # a corrupted CUBIN is reported, thrown away and rebuilt on the next compile
-victim=$(find "$DITC_CACHE_DIR/sm_89" -name '*.cubin' -size +200k | head -1)
+victim=$(find "$DITC_CACHE_DIR/sm_89" -name '*.cubin' -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2)
 [ -n "$victim" ] || die "no sm_89 CUBIN in the cache"
 printf '\xff' | dd of="$victim" bs=1 seek=5000 conv=notrunc status=none
 "$DITC" compile DiT-S/2 --arch $ARCHS --entry forward -o "$TMP/s2.ditpack" >"$TMP/c3" 2>&1
@@ -95,7 +95,7 @@ grep -qi "corrupt" "$TMP/c3" || { cat "$TMP/c3"; die "the corrupt entry was not 
 grep -q "nvrtc: 1 compiled, 3 from cache" "$TMP/c3" || { cat "$TMP/c3"; die "the corrupt entry was not rebuilt"; }
 cmp "$TMP/s2.ditpack" "$TMP/s2b.ditpack" || die "the rebuilt pack differs"
 echo "ok   corrupt cache entry reported and rebuilt"
-victim=$(find "$DITC_CACHE_DIR/sm_80" -name '*.cubin' -size +200k | head -1)
+victim=$(find "$DITC_CACHE_DIR/sm_80" -name '*.cubin' -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2)
 truncate -s 1000 "$victim"
 expect_fail "1 bad" "$DITC" cache verify
 "$DITC" cache verify | grep -q "9 entries ok, 0 bad" || die "verify did not remove the bad entry"

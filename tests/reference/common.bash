@@ -80,9 +80,10 @@ check_emu() {  # CASE
 # check_cuda CASE: every check the case has data for through --backend cuda: the real CUDA backend -
 # CUBINs compiled by NVRTC and loaded, launches, the forward pass captured into a CUDA graph and
 # replayed, GEMMs through cuBLASLt descriptors, the sampler loop on the device.  fp32 at the
-# tolerances above, then forward (and cfg) at bf16 within CUDA_BF16_TOL (default 1e-2).  On a GPU
-# (benchmarks/gpu_check.sh) or under the simulated driver (check_cuda_sim).  Skipped (77) without
-# NVRTC, which makes the CUBINs.
+# tolerances above, then forward (and cfg) at f16 and bf16 within CUDA_F16_TOL and CUDA_BF16_TOL
+# (default 1e-2): on sm_80 and later their attention is the tensor-core kernel (mma.sync, ldmatrix,
+# cp.async).  On a GPU (benchmarks/gpu_check.sh) or under the simulated driver (check_cuda_sim).
+# Skipped (77) without NVRTC, which makes the CUBINs.
 check_cuda() {  # CASE
   local c=$1 s has_cfg=0
   BACKEND_ARGS=(--backend cuda)
@@ -100,9 +101,14 @@ check_cuda() {  # CASE
       if grep -q "sampling on the host" "$TMP/sample.err"; then cat "$TMP/sample.err" >&2; exit 1; fi
     done
   fi
-  BACKEND_ARGS=(--backend cuda --precision bf16)
-  TOL_FORWARD=${CUDA_BF16_TOL:-1e-2} check_forward "$c"
-  [ "$has_cfg" = 0 ] || TOL_FORWARD=${CUDA_BF16_TOL:-1e-2} check_cfg "$c"
+  local p tol
+  for p in f16 bf16; do
+    tol=${CUDA_F16_TOL:-1e-2}
+    [ "$p" = bf16 ] && tol=${CUDA_BF16_TOL:-1e-2}
+    BACKEND_ARGS=(--backend cuda --precision "$p")
+    TOL_FORWARD=$tol check_forward "$c"
+    [ "$has_cfg" = 0 ] || TOL_FORWARD=$tol check_cfg "$c"
+  done
   BACKEND_ARGS=(--backend ref)
 }
 

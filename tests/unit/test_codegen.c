@@ -103,7 +103,8 @@ static void nvrtc_check(const CgPlan *p, const char *arch, const char *label) {
 
 /* Structural checks every plan must pass. */
 static void check_plan_shape(const CgPlan *p) {
-  assert_non_null(strstr(p->source, "typedef struct {\n  char *act;\n  const char *w;\n} DitcArgs;"));
+  assert_non_null(strstr(p->source, "typedef struct {\n  char *act;\n  const char *w;\n  long long o["));
+  assert_true(p->n_params >= 0 && p->n_params <= CG_MAX_PARAMS);
   assert_non_null(strstr(p->source, CG_CODEGEN_VERSION));
   for (int i = 0; i < p->n_inputs; i++) {
     assert_int_equal(p->inputs[i].offset % 256, 0);
@@ -161,6 +162,7 @@ static void run_plan_emu(const CgPlan *p, const Weights *w, const RtTensor *in, 
       continue;
     }
     const char *name = p->kernels[st->kernel].name;
+    cg_step_args(st, &args);
     EmuDim3 grid = {st->grid[0], st->grid[1], st->grid[2]};
     EmuDim3 block = {st->block[0], st->block[1], st->block[2]};
     if (emu_launch(m, name, grid, block, st->shared_bytes, argv, &err))

@@ -265,13 +265,16 @@ static void test_flipped_bytes(void **state) {
   buf[8] = 2;
   expect_reject(buf, len, "version 2");
   buf[8] = 3; /* before plans per architecture: recompile */
-  expect_reject(buf, len, "pack format version 3; this ditc reads version 5 (recompile the pack");
+  expect_reject(buf, len, "pack format version 3; this ditc reads version 6 (recompile the pack");
   buf[8] = 4; /* before the model record: recompile */
-  expect_reject(buf, len, "version 4; this ditc reads version 5 (recompile the pack with `ditc compile`: version 5 "
+  expect_reject(buf, len, "version 4; this ditc reads version 6 (recompile the pack with `ditc compile`: version 5 "
                           "records the model");
+  buf[8] = 5; /* before launch parameters: recompile */
+  expect_reject(buf, len, "version 5; this ditc reads version 6 (recompile the pack with `ditc compile`: version 6 "
+                          "passes kernels");
+  buf[8] = 7;
+  expect_reject(buf, len, "version 7");
   buf[8] = 6;
-  expect_reject(buf, len, "version 6");
-  buf[8] = 5;
   buf[24] = 65;
   expect_reject(buf, len, "table of contents offset");
   buf[24] = 64;
@@ -779,8 +782,11 @@ static void test_rebuilt_plan(void **state) {
     uint32_t kind;
     const char *from, *to, *needle;
   } edits[] = {
-      {CG_PACK_SEC_PLAN, "\"smem\":0}", "\"smem\":4}",
+      {CG_PACK_SEC_PLAN, "\"smem\":0,", "\"smem\":4,",
        ".smem' is 4 in the pack, 0 in the plan built from the model (step "},
+      /* a launch parameter moving a kernel's operand elsewhere in the arena */
+      {CG_PACK_SEC_PLAN, "\"params\":[0", "\"params\":[8",
+       ".params[0]' is 8 in the pack, 0 in the plan built from the model (step "},
       {CG_PACK_SEC_PLAN, "\"name\":\"fc.weight\"", "\"name\":\"fc.weighs\"",
        ".name' is \"fc.weighs\" in the pack, \"fc.weight\" in the plan built from the model"},
       {CG_PACK_SEC_PLAN, "\"shape\":[4,4]", "\"shape\":[2,8]",

@@ -2,7 +2,7 @@
  * test_tuning.c - the launch-tuning table (codegen/kernels.c): every row's
  * geometry is legal on its architecture, and the check refuses rows that are
  * not; architectures find their rows (sm_90a the sm_90 row, others the
- * default); a plan built for an architecture follows its row - the CG_*
+ * default, sm_75 its own: no tensor cores); a plan built for an architecture follows its row - the CG_*
  * macros in the source, the attention launches' block, grid and dynamic
  * shared memory - and computes the reference's numbers: dit-tiny-p2 from
  * ../shared/reference on the emulated backend within 1e-5 for the default,
@@ -73,6 +73,12 @@ static void test_check_refuses(void **state) {
   expect_refused(t, "need 53376 bytes of shared memory at head dim 128; a block may have 49152");
   t = a, t.attn_warps = 16, t.attn_rows_per_warp = 8;
   expect_refused(t, "a block may have 101376");
+  /* the tensor-core block: 16 warps of 16 rows is 87040 bytes at head dim 128 (the scalar one fits) */
+  t = d, t.attn_warps = 16, t.attn_rows_per_warp = 1;
+  expect_refused(t, "tensor-core attention blocks of 16 warps need 87040 bytes");
+  t.tensor_cores = 0;
+  IrErr ok = {{0}};
+  if (cg_tuning_check(&t, &ok)) fail_msg("%s", ok.msg);
   t = a, t.smem_block = 200 * 1024;
   expect_refused(t, "do not describe a GPU");
 }
@@ -83,7 +89,7 @@ static void test_arch_lookup(void **state) {
   for (int i = 0; i < 4; i++) assert_string_equal(cg_tuning_name(own[i]), own[i]);
   assert_string_equal(cg_tuning_name("sm_90a"), "sm_90");
   assert_string_equal(cg_tuning_name("sm_100f"), "default");
-  assert_string_equal(cg_tuning_name("sm_75"), "default");
+  assert_string_equal(cg_tuning_name("sm_75"), "sm_75");
   assert_string_equal(cg_tuning_name("sm_800"), "default");
   assert_string_equal(cg_tuning_name("sm_8"), "default");
   assert_string_equal(cg_tuning_name(NULL), "default");
@@ -94,7 +100,11 @@ static void test_arch_lookup(void **state) {
   assert_false(cg_tuning_same("sm_86", "sm_90"));
   assert_false(cg_tuning_same("sm_80", NULL));
   assert_false(cg_tuning_same("sm_86", "sm_75"));
-  assert_true(cg_tuning_same("sm_75", "sm_120"));
+  /* sm_75 has the default's geometry but no tensor cores (mma.sync needs sm_80) */
+  assert_false(cg_tuning_same("sm_75", "sm_120"));
+  assert_true(cg_tuning_same("sm_100", "sm_120"));
+  assert_false(cg_tuning_for("sm_75")->tensor_cores);
+  assert_true(cg_tuning_for("sm_120")->tensor_cores);
 }
 
 /* ---- plans per architecture against the reference ------------------------------- */
