@@ -13,7 +13,8 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=se
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 M=models/digits
 A=(DiT-digits --weights "$M/dit-digits.safetensors" --sampler ddpm --steps 3 --cfg-scale 1.5 --backend ref --seed 3)
-"$DITC" sample "${A[@]}" --num-samples 7 --batch 2 --output "$T/one.npz" 2>/dev/null
+"$DITC" sample "${A[@]}" --num-samples 7 --batch 2 --output "$T/one.npz" 2>"$T/log" ||
+  { echo "FAIL: one process"; cat "$T/log"; exit 1; }
 timeout 300 mpirun -n 2 --oversubscribe "$DITC" sample "${A[@]}" --num-samples 7 --batch 2 --output "$T/two.npz" 2>"$T/log" ||
   { echo "FAIL: mpirun -n 2"; cat "$T/log"; exit 1; }
 cmp "$T/one.npz" "$T/two.npz" || { echo "FAIL: 2 processes wrote another file than 1"; fail=1; }
@@ -22,7 +23,8 @@ grep -q "2 processes" "$T/log" || { echo "FAIL: no overall throughput"; cat "$T/
 # more ranks than samples: the idle ranks are fine
 timeout 300 mpirun -n 3 --oversubscribe "$DITC" sample "${A[@]}" --num-samples 2 --output "$T/idle.npz" 2>"$T/log" ||
   { echo "FAIL: 3 ranks, 2 samples"; cat "$T/log"; fail=1; }
-"$DITC" sample "${A[@]}" --num-samples 2 --output "$T/idle1.npz" 2>/dev/null
+"$DITC" sample "${A[@]}" --num-samples 2 --output "$T/idle1.npz" 2>"$T/log" ||
+  { echo "FAIL: one process, 2 samples"; cat "$T/log"; exit 1; }
 cmp "$T/idle.npz" "$T/idle1.npz" || { echo "FAIL: 3 ranks for 2 samples wrote another file"; fail=1; }
 # a failing rank: every rank exits non-zero, each with a message, and no file remains
 for r in 0 1; do
