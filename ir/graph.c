@@ -331,6 +331,26 @@ void ir_replace_all_uses(IrGraph *g, IrNode *old, IrNode *repl) {
     if (g->outputs[i] == old) g->outputs[i] = repl;
 }
 
+void ir_replace_uses_map(IrGraph *g, IrNode *const *map, int n_map) {
+  for (int i = 0; i < n_map; i++) /* fusion groups over a replaced node dissolve, as one at a time */
+    if (map[i] && (g->nodes[i]->fuse || map[i]->fuse)) ir_groups_before_replace(g, g->nodes[i], map[i]);
+  for (int i = 0; i < g->n_nodes; i++) {
+    IrNode *n = g->nodes[i];
+    for (int j = 0; j < n->n_in; j++) {
+      IrNode *x = n->in[j];
+      int k = x->index;
+      if (k >= 0 && k < n_map && map[k] && g->nodes[k] == x) {
+        if (n->fuse) ir_groups_before_replace(g, x, map[k]);
+        n->in[j] = map[k];
+      }
+    }
+  }
+  for (int i = 0; i < g->n_outputs; i++) {
+    int k = g->outputs[i]->index;
+    if (k >= 0 && k < n_map && map[k] && g->nodes[k] == g->outputs[i]) g->outputs[i] = map[k];
+  }
+}
+
 /* Depth-first post-order from every node, in original order so that an
  * already-sorted graph keeps its order.  Iterative: graphs can be deep. */
 int ir_graph_toposort(IrGraph *g, IrErr *err) {

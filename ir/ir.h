@@ -288,6 +288,10 @@ void ir_graph_add_output(IrGraph *g, IrNode *n, const char *name);
 
 /* Graph surgery, for passes. */
 void ir_replace_all_uses(IrGraph *g, IrNode *old, IrNode *repl);
+/* Many replacements in one sweep over the graph: every use of the node at
+ * position i (i < n_map, g->nodes[i]->index == i) by map[i], where map[i] is
+ * not NULL.  The same as ir_replace_all_uses for each, in O(nodes + edges). */
+void ir_replace_uses_map(IrGraph *g, IrNode *const *map, int n_map);
 /* Restore topological order and `index` after nodes were appended or rewired.
  * Returns -1 (with err) on a cycle. */
 int ir_graph_toposort(IrGraph *g, IrErr *err);

@@ -36,14 +36,32 @@ static int mergeable(const IrNode *a, const IrNode *b) {
 int pass_hoist_adaln(IrGraph *g, const PassOptions *o, IrErr *err) {
   (void)o;
   int n = g->n_nodes;
+  for (int i = 0; i < n; i++) g->nodes[i]->index = i;
   unsigned char *wo = ir_weight_only(g);
   unsigned char *done = xcalloc((size_t)(n ? n : 1), 1);
   IrNode **group = xmalloc((size_t)(n ? n : 1) * sizeof *group);
+  /* The linears reading each node, in graph order (next[i]: the next linear
+   * after node i over the same input, -1 at the end), so a group is found
+   * without scanning the graph per linear; and the replacements, made in one
+   * sweep at the end: both keep the pass linear in the graph's size (an MoE
+   * model has thousands of linears). */
+  int *last = xmalloc((size_t)(n ? n : 1) * sizeof *last);
+  int *next = xmalloc((size_t)(n ? n : 1) * sizeof *next);
+  IrNode **repl = xcalloc((size_t)(n ? n : 1), sizeof *repl);
+  for (int i = 0; i < n; i++) last[i] = next[i] = -1;
+  for (int i = 0; i < n; i++) {
+    IrNode *a = g->nodes[i];
+    if (a->op != IR_LINEAR) continue;
+    int x = a->in[0]->index;
+    if (x < 0 || x >= n || g->nodes[x] != a->in[0]) continue;
+    if (last[x] >= 0) next[last[x]] = i;
+    last[x] = i;
+  }
   for (int i = 0; i < n; i++) {
     IrNode *a = g->nodes[i];
     if (a->op != IR_LINEAR || done[i]) continue;
     int k = 0;
-    for (int j = i; j < n; j++) {
+    for (int j = i; j >= 0; j = next[j]) {
       IrNode *b = g->nodes[j];
       if (done[j] || !mergeable(a, b)) continue;
       int ok = weight_only(g, wo, n, b->in[1]) && (b->n_in < 3 || weight_only(g, wo, n, b->in[2]));
@@ -73,13 +91,17 @@ int pass_hoist_adaln(IrGraph *g, const PassOptions *o, IrErr *err) {
       IrNode *s = ir_slice(g, merged, axis, at, len);
       s->loc = group[j]->loc;
       s->name = group[j]->name;
-      ir_replace_all_uses(g, group[j], s);
+      repl[group[j]->index] = s;
       at += len;
     }
   }
+  ir_replace_uses_map(g, repl, n);
   free(wo);
   free(done);
   free(group);
+  free(last);
+  free(next);
+  free(repl);
   if (ir_graph_toposort(g, err)) return -1;
   ir_graph_dce(g);
   return 0;
