@@ -128,6 +128,9 @@ typedef struct {
 int cli_runner_open(const Opts *o, const char *entry, Runner *r);
 int64_t cli_runner_param(const Runner *r, const char *name);
 int cli_runner_prepare(const Opts *o, Runner *r, int64_t batch);
+/* 0 when `bytes` of host memory fit the limit ($DITC_MEMORY_LIMIT, else what
+ * the machine has available); else `ditc: error: WHAT needs about ...` and 1. */
+int cli_memory_check(const char *what, double bytes);
 void cli_runner_free(Runner *r);
 
 /* FILE:TENSOR: open FILE and find TENSOR.  Returns the open file (close it

@@ -11,6 +11,7 @@
  * bench (cli_bench.c) uses the same Runner.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -112,9 +113,82 @@ int64_t cli_runner_param(const Runner *r, const char *name) {
 }
 
 /* Bind the weights and prepare the backend at `batch`.  Returns 0 or 1. */
+/* The host memory a command may take: $DITC_MEMORY_LIMIT (bytes, or with a
+ * K, M, G or T suffix: powers of 1024), else what the machine has available
+ * now (MemAvailable + SwapFree of /proc/meminfo; 0 when unknown: no limit).
+ * *from says which. */
+static double memory_limit(const char **from) {
+  const char *env = getenv("DITC_MEMORY_LIMIT");
+  if (env && *env) {
+    char *end;
+    double v = strtod(env, &end);
+    const char *u = "KMGT", *p = *end ? strchr(u, *end) : NULL;
+    if (p && *p) v *= pow(1024.0, (double)(p - u + 1)), end++;
+    *from = "DITC_MEMORY_LIMIT";
+    if (v > 0 && !*end) return v;
+  }
+  *from = "available on this machine";
+  FILE *f = fopen("/proc/meminfo", "r");
+  if (!f) return 0;
+  char line[256];
+  double avail = -1, swap = 0, kb;
+  while (fgets(line, sizeof line, f)) {
+    if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) avail = kb * 1024;
+    if (sscanf(line, "SwapFree: %lf kB", &kb) == 1) swap = kb * 1024;
+  }
+  fclose(f);
+  return avail < 0 ? 0 : avail + swap;
+}
+
+int cli_memory_check(const char *what, double bytes) {
+  const char *from;
+  double limit = memory_limit(&from);
+  if (limit <= 0 || bytes <= limit) return 0;
+  return cli_fail("%s needs about %.2f GiB of host memory, more than the %.2f GiB %s (DITC_MEMORY_LIMIT=BYTES "
+                  "sets the limit)", what, bytes / 1073741824.0, limit / 1073741824.0, from);
+}
+
+/* The most bytes of values alive at once when the reference executor runs g
+ * at `batch` (it reuses a value's storage after its last reader, ref.c):
+ * each computed value from its node to its last use, weight-only values and
+ * the outputs for good.  g is in topological order. */
+static double ref_peak_bytes(IrGraph *g, int64_t batch) {
+  int n = g->n_nodes;
+  int *last = xmalloc((size_t)(n ? n : 1) * sizeof *last);
+  unsigned char *wo = ir_weight_only(g);
+  for (int i = 0; i < n; i++) g->nodes[i]->index = i, last[i] = i;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < g->nodes[i]->n_in; j++) {
+      int k = g->nodes[i]->in[j]->index;
+      if (k >= 0 && k < n && last[k] < i) last[k] = i;
+    }
+  for (int i = 0; i < g->n_outputs; i++) last[g->outputs[i]->index] = n;
+  double *freed_at = xcalloc((size_t)n + 2, sizeof *freed_at), live = 0, peak = 0;
+  for (int i = 0; i < n; i++) {
+    const IrNode *x = g->nodes[i];
+    double b = (double)ir_shape_numel(&x->shape, batch) * (double)ir_dtype_size(x->dtype);
+    live += b;
+    if (live > peak) peak = live;
+    if (!wo[i]) freed_at[last[i] + 1 <= n ? last[i] + 1 : n + 1] += b;
+    live -= freed_at[i + 1];
+  }
+  free(last);
+  free(wo);
+  free(freed_at);
+  return peak;
+}
+
 int cli_runner_prepare(const Opts *o, Runner *r, int64_t batch) {
   IrErr err;
   RtModel md = {.batch = batch};
+  char what[160];
+  snprintf(what, sizeof what, "%s at batch %lld on %s", o->plan ? o->plan : o->model, (long long)batch, r->backend);
+  if (!r->pack) { /* before anything is allocated: the f32 weights, and the reference executor's every value */
+    IrCost cost;
+    ir_cost(r->m.graph, batch, IR_F32, &cost);
+    double need = (double)cost.params * 4 + (!strcmp(r->backend, "ref") ? ref_peak_bytes(r->m.graph, batch) : 0);
+    if (cli_memory_check(what, need)) return 1;
+  }
   if (r->pack) {
     const void *blob;
     if (r->use->batch != batch)
@@ -136,6 +210,11 @@ int cli_runner_prepare(const Opts *o, Runner *r, int64_t batch) {
       co.precision = cli_precision(o);
       if (cg_plan_build(r->m.graph, &co, &r->plan, &err)) return cli_fail("%s", err.msg);
       r->use = r->plan;
+      IrCost cost;
+      ir_cost(r->m.graph, batch, IR_F32, &cost);
+      if (cli_memory_check(what, (double)cost.params * 4 + (double)r->plan->weights_bytes +
+                                     (!strcmp(r->backend, "emu") ? (double)r->plan->arena_bytes : 0)))
+        return 1;
       r->blob = xmalloc((size_t)r->plan->weights_bytes + 1);
       if (cg_plan_fill_weights(r->plan, weights_values(&r->w), r->blob, &err)) return cli_fail("%s", err.msg);
       md.plan = r->plan;
@@ -772,6 +851,11 @@ static int sample_main(const Opts *o, int cfg) {
   nc.img = img;
   nc.rows = n;
   rng_init(&nc.rng, o->seed);
+  {
+    char what[96]; /* x, its start, the model's inputs and outputs; replayed step noise on top */
+    snprintf(what, sizeof what, "sampling %lld image%s at once", (long long)n, n == 1 ? "" : "s");
+    if (cli_memory_check(what, 4.0 * (double)n * (double)img * (4 + (o->step_noise ? o->steps : 0)))) goto done;
+  }
   x = xmalloc((size_t)(n * img) * sizeof *x);
   if (o->init_noise) {
     int64_t rows, steps;

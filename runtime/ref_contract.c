@@ -32,22 +32,27 @@ static void sgemm1(int tb, int64_t M, int64_t N, int64_t K, const float *A, int6
 }
 
 /* C[M, N] = A[M, K] B[K, N] (tb: B[N, K]^T), row-major with leading dims.
- * Split across the OpenMP threads into panels along the longer of M and N,
- * each one single-threaded sgemm call; a few panels per thread, handed out
- * dynamically, so a thread descheduled by a busy machine is covered. */
+ * Split into panels along the longer of M and N, each one single-threaded
+ * sgemm call, handed out dynamically to the OpenMP threads (a thread
+ * descheduled by a busy machine is covered).  Panels along M are a fixed
+ * REF_GEMM_ROWS rows whatever the thread count and M: one call over all of a
+ * large M computed rows differently from panels (OpenBLAS's blocking follows
+ * M), and a row must come out the same whether its sample is sampled alone
+ * or in a batch (sample --batch, ranks). */
+#define REF_GEMM_ROWS 64
 void ref_gemm(int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float *C, int64_t ldc) {
   int nt = max_threads();
   int64_t big = M > N ? M : N;
-  if (nt == 1 || M * N * K < ((int64_t)1 << 18) || big < 32) {
+  if (M * N * K < ((int64_t)1 << 18) || big < 32) {
     sgemm1(tb, M, N, K, A, lda, B, ldb, C, ldc);
     return;
   }
+  int split_m = M >= N;
   int64_t parts = 3 * (int64_t)nt;
-  int64_t step = (big + parts - 1) / parts;
+  int64_t step = split_m ? REF_GEMM_ROWS : (big + parts - 1) / parts;
   step = (step + 7) / 8 * 8; /* whole vector widths */
   parts = (big + step - 1) / step;
-  int split_m = M >= N;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t p = 0; p < parts; p++) {
     int64_t lo = p * step, len = big - lo < step ? big - lo : step;

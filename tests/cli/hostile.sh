@@ -85,4 +85,14 @@ expect 1 "non-finite values: 1 in .*cmpnan.safetensors:x, 0 in .*one.safetensors
   "$DITC" compare "$T/cmpnan.safetensors:x" "$T/one.safetensors:x" --tol 1
 grep -q "over the finite pairs; non-finite: 1 in the first, 0 in the second" "$T/stdout" || { echo "FAIL: compare NaN summary: $(cat "$T/stdout")"; fail=1; }
 
+# memory: what a command needs is estimated before it allocates, and refused with the number and the limit
+expect 1 "DiT-digits at batch 100000 on ref needs about [0-9.]+ GiB of host memory, more than the 16.00 GiB DITC_MEMORY_LIMIT" -- \
+  env DITC_MEMORY_LIMIT=16G "${SAMPLE[@]}" --sampler ddim --cfg-scale 1 --repeat 100000 --output "$T/out.png"
+for be in ref emu; do
+  expect 1 "DiT-S/2 at batch 1 on $be needs about [0-9.]+ GiB of host memory" -- \
+    "$DITC" bench DiT-S/2 --set hidden_size=65472 --set num_heads=6 --backend $be --iters 1
+done
+expect 1 "sampling 1 image at once needs about 0.00 GiB of host memory, more than the 0.00 GiB DITC_MEMORY_LIMIT" -- \
+  env DITC_MEMORY_LIMIT=1K "${SAMPLE[@]}" --sampler ddim --cfg-scale 1 --output "$T/out.png"
+
 exit $fail
