@@ -606,7 +606,7 @@ static void test_pipeline_registry_and_dump(void **state) {
   (void)state;
   int n;
   const PassInfo *t = pass_table(&n);
-  assert_int_equal(n, 8);
+  assert_int_equal(n, 12);
   for (int i = 0; i < n; i++) {
     assert_ptr_equal(pass_find(t[i].name), &t[i]);
     assert_non_null(t[i].doc);
