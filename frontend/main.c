@@ -662,6 +662,10 @@ int cli_build(const Opts *o, const char *entry, FeModel *m) {
   /* passes that decide from the weights read them as the graph binds them now */
   Weights w = {0};
   const char *spec = o->weights ? o->weights : !strcmp(o->cmd, "bench") ? "random" : NULL;
+  static int warned; /* once, not per entry */
+  if (!spec && decides_from_data(&o->pipeline) && !strcmp(o->cmd, "compile") && !warned++)
+    cli_warn("no --weights: the passes that remove work keep heads, channels and blocks by position, not by "
+             "their scores (the pack records that choice)");
   if (spec && decides_from_data(&o->pipeline)) {
     if (weights_open(m->graph, spec, &w, &err)) {
       fe_model_free(m);
