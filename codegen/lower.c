@@ -101,12 +101,15 @@ static IrNode *alias_root(Ctx *c, IrNode *n) {
   return n;
 }
 
-/* A weight-only node the blob can hold (CgWeight.op): a layout op or cast
- * over float weights (PARAM, CONST or themselves computed), e.g. the stacked
- * adaLN weights hoist-adaln makes.  Other weight-only nodes stay steps. */
+/* A weight-only node the blob can hold (CgWeight.op): a layout op, cast or
+ * reduce_mean over float weights (PARAM, CONST or themselves computed), e.g.
+ * the stacked adaLN weights hoist-adaln makes, kv-heads' averaged K/V rows.
+ * Other weight-only nodes stay steps. */
 static int computed_weight(Ctx *c, const IrNode *n) {
   int quant = n->op == IR_QSCALE || n->op == IR_QUANTIZE; /* a quantised weight and its scales */
-  if (n->op != IR_CONCAT && n->op != IR_SLICE && n->op != IR_PERMUTE && n->op != IR_CAST && !quant) return 0;
+  if (n->op != IR_CONCAT && n->op != IR_SLICE && n->op != IR_PERMUTE && n->op != IR_CAST && n->op != IR_REDUCE_MEAN &&
+      !quant)
+    return 0;
   if (!ir_dtype_is_float(n->dtype) && !quant) return 0;
   for (int i = 0; i < n->n_in; i++) {
     IrNode *x = alias_root(c, n->in[i]);

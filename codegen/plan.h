@@ -132,7 +132,7 @@ typedef struct {
  * n_in > 0 the value is op(in[0], ..., in[n_in - 1]) with attr, the inputs
  * being earlier entries of CgPlan.weights read as flat row-major arrays (an
  * input may be a reshape of the entry: only its element count matters); op
- * is CONCAT, SLICE, PERMUTE, RESHAPE or CAST over float values; param_id is -1
+ * is CONCAT, SLICE, PERMUTE, RESHAPE, CAST or REDUCE_MEAN over float values; param_id is -1
  * and const_data NULL.  offset -1: not stored in the blob, only read by
  * computed weights (the stacked blocks' weights stay out of it). */
 typedef struct {

@@ -1,7 +1,7 @@
 /*
  * weights.c - the plan's weights blob: computed weights (a concat, slice,
- * permute or cast of other weights, e.g. hoist-adaln's stacked adaLN
- * weights) are evaluated in f32 from their inputs' values by ir/eval.c (as
+ * permute, cast or reduce_mean of other weights, e.g. hoist-adaln's stacked
+ * adaLN weights, kv-heads' averaged K/V rows) are evaluated in f32 from their inputs' values by ir/eval.c (as
  * constant folding and the reference executor evaluate them), and every stored
  * weight is converted to its CgWeight's dtype (cg_plan_fill_weights); the pack
  * reader checks each computed weight with cg_weight_check.
@@ -76,6 +76,11 @@ int cg_weight_check(const CgPlan *p, int i, IrErr *err) {
     }
     return 0;
   }
+  case IR_REDUCE_MEAN: /* over axes axis..rank-1, kept with size 1 */
+    if (cw->n_in != 1 || axis < 0 || axis >= cw->rank || numel == 0 || in_numel[0] % numel) break;
+    for (int j = axis; j < cw->rank; j++)
+      if (cw->shape[j] != 1) return ir_errf(err, "computed weight '%s': reduced axes must have size 1", name);
+    return 0;
   case IR_SLICE:
     if (cw->n_in != 1 || axis < 0 || axis >= cw->rank) break;
     outer_inner(cw, axis, &outer, &inner);
@@ -122,6 +127,8 @@ static IrArray input_array(const CgPlan *p, const CgWeight *cw, int j, float *co
     for (int k = 0; k < cw->rank; k++) a.d[k] = w->shape[k];
   } else if (cw->op == IR_PERMUTE) {
     for (int k = 0; k < cw->rank; k++) a.d[cw->attr.perm[k]] = cw->shape[k];
+  } else if (cw->op == IR_REDUCE_MEAN) { /* the reduced axes as one */
+    a.d[cw->attr.axis] = shape_numel(w->rank, w->shape) / shape_numel(cw->rank, cw->shape);
   } else if (cw->op == IR_SLICE || cw->op == IR_CONCAT) {
     int64_t outer, inner;
     outer_inner(cw, cw->attr.axis, &outer, &inner);
@@ -142,6 +149,8 @@ static float *compute_weight(const CgPlan *p, const CgWeight *cw, float *const *
   int rc = 0;
   if (cw->op == IR_QSCALE || cw->op == IR_QUANTIZE) /* inputs in their own shapes (cg_weight_check) */
     ir_eval_quant(cw->op, &cw->attr, &y, cw->n_in, in);
+  else if (cw->op == IR_REDUCE_MEAN)
+    ir_eval_reduce(cw->op, cw->attr.axis, &y, &in[0]);
   else
     rc = ir_eval_layout(cw->op, &cw->attr, 1, &y, cw->n_in, in, err);
   free(in);

@@ -63,6 +63,14 @@ typedef struct {
   long long profile;          /* bench: time every step */
   const char *gpu;            /* bench --profile: the peak-table row */
   long long ops, passes_help; /* ir: print the op table / the passes instead */
+  /* the flags that stand for a pass (--prune-heads K, ...): the option's
+   * name, the pass it puts after cse (a format with one %s), its value */
+  struct {
+    const char *flag, *pass, *value;
+  } pass_flags[8];
+  int n_pass_flags;
+  long long prune_heads, kv_heads, prune_blocks, calibrate;
+  double prune_mlp;
 } Opts;
 
 /* ---- messages (main.c) ------------------------------------------------------ */

@@ -207,7 +207,7 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
     if (cli_build(o, entries[e], &m)) goto out;
     if (w && e == 0) {
       FeSetting sets[CLI_MAX_SETTINGS];
-      if (fe_pack_record(w, &m, sets, cli_settings(o, sets), &o->pipeline, &err)) {
+      if (fe_pack_record(w, &m, sets, cli_settings(o, sets), m.passes, &err)) {
         cli_fail("%s", err.msg);
         fe_model_free(&m);
         goto out;

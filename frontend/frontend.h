@@ -43,6 +43,10 @@ typedef struct {
   const char *file;
   const char *text;
   size_t text_len;
+  /* The pass pipeline the graph went through with every decision a pass
+   * took from data spelled out (PassOptions.resolved), in the arena; NULL
+   * before the passes ran (the command line's cli_build runs them). */
+  struct PassPipeline *passes;
   Arena arena;           /* owns params, names and the text */
 } FeModel;
 

@@ -119,115 +119,133 @@ typedef struct {
   const char *arg;      /* its value in the help */
   const char *help;     /* one line */
   int alone;            /* the command then needs no MODEL (ir --ops) */
+  /* A flag standing for a pass: "pass:option=", the value appended, put
+   * into the pipeline right after PASS_FLAG_AFTER (in the order of these
+   * rows), so `--flag V` and --passes spelled out build the same. */
+  const char *pass;
 } OptSpec;
+
+#define PASS_FLAG_AFTER "cse"
 
 #define O(f) offsetof(Opts, f)
 static const OptSpec OPTIONS[] = {
     {"--set", NULL, C_MODEL, OPT_SET, 0, 0, 0, NULL, "NAME=VALUE",
-     "override a model parameter (repeatable), e.g. --set att=fgq --set num_heads=6", 0},
-    {"--plan", NULL, C_PLAN, OPT_STR, O(plan), 0, 0, NULL, "P.ditpack", "run a compiled pack in place of MODEL", 0},
+     "override a model parameter (repeatable), e.g. --set att=fgq --set num_heads=6", 0, NULL},
+    {"--plan", NULL, C_PLAN, OPT_STR, O(plan), 0, 0, NULL, "P.ditpack", "run a compiled pack in place of MODEL", 0, NULL},
     {"--weights", NULL, C_RUN | C_SAMPLE, OPT_STR, O(weights), 0, 0, NULL, "W",
-     "safetensors checkpoint (reference or diffusers naming) or random[:SEED]; with --plan: instead of the pack's", 0},
+     "safetensors checkpoint (reference or diffusers naming) or random[:SEED]; with --plan: instead of the pack's", 0, NULL},
     {"--weights", NULL, C_BENCH, OPT_STR, O(weights), 0, 0, NULL, "W",
-     "safetensors checkpoint or random[:SEED] (default random; with --plan: the pack's)", 0},
+     "safetensors checkpoint or random[:SEED] (default random; with --plan: the pack's)", 0, NULL},
     {"--weights", NULL, C_CHECK, OPT_STR, O(weights), 0, 0, NULL, "W",
-     "also bind these weights: a safetensors checkpoint or random[:SEED]", 0},
+     "also bind these weights: a safetensors checkpoint or random[:SEED]", 0, NULL},
     {"--weights", NULL, C_COMPILE, OPT_STR, O(weights), 0, 0, NULL, "W",
-     "put these weights in the pack: a safetensors checkpoint or random[:SEED] (default: none)", 0},
+     "put these weights in the pack: a safetensors checkpoint or random[:SEED] (default: none)", 0, NULL},
     {"--input", NULL, C_RUN, OPT_STR, O(input), 0, 0, NULL, "F.safetensors",
-     "the entry's inputs, tensors named as its parameters (x, t, y for forward; any dtype)", 0},
-    {"--prefix", NULL, C_RUN, OPT_STR, O(prefix), 0, 0, NULL, "P", "read the inputs as P+NAME: P+x, P+t, P+y (e.g. cfg_)", 0},
-    {"--output", "-o", C_RUN, OPT_STR, O(output), 0, 0, NULL, "F.safetensors", "where `out` goes", 0},
+     "the entry's inputs, tensors named as its parameters (x, t, y for forward; any dtype)", 0, NULL},
+    {"--prefix", NULL, C_RUN, OPT_STR, O(prefix), 0, 0, NULL, "P", "read the inputs as P+NAME: P+x, P+t, P+y (e.g. cfg_)", 0, NULL},
+    {"--output", "-o", C_RUN, OPT_STR, O(output), 0, 0, NULL, "F.safetensors", "where `out` goes", 0, NULL},
     {"--output", "-o", C_SAMPLE, OPT_STR, O(output), 0, 0, NULL, "F.safetensors|F.png|F.npz",
-     "`samples` and `labels` as safetensors, a PNG grid (column j: label j), or with --num-samples an .npz", 0},
-    {"--output", "-o", C_COMPILE, OPT_STR, O(output), 0, 0, NULL, "OUT.ditpack", "the pack to write (required)", 0},
+     "`samples` and `labels` as safetensors, a PNG grid (column j: label j), or with --num-samples an .npz", 0, NULL},
+    {"--output", "-o", C_COMPILE, OPT_STR, O(output), 0, 0, NULL, "OUT.ditpack", "the pack to write (required)", 0, NULL},
     {"--cfg-scale", NULL, C_RUN, OPT_NUM, O(cfg_scale), 0, 0, NULL, "S",
-     "classifier-free guidance scale: runs forward_with_cfg", 0},
+     "classifier-free guidance scale: runs forward_with_cfg", 0, NULL},
     {"--cfg-scale", NULL, C_SAMPLE, OPT_NUM, O(cfg_scale), 0, 0, NULL, "S",
-     "classifier-free guidance scale (required; 1: no guidance, the plain forward)", 0},
+     "classifier-free guidance scale (required; 1: no guidance, the plain forward)", 0, NULL},
     {"--cfg-all-channels", NULL, C_SAMPLE, OPT_FLAG, O(cfg_all_channels), 0, 0, NULL, NULL,
-     "guide every eps channel instead of the reference's first three", 0},
-    {"--sampler", NULL, C_SAMPLE, OPT_CHOICE, O(sampler), 0, 0, "ddpm|ddim", NULL, "the sampler (required)", 0},
+     "guide every eps channel instead of the reference's first three", 0, NULL},
+    {"--sampler", NULL, C_SAMPLE, OPT_CHOICE, O(sampler), 0, 0, "ddpm|ddim", NULL, "the sampler (required)", 0, NULL},
     {"--steps", NULL, C_SAMPLE, OPT_INT, O(steps), 1, 100000, NULL, "N",
-     "sampling steps, respaced over the diffusion steps (required)", 0},
+     "sampling steps, respaced over the diffusion steps (required)", 0, NULL},
     {"--diffusion-steps", NULL, C_SAMPLE, OPT_INT, O(diffusion_steps), 2, 100000, NULL, "N",
-     "the training schedule's steps (default 1000)", 0},
+     "the training schedule's steps (default 1000)", 0, NULL},
     {"--labels", NULL, C_SAMPLE, OPT_STR, O(labels), 0, 0, NULL, "L",
-     "class labels, e.g. 0,1,7 or 0-9 (num_classes itself is the null class)", 0},
+     "class labels, e.g. 0,1,7 or 0-9 (num_classes itself is the null class)", 0, NULL},
     {"--labels-from", NULL, C_SAMPLE, OPT_STR, O(labels_from), 0, 0, NULL, "FILE:TENSOR",
-     "the labels from a 1-D integer tensor, in place of --labels", 0},
-    {"--repeat", NULL, C_SAMPLE, OPT_INT, O(repeat), 1, 1000000, NULL, "K", "sample the labels K times (default 1)", 0},
+     "the labels from a 1-D integer tensor, in place of --labels", 0, NULL},
+    {"--repeat", NULL, C_SAMPLE, OPT_INT, O(repeat), 1, 1000000, NULL, "K", "sample the labels K times (default 1)", 0, NULL},
     {"--grid-cols", NULL, C_SAMPLE, OPT_INT, O(grid_cols), 1, 100000, NULL, "N",
-     "columns of the PNG grid (default: the number of labels given)", 0},
-    {"--seed", NULL, C_SAMPLE, OPT_INT, O(seed), 0, INT64_MAX, NULL, "N", "seed of the drawn noise (default 0)", 0},
+     "columns of the PNG grid (default: the number of labels given)", 0, NULL},
+    {"--seed", NULL, C_SAMPLE, OPT_INT, O(seed), 0, INT64_MAX, NULL, "N", "seed of the drawn noise (default 0)", 0, NULL},
     {"--init-noise", NULL, C_SAMPLE, OPT_STR, O(init_noise), 0, 0, NULL, "FILE:TENSOR",
-     "the starting noise [N, C, H, W] instead of drawing it", 0},
+     "the starting noise [N, C, H, W] instead of drawing it", 0, NULL},
     {"--step-noise", NULL, C_SAMPLE, OPT_STR, O(step_noise), 0, 0, NULL, "FILE:TENSOR",
-     "every step's noise [steps, N, C, H, W] instead of drawing it", 0},
+     "every step's noise [steps, N, C, H, W] instead of drawing it", 0, NULL},
     {"--backend", NULL, C_PLAN, OPT_CHOICE, O(backend), 0, 0, "ref|emu|cuda", NULL,
      "CPU reference executor, the generated kernels on the CPU, or the GPU (default: cuda when a GPU is "
-     "present, else ref; emu with --plan)", 0},
+     "present, else ref; emu with --plan)", 0, NULL},
     {"--arch", NULL, C_PLAN, OPT_STR, O(arch), 0, 0, NULL, "sm_XX",
-     "emu: run the plan of that architecture's tuning row (cuda runs the GPU's own)", 0},
-    {"--arch", NULL, C_COMPILE, OPT_STR, O(arch), 0, 0, NULL, "sm_XX,...", "the architectures (required)", 0},
+     "emu: run the plan of that architecture's tuning row (cuda runs the GPU's own)", 0, NULL},
+    {"--arch", NULL, C_COMPILE, OPT_STR, O(arch), 0, 0, NULL, "sm_XX,...", "the architectures (required)", 0, NULL},
     {"--arch", NULL, C_CACHE, OPT_STR, O(arch), 0, 0, NULL, "sm_XX,...",
-     "build: the architectures (required); ls, verify, clear: only that architecture's entries", 0},
+     "build: the architectures (required); ls, verify, clear: only that architecture's entries", 0, NULL},
     {"--precision", NULL, C_PLAN, OPT_DTYPE, O(precision), IR_F32, IR_BF16, NULL, NULL,
-     "the plan's precision on emu and cuda (default f32; ref computes in f32)", 0},
+     "the plan's precision on emu and cuda (default f32; ref computes in f32)", 0, NULL},
     {"--precision", NULL, C_COMPILE | C_CACHE, OPT_DTYPE, O(precision), IR_F32, IR_BF16, NULL, NULL,
-     "the plans' precision (default f32)", 0},
+     "the plans' precision (default f32)", 0, NULL},
     {"--batch", NULL, C_COMPILE | C_CACHE, OPT_INT, O(batch), 1, 1 << 20, NULL, "N",
-     "the batch the plans are built for (default 1)", 0},
+     "the batch the plans are built for (default 1)", 0, NULL},
     {"--batch", NULL, C_SAMPLE, OPT_INT, O(batch), 1, 1 << 20, NULL, "B",
-     "with --num-samples: images per sampling loop (default 32; a pack's own batch with --plan)", 0},
+     "with --num-samples: images per sampling loop (default 32; a pack's own batch with --plan)", 0, NULL},
     {"--num-samples", NULL, C_SAMPLE, OPT_INT, O(num_samples), 1, 100000000, NULL, "N",
-     "write N images as an .npz for the ADM evaluator (arr_0 uint8 [N, H, W, C], arr_1 int64 labels)", 0},
-    {"--batch", NULL, C_BENCH, OPT_INT, O(batch), 1, 1 << 20, NULL, "N", "images per forward pass (default 1)", 0},
+     "write N images as an .npz for the ADM evaluator (arr_0 uint8 [N, H, W, C], arr_1 int64 labels)", 0, NULL},
+    {"--batch", NULL, C_BENCH, OPT_INT, O(batch), 1, 1 << 20, NULL, "N", "images per forward pass (default 1)", 0, NULL},
     {"--batch", NULL, C_STATS, OPT_INT, O(batch), 1, 1 << 20, NULL, "N",
-     "the batch MACs and activation bytes are counted at (default 1)", 0},
+     "the batch MACs and activation bytes are counted at (default 1)", 0, NULL},
     {"--entry", NULL, C_COMPILE | C_CACHE, OPT_STR, O(entry), 0, 0, NULL, "NAME|all",
-     "the entry to compile, e.g. forward or decode, or all: every entry of the model (default all)", 0},
+     "the entry to compile, e.g. forward or decode, or all: every entry of the model (default all)", 0, NULL},
     {"--entry", NULL, C_RUN, OPT_STR, O(entry), 0, 0, NULL, "NAME",
      "the entry to run, its inputs read by name, e.g. decode (default forward; forward_with_cfg with "
-     "--cfg-scale)", 0},
+     "--cfg-scale)", 0, NULL},
     {"--entry", NULL, C_IR | C_STATS | C_BENCH, OPT_STR, O(entry), 0, 0, NULL, "NAME",
-     "the entry to build, e.g. forward_with_cfg (default forward, else the model's first)", 0},
+     "the entry to build, e.g. forward_with_cfg (default forward, else the model's first)", 0, NULL},
     {"--weight-dtype", NULL, C_STATS, OPT_DTYPE, O(weight_dtype), IR_F32, IR_I8, NULL, NULL,
-     "the dtype weight bytes are counted in (default f32)", 0},
-    {"--json", NULL, C_STATS, OPT_FLAG, O(json), 0, 0, NULL, NULL, "one line of JSON", 0},
+     "the dtype weight bytes are counted in (default f32)", 0, NULL},
+    {"--json", NULL, C_STATS, OPT_FLAG, O(json), 0, 0, NULL, NULL, "one line of JSON", 0, NULL},
     {"--json", NULL, C_COMPILE, OPT_FLAG, O(json), 0, 0, NULL, NULL,
-     "with --report: the report as JSON on stdout (the rest goes to stderr)", 0},
+     "with --report: the report as JSON on stdout (the rest goes to stderr)", 0, NULL},
     {"--report", NULL, C_COMPILE, OPT_FLAG, O(report), 0, 0, NULL, NULL,
-     "every plan's steps with the bytes they move, and ptxas' registers and spills per kernel", 0},
-    {"--report", NULL, C_BENCH, OPT_FLAG, O(report), 0, 0, NULL, NULL, "one line of JSON", 0},
+     "every plan's steps with the bytes they move, and ptxas' registers and spills per kernel", 0, NULL},
+    {"--report", NULL, C_BENCH, OPT_FLAG, O(report), 0, 0, NULL, NULL, "one line of JSON", 0, NULL},
     {"--source", NULL, C_COMPILE, OPT_STR, O(source), 0, 0, NULL, "OUT.cu",
-     "also write the generated CUDA C (a banner per kernel names its IR nodes)", 0},
-    {"--iters", NULL, C_BENCH, OPT_INT, O(iters), 1, 100000, NULL, "N", "timed runs (default 20)", 0},
+     "also write the generated CUDA C (a banner per kernel names its IR nodes)", 0, NULL},
+    {"--iters", NULL, C_BENCH, OPT_INT, O(iters), 1, 100000, NULL, "N", "timed runs (default 20)", 0, NULL},
     {"--profile", NULL, C_BENCH, OPT_FLAG, O(profile), 0, 0, NULL, NULL,
      "then time every step (cuda: events, emu: the host clock), the median over --iters passes, beside "
-     "the roofline's prediction for the GPU (compile --report)", 0},
+     "the roofline's prediction for the GPU (compile --report)", 0, NULL},
     {"--gpu", NULL, C_BENCH, OPT_STR, O(gpu), 0, 0, NULL, "ID",
      "with --profile: the row of codegen/gpus.def to predict with (A100, L40S, RTX4090, H100, H200; default: "
-     "the GPU's own row, else H100)", 0},
+     "the GPU's own row, else H100)", 0, NULL},
     {"--warmup", NULL, C_BENCH, OPT_INT, O(warmup), 0, 100000, NULL, "N",
-     "untimed runs first (default 3, or 0 when --iters is given)", 0},
+     "untimed runs first (default 3, or 0 when --iters is given)", 0, NULL},
     {"--tol", NULL, C_COMPARE, OPT_NUM, O(tol), 0, 1, NULL, "X",
-     "exit 1 when the relative L2 error is above X", 0},
+     "exit 1 when the relative L2 error is above X", 0, NULL},
     {"--passes", NULL, C_MODEL, OPT_STR, O(passes), 0, 0, NULL, "P",
-     "the pass pipeline: a,b:key=value,c | default | none (`ditc ir --passes-help`)", 0},
+     "the pass pipeline: a,b:key=value,c | default | none (`ditc ir --passes-help`)", 0, NULL},
     {"--quantize", NULL, C_MODEL, OPT_CHOICE, O(quantize), 0, 0, PASS_QUANTIZE_MODES, NULL,
      "quantise the linears (the pass quantize:mode=MODE after " PASS_QUANTIZE_AFTER "): w8 int8 weights, w8a8 also "
-     "int8 activations per token (none: no pass)", 0},
+     "int8 activations per token (none: no pass)", 0, NULL},
     {"--quantize-scope", NULL, C_MODEL, OPT_CHOICE, O(quantize_scope), 0, 0, PASS_QUANTIZE_SCOPES, NULL,
-     "with --quantize: the blocks' attention and MLP linears (default), or every linear", 0},
+     "with --quantize: the blocks' attention and MLP linears (default), or every linear", 0, NULL},
     {"--dump-after", NULL, C_MODEL, OPT_STR, O(dump_after), 0, 0, NULL, "PASS|all",
-     "print the IR after that pass (every time it runs), or after every pass", 0},
+     "print the IR after that pass (every time it runs), or after every pass", 0, NULL},
     {"--verify", NULL, C_MODEL, OPT_FLAG, O(verify), 0, 0, NULL, NULL,
-     "verify the IR after every pass (always done; kept for scripts)", 0},
-    {"--ops", NULL, C_IR, OPT_FLAG, O(ops), 0, 0, NULL, NULL, "list the IR's ops (no MODEL needed)", 1},
+     "verify the IR after every pass (always done; kept for scripts)", 0, NULL},
+    {"--prune-blocks", NULL, C_MODEL, OPT_INT, O(prune_blocks), 1, 65536, NULL, "N",
+     "drop the N blocks that change the output least on calibration data (pass prune-blocks)", 0,
+     "prune-blocks:count="},
+    {"--prune-heads", NULL, C_MODEL, OPT_INT, O(prune_heads), 1, 65536, NULL, "K",
+     "keep the K best attention heads of every block, remove the others (pass prune-heads)", 0,
+     "prune-heads:keep="},
+    {"--kv-heads", NULL, C_MODEL, OPT_INT, O(kv_heads), 1, 65536, NULL, "K",
+     "grouped-query attention: K shared K/V heads per block, the means of their groups (pass kv-heads)", 0,
+     "kv-heads:count="},
+    {"--prune-mlp", NULL, C_MODEL, OPT_NUM, O(prune_mlp), 0, 0, NULL, "F",
+     "remove the fraction F (in [0, 1)) of every MLP's hidden channels, lowest |fc1 row| |fc2 column| first "
+     "(pass prune-mlp)", 0, "prune-mlp:fraction="},
+    {"--ops", NULL, C_IR, OPT_FLAG, O(ops), 0, 0, NULL, NULL, "list the IR's ops (no MODEL needed)", 1, NULL},
     {"--passes-help", NULL, C_IR, OPT_FLAG, O(passes_help), 0, 0, NULL, NULL,
-     "list the passes, their options and the default pipeline (no MODEL needed)", 1},
-    {"--help", "-h", C_ALL, OPT_HELP, 0, 0, 0, NULL, NULL, "print this help", 0},
+     "list the passes, their options and the default pipeline (no MODEL needed)", 1, NULL},
+    {"--help", "-h", C_ALL, OPT_HELP, 0, 0, 0, NULL, NULL, "print this help", 0, NULL},
 };
 #undef O
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
@@ -442,8 +460,23 @@ static int one_of(const char *choices, const char *v, int icase) {
   return 0;
 }
 
+static int store_option(Opts *o, const OptSpec *spec, const char *v);
+
 /* Store one option's value.  Returns 0, or 2 after a usage message for a bad value. */
 static int set_option(Opts *o, const OptSpec *spec, const char *v) {
+  int rc = store_option(o, spec, v);
+  if (rc || !spec->pass) return rc;
+  int k = 0; /* given again: the last one counts */
+  while (k < o->n_pass_flags && strcmp(o->pass_flags[k].flag, spec->name)) k++;
+  DITC_ASSERT(k < (int)(sizeof o->pass_flags / sizeof o->pass_flags[0]));
+  o->pass_flags[k].flag = spec->name;
+  o->pass_flags[k].pass = spec->pass;
+  o->pass_flags[k].value = v;
+  if (k == o->n_pass_flags) o->n_pass_flags++;
+  return 0;
+}
+
+static int store_option(Opts *o, const OptSpec *spec, const char *v) {
   char *field = (char *)o + spec->at;
   switch (spec->kind) {
   case OPT_FLAG:
@@ -546,6 +579,18 @@ static int parse_pipeline(Opts *o) {
   IrErr err;
   if (pass_pipeline_parse(o->passes ? o->passes : "default", &o->pipeline, &err)) return pass_usage("%s", err.msg);
   if (add_quantize(o)) return 2;
+  /* the flags standing for passes, in the table's order right after PASS_FLAG_AFTER
+   * (each goes right after it, so the last row first) */
+  for (int i = N_OPTIONS - 1; i >= 0; i--)
+    for (int k = 0; k < o->n_pass_flags; k++) {
+      if (!OPTIONS[i].pass || strcmp(o->pass_flags[k].flag, OPTIONS[i].name) ||
+          strcmp(o->pass_flags[k].pass, OPTIONS[i].pass))
+        continue;
+      char spec[256];
+      snprintf(spec, sizeof spec, "%s%s", OPTIONS[i].pass, o->pass_flags[k].value);
+      if (pass_pipeline_insert(&o->pipeline, PASS_FLAG_AFTER, spec, &err))
+        return pass_usage("%s %s: %s", o->pass_flags[k].flag, o->pass_flags[k].value, err.msg);
+    }
   const char *d = o->dump_after;
   if (d && strcmp(d, "all")) {
     if (!pass_find(d)) return pass_usage("--dump-after: unknown pass '%s'", d);
@@ -625,14 +670,64 @@ int cli_settings(const Opts *o, FeSetting *sets) {
   return n;
 }
 
+/* Does a pass of p decide from data (a TEXT option, its decision, left empty)? */
+static int decides_from_data(const PassPipeline *p) {
+  for (int i = 0; i < p->n; i++)
+    for (int k = 0; k < PASS_MAX_OPTS && p->steps[i].pass->opts[k].name; k++)
+      if (p->steps[i].pass->opts[k].type == PASS_OPT_TEXT && !*p->steps[i].values[k].t) return 1;
+  return 0;
+}
+
+static const float *pass_weight_of(void *ctx, const IrNode *param) { return weights_get(ctx, param); }
+
+/* The flags standing for passes against the model's own numbers: a clear
+ * error naming the flag and the model's value.  Returns 0 or 1. */
+static int check_pass_flags(const Opts *o, const FeModel *m, const char *name) {
+  int64_t heads = fe_param_int(m, "num_heads", 0), depth = fe_param_int(m, "depth", 0);
+  if (o->prune_heads && heads > 0 && o->prune_heads > heads)
+    return cli_fail("--prune-heads %lld: %s has %lld heads per block", o->prune_heads, name, (long long)heads);
+  int64_t kept = o->prune_heads ? o->prune_heads : heads;
+  if (o->kv_heads && kept > 0 && (o->kv_heads > kept || kept % o->kv_heads))
+    return cli_fail("--kv-heads %lld: %s has %lld %sheads per block, not a multiple of %lld", o->kv_heads, name,
+                    (long long)kept, o->prune_heads ? "kept " : "", o->kv_heads);
+  if (o->prune_blocks && depth > 0 && o->prune_blocks >= depth)
+    return cli_fail("--prune-blocks %lld: %s has %lld blocks (at most %lld can be dropped)", o->prune_blocks, name,
+                    (long long)depth, (long long)depth - 1);
+  return 0;
+}
+
 int cli_build(const Opts *o, const char *entry, FeModel *m) {
   FeSetting sets[CLI_MAX_SETTINGS];
   int n = cli_settings(o, sets);
   int errors = fe_build(o->model, sets, n, entry, stderr, m);
   if (errors) return cli_fail("%s: %d error%s in the model (above)", o->model, errors, errors == 1 ? "" : "s");
+  const char *name = m->config ? m->config : o->model;
+  if (check_pass_flags(o, m, name)) {
+    fe_model_free(m);
+    return 1;
+  }
   PassOptions po = {.verify = 1, .dump_after = o->dump_after, .dump = stdout};
   IrErr err;
-  if (pass_pipeline_run(m->graph, &o->pipeline, &po, &err)) {
+  /* passes that decide from the weights read them as the graph binds them now */
+  Weights w = {0};
+  const char *spec = o->weights ? o->weights : !strcmp(o->cmd, "bench") ? "random" : NULL;
+  static int warned; /* once, not per entry */
+  if (!spec && decides_from_data(&o->pipeline) && !strcmp(o->cmd, "compile") && !warned++)
+    cli_warn("no --weights: the passes that remove work keep heads, channels and blocks by position, not by "
+             "their scores (the pack records that choice)");
+  if (spec && decides_from_data(&o->pipeline)) {
+    if (weights_open(m->graph, spec, &w, &err)) {
+      fe_model_free(m);
+      return cli_fail("%s", err.msg);
+    }
+    po.weight = pass_weight_of;
+    po.weight_ctx = &w;
+  }
+  m->passes = arena_alloc(&m->arena, sizeof *m->passes);
+  po.resolved = m->passes;
+  int rc = pass_pipeline_run(m->graph, &o->pipeline, &po, &err);
+  weights_free(&w);
+  if (rc) {
     fe_model_free(m);
     return cli_fail("%s", err.msg);
   }

@@ -8,7 +8,8 @@
  *   moe_linear xs[T*k, K] w[E, N, K]   -> numel(y) * K   (only the routed rows)
  *   matmul  a[..., M, K] b[..., K, N]  -> numel(y) * K   (broadcast batch included)
  *   conv2d  w[O, I/groups, kh, kw]     -> numel(y) * (I/groups) * kh * kw
- * PARAM shapes never depend on the batch, so params are counted at batch 1;
+ * Params are the weights computations read: PARAMs, or the weight-only values
+ * built from them (stacked, pruned or averaged by a pass), counted at batch 1;
  * activations are every non-leaf output at the requested batch, except
  * weight-only values (stacked weights), which backends compute once.
  */
@@ -49,10 +50,31 @@ void ir_cost(IrGraph *g, int64_t batch, IrDType weight_dtype, IrCost *out) {
   /* weight-only values (stacked weights) are computed once by every
    * backend, so they are not activations */
   unsigned char *weight_only = ir_weight_only(g);
+  /* the weights the model runs with: weight-only values computed from PARAMs
+   * that a computation reads (through reshapes), each once; a PARAM read only
+   * to build others (stacked, pruned, averaged weights) is not counted, the
+   * value built from it is */
+  unsigned char *from_param = xcalloc((size_t)g->n_nodes + 1, 1), *used = xcalloc((size_t)g->n_nodes + 1, 1);
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    from_param[i] = n->op == IR_PARAM;
+    for (int j = 0; j < n->n_in && weight_only[i]; j++) from_param[i] |= from_param[n->in[j]->index];
+    if (weight_only[i]) continue;
+    for (int j = 0; j < n->n_in; j++) {
+      const IrNode *x = n->in[j];
+      while (x->op == IR_RESHAPE && weight_only[x->in[0]->index]) x = x->in[0];
+      if (from_param[x->index]) used[x->index] = 1;
+    }
+  }
+  for (int i = 0; i < g->n_outputs; i++)
+    if (from_param[g->outputs[i]->index]) used[g->outputs[i]->index] = 1;
+  for (int i = 0; i < g->n_nodes; i++)
+    if (used[i]) c.params += ir_shape_numel(&g->nodes[i]->shape, 1);
+  free(from_param);
+  free(used);
   for (int i = 0; i < g->n_nodes; i++) {
     const IrNode *n = g->nodes[i];
     c.nodes++;
-    if (n->op == IR_PARAM) c.params += ir_shape_numel(&n->shape, 1);
     if (ir_op_class(n->op) == IR_CLASS_LEAF) continue;
     c.macs += ir_node_macs(n, batch);
     if (!weight_only[i])

@@ -444,7 +444,8 @@ void ir_dump(IrGraph *g, FILE *out);
 
 /* Cost model.  MACs count multiply-accumulates of contractions (linear, matmul,
  * conv2d: one MAC = one "FLOP", the DiT paper / fvcore convention); params and
- * weight bytes count PARAM nodes; activation bytes sum each non-leaf output
+ * weight bytes count the weights computations read (PARAMs, or what a pass
+ * built from them: stacked, pruned, averaged weights); activation bytes sum each non-leaf output
  * that depends on a graph input (moe_linear counts its routed rows only). */
 typedef struct {
   int64_t params;

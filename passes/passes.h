@@ -21,6 +21,7 @@ typedef enum {
   PASS_OPT_FLOAT,  /* a finite number, within [lo, hi] when lo < hi */
   PASS_OPT_BOOL,   /* true|false (also 1|0, on|off, yes|no); `name` alone means true */
   PASS_OPT_CHOICE, /* one of `choices`, "a|b|c" */
+  PASS_OPT_TEXT,   /* a word of [0-9a-z./_-] (may be empty): a decision a pass spelled out */
 } PassOptType;
 
 typedef struct {
@@ -42,9 +43,11 @@ typedef struct {
   int64_t i;                 /* INT; BOOL (0 or 1); CHOICE (its index in choices) */
   double f;                  /* FLOAT */
   char s[PASS_MAX_CHOICE];   /* CHOICE: its name */
+  const char *t;             /* TEXT: its value (interned: lives as long as the process) */
 } PassOptValue;
 
 typedef struct PassInfo PassInfo;
+typedef struct PassPipeline PassPipeline;
 
 /* What the manager gives every pass.  The caller of pass_run_pipeline fills
  * the first three; the manager adds, for each pass it calls, the pass's
@@ -55,6 +58,19 @@ typedef struct {
   FILE *dump;              /* where dumps go (stdout if NULL) */
   const PassInfo *pass;    /* set by the manager: the pass being run */
   const PassOptValue *values; /* set by the manager: one per option of pass->opts, defaults filled in */
+  /* Data passes that change the model's function decide with (NULL: none;
+   * such a pass then decides by position, or refuses, as its doc says):
+   * weight(weight_ctx, param) gives a PARAM node's f32 values or NULL, and
+   * calib the calibration statistics (passes/calib.h). */
+  const float *(*weight)(void *weight_ctx, const IrNode *param);
+  void *weight_ctx;
+  const struct PassCalib *calib;
+  /* When set, the manager copies the pipeline it runs here first, and a pass
+   * spells out what it decided from data in its TEXT options
+   * (pass_opt_decide), so that running `resolved` again without the data
+   * builds the same graph (packs record it).  step: set by the manager. */
+  PassPipeline *resolved;
+  int step;
 } PassOptions;
 
 typedef int (*PassFn)(IrGraph *g, const PassOptions *o, IrErr *err);
@@ -73,6 +89,12 @@ int64_t pass_opt_int(const PassOptions *o, const char *name);
 double pass_opt_float(const PassOptions *o, const char *name);
 int pass_opt_bool(const PassOptions *o, const char *name);
 const char *pass_opt_choice(const PassOptions *o, const char *name);
+const char *pass_opt_text(const PassOptions *o, const char *name);
+/* Record the decision `text` as the value of TEXT option `name` of the
+ * running step in o->resolved (nothing when o->resolved is NULL). */
+void pass_opt_decide(const PassOptions *o, const char *name, const char *text);
+/* PARAM node n's f32 values from o->weight, or NULL (not a PARAM, no data). */
+const float *pass_weight(const PassOptions *o, const IrNode *n);
 
 /* ---- the registry and pipelines ------------------------------------------- */
 
@@ -89,10 +111,10 @@ typedef struct {
   PassOptValue values[PASS_MAX_OPTS];
 } PassStep;
 
-typedef struct {
+struct PassPipeline {
   int n;
   PassStep steps[PASS_MAX_PIPELINE];
-} PassPipeline;
+};
 
 /* Parse "a,b:key=value:key=value,c" against the registry into *p: "default"
  * expands to PASS_DEFAULT_PIPELINE, "none" and empty items add nothing, a
@@ -143,5 +165,10 @@ int pass_quantize(IrGraph *g, const PassOptions *o, IrErr *err);
 
 /* conv_gemm.c: stride-1 conv2d as im2col (or a reshape) and a matmul. */
 int pass_conv_gemm(IrGraph *g, const PassOptions *o, IrErr *err);
+
+int pass_prune_heads(IrGraph *g, const PassOptions *o, IrErr *err);
+int pass_kv_heads(IrGraph *g, const PassOptions *o, IrErr *err);
+int pass_prune_mlp(IrGraph *g, const PassOptions *o, IrErr *err);
+int pass_prune_blocks(IrGraph *g, const PassOptions *o, IrErr *err);
 
 #endif

@@ -42,6 +42,26 @@ static const PassInfo PASSES[] = {
      PASS_NO_OPTIONS},
     {"plan-memory", pass_plan_memory, "let activation buffers with disjoint lifetimes share arena space",
      PASS_NO_OPTIONS},
+    {"prune-heads", pass_prune_heads,
+     "keep the `keep` best heads of every softmax attention, remove the others' qkv rows and proj columns",
+     {{"keep", PASS_OPT_INT, "0", "heads kept per block (0: all)", .lo = 0, .hi = 65536},
+      {"criterion", PASS_OPT_CHOICE, "l2", "l2: |q_h|+|k_h|+|v_h| of the qkv rows; calib: output on calibration data",
+       .choices = "l2|calib"},
+      {"select", PASS_OPT_TEXT, "", "the kept heads, a hex mask per block ('.' between; empty: by the criterion)", .lo = 0}}},
+    {"kv-heads", pass_kv_heads,
+     "grouped-query attention: groups of H/count heads share one K and V head, the mean of theirs",
+     {{"count", PASS_OPT_INT, "0", "K/V heads per block (0: as many as query heads)", .lo = 0, .hi = 65536}}},
+    {"prune-mlp", pass_prune_mlp,
+     "remove the fraction `fraction` of every MLP's hidden channels (fc1 rows, fc2 columns), lowest scores first",
+     {{"fraction", PASS_OPT_FLOAT, "0", "the fraction removed, in [0, 1)", .lo = 0, .hi = 0.999999},
+      {"criterion", PASS_OPT_CHOICE, "l2",
+       "l2: |fc1 row| |fc2 column|; calib: mean |GELU output| on calibration data times |fc2 column|",
+       .choices = "l2|calib"},
+      {"select", PASS_OPT_TEXT, "", "the kept channels, a hex mask per MLP ('.' between; empty: by the criterion)", .lo = 0}}},
+    {"prune-blocks", pass_prune_blocks,
+     "drop the `count` blocks whose residual contribution on calibration data is smallest",
+     {{"count", PASS_OPT_INT, "0", "blocks dropped", .lo = 0, .hi = 65536},
+      {"select", PASS_OPT_TEXT, "", "the dropped blocks' indices ('.' between; empty: by calibration data)", .lo = 0}}},
 };
 
 #define N_PASSES ((int)(sizeof PASSES / sizeof PASSES[0]))
@@ -76,6 +96,7 @@ static const char *type_name(PassOptType t) {
   case PASS_OPT_FLOAT: return "float";
   case PASS_OPT_BOOL: return "bool";
   case PASS_OPT_CHOICE: return "choice";
+  case PASS_OPT_TEXT: return "text";
   }
   ditc_unreachable();
 }
@@ -93,8 +114,25 @@ static void expected(const PassOptSpec *s, char *buf, size_t n) {
     return;
   case PASS_OPT_BOOL: snprintf(buf, n, "true or false"); return;
   case PASS_OPT_CHOICE: snprintf(buf, n, "one of %s", s->choices); return;
+  case PASS_OPT_TEXT: snprintf(buf, n, "a word of 0-9, a-z and ./_-"); return;
   }
   ditc_unreachable();
+}
+
+/* TEXT values live as long as the process (pipelines are copied by value). */
+static Arena text_arena;
+
+static const char *intern(const char *s, size_t len) {
+  char *t = arena_alloc(&text_arena, len + 1);
+  memcpy(t, s, len);
+  t[len] = 0;
+  return t;
+}
+
+static int text_ok(const char *s, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') || strchr("./_-", s[i]))) return 0;
+  return 1;
 }
 
 static int in_range(const PassOptSpec *s, double v) { return !(s->lo < s->hi) || (v >= s->lo && v <= s->hi); }
@@ -141,6 +179,10 @@ static int parse_value(const PassOptSpec *s, const char *text, PassOptValue *v) 
     }
     return -1;
   }
+  case PASS_OPT_TEXT:
+    if (!text_ok(text, strlen(text))) return -1;
+    v->t = intern(text, strlen(text));
+    return 0;
   }
   ditc_unreachable();
 }
@@ -172,6 +214,20 @@ int64_t pass_opt_int(const PassOptions *o, const char *name) { return value_of(o
 double pass_opt_float(const PassOptions *o, const char *name) { return value_of(o, name, PASS_OPT_FLOAT)->f; }
 int pass_opt_bool(const PassOptions *o, const char *name) { return (int)value_of(o, name, PASS_OPT_BOOL)->i; }
 const char *pass_opt_choice(const PassOptions *o, const char *name) { return value_of(o, name, PASS_OPT_CHOICE)->s; }
+const char *pass_opt_text(const PassOptions *o, const char *name) { return value_of(o, name, PASS_OPT_TEXT)->t; }
+
+void pass_opt_decide(const PassOptions *o, const char *name, const char *text) {
+  const PassOptValue *v = value_of(o, name, PASS_OPT_TEXT);
+  if (!o->resolved) return;
+  DITC_ASSERT(text_ok(text, strlen(text)) && o->step >= 0 && o->step < o->resolved->n &&
+              o->resolved->steps[o->step].pass == o->pass);
+  o->resolved->steps[o->step].values[v - o->values].t = intern(text, strlen(text));
+}
+
+const float *pass_weight(const PassOptions *o, const IrNode *n) {
+  if (!o || !o->weight || !n || n->op != IR_PARAM) return NULL;
+  return o->weight(o->weight_ctx, n);
+}
 
 /* ---- parsing pipelines ---------------------------------------------------------- */
 
@@ -219,6 +275,10 @@ static int parse_setting(const PassInfo *pi, const char *p, const char *end, Pas
   }
   expected(s, want, sizeof want);
   if (!eq) return ir_errf(err, "pass '%s': option '%s' needs a value (%s=VALUE: %s)", pi->name, s->name, s->name, want);
+  if (s->type == PASS_OPT_TEXT && text_ok(v, vlen)) {
+    values[k].t = intern(v, vlen);
+    return 0;
+  }
   if (vlen < sizeof text) {
     memcpy(text, v, vlen);
     text[vlen] = 0;
@@ -315,24 +375,30 @@ char *pass_pipeline_text(const PassPipeline *p) {
   out[0] = 0;
   for (int i = 0; i < p->n; i++) {
     const PassInfo *pi = p->steps[i].pass;
-    char item[PASS_MAX_OPTS * 160 + 64];
-    int at = snprintf(item, sizeof item, "%s%s", i ? "," : "", pi->name);
+    size_t item_cap = PASS_MAX_OPTS * 160 + 64;
+    for (int k = 0; k < n_opts(pi); k++)
+      if (pi->opts[k].type == PASS_OPT_TEXT && p->steps[i].values[k].t) item_cap += strlen(p->steps[i].values[k].t);
+    char *item = xmalloc(item_cap);
+    int at = snprintf(item, item_cap, "%s%s", i ? "," : "", pi->name);
     for (int k = 0; k < n_opts(pi); k++) {
       const PassOptSpec *s = &pi->opts[k];
       const PassOptValue *v = &p->steps[i].values[k];
       char val[64];
+      const char *vs = val;
       switch (s->type) {
       case PASS_OPT_INT: snprintf(val, sizeof val, "%lld", (long long)v->i); break;
       case PASS_OPT_FLOAT: snprintf(val, sizeof val, "%.17g", v->f); break; /* strtod reads it back exactly */
       case PASS_OPT_BOOL: snprintf(val, sizeof val, "%s", v->i ? "true" : "false"); break;
       case PASS_OPT_CHOICE: snprintf(val, sizeof val, "%s", v->s); break;
+      case PASS_OPT_TEXT: vs = v->t ? v->t : ""; break;
       }
-      at += snprintf(item + at, sizeof item - (size_t)at, ":%s=%s", s->name, val);
+      at += snprintf(item + at, item_cap - (size_t)at, ":%s=%s", s->name, vs);
     }
     size_t il = strlen(item);
     if (len + il + 1 > cap) out = xrealloc(out, cap = 2 * (len + il + 1));
     memcpy(out + len, item, il + 1);
     len += il;
+    free(item);
   }
   if (!p->n) {
     free(out);
@@ -355,11 +421,13 @@ static int want_verify(const PassOptions *o) {
 int pass_pipeline_run(IrGraph *g, const PassPipeline *p, const PassOptions *o, IrErr *err) {
   static const PassOptions no_options = {0};
   if (!o) o = &no_options;
+  if (o->resolved && o->resolved != p) *o->resolved = *p;
   for (int i = 0; i < p->n; i++) {
     const PassInfo *pi = p->steps[i].pass;
     PassOptions po = *o;
     po.pass = pi;
     po.values = p->steps[i].values;
+    po.step = i;
     IrErr perr = {{0}};
     if (pi->fn(g, &po, &perr)) return ir_errf(err, "pass %s: %s", pi->name, perr.msg);
     if (ir_graph_toposort(g, &perr)) return ir_errf(err, "after pass %s: %s", pi->name, perr.msg);
@@ -394,8 +462,9 @@ void pass_print_help(FILE *out) {
       char want[160], key[64];
       expected(s, want, sizeof want);
       snprintf(key, sizeof key, ":%s=%s", s->name, s->type == PASS_OPT_INT ? "N" : s->type == PASS_OPT_FLOAT ? "X"
-                                                   : s->type == PASS_OPT_BOOL ? "BOOL" : "CHOICE");
-      fprintf(out, "  %15s   %-18s %s (%s; default %s)\n", "", key, s->doc, want, s->def);
+                                                   : s->type == PASS_OPT_BOOL ? "BOOL"
+                                                   : s->type == PASS_OPT_TEXT ? "TEXT" : "CHOICE");
+      fprintf(out, "  %15s   %-18s %s (%s; default %s)\n", "", key, s->doc, want, s->def[0] ? s->def : "empty");
     }
   }
   fprintf(out, "default: %s\n", PASS_DEFAULT_PIPELINE);

@@ -22,10 +22,18 @@ settings() {
            "moe_top_k","moe_frequency")) | "--set \(.key)=\(.value)"' "$REF/$1.json"
 }
 
+# weights CASE: the case's weights file (a pass case's json names its base case's).
+weights() { echo "$REF/$(jq -r '.weights // empty' "$REF/$1.json" | grep . || echo "$1.weights.safetensors")"; }
+
+# pass_flags CASE: the flag a pass case's variant stands for ("prune-heads:2" -> --prune-heads 2).
+pass_flags() {
+  jq -r 'if has("variant") then .variant | split(":") | "--\(.[0]) \(.[1])" else empty end' "$REF/$1.json"
+}
+
 check_forward() {  # CASE
   local c=$1
   # shellcheck disable=SC2046
-  "$DITC" run models/dit.dit $(settings "$c") --weights "$REF/$c.weights.safetensors" \
+  "$DITC" run models/dit.dit $(settings "$c") $(pass_flags "$c") --weights "$(weights "$c")" \
     --input "$REF/$c.case.safetensors" --output "$TMP/$c.out.safetensors" ${BACKEND_ARGS[@]+"${BACKEND_ARGS[@]}"}
   "$DITC" compare "$TMP/$c.out.safetensors:out" "$REF/$c.case.safetensors:out" --tol "$TOL_FORWARD"
 }
@@ -34,7 +42,7 @@ check_cfg() {  # CASE
   local c=$1 scale
   scale=$(jq -r .cfg_scale "$REF/$c.json")
   # shellcheck disable=SC2046
-  "$DITC" run models/dit.dit $(settings "$c") --weights "$REF/$c.weights.safetensors" \
+  "$DITC" run models/dit.dit $(settings "$c") $(pass_flags "$c") --weights "$(weights "$c")" \
     --input "$REF/$c.case.safetensors" --prefix cfg_ --cfg-scale "$scale" --output "$TMP/$c.cfg.safetensors" \
     ${BACKEND_ARGS[@]+"${BACKEND_ARGS[@]}"}
   "$DITC" compare "$TMP/$c.cfg.safetensors:out" "$REF/$c.case.safetensors:cfg_out" --tol "$TOL_FORWARD"

@@ -14,6 +14,7 @@
 #include "testutil.h"
 
 #include "passes/passes.h"
+#include "passes/prune.h"
 
 static const IrLoc NOLOC = {0};
 static const PassOptions OPTS = {.verify = 1};
@@ -650,11 +651,57 @@ static void test_quantize(void **state) {
   ir_graph_free(g);
 }
 
+/* prune.h's keep masks: written and read back, wrong lengths and stray bits
+ * refused; a TEXT option spelled out by a pass reaches `resolved` and the
+ * pipeline's text. */
+static void test_prune_masks_and_decisions(void **state) {
+  (void)state;
+  unsigned char a[6] = {1, 0, 0, 1, 1, 0}, b[3] = {0, 1, 1};
+  unsigned char *m[2] = {a, b};
+  int64_t n[2] = {6, 3};
+  char *t = prune_mask_text(m, 2, n);
+  assert_string_equal(t, "91.6");
+  assert_int_equal(prune_mask_sites(t), 2);
+  unsigned char got[6];
+  IrErr e = {{0}};
+  assert_int_equal(prune_mask_parse(t, 0, 6, got, &e), 0);
+  assert_memory_equal(got, a, 6);
+  assert_int_equal(prune_mask_parse(t, 1, 3, got, &e), 0);
+  assert_memory_equal(got, b, 3);
+  assert_int_equal(prune_mask_parse(t, 2, 3, got, &e), -1);
+  assert_int_equal(prune_mask_parse("9", 0, 3, got, &e), -1); /* bit 3 of 3 indices */
+  assert_non_null(strstr(e.msg, "index 3"));
+  assert_int_equal(prune_mask_parse("91", 0, 3, got, &e), -1);
+  free(t);
+  double score[5] = {1, 3, 3, 0, 2};
+  unsigned char keep[5];
+  prune_keep_best(score, 5, 2, keep); /* ties: the lower index */
+  assert_memory_equal(keep, ((unsigned char[]){0, 1, 1, 0, 0}), 5);
+
+  PassPipeline *p = malloc(sizeof *p), *r = malloc(sizeof *r);
+  assert_int_equal(pass_pipeline_parse("prune-heads:keep=1,dce", p, &e), 0);
+  IrGraph *g = ir_graph_new("f");
+  IrNode *x = input(g, "x", 1, (IrDim[]){IR_BATCH});
+  ir_graph_add_output(g, ir_un(g, IR_EXP, x), "out");
+  PassOptions o = OPTS;
+  o.resolved = r;
+  assert_int_equal(pass_pipeline_run(g, p, &o, &e), -1); /* no attention */
+  assert_non_null(strstr(e.msg, "no softmax attention"));
+  assert_int_equal(pass_pipeline_parse("prune-heads:keep=1:select=3.a,dce", p, &e), 0);
+  char *text = pass_pipeline_text(p);
+  assert_non_null(strstr(text, "prune-heads:keep=1:criterion=l2:select=3.a,dce"));
+  free(text);
+  assert_int_equal(pass_pipeline_parse("prune-heads:select=A", p, &e), -1);
+  ir_graph_free(g);
+  free(p);
+  free(r);
+}
+
 static void test_pipeline_registry_and_dump(void **state) {
   (void)state;
   int n;
   const PassInfo *t = pass_table(&n);
-  assert_int_equal(n, 10);
+  assert_int_equal(n, 14);
   for (int i = 0; i < n; i++) {
     assert_ptr_equal(pass_find(t[i].name), &t[i]);
     assert_non_null(t[i].doc);
@@ -770,6 +817,7 @@ int main(void) {
       cmocka_unit_test(test_pipeline_unknown_pass),
       cmocka_unit_test(test_pipeline_registry_and_dump),
       cmocka_unit_test(test_quantize),
+      cmocka_unit_test(test_prune_masks_and_decisions),
       cmocka_unit_test(test_pipeline_verifies),
   };
   return tu_run_group(tests, NULL, NULL);
