@@ -98,6 +98,9 @@ void cli_mpi_gather(const CliMpi *m, void *all, const void *mine, int64_t n, siz
 
 void cli_mpi_finalize(CliMpi *m) {
 #ifdef DITC_MPI
+  /* Every rank has said what it has to say before any exits: mpirun kills
+   * the others when one exits non-zero, which could cut off their message. */
+  if (m->on) MPI_Barrier(MPI_COMM_WORLD);
   if (m->on) MPI_Finalize();
 #endif
   m->on = 0;
