@@ -27,6 +27,7 @@ expect_skip "test_cuda_sim without NVRTC" env DITC_NVRTC=/nonexistent "$DITC_BIN
 expect_skip "test_attention_mma without NVRTC (its NVRTC test)" env DITC_NVRTC=/nonexistent "$DITC_BIN/tests/test_attention_mma"
 expect_skip "cli/kernels_per_shape.sh without NVRTC" env DITC_NVRTC=/nonexistent bash "$DITC_SRC/tests/cli/kernels_per_shape.sh"
 expect_skip "reference/cuda_sim_paper_att_fgq.sh without NVRTC" env DITC_NVRTC=/nonexistent bash "$DITC_SRC/tests/reference/cuda_sim_paper_att_fgq.sh"
+expect_skip "reference/cuda_sim_pass_cases.sh without NVRTC" env DITC_NVRTC=/nonexistent bash "$DITC_SRC/tests/reference/cuda_sim_pass_cases.sh"
 expect_skip "reference/dit_tiny_p2.sh without ../shared" env DITC_SHARED=/nonexistent bash "$DITC_SRC/tests/reference/dit_tiny_p2.sh"
 expect_skip "test_safetensors without ../shared" env DITC_SHARED=/nonexistent "$DITC_BIN/tests/test_safetensors"
 # and a skip fails the run under CI: run_ctest of tests/run.sh on a test that skips
