@@ -253,6 +253,18 @@ void cli_runner_free(Runner *r) {
   memset(r, 0, sizeof *r);
 }
 
+/* NaN or Inf in a result is an error, not a file: 0, or the message and 1.
+ * what names the result ("output 'out'", "the samples"). */
+static int check_finite(const char *what, const float *v, int64_t n, int64_t row, const char *hint) {
+  int64_t bad = 0, first = -1;
+  for (int64_t i = 0; i < n; i++)
+    if (!isfinite(v[i])) bad++, first = first < 0 ? i : first;
+  if (!bad) return 0;
+  return cli_fail("%s holds %lld NaN or infinite value%s (the first at flat index %lld%s%lld, %g)%s%s; nothing was "
+                  "written", what, (long long)bad, bad == 1 ? "" : "s", (long long)first, row > 0 ? ", item " : "",
+                  row > 0 ? (long long)(first / row) : 0LL, (double)v[first], hint ? ": " : "", hint ? hint : "");
+}
+
 /* ---- ditc run ----------------------------------------------------------------- */
 
 int cmd_run(const Opts *o) {
@@ -311,6 +323,15 @@ int cmd_run(const Opts *o) {
   if (rn.be->run(rn.be, vals, outs, &err)) {
     cli_fail("%s", err.msg);
     goto done;
+  }
+  for (int i = 0; i < n_out; i++) {
+    char what[160];
+    snprintf(what, sizeof what, "output '%s' (%s backend)", rn.built ? rn.m.graph->output_names[i] : rn.use->outputs[i].name,
+             rn.backend);
+    if (outs[i].dtype == IR_F32 &&
+        check_finite(what, outs[i].data, rt_numel(&outs[i]), outs[i].rank > 1 ? rt_numel(&outs[i]) / outs[i].shape[0] : 0,
+                     NULL))
+      goto done;
   }
   StWriter *wr = st_writer_new();
   for (int i = 0; i < n_out; i++)
@@ -871,6 +892,8 @@ static int sample_main(const Opts *o, int cfg) {
   if (cli_runner_prepare(o, &rn, n)) goto done;
   mc.be = rn.be;
   if (sample_loop(&rn, &d, o->sampler, &mc, &nc, C, S, learn_sigma, x, isatty(2))) goto done;
+  if (check_finite("the samples", x, n * img, img, "the model or the sampler overflowed (a guidance scale too large?)"))
+    goto done;
   if (png) {
     if (image_write_grid_to(out, x, n, C, S, S, o->grid_cols ? o->grid_cols : distinct, &err)) {
       cli_fail("%s", err.msg);

@@ -95,4 +95,14 @@ done
 expect 1 "sampling 1 image at once needs about 0.00 GiB of host memory, more than the 0.00 GiB DITC_MEMORY_LIMIT" -- \
   env DITC_MEMORY_LIMIT=1K "${SAMPLE[@]}" --sampler ddim --cfg-scale 1 --output "$T/out.png"
 
+# NaN in a result is an error naming the output, and nothing is written (ref and emu)
+h='{"x":{"dtype":"F32","shape":[1,1,16,16],"data_offsets":[0,1024]},"t":{"dtype":"F32","shape":[1],"data_offsets":[1024,1028]},"y":{"dtype":"I32","shape":[1],"data_offsets":[1028,1032]}}'
+while [ $(( ${#h} % 8 )) != 0 ]; do h="$h "; done
+{ printf "\\x$(printf %02x ${#h})\\x00\\x00\\x00\\x00\\x00\\x00\\x00"; printf '%s' "$h"; printf '\x00\x00\xc0\x7f'
+  head -c 1020 /dev/zero; printf '\x00\x00\x20\x41\x03\x00\x00\x00'; } >"$T/nanin.safetensors"
+for be in ref emu; do
+  expect 1 "output 'out' \($be backend\) holds 512 NaN or infinite values \(the first at flat index 0, item 0, nan\); nothing was written" -- \
+    "$DITC" run DiT-digits --weights "$W" --input "$T/nanin.safetensors" --output "$T/out.safetensors" --backend $be
+done
+
 exit $fail
