@@ -148,19 +148,6 @@ static inline const char *tu_shared_dir(void) {
   return DITC_SOURCE_DIR "/../shared";
 #else
   return NULL;
-/* NVRTC options that compile a source in the kernel dialect: the codegen
- * folder (for cuda_prelude.h, pre-included) and the CUDA headers.  inc and
- * cuda_inc are buffers of n bytes; opts gets the three options. */
-static inline void tu_nvrtc_dialect_options(char *inc, char *cuda_inc, size_t n, const char *opts[3]) {
-  const char *srcdir = getenv("DITC_SRC") ? getenv("DITC_SRC") : DITC_SOURCE_DIR;
-  const char *cuda = getenv("CUDA_HOME") ? getenv("CUDA_HOME") : "/usr/local/cuda";
-  snprintf(inc, n, "-I%s/codegen", srcdir);
-  snprintf(cuda_inc, n, "-I%s/include", cuda);
-  opts[0] = inc;
-  opts[1] = cuda_inc;
-  opts[2] = "--pre-include=cuda_prelude.h";
-}
-
 #endif
 }
 
