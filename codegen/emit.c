@@ -539,6 +539,19 @@ static void step_work(Ctx *c, const LStep *st, CgStep *s) {
   if (macs > 0) s->flops = 2.0 * macs, s->unit = CG_UNIT_SIMT_F32;
 }
 
+/* The activation buffers lowered step st writes, on its last launch s
+ * (plan.h: CgStep.out_offset). */
+static void step_outputs(Ctx *c, const LStep *st, CgStep *s) {
+  int wr[2] = {st->write, st->write2};
+  for (int k = 0; k < 2; k++) {
+    const Buf *b = wr[k] >= 0 ? &c->bufs[wr[k]] : NULL;
+    if (s->kind != CG_STEP_KERNEL || !b || b->space != CG_SPACE_ACT || b->offset < 0) continue;
+    s->out_offset[k] = b->offset;
+    s->out_elems[k] = b->bytes / (int64_t)ir_dtype_size(b->dtype);
+    s->out_dtype[k] = b->dtype;
+  }
+}
+
 void lower_emit(Ctx *c) {
   CgPlan *p = c->plan;
   CgEmit e = {.plan = p, .tune = cg_tuning_for(c->o->arch), .batch = c->batch,
@@ -563,6 +576,7 @@ void lower_emit(Ctx *c) {
       e.steps[k].weight_read = wr / made;
       step_work(c, st, &e.steps[k]);
     }
+    step_outputs(c, st, &e.steps[e.n_steps - 1]);
   }
   kernel_close(&e);
   /* the distinct kernels, in order; every launch names its kernel's */

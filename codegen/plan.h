@@ -107,6 +107,14 @@ typedef struct {
    * adds to a.act or a.w.  (Added with pack format 6.) */
   int n_params;
   const int64_t *params;
+  /* The activation buffers a kernel step leaves written, for the check of
+   * NaN and Inf (backend.h: locate): arena byte offset, elements and storage
+   * dtype, up to two, out_elems[k] 0 for none; set on the last launch of a
+   * node's lowering only (a GEMM step's is its D).  Filled by cg_plan_build,
+   * not stored in packs (the backends run the plan rebuilt from the model
+   * record).  (Added later.) */
+  int64_t out_offset[2], out_elems[2];
+  IrDType out_dtype[2];
 } CgStep;
 
 typedef struct {

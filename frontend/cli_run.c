@@ -254,15 +254,20 @@ void cli_runner_free(Runner *r) {
 }
 
 /* NaN or Inf in a result is an error, not a file: 0, or the message and 1.
- * what names the result ("output 'out'", "the samples"). */
+ * what names the result ("the samples"). */
 static int check_finite(const char *what, const float *v, int64_t n, int64_t row, const char *hint) {
-  int64_t bad = 0, first = -1;
-  for (int64_t i = 0; i < n; i++)
-    if (!isfinite(v[i])) bad++, first = first < 0 ? i : first;
-  if (!bad) return 0;
-  return cli_fail("%s holds %lld NaN or infinite value%s (the first at flat index %lld%s%lld, %g)%s%s; nothing was "
-                  "written", what, (long long)bad, bad == 1 ? "" : "s", (long long)first, row > 0 ? ", item " : "",
-                  row > 0 ? (long long)(first / row) : 0LL, (double)v[first], hint ? ": " : "", hint ? hint : "");
+  IrErr err;
+  if (!rt_check_finite(what, v, n, row, &err)) return 0;
+  return cli_fail("%s%s%s; nothing was written", err.msg, hint ? ": " : "", hint ? hint : "");
+}
+
+/* Why x_0 may hold NaN or Inf when the model's outputs were checked at every
+ * step (ref, emu; cuda under DITC_CUDA_SYNC=1), or how to find out. */
+static const char *sample_hint(const Runner *rn) {
+  const char *sync = getenv("DITC_CUDA_SYNC");
+  if (!strcmp(rn->backend, "cuda") && !(sync && *sync && strcmp(sync, "0")))
+    return "DITC_CUDA_SYNC=1 checks the model's output at every step and names the first step and kernel to make one";
+  return "the model's output was finite at every step, the sampler's update overflowed (a guidance scale too large?)";
 }
 
 /* ---- ditc run ----------------------------------------------------------------- */
@@ -324,14 +329,15 @@ int cmd_run(const Opts *o) {
     cli_fail("%s", err.msg);
     goto done;
   }
-  for (int i = 0; i < n_out; i++) {
-    char what[160];
-    snprintf(what, sizeof what, "output '%s' (%s backend)", rn.built ? rn.m.graph->output_names[i] : rn.use->outputs[i].name,
-             rn.backend);
-    if (outs[i].dtype == IR_F32 &&
-        check_finite(what, outs[i].data, rt_numel(&outs[i]), outs[i].rank > 1 ? rt_numel(&outs[i]) / outs[i].shape[0] : 0,
-                     NULL))
+  {
+    const char **names = xcalloc((size_t)n_out + 1, sizeof *names);
+    for (int i = 0; i < n_out; i++) names[i] = rn.built ? rn.m.graph->output_names[i] : rn.use->outputs[i].name;
+    int bad = rt_check_outputs(rn.be, vals, outs, n_out, names, &err);
+    free(names);
+    if (bad) {
+      cli_fail("%s; nothing was written", err.msg);
       goto done;
+    }
   }
   StWriter *wr = st_writer_new();
   for (int i = 0; i < n_out; i++)
@@ -384,6 +390,10 @@ static int model_fn(void *ctx, const float *x, const float *t, int64_t rows, flo
   if (c->cfg) *(float *)c->in[c->slot_s].data = c->cfg_scale;
   RtTensor res = {0};
   if (c->be->run(c->be, c->in, &res, err)) return -1;
+  if (rt_check_outputs(c->be, c->in, &res, 1, NULL, err)) {
+    rt_tensor_free(&res);
+    return -1;
+  }
   memcpy(out, res.data, (size_t)(rows * c->out_img) * sizeof *out);  /* conditional rows */
   rt_tensor_free(&res);
   return 0;
@@ -722,6 +732,7 @@ static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const Sampl
       labels[r] = given ? given[g % n_given] : sample_label((uint64_t)o->seed, g, sh->classes);
     }
     if (ok && rows > 0 && sample_loop(rn, d, o->sampler, &mc, &nc, sh->C, sh->S, sh->learn_sigma, x, 0)) ok = 0;
+    if (ok && rows > 0 && check_finite("the sampled x_0", x, rows * img, img, sample_hint(rn))) ok = 0;
     if (ok && fail_rank && atoi(fail_rank) == me) ok = !cli_fail("DITC_TEST_FAIL_RANK: rank %d fails on purpose", me);
     if (!cli_mpi_all_ok(&mpi, ok)) goto failed;
     for (int64_t r = 0; r < rows; r++) {
@@ -892,8 +903,7 @@ static int sample_main(const Opts *o, int cfg) {
   if (cli_runner_prepare(o, &rn, n)) goto done;
   mc.be = rn.be;
   if (sample_loop(&rn, &d, o->sampler, &mc, &nc, C, S, learn_sigma, x, isatty(2))) goto done;
-  if (check_finite("the samples", x, n * img, img, "the model or the sampler overflowed (a guidance scale too large?)"))
-    goto done;
+  if (check_finite("the sampled x_0", x, n * img, img, sample_hint(&rn))) goto done;
   if (png) {
     if (image_write_grid_to(out, x, n, C, S, S, o->grid_cols ? o->grid_cols : distinct, &err)) {
       cli_fail("%s", err.msg);

@@ -5,6 +5,8 @@
  */
 #include "runtime/backend.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +31,11 @@ static int ref_be_run(RtBackend *b, const RtTensor *in, RtTensor *out, IrErr *er
   return ref_run(b->impl, in, out, err);
 }
 
+static int ref_be_locate(RtBackend *b, const RtTensor *in, char *where, size_t n, IrErr *err) {
+  if (!b->impl) return ir_errf(err, "ref backend: locate before prepare");
+  return ref_locate_nonfinite(b->impl, in, where, n, err);
+}
+
 static void ref_be_free(RtBackend *b) {
   ref_free(b->impl);
   free(b);
@@ -36,7 +43,7 @@ static void ref_be_free(RtBackend *b) {
 
 RtBackend *rt_backend_ref(void) {
   RtBackend *b = xcalloc(1, sizeof *b);
-  *b = (RtBackend){"ref", ref_supports, ref_be_prepare, ref_be_run, ref_be_free, NULL, NULL, NULL, NULL};
+  *b = (RtBackend){"ref", ref_supports, ref_be_prepare, ref_be_run, ref_be_free, NULL, NULL, NULL, NULL, ref_be_locate};
   return b;
 }
 
@@ -203,7 +210,8 @@ int rt_sample_loop(const RtSampleRequest *r, const RtSampleLayout *l, const RtSa
     SamplerStep k;
     sampler_step_coef(d, i, r->eta, &k);
     if (err) err->msg[0] = '\0';
-    if (ops->inputs(ctx, &k, err) || ops->forward(ctx, err)) return sample_step_err(err, "model", step, k.t);
+    if (ops->inputs(ctx, &k, err) || ops->forward(ctx, err) || (ops->check && ops->check(ctx, &k, err)))
+      return sample_step_err(err, "model", step, k.t);
     RtNoiseKind nk = RT_NOISE_NONE;
     int64_t at = 0;
     if (noisy && i != 0) {
@@ -220,6 +228,107 @@ int rt_sample_loop(const RtSampleRequest *r, const RtSampleLayout *l, const RtSa
     if (r->progress) r->progress(r->progress_ctx, step + 1, S);
   }
   return 0;
+}
+
+/* ---- NaN and Inf ---------------------------------------------------------- */
+
+int rt_check_finite(const char *what, const float *v, int64_t n, int64_t row, IrErr *err) {
+  int64_t bad = 0, first = -1;
+  for (int64_t i = 0; i < n; i++)
+    if (!isfinite(v[i])) bad++, first = first < 0 ? i : first;
+  if (!bad) return 0;
+  char item[48] = "";
+  if (row > 0) snprintf(item, sizeof item, ", item %lld", (long long)(first / row));
+  return ir_errf(err, "%s holds %lld NaN or infinite value%s (the first at flat index %lld%s, %g)", what,
+                 (long long)bad, bad == 1 ? "" : "s", (long long)first, item, (double)v[first]);
+}
+
+int rt_check_outputs(RtBackend *b, const RtTensor *inputs, const RtTensor *outs, int n_out, const char *const *names,
+                     IrErr *err) {
+  for (int i = 0; i < n_out; i++) {
+    char what[160];
+    if (names)
+      snprintf(what, sizeof what, "output '%s' (%s backend)", names[i], b->name);
+    else
+      snprintf(what, sizeof what, "the model's output (%s backend)", b->name);
+    const RtTensor *t = &outs[i];
+    if (t->dtype != IR_F32 || !rt_check_finite(what, t->data, rt_numel(t), t->rank > 1 ? rt_numel(t) / t->shape[0] : 0, err))
+      continue;
+    char where[400];
+    IrErr lerr;
+    int found = b->locate ? b->locate(b, inputs, where, sizeof where, &lerr) : 0;
+    size_t used = strlen(err->msg);
+    if (found == 1)
+      snprintf(err->msg + used, sizeof err->msg - used, "; the first to appear: %s", where);
+    else if (found < 0)
+      snprintf(err->msg + used, sizeof err->msg - used, " (where the first appeared is not known: %s)", lerr.msg);
+    return -1;
+  }
+  return 0;
+}
+
+void rt_step_span(const CgStep *st, int64_t *lo, int64_t *hi) {
+  *lo = *hi = 0;
+  if (st->kind == CG_STEP_GEMM) {
+    const CgGemm *g = &st->gemm;
+    if (g->d.space != CG_SPACE_ACT || g->m <= 0 || g->n <= 0 || g->batch <= 0) return;
+    int64_t es = (int64_t)ir_dtype_size(g->d_dtype);
+    *lo = g->d.offset;
+    *hi = g->d.offset + ((g->batch - 1) * g->stride_d + (g->m - 1) * g->ldd + g->n) * es;
+    return;
+  }
+  int any = 0;
+  for (int k = 0; k < 2; k++) {
+    IrDType dt = st->out_dtype[k];
+    if (st->out_elems[k] <= 0 || (dt != IR_F32 && dt != IR_F16 && dt != IR_BF16)) continue;
+    int64_t a = st->out_offset[k], z = a + st->out_elems[k] * (int64_t)ir_dtype_size(dt);
+    if (!any || a < *lo) *lo = a;
+    if (!any || z > *hi) *hi = z;
+    any = 1;
+  }
+}
+
+static double value_at(IrDType dt, const char *p, int64_t i) {
+  uint16_t h;
+  float f;
+  if (dt == IR_F32) return memcpy(&f, p + 4 * i, 4), f;
+  memcpy(&h, p + 2 * i, 2);
+  return dt == IR_F16 ? ir_f16_to_f32(h) : ir_bf16_to_f32(h);
+}
+
+/* The first NaN or Inf of n values of dtype dt at p, as flat index; -1 for none. */
+static int64_t first_bad(IrDType dt, const char *p, int64_t n, int64_t stride, int64_t rows, int64_t bstride,
+                         int64_t batches, double *v) {
+  for (int64_t b = 0; b < batches; b++)
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t j = 0; j < n; j++)
+        if (!isfinite(*v = value_at(dt, p, b * bstride + r * stride + j))) return (b * rows + r) * n + j;
+  return -1;
+}
+
+int rt_step_nonfinite(const CgPlan *p, int s, const char *mem, int64_t mem_at, char *where, size_t n) {
+  const CgStep *st = &p->steps[s];
+  double v = 0;
+  int64_t at = -1;
+  if (st->kind == CG_STEP_GEMM) {
+    const CgGemm *g = &st->gemm;
+    int64_t lo, hi;
+    rt_step_span(st, &lo, &hi);
+    if (hi > lo) at = first_bad(g->d_dtype, mem + (lo - mem_at), g->n, g->ldd, g->m, g->stride_d, g->batch, &v);
+  } else {
+    for (int k = 0; k < 2 && at < 0; k++) {
+      IrDType dt = st->out_dtype[k];
+      if (st->out_elems[k] > 0 && (dt == IR_F32 || dt == IR_F16 || dt == IR_BF16))
+        at = first_bad(dt, mem + (st->out_offset[k] - mem_at), st->out_elems[k], 0, 1, 0, 1, &v);
+    }
+  }
+  if (at < 0) return 0;
+  if (st->kind == CG_STEP_GEMM)
+    snprintf(where, n, "step %d, a GEMM (%s), value %g at flat index %lld of its result", s, st->what, v, (long long)at);
+  else
+    snprintf(where, n, "step %d, kernel %s (%s), value %g at flat index %lld of its result", s,
+             p->kernels[st->kernel].name, st->what, v, (long long)at);
+  return 1;
 }
 
 /* ---- weights of a pack ---------------------------------------------------- */

@@ -101,6 +101,13 @@ struct RtBackend {
    * clock around each step).  ms[s] for step s of the plan; *device names
    * what measured.  0 or -1 with err. */
   int (*profile)(RtBackend *b, double *ms, const char **device, IrErr *err);
+  /* Optional (NULL: cannot say): after a run() on `inputs` whose outputs
+   * held NaN or Inf, the forward pass once more on them, checking what each
+   * node (ref) or step (emu, cuda) writes; where gets the first NaN or
+   * infinity and what produced it ("node %12 (linear 'blocks.0.attn.qkv'),
+   * value inf at flat index 3", "step 7, kernel k3 (%42 softmax ...), ...").
+   * 1 when found, 0 when everything was finite this time, -1 with err. */
+  int (*locate)(RtBackend *b, const RtTensor *inputs, char *where, size_t n, IrErr *err);
 };
 
 /* "ref", "emu" or "cuda".  cuda fails here, with rt_cuda_available()'s
@@ -112,6 +119,27 @@ RtBackend *rt_backend_cuda(IrErr *err);
 static inline void rt_backend_free(RtBackend *b) {
   if (b) b->free(b);
 }
+
+/* ---- NaN and Inf ---------------------------------------------------------- */
+
+/* n floats of v finite: 0; else -1 with err "WHAT holds N NaN or infinite
+ * values (the first at flat index I, item I / row, V)" (no item for row 0). */
+int rt_check_finite(const char *what, const float *v, int64_t n, int64_t row, IrErr *err);
+/* A run()'s F32 outputs (names[k] names output k; names NULL: one output,
+ * "the model's output") checked with
+ * rt_check_finite; when one is not finite and b can locate the first value
+ * that was not (RtBackend.locate, on the same inputs), err says where too.
+ * 0 or -1 with err. */
+int rt_check_outputs(RtBackend *b, const RtTensor *inputs, const RtTensor *outs, int n_out, const char *const *names,
+                     IrErr *err);
+/* The bytes [*lo, *hi) of the arena that step st leaves written (plan.h:
+ * CgStep.out_offset, a GEMM's D); *lo == *hi when it writes no float value. */
+void rt_step_span(const CgStep *st, int64_t *lo, int64_t *hi);
+/* The first NaN or infinity among the float values step s of p wrote, read
+ * from mem, which holds the arena's bytes from offset mem_at on (the arena
+ * itself with 0, or a copy of rt_step_span's bytes with lo): 1 with where
+ * saying which step and value, or 0. */
+int rt_step_nonfinite(const CgPlan *p, int s, const char *mem, int64_t mem_at, char *where, size_t n);
 
 /* ---- weights of a pack ---------------------------------------------------- */
 
@@ -175,6 +203,9 @@ typedef struct {
   int (*normal)(void *ctx, uint64_t counter, IrErr *err);
   /* ditc_sampler_step with k's coefficients */
   int (*update)(void *ctx, const SamplerStep *k, RtNoiseKind noise, int64_t replay_at, IrErr *err);
+  /* Optional (NULL: not checked): after forward, -1 with err when the
+   * model's output holds NaN or Inf (saying where it first appeared), else 0 */
+  int (*check)(void *ctx, const SamplerStep *k, IrErr *err);
 } RtSampleOps;
 
 /* The loop of sampler_run, steps i = S-1 .. 0, as launches: inputs, forward,

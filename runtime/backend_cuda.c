@@ -21,6 +21,7 @@
  * (CgStep.what).  Kernel faults are asynchronous; DITC_CUDA_SYNC=1 makes
  * every step synchronise so a fault is reported at the step that caused it.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -210,6 +211,45 @@ static int enqueue(Cuda *c, IrErr *err) {
   for (int s = 0; s < c->plan->n_steps; s++)
     if (enqueue_step(c, s, err)) return -1;
   return 0;
+}
+
+/* backend.h: locate, the steps from the arena as it stands (the inputs
+ * written), each step's result copied back and checked once it is made. */
+static int cuda_locate_steps(Cuda *c, char *where, size_t n, IrErr *err) {
+  char *buf = NULL;
+  size_t cap = 0;
+  int rc = 0;
+  for (int s = 0; s < c->plan->n_steps && !rc; s++) {
+    int64_t lo, hi;
+    rt_step_span(&c->plan->steps[s], &lo, &hi);
+    if (enqueue_step(c, s, err)) rc = -1;
+    if (rc || hi <= lo) continue;
+    if ((size_t)(hi - lo) > cap) buf = xrealloc(buf, cap = (size_t)(hi - lo));
+    if (RT_CU(err, c->what[s], MemcpyDtoHAsync, buf, c->act + (CUdeviceptr)lo, (size_t)(hi - lo), c->stream) ||
+        RT_CU(err, c->what[s], StreamSynchronize, c->stream))
+      rc = -1;
+    else if (rt_step_nonfinite(c->plan, s, buf, lo, where, n))
+      rc = 1;
+  }
+  free(buf);
+  return rc;
+}
+
+/* Only under DITC_CUDA_SYNC=1, where every step synchronises anyway. */
+static int cuda_locate(RtBackend *b, const RtTensor *in, char *where, size_t n, IrErr *err) {
+  Cuda *c = b->impl;
+  if (!c) return ir_errf(err, "cuda backend: locate before prepare");
+  if (!c->sync_each) return ir_errf(err, "DITC_CUDA_SYNC=1 checks every step and names the first");
+  const CgPlan *p = c->plan;
+  if (rt_cuda_device_bind(&c->dev, err)) return -1;
+  for (int i = 0; i < p->n_inputs; i++) {
+    const CgIo *io = &p->inputs[i];
+    if (rt_io_put(p, io, &in[i], c->stage, err) ||
+        RT_CU(err, io->name, MemcpyHtoDAsync, c->act + (CUdeviceptr)io->offset, c->stage, rt_io_bytes(io), c->stream) ||
+        RT_CU(err, io->name, StreamSynchronize, c->stream))
+      return -1;
+  }
+  return cuda_locate_steps(c, where, n, err);
 }
 
 /* backend.h: profile.  Events e[0..n]: e[s] before step s, e[n] after the
@@ -436,6 +476,30 @@ static int cs_update(void *ctx, const SamplerStep *k, RtNoiseKind nk, int64_t re
   return cs_launch(s, s->k_step, CG_SAMPLER_KERNEL_STEP, l->n, &p, err);
 }
 
+/* Under DITC_CUDA_SYNC=1: the model's output copied back after every
+ * forward pass; NaN or Inf is an error saying which step first made one
+ * (the step's inputs again, then step by step). */
+static int cs_check(void *ctx, const SamplerStep *k, IrErr *err) {
+  CudaSample *s = ctx;
+  const RtSampleLayout *l = s->l;
+  Cuda *c = s->c;
+  if (!c->sync_each) return 0;
+  if (RT_CU(err, l->out->name, MemcpyDtoHAsync, c->stage, c->act + (CUdeviceptr)l->out->offset, rt_io_bytes(l->out),
+            c->stream) ||
+      RT_CU(err, l->out->name, StreamSynchronize, c->stream))
+    return -1;
+  RtTensor out = rt_io_get(l->out, c->stage);
+  int bad = rt_check_finite("the model's output (cuda backend)", out.data, rt_numel(&out), rt_numel(&out) / l->rows_in, err);
+  rt_tensor_free(&out);
+  if (!bad) return 0;
+  char where[400];
+  IrErr lerr;
+  int found = cs_inputs(ctx, k, &lerr) ? -1 : cuda_locate_steps(c, where, sizeof where, &lerr);
+  size_t used = strlen(err->msg);
+  if (found == 1) snprintf(err->msg + used, sizeof err->msg - used, "; the first to appear: %s", where);
+  return -1;
+}
+
 static int cuda_sample(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *err) {
   Cuda *c = b->impl;
   if (!c) return ir_errf(err, "cuda backend: sample before prepare");
@@ -459,7 +523,7 @@ static int cuda_sample(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *
       (rb && RT_CU(err, "replayed noise upload", MemcpyHtoDAsync, s.replay, r->replay, rb, c->stream)) ||
       RT_CU(err, "sampler status", MemsetD32Async, s.sticky, 0, 1, c->stream))
     goto out;
-  RtSampleOps ops = {cs_inputs, cs_forward, cs_normal, cs_update};
+  RtSampleOps ops = {cs_inputs, cs_forward, cs_normal, cs_update, cs_check};
   int32_t status = 0;
   if (rt_sample_loop(r, &l, &ops, &s, err) || RT_CU(err, "x_0", MemcpyDtoHAsync, x, s.x, xb, c->stream) ||
       RT_CU(err, "sampler status", MemcpyDtoHAsync, &status, s.sticky, 4, c->stream) ||
@@ -496,6 +560,6 @@ RtBackend *rt_backend_cuda(IrErr *err) {
   if (!rt_cuda_available(err)) return NULL;
   RtBackend *b = xcalloc(1, sizeof *b);
   *b = (RtBackend){"cuda", cuda_supports, cuda_prepare, cuda_run, cuda_free, NULL, cuda_sample, cuda_device_bytes,
-                   cuda_profile};
+                   cuda_profile, cuda_locate};
   return b;
 }

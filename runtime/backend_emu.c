@@ -13,6 +13,7 @@
  * kernels (codegen/sampler_kernel.h) on buffers of its own next to the
  * arena, exactly the launches the CUDA backend makes.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -101,6 +102,25 @@ static int emu_forward(Emu *e, IrErr *err) {
   for (int s = 0; s < e->plan->n_steps; s++)
     if (emu_step(e, s, err)) return -1;
   return 0;
+}
+
+/* backend.h: locate, the steps from the arena as it stands (the inputs
+ * written), each step's result checked as it is made. */
+static int emu_locate_steps(Emu *e, char *where, size_t n, IrErr *err) {
+  for (int s = 0; s < e->plan->n_steps; s++) {
+    if (emu_step(e, s, err)) return -1;
+    if (rt_step_nonfinite(e->plan, s, e->act, 0, where, n)) return 1;
+  }
+  return 0;
+}
+
+static int emu_locate(RtBackend *b, const RtTensor *in, char *where, size_t n, IrErr *err) {
+  Emu *e = b->impl;
+  if (!e) return ir_errf(err, "emu backend: locate before prepare");
+  const CgPlan *p = e->plan;
+  for (int i = 0; i < p->n_inputs; i++)
+    if (rt_io_put(p, &p->inputs[i], &in[i], e->act + p->inputs[i].offset, err)) return -1;
+  return emu_locate_steps(e, where, n, err);
 }
 
 static double host_ms(void) {
@@ -203,6 +223,23 @@ static int es_update(void *ctx, const SamplerStep *k, RtNoiseKind nk, int64_t re
   return emu_sampler_launch(s, CG_SAMPLER_KERNEL_STEP, l->n, &p, err);
 }
 
+/* The model's output after a forward pass: NaN or Inf is an error saying
+ * which step first made one (the step's inputs again, then step by step). */
+static int es_check(void *ctx, const SamplerStep *k, IrErr *err) {
+  EmuSample *s = ctx;
+  const RtSampleLayout *l = s->l;
+  RtTensor out = rt_io_get(l->out, s->e->act + l->out->offset);
+  int bad = rt_check_finite("the model's output (emu backend)", out.data, rt_numel(&out), l->img ? rt_numel(&out) / l->rows_in : 0, err);
+  rt_tensor_free(&out);
+  if (!bad) return 0;
+  char where[400];
+  IrErr lerr;
+  int found = es_inputs(ctx, k, &lerr) ? -1 : emu_locate_steps(s->e, where, sizeof where, &lerr);
+  size_t used = strlen(err->msg);
+  if (found == 1) snprintf(err->msg + used, sizeof err->msg - used, "; the first to appear: %s", where);
+  return -1;
+}
+
 /* The replay tensor is used where it lies: the emulated device's memory is
  * the host's, so "uploading it once" is nothing to do. */
 static int emu_sample(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *err) {
@@ -221,7 +258,7 @@ static int emu_sample(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *e
   s.sticky = alloc64(sizeof(int32_t));
   memcpy(s.x, x, (size_t)l.n * sizeof(float));
   memcpy(s.labels, l.labels, (size_t)l.rows_in * sizeof(int32_t));
-  RtSampleOps ops = {es_inputs, es_forward, es_normal, es_update};
+  RtSampleOps ops = {es_inputs, es_forward, es_normal, es_update, es_check};
   if (rt_sample_loop(r, &l, &ops, &s, err) || rt_status_check(*s.sticky, err)) goto out;
   memcpy(x, s.x, (size_t)l.n * sizeof(float));
   rc = 0;
@@ -242,6 +279,6 @@ static void emu_free(RtBackend *b) {
 
 RtBackend *rt_backend_emu(void) {
   RtBackend *b = xcalloc(1, sizeof *b);
-  *b = (RtBackend){"emu", emu_supports, emu_prepare, emu_run, emu_free, NULL, emu_sample, NULL, emu_profile};
+  *b = (RtBackend){"emu", emu_supports, emu_prepare, emu_run, emu_free, NULL, emu_sample, NULL, emu_profile, emu_locate};
   return b;
 }

@@ -31,6 +31,7 @@
 #include "runtime/ref.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -487,6 +488,36 @@ int ref_run(RefExec *e, const RtTensor *inputs, RtTensor *outputs, IrErr *err) {
     } else if (v->s.numel) {
       memcpy(outputs[k].data, v->ptr, (size_t)v->s.numel * 4);
     }
+  }
+  return 0;
+}
+
+/* The first of node i's n values that is NaN or infinite, or -1. */
+static int64_t first_nonfinite(const RefExec *e, int i) {
+  const IrNode *nd = e->g->nodes[i];
+  const float *y = e->v[i].ptr;
+  if (!is_floaty(nd->dtype) || !y) return -1;
+  for (int64_t j = 0; j < e->v[i].s.numel; j++)
+    if (!isfinite(y[j])) return j;
+  return -1;
+}
+
+int ref_locate_nonfinite(RefExec *e, const RtTensor *inputs, char *where, size_t n, IrErr *err) {
+  for (int k = 0; k < e->n_inputs; k++) {
+    if (check_input(e->inputs[k], &inputs[k], e->batch, err)) return -1;
+    val_of(e, e->inputs[k])->ptr = inputs[k].data;
+  }
+  for (int i = 0; i < e->n; i++) {
+    if (!e->v[i].fixed && run_node(e, i, err)) return -1;
+    int64_t j = first_nonfinite(e, i);
+    if (j < 0) continue;
+    const IrNode *nd = e->g->nodes[i];
+    char at[96] = "";
+    if (nd->loc.file) snprintf(at, sizeof at, " at %s:%d", nd->loc.file, nd->loc.line);
+    snprintf(where, n, "node %%%d (%s%s%s%s%s), value %g at flat index %lld", nd->id, ir_op_name(nd->op),
+             nd->name ? " '" : "", nd->name ? nd->name : "", nd->name ? "'" : "", at,
+             (double)((const float *)e->v[i].ptr)[j], (long long)j);
+    return 1;
   }
   return 0;
 }

@@ -20,6 +20,13 @@ RefExec *ref_prepare(IrGraph *g, const Weights *w, int64_t batch, IrErr *err);
  * allocated here, freed by the caller with rt_tensor_free. */
 int ref_run(RefExec *e, const RtTensor *inputs, RtTensor *outputs, IrErr *err);
 void ref_free(RefExec *e);
+/* After a ref_run whose outputs held NaN or Inf: the graph once more on the
+ * same inputs, node by node, checking each float value (weights, inputs and
+ * values computed once included); where gets the first that holds a NaN or
+ * an infinity ("node %12 (linear 'blocks.0.attn.qkv' at m.dit:40), value inf
+ * at flat index 3").  Returns 1 when found, 0 when every value is finite, -1
+ * with err. */
+int ref_locate_nonfinite(RefExec *e, const RtTensor *inputs, char *where, size_t n, IrErr *err);
 
 /* Deduce the batch from the inputs' leading dims; -1 with err if inconsistent. */
 int64_t ref_batch_of(IrGraph *g, const RtTensor *inputs, IrErr *err);

@@ -2,29 +2,11 @@
 # Hostile input gets a clear message, a non-zero exit and no output file: missing and lying
 # checkpoints, truncated files, impossible --set values, bad flags, bad pipelines.  Every message
 # has one form, `ditc: error: ...`; a usage error (exit 2) then says where the usage is.
-set -uo pipefail
-: "${DITC:?}" "${DITC_SHARED:?}" "${DITC_SRC:?}"
-cd "$DITC_SRC"
+: "${DITC_SHARED:?}"
 REF=$DITC_SHARED/reference
 [ -d "$REF" ] || { echo "SKIPPED: the shared reference folder $REF is not there"; exit 77; }
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fail=0
+source "$DITC_SRC/tests/cli/common.bash"
 TINY=(--set input_size=16 --set in_channels=4 --set patch_size=2 --set hidden_size=64 --set depth=2 --set num_heads=4 --set num_classes=10)
-
-# expect STATUS PATTERN -- command...: exit status, a message matching PATTERN on stderr, no $T/out.*
-expect() {
-  local want=$1 pat=$2; shift 3
-  rm -f "$T"/out.*
-  "$@" >"$T/stdout" 2>"$T/stderr"
-  local got=$?
-  if [ "$got" != "$want" ] || ! grep -qE -- "$pat" "$T/stderr" || ls "$T"/out.* >/dev/null 2>&1 ||
-     ! grep -q '^ditc: error: ' "$T/stderr" || { [ "$want" = 2 ] && ! grep -q '^run `ditc .*`' "$T/stderr"; }; then
-    echo "FAIL (exit $got, want $want; pattern '$pat'): $*"; sed 's/^/    /' "$T/stderr" | head -20; fail=1
-  else
-    echo "ok   $(head -1 "$T/stderr")"
-  fi
-}
 
 # ---- usage errors: exit 2, `ditc: error: ...`, then where the usage is --------------------------
 expect 2 "^ditc: error: no command given" -- "$DITC"

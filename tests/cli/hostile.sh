@@ -3,31 +3,12 @@
 # become, outputs whose name says another format, flags that would be silently ignored, inputs of
 # the wrong shape, models a command cannot drive, checkpoints whose tensors are not weights.  Each
 # gets `ditc: error: ...` naming what is wrong, a non-zero exit and no output file.
-set -uo pipefail
-: "${DITC:?}" "${DITC_SHARED:?}" "${DITC_SRC:?}"
-cd "$DITC_SRC"
+: "${DITC_SHARED:?}"
 REF=$DITC_SHARED/reference
 [ -d "$REF" ] || { echo "SKIPPED: the shared reference folder $REF is not there"; exit 77; }
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-export DITC_CACHE_DIR="$T/cache"
-fail=0
+source "$DITC_SRC/tests/cli/common.bash"
 W=models/digits/dit-digits.safetensors
 SAMPLE=("$DITC" sample DiT-digits --weights "$W" --steps 2 --labels 0)
-
-# expect STATUS PATTERN -- command...: exit status, PATTERN on stderr, no $T/out.* left
-expect() {
-  local want=$1 pat=$2; shift 3
-  rm -f "$T"/out.*
-  "$@" >"$T/stdout" 2>"$T/stderr"
-  local got=$?
-  if [ "$got" != "$want" ] || ! grep -qE -- "$pat" "$T/stderr" || ls "$T"/out.* >/dev/null 2>&1 ||
-     ! grep -q '^ditc: error: ' "$T/stderr"; then
-    echo "FAIL (exit $got, want $want; pattern '$pat'): $*"; sed 's/^/    /' "$T/stderr" | head -20; fail=1
-  else
-    echo "ok   $(head -1 "$T/stderr")"
-  fi
-}
 
 # a float option that would become inf
 expect 2 "cfg-scale takes a finite number of magnitude at most" -- "${SAMPLE[@]}" --sampler ddim --cfg-scale 1e39 --output "$T/out.png"
@@ -95,13 +76,14 @@ done
 expect 1 "sampling 1 image at once needs about 0.00 GiB of host memory, more than the 0.00 GiB DITC_MEMORY_LIMIT" -- \
   env DITC_MEMORY_LIMIT=1K "${SAMPLE[@]}" --sampler ddim --cfg-scale 1 --output "$T/out.png"
 
-# NaN in a result is an error naming the output, and nothing is written (ref and emu)
+# NaN in a result is an error naming the output and where it first appeared (cli/nonfinite.sh), and nothing is
+# written (ref and emu)
 h='{"x":{"dtype":"F32","shape":[1,1,16,16],"data_offsets":[0,1024]},"t":{"dtype":"F32","shape":[1],"data_offsets":[1024,1028]},"y":{"dtype":"I32","shape":[1],"data_offsets":[1028,1032]}}'
 while [ $(( ${#h} % 8 )) != 0 ]; do h="$h "; done
 { printf "\\x$(printf %02x ${#h})\\x00\\x00\\x00\\x00\\x00\\x00\\x00"; printf '%s' "$h"; printf '\x00\x00\xc0\x7f'
   head -c 1020 /dev/zero; printf '\x00\x00\x20\x41\x03\x00\x00\x00'; } >"$T/nanin.safetensors"
 for be in ref emu; do
-  expect 1 "output 'out' \($be backend\) holds 512 NaN or infinite values \(the first at flat index 0, item 0, nan\); nothing was written" -- \
+  expect 1 "output 'out' \($be backend\) holds 512 NaN or infinite values \(the first at flat index 0, item 0, nan\); the first to appear: .*; nothing was written" -- \
     "$DITC" run DiT-digits --weights "$W" --input "$T/nanin.safetensors" --output "$T/out.safetensors" --backend $be
 done
 

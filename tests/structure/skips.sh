@@ -22,6 +22,7 @@ expect_skip "cli/compile.sh without NVRTC" env DITC_NVRTC=/nonexistent bash "$DI
 expect_skip "cli/passes.sh without NVRTC" env DITC_NVRTC=/nonexistent bash "$DITC_SRC/tests/cli/passes.sh"
 expect_skip "cli/pack_code.sh without NVRTC" env DITC_NVRTC=/nonexistent bash "$DITC_SRC/tests/cli/pack_code.sh"
 expect_skip "cli/cache_entries.sh without NVRTC" env DITC_NVRTC=/nonexistent bash "$DITC_SRC/tests/cli/cache_entries.sh"
+expect_skip "cli/nonfinite_cuda.sh without NVRTC" env DITC_NVRTC=/nonexistent bash "$DITC_SRC/tests/cli/nonfinite_cuda.sh"
 expect_skip "cli/quantize_compile.sh without NVRTC" env DITC_NVRTC=/nonexistent bash "$DITC_SRC/tests/cli/quantize_compile.sh"
 expect_skip "test_cuda_sim without NVRTC" env DITC_NVRTC=/nonexistent "$DITC_BIN/tests/test_cuda_sim"
 expect_skip "test_attention_mma without NVRTC (its NVRTC test)" env DITC_NVRTC=/nonexistent "$DITC_BIN/tests/test_attention_mma"
