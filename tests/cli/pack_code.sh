@@ -5,7 +5,7 @@
 #   - its SOURCE gets a constructor that runs a shell command, or an #include of a file: refused
 #     before anything compiles it, on emu and on cuda (under the simulated driver, which would
 #     otherwise run the source the pack names): the command never runs, the file never shows;
-#   - its plan JSON gets another launch grid, or another weight name: refused naming the field;
+#   - its plan JSON gets another launch grid, another weight name or shape: refused naming the field;
 #   - its manifest gets a model parameter that is not a number: refused;
 # and the unedited pack runs on both.  Skipped (exit 77) without NVRTC.
 source "$(dirname "$0")/common.bash"
@@ -87,6 +87,10 @@ grep -qF "].grid[0]' is 9 in the pack, 1 in the plan built from the model" "$T/s
 cp "$T/p.ditpack" "$T/name.ditpack"
 pack_edit "$T/name.ditpack" $PLAN '"name":"fc.weight"' '"name":"fc.wEight"'
 refused "'weights[0].name' is \"fc.wEight\" in the pack, \"fc.weight\" in the plan built from the model" "$T/name.ditpack" --backend emu
+cp "$T/p.ditpack" "$T/shape.ditpack"
+pack_edit "$T/shape.ditpack" $PLAN '"fc.weight","dtype":"f32","shape":[8,8]' '"fc.weight","dtype":"f32","shape":[4,8]'
+refused "is not the plan its model gives: 'weights[0].shape[0]' is 4 in the pack, 8 in the plan built from the model" \
+  "$T/shape.ditpack" --backend emu
 cp "$T/p.ditpack" "$T/param.ditpack"
 pack_edit "$T/param.ditpack" $MANIFEST '"d":"8"' '"d":"x"'
 refused "the manifest says model parameter d = 'x'; its model record gives 8" "$T/param.ditpack" --backend emu
