@@ -224,7 +224,8 @@ int rt_sample_loop(const RtSampleRequest *r, const RtSampleLayout *l, const RtSa
       }
     }
     counter += rng_blocks(l->n);
-    if (ops->update(ctx, &k, nk, at, err)) return sample_step_err(err, "sampler update", step, k.t);
+    if (ops->update(ctx, &k, nk, at, err) || (ops->check_x && ops->check_x(ctx, err)))
+      return sample_step_err(err, "sampler update", step, k.t);
     if (r->progress) r->progress(r->progress_ctx, step + 1, S);
   }
   return 0;
@@ -241,6 +242,13 @@ int rt_check_finite(const char *what, const float *v, int64_t n, int64_t row, Ir
   if (row > 0) snprintf(item, sizeof item, ", item %lld", (long long)(first / row));
   return ir_errf(err, "%s holds %lld NaN or infinite value%s (the first at flat index %lld%s, %g)", what,
                  (long long)bad, bad == 1 ? "" : "s", (long long)first, item, (double)v[first]);
+}
+
+int rt_check_x(const float *x, int64_t n, int64_t row, IrErr *err) {
+  if (!rt_check_finite("x after the update", x, n, row, err)) return 0;
+  size_t used = strlen(err->msg);
+  snprintf(err->msg + used, sizeof err->msg - used, "; the model's output was finite (a guidance scale too large?)");
+  return -1;
 }
 
 int rt_check_outputs(RtBackend *b, const RtTensor *inputs, const RtTensor *outs, int n_out, const char *const *names,

@@ -125,6 +125,9 @@ static inline void rt_backend_free(RtBackend *b) {
 /* n floats of v finite: 0; else -1 with err "WHAT holds N NaN or infinite
  * values (the first at flat index I, item I / row, V)" (no item for row 0). */
 int rt_check_finite(const char *what, const float *v, int64_t n, int64_t row, IrErr *err);
+/* x after a sampling step's update (n floats, row per sample) checked with
+ * rt_check_finite, the message saying the model's output was finite. */
+int rt_check_x(const float *x, int64_t n, int64_t row, IrErr *err);
 /* A run()'s F32 outputs (names[k] names output k; names NULL: one output,
  * "the model's output") checked with
  * rt_check_finite; when one is not finite and b can locate the first value
@@ -206,6 +209,9 @@ typedef struct {
   /* Optional (NULL: not checked): after forward, -1 with err when the
    * model's output holds NaN or Inf (saying where it first appeared), else 0 */
   int (*check)(void *ctx, const SamplerStep *k, IrErr *err);
+  /* Optional (NULL: not checked): after update, -1 with err (rt_check_x)
+   * when x holds NaN or Inf, else 0 */
+  int (*check_x)(void *ctx, IrErr *err);
 } RtSampleOps;
 
 /* The loop of sampler_run, steps i = S-1 .. 0, as launches: inputs, forward,

@@ -500,6 +500,20 @@ static int cs_check(void *ctx, const SamplerStep *k, IrErr *err) {
   return -1;
 }
 
+/* Under DITC_CUDA_SYNC=1: x copied back after every update and checked. */
+static int cs_check_x(void *ctx, IrErr *err) {
+  CudaSample *s = ctx;
+  if (!s->c->sync_each) return 0;
+  size_t xb = (size_t)s->l->n * sizeof(float);
+  float *x = xmalloc(xb);
+  int rc = RT_CU(err, "sampler x", MemcpyDtoHAsync, x, s->x, xb, s->c->stream) ||
+                   RT_CU(err, "sampler x", StreamSynchronize, s->c->stream)
+               ? -1
+               : rt_check_x(x, s->l->n, s->l->img, err);
+  free(x);
+  return rc;
+}
+
 static int cuda_sample(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *err) {
   Cuda *c = b->impl;
   if (!c) return ir_errf(err, "cuda backend: sample before prepare");
@@ -523,7 +537,7 @@ static int cuda_sample(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *
       (rb && RT_CU(err, "replayed noise upload", MemcpyHtoDAsync, s.replay, r->replay, rb, c->stream)) ||
       RT_CU(err, "sampler status", MemsetD32Async, s.sticky, 0, 1, c->stream))
     goto out;
-  RtSampleOps ops = {cs_inputs, cs_forward, cs_normal, cs_update, cs_check};
+  RtSampleOps ops = {cs_inputs, cs_forward, cs_normal, cs_update, cs_check, cs_check_x};
   int32_t status = 0;
   if (rt_sample_loop(r, &l, &ops, &s, err) || RT_CU(err, "x_0", MemcpyDtoHAsync, x, s.x, xb, c->stream) ||
       RT_CU(err, "sampler status", MemcpyDtoHAsync, &status, s.sticky, 4, c->stream) ||

@@ -240,6 +240,11 @@ static int es_check(void *ctx, const SamplerStep *k, IrErr *err) {
   return -1;
 }
 
+static int es_check_x(void *ctx, IrErr *err) {
+  EmuSample *s = ctx;
+  return rt_check_x(s->x, s->l->n, s->l->img, err);
+}
+
 /* The replay tensor is used where it lies: the emulated device's memory is
  * the host's, so "uploading it once" is nothing to do. */
 static int emu_sample(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *err) {
@@ -258,7 +263,7 @@ static int emu_sample(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *e
   s.sticky = alloc64(sizeof(int32_t));
   memcpy(s.x, x, (size_t)l.n * sizeof(float));
   memcpy(s.labels, l.labels, (size_t)l.rows_in * sizeof(int32_t));
-  RtSampleOps ops = {es_inputs, es_forward, es_normal, es_update, es_check};
+  RtSampleOps ops = {es_inputs, es_forward, es_normal, es_update, es_check, es_check_x};
   if (rt_sample_loop(r, &l, &ops, &s, err) || rt_status_check(*s.sticky, err)) goto out;
   memcpy(x, s.x, (size_t)l.n * sizeof(float));
   rc = 0;

@@ -17,6 +17,8 @@
  */
 #include "runtime/sampler.h"
 
+#include "runtime/backend.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,6 +254,12 @@ int sampler_run(const Diffusion *d, const SamplerConfig *cfg, float *x, IrErr *e
     SamplerStep k;
     sampler_step_coef(d, i, cfg->eta, &k);
     sampler_step_apply(&k, cfg->kind, cfg->learn_sigma, rows, C, hw, x, out, noise);
+    IrErr xerr;
+    if (rt_check_x(x, n, C * hw, &xerr)) {
+      if (err) *err = xerr;
+      rc = step_err(err, "sampler update", step, orig_t);
+      break;
+    }
     if (cfg->progress) cfg->progress(cfg->progress_ctx, step + 1, S);
   }
   free(t);

@@ -33,6 +33,12 @@ for s in ddpm ddim; do
   expect 1 "model failed at sampling step 0 \(t=999\): the model's output \(emu backend\) holds .*; the first to appear: step [0-9]+, a GEMM \(%[0-9]+ linear blocks.1.attn.proj\)" -- \
     env DITC_SAMPLE_ON_HOST=1 "$DITC" "${S[@]}" --sampler $s --output "$T/out.png" --backend emu
 done
+# a finite model output that the update overflows (guidance 3e38): the update of step 0, on every path
+G=(sample DiT-digits --weights "$W" --steps 4 --labels 0 --sampler ddim --cfg-scale 3e38 --output "$T/out.png")
+UPD="sampler update failed at sampling step 0 \(t=999\): x after the update holds [0-9]+ NaN or infinite values .*; the model's output was finite"
+expect 1 "$UPD" -- "$DITC" "${G[@]}" --backend ref
+expect 1 "$UPD" -- "$DITC" "${G[@]}" --backend emu
+expect 1 "$UPD" -- env DITC_SAMPLE_ON_HOST=1 "$DITC" "${G[@]}" --backend emu
 # the .npz path too
 expect 1 "model failed at sampling step 0 \(t=999\): the model's output \(ref backend\) holds .*linear 'blocks.1.attn.proj'" -- \
   "$DITC" sample DiT-digits --weights "$T/huge.safetensors" --steps 2 --sampler ddim --cfg-scale 1 --num-samples 3 --output "$T/out.npz" --backend ref

@@ -26,6 +26,8 @@ expect 1 "output 'out' \(cuda backend\) holds 512 NaN or infinite values .*; $GE
 expect 1 "model failed at sampling step 0 \(t=999\): the model's output \(cuda backend\) holds 1024 NaN or infinite values .*; $GEMM" -- \
   env DITC_CUDA_SYNC=1 "$DITC" "${S[@]}"
 grep -q "sampling on the host" "$T/stderr" && { echo "FAIL: the cuda sampling loop ran on the host"; fail=1; }
+expect 1 "sampler update failed at sampling step 0 \(t=999\): x after the update holds [0-9]+ NaN or infinite values .*; the model's output was finite" -- \
+  env DITC_CUDA_SYNC=1 "$DITC" sample DiT-digits --weights "$W" --steps 4 --labels 0 --sampler ddim --cfg-scale 3e38 --output "$T/out.png" --backend cuda
 expect 1 "output 'out' \(cuda backend\) holds 512 NaN or infinite values .* \(where the first appeared is not known: DITC_CUDA_SYNC=1 checks every step and names the first\); nothing was written" -- \
   env DITC_CUDA_SYNC=0 "$DITC" "${R[@]}"
 expect 1 "the sampled x_0 holds 256 NaN or infinite values .*: DITC_CUDA_SYNC=1 checks the model's output at every step" -- \
