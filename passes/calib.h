@@ -26,8 +26,8 @@
 
 /* What a pass says when it reads calibration data the command did not give it. */
 #define PASS_CALIB_NEEDED \
-  "needs calibration data: give the command --weights (calibration runs the model's sampler on them, " \
-  "--calibrate N samples)"
+  "needs calibration data, which a command given --weights measures (run, sample, check, bench, compile: " \
+  "--calibrate N samples of the model's sampler)"
 
 typedef struct {
   const char *name;
