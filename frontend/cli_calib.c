@@ -75,10 +75,13 @@ int cli_calibration(const Opts *o, const FeModel *model, const char *spec, const
   const PassPipeline *p = &o->pipeline;
   int first = pass_pipeline_needs_calib(p, 0);
   if (first < 0 || !spec) return 0;
-  if (!strcmp(p->steps[first].pass->name, "prune-blocks") && pass_pipeline_needs_calib(p, first + 1) >= 0)
-    return cli_fail("prune-blocks drops blocks on calibration data, and a later pass (%s) reads statistics of the "
-                    "blocks as they were: give the dropped blocks (prune-blocks:select=I.J) or run the passes in "
-                    "two steps", p->steps[pass_pipeline_needs_calib(p, first + 1)].pass->name);
+  /* statistics by site index: after blocks are dropped, a later pass's sites are not the measured ones
+   * (linear.<weight>.absmax, named by weight, still are) */
+  for (int k = first; !strcmp(p->steps[first].pass->name, "prune-blocks") && (k = pass_pipeline_needs_calib(p, k + 1)) >= 0;)
+    if (strcmp(p->steps[k].pass->name, "quantize"))
+      return cli_fail("prune-blocks drops blocks on calibration data, and a later pass (%s) reads statistics of the "
+                      "blocks as they were: give the dropped blocks (prune-blocks:count=N:select=I.J)",
+                      p->steps[k].pass->name);
   RtCalibSettings s;
   IrErr err;
   FeModel m;
