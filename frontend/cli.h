@@ -141,6 +141,20 @@ int cli_runner_prepare(const Opts *o, Runner *r, int64_t batch);
 int cli_memory_check(const char *what, double bytes);
 void cli_runner_free(Runner *r);
 
+/* The labels of the first n samples `sample` draws: --labels or
+ * --labels-from cycled, else its Philox draws from --seed.  0 or 1. */
+int cli_sample_labels(const Opts *o, int classes, int64_t n, int32_t *out);
+
+/* ---- calibration data for the passes (cli_calib.c) ------------------------- */
+
+/* When o->pipeline has a pass reading calibration data
+ * (pass_pipeline_needs_calib) and the command has weights (spec), the
+ * statistics measured on MODEL's graph at that pass's place by the
+ * command's sampler (runtime/calib.h), from the cache or measured now
+ * (saying so on stderr); else *out NULL.  model: the command's own build
+ * (its parameters).  Returns 0 or 1. */
+int cli_calibration(const Opts *o, const FeModel *model, const char *spec, const struct PassCalib **out);
+
 /* FILE:TENSOR: open FILE and find TENSOR.  Returns the open file (close it
  * with st_close) and the tensor in *t, or NULL after saying why. */
 StFile *cli_open_tensor_spec(const char *spec, const StTensor **t);

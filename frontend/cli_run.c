@@ -942,3 +942,17 @@ done:
   return rc;
 }
 
+
+int cli_sample_labels(const Opts *o, int classes, int64_t n, int32_t *out) {
+  int32_t *given = NULL;
+  int64_t n_given = 0;
+  int distinct;
+  if ((o->labels || o->labels_from) &&
+      (o->labels_from ? load_labels(o->labels_from, 1, classes, &given, &n_given, &distinct)
+                      : parse_labels(o->labels, 1, classes, &given, &n_given, &distinct)))
+    return 1;
+  for (int64_t g = 0; g < n; g++)
+    out[g] = given && n_given ? given[g % n_given] : sample_label((uint64_t)o->seed, g, classes);
+  free(given);
+  return 0;
+}

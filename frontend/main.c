@@ -242,6 +242,10 @@ static const OptSpec OPTIONS[] = {
     {"--prune-mlp", NULL, C_MODEL, OPT_NUM, O(prune_mlp), 0, 0, NULL, "F",
      "remove the fraction F (in [0, 1)) of every MLP's hidden channels, lowest |fc1 row| |fc2 column| first "
      "(pass prune-mlp)", 0, "prune-mlp:fraction="},
+    {"--calibrate", NULL, C_MODEL, OPT_INT, O(calibrate), 1, 100000, NULL, "N",
+     "samples the calibration data of criterion=calib, --prune-blocks and quantize fp8 is measured on (default 8; "
+     "sample's own sampler and labels, else DDPM 50 steps, guidance 1.5, labels 0..C-1; on the reference "
+     "executor, cached next to the kernel cache; needs --weights)", 0, NULL},
     {"--ops", NULL, C_IR, OPT_FLAG, O(ops), 0, 0, NULL, NULL, "list the IR's ops (no MODEL needed)", 1, NULL},
     {"--passes-help", NULL, C_IR, OPT_FLAG, O(passes_help), 0, 0, NULL, NULL,
      "list the passes, their options and the default pipeline (no MODEL needed)", 1, NULL},
@@ -722,6 +726,11 @@ int cli_build(const Opts *o, const char *entry, FeModel *m) {
     }
     po.weight = pass_weight_of;
     po.weight_ctx = &w;
+  }
+  if (cli_calibration(o, m, spec, &po.calib)) {
+    weights_free(&w);
+    fe_model_free(m);
+    return 1;
   }
   m->passes = arena_alloc(&m->arena, sizeof *m->passes);
   po.resolved = m->passes;

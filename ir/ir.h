@@ -275,6 +275,9 @@ typedef struct {
    * pass (passes/plan_memory.c) and carried out by the code generator's
    * memory planner (codegen/memplan.c) once the plan's buffers are known. */
   IrMemPlan memplan;
+  /* Set by a pass that removed PARAMs on purpose (prune-blocks): binding a
+   * checkpoint then ignores its tensors no PARAM reads. */
+  int dropped_params;
 } IrGraph;
 
 IrGraph *ir_graph_new(const char *name);

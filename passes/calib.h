@@ -7,10 +7,15 @@
  * A PassCalib is a list of named vectors of doubles.  Names say what and
  * where: "<site kind>.<site index>.<statistic>", the site index counting the
  * sites prune_find_attention / prune_find_mlps (passes/prune.h) find in the
- * graph the passes see, e.g. "attn.3.head_out" (per head: mean |gated
- * output| of the head through proj), "mlp.0.act_abs" (per hidden channel:
- * mean |activation|), "block.2.delta" (one value: mean |block output -
- * input| / |input|).  The int8 passes may add their own ("linear.<i>.absmax").
+ * graph the passes see (runtime/calib.h says exactly how each is measured):
+ *   attn.<s>.head_out    per head h: mean over tokens and output channels of
+ *                        |gate * (merged[:, h] proj_w[:, h]^T)|, the head's
+ *                        gated contribution to the residual stream
+ *   mlp.<s>.act_abs      per hidden channel: mean |GELU output|
+ *   block.<i>.delta      one value: sum |x_out - x_in| / sum |x_in| of block
+ *                        i, averaged over the calibration steps
+ *   linear.<weight name>.absmax   one value: the largest |x| of the linear's
+ *                        input, e.g. linear.blocks.0.attn.qkv.weight.absmax
  */
 #ifndef DITC_PASSES_CALIB_H
 #define DITC_PASSES_CALIB_H
@@ -18,6 +23,11 @@
 #include <stdint.h>
 
 #include "ir/ir.h"
+
+/* What a pass says when it reads calibration data the command did not give it. */
+#define PASS_CALIB_NEEDED \
+  "needs calibration data, which a command given --weights measures (run, sample, check, bench, compile: " \
+  "--calibrate N samples of the model's sampler)"
 
 typedef struct {
   const char *name;
@@ -36,5 +46,16 @@ const double *pass_calib_find(const PassCalib *c, const char *name, int64_t n);
 /* Heads' scores of attention site `site` (statistic attn.<site>.head_out);
  * -1 with err when there is no calibration data or no such statistic. */
 int pass_calib_head_scores(const PassCalib *c, int site, int heads, double *score, IrErr *err);
+/* The largest |input| of the linear whose weight PARAM is named weight_name
+ * (statistic linear.<weight_name>.absmax) in *out; -1 with err when there is
+ * no calibration data or no such statistic. */
+int pass_calib_absmax(const PassCalib *c, const char *weight_name, double *out, IrErr *err);
+
+/* The first step of p from step `from` on that reads calibration data:
+ * prune-heads or prune-mlp with criterion=calib, prune-blocks with a count
+ * and no select, quantize with mode=fp8 (and no decision spelled out).
+ * Its index, or -1 when none does. */
+struct PassPipeline;
+int pass_pipeline_needs_calib(const struct PassPipeline *p, int from);
 
 #endif

@@ -39,9 +39,18 @@ typedef struct {
   int64_t hidden;
 } PruneMlp;
 
+/* One DiT block around attention site `attn`: mul = gate * proj,
+ * mid = in + mul, out the one add reading mid (the MLP's residual), in and
+ * out of one shape.  Block i is the i-th such attention. */
+typedef struct {
+  IrNode *in, *mid, *out, *mul, *gate;
+  int attn;
+} PruneBlock;
+
 /* The sites in graph order (arrays the caller frees); n may be 0. */
 int prune_find_attention(IrGraph *g, PruneAttn **out);
 int prune_find_mlps(IrGraph *g, PruneMlp **out);
+int prune_find_blocks(IrGraph *g, PruneBlock **out);
 
 /* A label for messages: the node's name or "%id". */
 const char *prune_label(const IrNode *n, char *buf, size_t len);

@@ -14,47 +14,12 @@
 #include "passes/calib.h"
 #include "passes/prune.h"
 
-typedef struct {
-  IrNode *in, *out;
-} Block;
-
-/* The only ADD among x's readers (NULL: none or several). */
-static IrNode *add_reader(IrGraph *g, const IrNode *x, IrNode **other) {
-  IrNode *found = NULL;
-  for (int i = 0; i < g->n_nodes; i++) {
-    IrNode *n = g->nodes[i];
-    if (n->op != IR_ADD || (n->in[0] != x && n->in[1] != x)) continue;
-    if (found) return NULL;
-    found = n;
-  }
-  if (found && other) *other = found->in[0] == x ? found->in[1] : found->in[0];
-  return found;
-}
-
-static int find_blocks(IrGraph *g, Block **out) {
-  PruneAttn *a;
-  int n = prune_find_attention(g, &a), k = 0;
-  *out = xcalloc((size_t)n + 1, sizeof **out);
-  for (int s = 0; s < n; s++) {
-    IrNode *mul = NULL;
-    for (int i = 0; i < g->n_nodes && !mul; i++)
-      if (g->nodes[i]->op == IR_MUL && (g->nodes[i]->in[0] == a[s].proj || g->nodes[i]->in[1] == a[s].proj))
-        mul = g->nodes[i];
-    IrNode *x_in = NULL, *x_mid = mul ? add_reader(g, mul, &x_in) : NULL;
-    IrNode *x_out = x_mid ? add_reader(g, x_mid, NULL) : NULL;
-    if (!x_out || !ir_shape_eq(&x_in->shape, &x_out->shape)) continue;
-    (*out)[k++] = (Block){x_in, x_out};
-  }
-  free(a);
-  return k;
-}
-
 int pass_prune_blocks(IrGraph *g, const PassOptions *o, IrErr *err) {
   int64_t count = pass_opt_int(o, "count");
   if (count == 0) return 0;
   const char *sel = pass_opt_text(o, "select");
-  Block *b;
-  int n = find_blocks(g, &b), rc = -1;
+  PruneBlock *b;
+  int n = prune_find_blocks(g, &b), rc = -1;
   unsigned char *drop = xcalloc((size_t)n + 1, 1);
   if (count >= n) {
     ir_errf(err, "count=%lld: the model has %d blocks (at most %d may be dropped)", (long long)count, n, n ? n - 1 : 0);
@@ -87,8 +52,8 @@ int pass_prune_blocks(IrGraph *g, const PassOptions *o, IrErr *err) {
         snprintf(name, sizeof name, "block.%d.delta", i);
         const double *v = pass_calib_find(o->calib, name, 1);
         if (!v) {
-          ir_errf(err, "dropping blocks needs calibration data with the statistic %s (the command's --calibrate N)",
-                  name);
+          ir_errf(err, "dropping blocks needs calibration data with the statistic %s (%s)", name,
+                  o->calib ? o->calib->about : "the command's --calibrate N runs the model for it");
           free(score);
           goto out;
         }
@@ -109,6 +74,7 @@ int pass_prune_blocks(IrGraph *g, const PassOptions *o, IrErr *err) {
   /* later blocks first, so that an earlier block's output still names the right node */
   for (int i = n - 1; i >= 0; i--)
     if (drop[i]) ir_replace_all_uses(g, b[i].out, b[i].in);
+  g->dropped_params = 1; /* the dropped blocks' weights: in the checkpoint, read by nothing */
   rc = prune_finish(g, err);
 out:
   free(drop);

@@ -23,7 +23,7 @@ static int scores(const PassOptions *o, const PruneMlp *m, int site, int calib, 
   if (calib) {
     char name[64];
     snprintf(name, sizeof name, "mlp.%d.act_abs", site);
-    if (!o->calib) return ir_errf(err, "criterion=calib needs calibration data (the command's --calibrate N)");
+    if (!o->calib) return ir_errf(err, "criterion=calib " PASS_CALIB_NEEDED);
     if (!(act = pass_calib_find(o->calib, name, h)))
       return ir_errf(err, "the calibration data has no statistic %s of %lld values", name, (long long)h);
   }

@@ -289,3 +289,34 @@ void prune_rebuild_attention(IrGraph *g, const PruneAttn *a, IrNode *w, IrNode *
   IrNode *proj = labelled(ir_linear(g, merged, pw, a->pb), a->proj);
   ir_replace_all_uses(g, a->proj, proj);
 }
+
+/* The only ADD among x's readers (NULL: none or several). */
+static IrNode *add_reader(IrGraph *g, const IrNode *x, IrNode **other) {
+  IrNode *found = NULL;
+  for (int i = 0; i < g->n_nodes; i++) {
+    IrNode *n = g->nodes[i];
+    if (n->op != IR_ADD || (n->in[0] != x && n->in[1] != x)) continue;
+    if (found) return NULL;
+    found = n;
+  }
+  if (found && other) *other = found->in[0] == x ? found->in[1] : found->in[0];
+  return found;
+}
+
+int prune_find_blocks(IrGraph *g, PruneBlock **out) {
+  PruneAttn *a;
+  int n = prune_find_attention(g, &a), k = 0;
+  *out = xcalloc((size_t)n + 1, sizeof **out);
+  for (int s = 0; s < n; s++) {
+    IrNode *mul = NULL;
+    for (int i = 0; i < g->n_nodes && !mul; i++)
+      if (g->nodes[i]->op == IR_MUL && (g->nodes[i]->in[0] == a[s].proj || g->nodes[i]->in[1] == a[s].proj))
+        mul = g->nodes[i];
+    IrNode *x_in = NULL, *x_mid = mul ? add_reader(g, mul, &x_in) : NULL;
+    IrNode *x_out = x_mid ? add_reader(g, x_mid, NULL) : NULL;
+    if (!x_out || !ir_shape_eq(&x_in->shape, &x_out->shape)) continue;
+    (*out)[k++] = (PruneBlock){x_in, x_mid, x_out, mul, mul->in[0] == a[s].proj ? mul->in[1] : mul->in[0], s};
+  }
+  free(a);
+  return k;
+}

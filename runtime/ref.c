@@ -61,6 +61,8 @@ struct RefExec {
   int n_slots;
   float *scratch;    /* im2col columns */
   size_t scratch_n;  /* floats */
+  RefObserveFn observe; /* after every node a run computes (calibration), or NULL */
+  void *observe_ctx;
 };
 
 /* ======================================================================== */
@@ -474,8 +476,11 @@ int ref_run(RefExec *e, const RtTensor *inputs, RtTensor *outputs, IrErr *err) {
     if (check_input(e->inputs[k], &inputs[k], e->batch, err)) return -1;
     val_of(e, e->inputs[k])->ptr = inputs[k].data;
   }
-  for (int i = 0; i < e->n; i++)
-    if (!e->v[i].fixed && run_node(e, i, err)) return -1;
+  for (int i = 0; i < e->n; i++) {
+    if (e->v[i].fixed) continue;
+    if (run_node(e, i, err)) return -1;
+    if (e->observe) e->observe(e->observe_ctx, e, g->nodes[i]);
+  }
   for (int k = 0; k < g->n_outputs; k++) {
     IrNode *nd = g->outputs[k];
     RefVal *v = val_of(e, nd);
@@ -520,6 +525,17 @@ int ref_locate_nonfinite(RefExec *e, const RtTensor *inputs, char *where, size_t
     return 1;
   }
   return 0;
+}
+
+void ref_set_observer(RefExec *e, RefObserveFn fn, void *ctx) {
+  e->observe = fn;
+  e->observe_ctx = ctx;
+}
+
+const float *ref_value(RefExec *e, const IrNode *n, int64_t *numel) {
+  RefVal *v = val_of(e, n);
+  *numel = v->s.numel;
+  return n->dtype == IR_I32 ? NULL : v->ptr;
 }
 
 int64_t ref_batch_of(IrGraph *g, const RtTensor *inputs, IrErr *err) {

@@ -28,6 +28,17 @@ void ref_free(RefExec *e);
  * with err. */
 int ref_locate_nonfinite(RefExec *e, const RtTensor *inputs, char *where, size_t n, IrErr *err);
 
+/* An observer (calibration, runtime/calib.h): called by ref_run after every
+ * node it computes (not the leaves, nor the weight-only nodes ref_prepare
+ * computed), in graph order.  While it runs, ref_value gives the values of
+ * that node and of its inputs (other nodes' storage may already hold
+ * something else).  fn NULL: none. */
+typedef void (*RefObserveFn)(void *ctx, RefExec *e, const IrNode *node);
+void ref_set_observer(RefExec *e, RefObserveFn fn, void *ctx);
+/* Node n's f32 values at the executor's batch (NULL for an i32 node), their
+ * count in *numel. */
+const float *ref_value(RefExec *e, const IrNode *n, int64_t *numel);
+
 /* Deduce the batch from the inputs' leading dims; -1 with err if inconsistent. */
 int64_t ref_batch_of(IrGraph *g, const RtTensor *inputs, IrErr *err);
 

@@ -458,7 +458,7 @@ int weights_bind_file(IrGraph *g, const StFile *f, Weights *w, IrErr *err) {
     }
     bind[i] = s;
   }
-  for (int i = 0; i < src.n; i++)
+  for (int i = 0; i < src.n && !g->dropped_params; i++)
     if (!src.v[i].used)
       list_add(&unexpected, src.v[i].orig ? fmt("%s (as %s)", src.v[i].orig, src.v[i].name)
                                           : xstrdup(src.v[i].name));
