@@ -70,6 +70,7 @@ typedef struct {
   } pass_flags[8];
   int n_pass_flags;
   long long prune_heads, kv_heads, prune_blocks, calibrate;
+  long long cache_interval, cache_warmup; /* sample, stats: step caching (0, -1: not given) */
   double prune_mlp;
 } Opts;
 
@@ -89,6 +90,9 @@ void cli_warn(const char *msg);
 int cli_settings(const Opts *o, FeSetting *sets);
 /* Elaborate `entry` of o->model and run o->pipeline.  Returns 0 or 1. */
 int cli_build(const Opts *o, const char *entry, FeModel *m);
+/* The same with step caching's role (passes.h, pass_step_cache): NULL or
+ * "none" as cli_build, "full" or "cached" its two entries. */
+int cli_build_role(const Opts *o, const char *entry, const char *role, FeModel *m);
 /* --precision as a dtype (f32 when not given). */
 IrDType cli_precision(const Opts *o);
 

@@ -158,6 +158,15 @@ static const OptSpec OPTIONS[] = {
      "sampling steps, respaced over the diffusion steps (required)", 0, NULL},
     {"--diffusion-steps", NULL, C_SAMPLE, OPT_INT, O(diffusion_steps), 2, 100000, NULL, "N",
      "the training schedule's steps (default 1000)", 0, NULL},
+    {"--steps", NULL, C_STATS, OPT_INT, O(steps), 1, 100000, NULL, "S",
+     "with --cache-interval: the sampling steps MACs per image are counted over", 0, NULL},
+    {"--cache-interval", NULL, C_SAMPLE, OPT_INT, O(cache_interval), 1, 100000, NULL, "N",
+     "step caching: a full step keeps every block's gated residual deltas, the N-1 steps after it reuse them "
+     "(1: every step full)", 0, NULL},
+    {"--cache-interval", NULL, C_STATS, OPT_INT, O(cache_interval), 1, 100000, NULL, "N",
+     "MACs per image of sampling --steps S with step caching every N steps, beside the uncached run", 0, NULL},
+    {"--cache-warmup", NULL, C_SAMPLE | C_STATS, OPT_INT, O(cache_warmup), 0, 100000, NULL, "W",
+     "with --cache-interval: the first W steps are all full (default 0; at most --steps)", 0, NULL},
     {"--labels", NULL, C_SAMPLE, OPT_STR, O(labels), 0, 0, NULL, "L",
      "class labels, e.g. 0,1,7 or 0-9 (num_classes itself is the null class)", 0, NULL},
     {"--labels-from", NULL, C_SAMPLE, OPT_STR, O(labels_from), 0, 0, NULL, "FILE:TENSOR",
@@ -605,6 +614,7 @@ static int parse_pipeline(Opts *o) {
  * after printing why. */
 static int parse_args(int argc, char **argv, const Command *c, Opts *o) {
   o->steps = -1;
+  o->cache_warmup = -1;
   o->diffusion_steps = 1000;
   o->repeat = 1;
   o->tol = -1;
@@ -696,7 +706,9 @@ static int check_pass_flags(const Opts *o, const FeModel *m, const char *name) {
   return 0;
 }
 
-int cli_build(const Opts *o, const char *entry, FeModel *m) {
+int cli_build(const Opts *o, const char *entry, FeModel *m) { return cli_build_role(o, entry, NULL, m); }
+
+int cli_build_role(const Opts *o, const char *entry, const char *role, FeModel *m) {
   FeSetting sets[CLI_MAX_SETTINGS];
   int n = cli_settings(o, sets);
   int errors = fe_build(o->model, sets, n, entry, stderr, m);
@@ -725,7 +737,10 @@ int cli_build(const Opts *o, const char *entry, FeModel *m) {
   }
   m->passes = arena_alloc(&m->arena, sizeof *m->passes);
   po.resolved = m->passes;
-  int rc = pass_pipeline_run(m->graph, &o->pipeline, &po, &err);
+  PassPipeline *pl = xmalloc(sizeof *pl);
+  *pl = o->pipeline;
+  int rc = pass_pipeline_add_step_cache(pl, role, &err) || pass_pipeline_run(m->graph, pl, &po, &err);
+  free(pl);
   weights_free(&w);
   if (rc) {
     fe_model_free(m);

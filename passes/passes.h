@@ -171,4 +171,13 @@ int pass_kv_heads(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_prune_mlp(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_prune_blocks(IrGraph *g, const PassOptions *o, IrErr *err);
 
+/* step_cache.c: the full and cached entries of step caching (sampling with
+ * --cache-interval).  pass_pipeline_add_step_cache puts step-cache:role=ROLE
+ * into p before the first of hoist-adaln, route-experts, conv-gemm, fuse,
+ * plan-memory it runs (after every pass that changes the model), else at the
+ * end; role NULL or "none" adds nothing. */
+#define PASS_STEP_CACHE_ROLES "none|full|cached"
+int pass_step_cache(IrGraph *g, const PassOptions *o, IrErr *err);
+int pass_pipeline_add_step_cache(PassPipeline *p, const char *role, IrErr *err);
+
 #endif
