@@ -135,9 +135,13 @@ typedef struct {
   int n_in;                   /* graph inputs, in order */
   const char **in_names;
   IrDType *in_dtypes;
+  IrGraph *bind_graph;        /* bind --weights against this graph (step caching's cached entry: the full
+                               * entry's, whose PARAMs, of the same ids, it lacks some of); NULL: m.graph */
 } Runner;
 
 int cli_runner_open(const Opts *o, const char *entry, Runner *r);
+/* The same for step caching's entries (role "full" or "cached"; NULL: as cli_runner_open). */
+int cli_runner_open_role(const Opts *o, const char *entry, const char *role, Runner *r);
 int64_t cli_runner_param(const Runner *r, const char *name);
 int cli_runner_prepare(const Opts *o, Runner *r, int64_t batch);
 /* 0 when `bytes` of host memory fit the limit ($DITC_MEMORY_LIMIT, else what
