@@ -744,6 +744,7 @@ int cli_build_role(const Opts *o, const char *entry, const char *role, FeModel *
   weights_free(&w);
   if (rc) {
     fe_model_free(m);
+    if (role && strcmp(role, "none")) return cli_fail("--cache-interval %lld: %s", o->cache_interval, err.msg);
     return cli_fail("%s", err.msg);
   }
   return 0;
