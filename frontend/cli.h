@@ -71,6 +71,7 @@ typedef struct {
   int n_pass_flags;
   long long prune_heads, kv_heads, prune_blocks, calibrate;
   long long cache_interval, cache_warmup; /* sample, stats: step caching (0, -1: not given) */
+  long long step_cache;       /* compile: also step caching's two entries of each entry */
   double prune_mlp;
 } Opts;
 

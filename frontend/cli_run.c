@@ -79,6 +79,14 @@ int cli_runner_open_role(const Opts *o, const char *entry, const char *role, Run
     if (!(r->pack = cg_pack_open(o->plan, &err))) return cli_fail("%s", err.msg);
     if (!entry) /* the default, as for a model: forward, else the first */
       entry = cg_pack_find_plan(r->pack, "forward") || !r->pack->n_plans ? "forward" : r->pack->plans[0].plan->entry;
+    char named[200];
+    if (role && strcmp(role, "none")) { /* step caching's entries, as passes/step_cache.c names them */
+      snprintf(named, sizeof named, "%s%s", entry, !strcmp(role, "full") ? PASS_STEP_CACHE_FULL : PASS_STEP_CACHE_STEP);
+      entry = named;
+      if (!cg_pack_find_plan(r->pack, entry))
+        return cli_fail("--cache-interval %lld: %s has no plan for '%s' (compile it with --step-cache)",
+                        o->cache_interval, o->plan, entry);
+    }
     if (!(r->pp = cg_pack_find_plan(r->pack, entry))) {
       char list[256] = "";
       size_t used = 0;
@@ -503,8 +511,8 @@ static int cache_setup(const Opts *o, ModelCtx *mc, const Runner *rn, Runner *cr
   mc->interval = (int)o->cache_interval;
   mc->warmup = o->cache_warmup < 0 ? 0 : (int)o->cache_warmup;
   mc->n_out = rn->built ? rn->m.graph->n_outputs : rn->use->n_outputs;
-  if (!crn || !crn->built) return 0;
-  crn->bind_graph = rn->m.graph;
+  if (!crn || !(crn->built || crn->pack)) return 0;
+  if (crn->built) crn->bind_graph = rn->m.graph;
   if (cli_runner_prepare(o, crn, batch)) return 1;
   mc->cbe = crn->be;
   mc->crn = crn;
@@ -883,9 +891,9 @@ int cmd_sample(const Opts *o) {
   if (o->cache_warmup >= 0 && o->cache_interval < 1) return cli_usage("--cache-warmup %lld goes with --cache-interval N", o->cache_warmup);
   if (o->cache_warmup > o->steps)
     return cli_usage("--cache-warmup %lld is more than the %lld sampling steps (--steps)", o->cache_warmup, o->steps);
-  if (o->cache_interval >= 1 && o->plan)
-    return cli_fail("--cache-interval %lld: step caching builds its two entries from a MODEL; a pack (--plan) does "
-                    "not hold them", o->cache_interval);
+  if (o->cache_interval >= 1 && o->plan && o->weights)
+    return cli_fail("--cache-interval %lld with --plan runs the pack's own weights: leave out --weights (or compile "
+                    "the pack with them)", o->cache_interval);
   /* .png in any case is a PNG grid; .safetensors or a name without an
    * extension (a device, a FIFO) the samples as safetensors */
   int png = fio_has_ext(o->output, "png");

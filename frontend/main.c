@@ -165,6 +165,9 @@ static const OptSpec OPTIONS[] = {
      "(1: every step full)", 0, NULL},
     {"--cache-interval", NULL, C_STATS, OPT_INT, O(cache_interval), 1, 100000, NULL, "N",
      "MACs per image of sampling --steps S with step caching every N steps, beside the uncached run", 0, NULL},
+    {"--step-cache", NULL, C_COMPILE, OPT_FLAG, O(step_cache), 0, 0, NULL, NULL,
+     "also compile each entry's step-caching pair ENTRY.cache_full, ENTRY.cache_step (sample --plan "
+     "--cache-interval)", 0, NULL},
     {"--cache-warmup", NULL, C_SAMPLE | C_STATS, OPT_INT, O(cache_warmup), 0, 100000, NULL, "W",
      "with --cache-interval: the first W steps are all full (default 0; at most --steps)", 0, NULL},
     {"--labels", NULL, C_SAMPLE, OPT_STR, O(labels), 0, 0, NULL, "L",
@@ -744,7 +747,9 @@ int cli_build_role(const Opts *o, const char *entry, const char *role, FeModel *
   weights_free(&w);
   if (rc) {
     fe_model_free(m);
-    if (role && strcmp(role, "none")) return cli_fail("--cache-interval %lld: %s", o->cache_interval, err.msg);
+    if (role && strcmp(role, "none") && o->cache_interval >= 1)
+      return cli_fail("--cache-interval %lld: %s", o->cache_interval, err.msg);
+    if (role && strcmp(role, "none")) return cli_fail("--step-cache: %s", err.msg);
     return cli_fail("%s", err.msg);
   }
   return 0;

@@ -18,6 +18,8 @@
  *                MLP and adaLN fall away (dce), the embedders, the final
  *                layer and its adaLN still run;
  *   role=none    nothing.
+ * The entry is renamed ENTRY.cache_full or ENTRY.cache_step (a pack's plans
+ * for the two roles; frontend/pack_plan.c builds them again from the name).
  *
  * The sampler (runtime/backend.h, sampler.h: rt_cache_step_full) runs the
  * full entry on the full steps and hands its cache.<k> outputs to the cached
@@ -85,8 +87,21 @@ int pass_step_cache(IrGraph *g, const PassOptions *o, IrErr *err) {
   }
   if (ir_graph_toposort(g, err)) goto out;
   ir_graph_dce(g);
+  /* the entry's plan is named for its role: a pack holds both beside the plain one */
+  char name[200];
+  snprintf(name, sizeof name, "%s%s", g->name ? g->name : "forward",
+           !strcmp(role, "full") ? PASS_STEP_CACHE_FULL : PASS_STEP_CACHE_STEP);
+  g->name = arena_strdup(&g->arena, name);
   rc = 0;
 out:
   free(delta);
   return rc;
+}
+
+const char *pass_step_cache_role(const char *entry, size_t *base_len) {
+  size_t n = strlen(entry), lf = strlen(PASS_STEP_CACHE_FULL), ls = strlen(PASS_STEP_CACHE_STEP);
+  if (n > lf && !strcmp(entry + n - lf, PASS_STEP_CACHE_FULL)) return *base_len = n - lf, "full";
+  if (n > ls && !strcmp(entry + n - ls, PASS_STEP_CACHE_STEP)) return *base_len = n - ls, "cached";
+  *base_len = n;
+  return NULL;
 }
