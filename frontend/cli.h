@@ -138,6 +138,7 @@ typedef struct {
   IrDType *in_dtypes;
   IrGraph *bind_graph;        /* bind --weights against this graph (step caching's cached entry: the full
                                * entry's, whose PARAMs, of the same ids, it lacks some of); NULL: m.graph */
+  FeModel bind_m;             /* --entry ENTRY.cache_step: ENTRY built to bind against (bind_graph) */
 } Runner;
 
 int cli_runner_open(const Opts *o, const char *entry, Runner *r);

@@ -211,6 +211,14 @@ int cli_runner_prepare(const Opts *o, Runner *r, int64_t batch) {
     md.n_cubins = r->pp->n_cubins;
   } else {
     if (!o->weights) return cli_fail("--weights is required with a MODEL");
+    size_t base_len;
+    const char *role = r->m.graph->name ? pass_step_cache_role(r->m.graph->name, &base_len) : NULL;
+    if (!r->bind_graph && role && !strcmp(role, "cached")) { /* bind as its entry does: it lacks the blocks' PARAMs */
+      char base[200];
+      snprintf(base, sizeof base, "%.*s", (int)base_len, r->m.graph->name);
+      if (cli_build(o, base, &r->bind_m)) return 1;
+      r->bind_graph = r->bind_m.graph;
+    }
     if (weights_open(r->bind_graph ? r->bind_graph : r->m.graph, o->weights, &r->w, &err))
       return cli_fail("%s", err.msg);
     md.graph = r->m.graph;
@@ -261,6 +269,7 @@ void cli_runner_free(Runner *r) {
   free(r->in_names);
   free(r->in_dtypes);
   if (r->built) fe_model_free(&r->m);
+  if (r->bind_m.graph) fe_model_free(&r->bind_m);
   memset(r, 0, sizeof *r);
 }
 

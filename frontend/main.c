@@ -712,6 +712,14 @@ static int check_pass_flags(const Opts *o, const FeModel *m, const char *name) {
 int cli_build(const Opts *o, const char *entry, FeModel *m) { return cli_build_role(o, entry, NULL, m); }
 
 int cli_build_role(const Opts *o, const char *entry, const char *role, FeModel *m) {
+  char base[200];
+  size_t len;
+  const char *named = entry && !role ? pass_step_cache_role(entry, &len) : NULL;
+  if (named && len < sizeof base) { /* --entry ENTRY.cache_full or ENTRY.cache_step: that entry of step caching */
+    memcpy(base, entry, len);
+    base[len] = '\0';
+    entry = base, role = named;
+  }
   FeSetting sets[CLI_MAX_SETTINGS];
   int n = cli_settings(o, sets);
   int errors = fe_build(o->model, sets, n, entry, stderr, m);

@@ -64,6 +64,13 @@ jq -e '.block_macs_per_image * 2 == .block_macs_per_image_uncached and .full_ste
 jq -e '.macs_cached_step == (64*128*4 + 256*128 + 128*128 + 128*256 + 64*128*8)' <<<"$j" >/dev/null ||
   { echo "FAIL: cached step MACs: $j"; exit 1; }
 
+# --entry ENTRY.cache_step / .cache_full on stats and bench: one step of each (what `sample` runs)
+jq -e --argjson c "$(jq .macs_cached_step <<<"$j")" '.macs == $c' \
+  <<<"$("$DITC" stats "$M" --entry forward.cache_step --json)" >/dev/null || { echo "FAIL: stats --entry forward.cache_step"; exit 1; }
+for e in forward_with_cfg.cache_full forward_with_cfg.cache_step; do
+  "$DITC" bench "$M" --entry "$e" --weights "$W" --batch 2 --iters 1 --report | jq -e --arg e "$e" '.entry == $e' >/dev/null
+done
+
 # bad inputs: a `ditc: error:` naming the flag and value, non-zero exit, no output file
 refuse() {  # PATTERN ARGS...
   local pat=$1
