@@ -36,6 +36,11 @@ for wu in 0 1; do
   if cmp -s "$TMP/c2.ref.safetensors" "$TMP/u.ref.safetensors"; then echo "FAIL: interval 2 = uncached"; exit 1; fi
 done
 
+# --num-samples: batches of the sampler loop, each with its own full first step
+"$DITC" sample "$M" --weights "$W" --sampler ddim --steps 4 --cfg-scale 1.5 --num-samples 3 --batch 2 \
+  --cache-interval 2 --backend ref -o "$TMP/s.npz" 2>/dev/null
+[ -s "$TMP/s.npz" ] || { echo "FAIL: no .npz"; exit 1; }
+
 # MACs per image: the formula, for S steps, interval N, warm-up W: F = W + ceil((S - W) / N) full steps
 check_macs() {  # S N W ENTRY
   local S=$1 N=$2 Wu=$3 e=$4 j plain
