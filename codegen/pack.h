@@ -26,13 +26,15 @@
  * two plans of one entry never have a CUBIN for the same SM, and where an
  * entry has several plans each has at least one CUBIN.
  *
- * File layout (version 6), every integer little-endian:
+ * File layout (version 7), every integer little-endian:
  *
  *   header, 64 bytes
  *     0   "DITCPACK"          magic
- *     8   u32 version          5 (1: before GEMMs had d_dtype, 2: before computed weights,
+ *     8   u32 version          7 (1: before GEMMs had d_dtype, 2: before computed weights,
  *                              3: one plan per entry, built with the default tuning row,
- *                              4: without the model record, 5: before launches had parameters)
+ *                              4: without the model record, 5: before launches had parameters,
+ *                              6: before step caching's entries ENTRY.cache_full and
+ *                              ENTRY.cache_step, plans built again with the step-cache pass)
  *     12  u32 n_sections       entries in the table of contents (<= 4096)
  *     16  u64 file_size        the whole file, bytes
  *     24  u64 toc_offset       64
@@ -87,7 +89,7 @@
 #include "codegen/plan.h"
 #include "ir/fileio.h"
 
-#define CG_PACK_VERSION 6
+#define CG_PACK_VERSION 7
 
 enum {
   CG_PACK_SEC_MANIFEST = 1,

@@ -571,7 +571,8 @@ static int parse(CgPack *pk, const unsigned char *buf, size_t len, unsigned flag
   if (version != CG_PACK_VERSION)
     return bad(r, "pack format version %u; this ditc reads version %d (recompile the pack with `ditc compile`%s)",
                version, CG_PACK_VERSION,
-               version == 5   ? ": version 6 passes kernels their operands' offsets as launch parameters"
+               version == 6   ? ": version 7 may hold step caching's entries (ENTRY.cache_full, ENTRY.cache_step)"
+               : version == 5 ? ": version 6 passes kernels their operands' offsets as launch parameters"
                : version == 4 ? ": version 5 records the model its plans are built again from before they run"
                : version == 3 ? ": version 4 holds a plan per architecture's tuning"
                               : "");

@@ -70,6 +70,8 @@ typedef struct {
   } pass_flags[8];
   int n_pass_flags;
   long long prune_heads, kv_heads, prune_blocks, calibrate;
+  long long cache_interval, cache_warmup; /* sample, stats: step caching (0, -1: not given) */
+  long long step_cache;       /* compile: also step caching's two entries of each entry */
   double prune_mlp;
 } Opts;
 
@@ -89,6 +91,9 @@ void cli_warn(const char *msg);
 int cli_settings(const Opts *o, FeSetting *sets);
 /* Elaborate `entry` of o->model and run o->pipeline.  Returns 0 or 1. */
 int cli_build(const Opts *o, const char *entry, FeModel *m);
+/* The same with step caching's role (passes.h, pass_step_cache): NULL or
+ * "none" as cli_build, "full" or "cached" its two entries. */
+int cli_build_role(const Opts *o, const char *entry, const char *role, FeModel *m);
 /* --precision as a dtype (f32 when not given). */
 IrDType cli_precision(const Opts *o);
 
@@ -131,9 +136,14 @@ typedef struct {
   int n_in;                   /* graph inputs, in order */
   const char **in_names;
   IrDType *in_dtypes;
+  IrGraph *bind_graph;        /* bind --weights against this graph (step caching's cached entry: the full
+                               * entry's, whose PARAMs, of the same ids, it lacks some of); NULL: m.graph */
+  FeModel bind_m;             /* --entry ENTRY.cache_step: ENTRY built to bind against (bind_graph) */
 } Runner;
 
 int cli_runner_open(const Opts *o, const char *entry, Runner *r);
+/* The same for step caching's entries (role "full" or "cached"; NULL: as cli_runner_open). */
+int cli_runner_open_role(const Opts *o, const char *entry, const char *role, Runner *r);
 int64_t cli_runner_param(const Runner *r, const char *name);
 int cli_runner_prepare(const Opts *o, Runner *r, int64_t batch);
 /* 0 when `bytes` of host memory fit the limit ($DITC_MEMORY_LIMIT, else what

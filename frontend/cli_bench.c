@@ -136,21 +136,28 @@ int cmd_bench(const Opts *o) {
   for (int i = 0; i < rn.n_in; i++) {
     int64_t shape[4] = {0}, rank = 0;
     const char *nm = rn.in_names[i];
-    int cfg = !strcmp(entry, "forward_with_cfg");
+    size_t base_len; /* ENTRY.cache_full / ENTRY.cache_step: step caching's entries of ENTRY */
+    pass_step_cache_role(entry, &base_len);
+    int cfg = base_len == strlen("forward_with_cfg") && !strncmp(entry, "forward_with_cfg", base_len);
     rows = cfg ? 2 * batch : batch;
     if (!strcmp(nm, "x")) {
       int64_t c = cli_runner_param(&rn, "in_channels"), s = cli_runner_param(&rn, "input_size");
       shape[0] = rows, shape[1] = c, shape[2] = s, shape[3] = s, rank = 4;
     } else if (!strcmp(nm, "t") || !strcmp(nm, "y")) {
       shape[0] = rows, rank = 1;
+    } else if (!strncmp(nm, "cache.", 6)) { /* a kept block delta [rows, tokens, hidden] */
+      int64_t s = cli_runner_param(&rn, "input_size"), p = cli_runner_param(&rn, "patch_size");
+      shape[0] = rows, shape[1] = p > 0 ? (s / p) * (s / p) : 0, shape[2] = cli_runner_param(&rn, "hidden_size");
+      rank = 3;
     } else if (strcmp(nm, "cfg_scale")) {
       cli_fail("bench does not know how to fill the input '%s'", nm);
       goto done;
     }
     vals[i] = rt_tensor_new(rn.in_dtypes[i], (int)rank, shape);
     int64_t n = rt_numel(&vals[i]);
-    if (!strcmp(nm, "x")) rng_normal(&rng, vals[i].data, n);
-    for (int64_t k = 0; k < n && strcmp(nm, "x"); k++) {
+    int normal = !strcmp(nm, "x") || !strncmp(nm, "cache.", 6);
+    if (normal) rng_normal(&rng, vals[i].data, n);
+    for (int64_t k = 0; k < n && !normal; k++) {
       int64_t v = !strcmp(nm, "t") ? (k * 97) % 1000 : !strcmp(nm, "y") ? k % (classes + 1) : 4;
       if (vals[i].dtype == IR_I32) ((int32_t *)vals[i].data)[k] = (int32_t)v;
       else ((float *)vals[i].data)[k] = (float)v;

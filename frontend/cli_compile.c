@@ -167,10 +167,10 @@ static int same_weights(const CgPlan *p, const CgPlan *q) {
 }
 
 /* Plan p's weights blob from --weights, kept in *blobs until the pack is written. */
-static const void *fill_blob(const Opts *o, FeModel *m, const CgPlan *p, void ***blobs, int *n_blobs) {
+static const void *fill_blob(const Opts *o, IrGraph *bind, const CgPlan *p, void ***blobs, int *n_blobs) {
   Weights wt;
   IrErr err;
-  if (weights_open(m->graph, o->weights, &wt, &err)) {
+  if (weights_open(bind, o->weights, &wt, &err)) {
     cli_fail("%s", err.msg);
     return NULL;
   }
@@ -201,11 +201,22 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
     entries = names.entries;
     n_entries = names.n_entries;
   }
-  for (int e = 0; e < n_entries; e++) {
-    FeModel m;
+  /* --step-cache: each entry also as step caching's full and cached entries (ENTRY.cache_full,
+   * ENTRY.cache_step); the cached one binds the weights as the entry does (it lacks the blocks') */
+  static const char *const roles[] = {NULL, "full", "cached"};
+  for (int er = 0; er < n_entries * 3; er++) {
+    int e = er / 3;
+    const char *role = roles[er % 3];
+    if (role && !o->step_cache) continue;
+    FeModel m, bm = {0};
     IrErr err;
-    if (cli_build(o, entries[e], &m)) goto out;
-    if (w && e == 0) {
+    if (cli_build_role(o, entries[e], role, &m)) goto out;
+    if (role && !strcmp(role, "cached") && w && o->weights && cli_build(o, entries[e], &bm)) {
+      fe_model_free(&m);
+      goto out;
+    }
+    IrGraph *bind = bm.graph ? bm.graph : m.graph;
+    if (w && er == 0) {
       FeSetting sets[CLI_MAX_SETTINGS];
       if (fe_pack_record(w, &m, sets, cli_settings(o, sets), m.passes, &err)) {
         cli_fail("%s", err.msg);
@@ -232,15 +243,15 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
         break;
       }
       if (w && o->weights) {
-        blob[k] = k && same_weights(plans[0], plans[k]) ? blob[0] : fill_blob(o, &m, plans[k], &blobs, &n_blobs);
+        blob[k] = k && same_weights(plans[0], plans[k]) ? blob[0] : fill_blob(o, bind, plans[k], &blobs, &n_blobs);
         if (!blob[k]) {
           bad = 1;
           break;
         }
       }
       if (w) idx[k] = cg_pack_writer_add_plan(w, plans[k], m.graph, blob[k]);
-      if (rep) pj[k] = cli_plan_report(rep, plans[k], m.graph, entries[e]);
-      if (src && fio_out_printf(src, &err, "/* ==== plan %s, tuning row %s ==== */\n%s\n", entries[e],
+      if (rep) pj[k] = cli_plan_report(rep, plans[k], m.graph, m.graph->name);
+      if (src && fio_out_printf(src, &err, "/* ==== plan %s, tuning row %s ==== */\n%s\n", m.graph->name,
                                 plans[k]->tuning, plans[k]->source)) {
         cli_fail("%s", err.msg);
         bad = 1;
@@ -262,6 +273,7 @@ static int compile_entries(const Opts *o, Compiler *c, const char **archs, int n
     }
     for (int k = 0; k < n_plans; k++) cg_plan_free(plans[k]);
     fe_model_free(&m);
+    if (bm.graph) fe_model_free(&bm);
     if (bad) goto out;
   }
   if (w && pack_out) {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "frontend/cli.h"
+#include "runtime/sampler.h"
 
 int cmd_check(const Opts *o) {
   /* the default entry first (forward: its weights are bound), then every other entry of the model */
@@ -57,8 +58,56 @@ int cmd_ir(const Opts *o) {
   return 0;
 }
 
+/* stats --cache-interval: MACs per image of a sampling run of --steps S
+ * with step caching beside the uncached run; full steps run the entry with
+ * every block, cached steps its cached entry (passes/step_cache.c). */
+static int stats_cached(const Opts *o, IrDType wt, int64_t batch) {
+  if (o->steps < 1) return cli_usage("--cache-interval counts MACs over a sampling run: give --steps S");
+  if (o->cache_warmup > o->steps)
+    return cli_usage("--cache-warmup %lld is more than the %lld steps (--steps)", o->cache_warmup, o->steps);
+  FeModel full, cached;
+  if (cli_build_role(o, o->entry, "full", &full)) return 1;
+  if (cli_build_role(o, o->entry, "cached", &cached)) {
+    fe_model_free(&full);
+    return 1;
+  }
+  IrCost cf, cc;
+  ir_cost(full.graph, batch, wt, &cf);
+  ir_cost(cached.graph, batch, wt, &cc);
+  int S = (int)o->steps, N = (int)o->cache_interval, W = o->cache_warmup < 0 ? 0 : (int)o->cache_warmup;
+  int F = sampler_cache_full_steps(S, N, W), C = S - F;
+  double per = (cf.macs * F + cc.macs * C) / (double)batch, unc = cf.macs * S / (double)batch;
+  double blocks = (cf.macs - cc.macs) * F / (double)batch, blocks_unc = (cf.macs - cc.macs) * S / (double)batch;
+  if (o->json) {
+    printf("{\"model\": \"%s\", \"entry\": \"%s\", \"batch\": %lld, \"steps\": %d, \"cache_interval\": %d, "
+           "\"cache_warmup\": %d, \"full_steps\": %d, \"cached_steps\": %d, \"macs_full_step\": %.0f, "
+           "\"macs_cached_step\": %.0f, \"macs_per_image\": %.0f, \"macs_per_image_uncached\": %.0f, "
+           "\"block_macs_per_image\": %.0f, \"block_macs_per_image_uncached\": %.0f, \"params\": %lld}\n",
+           full.config ? full.config : o->model, o->entry ? o->entry : "forward", (long long)batch, S, N, W, F, C,
+           cf.macs, cc.macs, per, unc, blocks, blocks_unc, (long long)cf.params);
+  } else {
+    printf("model             %s\n", full.config ? full.config : o->model);
+    printf("entry             %s (batch %lld)\n", o->entry ? o->entry : "forward", (long long)batch);
+    printf("steps             %d: %d full, %d cached (interval %d, warm-up %d)\n", S, F, C, N, W);
+    printf("MACs a step       %.0f full, %.0f cached\n", cf.macs, cc.macs);
+    printf("MACs per image    %.0f (%.3f G), uncached %.0f (%.3f G): %.1f%%\n", per, per / 1e9, unc, unc / 1e9,
+           unc > 0 ? 100.0 * per / unc : 0.0);
+    printf("blocks' MACs      %.0f per image, uncached %.0f\n", blocks, blocks_unc);
+  }
+  fe_model_free(&full);
+  fe_model_free(&cached);
+  return 0;
+}
+
 int cmd_stats(const Opts *o) {
   FeModel m;
+  if (o->cache_interval < 1 && (o->steps >= 1 || o->cache_warmup >= 0))
+    return cli_usage("--steps and --cache-warmup go with --cache-interval N");
+  if (o->cache_interval >= 1) {
+    IrDType wt0;
+    ir_dtype_parse(o->weight_dtype, &wt0);
+    return stats_cached(o, wt0, o->batch ? o->batch : 1);
+  }
   if (cli_build(o, o->entry, &m)) return 1;
   IrDType wt;
   ir_dtype_parse(o->weight_dtype, &wt);

@@ -48,7 +48,9 @@ static int device_arch(char *arch, size_t n) {
  * entry): with a pack, the plan for the GPU's architecture (cuda), --arch's
  * (emu), or the pack's first for the entry.  Returns 0 or 1 (after saying
  * why). */
-int cli_runner_open(const Opts *o, const char *entry, Runner *r) {
+int cli_runner_open(const Opts *o, const char *entry, Runner *r) { return cli_runner_open_role(o, entry, NULL, r); }
+
+int cli_runner_open_role(const Opts *o, const char *entry, const char *role, Runner *r) {
   IrErr err;
   memset(r, 0, sizeof *r);
   r->backend = default_backend(o);
@@ -77,6 +79,14 @@ int cli_runner_open(const Opts *o, const char *entry, Runner *r) {
     if (!(r->pack = cg_pack_open(o->plan, &err))) return cli_fail("%s", err.msg);
     if (!entry) /* the default, as for a model: forward, else the first */
       entry = cg_pack_find_plan(r->pack, "forward") || !r->pack->n_plans ? "forward" : r->pack->plans[0].plan->entry;
+    char named[200];
+    if (role && strcmp(role, "none")) { /* step caching's entries, as passes/step_cache.c names them */
+      snprintf(named, sizeof named, "%s%s", entry, !strcmp(role, "full") ? PASS_STEP_CACHE_FULL : PASS_STEP_CACHE_STEP);
+      entry = named;
+      if (!cg_pack_find_plan(r->pack, entry))
+        return cli_fail("--cache-interval %lld: %s has no plan for '%s' (compile it with --step-cache)",
+                        o->cache_interval, o->plan, entry);
+    }
     if (!(r->pp = cg_pack_find_plan(r->pack, entry))) {
       char list[256] = "";
       size_t used = 0;
@@ -97,7 +107,7 @@ int cli_runner_open(const Opts *o, const char *entry, Runner *r) {
     for (int i = 0; i < r->n_in; i++) r->in_names[i] = r->use->inputs[i].name, r->in_dtypes[i] = r->use->inputs[i].dtype;
     return 0;
   }
-  if (cli_build(o, entry, &r->m)) return 1;
+  if (cli_build_role(o, entry, role, &r->m)) return 1;
   r->built = 1;
   IrNode **inputs;
   r->n_in = ir_graph_inputs(r->m.graph, &inputs);
@@ -201,7 +211,16 @@ int cli_runner_prepare(const Opts *o, Runner *r, int64_t batch) {
     md.n_cubins = r->pp->n_cubins;
   } else {
     if (!o->weights) return cli_fail("--weights is required with a MODEL");
-    if (weights_open(r->m.graph, o->weights, &r->w, &err)) return cli_fail("%s", err.msg);
+    size_t base_len;
+    const char *role = r->m.graph->name ? pass_step_cache_role(r->m.graph->name, &base_len) : NULL;
+    if (!r->bind_graph && role && !strcmp(role, "cached")) { /* bind as its entry does: it lacks the blocks' PARAMs */
+      char base[200];
+      snprintf(base, sizeof base, "%.*s", (int)base_len, r->m.graph->name);
+      if (cli_build(o, base, &r->bind_m)) return 1;
+      r->bind_graph = r->bind_m.graph;
+    }
+    if (weights_open(r->bind_graph ? r->bind_graph : r->m.graph, o->weights, &r->w, &err))
+      return cli_fail("%s", err.msg);
     md.graph = r->m.graph;
     md.weights = &r->w;
     if (strcmp(r->backend, "ref")) {
@@ -250,6 +269,7 @@ void cli_runner_free(Runner *r) {
   free(r->in_names);
   free(r->in_dtypes);
   if (r->built) fe_model_free(&r->m);
+  if (r->bind_m.graph) fe_model_free(&r->bind_m);
   memset(r, 0, sizeof *r);
 }
 
@@ -375,7 +395,33 @@ typedef struct {
   int64_t out_img;   /* C_out*H*W */
   RtTensor in[4];    /* x, t, y, cfg_scale in graph input order */
   int slot_x, slot_t, slot_y, slot_s;
+  /* step caching: be runs the full entry (outputs out, cache.0 ..), cbe the
+   * cached one (inputs in crn's order); step counts the calls of a loop */
+  int interval, warmup, step;
+  int n_out;               /* be's outputs */
+  RtTensor *kept;          /* [n_out - 1]: the last full step's cache.K */
+  RtBackend *cbe;
+  const Runner *crn;
+  RtTensor *cin;           /* [crn->n_in], borrowed from in and kept */
 } ModelCtx;
+
+/* The cached entry's inputs: x, t, y, cfg_scale of the full one's, cache.K the kept deltas. */
+static int cached_inputs(ModelCtx *c, IrErr *err) {
+  const Runner *r = c->crn;
+  if (!c->cin) c->cin = xcalloc((size_t)r->n_in + 1, sizeof *c->cin);
+  for (int i = 0; i < r->n_in; i++) {
+    const char *nm = r->in_names[i];
+    int k;
+    char tail;
+    if (!strcmp(nm, "x")) c->cin[i] = c->in[c->slot_x];
+    else if (!strcmp(nm, "t")) c->cin[i] = c->in[c->slot_t];
+    else if (!strcmp(nm, "y")) c->cin[i] = c->in[c->slot_y];
+    else if (!strcmp(nm, "cfg_scale") && c->slot_s >= 0) c->cin[i] = c->in[c->slot_s];
+    else if (sscanf(nm, "cache.%d%c", &k, &tail) == 1 && k >= 0 && k < c->n_out - 1) c->cin[i] = c->kept[k];
+    else return ir_errf(err, "step caching: the cached entry's input '%s' is not one the full entry gives", nm);
+  }
+  return 0;
+}
 
 static int model_fn(void *ctx, const float *x, const float *t, int64_t rows, float *out, IrErr *err) {
   ModelCtx *c = ctx;
@@ -388,6 +434,28 @@ static int model_fn(void *ctx, const float *x, const float *t, int64_t rows, flo
     yi[i] = i < rows ? c->labels[i] : c->null_label;
   }
   if (c->cfg) *(float *)c->in[c->slot_s].data = c->cfg_scale;
+  if (c->interval > 0) { /* step caching */
+    int cached = !sampler_cache_full(c->step++, c->interval, c->warmup);
+    RtTensor res = {0};
+    if (cached) {
+      if (!c->cbe) return ir_errf(err, "step caching: no cached entry");
+      if (cached_inputs(c, err) || c->cbe->run(c->cbe, c->cin, &res, err)) return -1;
+      memcpy(out, res.data, (size_t)(rows * c->out_img) * sizeof *out);
+      rt_tensor_free(&res);
+      return 0;
+    }
+    RtTensor *all = xcalloc((size_t)c->n_out, sizeof *all);
+    if (c->be->run(c->be, c->in, all, err)) {
+      free(all);
+      return -1;
+    }
+    memcpy(out, all[0].data, (size_t)(rows * c->out_img) * sizeof *out);
+    rt_tensor_free(&all[0]);
+    if (!c->kept) c->kept = xcalloc((size_t)c->n_out, sizeof *c->kept);
+    for (int k = 0; k + 1 < c->n_out; k++) rt_tensor_free(&c->kept[k]), c->kept[k] = all[k + 1];
+    free(all);
+    return 0;
+  }
   RtTensor res = {0};
   if (c->be->run(c->be, c->in, &res, err)) return -1;
   if (rt_check_outputs(c->be, c->in, &res, 1, NULL, err)) {
@@ -455,6 +523,28 @@ static int model_ctx_init(ModelCtx *mc, const Runner *rn, int cfg, float cfg_sca
   return 0;
 }
 
+/* Step caching, after rn was prepared: prepare crn (the cached entry, when
+ * one is open) at the same batch and point mc at both.  0 or 1. */
+static int cache_setup(const Opts *o, ModelCtx *mc, const Runner *rn, Runner *crn, int64_t batch) {
+  if (o->cache_interval < 1) return 0;
+  mc->interval = (int)o->cache_interval;
+  mc->warmup = o->cache_warmup < 0 ? 0 : (int)o->cache_warmup;
+  mc->n_out = rn->built ? rn->m.graph->n_outputs : rn->use->n_outputs;
+  if (!crn || !(crn->built || crn->pack)) return 0;
+  if (crn->built) crn->bind_graph = rn->m.graph;
+  if (cli_runner_prepare(o, crn, batch)) return 1;
+  mc->cbe = crn->be;
+  mc->crn = crn;
+  return 0;
+}
+
+static void cache_free(ModelCtx *mc) {
+  for (int k = 0; mc->kept && k + 1 < mc->n_out; k++) rt_tensor_free(&mc->kept[k]);
+  free(mc->kept);
+  free(mc->cin);
+  mc->kept = NULL, mc->cin = NULL;
+}
+
 /* The sampling loop over mc->n rows of x (x_T in, x_0 out), with mc->be
  * prepared at that batch.  On a backend that samples on the device (emu,
  * cuda) the whole loop runs there; else, or when it says it cannot, the host
@@ -471,12 +561,14 @@ static int sample_loop(Runner *rn, const Diffusion *d, const char *sampler, Mode
       .progress = show_progress ? progress : NULL,
   };
   const char *on_host = getenv("DITC_SAMPLE_ON_HOST");
+  mc->step = 0; /* step caching counts this loop's steps */
   if (rn->be->sample && !(on_host && *on_host && strcmp(on_host, "0"))) {
     RtSampleRequest rq = {
         .diffusion = d, .kind = sc.kind, .eta = sc.eta, .learn_sigma = learn_sigma, .rows = n, .channels = C,
         .height = S, .width = S, .labels = mc->labels, .cfg = mc->cfg, .null_label = mc->null_label,
         .cfg_scale = mc->cfg_scale, .replay = nc->replay, .replay_rows = nc->replay_rows,
         .replay_steps = nc->replay_steps, .rng = &nc->rng, .progress = sc.progress,
+        .cache_interval = mc->interval, .cache_warmup = mc->warmup, .cached = mc->cbe,
     };
     int got = rn->be->sample(rn->be, &rq, x, &err);
     if (got == RT_SAMPLE_UNSUPPORTED) {
@@ -686,8 +778,8 @@ static double now_s(void) {
  * (sample_ddp.py), labels int64.  Writes out (committed or aborted here).
  * given/n_given: --labels or --labels-from, cycled (g mod n_given), or NULL.
  * Returns 0 or 1. */
-static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const SampleShape *sh, const int32_t *given,
-                      int64_t n_given, FioOut *out) {
+static int sample_npz(const Opts *o, Runner *rn, Runner *crn, const Diffusion *d, const SampleShape *sh,
+                      const int32_t *given, int64_t n_given, FioOut *out) {
   IrErr err;
   int64_t N = o->num_samples, img = (int64_t)sh->C * sh->S * sh->S, hw = (int64_t)sh->S * sh->S;
   int R = mpi.size, me = mpi.rank;
@@ -709,7 +801,7 @@ static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const Sampl
   if (ddpm) replay = xmalloc((size_t)((int64_t)steps * B * img) * sizeof *replay);
   const char *fail_rank = getenv("DITC_TEST_FAIL_RANK"); /* tests: this rank fails after its first batch */
   ok = !model_ctx_init(&mc, rn, sh->cfg, (float)o->cfg_scale, labels, sh->classes, B, sh->C, sh->S, sh->learn_sigma) &&
-       !cli_runner_prepare(o, rn, B);
+       !cli_runner_prepare(o, rn, B) && !cache_setup(o, &mc, rn, crn, B);
   if (!cli_mpi_all_ok(&mpi, ok)) goto failed;
   mc.be = rn->be;
   nc.img = img;
@@ -789,6 +881,7 @@ failed:
 done:
   fio_out_abort(out);
   for (int i = 0; i < 4; i++) rt_tensor_free(&mc.in[i]);
+  cache_free(&mc);
   free(images);
   free(lab64);
   free(my_img);
@@ -815,6 +908,12 @@ int cmd_sample(const Opts *o) {
   if (o->labels && o->labels_from) return cli_usage("give --labels or --labels-from, not both");
   if (o->step_noise && !strcmp(o->sampler, "ddim"))
     return cli_usage("--step-noise replays DDPM's per-step noise; DDIM (eta 0) adds none");
+  if (o->cache_warmup >= 0 && o->cache_interval < 1) return cli_usage("--cache-warmup %lld goes with --cache-interval N", o->cache_warmup);
+  if (o->cache_warmup > o->steps)
+    return cli_usage("--cache-warmup %lld is more than the %lld sampling steps (--steps)", o->cache_warmup, o->steps);
+  if (o->cache_interval >= 1 && o->plan && o->weights)
+    return cli_fail("--cache-interval %lld with --plan runs the pack's own weights: leave out --weights (or compile "
+                    "the pack with them)", o->cache_interval);
   /* .png in any case is a PNG grid; .safetensors or a name without an
    * extension (a device, a FIFO) the samples as safetensors */
   int png = fio_has_ext(o->output, "png");
@@ -839,14 +938,22 @@ static int sample_main(const Opts *o, int cfg) {
   int png = fio_has_ext(o->output, "png");
   FioOut *out = fio_out_open(o->output, NULL, &err);
   if (!out) return cli_fail("%s", err.msg);
-  Runner rn;
-  if (cli_runner_open(o, cfg ? "forward_with_cfg" : "forward", &rn)) {
+  Runner rn, crn = {0};
+  const char *entry = cfg ? "forward_with_cfg" : "forward";
+  int caching = o->cache_interval >= 1;
+  int cached_steps = caching ? (int)o->steps - sampler_cache_full_steps((int)o->steps, (int)o->cache_interval,
+                                                                       o->cache_warmup < 0 ? 0 : (int)o->cache_warmup)
+                             : 0;
+  if (cli_runner_open_role(o, entry, caching ? "full" : NULL, &rn) ||
+      (cached_steps > 0 && cli_runner_open_role(o, entry, "cached", &crn))) {
     cli_runner_free(&rn);
+    cli_runner_free(&crn);
     fio_out_abort(out);
     return 1;
   }
   if (rn.pack && o->cfg_all_channels && cli_runner_param(&rn, "cfg_channels") != 0) {
     cli_runner_free(&rn);
+    cli_runner_free(&crn);
     fio_out_abort(out);
     return cli_fail("--cfg-all-channels is fixed when a pack is compiled: compile it with --set cfg_channels=0");
   }
@@ -854,6 +961,7 @@ static int sample_main(const Opts *o, int cfg) {
   int classes = (int)cli_runner_param(&rn, "num_classes"), learn_sigma = (int)cli_runner_param(&rn, "learn_sigma");
   if (C < 1 || S < 1 || classes < 1) {
     cli_runner_free(&rn);
+    cli_runner_free(&crn);
     fio_out_abort(out);
     return cli_fail("sample needs a class-conditional image model: %s has in_channels %d, input_size %d, "
                     "num_classes %d (each must be set and >= 1)", o->model ? o->model : o->plan, C, S, classes);
@@ -876,7 +984,7 @@ static int sample_main(const Opts *o, int cfg) {
   }
   if (o->num_samples) {
     SampleShape sh = {.C = C, .S = S, .classes = classes, .learn_sigma = learn_sigma, .cfg = cfg};
-    if (!sample_npz(o, &rn, &d, &sh, labels, n, out)) rc = 0;
+    if (!sample_npz(o, &rn, &crn, &d, &sh, labels, n, out)) rc = 0;
     out = NULL; /* committed or aborted there */
     goto done;
   }
@@ -900,7 +1008,7 @@ static int sample_main(const Opts *o, int cfg) {
     goto done;
 
   if (model_ctx_init(&mc, &rn, cfg, (float)o->cfg_scale, labels, classes, n, C, S, learn_sigma)) goto done;
-  if (cli_runner_prepare(o, &rn, n)) goto done;
+  if (cli_runner_prepare(o, &rn, n) || cache_setup(o, &mc, &rn, &crn, n)) goto done;
   mc.be = rn.be;
   if (sample_loop(&rn, &d, o->sampler, &mc, &nc, C, S, learn_sigma, x, isatty(2))) goto done;
   if (check_finite("the sampled x_0", x, n * img, img, sample_hint(&rn))) goto done;
@@ -938,7 +1046,9 @@ done:
   free(init);
   free((void *)nc.replay);
   diffusion_free(&d);
+  cache_free(&mc);
   cli_runner_free(&rn);
+  cli_runner_free(&crn);
   return rc;
 }
 

@@ -158,6 +158,18 @@ static const OptSpec OPTIONS[] = {
      "sampling steps, respaced over the diffusion steps (required)", 0, NULL},
     {"--diffusion-steps", NULL, C_SAMPLE, OPT_INT, O(diffusion_steps), 2, 100000, NULL, "N",
      "the training schedule's steps (default 1000)", 0, NULL},
+    {"--steps", NULL, C_STATS, OPT_INT, O(steps), 1, 100000, NULL, "S",
+     "with --cache-interval: the sampling steps MACs per image are counted over", 0, NULL},
+    {"--cache-interval", NULL, C_SAMPLE, OPT_INT, O(cache_interval), 1, 100000, NULL, "N",
+     "step caching: a full step keeps every block's gated residual deltas, the N-1 steps after it reuse them "
+     "(1: every step full)", 0, NULL},
+    {"--cache-interval", NULL, C_STATS, OPT_INT, O(cache_interval), 1, 100000, NULL, "N",
+     "MACs per image of sampling --steps S with step caching every N steps, beside the uncached run", 0, NULL},
+    {"--step-cache", NULL, C_COMPILE, OPT_FLAG, O(step_cache), 0, 0, NULL, NULL,
+     "also compile each entry's step-caching pair ENTRY.cache_full, ENTRY.cache_step (sample --plan "
+     "--cache-interval)", 0, NULL},
+    {"--cache-warmup", NULL, C_SAMPLE | C_STATS, OPT_INT, O(cache_warmup), 0, 100000, NULL, "W",
+     "with --cache-interval: the first W steps are all full (default 0; at most --steps)", 0, NULL},
     {"--labels", NULL, C_SAMPLE, OPT_STR, O(labels), 0, 0, NULL, "L",
      "class labels, e.g. 0,1,7 or 0-9 (num_classes itself is the null class)", 0, NULL},
     {"--labels-from", NULL, C_SAMPLE, OPT_STR, O(labels_from), 0, 0, NULL, "FILE:TENSOR",
@@ -609,6 +621,7 @@ static int parse_pipeline(Opts *o) {
  * after printing why. */
 static int parse_args(int argc, char **argv, const Command *c, Opts *o) {
   o->steps = -1;
+  o->cache_warmup = -1;
   o->diffusion_steps = 1000;
   o->repeat = 1;
   o->tol = -1;
@@ -700,7 +713,17 @@ static int check_pass_flags(const Opts *o, const FeModel *m, const char *name) {
   return 0;
 }
 
-int cli_build(const Opts *o, const char *entry, FeModel *m) {
+int cli_build(const Opts *o, const char *entry, FeModel *m) { return cli_build_role(o, entry, NULL, m); }
+
+int cli_build_role(const Opts *o, const char *entry, const char *role, FeModel *m) {
+  char base[200];
+  size_t len;
+  const char *named = entry && !role ? pass_step_cache_role(entry, &len) : NULL;
+  if (named && len < sizeof base) { /* --entry ENTRY.cache_full or ENTRY.cache_step: that entry of step caching */
+    memcpy(base, entry, len);
+    base[len] = '\0';
+    entry = base, role = named;
+  }
   FeSetting sets[CLI_MAX_SETTINGS];
   int n = cli_settings(o, sets);
   int errors = fe_build(o->model, sets, n, entry, stderr, m);
@@ -734,10 +757,16 @@ int cli_build(const Opts *o, const char *entry, FeModel *m) {
   }
   m->passes = arena_alloc(&m->arena, sizeof *m->passes);
   po.resolved = m->passes;
-  int rc = pass_pipeline_run(m->graph, &o->pipeline, &po, &err);
+  PassPipeline *pl = xmalloc(sizeof *pl);
+  *pl = o->pipeline;
+  int rc = pass_pipeline_add_step_cache(pl, role, &err) || pass_pipeline_run(m->graph, pl, &po, &err);
+  free(pl);
   weights_free(&w);
   if (rc) {
     fe_model_free(m);
+    if (role && strcmp(role, "none") && o->cache_interval >= 1)
+      return cli_fail("--cache-interval %lld: %s", o->cache_interval, err.msg);
+    if (role && strcmp(role, "none")) return cli_fail("--step-cache: %s", err.msg);
     return cli_fail("%s", err.msg);
   }
   return 0;

@@ -94,8 +94,15 @@ int fe_pack_plan(const CgPack *pk, const CgPackPlan *pp, FILE *diag, FePackPlan 
   FeModel m;
   PassPipeline *pl = xmalloc(sizeof *pl);
   int rc = -1;
+  /* step caching's entries (ENTRY.cache_full, ENTRY.cache_step) are ENTRY with the step-cache pass */
+  size_t base_len;
+  const char *role = pass_step_cache_role(stored->entry, &base_len);
+  char *entry = xmalloc(base_len + 1);
+  memcpy(entry, stored->entry, base_len);
+  entry[base_len] = '\0';
   int errors = fe_build_source(label, rec->text, rec->text_len, rec->config[0] ? rec->config : NULL, sets,
-                               rec->n_sets, stored->entry, diag, &m);
+                               rec->n_sets, entry, diag, &m);
+  free(entry);
   if (errors) {
     ir_errf(err, "%s: the model it records (file %s%s%s, entry %s) does not build: %d error%s (above)", pk->path,
             rec->file, rec->config[0] ? ", configuration " : "", rec->config, stored->entry, errors,
@@ -108,7 +115,7 @@ int fe_pack_plan(const CgPack *pk, const CgPackPlan *pp, FILE *diag, FePackPlan 
     goto out_model;
   }
   PassOptions po = {.verify = 1};
-  if (pass_pipeline_run(m.graph, pl, &po, &e)) {
+  if (pass_pipeline_add_step_cache(pl, role, &e) || pass_pipeline_run(m.graph, pl, &po, &e)) {
     ir_errf(err, "%s: building its model again: %s", pk->path, e.msg);
     goto out_model;
   }

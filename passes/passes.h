@@ -171,4 +171,19 @@ int pass_kv_heads(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_prune_mlp(IrGraph *g, const PassOptions *o, IrErr *err);
 int pass_prune_blocks(IrGraph *g, const PassOptions *o, IrErr *err);
 
+/* step_cache.c: the full and cached entries of step caching (sampling with
+ * --cache-interval).  pass_pipeline_add_step_cache puts step-cache:role=ROLE
+ * into p before the first of hoist-adaln, route-experts, conv-gemm, fuse,
+ * plan-memory it runs (after every pass that changes the model), else at the
+ * end; role NULL or "none" adds nothing. */
+#define PASS_STEP_CACHE_ROLES "none|full|cached"
+/* What the pass appends to the entry's name (g->name, the plan's entry) for
+ * role full and role cached; pass_step_cache_role reads a name back: the
+ * role ("full", "cached") and the entry's own name's length, or NULL. */
+#define PASS_STEP_CACHE_FULL ".cache_full"
+#define PASS_STEP_CACHE_STEP ".cache_step"
+const char *pass_step_cache_role(const char *entry, size_t *base_len);
+int pass_step_cache(IrGraph *g, const PassOptions *o, IrErr *err);
+int pass_pipeline_add_step_cache(PassPipeline *p, const char *role, IrErr *err);
+
 #endif

@@ -62,6 +62,10 @@ static const PassInfo PASSES[] = {
      "drop the `count` blocks whose residual contribution on calibration data is smallest",
      {{"count", PASS_OPT_INT, "0", "blocks dropped", .lo = 0, .hi = 65536},
       {"select", PASS_OPT_TEXT, "", "the dropped blocks' indices ('.' between; empty: by calibration data)", .lo = 0}}},
+    {"step-cache", pass_step_cache,
+     "step caching's entries: full also outputs every block's gated residual deltas, cached reads them as inputs",
+     {{"role", PASS_OPT_CHOICE, "none", "none: nothing; full: output the deltas cache.K; cached: take them as inputs",
+       .choices = PASS_STEP_CACHE_ROLES}}},
 };
 
 #define N_PASSES ((int)(sizeof PASSES / sizeof PASSES[0]))
@@ -347,6 +351,14 @@ int pass_pipeline_runs(const PassPipeline *p, const char *name) {
   return 0;
 }
 
+/* Move the last step to position at. */
+static int move_last(PassPipeline *p, int at) {
+  PassStep last = p->steps[p->n - 1];
+  memmove(&p->steps[at + 1], &p->steps[at], (size_t)(p->n - 1 - at) * sizeof p->steps[0]);
+  p->steps[at] = last;
+  return 0;
+}
+
 int pass_pipeline_insert(PassPipeline *p, const char *after, const char *spec, IrErr *err) {
   int at = p->n, rc = -1;
   if (after) {
@@ -367,6 +379,18 @@ int pass_pipeline_insert(PassPipeline *p, const char *after, const char *spec, I
 out:
   free(add);
   return rc;
+}
+
+int pass_pipeline_add_step_cache(PassPipeline *p, const char *role, IrErr *err) {
+  if (!role || !strcmp(role, "none")) return 0;
+  char spec[64];
+  snprintf(spec, sizeof spec, "step-cache:role=%s", role);
+  const char *before[] = {"hoist-adaln", "route-experts", "conv-gemm", "fuse", "plan-memory"};
+  for (size_t k = 0; k < sizeof before / sizeof before[0]; k++)
+    for (int at = 0; at < p->n; at++)
+      if (!strcmp(p->steps[at].pass->name, before[k]))
+        return pass_pipeline_insert(p, NULL, spec, err) ? -1 : move_last(p, at);
+  return pass_pipeline_insert(p, NULL, spec, err);
 }
 
 char *pass_pipeline_text(const PassPipeline *p) {

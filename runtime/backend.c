@@ -153,7 +153,10 @@ int rt_sample_layout(const CgPlan *p, const RtSampleRequest *r, RtSampleLayout *
 
   l->x = input_named(p, "x"), l->t = input_named(p, "t"), l->y = input_named(p, "y");
   l->scale = input_named(p, "cfg_scale");
-  if (!l->x || !l->t || !l->y || !r->cfg != !l->scale || p->n_inputs != (r->cfg ? 4 : 3) || p->n_outputs != 1) {
+  int n_cache_out = 0;
+  for (int i = 1; r->cache_interval && i < p->n_outputs; i++) n_cache_out += !strncmp(p->outputs[i].name, "cache.", 6);
+  if (!l->x || !l->t || !l->y || !r->cfg != !l->scale || p->n_inputs != (r->cfg ? 4 : 3) ||
+      p->n_outputs != 1 + n_cache_out) {
     ir_errf(err, "plan %s does not take exactly x, t, y%s and give one output", p->entry, r->cfg ? ", cfg_scale" : "");
     return RT_SAMPLE_UNSUPPORTED;
   }
@@ -182,8 +185,42 @@ int rt_sample_layout(const CgPlan *p, const RtSampleRequest *r, RtSampleLayout *
   return 0;
 }
 
+int rt_sample_layout_cached(const CgPlan *p, const CgPlan *c, const RtSampleRequest *r, RtSampleLayout *l,
+                            IrErr *err) {
+  int rc = rt_sample_layout(p, r, l, err);
+  if (rc) return rc;
+  l->cx = input_named(c, "x"), l->ct = input_named(c, "t"), l->cy = input_named(c, "y");
+  l->cscale = input_named(c, "cfg_scale");
+  l->cout = c->n_outputs == 1 ? &c->outputs[0] : NULL;
+  int n = p->n_outputs - 1;
+  if (!l->cx || !l->ct || !l->cy || !l->cscale != !l->scale || !l->cout || n < 1 ||
+      c->n_inputs != (l->scale ? 4 : 3) + n || rt_io_bytes(l->cx) != rt_io_bytes(l->x) ||
+      rt_io_bytes(l->cout) != rt_io_bytes(l->out) || l->cx->dtype != l->x->dtype || l->ct->dtype != l->t->dtype ||
+      l->cout->dtype != l->out->dtype) {
+    rt_sample_layout_free(l);
+    return ir_errf(err, "step caching: plan %s's cached entry does not take its full entry's %d kept deltas", p->entry,
+                   n);
+  }
+  l->n_keep = n;
+  l->keep_from = xmalloc(sizeof(int64_t) * (size_t)n);
+  l->keep_to = xmalloc(sizeof(int64_t) * (size_t)n);
+  l->keep_bytes = xmalloc(sizeof(int64_t) * (size_t)n);
+  for (int k = 0; k < n; k++) {
+    const CgIo *o = &p->outputs[1 + k], *i = input_named(c, o->name);
+    if (!i || i->dtype != o->dtype || rt_io_bytes(i) != rt_io_bytes(o)) {
+      rt_sample_layout_free(l);
+      return ir_errf(err, "step caching: the cached entry has no input like the full entry's output %s", o->name);
+    }
+    l->keep_from[k] = o->offset, l->keep_to[k] = i->offset, l->keep_bytes[k] = (int64_t)rt_io_bytes(o);
+  }
+  return 0;
+}
+
 void rt_sample_layout_free(RtSampleLayout *l) {
   if (!l) return;
+  free(l->keep_from);
+  free(l->keep_to);
+  free(l->keep_bytes);
   free(l->labels);
   memset(l, 0, sizeof *l);
 }
@@ -205,12 +242,18 @@ int rt_sample_loop(const RtSampleRequest *r, const RtSampleLayout *l, const RtSa
   /* sampler_run draws a step's noise at every step (the last one's unused),
    * so step s's normals start at block base + s * blocks(n). */
   uint64_t counter = r->rng ? r->rng->counter : 0;
+  const int N = r->cache_interval, W = r->cache_warmup;
   for (int i = S - 1; i >= 0; i--) {
     const int step = S - 1 - i;
+    const int cached = N > 0 && !sampler_cache_full(step, N, W);
+    const int keep = N > 0 && !cached && i > 0 && !sampler_cache_full(step + 1, N, W);
     SamplerStep k;
     sampler_step_coef(d, i, r->eta, &k);
     if (err) err->msg[0] = '\0';
-    if (ops->inputs(ctx, &k, err) || ops->forward(ctx, err) || (ops->check && ops->check(ctx, &k, err)))
+    if (cached && !r->cached) return ir_errf(err, "step caching: no cached entry for step %d", step);
+    /* a cached step's output is the final layer's over kept deltas: x is checked after the update */
+    if (ops->inputs(ctx, &k, cached, err) || ops->forward(ctx, cached, err) ||
+        (!cached && ops->check && ops->check(ctx, &k, err)) || (keep && ops->keep(ctx, err)))
       return sample_step_err(err, "model", step, k.t);
     RtNoiseKind nk = RT_NOISE_NONE;
     int64_t at = 0;
@@ -224,7 +267,7 @@ int rt_sample_loop(const RtSampleRequest *r, const RtSampleLayout *l, const RtSa
       }
     }
     counter += rng_blocks(l->n);
-    if (ops->update(ctx, &k, nk, at, err) || (ops->check_x && ops->check_x(ctx, err)))
+    if (ops->update(ctx, &k, cached, nk, at, err) || (ops->check_x && ops->check_x(ctx, err)))
       return sample_step_err(err, "sampler update", step, k.t);
     if (r->progress) r->progress(r->progress_ctx, step + 1, S);
   }

@@ -71,6 +71,14 @@ typedef struct {
   const RtRng *rng;
   void (*progress)(void *ctx, int done, int total);
   void *progress_ctx;
+  /* Step caching (passes/step_cache.c): cache_interval 0 is none; else the
+   * steps sampler_cache_full() names run this backend's entry (the full one:
+   * it also outputs cache.K, every block's deltas), the others `cached`, a
+   * backend of the same kind prepared with the cached entry (inputs x, t, y,
+   * cfg_scale and cache.K), which reads the deltas of the last full step,
+   * copied on the device.  cached may be NULL when no step is cached. */
+  int cache_interval, cache_warmup;
+  struct RtBackend *cached;
 } RtSampleRequest;
 
 /* What sample() returns when this backend cannot sample on the device after
@@ -180,6 +188,11 @@ typedef struct {
   int64_t n;                      /* rows * img: elements of x */
   CgSamplerTypes types;           /* for cg_sampler_source() */
   int32_t *labels;                /* [rows_in]: what y holds every step (malloc'd) */
+  /* step caching: the cached entry's x, t, y, scale and output, and per
+   * delta its place in the full entry's outputs and the cached entry's inputs */
+  const CgIo *cx, *ct, *cy, *cscale, *cout;
+  int n_keep;
+  int64_t *keep_from, *keep_to, *keep_bytes;
 } RtSampleLayout;
 
 /* Check r against plan p (inputs x, t, y(, cfg_scale) of the right shapes,
@@ -187,6 +200,10 @@ typedef struct {
  * Returns 0, -1 with err for a bad request, or RT_SAMPLE_UNSUPPORTED when
  * the plan is not a DiT entry the sampler kernels can drive. */
 int rt_sample_layout(const CgPlan *p, const RtSampleRequest *r, RtSampleLayout *l, IrErr *err);
+/* With step caching (r->cached set): also the cached entry's plan c, whose
+ * cache.K inputs must match p's cache.K outputs one for one. */
+int rt_sample_layout_cached(const CgPlan *p, const CgPlan *c, const RtSampleRequest *r, RtSampleLayout *l,
+                            IrErr *err);
 void rt_sample_layout_free(RtSampleLayout *l);
 
 /* The noise a step's update adds. */
@@ -197,21 +214,24 @@ typedef enum {
 } RtNoiseKind;
 
 /* A backend's launches for rt_sample_loop; each returns 0 or -1 with err. */
+/* `cached` is 1 on a step that runs the cached entry (step caching), else 0. */
 typedef struct {
-  /* ditc_sampler_inputs with t = k->t */
-  int (*inputs)(void *ctx, const SamplerStep *k, IrErr *err);
-  /* the plan's forward pass */
-  int (*forward)(void *ctx, IrErr *err);
+  /* ditc_sampler_inputs with t = k->t, into that entry's inputs */
+  int (*inputs)(void *ctx, const SamplerStep *k, int cached, IrErr *err);
+  /* that entry's forward pass */
+  int (*forward)(void *ctx, int cached, IrErr *err);
   /* ditc_sampler_normal: the noise buffer from Philox block `counter` on */
   int (*normal)(void *ctx, uint64_t counter, IrErr *err);
-  /* ditc_sampler_step with k's coefficients */
-  int (*update)(void *ctx, const SamplerStep *k, RtNoiseKind noise, int64_t replay_at, IrErr *err);
-  /* Optional (NULL: not checked): after forward, -1 with err when the
-   * model's output holds NaN or Inf (saying where it first appeared), else 0 */
+  /* ditc_sampler_step with k's coefficients, over that entry's output */
+  int (*update)(void *ctx, const SamplerStep *k, int cached, RtNoiseKind noise, int64_t replay_at, IrErr *err);
+  /* Optional (NULL: not checked): after a full step's forward, -1 with err when
+   * the model's output holds NaN or Inf (saying where it first appeared), else 0 */
   int (*check)(void *ctx, const SamplerStep *k, IrErr *err);
   /* Optional (NULL: not checked): after update, -1 with err (rt_check_x)
    * when x holds NaN or Inf, else 0 */
   int (*check_x)(void *ctx, IrErr *err);
+  /* step caching: after a full step, copy the l->n_keep deltas (device to device) */
+  int (*keep)(void *ctx, IrErr *err);
 } RtSampleOps;
 
 /* The loop of sampler_run, steps i = S-1 .. 0, as launches: inputs, forward,

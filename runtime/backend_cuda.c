@@ -352,6 +352,7 @@ static int cuda_run(RtBackend *b, const RtTensor *in, RtTensor *out, IrErr *err)
 
 typedef struct {
   Cuda *c;
+  Cuda *cc;                 /* step caching: the cached entry (NULL: none), run on c's stream */
   const RtSampleLayout *l;
   const RtSampleRequest *r;
   CUmodule mod;
@@ -412,14 +413,16 @@ static int cs_launch(CudaSample *s, CUfunction f, const char *what, int64_t thre
   return s->c->sync_each ? RT_CU(err, what, StreamSynchronize, s->c->stream) : 0;
 }
 
-static int cs_inputs(void *ctx, const SamplerStep *k, IrErr *err) {
+static int cs_inputs(void *ctx, const SamplerStep *k, int cached, IrErr *err) {
   CudaSample *s = ctx;
   const RtSampleLayout *l = s->l;
-  CUdeviceptr act = s->c->act;
+  CUdeviceptr act = cached ? s->cc->act : s->c->act;
+  const CgIo *x = cached ? l->cx : l->x, *t = cached ? l->ct : l->t, *y = cached ? l->cy : l->y;
+  const CgIo *sc = cached ? l->cscale : l->scale;
   CgSamplerInputsParams p = {
-      .x_in = dptr(act + (CUdeviceptr)l->x->offset), .t_in = dptr(act + (CUdeviceptr)l->t->offset),
-      .y_in = dptr(act + (CUdeviceptr)l->y->offset),
-      .s_in = l->scale ? dptr(act + (CUdeviceptr)l->scale->offset) : NULL, .x = dptr(s->x),
+      .x_in = dptr(act + (CUdeviceptr)x->offset), .t_in = dptr(act + (CUdeviceptr)t->offset),
+      .y_in = dptr(act + (CUdeviceptr)y->offset),
+      .s_in = sc ? dptr(act + (CUdeviceptr)sc->offset) : NULL, .x = dptr(s->x),
       .labels = dptr(s->labels), .t = (float)k->t, .cfg_scale = s->r->cfg_scale, .rows = s->r->rows,
       .rows_in = l->rows_in, .img = l->img,
   };
@@ -428,8 +431,8 @@ static int cs_inputs(void *ctx, const SamplerStep *k, IrErr *err) {
 
 /* The forward pass: the graph once there is one; else the steps, and after
  * the first time (the warm-up) the capture, as run() does it. */
-static int cs_forward(void *ctx, IrErr *err) {
-  Cuda *c = ((CudaSample *)ctx)->c;
+static int cs_forward(void *ctx, int cached, IrErr *err) {
+  Cuda *c = cached ? ((CudaSample *)ctx)->cc : ((CudaSample *)ctx)->c;
   if (c->graph) return RT_CU(err, "forward graph", GraphLaunch, c->graph, c->stream);
   if (enqueue(c, err)) return -1;
   if (c->ran++ || c->no_graph || c->sync_each) return 0;
@@ -458,15 +461,27 @@ static int cs_normal(void *ctx, uint64_t counter, IrErr *err) {
   return cs_launch(s, s->k_normal, CG_SAMPLER_KERNEL_NORMAL, (s->l->n + 3) / 4, &p, err);
 }
 
-static int cs_update(void *ctx, const SamplerStep *k, RtNoiseKind nk, int64_t replay_at, IrErr *err) {
+/* step caching: the deltas from the full entry's arena to the cached one's */
+static int cs_keep(void *ctx, IrErr *err) {
   CudaSample *s = ctx;
   const RtSampleLayout *l = s->l;
-  int64_t so = rt_status_offset(s->c->plan);
+  for (int k = 0; k < l->n_keep; k++)
+    if (RT_CU(err, "kept deltas", MemcpyDtoDAsync, s->cc->act + (CUdeviceptr)l->keep_to[k],
+              s->c->act + (CUdeviceptr)l->keep_from[k], (size_t)l->keep_bytes[k], s->c->stream))
+      return -1;
+  return 0;
+}
+
+static int cs_update(void *ctx, const SamplerStep *k, int cached, RtNoiseKind nk, int64_t replay_at, IrErr *err) {
+  CudaSample *s = ctx;
+  const RtSampleLayout *l = s->l;
+  Cuda *e = cached ? s->cc : s->c;
+  int64_t so = rt_status_offset(e->plan);
   CUdeviceptr noise = nk == RT_NOISE_RNG ? s->noise
                       : nk == RT_NOISE_REPLAY ? s->replay + (CUdeviceptr)replay_at * sizeof(float) : 0;
   CgSamplerStepParams p = {
-      .x = dptr(s->x), .model_out = dptr(s->c->act + (CUdeviceptr)l->out->offset), .noise = dptr(noise),
-      .status = so >= 0 ? dptr(s->c->act + (CUdeviceptr)so) : NULL, .sticky = dptr(s->sticky),
+      .x = dptr(s->x), .model_out = dptr(e->act + (CUdeviceptr)(cached ? l->cout : l->out)->offset),
+      .noise = dptr(noise), .status = so >= 0 ? dptr(e->act + (CUdeviceptr)so) : NULL, .sticky = dptr(s->sticky),
       .n = l->n, .chw = l->img, .hw = (int64_t)s->r->height * s->r->width,
       .sr = k->sr, .srm1 = k->srm1, .coef1 = k->coef1, .coef2 = k->coef2, .max_log = k->max_log,
       .min_log = k->min_log, .fixed_log = k->fixed_log, .sigma = k->sigma, .sqrt_ab_prev = k->sqrt_ab_prev,
@@ -494,7 +509,7 @@ static int cs_check(void *ctx, const SamplerStep *k, IrErr *err) {
   if (!bad) return 0;
   char where[400];
   IrErr lerr;
-  int found = cs_inputs(ctx, k, &lerr) ? -1 : cuda_locate_steps(c, where, sizeof where, &lerr);
+  int found = cs_inputs(ctx, k, 0, &lerr) ? -1 : cuda_locate_steps(c, where, sizeof where, &lerr);
   size_t used = strlen(err->msg);
   if (found == 1) snprintf(err->msg + used, sizeof err->msg - used, "; the first to appear: %s", where);
   return -1;
@@ -518,13 +533,19 @@ static int cuda_sample(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *
   Cuda *c = b->impl;
   if (!c) return ir_errf(err, "cuda backend: sample before prepare");
   RtSampleLayout l;
-  int rc = rt_sample_layout(c->plan, r, &l, err);
+  Cuda *cc = NULL;
+  if (r->cached && (strcmp(r->cached->name, b->name) || !(cc = r->cached->impl)))
+    return ir_errf(err, "cuda backend: step caching's cached entry is not a prepared cuda backend");
+  int rc = cc ? rt_sample_layout_cached(c->plan, cc->plan, r, &l, err) : rt_sample_layout(c->plan, r, &l, err);
   if (rc) return rc;
-  CudaSample s = {.c = c, .l = &l, .r = r};
+  CudaSample s = {.c = c, .cc = cc, .l = &l, .r = r};
   if (rt_cuda_device_bind(&c->dev, err)) {
     rt_sample_layout_free(&l);
     return -1;
   }
+  /* one stream for the whole loop: the cached entry's launches go on c's */
+  CUstream own = cc ? cc->stream : NULL;
+  if (cc) cc->stream = c->stream;
   if ((rc = sampler_module(&s, err))) goto out;
   rc = -1;
   size_t xb = (size_t)l.n * sizeof(float), lb = (size_t)l.rows_in * sizeof(int32_t);
@@ -537,7 +558,7 @@ static int cuda_sample(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *
       (rb && RT_CU(err, "replayed noise upload", MemcpyHtoDAsync, s.replay, r->replay, rb, c->stream)) ||
       RT_CU(err, "sampler status", MemsetD32Async, s.sticky, 0, 1, c->stream))
     goto out;
-  RtSampleOps ops = {cs_inputs, cs_forward, cs_normal, cs_update, cs_check, cs_check_x};
+  RtSampleOps ops = {cs_inputs, cs_forward, cs_normal, cs_update, cs_check, cs_check_x, cs_keep};
   int32_t status = 0;
   if (rt_sample_loop(r, &l, &ops, &s, err) || RT_CU(err, "x_0", MemcpyDtoHAsync, x, s.x, xb, c->stream) ||
       RT_CU(err, "sampler status", MemcpyDtoHAsync, &status, s.sticky, 4, c->stream) ||
@@ -550,6 +571,7 @@ out:
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     if (bufs[i]) rt_cu.MemFree(bufs[i]);
   if (s.mod) rt_cu.ModuleUnload(s.mod);
+  if (cc) cc->stream = own;
   rt_sample_layout_free(&l);
   return rc;
 }

@@ -163,6 +163,7 @@ static int emu_run(RtBackend *b, const RtTensor *in, RtTensor *out, IrErr *err) 
 
 typedef struct {
   Emu *e;
+  Emu *c;                     /* step caching: the cached entry (NULL: none) */
   const RtSampleLayout *l;
   const RtSampleRequest *r;
   EmuModule *mod;             /* the sampler kernels */
@@ -184,19 +185,34 @@ static int emu_sampler_launch(EmuSample *s, const char *kernel, int64_t threads,
   return 0;
 }
 
-static int es_inputs(void *ctx, const SamplerStep *k, IrErr *err) {
+static int es_inputs(void *ctx, const SamplerStep *k, int cached, IrErr *err) {
   EmuSample *s = ctx;
   const RtSampleLayout *l = s->l;
-  char *act = s->e->act;
+  char *act = cached ? s->c->act : s->e->act;
+  const CgIo *x = cached ? l->cx : l->x, *t = cached ? l->ct : l->t, *y = cached ? l->cy : l->y;
+  const CgIo *sc = cached ? l->cscale : l->scale;
   CgSamplerInputsParams p = {
-      .x_in = act + l->x->offset, .t_in = act + l->t->offset, .y_in = (int32_t *)(void *)(act + l->y->offset),
-      .s_in = l->scale ? act + l->scale->offset : NULL, .x = s->x, .labels = s->labels, .t = (float)k->t,
+      .x_in = act + x->offset, .t_in = act + t->offset, .y_in = (int32_t *)(void *)(act + y->offset),
+      .s_in = sc ? act + sc->offset : NULL, .x = s->x, .labels = s->labels, .t = (float)k->t,
       .cfg_scale = s->r->cfg_scale, .rows = s->r->rows, .rows_in = l->rows_in, .img = l->img,
   };
   return emu_sampler_launch(s, CG_SAMPLER_KERNEL_INPUTS, l->rows_in * l->img, &p, err);
 }
 
-static int es_forward(void *ctx, IrErr *err) { return emu_forward(((EmuSample *)ctx)->e, err); }
+static int es_forward(void *ctx, int cached, IrErr *err) {
+  EmuSample *s = ctx;
+  return emu_forward(cached ? s->c : s->e, err);
+}
+
+/* The emulated device's memory is the host's: a device-to-device copy. */
+static int es_keep(void *ctx, IrErr *err) {
+  (void)err;
+  EmuSample *s = ctx;
+  const RtSampleLayout *l = s->l;
+  for (int k = 0; k < l->n_keep; k++)
+    memcpy(s->c->act + l->keep_to[k], s->e->act + l->keep_from[k], (size_t)l->keep_bytes[k]);
+  return 0;
+}
 
 static int es_normal(void *ctx, uint64_t counter, IrErr *err) {
   EmuSample *s = ctx;
@@ -206,14 +222,15 @@ static int es_normal(void *ctx, uint64_t counter, IrErr *err) {
   return emu_sampler_launch(s, CG_SAMPLER_KERNEL_NORMAL, (s->l->n + 3) / 4, &p, err);
 }
 
-static int es_update(void *ctx, const SamplerStep *k, RtNoiseKind nk, int64_t replay_at, IrErr *err) {
+static int es_update(void *ctx, const SamplerStep *k, int cached, RtNoiseKind nk, int64_t replay_at, IrErr *err) {
   EmuSample *s = ctx;
   const RtSampleLayout *l = s->l;
-  int64_t so = rt_status_offset(s->e->plan);
+  Emu *e = cached ? s->c : s->e;
+  int64_t so = rt_status_offset(e->plan);
   const float *noise = nk == RT_NOISE_RNG ? s->noise : nk == RT_NOISE_REPLAY ? s->r->replay + replay_at : NULL;
   CgSamplerStepParams p = {
-      .x = s->x, .model_out = s->e->act + l->out->offset, .noise = noise,
-      .status = so >= 0 ? (const int32_t *)(const void *)(s->e->act + so) : NULL, .sticky = s->sticky,
+      .x = s->x, .model_out = e->act + (cached ? l->cout : l->out)->offset, .noise = noise,
+      .status = so >= 0 ? (const int32_t *)(const void *)(e->act + so) : NULL, .sticky = s->sticky,
       .n = l->n, .chw = l->img, .hw = (int64_t)s->r->height * s->r->width,
       .sr = k->sr, .srm1 = k->srm1, .coef1 = k->coef1, .coef2 = k->coef2, .max_log = k->max_log,
       .min_log = k->min_log, .fixed_log = k->fixed_log, .sigma = k->sigma, .sqrt_ab_prev = k->sqrt_ab_prev,
@@ -234,7 +251,7 @@ static int es_check(void *ctx, const SamplerStep *k, IrErr *err) {
   if (!bad) return 0;
   char where[400];
   IrErr lerr;
-  int found = es_inputs(ctx, k, &lerr) ? -1 : emu_locate_steps(s->e, where, sizeof where, &lerr);
+  int found = es_inputs(ctx, k, 0, &lerr) ? -1 : emu_locate_steps(s->e, where, sizeof where, &lerr);
   size_t used = strlen(err->msg);
   if (found == 1) snprintf(err->msg + used, sizeof err->msg - used, "; the first to appear: %s", where);
   return -1;
@@ -251,9 +268,14 @@ static int emu_sample(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *e
   Emu *e = b->impl;
   if (!e) return ir_errf(err, "emu backend: sample before prepare");
   RtSampleLayout l;
-  int rc = rt_sample_layout(e->plan, r, &l, err);
+  Emu *c = NULL;
+  if (r->cached) {
+    if (strcmp(r->cached->name, b->name) || !(c = r->cached->impl))
+      return ir_errf(err, "emu backend: step caching's cached entry is not a prepared emu backend");
+  }
+  int rc = c ? rt_sample_layout_cached(e->plan, c->plan, r, &l, err) : rt_sample_layout(e->plan, r, &l, err);
   if (rc) return rc;
-  EmuSample s = {.e = e, .l = &l, .r = r};
+  EmuSample s = {.e = e, .c = c, .l = &l, .r = r};
   char *src = cg_sampler_source(&l.types, err);
   rc = -1;
   if (!src || !(s.mod = emu_module_load(src, "ditc sampler kernels", err))) goto out;
@@ -263,7 +285,7 @@ static int emu_sample(RtBackend *b, const RtSampleRequest *r, float *x, IrErr *e
   s.sticky = alloc64(sizeof(int32_t));
   memcpy(s.x, x, (size_t)l.n * sizeof(float));
   memcpy(s.labels, l.labels, (size_t)l.rows_in * sizeof(int32_t));
-  RtSampleOps ops = {es_inputs, es_forward, es_normal, es_update, es_check, es_check_x};
+  RtSampleOps ops = {es_inputs, es_forward, es_normal, es_update, es_check, es_check_x, es_keep};
   if (rt_sample_loop(r, &l, &ops, &s, err) || rt_status_check(*s.sticky, err)) goto out;
   memcpy(x, s.x, (size_t)l.n * sizeof(float));
   rc = 0;

@@ -91,6 +91,19 @@ void sampler_step_coef(const Diffusion *d, int i, double eta, SamplerStep *out);
 void sampler_step_apply(const SamplerStep *k, SamplerKind kind, int learn_sigma, int64_t rows, int channels,
                         int64_t hw, float *x, const float *model_out, const float *noise);
 
+/* Step caching (--cache-interval N, --cache-warmup W; passes/step_cache.c):
+ * sampling step s (0 = the first) is full - every block runs and its deltas
+ * are kept - when s < W or (s - W) is a multiple of N; the others reuse the
+ * last full step's deltas.  So of S steps W + ceil((S - W) / N) are full
+ * (step 0 always is).  N 1: every step full. */
+static inline int sampler_cache_full(int step, int interval, int warmup) {
+  return interval <= 1 || step < warmup || (step - warmup) % interval == 0;
+}
+static inline int sampler_cache_full_steps(int steps, int interval, int warmup) {
+  if (warmup > steps) warmup = steps;
+  return interval <= 1 ? steps : warmup + (steps - warmup + interval - 1) / interval;
+}
+
 /* Deterministic N(0,1) generator (Philox-4x32-10 + Box-Muller) keyed by seed. */
 typedef struct {
   uint64_t seed;

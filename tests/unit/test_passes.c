@@ -697,11 +697,41 @@ static void test_prune_masks_and_decisions(void **state) {
   free(r);
 }
 
+/* step caching's pass goes before hoist-adaln (after the passes that remove work), else at the end */
+static void test_step_cache_placement(void **state) {
+  (void)state;
+  PassPipeline *p = malloc(sizeof *p);
+  IrErr err;
+  assert_int_equal(pass_pipeline_parse("default,prune-heads:keep=2", p, &err), 0);
+  int n = p->n;
+  assert_int_equal(pass_pipeline_add_step_cache(p, NULL, &err), 0);
+  assert_int_equal(pass_pipeline_add_step_cache(p, "none", &err), 0);
+  assert_int_equal(p->n, n);
+  assert_int_equal(pass_pipeline_add_step_cache(p, "cached", &err), 0);
+  assert_int_equal(p->n, n + 1);
+  int at = -1;
+  for (int i = 0; i < p->n; i++)
+    if (!strcmp(p->steps[i].pass->name, "step-cache")) at = i;
+  assert_true(at > 0);
+  assert_string_equal(p->steps[at + 1].pass->name, "hoist-adaln");
+  assert_string_equal(p->steps[at].values[0].s, "cached");
+  assert_int_equal(pass_pipeline_parse("cse,dce", p, &err), 0);
+  assert_int_equal(pass_pipeline_add_step_cache(p, "full", &err), 0);
+  assert_string_equal(p->steps[2].pass->name, "step-cache");
+  size_t len;
+  assert_string_equal(pass_step_cache_role("forward" PASS_STEP_CACHE_FULL, &len), "full");
+  assert_int_equal(len, 7);
+  assert_string_equal(pass_step_cache_role("forward_with_cfg" PASS_STEP_CACHE_STEP, &len), "cached");
+  assert_int_equal(len, 16);
+  assert_null(pass_step_cache_role("forward", &len));
+  free(p);
+}
+
 static void test_pipeline_registry_and_dump(void **state) {
   (void)state;
   int n;
   const PassInfo *t = pass_table(&n);
-  assert_int_equal(n, 14);
+  assert_int_equal(n, 15);
   for (int i = 0; i < n; i++) {
     assert_ptr_equal(pass_find(t[i].name), &t[i]);
     assert_non_null(t[i].doc);
@@ -815,7 +845,7 @@ int main(void) {
       cmocka_unit_test(test_groups_after_surgery),
       cmocka_unit_test(test_group_table),
       cmocka_unit_test(test_pipeline_unknown_pass),
-      cmocka_unit_test(test_pipeline_registry_and_dump),
+      cmocka_unit_test(test_step_cache_placement), cmocka_unit_test(test_pipeline_registry_and_dump),
       cmocka_unit_test(test_quantize),
       cmocka_unit_test(test_prune_masks_and_decisions),
       cmocka_unit_test(test_pipeline_verifies),
