@@ -37,4 +37,9 @@ const double *pass_calib_find(const PassCalib *c, const char *name, int64_t n);
  * -1 with err when there is no calibration data or no such statistic. */
 int pass_calib_head_scores(const PassCalib *c, int site, int heads, double *score, IrErr *err);
 
+/* The largest |x| seen at the input of the linear whose weight is parameter
+ * weight_name (statistic linear.<weight_name>.absmax, one value) into *out;
+ * -1 with err when there is no calibration data or no such statistic. */
+int pass_calib_absmax(const PassCalib *c, const char *weight_name, double *out, IrErr *err);
+
 #endif
