@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Quantisation (--quantize, issue 11): for none, w8, w8 scope all, w8a8 - DiT-S/2's pack bytes,
+# Quantisation (--quantize, issue 11): for none, w8, w8 scope all, w8a8, fp8 - DiT-S/2's pack bytes,
 # weight bytes read per forward, activation bytes moved and kernels per block (from `compile
 # --report`, sm_80, batch 1), and the digits model's accuracy and Frechet distance (SAMPLES samples,
 # default 500: labels i mod 10, DDPM 50 steps, guidance 1.5, seed 0) on the reference executor, and
@@ -17,7 +17,10 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export DITC_CACHE_DIR=${DITC_CACHE_DIR:-$tmp/cache}
 ditc=$build/ditc
-modes=("none" "w8" "w8:all" "w8a8")
+modes=("none" "w8" "w8:all" "w8a8" "fp8")
+# fp8's activation scales come from calibration data: CALIBRATE samples (default 8) of the digits
+# model's sampler (--calibrate), for DiT-S/2's random weights as for the digits model
+calibrate=${CALIBRATE:-8}
 
 quality() {  # BACKEND N FLAGS... -> "accuracy fd"
   local be=$1 n=$2
@@ -32,7 +35,10 @@ for m in "${modes[@]}"; do
   mode=${m%%:*} scope=blocks flags=()
   [ "$m" != "${m#*:}" ] && scope=${m#*:}
   [ "$mode" != none ] && flags=(--quantize "$mode" --quantize-scope "$scope")
-  "$ditc" compile DiT-S/2 --arch sm_80 --entry forward --weights random -o "$tmp/p.ditpack" --report --json \
+  [ "$mode" = fp8 ] && flags+=(--calibrate "$calibrate")
+  arch=sm_80
+  [ "$mode" = fp8 ] && arch=sm_89 # e4m3 needs sm_89 and later
+  "$ditc" compile DiT-S/2 --arch "$arch" --entry forward --weights random -o "$tmp/p.ditpack" --report --json \
     ${flags[@]+"${flags[@]}"} >"$tmp/r.json" 2>/dev/null
   pack=$(stat -c %s "$tmp/p.ditpack")
   read -r wread act kpb < <(jq -r '.plans[0] | "\([.steps[].weight_read] | add) \(.activation_bytes_moved) \(.kernels_per_block)"' "$tmp/r.json")
@@ -50,7 +56,7 @@ done
   echo "Date: $date  "
   echo "Host: $(uname -m), $(nproc) cores, $(command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name --format=csv,noheader | head -1 || echo 'no GPU: no GPU timings')"
   echo
-  echo "DiT-S/2 at batch 1 for sm_80 (\`compile --report\`; random weights); digits: DDPM 50 steps, guidance 1.5,"
+  echo "DiT-S/2 at batch 1 for sm_80, fp8 for sm_89 (\`compile --report\`; random weights; fp8 calibrated on $calibrate samples); digits: DDPM 50 steps, guidance 1.5,"
   echo "seed 0, $samples samples on the reference executor (f32)${EMU_SAMPLES:+, $EMU_SAMPLES on the emulated device (f32)}."
   echo "Weight bytes read are the weights blob's (w8: the int8 levels and scales); w8's dequantised copy of each"
   echo "weight is written and read in the activation arena, so it counts among the activation bytes."

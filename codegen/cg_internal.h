@@ -251,6 +251,10 @@ int cg_moe_operand(const IrNode *n, int j);
 /* qlinear: y[m, nn] from xq[m, kk], sx[m], wq[nn, kk], sw[nn] (in[0..3]) and,
  * with has_bias, b[nn] (in[4]); every operand contiguous; gelu: tanh-GELU
  * on the store (a gemm-epilogue group). */
+/* qlinear_e4m3 (codegen/quant_fp8.c): y[m, nn] from xq[m, kk], sx, wq[nn, kk],
+ * sw (per-tensor scales) and the bias when has_bias. */
+void cg_emit_qlinear_e4m3(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int64_t m, int64_t nn,
+                          int64_t kk);
 void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int gelu, int64_t m,
                      int64_t nn, int64_t kk);
 

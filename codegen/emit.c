@@ -301,6 +301,12 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
     return cg_emit_qlinear(e, n, out, in, l->n_in == 5, ni->how == LOW_QLINEAR_GELU, kk ? node_numel(c, l->in[0]) / kk : 0,
                            nn, kk);
   }
+  if (ni->how == LOW_KERNEL && n->op == IR_QLINEAR_E4M3) {
+    CgLoc in[5];
+    for (int i = 0; i < n->n_in; i++) in[i] = buf_loc(c, st->reads[i]);
+    int64_t kk = ir_dim_eval(n->in[0]->shape.d[n->in[0]->shape.rank - 1], c->batch), nn = n->in[2]->shape.d[0];
+    return cg_emit_qlinear_e4m3(e, n, out, in, n->n_in == 5, kk ? node_numel(c, n->in[0]) / kk : 0, nn, kk);
+  }
   if (ni->how == LOW_QROWS) {
     int64_t len = ov.shape[ov.rank - 1];
     return cg_emit_quant_rows(e, n, out, buf_loc(c, st->write2), buf_loc(c, st->reads[0]), len ? node_numel(c, n) / len : 0,
@@ -377,7 +383,12 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
     return cg_emit_map(e, n, ir_op_name(n->op), ov, 2, iv,
                        n->op == IR_QUANTIZE ? "ditc_quantize_i8(v0, v1)" : "ditc_dequantize(v0, v1)");
   }
-  case IR_QLINEAR: ditc_unreachable(); /* above */
+  case IR_QUANTIZE_E4M3: {
+    CgView iv[2] = {node_view(c, x, in0), broadcast_view(c, buf_loc(c, st->reads[1]), n->in[1], n)};
+    return cg_emit_map(e, n, ir_op_name(n->op), ov, 2, iv, "ditc_quantize_e4m3(v0, v1)");
+  }
+  case IR_QLINEAR:
+  case IR_QLINEAR_E4M3: ditc_unreachable(); /* above */
   case IR_PERMUTE: {
     CgView iv = node_view(c, x, in0), pv = {.loc = in0, .rank = ov.rank};
     for (int j = 0; j < ov.rank; j++) {

@@ -75,6 +75,7 @@ const char *cg_ctype(IrDType t) {
   case IR_BF16: return "__nv_bfloat16";
   case IR_I32: return "int";
   case IR_I8: return "int8_t";
+  case IR_E4M3: return "uint8_t"; /* the OCP e4m3 byte (ir/scalar.h) */
   default: ditc_unreachable();
   }
 }
@@ -93,6 +94,7 @@ const char *cg_load(IrDType t, const char *p, const char *idx, char buf[256]) {
   case IR_BF16: snprintf(buf, 256, "__bfloat162float(%s[%s])", p, idx); break;
   case IR_I32:
   case IR_I8: snprintf(buf, 256, "(float)%s[%s]", p, idx); break;
+  case IR_E4M3: snprintf(buf, 256, "ditc_e4m3_to_f32(%s[%s])", p, idx); break;
   default: ditc_unreachable();
   }
   return buf;
@@ -106,6 +108,7 @@ static const char *store(IrDType t, const char *p, const char *idx, const char *
   case IR_BF16: snprintf(buf, 512, "%s[%s] = __float2bfloat16_rn(%s);", p, idx, v); break;
   case IR_I32: snprintf(buf, 512, "%s[%s] = (int)(%s);", p, idx, v); break;
   case IR_I8: snprintf(buf, 512, "%s[%s] = (int8_t)(%s);", p, idx, v); break;
+  case IR_E4M3: snprintf(buf, 512, "%s[%s] = ditc_f32_to_e4m3(%s);", p, idx, v); break;
   default: ditc_unreachable();
   }
   return buf;
@@ -266,7 +269,7 @@ void cg_emit_map_ex(CgEmit *e, const IrNode *n, const char *op, CgView out, int 
   int raw = !expr && in[0].loc.dtype == out.loc.dtype;
 
   /* A copy that swaps the two innermost merged axes: tile it through shared memory. */
-  if (!select && !expr && n_in == 1 && in[0].loc.dtype != IR_I32 && in[0].loc.dtype != IR_I8 &&
+  if (!select && !expr && n_in == 1 && in[0].loc.dtype != IR_I32 && in[0].loc.dtype != IR_I8 && in[0].loc.dtype != IR_E4M3 &&
       w.rank >= 2 && w.rank <= 3 && out.offset == 0) {
     int r = w.rank;
     int64_t C = w.d[r - 2], R = w.d[r - 1], L = r == 3 ? w.d[0] : 1;

@@ -106,7 +106,7 @@ static IrNode *alias_root(Ctx *c, IrNode *n) {
  * the stacked adaLN weights hoist-adaln makes, kv-heads' averaged K/V rows.
  * Other weight-only nodes stay steps. */
 static int computed_weight(Ctx *c, const IrNode *n) {
-  int quant = n->op == IR_QSCALE || n->op == IR_QUANTIZE; /* a quantised weight and its scales */
+  int quant = n->op == IR_QSCALE || n->op == IR_QUANTIZE || n->op == IR_QUANTIZE_E4M3; /* a quantised weight, its scales */
   if (n->op != IR_CONCAT && n->op != IR_SLICE && n->op != IR_PERMUTE && n->op != IR_CAST && n->op != IR_REDUCE_MEAN &&
       !quant)
     return 0;

@@ -88,7 +88,7 @@ static int jdtype(Rd *r, json_t *o, const char *key, int float_only, IrDType *ou
   const char *s = NULL;
   if (jstr(r, o, key, 1, &s)) return -1;
   if (ir_dtype_parse(s, out) || (float_only == 1 && *out != IR_F32 && *out != IR_F16 && *out != IR_BF16) ||
-      (!float_only && *out == IR_I8))
+      (!float_only && (*out == IR_I8 || *out == IR_E4M3)))
     return bad(r, "field '%s': unexpected dtype '%s'", key, s);
   return 0;
 }
@@ -347,6 +347,10 @@ static int read_plan(Rd *r, int index, const RSec *psec, const RSec *src, const 
       goto out;
     if (w->dtype == IR_I8 && w->op != IR_QUANTIZE) {
       bad(r, "an i8 weight that quantize does not compute");
+      goto out;
+    }
+    if (w->dtype == IR_E4M3 && w->op != IR_QUANTIZE_E4M3) {
+      bad(r, "an e4m3 weight that quantize_e4m3 does not compute");
       goto out;
     }
     json_t *d = json_object_get(o, "data");

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "codegen/plan.h"
+#include "ir/scalar.h"
 
 static int64_t shape_numel(int rank, const int64_t *shape) {
   int64_t n = 1;
@@ -35,8 +36,9 @@ int cg_weight_check(const CgPlan *p, int i, IrErr *err) {
   if (cw->n_in < 0 || !cw->in) return ir_errf(err, "computed weight '%s': no inputs", name);
   if (cw->param_id >= 0 || cw->const_data)
     return ir_errf(err, "computed weight '%s' is also a parameter or constant", name);
-  int quant = cw->op == IR_QSCALE || cw->op == IR_QUANTIZE;
-  if (!is_float_dtype(cw->dtype) && !(cw->op == IR_QUANTIZE && cw->dtype == IR_I8))
+  int quant = cw->op == IR_QSCALE || cw->op == IR_QUANTIZE || cw->op == IR_QUANTIZE_E4M3;
+  if (!is_float_dtype(cw->dtype) && !(cw->op == IR_QUANTIZE && cw->dtype == IR_I8) &&
+      !(cw->op == IR_QUANTIZE_E4M3 && cw->dtype == IR_E4M3))
     return ir_errf(err, "computed weight '%s': dtype %s", name, ir_dtype_name(cw->dtype));
   int64_t numel = shape_numel(cw->rank, cw->shape), in_numel[1] = {0};
   for (int j = 0; j < cw->n_in; j++) {
@@ -50,7 +52,7 @@ int cg_weight_check(const CgPlan *p, int i, IrErr *err) {
   int64_t outer, inner;
   if (quant) { /* inputs of the weight's own rank; qscale reduces from axis on, quantize's scales broadcast */
     const CgWeight *x = &p->weights[cw->in[0]], *sc = cw->n_in > 1 ? &p->weights[cw->in[1]] : NULL;
-    int ok = cw->n_in == (cw->op == IR_QUANTIZE ? 2 : 1) && x->rank == cw->rank && (!sc || sc->rank == cw->rank);
+    int ok = cw->n_in == (cw->op == IR_QSCALE ? 1 : 2) && x->rank == cw->rank && (!sc || sc->rank == cw->rank);
     if (ok && cw->op == IR_QSCALE) ok = axis >= 0 && axis < cw->rank && cw->attr.f >= 1.0f;
     for (int j = 0; ok && j < cw->rank; j++) {
       if (cw->op == IR_QSCALE) ok = cw->shape[j] == (j < axis ? x->shape[j] : 1);
@@ -123,7 +125,7 @@ static IrArray input_array(const CgPlan *p, const CgWeight *cw, int j, float *co
   const CgWeight *w = &p->weights[cw->in[j]];
   IrArray a = {.dtype = w->dtype, .rank = cw->rank, .data = val[cw->in[j]]};
   for (int k = 0; k < cw->rank; k++) a.d[k] = cw->shape[k];
-  if (cw->op == IR_QSCALE || cw->op == IR_QUANTIZE) {
+  if (cw->op == IR_QSCALE || cw->op == IR_QUANTIZE || cw->op == IR_QUANTIZE_E4M3) {
     for (int k = 0; k < cw->rank; k++) a.d[k] = w->shape[k];
   } else if (cw->op == IR_PERMUTE) {
     for (int k = 0; k < cw->rank; k++) a.d[cw->attr.perm[k]] = cw->shape[k];
@@ -147,7 +149,7 @@ static float *compute_weight(const CgPlan *p, const CgWeight *cw, float *const *
   IrArray *in = xmalloc((size_t)cw->n_in * sizeof *in);
   for (int j = 0; j < cw->n_in; j++) in[j] = input_array(p, cw, j, val);
   int rc = 0;
-  if (cw->op == IR_QSCALE || cw->op == IR_QUANTIZE) /* inputs in their own shapes (cg_weight_check) */
+  if (cw->op == IR_QSCALE || cw->op == IR_QUANTIZE || cw->op == IR_QUANTIZE_E4M3) /* inputs in their own shapes (cg_weight_check) */
     ir_eval_quant(cw->op, &cw->attr, &y, cw->n_in, in);
   else if (cw->op == IR_REDUCE_MEAN)
     ir_eval_reduce(cw->op, cw->attr.axis, &y, &in[0]);
@@ -176,6 +178,11 @@ static int store_weight(const CgWeight *cw, const float *src, int64_t n, char *d
     if (cw->op != IR_QUANTIZE || !cw->n_in)
       return ir_errf(err, "codegen: weight '%s' is i8 but not computed by quantize", cw->name ? cw->name : "?");
     for (int64_t j = 0; j < n; j++) ((int8_t *)dst)[j] = (int8_t)src[j];
+    break;
+  case IR_E4M3: /* e4m3 values held decoded (ditc_quantize_e4m3): their codes, exact */
+    if (cw->op != IR_QUANTIZE_E4M3 || !cw->n_in)
+      return ir_errf(err, "codegen: weight '%s' is e4m3 but not computed by quantize_e4m3", cw->name ? cw->name : "?");
+    for (int64_t j = 0; j < n; j++) ((uint8_t *)dst)[j] = ditc_f32_to_e4m3(src[j]);
     break;
   case IR_F16:
     for (int64_t j = 0; j < n; j++) {

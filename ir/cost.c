@@ -25,7 +25,8 @@ double ir_node_macs(const IrNode *n, int64_t batch) {
     const IrShape *x = &n->in[0]->shape;
     return x->rank ? out * (double)ir_dim_eval(x->d[x->rank - 1], batch) : 0.0;
   }
-  case IR_QLINEAR: {
+  case IR_QLINEAR:
+  case IR_QLINEAR_E4M3: {
     const IrShape *x = &n->in[0]->shape;
     return x->rank ? out * (double)ir_dim_eval(x->d[x->rank - 1], batch) : 0.0;
   }

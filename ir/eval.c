@@ -342,6 +342,26 @@ void ir_eval_quant(IrOp op, const IrAttrs *at, IrArray *y, int n_in, const IrArr
     }
     return;
   }
+  case IR_QUANTIZE_E4M3: /* e4m3 values held decoded */
+    for (int64_t i = 0, n = ir_array_numel(x); i < n; i++)
+      yp[i] = ditc_quantize_e4m3(xp[i], ((const float *)in[1].data)[scale_offset(x->rank, x->d, in[1].d, i)]);
+    return;
+  case IR_QLINEAR_E4M3: {
+    const IrArray *w = &in[2];
+    int64_t N = w->d[0], K = w->d[1], M = K ? ir_array_numel(x) / K : ir_array_numel(y) / (N ? N : 1);
+    const float *wp = w->data, *b = n_in > 4 ? in[4].data : NULL;
+    float sx = ((const float *)in[1].data)[0], sw = ((const float *)in[3].data)[0];
+#pragma omp parallel for schedule(static) if (M * N * K > IR_PAR_MIN)
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t nn = 0; nn < N; nn++) {
+        float acc = 0.0f; /* f32, k order, products exact (ditc_qlinear_e4m3_scale) */
+        const float *xr = xp + m * K, *wr = wp + nn * K;
+        for (int64_t k = 0; k < K; k++) acc += xr[k] * wr[k];
+        float v = ditc_qlinear_e4m3_scale(acc, sx, sw);
+        yp[m * N + nn] = b ? ditc_add(v, b[nn]) : v;
+      }
+    return;
+  }
   case IR_QUANTIZE:
   case IR_DEQUANTIZE: {
     int64_t n = ir_array_numel(x);

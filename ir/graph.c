@@ -21,6 +21,7 @@ static const struct {
 } dtypes[IR_DTYPE_COUNT] = {
     [IR_F32] = {"f32", 4, 1}, [IR_F16] = {"f16", 2, 1}, [IR_BF16] = {"bf16", 2, 1},
     [IR_I8] = {"i8", 1, 0},   [IR_I32] = {"i32", 4, 0},
+    [IR_E4M3] = {"e4m3", 1, 0},
 };
 
 const char *ir_dtype_name(IrDType t) { return (unsigned)t < IR_DTYPE_COUNT ? dtypes[t].name : "?"; }

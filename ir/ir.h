@@ -74,6 +74,7 @@ typedef enum {
   IR_BF16,
   IR_I8,
   IR_I32,
+  IR_E4M3, /* fp8 e4m3 (OCP), 1 byte: only quantize_e4m3 makes it (ir/scalar.h) */
   IR_DTYPE_COUNT
 } IrDType;
 

@@ -132,4 +132,59 @@ DITC_SCALAR_FN float ditc_qlinear_scale(int acc, float sx, float sw) {
   return ditc_nan_canon((float)acc * sx * sw);
 }
 
+/* ---- fp8 e4m3 (OCP FP8 E4M3; quantize_e4m3, qlinear_e4m3 in ops.def) ------
+ * A byte S.EEEE.MMM: bias 7, normals 2^(E-7) (1 + M/8) for E >= 1,
+ * subnormals M 2^-9 for E = 0, the largest finite 448 (S.1111.110), no
+ * infinities and one NaN pattern per sign (S.1111.111).  The encoding rounds
+ * to nearest, ties to even, and saturates: every finite or infinite value
+ * beyond 448 in magnitude becomes +-448 (PTX cvt.rn.satfinite's rule); NaN
+ * becomes 0x7f; -0 stays 0x80.  The decoding is exact (every code is an f32);
+ * 0x7f and 0xff decode to the canonical NaN.  Host arrays hold e4m3 values
+ * decoded, as floats (like i8 levels), so a value is on the e4m3 grid exactly
+ * when encode(decode(c)) == c. */
+#ifdef __CUDACC__
+#define DITC_F32_BITS(x) __float_as_uint(x)
+#define DITC_BITS_F32(u) __uint_as_float(u)
+#else
+DITC_SCALAR_FN unsigned ditc_f32_bits_(float x) {
+  union { float f; unsigned u; } v;
+  v.f = x;
+  return v.u;
+}
+DITC_SCALAR_FN float ditc_bits_f32_(unsigned u) {
+  union { float f; unsigned u; } v;
+  v.u = u;
+  return v.f;
+}
+#define DITC_F32_BITS(x) ditc_f32_bits_(x)
+#define DITC_BITS_F32(u) ditc_bits_f32_(u)
+#endif
+
+DITC_SCALAR_FN unsigned char ditc_f32_to_e4m3(float x) {
+  unsigned u = DITC_F32_BITS(x), a = u & 0x7fffffffu, s = (u >> 24) & 0x80u;
+  if (a > 0x7f800000u) return 0x7f;                    /* NaN */
+  if (a >= 0x43e00000u) return (unsigned char)(s | 0x7eu); /* >= 448, infinities: saturate */
+  if (a < 0x3c800000u) /* below 2^-6: a multiple of 2^-9, rint (ties to even) of |x| 2^9 (exact scaling) */
+    return (unsigned char)(s | (unsigned)rintf(DITC_BITS_F32(a) * 512.0f)); /* 8 is 2^-6, code 0x08 */
+  /* a normal: keep 3 of the 23 mantissa bits, ties to even; a carry moves into the exponent */
+  unsigned r = (a + 0x7ffffu + ((a >> 20) & 1u)) >> 20;
+  unsigned c = r - (120u << 3); /* f32 exponent bias 127, e4m3's 7 */
+  return (unsigned char)(s | (c > 0x7eu ? 0x7eu : c));
+}
+DITC_SCALAR_FN float ditc_e4m3_to_f32(unsigned char c) {
+  unsigned s = (unsigned)(c & 0x80u) << 24, e = (c >> 3) & 15u, m = c & 7u;
+  if ((c & 0x7fu) == 0x7fu) return DITC_SCALAR_NAN;
+  if (e == 0) {
+    float v = (float)m * 0.001953125f; /* m 2^-9, exact */
+    return s ? -v : v;
+  }
+  return DITC_BITS_F32(s | ((e + 120u) << 23) | (m << 20));
+}
+/* x at per-tensor scale s on the e4m3 grid, decoded: e4m3(x / s) as a float */
+DITC_SCALAR_FN float ditc_quantize_e4m3(float x, float s) { return ditc_e4m3_to_f32(ditc_f32_to_e4m3(x / s)); }
+/* An f32 sum (k order) of products of e4m3 values, scaled once: (acc * sx) * sw
+ * (+ b, added by the caller).  The products are exact in f32 (4-bit
+ * significands); the sum rounds in f32, in k order, on every backend. */
+DITC_SCALAR_FN float ditc_qlinear_e4m3_scale(float acc, float sx, float sw) { return ditc_nan_canon(acc * sx * sw); }
+
 #endif /* DITC_IR_SCALAR_H */

@@ -185,6 +185,31 @@ static int infer_quant(IrOp op, int n, IrNode *const *in, const IrAttrs *at, IrS
     if (check_scales(op, x, in[1], err)) return -1;
     *t = IR_F32;
     return 0;
+  case IR_QUANTIZE_E4M3:
+    if (need_float(op, x, 0, err) || check_scales(op, x, in[1], err)) return -1;
+    *t = IR_E4M3;
+    return 0;
+  case IR_QLINEAR_E4M3: {
+    if (n < 4 || n > 5) return ir_errf(err, "qlinear_e4m3: takes xq, sx, wq, sw and an optional bias, got %d inputs", n);
+    const IrNode *w = in[2];
+    if (x->dtype != IR_E4M3 || w->dtype != IR_E4M3)
+      return ir_errf(err, "qlinear_e4m3: xq and wq must be e4m3, got %s and %s", ir_dtype_name(x->dtype),
+                     ir_dtype_name(w->dtype));
+    if (x->shape.rank < 1) return ir_errf(err, "qlinear_e4m3: xq must have rank >= 1");
+    if (w->shape.rank != 2 || w->shape.d[0] < 0 || w->shape.d[1] < 0 || w->shape.d[1] != x->shape.d[x->shape.rank - 1])
+      return ir_errf(err, "qlinear_e4m3: weight %s must be a fixed [out, in] matching xq %s", SHP(&w->shape), SHP(&x->shape));
+    int ok = in[1]->dtype == IR_F32 && in[3]->dtype == IR_F32 && in[3]->shape.rank == 2;
+    for (int i = 0; ok && i < in[1]->shape.rank; i++) ok = in[1]->shape.d[i] == 1;
+    for (int i = 0; ok && i < 2; i++) ok = in[3]->shape.d[i] == 1;
+    if (!ok)
+      return ir_errf(err, "qlinear_e4m3: scales %s and %s must be f32, one per tensor (every size 1; sw [1, 1])",
+                     SHP(&in[1]->shape), SHP(&in[3]->shape));
+    if (n == 5 && (in[4]->dtype != IR_F32 || in[4]->shape.rank != 1 || in[4]->shape.d[0] != w->shape.d[0]))
+      return ir_errf(err, "qlinear_e4m3: bias %s must be f32 [%lld]", SHP(&in[4]->shape), (long long)w->shape.d[0]);
+    s->d[s->rank - 1] = w->shape.d[0];
+    *t = IR_F32;
+    return 0;
+  }
   case IR_QLINEAR: {
     if (n < 4 || n > 5) return ir_errf(err, "qlinear: takes xq, sx, wq, sw and an optional bias, got %d inputs", n);
     const IrNode *w = in[2];
@@ -412,6 +437,8 @@ static int infer_other(IrOp op, int n, IrNode *const *in, const IrAttrs *at, IrS
   case IR_QUANTIZE:
   case IR_DEQUANTIZE:
   case IR_QLINEAR:
+  case IR_QUANTIZE_E4M3:
+  case IR_QLINEAR_E4M3:
     return infer_quant(op, n, in, at, s, t, err);
 
   case IR_IM2COL: {

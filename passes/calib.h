@@ -58,4 +58,9 @@ int pass_calib_absmax(const PassCalib *c, const char *weight_name, double *out, 
 struct PassPipeline;
 int pass_pipeline_needs_calib(const struct PassPipeline *p, int from);
 
+/* The largest |x| seen at the input of the linear whose weight is parameter
+ * weight_name (statistic linear.<weight_name>.absmax, one value) into *out;
+ * -1 with err when there is no calibration data or no such statistic. */
+int pass_calib_absmax(const PassCalib *c, const char *weight_name, double *out, IrErr *err);
+
 #endif

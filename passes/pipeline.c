@@ -33,10 +33,14 @@ static const PassInfo PASSES[] = {
      "stride-1 conv2d (the VAE decoder's 3x3 and 1x1) as im2col and a matmul: GEMM steps", PASS_NO_OPTIONS},
     {"dce", pass_dce, "remove nodes no output depends on", PASS_NO_OPTIONS},
     {"quantize", pass_quantize,
-     "int8 linears: weights per output row (w8), also activations per token with int32 sums (w8a8)",
+     "int8 linears: weights per output row (w8), also activations per token with int32 sums (w8a8); "
+     "fp8 e4m3 weights and activations, per-tensor scales, the activations' from calibration (fp8)",
      {{"mode", PASS_OPT_CHOICE, "none", "the scheme (none: leave the graph as it is)", .choices = PASS_QUANTIZE_MODES},
       {"scope", PASS_OPT_CHOICE, "blocks", "blocks: the blocks' attention and MLP linears; all: every linear",
-       .choices = PASS_QUANTIZE_SCOPES}}},
+       .choices = PASS_QUANTIZE_SCOPES},
+      {"scales", PASS_OPT_TEXT, "",
+       "fp8: the activation scales, one per covered linear in graph order, each its f32 bits in hex ('.' between; "
+       "empty: max|x| / 448 from calibration data)", .lo = 0}}},
     {"fuse", pass_fuse,
      "group nodes into kernels: attention, GEMM + GELU, residual -> layernorm -> modulate, elementwise trees",
      PASS_NO_OPTIONS},

@@ -19,11 +19,24 @@
  * parameters, the adaLN modulation excepted), the study's wq/wkv included
  * after hoist-adaln merged them; all: every linear with a weight-only
  * weight (adaLN modulation, the embedders' MLP, the final layer too).
- * fp8 is not implemented yet: it needs calibrated activation scales.
+ *
+ *   fp8    per-tensor scales and OCP e4m3 levels (ir/scalar.h): s_w =
+ *          qscale(W, axis 0, qmax 448) = max|W| / 448, w_q = quantize_e4m3(W,
+ *          s_w) (both computed into the weights blob); s_x = max|x| / 448, a
+ *          constant: max|x| is the calibration statistic
+ *          linear.<weight parameter>.absmax (the largest over the weight's
+ *          parameters when hoist-adaln merged several), or the option scales
+ *          gives s_x itself (what the pass decided, recorded for packs);
+ *          x_q = quantize_e4m3(x, s_x), y = qlinear_e4m3(x_q, s_x, w_q, s_w, b)
+ *          (products and their sum in f32, k order, scaled once).
  */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir/scalar.h"
+#include "passes/calib.h"
 #include "passes/passes.h"
 
 /* Are all the parameters weight w is made of the blocks' attention/MLP ones? */
@@ -51,13 +64,87 @@ static IrNode *quantize_rows(IrGraph *g, IrNode *x, const IrNode *like, IrNode *
   return node(g, IR_QUANTIZE, 2, (IrNode *[]){x, s}, &(IrAttrs){0}, like, err);
 }
 
+/* The largest calibration max|x| over the parameters weight w is made of;
+ * 0 with *found 0 when none has a statistic (name: the first's statistic). */
+static void calib_absmax(const PassCalib *c, const IrNode *w, double *amax, int *found, const char **first) {
+  if (w->op == IR_PARAM && w->name) {
+    double v;
+    IrErr e;
+    if (!*first) *first = w->name;
+    if (!pass_calib_absmax(c, w->name, &v, &e) && (!*found || v > *amax || v != v)) *amax = v, *found = 1;
+    return;
+  }
+  for (int i = 0; i < w->n_in; i++) calib_absmax(c, w->in[i], amax, found, first);
+}
+
+/* The activation scale of covered linear i (l, weight w): from the option
+ * scales when given (its i-th word), else from calibration data. */
+static int act_scale(const PassOptions *o, const char **words, int i, const IrNode *w, float *s, IrErr *err) {
+  if (**words) {
+    char *end;
+    unsigned long bits = strtoul(*words, &end, 16);
+    if (end == *words || end - *words > 8 || (*end && *end != '.'))
+      return ir_errf(err, "scales '%.60s': word %d is not the hex bits of an f32", pass_opt_text(o, "scales"), i);
+    uint32_t u = (uint32_t)bits;
+    memcpy(s, &u, 4);
+    if (!(*s > 0.0f) || *s == INFINITY)
+      return ir_errf(err, "scales: word %d is not a positive finite scale", i);
+    *words = *end ? end + 1 : end;
+    return 0;
+  }
+  if (!o->calib) return ir_errf(err, "--quantize fp8 needs calibration data (--calibrate N)");
+  double amax = 0.0;
+  int found = 0;
+  const char *first = NULL;
+  calib_absmax(o->calib, w, &amax, &found, &first);
+  if (!found) {
+    double v;
+    return pass_calib_absmax(o->calib, first ? first : "?", &v, err);
+  }
+  if (!(amax >= 0.0) || amax > 3.0e38)
+    return ir_errf(err, "the calibration max|x| of %s is %g, not a finite magnitude", first, amax);
+  *s = ditc_qscale((float)amax, 448.0f);
+  return 0;
+}
+
+/* fp8: the k covered linears lin[] rewritten over e4m3 (see the top). */
+static int quantize_fp8(IrGraph *g, const PassOptions *o, IrNode **lin, int k, IrErr *err) {
+  const char *words = pass_opt_text(o, "scales"), *given = words;
+  char *text = xcalloc((size_t)k * 9 + 1, 1), *p = text;
+  int rc = -1;
+  for (int i = 0; i < k; i++) {
+    IrNode *l = lin[i], *x = l->in[0], *w = l->in[1], *b = l->n_in > 2 ? l->in[2] : NULL;
+    float sv;
+    if (act_scale(o, &words, i, w, &sv, err)) goto out;
+    uint32_t u;
+    memcpy(&u, &sv, 4);
+    p += sprintf(p, "%s%x", i ? "." : "", (unsigned)u);
+    IrShape one = {.rank = x->shape.rank};
+    for (int j = 0; j < one.rank; j++) one.d[j] = 1;
+    IrNode *sx = ir_const(g, IR_F32, one, &sv, l->loc);
+    IrNode *sw = node(g, IR_QSCALE, 1, &w, &(IrAttrs){.axis = 0, .f = 448.0f}, l, err);
+    if (!sw) goto out;
+    IrNode *wq = node(g, IR_QUANTIZE_E4M3, 2, (IrNode *[]){w, sw}, &(IrAttrs){0}, l, err);
+    IrNode *xq = wq ? node(g, IR_QUANTIZE_E4M3, 2, (IrNode *[]){x, sx}, &(IrAttrs){0}, l, err) : NULL;
+    IrNode *y = xq ? node(g, IR_QLINEAR_E4M3, b ? 5 : 4, (IrNode *[]){xq, sx, wq, sw, b}, &(IrAttrs){0}, l, err) : NULL;
+    if (!y) goto out;
+    ir_replace_all_uses(g, l, y);
+  }
+  if (*words) {
+    ir_errf(err, "scales '%.60s' has more words than the %d linears the scope covers", given, k);
+    goto out;
+  }
+  if (!*given) pass_opt_decide(o, "scales", text);
+  rc = 0;
+out:
+  free(text);
+  return rc;
+}
+
 int pass_quantize(IrGraph *g, const PassOptions *o, IrErr *err) {
   const char *mode = pass_opt_choice(o, "mode");
   int all = !strcmp(pass_opt_choice(o, "scope"), "all");
   if (!strcmp(mode, "none")) return 0;
-  if (!strcmp(mode, "fp8"))
-    return ir_errf(err, "mode fp8 is not implemented yet (it needs calibrated activation scales); "
-                        "use w8 or w8a8");
   int w8a8 = !strcmp(mode, "w8a8"), n = g->n_nodes, rc = -1;
   unsigned char *wo = ir_weight_only(g);
   IrNode **lin = xmalloc((size_t)(n ? n : 1) * sizeof *lin);
@@ -67,6 +154,13 @@ int pass_quantize(IrGraph *g, const PassOptions *o, IrErr *err) {
     if (l->op != IR_LINEAR || l->dtype != IR_F32 || w->dtype != IR_F32 || !wo[w->index]) continue;
     if (l->n_in > 2 && l->in[2]->dtype != IR_F32) continue;
     if (all || in_blocks(w)) lin[k++] = l;
+  }
+  if (!strcmp(mode, "fp8")) {
+    if (quantize_fp8(g, o, lin, k, err)) goto out;
+    k = 0; /* done */
+  } else if (*pass_opt_text(o, "scales")) {
+    ir_errf(err, "scales goes with mode=fp8");
+    goto out;
   }
   for (int i = 0; i < k; i++) {
     IrNode *l = lin[i], *x = l->in[0], *w = l->in[1], *b = l->n_in > 2 ? l->in[2] : NULL, *sw, *sx, *y;

@@ -116,14 +116,16 @@ static int check_node(RefExec *e, const IrNode *nd, IrErr *err) {
                  nd->op == IR_SLICE || nd->op == IR_CONCAT || (nd->op == IR_EMBEDDING && i == 1) ||
                  (i == 1 && (nd->op == IR_MOE_GATHER || nd->op == IR_MOE_LINEAR || nd->op == IR_MOE_COMBINE));
     int quant = nd->op == IR_DEQUANTIZE || nd->op == IR_QLINEAR; /* i8 operands (ops.def) */
-    if (!is_floaty(t) && !(t == IR_I32 && int_ok) && !(t == IR_I8 && quant)) {
+    int fp8 = nd->op == IR_QLINEAR_E4M3;                          /* e4m3 operands */
+    if (!is_floaty(t) && !(t == IR_I32 && int_ok) && !(t == IR_I8 && quant) && !(t == IR_E4M3 && fp8)) {
       char m[160];
       snprintf(m, sizeof m, "input %d has dtype %s, which the reference executor does not run", i,
                ir_dtype_name(t));
       return node_errf(err, nd, m);
     }
   }
-  if (!is_floaty(nd->dtype) && nd->dtype != IR_I32 && !(nd->dtype == IR_I8 && nd->op == IR_QUANTIZE))
+  if (!is_floaty(nd->dtype) && nd->dtype != IR_I32 && !(nd->dtype == IR_I8 && nd->op == IR_QUANTIZE) &&
+      !(nd->dtype == IR_E4M3 && nd->op == IR_QUANTIZE_E4M3))
     return node_errf(err, nd, "output dtype not supported by the reference executor");
   const RefShape *x = nd->n_in > 0 ? &in_val(e, nd, 0)->s : NULL;
   switch (nd->op) {
@@ -179,6 +181,7 @@ static int check_node(RefExec *e, const IrNode *nd, IrErr *err) {
   case IR_PERMUTE:
   case IR_MOE_ROUTE: case IR_MOE_GATHER: case IR_MOE_LINEAR: case IR_MOE_COMBINE: /* ir/shape.c checked them */
   case IR_QSCALE: case IR_QUANTIZE: case IR_DEQUANTIZE: case IR_QLINEAR:
+  case IR_QUANTIZE_E4M3: case IR_QLINEAR_E4M3:
     return 0;
   case IR_IM2COL:
     if (x->rank != 4 || v->s.rank != 3) return node_errf(err, nd, "expects NCHW input");
@@ -409,8 +412,9 @@ static int run_node(RefExec *e, int i, IrErr *err) {
   case IR_AVGPOOL2D:
     ref_avgpool(y, &v->s, xp, &x->s);
     break;
-  case IR_QSCALE: case IR_QUANTIZE: case IR_DEQUANTIZE: case IR_QLINEAR: {
-    /* i8 values are held as f32 whole numbers (ir.h's IrArray) */
+  case IR_QSCALE: case IR_QUANTIZE: case IR_DEQUANTIZE: case IR_QLINEAR:
+  case IR_QUANTIZE_E4M3: case IR_QLINEAR_E4M3: {
+    /* i8 values are held as f32 whole numbers, e4m3 ones decoded (ir.h's IrArray) */
     IrArray out = array_at(e, nd), *in = xmalloc((size_t)nd->n_in * sizeof *in);
     for (int k = 0; k < nd->n_in; k++) in[k] = array_at(e, nd->in[k]);
     ir_eval_quant(nd->op, &nd->attr, &out, nd->n_in, in);

@@ -140,6 +140,10 @@ static int check_entry(StFile *f, const char *name, const json_t *e, uint64_t da
 
   if (!json_is_string(jd))
     return ir_errf(err, "%s: tensor '%s': dtype is not a string", f->label, name);
+  if (!strncmp(json_string_value(jd), "F8_", 3))
+    return ir_errf(err, "%s: tensor '%s': dtype '%s' (fp8) is a quantised checkpoint's, which ditc does not read; "
+                   "give float weights (F32, F16 or BF16): ditc quantises itself (--quantize fp8)", f->label, name,
+                   json_string_value(jd));
   if (dtype_parse(json_string_value(jd), &t->dtype))
     return ir_errf(err, "%s: tensor '%s': unknown dtype '%s'", f->label, name,
                    json_string_value(jd));

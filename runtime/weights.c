@@ -415,10 +415,48 @@ static int param_shape(const IrNode *p, int64_t *dims) {
   return 0;
 }
 
+/* A checkpoint already quantised (TorchAO, bitsandbytes, torch.ao): integer
+ * levels where float weights are expected, or the scales, zero points and
+ * packed levels those tools store beside them.  ditc reads float weights and
+ * quantises itself; such a file is refused naming its first such tensor
+ * (names the model has as parameters never count). */
+static const char *const QUANT_SUFFIXES[] = {"_scale", ".scale", "qweight", ".SCB", ".zero_point", "_zero_point",
+                                             "scale_inv", ".absmax", ".quant_map", "quant_state", "_packed_params",
+                                             ".weight_format"};
+
+static int is_param_name(IrNode *const *params, int np, const char *name) {
+  for (int i = 0; i < np; i++)
+    if (params[i]->name && !strcmp(params[i]->name, name)) return 1;
+  return 0;
+}
+
+static int refuse_quantised(const StFile *f, IrNode *const *params, int np, IrErr *err) {
+  static const char accepted[] = "ditc reads float checkpoints (F32, F16 or BF16 weights) and quantises them itself "
+                                 "(--quantize w8|w8a8|fp8): give the float checkpoint";
+  for (int i = 0; i < st_count(f); i++) {
+    const StTensor *t = st_get(f, i);
+    size_t n = strlen(t->name);
+    int param = is_param_name(params, np, t->name);
+    if ((t->dtype == ST_I8 || t->dtype == ST_U8) && (param || (n >= 6 && !strcmp(t->name + n - 6, "weight"))))
+      return ir_errf(err, "%s: tensor '%s' is %s where a float weight is expected: a quantised checkpoint; %s",
+                     st_path(f), t->name, st_dtype_name(t->dtype), accepted);
+    if (param) continue;
+    for (size_t k = 0; k < sizeof QUANT_SUFFIXES / sizeof QUANT_SUFFIXES[0]; k++) {
+      size_t m = strlen(QUANT_SUFFIXES[k]);
+      if (n >= m && (!strcmp(t->name + n - m, QUANT_SUFFIXES[k]) ||
+                     (QUANT_SUFFIXES[k][0] != '.' && QUANT_SUFFIXES[k][0] != '_' && strstr(t->name, QUANT_SUFFIXES[k]))))
+        return ir_errf(err, "%s: tensor '%s' is a quantisation's %s beside the weights: a quantised checkpoint; %s",
+                       st_path(f), t->name, QUANT_SUFFIXES[k][0] == '.' || QUANT_SUFFIXES[k][0] == '_' ? QUANT_SUFFIXES[k] + 1 : QUANT_SUFFIXES[k], accepted);
+    }
+  }
+  return 0;
+}
+
 int weights_bind_file(IrGraph *g, const StFile *f, Weights *w, IrErr *err) {
   memset(w, 0, sizeof *w);
   IrNode **params;
   int np = ir_graph_params(g, &params);
+  if (refuse_quantised(f, params, np, err)) return -1;
   Sources src = {0};
   StrList missing = {0}, mismatched = {0}, unexpected = {0};
   int vae_ignored = 0;

@@ -2,7 +2,7 @@
 # --quantize and --quantize-scope refused as they should be, without NVRTC: a mode or scope ditc does
 # not know (int4, some) is a usage error (exit 2) naming the value and the accepted ones; fp8 for an
 # architecture below sm_89 (compile and cache build --arch sm_80) says so; --quantize-scope alone,
-# --quantize with a quantize pass in --passes too, --quantize with --plan, and fp8 itself (not implemented yet) are clear
+# --quantize with a quantize pass in --passes too, --quantize with --plan, and fp8 without calibration data are clear
 # errors; none of them writes an output file.  `ditc ir --quantize w8a8` prints the same graph as
 # the pass spelled in --passes at the flag's place, and dumps show the i8 values and their scales.
 source "$(dirname "$0")/common.bash"
@@ -34,7 +34,7 @@ expect 2 "--quantize fp8 needs sm_89 or later" compile "${TINY[@]}" --arch sm_86
 expect 2 "--quantize-scope goes with --quantize" ir "${TINY[@]}" --quantize-scope all
 expect 2 "--quantize and a quantize pass in --passes" ir "${TINY[@]}" --quantize w8 --passes 'default,quantize:mode=w8'
 expect 2 "option 'mode' takes one of none|w8|w8a8|fp8, got 'int4'" ir "${TINY[@]}" --passes 'default,quantize:mode=int4'
-expect 1 "mode fp8 is not implemented yet" run "${TINY[@]}" --weights random --input x --output "$T/out.safetensors" \
+expect 1 "--quantize fp8 needs calibration data (--calibrate N)" run "${TINY[@]}" --weights random --input x --output "$T/out.safetensors" \
   --quantize fp8 --backend ref
 expect 2 "'cache ls' takes only --arch" cache ls --quantize w8
 expect 1 "--quantize and --precision do not apply to a pack" run --plan "$T/none.ditpack" --backend emu --input x \
@@ -53,4 +53,11 @@ done
 "$DITC" ir "${TINY[@]}" --quantize w8 >"$T/blocks.ir"
 [ "$(grep -c 'dequantize(' "$T/blocks.ir")" = 4 ] || { echo "FAIL: scope blocks should dequantize 4 weights"; fail=1; }
 if grep 'dequantize(' "$T/blocks.ir" | grep -qv '# blocks\.'; then echo "FAIL: scope blocks reached outside the blocks"; fail=1; fi
+# fp8 with its activation scales given (the pass's recorded decision; depth 1: four linears): e4m3 values
+sc=3c000000.3c000000.3c000000.3c000000
+"$DITC" ir "${TINY[@]}" --passes "default,quantize:mode=fp8:scales=$sc" >"$T/fp8.ir"
+for want in 'quantize_e4m3(' ': e4m3[B, 64, 64]' 'qlinear_e4m3(' '{axis=0, qmax=448} : f32[1, 1]'; do
+  grep -qF -- "$want" "$T/fp8.ir" || { echo "FAIL: the fp8 dump lacks '$want'"; fail=1; }
+done
+expect 1 "more words than the 4 linears" ir "${TINY[@]}" --passes "default,quantize:mode=fp8:scales=$sc.3c000000"
 exit $fail

@@ -13,6 +13,7 @@
 
 #include "testutil.h"
 
+#include "passes/calib.h"
 #include "passes/passes.h"
 #include "passes/prune.h"
 
@@ -647,8 +648,60 @@ static void test_quantize(void **state) {
   IrGraph *g = two_linears();
   IrErr e = {{0}};
   assert_int_equal(pass_run_pipeline(g, "quantize:mode=fp8", &OPTS, &e), -1);
-  assert_non_null(strstr(e.msg, "fp8 is not implemented yet"));
+  assert_non_null(strstr(e.msg, "--quantize fp8 needs calibration data (--calibrate N)"));
   ir_graph_free(g);
+  /* fp8 with calibration data: one statistic per covered linear's weight,
+   * s_x = max|x| / 448 as a constant, the weight's per-tensor scale and its
+   * e4m3 codes, and the decision spelled out as f32 bits */
+  static const double amax = 448.0 * 0.25, amax2 = 7.0;
+  const PassCalibStat st[2] = {{"linear.blocks.0.attn.qkv.weight.absmax", 1, &amax},
+                               {"linear.final_layer.linear.weight.absmax", 1, &amax2}};
+  PassCalib cal = {.n = 1, .stats = st, .about = "synthetic"};
+  PassPipeline res;
+  PassOptions po = OPTS;
+  po.calib = &cal;
+  po.resolved = &res;
+  g = two_linears();
+  assert_int_equal(pass_run_pipeline(g, "quantize:mode=fp8", &po, &e), 0);
+  assert_int_equal(count_op(g, IR_QLINEAR_E4M3), 1);
+  assert_int_equal(count_op(g, IR_QUANTIZE_E4M3), 2);
+  assert_int_equal(count_op(g, IR_LINEAR), 1); /* the final layer: scope blocks */
+  for (int i = 0; i < g->n_nodes; i++) {
+    const IrNode *n = g->nodes[i];
+    if (n->op == IR_QUANTIZE_E4M3) assert_int_equal(n->dtype, IR_E4M3);
+    if (n->op == IR_QLINEAR_E4M3) {
+      const IrNode *sx = n->in[1], *sw = n->in[3];
+      assert_int_equal(sx->op, IR_CONST);
+      assert_true(((const float *)sx->data)[0] == 0.25f);
+      assert_int_equal(sw->op, IR_QSCALE);
+      assert_true(sw->attr.f == 448.0f && sw->attr.axis == 0);
+    }
+  }
+  char *text = pass_pipeline_text(&res);
+  assert_non_null(strstr(text, "scales=3e800000"));
+  free(text);
+  ir_graph_free(g);
+  /* the recorded scales rebuild it without data; a statistic missing, a bad
+   * or surplus word, scales without fp8: errors */
+  g = two_linears();
+  assert_int_equal(pass_run_pipeline(g, "quantize:mode=fp8:scales=3e800000", &OPTS, &e), 0);
+  assert_int_equal(count_op(g, IR_QLINEAR_E4M3), 1);
+  ir_graph_free(g);
+  static const struct { const char *passes; const char *msg; int calib; } bad[] = {
+      {"quantize:mode=fp8:scope=all", "no statistic linear.final_layer.linear.weight.absmax", 1},
+      {"quantize:mode=fp8:scales=3e800000.3e800000", "more words than the 1 linears", 0},
+      {"quantize:mode=fp8:scales=zz", "not the hex bits of an f32", 0},
+      {"quantize:mode=fp8:scales=ff800000", "not a positive finite scale", 0},
+      {"quantize:mode=w8:scales=3e800000", "scales goes with mode=fp8", 0},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    g = two_linears();
+    po.resolved = NULL;
+    po.calib = bad[i].calib ? &cal : NULL;
+    assert_int_equal(pass_run_pipeline(g, bad[i].passes, &po, &e), -1);
+    if (!strstr(e.msg, bad[i].msg)) fail_msg("%s: '%s' lacks '%s'", bad[i].passes, e.msg, bad[i].msg);
+    ir_graph_free(g);
+  }
 }
 
 /* prune.h's keep masks: written and read back, wrong lengths and stray bits

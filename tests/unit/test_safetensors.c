@@ -284,6 +284,7 @@ static const Hostile hostile[] = {
      0, 0, "duplicate"},
     {"entry not object", "{\"a\": 3}", 0, 0, 0, "tensor 'a': entry is not an object"},
     {"unknown dtype", "{\"a\":" E("F8", "[1]", "[0,1]") "}", 1, 0, 0, "tensor 'a': unknown dtype 'F8'"},
+    {"fp8 dtype", "{\"a\":" E("F8_E4M3", "[1]", "[0,1]") "}", 1, 0, 0, "tensor 'a': dtype 'F8_E4M3' (fp8) is a quantised checkpoint's"},
     {"dtype not string", "{\"a\":{\"dtype\":5,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0, 0,
      "dtype is not a string"},
     {"negative shape", "{\"a\":" E("F32", "[2,-1]", "[0,4]") "}", 4, 0, 0,

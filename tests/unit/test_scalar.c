@@ -325,6 +325,91 @@ static int teardown(void **state) {
 /* The quantisation scalars (ir/scalar.h) and ir_eval_quant: round half to
  * even, clamp at +-127, NaN to 0, a zero row's scale 1, and qlinear's sum
  * exact where an f32 sum is not. */
+/* ---- fp8 e4m3: ir/scalar.h's conversions against a host model ------------ */
+
+/* The model: OCP FP8 E4M3 from its definition, in double.  Code c (sign
+ * bit 7, exponent bits 6..3, mantissa bits 2..0) is NaN when its low seven
+ * bits are all ones, else (-1)^s 2^(e-7) (1 + m/8), or m 2^-9 when e = 0. */
+static double e4m3_model_value(int c) {
+  int e = (c >> 3) & 15, m = c & 7;
+  double v = e ? ldexp(1.0 + m / 8.0, e - 7) : ldexp((double)m, -9);
+  return (c & 0x80) ? -v : v;
+}
+/* Encoding by search: the nearest of the 127 non-negative finite codes to
+ * |x|, a tie to the one with an even mantissa (an even code), beyond 448
+ * (infinities too) 448; the sign kept (-0 is 0x80); NaN 0x7f. */
+static int e4m3_model_encode(float x) {
+  if (x != x) return 0x7f;
+  double a = fabs((double)x);
+  int best = 0x7e;
+  if (a < 448.0) {
+    double bd = INFINITY;
+    for (int c = 0; c <= 0x7e; c++) {
+      double d = fabs(e4m3_model_value(c) - a);
+      if (d < bd || (d == bd && !(c & 1))) bd = d, best = c;
+    }
+  }
+  return (signbit(x) ? 0x80 : 0) | best;
+}
+
+static void test_e4m3_conversion(void **state) {
+  (void)state;
+  /* every code decodes to the model's value (NaN to the canonical NaN),
+   * and every finite one encodes back to itself */
+  for (int c = 0; c < 256; c++) {
+    float v = ditc_e4m3_to_f32((unsigned char)c);
+    if ((c & 0x7f) == 0x7f) {
+      uint32_t u;
+      memcpy(&u, &v, 4);
+      assert_true(v != v);
+      assert_int_equal(u, 0x7fffffffu);
+      assert_int_equal(ditc_f32_to_e4m3(v), 0x7f);
+      continue;
+    }
+    if ((double)v != e4m3_model_value(c) || !!signbit(v) != !!(c & 0x80)) fail_msg("code 0x%02x decodes to %a", c, v);
+    assert_int_equal(ditc_f32_to_e4m3(v), c);
+  }
+  assert_true(ditc_e4m3_to_f32(0x7e) == 448.0f && ditc_e4m3_to_f32(0x01) == 0x1p-9f && ditc_e4m3_to_f32(0x08) == 0x1p-6f);
+  /* encoding: each pair of neighbouring codes' midpoint (a tie) and the
+   * floats next to it, both signs; then a sweep of magnitudes from below
+   * the smallest subnormal to beyond 448, and the special values */
+  int n = 0;
+  for (int c = 0; c < 0x7e; c++) {
+    float mid = (float)((e4m3_model_value(c) + e4m3_model_value(c + 1)) / 2); /* exact: 5 bits */
+    float t[5] = {mid, nextafterf(mid, 0.0f), nextafterf(mid, INFINITY), ditc_e4m3_to_f32((unsigned char)c), mid * 0.999f};
+    for (int k = 0; k < 5; k++)
+      for (int s = 0; s < 2; s++, n++) {
+        float x = s ? -t[k] : t[k];
+        if (ditc_f32_to_e4m3(x) != e4m3_model_encode(x))
+          fail_msg("encode(%a) = 0x%02x, the model 0x%02x", x, ditc_f32_to_e4m3(x), e4m3_model_encode(x));
+      }
+  }
+  for (float x = 0x1p-14f; x < 2000.0f; x *= 1.0009765625f, n++) /* 2^-14 .. 2000, ~1/1024 apart */
+    for (int s = 0; s < 2; s++) {
+      float y = s ? -x : x;
+      if (ditc_f32_to_e4m3(y) != e4m3_model_encode(y))
+        fail_msg("encode(%a) = 0x%02x, the model 0x%02x", y, ditc_f32_to_e4m3(y), e4m3_model_encode(y));
+    }
+  const float special[] = {0.0f, -0.0f, 448.0f, 463.99997f, 464.0f, 480.0f, 1e30f, FLT_MAX, INFINITY, -INFINITY,
+                           0x1p-10f, 0x1.8p-10f, 0x1p-149f, 0x1p-6f, 0x1.fp-7f, NAN, -NAN};
+  for (size_t k = 0; k < sizeof special / sizeof special[0]; k++, n++)
+    assert_int_equal(ditc_f32_to_e4m3(special[k]), e4m3_model_encode(special[k]));
+  assert_true(n > 10000);
+  /* the saturation, tie and NaN rules spelled out */
+  assert_int_equal(ditc_f32_to_e4m3(INFINITY), 0x7e);
+  assert_int_equal(ditc_f32_to_e4m3(-1e9f), 0xfe);
+  assert_int_equal(ditc_f32_to_e4m3(NAN), 0x7f);
+  assert_int_equal(ditc_f32_to_e4m3(-0.0f), 0x80);
+  assert_int_equal(ditc_f32_to_e4m3(0x1p-10f), 0x00);   /* half the smallest subnormal: tie to 0 */
+  assert_int_equal(ditc_f32_to_e4m3(0x1.8p-9f), 0x02);  /* 1.5 subnormal steps: tie to 2 */
+  assert_int_equal(ditc_f32_to_e4m3(1.0625f), 0x38);    /* 1 + 1/16: tie to 1.0 */
+  assert_int_equal(ditc_f32_to_e4m3(1.1875f), 0x3a);    /* 1 + 3/16: tie to 1.25 */
+  /* quantize at a scale and the qlinear scaling */
+  assert_true(ditc_quantize_e4m3(3.0f, 2.0f) == 1.5f);
+  assert_true(ditc_quantize_e4m3(1e6f, 1.0f) == 448.0f);
+  assert_true(ditc_qlinear_e4m3_scale(2.0f, 0.5f, 4.0f) == 4.0f);
+}
+
 static void test_quant_semantics(void **state) {
   (void)state;
   static const float cases[][3] = {/* x, s, level */
@@ -367,6 +452,7 @@ int main(void) {
       cmocka_unit_test(test_same_bits),
       cmocka_unit_test(test_kernels_call_scalar_h),
       cmocka_unit_test(test_quant_semantics),
+      cmocka_unit_test(test_e4m3_conversion),
   };
   return tu_run_group(tests, NULL, teardown);
 }

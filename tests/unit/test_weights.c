@@ -281,6 +281,48 @@ static void test_bind_integer_dtypes(void **state) {
   ir_graph_free(g);
 }
 
+/* A checkpoint already quantised is refused naming the tensor and what is
+ * accepted: int8/uint8 levels where a float weight is expected, and the
+ * scales and packed levels TorchAO, bitsandbytes and torch.ao put beside the
+ * weights; fp8 tensors already at reading. */
+static void test_bind_quantised(void **state) {
+  (void)state;
+  static const struct {
+    const char *name;
+    StDType dtype;
+    const char *msg;
+  } cases[] = {
+      {"a.weight", ST_I8, "tensor 'a.weight' is I8 where a float weight is expected: a quantised checkpoint"},
+      {"a.weight", ST_U8, "tensor 'a.weight' is U8 where a float weight is expected"},
+      {"a.weight_scale", ST_F32, "tensor 'a.weight_scale' is a quantisation's scale beside the weights"},
+      {"a.scale", ST_F32, "tensor 'a.scale' is a quantisation's scale"},
+      {"a.qweight", ST_I32, "tensor 'a.qweight' is a quantisation's qweight"},
+      {"a.SCB", ST_F32, "tensor 'a.SCB'"},
+      {"a.weight.quant_state.bitsandbytes__nf4", ST_U8, "quant_state"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    IrGraph *g = ir_graph_new("forward");
+    P(g, "a.weight", 4);
+    P(g, "ok", 2);
+    StWriter *wr = st_writer_new();
+    float fv[4] = {1, 2, 3, 4};
+    int8_t qv[4] = {1, 2, 3, 4};
+    int is_w = !strcmp(cases[i].name, "a.weight");
+    if (!is_w) st_writer_add(wr, "a.weight", ST_F32, 1, (int64_t[]){4}, fv);
+    st_writer_add(wr, cases[i].name, cases[i].dtype, 1, (int64_t[]){cases[i].dtype == ST_F32 || cases[i].dtype == ST_I32 ? 1 : 4},
+                  cases[i].dtype == ST_F32 || cases[i].dtype == ST_I32 ? (const void *)fv : (const void *)qv);
+    st_writer_add(wr, "ok", ST_F32, 1, (int64_t[]){2}, fv);
+    IrErr err = {{0}};
+    assert_int_equal(st_writer_save(wr, tpath("quantised.safetensors"), &err), 0);
+    st_writer_free(wr);
+    Weights ws;
+    assert_int_equal(weights_load(g, tpath("quantised.safetensors"), &ws, &err), -1);
+    if (!strstr(err.msg, cases[i].msg) || !strstr(err.msg, "F32, F16 or BF16") || !strstr(err.msg, "--quantize"))
+      fail_msg("%s: '%s'", cases[i].name, err.msg);
+    ir_graph_free(g);
+  }
+}
+
 /* NaN and infinite weights bind (a checkpoint may hold them on purpose) but
  * are counted, so the command line can warn naming the first tensor. */
 static void test_bind_nonfinite(void **state) {
@@ -600,6 +642,7 @@ int main(void) {
       cmocka_unit_test(test_bind_exact),
       cmocka_unit_test(test_bind_problems),
       cmocka_unit_test(test_bind_summarised),
+      cmocka_unit_test(test_bind_quantised),
       cmocka_unit_test(test_bind_integer_dtypes),
       cmocka_unit_test(test_bind_nonfinite),
       cmocka_unit_test(test_bind_many_diffusers_tensors),
