@@ -230,6 +230,11 @@ typedef struct {
   const CgView *ein;
   const char *eexpr;
   CgView out;
+  /* quant: out (i8) gets the levels ditc_quantize_i8(r, s) of the row's
+   * results r, s = ditc_qscale(max |r|, qmax) stored to scales[row] */
+  int quant;
+  CgLoc scales;
+  float qmax;
   const char *detail;  /* banner line: the nodes it computes */
 } CgNorm;
 /* The longest row the fused layernorm keeps in registers. */
@@ -257,6 +262,14 @@ void cg_emit_qlinear_e4m3(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in
                           int64_t kk);
 void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int gelu, int64_t m,
                      int64_t nn, int64_t kk);
+/* w8's mixed-input GEMM: y[m, n] = (sum_k x[m, k] * (float)wq[n, k]) * sw[n]
+ * (+ b[n]) (tanh-GELU when gelu), the int8 weight tiles converted to f32 as
+ * they are loaded into shared memory, the row scale applied on the store.
+ * in: x, wq (i8 [N, K]), sw ([N, 1]), b. */
+void cg_emit_wlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int gelu, int64_t m,
+                     int64_t nn, int64_t kk);
+/* The tile side of cg_emit_wlinear (a block of CG_WLINEAR_TILE^2 threads). */
+#define CG_WLINEAR_TILE 16
 
 /* ---- fused attention (attention.c) ---------------------------------------------- */
 

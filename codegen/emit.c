@@ -291,6 +291,11 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
                 .pin = pin, .pexpr = ni->pexpr, .has_side = ni->side != NULL, .n_ein = ni->n_leaves, .ein = ein,
                 .eexpr = ni->expr, .out = ov, .detail = ni->fused};
     if (ni->side) s.side = node_view(c, ni->side, buf_loc(c, st->write2));
+    if (ni->quant) {
+      s.quant = 1;
+      s.scales = buf_loc(c, st->write3);
+      s.qmax = ni->qscale->attr.f;
+    }
     return cg_emit_norm(e, n, &s);
   }
   if (ni->how == LOW_QLINEAR_GELU || (ni->how == LOW_KERNEL && n->op == IR_QLINEAR)) {
@@ -306,6 +311,14 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
     for (int i = 0; i < n->n_in; i++) in[i] = buf_loc(c, st->reads[i]);
     int64_t kk = ir_dim_eval(n->in[0]->shape.d[n->in[0]->shape.rank - 1], c->batch), nn = n->in[2]->shape.d[0];
     return cg_emit_qlinear_e4m3(e, n, out, in, n->n_in == 5, kk ? node_numel(c, n->in[0]) / kk : 0, nn, kk);
+  }
+  if (ni->how == LOW_WLINEAR || ni->how == LOW_WLINEAR_GELU) {
+    const IrNode *l = ni->how == LOW_WLINEAR_GELU ? ni->linear : n, *x = l->in[0];
+    CgLoc in[4];
+    for (int i = 0; i < st->n_reads && i < 4; i++) in[i] = buf_loc(c, st->reads[i]);
+    int64_t kk = ir_dim_eval(x->shape.d[x->shape.rank - 1], c->batch), nn = l->in[1]->shape.d[0];
+    return cg_emit_wlinear(e, n, out, in, l->n_in == 3, ni->how == LOW_WLINEAR_GELU, kk ? node_numel(c, x) / kk : 0,
+                           nn, kk);
   }
   if (ni->how == LOW_QROWS) {
     int64_t len = ov.shape[ov.rank - 1];
@@ -490,8 +503,8 @@ static void count_read(Ctx *c, int b, int64_t elems, int64_t *act, int64_t *w) {
  * through its view, a slice kernel only its part), writes whole. */
 static void step_bytes(Ctx *c, const LStep *st, int64_t *act_read, int64_t *act_written, int64_t *w_read) {
   *act_read = *act_written = *w_read = 0;
-  int wr[2] = {st->write, st->write2}, j = 0;
-  for (int k = 0; k < 2; k++)
+  int wr[3] = {st->write, st->write2, st->write3}, j = 0;
+  for (int k = 0; k < 3; k++)
     if (wr[k] >= 0 && c->bufs[wr[k]].space == CG_SPACE_ACT) *act_written += c->bufs[wr[k]].bytes;
   NodeInfo *ni = st->kind == LS_NODE ? inf(c, st->node) : NULL;
   switch (ni ? ni->how : LOW_NONE) {
@@ -546,7 +559,7 @@ static void step_work(Ctx *c, const LStep *st, CgStep *s) {
     s->unit = cg_attention_unit(cg_tuning_for(c->o->arch), c->o->precision);
     return;
   }
-  double macs = ir_node_macs(st->node, c->batch);
+  double macs = ir_node_macs(ni->linear ? ni->linear : st->node, c->batch); /* a GEMM with its epilogue */
   if (macs > 0) s->flops = 2.0 * macs, s->unit = CG_UNIT_SIMT_F32;
 }
 

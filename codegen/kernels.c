@@ -799,6 +799,7 @@ void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *norm) {
   }
   if (s->has_side) decl_ptr(e, "side", s->side.loc, 1);
   decl_ptr(e, "y", s->out.loc, 1);
+  if (s->quant) decl_ptr(e, "qsc", s->scales, 1);
   cg_text_printf(&e->src, "  %s row = (%s)blockIdx.x * CG_ROWS_PER_BLOCK + threadIdx.y;\n", it, it);
   cg_text_printf(&e->src, "  if (row >= %lld) return;\n", (long long)rows);
   /* the row's coordinates over the leading axes */
@@ -846,16 +847,38 @@ void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *norm) {
                  "    if (threadIdx.x + 32 * t < %lld) sq += d * d;\n"
                  "  }\n"
                  "  float rstd = 1.0f / sqrtf(ditc_warp_sum(sq) / %lld.0f + %s);\n"
+                 "%s"
                  "#pragma unroll\n"
                  "  for (int t = 0; t < %lld; t++) {\n"
                  "    int j = threadIdx.x + 32 * t;\n"
                  "    if (j < %lld) {\n"
                  "      float v0 = (h[t] - mean) * rstd;\n",
                  (long long)len, (long long)per_lane, (long long)len, (long long)len, cg_float_lit(s->eps, f),
-                 (long long)per_lane, (long long)len);
+                 s->quant ? "  float qm = 0.0f;\n" : "", (long long)per_lane, (long long)len);
   load_leaves(e, "e", 1, s->n_ein, s->ein, "      ");
-  cg_text_printf(&e->src, "      float r = %s;\n      %s\n    }\n  }\n}\n\n", s->eexpr ? s->eexpr : "v0",
-                 store(s->out.loc.dtype, "y", "rby + j", "r", st));
+  if (!s->quant) {
+    cg_text_printf(&e->src, "      float r = %s;\n      %s\n    }\n  }\n}\n\n", s->eexpr ? s->eexpr : "v0",
+                   store(s->out.loc.dtype, "y", "rby + j", "r", st));
+    rows_launch(e, n, k, rows);
+    return;
+  }
+  /* the results kept in h, their largest magnitude, then the levels (as quant_rows) */
+  cg_text_printf(&e->src,
+                 "      h[t] = %s;\n"
+                 "      qm = ditc_absmax(qm, h[t]);\n"
+                 "    }\n"
+                 "  }\n"
+                 "  for (int o = 16; o > 0; o >>= 1) qm = ditc_absmax(qm, __shfl_xor_sync(0xffffffffu, qm, o));\n"
+                 "  float sc = ditc_qscale(qm, %s);\n"
+                 "  if (threadIdx.x == 0) qsc[row] = sc;\n"
+                 "#pragma unroll\n"
+                 "  for (int t = 0; t < %lld; t++) {\n"
+                 "    int j = threadIdx.x + 32 * t;\n"
+                 "    if (j < %lld) %s\n"
+                 "  }\n"
+                 "}\n\n",
+                 s->eexpr ? s->eexpr : "v0", cg_float_lit(s->qmax, f), (long long)per_lane, (long long)len,
+                 store(s->out.loc.dtype, "y", "rby + j", "ditc_quantize_i8(h[t], sc)", st));
   rows_launch(e, n, k, rows);
 }
 

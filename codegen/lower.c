@@ -118,6 +118,27 @@ static int computed_weight(Ctx *c, const IrNode *n) {
   return 1;
 }
 
+/* w8's linear(x, dequantize(wq, sw)[, b]) over int8 weights in the blob
+ * (passes/quantize.c): the mixed-input kernel reads wq and sw directly, so
+ * the dequantised weight is never made. */
+static int wlinear(Ctx *c, const IrNode *n) {
+  const IrNode *d = n->in[1];
+  if (n->dtype != IR_F32 || n->in[0]->dtype != IR_F32 || d->op != IR_DEQUANTIZE || d->shape.rank != 2) return 0;
+  const IrNode *q = d->in[0], *s = d->in[1];
+  if (q->dtype != IR_I8 || s->dtype != IR_F32 || inf(c, q)->how != LOW_WEIGHT || inf(c, s)->how != LOW_WEIGHT) return 0;
+  if (s->shape.rank != 2 || s->shape.d[0] != d->shape.d[0] || s->shape.d[1] != 1) return 0; /* one scale a row */
+  return n->n_in < 3 || n->in[2]->dtype == IR_F32;
+}
+
+/* What a LOW_WLINEAR linear reads: x, wq, sw[, b]. */
+static int wlinear_reads(const IrNode *l, IrNode **out) {
+  out[0] = l->in[0];
+  out[1] = l->in[1]->in[0];
+  out[2] = l->in[1]->in[1];
+  if (l->n_in > 2) out[3] = l->in[2];
+  return l->n_in > 2 ? 4 : 3;
+}
+
 static int decide(Ctx *c, IrErr *err) {
   for (int i = 0; i < c->g->n_nodes; i++) {
     IrNode *n = c->g->nodes[i];
@@ -130,7 +151,7 @@ static int decide(Ctx *c, IrErr *err) {
     case IR_PARAM:
     case IR_CONST: ni->how = LOW_WEIGHT; break;
     case IR_RESHAPE: ni->how = LOW_ALIAS; break;
-    case IR_LINEAR:
+    case IR_LINEAR: ni->how = wlinear(c, n) ? LOW_WLINEAR : LOW_GEMM; break;
     case IR_MATMUL: ni->how = LOW_GEMM; break;
     default: ni->how = computed_weight(c, n) ? LOW_WEIGHT : LOW_KERNEL; break;
     }
@@ -210,8 +231,18 @@ static void lower_attention(Ctx *c, const IrGroup *grp) {
 /* quant-rows: one row kernel at the quantize, the scales its side value;
  * both must be kernels (a weight's levels and scales are computed weights). */
 static void lower_quant_rows(Ctx *c, const IrGroup *grp) {
-  IrNode *s = grp->role[IR_ROLE_QUANT_ROWS_SCALE], *q = grp->role[IR_ROLE_QUANT_ROWS_QUANTIZE];
+  IrNode *s = grp->role[IR_ROLE_QUANT_ROWS_SCALE], *q = grp->role[IR_ROLE_QUANT_ROWS_QUANTIZE], *x = q->in[0];
   if (inf(c, s)->how != LOW_KERNEL || inf(c, q)->how != LOW_KERNEL) return;
+  /* the rows a fused layernorm makes (the modulated input of qkv and fc1),
+   * read by nothing else: that kernel quantises them on its store */
+  NodeInfo *xi = inf(c, x);
+  if (xi->how == LOW_NORM && !xi->quant && c->uses[x->index] == 2 && q->shape.rank == x->shape.rank) {
+    xi->quant = q;
+    xi->qscale = s;
+    xi->fused = arena_printf(&c->scratch, "%s, %%%d qscale, %%%d quantize", xi->fused, s->id, q->id);
+    inf(c, q)->how = inf(c, s)->how = LOW_SIDE;
+    return;
+  }
   inf(c, q)->how = LOW_QROWS;
   inf(c, q)->side = s;
   inf(c, s)->how = LOW_SIDE;
@@ -225,6 +256,12 @@ static void lower_gemm_epilogue(Ctx *c, const IrGroup *grp) {
   if (e->op != IR_GELU_TANH) return;
   if (l->op == IR_QLINEAR && inf(c, l)->how == LOW_KERNEL) {
     inf(c, e)->how = LOW_QLINEAR_GELU;
+    inf(c, e)->linear = l;
+    inf(c, l)->how = LOW_ABSORBED;
+    return;
+  }
+  if (inf(c, l)->how == LOW_WLINEAR) {
+    inf(c, e)->how = LOW_WLINEAR_GELU;
     inf(c, e)->linear = l;
     inf(c, l)->how = LOW_ABSORBED;
     return;
@@ -274,6 +311,8 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
   case LOW_QLINEAR_GELU:
     for (int i = 0; i < ni->linear->n_in; i++) out[i] = ni->linear->in[i];
     return ni->linear->n_in;
+  case LOW_WLINEAR: return wlinear_reads(n, out);
+  case LOW_WLINEAR_GELU: return wlinear_reads(ni->linear, out);
   case LOW_ATTENTION:
     for (int i = 0; i < 3; i++) out[i] = ni->qkv[i].base;
     return 3;
@@ -302,7 +341,7 @@ static void need(Ctx *c) {
    * after dce every group anchor is live, so run them all */
   for (int i = 0; i < c->g->n_nodes; i++)
     if ((inf(c, c->g->nodes[i])->how == LOW_NORM || inf(c, c->g->nodes[i])->how == LOW_QROWS) &&
-        inf(c, c->g->nodes[i])->side)
+        (inf(c, c->g->nodes[i])->side || inf(c, c->g->nodes[i])->quant))
       inf(c, c->g->nodes[i])->need = 1;
   IrNode **rd = NULL;
   int cap = 0;
@@ -384,7 +423,7 @@ static LStep *add_step(Ctx *c, LsKind kind, IrNode *n, int n_reads, int write) {
     c->steps = xrealloc(c->steps, (size_t)c->cap_steps * sizeof *c->steps);
   }
   LStep *s = &c->steps[c->n_steps++];
-  *s = (LStep){.kind = kind, .node = n, .n_reads = n_reads, .write = write, .write2 = -1};
+  *s = (LStep){.kind = kind, .node = n, .n_reads = n_reads, .write = write, .write2 = -1, .write3 = -1};
   s->reads = arena_alloc(&c->scratch, (size_t)(n_reads ? n_reads : 1) * sizeof(int));
   return s;
 }
@@ -481,6 +520,8 @@ static int plan_steps(Ctx *c) {
     case LOW_SIDE: break; /* its buffer comes with its LOW_NORM / LOW_QROWS anchor's step */
     case LOW_QROWS:
     case LOW_QLINEAR_GELU:
+    case LOW_WLINEAR:
+    case LOW_WLINEAR_GELU:
     case LOW_KERNEL:
     case LOW_FUSED:
     case LOW_NORM:
@@ -488,7 +529,10 @@ static int plan_steps(Ctx *c) {
       IrNode *rd[2 * CG_MAP_MAX_IN + 3];
       IrNode **r = n->n_in > 2 * CG_MAP_MAX_IN ? xmalloc((size_t)(n->n_in + 3) * sizeof *r) : rd;
       int k = lowering_reads(c, n, r);
-      ni->buf = new_buf(c, CG_SPACE_ACT, ni->store, node_numel(c, n));
+      if (ni->quant) /* a LOW_NORM storing its levels: its own value is never stored */
+        ni->buf = inf(c, ni->quant)->buf = new_buf(c, CG_SPACE_ACT, IR_I8, node_numel(c, ni->quant));
+      else
+        ni->buf = new_buf(c, CG_SPACE_ACT, ni->store, node_numel(c, n));
       int status = n->op == IR_EMBEDDING || ni->has_gather; /* it may set the status word */
       LStep *s = add_step(c, LS_NODE, n, k + status, ni->buf);
       for (int j = 0; j < k; j++) s->reads[j] = inf(c, r[j])->buf;
@@ -497,6 +541,7 @@ static int plan_steps(Ctx *c) {
         NodeInfo *si = inf(c, ni->side);
         s->write2 = si->buf = new_buf(c, CG_SPACE_ACT, si->store, node_numel(c, ni->side));
       }
+      if (ni->quant) s->write3 = inf(c, ni->qscale)->buf = new_buf(c, CG_SPACE_ACT, IR_F32, node_numel(c, ni->qscale));
       if (r != rd) free(r);
       break;
     }

@@ -33,6 +33,8 @@ typedef enum {
   LOW_SIDE,        /* a value a LOW_NORM / LOW_QROWS kernel also stores (read elsewhere) */
   LOW_QROWS,       /* anchor of a quant-rows group: quantize with its qscale (the side value) */
   LOW_QLINEAR_GELU, /* gelu_tanh(qlinear(...)): the qlinear kernel with the GELU on its store */
+  LOW_WLINEAR,     /* linear(x, dequantize(wq, sw), b) of int8 weights: the mixed-input kernel (w8) */
+  LOW_WLINEAR_GELU, /* gelu_tanh of such a linear: the mixed-input kernel with the GELU on its store */
 } Lowering;
 
 /* A strided view of node `base`'s stored value (attention operands). */
@@ -48,7 +50,7 @@ typedef struct {
   int need;
   IrDType store;           /* storage dtype (see storage()); an alias: what its readers want */
   int buf;                 /* buffer holding the value, -1 when none */
-  IrNode *linear;          /* LOW_LINEAR_GELU: the absorbed linear */
+  IrNode *linear;          /* LOW_LINEAR_GELU, LOW_QLINEAR_GELU, LOW_WLINEAR_GELU: the absorbed linear */
   NodeView qkv[3];         /* LOW_ATTENTION */
   float scale;             /* LOW_ATTENTION */
   IrNode *attn;            /* LOW_ATTENTION rooted at the permute of its result: the final matmul */
@@ -73,6 +75,11 @@ typedef struct {
   NodeView *pview;
   const char *pexpr;
   IrNode *side;
+  /* LOW_NORM feeding a quantised GEMM (w8a8): the kernel stores the levels
+   * quantize(out, qscale(out)) of its result (quant, LOW_SIDE; its buffer is
+   * the step's write) and their per-row scales (qscale, LOW_SIDE: write3)
+   * instead of the result itself; NULL otherwise. */
+  IrNode *quant, *qscale;
 } NodeInfo;
 
 typedef struct {
@@ -95,6 +102,7 @@ typedef struct {
   int n_reads;
   int write;               /* buffer written, -1 none */
   int write2;              /* a second buffer written (LOW_NORM's side value), -1 none */
+  int write3;              /* a third (a LOW_NORM's quantised rows' scales), -1 none */
 } LStep;
 
 typedef struct {

@@ -96,8 +96,8 @@ static void lifetimes(Ctx *c) {
       if (b->first < 0) b->first = s;
       b->last = s;
     }
-    int w[2] = {st->write, st->write2};
-    for (int j = 0; j < 2; j++) {
+    int w[3] = {st->write, st->write2, st->write3};
+    for (int j = 0; j < 3; j++) {
       if (w[j] < 0) continue;
       Buf *b = &c->bufs[w[j]];
       if (b->first < 0 || b->first > s) b->first = s;

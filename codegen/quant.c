@@ -10,28 +10,47 @@
  *            (ir/eval.c) does: the emulated device equals it bit for bit.
  *            A plain loop, the first version: a tiled kernel on the
  *            tensor cores (mma m16n8k32 s8) gives the same integers.
+ *   wlinear  w8's mixed-input GEMM, linear(x, dequantize(wq, sw), b): the
+ *            int8 weights stay in the weights blob and the kernel reads
+ *            them directly, a CG_WLINEAR_TILE square of outputs per block:
+ *            x and wq tiles staged in shared memory (the int8 levels
+ *            converted to f32 on that load), f32 products summed in k
+ *            order, the row scale sw[n] (then bias, GELU) on the store.
+ *            No dequantised copy of the weight is ever written.
  */
 #include <stdio.h>
 
 #include "codegen/cg_internal.h"
 
+/* The operands' pointers (names[i] for in[i], then b when has_bias) and y. */
+static void decl_operands(CgEmit *e, const char *const *names, int n_in, const CgLoc *in, int has_bias, CgLoc out) {
+  for (int i = 0; i < n_in; i++) cg_decl_ptr(e, names[i], in[i], 0);
+  if (has_bias) cg_decl_ptr(e, "b", in[n_in], 0);
+  cg_decl_ptr(e, "y", out, 1);
+}
+
+/* The value stored for output column c: `scaled`, plus the bias b[c] (bias
+ * NULL: none), through the tanh-GELU when gelu. */
+static const char *store_value(char v[640], const char *scaled, const CgLoc *bias, int gelu) {
+  char ldb[256], v0[560];
+  if (bias)
+    snprintf(v0, sizeof v0, "ditc_add(%s, %s)", scaled, cg_load(bias->dtype, "b", "c", ldb));
+  else
+    snprintf(v0, sizeof v0, "%s", scaled);
+  snprintf(v, 640, gelu ? "ditc_gelu_tanh(%s)" : "%s", v0);
+  return v;
+}
+
 void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int gelu, int64_t m,
                      int64_t nn, int64_t kk) {
   const char *name;
-  char ldb[256], st[512], v0[512], v[560];
+  char st[512], v[640];
   int k = cg_kernel_open(e, n, gelu ? "qlinear_gelu" : "qlinear",
                          gelu ? "int8 products summed exactly in int32, scaled once, bias, tanh-GELU"
                               : "int8 products summed exactly in int32, scaled once", &name);
   cg_text_printf(&e->src, "DITC_KERNEL(%s, DitcArgs, a) {\n", name);
-  cg_decl_ptr(e, "xq", in[0], 0);
-  cg_decl_ptr(e, "sx", in[1], 0);
-  cg_decl_ptr(e, "wq", in[2], 0);
-  cg_decl_ptr(e, "sw", in[3], 0);
-  if (has_bias) cg_decl_ptr(e, "b", in[4], 0);
-  cg_decl_ptr(e, "y", out, 1);
-  snprintf(v0, sizeof v0, has_bias ? "ditc_add(ditc_qlinear_scale(acc, sx[r], sw[c]), %s)" : "ditc_qlinear_scale(acc, sx[r], sw[c])",
-           has_bias ? cg_load(in[4].dtype, "b", "c", ldb) : "");
-  snprintf(v, sizeof v, gelu ? "ditc_gelu_tanh(%s)" : "%s", v0);
+  decl_operands(e, (const char *const[]){"xq", "sx", "wq", "sw"}, 4, in, has_bias, out);
+  store_value(v, "ditc_qlinear_scale(acc, sx[r], sw[c])", has_bias ? &in[4] : NULL, gelu);
   cg_text_printf(&e->src,
                  "  long long i = (long long)blockIdx.x * CG_BLOCK_ELEMENTWISE + threadIdx.x;\n"
                  "  if (i >= %lldLL) return;\n"
@@ -44,4 +63,41 @@ void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int
                  (long long)(m * nn), (long long)nn, (long long)nn, (long long)kk, (long long)kk, (long long)kk,
                  cg_store(out.dtype, "y", "i", v, st));
   cg_launch_1d(e, n, k, m * nn, e->tune->block_elementwise);
+}
+
+void cg_emit_wlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int gelu, int64_t m,
+                     int64_t nn, int64_t kk) {
+  const char *name;
+  char ldx[256], st[512], v[640], xi[64], yi[64];
+  const int T = CG_WLINEAR_TILE;
+  int k = cg_kernel_open(e, n, gelu ? "wlinear_gelu" : "wlinear",
+                         gelu ? "int8 weight tiles converted on load, f32 sums, row scale, bias, tanh-GELU"
+                              : "int8 weight tiles converted on load, f32 sums, row scale on the store", &name);
+  cg_text_printf(&e->src, "DITC_KERNEL_BOUNDS(%s, DitcArgs, a, %d) {\n", name, T * T);
+  cg_text_printf(&e->src, "  DITC_SHARED2(float, xs, %d, %d);\n  DITC_SHARED2(float, ws, %d, %d);\n", T, T + 1, T, T + 1);
+  decl_operands(e, (const char *const[]){"x", "wq", "sw"}, 3, in, has_bias, out);
+  store_value(v, "ditc_dequantize(acc, sw[c])", has_bias ? &in[3] : NULL, gelu);
+  snprintf(xi, sizeof xi, "r * %lldLL + kx", (long long)kk);
+  snprintf(yi, sizeof yi, "r * %lldLL + c", (long long)nn);
+  cg_text_printf(&e->src, "  int tx = threadIdx.x, ty = threadIdx.y;\n");
+  cg_text_printf(&e->src,
+                 "  long long r = (long long)blockIdx.x * %d + ty, c = (long long)blockIdx.y * %d + tx;\n"
+                 "  long long wr = (long long)blockIdx.y * %d + ty; /* the weight row this thread stages */\n"
+                 "  float acc = 0.0f;\n"
+                 "  for (long long k0 = 0; k0 < %lldLL; k0 += %d) {\n"
+                 "    long long kx = k0 + tx;\n"
+                 "    xs[ty][tx] = r < %lldLL && kx < %lldLL ? %s : 0.0f;\n"
+                 "    ws[ty][tx] = wr < %lldLL && kx < %lldLL ? (float)wq[wr * %lldLL + kx] : 0.0f;\n"
+                 "    __syncthreads();\n"
+                 "    for (int j = 0; j < %d; j++) acc += xs[ty][j] * ws[tx][j];\n"
+                 "    __syncthreads();\n"
+                 "  }\n"
+                 "  if (r >= %lldLL || c >= %lldLL) return;\n"
+                 "  %s\n"
+                 "}\n\n",
+                 T, T, T, (long long)kk, T, (long long)m, (long long)kk,
+                 cg_load(in[0].dtype, "x", xi, ldx), (long long)nn, (long long)kk, (long long)kk, T,
+                 (long long)m, (long long)nn, cg_store(out.dtype, "y", yi, v, st));
+  int64_t gx = (m + T - 1) / T, gy = (nn + T - 1) / T; /* rows along x: no 65535 limit */
+  cg_launch(e, n, k, gx > 0 ? gx : 1, gy > 0 ? gy : 1, 1, T, T, 1, 0);
 }

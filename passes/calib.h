@@ -46,11 +46,6 @@ const double *pass_calib_find(const PassCalib *c, const char *name, int64_t n);
 /* Heads' scores of attention site `site` (statistic attn.<site>.head_out);
  * -1 with err when there is no calibration data or no such statistic. */
 int pass_calib_head_scores(const PassCalib *c, int site, int heads, double *score, IrErr *err);
-/* The largest |input| of the linear whose weight PARAM is named weight_name
- * (statistic linear.<weight_name>.absmax) in *out; -1 with err when there is
- * no calibration data or no such statistic. */
-int pass_calib_absmax(const PassCalib *c, const char *weight_name, double *out, IrErr *err);
-
 /* The first step of p from step `from` on that reads calibration data:
  * prune-heads or prune-mlp with criterion=calib, prune-blocks with a count
  * and no select, quantize with mode=fp8 (and no decision spelled out).
