@@ -8,6 +8,9 @@
  *   cli_report.c   compile's report: the plans' statistics, as JSON and text
  *   cli_bench.c    bench
  *   cli_inspect.c  check, ir, stats, compare, models
+ *   cli_npz.c      the .npz of sample --num-samples
+ *   cli_mpi.c      the processes of mpirun ditc sample
+ *   cli_vae.c      sample --vae: the latents decoded to images
  *
  * Handlers get the parsed options and return the exit status: 0, 1 after an
  * error (cli_fail) or 2 after a usage error (cli_usage).
@@ -47,6 +50,8 @@ typedef struct {
   const char *labels, *labels_from;
   long long repeat, grid_cols;
   long long num_samples;      /* sample: --num-samples N (an .npz of N images) */
+  const char *vae, *vae_weights; /* sample: --vae CONFIG_OR_DIT_FILE --vae-weights W (decode the samples) */
+  long long resume;           /* sample --num-samples: continue from the finished batches */
   long long seed;
   const char *init_noise, *step_noise;
   const char *passes, *dump_after;
@@ -157,6 +162,27 @@ typedef struct {
 } NpzArray;
 /* Write the arrays as a stored (uncompressed) zip of NAME.npy members.  0 or -1. */
 int cli_npz_write(FioOut *out, const NpzArray *arrays, int n, IrErr *err);
+
+/* ---- sample --vae: the latents decoded to images (cli_vae.c) -------------- */
+
+typedef struct {
+  Opts opts;                 /* the decoder's: --vae, --vae-weights, the sampler's backend and precision */
+  char latent_size[24];
+  Runner rn;
+  int open;
+  int C, H, W;               /* the images */
+  int64_t latent, batch;     /* floats of one latent; latents per decode */
+  int64_t shape[4];
+} CliVae;
+/* Build o->vae's decode entry at latent_size, check it decodes latent_channels
+ * and bind --vae-weights (every mismatch listed), prepared on `backend` at
+ * `batch`.  0 or 1 (after saying why); cli_vae_free either way. */
+int cli_vae_open(const Opts *o, const char *backend, int latent_channels, int latent_size, int64_t batch, CliVae *v);
+/* batch latents z -> batch images [C, H, W] in img.  0 or 1. */
+int cli_vae_decode(CliVae *v, const float *z, float *img);
+/* Floats of one image. */
+int64_t cli_vae_image(const CliVae *v);
+void cli_vae_free(CliVae *v);
 
 /* ---- the processes of `mpirun ditc sample` (cli_mpi.c) ---------------------- */
 
