@@ -11,6 +11,7 @@
  *   cli_npz.c      the .npz of sample --num-samples
  *   cli_mpi.c      the processes of mpirun ditc sample
  *   cli_vae.c      sample --vae: the latents decoded to images
+ *   cli_resume.c   sample --num-samples --resume: the finished batches kept
  *
  * Handlers get the parsed options and return the exit status: 0, 1 after an
  * error (cli_fail) or 2 after a usage error (cli_usage).
@@ -183,6 +184,24 @@ int cli_vae_decode(CliVae *v, const float *z, float *img);
 /* Floats of one image. */
 int64_t cli_vae_image(const CliVae *v);
 void cli_vae_free(CliVae *v);
+
+/* ---- sample --num-samples --resume: the finished batches (cli_resume.c) ---- */
+
+typedef struct {
+  char dir[4096];            /* X.npz.partial */
+  int on;
+} CliResume;
+/* Rank 0: make output.partial/ with `settings`, or with resume check the one
+ * there against them (a folder there without resume is refused).  0 or 1. */
+int cli_resume_open(CliResume *r, const char *output, const char *settings, int resume, int rank);
+/* A finished batch of rank's from `first` into img and lab: 1, else 0 (not there). */
+int cli_resume_load(const CliResume *r, int rank, int64_t first, void *img, size_t img_bytes, void *lab,
+                    size_t lab_bytes);
+/* Keep a finished batch (atomically).  0 or 1. */
+int cli_resume_save(const CliResume *r, int rank, int64_t first, const void *img, size_t img_bytes, const void *lab,
+                    size_t lab_bytes);
+/* Remove the folder (after the .npz is committed). */
+void cli_resume_clean(const CliResume *r);
 
 /* ---- the processes of `mpirun ditc sample` (cli_mpi.c) ---------------------- */
 

@@ -670,6 +670,28 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The settings that change the bytes of sample --num-samples' file (and
+ * how it is split into batch files), one per line: what a resume must match. */
+static char *run_settings(const Opts *o, const Runner *rn, int64_t B, int R) {
+  size_t cap = 8192, used = 0;
+  char *s = xmalloc(cap);
+#define ADD(...) used += (size_t)snprintf(s + used, used < cap ? cap - used : 0, __VA_ARGS__)
+  ADD("ditc %s\nmodel %s\nweights %s\n", DITC_VERSION, o->model ? o->model : o->plan, o->weights ? o->weights : "");
+  for (int i = 0; i < o->n_sets; i++) ADD("set %s=%s\n", o->sets[i].name, o->sets[i].value);
+  ADD("passes %s\nquantize %s %s\nprecision %s\nbackend %s\n", o->passes ? o->passes : "default",
+      o->quantize ? o->quantize : "", o->quantize_scope ? o->quantize_scope : "", o->precision ? o->precision : "f32",
+      rn->backend);
+  for (int i = 0; i < o->n_pass_flags; i++) ADD("pass %s %s\n", o->pass_flags[i].flag, o->pass_flags[i].value);
+  ADD("vae %s %s\nsampler %s\nsteps %lld of %lld\ncfg-scale %.17g%s\nseed %lld\nlabels %s%s\n",
+      o->vae ? o->vae : "", o->vae_weights ? o->vae_weights : "", o->sampler, o->steps, o->diffusion_steps,
+      o->cfg_scale, o->cfg_all_channels ? " all channels" : "", o->seed, o->labels ? o->labels : "",
+      o->labels_from ? o->labels_from : "");
+  ADD("num-samples %lld\nbatch %lld\nprocesses %d\n", o->num_samples, (long long)B, R);
+#undef ADD
+  if (used >= cap) s[cap - 1] = '\0';
+  return s;
+}
+
 /* Latents [n, C, S, S] as the safetensors tensor `z` at path.  0 or 1. */
 static int write_latents(const char *path, const float *z, int64_t n, const SampleShape *sh) {
   IrErr err;
@@ -707,6 +729,7 @@ static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const Sampl
   if (me) fio_out_abort(out), out = NULL; /* rank 0 writes the file */
   /* the images: the samples themselves, or with --vae what it decodes them to */
   CliVae vae = {0};
+  CliResume rs = {0};
   int ok = !o->vae || !cli_vae_open(o, rn->backend, sh->C, sh->S, B, &vae);
   if (!cli_mpi_all_ok(&mpi, ok)) {
     cli_vae_free(&vae);
@@ -732,6 +755,13 @@ static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const Sampl
   ok = !model_ctx_init(&mc, rn, sh->cfg, (float)o->cfg_scale, labels, sh->classes, B, sh->C, sh->S, sh->learn_sigma) &&
        !cli_runner_prepare(o, rn, B);
   if (!cli_mpi_all_ok(&mpi, ok)) goto failed;
+  /* the finished batches are kept in X.npz.partial/ (--resume continues from them) */
+  char *settings = run_settings(o, rn, B, R);
+  ok = !cli_resume_open(&rs, o->output, settings, (int)o->resume, me);
+  free(settings);
+  if (!cli_mpi_all_ok(&mpi, ok)) goto failed;
+  const char *stop = getenv("DITC_TEST_STOP_AFTER"); /* tests: fail after sampling that many batches */
+  int64_t sampled = 0, resumed_n = 0;
   mc.be = rn->be;
   nc.img = img;
   nc.rows = B;
@@ -744,7 +774,11 @@ static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const Sampl
   for (int64_t first = 0; first < per_rank; first += B) {
     /* every rank takes part in every round, an idle one (more ranks than samples) too */
     int64_t rows = mine - first < B ? mine - first : B;
-    for (int64_t r = 0; ok && rows > 0 && r < B; r++) {
+    int have = ok && rows > 0 &&
+               cli_resume_load(&rs, me, first, my_img + first * pix, (size_t)(rows * pix), my_lab + first,
+                               (size_t)rows * sizeof *my_lab);
+    if (have) resumed_n += rows;
+    for (int64_t r = 0; ok && !have && rows > 0 && r < B; r++) {
       int64_t g = me + (first + r) * R; /* past N: padding, dropped */
       RtRng rg;
       sample_stream((uint64_t)o->seed, g, &rg);
@@ -752,13 +786,16 @@ static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const Sampl
       for (int s = 0; ddpm && s < steps; s++) rng_normal(&rg, replay + ((int64_t)s * B + r) * img, img);
       labels[r] = given ? given[g % n_given] : sample_label((uint64_t)o->seed, g, sh->classes);
     }
-    if (ok && rows > 0 && sample_loop(rn, d, o->sampler, &mc, &nc, sh->C, sh->S, sh->learn_sigma, x, 0)) ok = 0;
+    if (ok && !have && rows > 0 && sample_loop(rn, d, o->sampler, &mc, &nc, sh->C, sh->S, sh->learn_sigma, x, 0))
+      ok = 0;
     if (ok && fail_rank && atoi(fail_rank) == me) ok = !cli_fail("DITC_TEST_FAIL_RANK: rank %d fails on purpose", me);
-    if (ok && rows > 0 && o->vae && cli_vae_decode(&vae, x, dec)) ok = 0;
+    if (ok && !have && rows > 0 && o->vae && cli_vae_decode(&vae, x, dec)) ok = 0;
+    if (ok && stop && *stop && !have && rows > 0 && ++sampled > atoll(stop))
+      ok = !cli_fail("DITC_TEST_STOP_AFTER=%s: stopped on purpose after %s batch(es); --resume continues", stop, stop);
     if (!cli_mpi_all_ok(&mpi, ok)) goto failed;
-    if (keep) memcpy(keep + first * img, x, (size_t)(rows * img) * sizeof *x);
+    if (keep && !have) memcpy(keep + first * img, x, (size_t)(rows * img) * sizeof *x);
     const float *src = o->vae ? dec : x;
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = 0; !have && r < rows; r++) {
       int64_t k = first + r;
       uint8_t *dst = my_img + k * pix;
       for (int c = 0; c < IC; c++)
@@ -768,8 +805,11 @@ static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const Sampl
         }
       my_lab[k] = labels[r];
     }
+    if (ok && !have && rows > 0)
+      ok = !cli_resume_save(&rs, me, first, my_img + first * pix, (size_t)(rows * pix), my_lab + first,
+                            (size_t)rows * sizeof *my_lab);
     int64_t done_n = (first + B) * R < N ? (first + B) * R : N; /* about: every rank's rounds run together */
-    double el = now_s() - t0, rate = (double)done_n / (el > 0 ? el : 1e-9);
+    double el = now_s() - t0, rate = (double)(done_n - resumed_n * R) / (el > 0 ? el : 1e-9);
     if (tty) {
       int width = 30, filled = (int)((int64_t)width * done_n / N);
       fprintf(stderr, "\rsampling [%.*s%*s] %lld/%lld  %.2f images/s  ETA %.0fs ", filled,
@@ -803,6 +843,7 @@ static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const Sampl
   out = NULL;
   if (!ok) cli_fail("%s", err.msg);
   if (!cli_mpi_all_ok(&mpi, ok)) goto done; /* the other ranks learn that the write failed */
+  cli_resume_clean(&rs); /* every rank has finished with it */
   fprintf(stderr, "ditc: %lld images in %.1f s: %.2f images/s (%d process%s, %.2f images/s a process, batch %lld, %s)\n",
           (long long)N, el_all, (double)N / (el_all > 0 ? el_all : 1e-9), R, R > 1 ? "es" : "",
           (double)N / R / (el_all > 0 ? el_all : 1e-9), (long long)B, rn->backend);
