@@ -200,8 +200,9 @@ int cli_resume_load(const CliResume *r, int rank, int64_t first, void *img, size
 /* Keep a finished batch (atomically).  0 or 1. */
 int cli_resume_save(const CliResume *r, int rank, int64_t first, const void *img, size_t img_bytes, const void *lab,
                     size_t lab_bytes);
-/* Remove the folder (after the .npz is committed). */
-void cli_resume_clean(const CliResume *r);
+/* After the .npz is committed: remove rank's batch files, or with `all`
+ * everything and the folder. */
+void cli_resume_clean(const CliResume *r, int rank, int all);
 
 /* ---- the processes of `mpirun ditc sample` (cli_mpi.c) ---------------------- */
 

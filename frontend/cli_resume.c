@@ -68,7 +68,7 @@ int cli_resume_open(CliResume *r, const char *output, const char *settings, int 
   if (!stat(r->dir, &st)) {
     if (!S_ISDIR(st.st_mode)) return cli_fail("%s is there and is not a folder of finished batches", r->dir);
     if (!resume && only_settings(r->dir)) { /* nothing finished there: start again */
-      cli_resume_clean(r);
+      cli_resume_clean(r, 0, 1);
       goto fresh;
     }
     if (!resume)
@@ -127,6 +127,9 @@ int cli_resume_save(const CliResume *r, int rank, int64_t first, const void *img
   char path[sizeof r->dir + 64];
   chunk_path(r, rank, first, path, sizeof path);
   IrErr err;
+  /* rank 0 made the folder; another machine's rank without a shared file system makes its own */
+  if (rank && mkdir(r->dir, 0777) && errno != EEXIST)
+    return cli_fail("%s: cannot create the folder of finished batches: %s", r->dir, strerror(errno));
   FioOut *f = fio_out_open(path, NULL, &err);
   if (!f) return cli_fail("%s", err.msg);
   if (fio_out_write(f, img, img_bytes, &err) || fio_out_write(f, lab, lab_bytes, &err)) {
@@ -136,17 +139,18 @@ int cli_resume_save(const CliResume *r, int rank, int64_t first, const void *img
   return fio_out_commit(f, &err) ? cli_fail("%s", err.msg) : 0;
 }
 
-void cli_resume_clean(const CliResume *r) {
+void cli_resume_clean(const CliResume *r, int rank, int all) {
   if (!r->on) return;
   DIR *d = opendir(r->dir);
   if (!d) return;
   struct dirent *e;
-  char path[sizeof r->dir + 300];
+  char path[sizeof r->dir + 300], mine[32];
+  int n_mine = snprintf(mine, sizeof mine, "r%d-", rank);
   while ((e = readdir(d)))
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && (all || !strncmp(e->d_name, mine, (size_t)n_mine))) {
       snprintf(path, sizeof path, "%s/%s", r->dir, e->d_name);
       unlink(path);
     }
   closedir(d);
-  rmdir(r->dir);
+  if (all) rmdir(r->dir);
 }

@@ -692,6 +692,15 @@ static char *run_settings(const Opts *o, const Runner *rn, int64_t B, int R) {
   return s;
 }
 
+/* The .npz is written: each rank removes its batch files, then (all of them
+ * gone) the folder goes; a rank on another machine without a shared file
+ * system removes its own (collective). */
+static void clean_partial(const CliResume *rs, int me) {
+  cli_resume_clean(rs, me, 0);
+  cli_mpi_all_ok(&mpi, 1);
+  cli_resume_clean(rs, me, 1);
+}
+
 /* Latents [n, C, S, S] as the safetensors tensor `z` at path.  0 or 1. */
 static int write_latents(const char *path, const float *z, int64_t n, const SampleShape *sh) {
   IrErr err;
@@ -833,6 +842,7 @@ static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const Sampl
   if (keep && write_latents(keep_path, keep, mine, sh)) ok = 0;
   if (me) {
     rc = cli_mpi_all_ok(&mpi, ok) ? 0 : 1;
+    if (!rc) clean_partial(&rs, me);
     goto done;
   }
   NpzArray arr[2] = {
@@ -843,7 +853,7 @@ static int sample_npz(const Opts *o, Runner *rn, const Diffusion *d, const Sampl
   out = NULL;
   if (!ok) cli_fail("%s", err.msg);
   if (!cli_mpi_all_ok(&mpi, ok)) goto done; /* the other ranks learn that the write failed */
-  cli_resume_clean(&rs); /* every rank has finished with it */
+  clean_partial(&rs, me);
   fprintf(stderr, "ditc: %lld images in %.1f s: %.2f images/s (%d process%s, %.2f images/s a process, batch %lld, %s)\n",
           (long long)N, el_all, (double)N / (el_all > 0 ? el_all : 1e-9), R, R > 1 ? "es" : "",
           (double)N / R / (el_all > 0 ? el_all : 1e-9), (long long)B, rn->backend);
