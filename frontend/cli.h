@@ -8,6 +8,10 @@
  *   cli_report.c   compile's report: the plans' statistics, as JSON and text
  *   cli_bench.c    bench
  *   cli_inspect.c  check, ir, stats, compare, models
+ *   cli_npz.c      the .npz of sample --num-samples
+ *   cli_mpi.c      the processes of mpirun ditc sample
+ *   cli_vae.c      sample --vae: the latents decoded to images
+ *   cli_resume.c   sample --num-samples --resume: the finished batches kept
  *
  * Handlers get the parsed options and return the exit status: 0, 1 after an
  * error (cli_fail) or 2 after a usage error (cli_usage).
@@ -47,6 +51,8 @@ typedef struct {
   const char *labels, *labels_from;
   long long repeat, grid_cols;
   long long num_samples;      /* sample: --num-samples N (an .npz of N images) */
+  const char *vae, *vae_weights; /* sample: --vae CONFIG_OR_DIT_FILE --vae-weights W (decode the samples) */
+  long long resume;           /* sample --num-samples: continue from the finished batches */
   long long seed;
   const char *init_noise, *step_noise;
   const char *passes, *dump_after;
@@ -181,6 +187,46 @@ typedef struct {
 } NpzArray;
 /* Write the arrays as a stored (uncompressed) zip of NAME.npy members.  0 or -1. */
 int cli_npz_write(FioOut *out, const NpzArray *arrays, int n, IrErr *err);
+
+/* ---- sample --vae: the latents decoded to images (cli_vae.c) -------------- */
+
+typedef struct {
+  Opts opts;                 /* the decoder's: --vae, --vae-weights, the sampler's backend and precision */
+  char latent_size[24];
+  Runner rn;
+  int open;
+  int C, H, W;               /* the images */
+  int64_t latent, batch;     /* floats of one latent; latents per decode */
+  int64_t shape[4];
+} CliVae;
+/* Build o->vae's decode entry at latent_size, check it decodes latent_channels
+ * and bind --vae-weights (every mismatch listed), prepared on `backend` at
+ * `batch`.  0 or 1 (after saying why); cli_vae_free either way. */
+int cli_vae_open(const Opts *o, const char *backend, int latent_channels, int latent_size, int64_t batch, CliVae *v);
+/* batch latents z -> batch images [C, H, W] in img.  0 or 1. */
+int cli_vae_decode(CliVae *v, const float *z, float *img);
+/* Floats of one image. */
+int64_t cli_vae_image(const CliVae *v);
+void cli_vae_free(CliVae *v);
+
+/* ---- sample --num-samples --resume: the finished batches (cli_resume.c) ---- */
+
+typedef struct {
+  char dir[4096];            /* X.npz.partial */
+  int on;
+} CliResume;
+/* Rank 0: make output.partial/ with `settings`, or with resume check the one
+ * there against them (a folder there without resume is refused).  0 or 1. */
+int cli_resume_open(CliResume *r, const char *output, const char *settings, int resume, int rank);
+/* A finished batch of rank's from `first` into img and lab: 1, else 0 (not there). */
+int cli_resume_load(const CliResume *r, int rank, int64_t first, void *img, size_t img_bytes, void *lab,
+                    size_t lab_bytes);
+/* Keep a finished batch (atomically).  0 or 1. */
+int cli_resume_save(const CliResume *r, int rank, int64_t first, const void *img, size_t img_bytes, const void *lab,
+                    size_t lab_bytes);
+/* After the .npz is committed: remove rank's batch files, or with `all`
+ * everything and the folder. */
+void cli_resume_clean(const CliResume *r, int rank, int all);
 
 /* ---- the processes of `mpirun ditc sample` (cli_mpi.c) ---------------------- */
 

@@ -772,6 +772,54 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The settings that change the bytes of sample --num-samples' file (and
+ * how it is split into batch files), one per line: what a resume must match. */
+static char *run_settings(const Opts *o, const Runner *rn, int64_t B, int R) {
+  size_t cap = 8192, used = 0;
+  char *s = xmalloc(cap);
+#define ADD(...) used += (size_t)snprintf(s + used, used < cap ? cap - used : 0, __VA_ARGS__)
+  ADD("ditc %s\nmodel %s\nweights %s\n", DITC_VERSION, o->model ? o->model : o->plan, o->weights ? o->weights : "");
+  for (int i = 0; i < o->n_sets; i++) ADD("set %s=%s\n", o->sets[i].name, o->sets[i].value);
+  ADD("passes %s\nquantize %s %s\nprecision %s\nbackend %s\n", o->passes ? o->passes : "default",
+      o->quantize ? o->quantize : "", o->quantize_scope ? o->quantize_scope : "", o->precision ? o->precision : "f32",
+      rn->backend);
+  for (int i = 0; i < o->n_pass_flags; i++) ADD("pass %s %s\n", o->pass_flags[i].flag, o->pass_flags[i].value);
+  ADD("vae %s %s\nsampler %s\nsteps %lld of %lld\ncfg-scale %.17g%s\nseed %lld\nlabels %s%s\n",
+      o->vae ? o->vae : "", o->vae_weights ? o->vae_weights : "", o->sampler, o->steps, o->diffusion_steps,
+      o->cfg_scale, o->cfg_all_channels ? " all channels" : "", o->seed, o->labels ? o->labels : "",
+      o->labels_from ? o->labels_from : "");
+  ADD("num-samples %lld\nbatch %lld\nprocesses %d\n", o->num_samples, (long long)B, R);
+#undef ADD
+  if (used >= cap) s[cap - 1] = '\0';
+  return s;
+}
+
+/* The .npz is written: each rank removes its batch files, then (all of them
+ * gone) the folder goes; a rank on another machine without a shared file
+ * system removes its own (collective). */
+static void clean_partial(const CliResume *rs, int me) {
+  cli_resume_clean(rs, me, 0);
+  cli_mpi_all_ok(&mpi, 1);
+  cli_resume_clean(rs, me, 1);
+}
+
+/* Latents [n, C, S, S] as the safetensors tensor `z` at path.  0 or 1. */
+static int write_latents(const char *path, const float *z, int64_t n, const SampleShape *sh) {
+  IrErr err;
+  FioOut *f = fio_out_open(path, NULL, &err);
+  if (!f) return cli_fail("%s", err.msg);
+  StWriter *wr = st_writer_new();
+  int64_t shp[4] = {n, sh->C, sh->S, sh->S};
+  st_writer_add(wr, "z", ST_F32, 4, shp, z);
+  int bad = st_writer_write(wr, f, &err);
+  if (bad)
+    fio_out_abort(f);
+  else
+    bad = fio_out_commit(f, &err) != 0; /* a failed commit aborts */
+  st_writer_free(wr);
+  return bad ? cli_fail("%s", err.msg) : 0;
+}
+
 /* --num-samples N: batches of --batch rows (the last one padded with the
  * samples after N, which are dropped), each sample's noise and label from
  * (--seed, its index g), images as uint8 NHWC clamp(127.5 x + 128) truncated
@@ -781,7 +829,7 @@ static double now_s(void) {
 static int sample_npz(const Opts *o, Runner *rn, Runner *crn, const Diffusion *d, const SampleShape *sh,
                       const int32_t *given, int64_t n_given, FioOut *out) {
   IrErr err;
-  int64_t N = o->num_samples, img = (int64_t)sh->C * sh->S * sh->S, hw = (int64_t)sh->S * sh->S;
+  int64_t N = o->num_samples, img = (int64_t)sh->C * sh->S * sh->S;
   int R = mpi.size, me = mpi.rank;
   int64_t mine = me < N ? (N - me + R - 1) / R : 0; /* this rank's samples: g = me + R k */
   int64_t per_rank = (N + R - 1) / R;               /* rank 0's, the most any rank has */
@@ -790,9 +838,21 @@ static int sample_npz(const Opts *o, Runner *rn, Runner *crn, const Diffusion *d
   if (rn->pack && B != rn->use->batch) B = rn->use->batch; /* a pack runs its own batch; extra rows are dropped */
   int ddpm = !strcmp(o->sampler, "ddpm"), steps = d->num_steps, rc = 1;
   if (me) fio_out_abort(out), out = NULL; /* rank 0 writes the file */
-  uint8_t *images = xmalloc((size_t)((me ? mine : N) * img) + 1), *my_img = xmalloc((size_t)(mine * img) + 1);
+  /* the images: the samples themselves, or with --vae what it decodes them to */
+  CliVae vae = {0};
+  CliResume rs = {0};
+  int ok = !o->vae || !cli_vae_open(o, rn->backend, sh->C, sh->S, B, &vae);
+  if (!cli_mpi_all_ok(&mpi, ok)) {
+    cli_vae_free(&vae);
+    fio_out_abort(out);
+    if (ok) cli_fail("another rank failed (its message above); nothing was written");
+    return 1;
+  }
+  int IC = o->vae ? vae.C : sh->C, IH = o->vae ? vae.H : sh->S, IW = o->vae ? vae.W : sh->S;
+  int64_t pix = (int64_t)IC * IH * IW, hw = (int64_t)IH * IW;
+  float *dec = o->vae ? xmalloc((size_t)(B * pix) * sizeof *dec) : NULL;
+  uint8_t *images = xmalloc((size_t)((me ? mine : N) * pix) + 1), *my_img = xmalloc((size_t)(mine * pix) + 1);
   int64_t *lab64 = xmalloc((size_t)(me ? mine : N) * sizeof *lab64 + 1), *my_lab = xmalloc((size_t)mine * sizeof *my_lab + 1);
-  int ok = 1;
   double t0 = now_s();
   int32_t *labels = xmalloc((size_t)B * sizeof *labels);
   float *x = xmalloc((size_t)(B * img) * sizeof *x), *replay = NULL;
@@ -800,9 +860,19 @@ static int sample_npz(const Opts *o, Runner *rn, Runner *crn, const Diffusion *d
   NoiseCtx nc = {0};
   if (ddpm) replay = xmalloc((size_t)((int64_t)steps * B * img) * sizeof *replay);
   const char *fail_rank = getenv("DITC_TEST_FAIL_RANK"); /* tests: this rank fails after its first batch */
+  /* tests: this rank's latents (what the VAE decoded) also go to this file, as `z` for run --entry decode */
+  const char *keep_path = getenv("DITC_TEST_LATENTS");
+  float *keep = keep_path && *keep_path ? xmalloc((size_t)(mine * img) * sizeof *keep + 1) : NULL;
   ok = !model_ctx_init(&mc, rn, sh->cfg, (float)o->cfg_scale, labels, sh->classes, B, sh->C, sh->S, sh->learn_sigma) &&
        !cli_runner_prepare(o, rn, B) && !cache_setup(o, &mc, rn, crn, B);
   if (!cli_mpi_all_ok(&mpi, ok)) goto failed;
+  /* the finished batches are kept in X.npz.partial/ (--resume continues from them) */
+  char *settings = run_settings(o, rn, B, R);
+  ok = !cli_resume_open(&rs, o->output, settings, (int)o->resume, me);
+  free(settings);
+  if (!cli_mpi_all_ok(&mpi, ok)) goto failed;
+  const char *stop = getenv("DITC_TEST_STOP_AFTER"); /* tests: fail after sampling that many batches */
+  int64_t sampled = 0, resumed_n = 0;
   mc.be = rn->be;
   nc.img = img;
   nc.rows = B;
@@ -815,7 +885,11 @@ static int sample_npz(const Opts *o, Runner *rn, Runner *crn, const Diffusion *d
   for (int64_t first = 0; first < per_rank; first += B) {
     /* every rank takes part in every round, an idle one (more ranks than samples) too */
     int64_t rows = mine - first < B ? mine - first : B;
-    for (int64_t r = 0; ok && rows > 0 && r < B; r++) {
+    int have = ok && rows > 0 &&
+               cli_resume_load(&rs, me, first, my_img + first * pix, (size_t)(rows * pix), my_lab + first,
+                               (size_t)rows * sizeof *my_lab);
+    if (have) resumed_n += rows;
+    for (int64_t r = 0; ok && !have && rows > 0 && r < B; r++) {
       int64_t g = me + (first + r) * R; /* past N: padding, dropped */
       RtRng rg;
       sample_stream((uint64_t)o->seed, g, &rg);
@@ -823,22 +897,31 @@ static int sample_npz(const Opts *o, Runner *rn, Runner *crn, const Diffusion *d
       for (int s = 0; ddpm && s < steps; s++) rng_normal(&rg, replay + ((int64_t)s * B + r) * img, img);
       labels[r] = given ? given[g % n_given] : sample_label((uint64_t)o->seed, g, sh->classes);
     }
-    if (ok && rows > 0 && sample_loop(rn, d, o->sampler, &mc, &nc, sh->C, sh->S, sh->learn_sigma, x, 0)) ok = 0;
-    if (ok && rows > 0 && check_finite("the sampled x_0", x, rows * img, img, sample_hint(rn))) ok = 0;
+    if (ok && !have && rows > 0 && sample_loop(rn, d, o->sampler, &mc, &nc, sh->C, sh->S, sh->learn_sigma, x, 0))
+      ok = 0;
+    if (ok && !have && rows > 0 && check_finite("the sampled x_0", x, rows * img, img, sample_hint(rn))) ok = 0;
     if (ok && fail_rank && atoi(fail_rank) == me) ok = !cli_fail("DITC_TEST_FAIL_RANK: rank %d fails on purpose", me);
+    if (ok && !have && rows > 0 && o->vae && cli_vae_decode(&vae, x, dec)) ok = 0;
+    if (ok && stop && *stop && !have && rows > 0 && ++sampled > atoll(stop))
+      ok = !cli_fail("DITC_TEST_STOP_AFTER=%s: stopped on purpose after %s batch(es); --resume continues", stop, stop);
     if (!cli_mpi_all_ok(&mpi, ok)) goto failed;
-    for (int64_t r = 0; r < rows; r++) {
+    if (keep && !have) memcpy(keep + first * img, x, (size_t)(rows * img) * sizeof *x);
+    const float *src = o->vae ? dec : x;
+    for (int64_t r = 0; !have && r < rows; r++) {
       int64_t k = first + r;
-      uint8_t *dst = my_img + k * img;
-      for (int c = 0; c < sh->C; c++)
+      uint8_t *dst = my_img + k * pix;
+      for (int c = 0; c < IC; c++)
         for (int64_t p = 0; p < hw; p++) {
-          float v = 127.5f * x[(r * sh->C + c) * hw + p] + 128.0f;
-          dst[p * sh->C + c] = (uint8_t)(v != v ? 0 : v < 0 ? 0 : v > 255 ? 255 : v);
+          float v = 127.5f * src[(r * IC + c) * hw + p] + 128.0f;
+          dst[p * IC + c] = (uint8_t)(v != v ? 0 : v < 0 ? 0 : v > 255 ? 255 : v);
         }
       my_lab[k] = labels[r];
     }
+    if (ok && !have && rows > 0)
+      ok = !cli_resume_save(&rs, me, first, my_img + first * pix, (size_t)(rows * pix), my_lab + first,
+                            (size_t)rows * sizeof *my_lab);
     int64_t done_n = (first + B) * R < N ? (first + B) * R : N; /* about: every rank's rounds run together */
-    double el = now_s() - t0, rate = (double)done_n / (el > 0 ? el : 1e-9);
+    double el = now_s() - t0, rate = (double)(done_n - resumed_n * R) / (el > 0 ? el : 1e-9);
     if (tty) {
       int width = 30, filled = (int)((int64_t)width * done_n / N);
       fprintf(stderr, "\rsampling [%.*s%*s] %lld/%lld  %.2f images/s  ETA %.0fs ", filled,
@@ -851,26 +934,29 @@ static int sample_npz(const Opts *o, Runner *rn, Runner *crn, const Diffusion *d
   double el = now_s() - t0, el_all = cli_mpi_max(&mpi, el);
   /* rank 0 puts everything at its index */
   for (int64_t k = 0; me == 0 && k < mine; k++) {
-    memcpy(images + k * R * img, my_img + k * img, (size_t)img);
+    memcpy(images + k * R * pix, my_img + k * pix, (size_t)pix);
     lab64[k * R] = my_lab[k];
   }
-  cli_mpi_gather(&mpi, images, my_img, N, (size_t)img);
+  cli_mpi_gather(&mpi, images, my_img, N, (size_t)pix);
   cli_mpi_gather(&mpi, lab64, my_lab, N, sizeof *lab64);
   if (R > 1)
     fprintf(stderr, "ditc: rank %d of %d: %lld images in %.1f s: %.2f images/s\n", me, R, (long long)mine, el,
             (double)mine / (el > 0 ? el : 1e-9));
+  if (keep && write_latents(keep_path, keep, mine, sh)) ok = 0;
   if (me) {
-    rc = cli_mpi_all_ok(&mpi, 1) ? 0 : 1;
+    rc = cli_mpi_all_ok(&mpi, ok) ? 0 : 1;
+    if (!rc) clean_partial(&rs, me);
     goto done;
   }
   NpzArray arr[2] = {
-      {"arr_0", "|u1", 4, {N, sh->S, sh->S, sh->C}, images, (size_t)(N * img)},
+      {"arr_0", "|u1", 4, {N, IH, IW, IC}, images, (size_t)(N * pix)},
       {"arr_1", "<i8", 1, {N}, lab64, (size_t)N * sizeof *lab64},
   };
-  ok = !cli_npz_write(out, arr, 2, &err) && !fio_out_commit(out, &err);
+  ok = ok && !cli_npz_write(out, arr, 2, &err) && !fio_out_commit(out, &err);
   out = NULL;
   if (!ok) cli_fail("%s", err.msg);
   if (!cli_mpi_all_ok(&mpi, ok)) goto done; /* the other ranks learn that the write failed */
+  clean_partial(&rs, me);
   fprintf(stderr, "ditc: %lld images in %.1f s: %.2f images/s (%d process%s, %.2f images/s a process, batch %lld, %s)\n",
           (long long)N, el_all, (double)N / (el_all > 0 ? el_all : 1e-9), R, R > 1 ? "es" : "",
           (double)N / R / (el_all > 0 ? el_all : 1e-9), (long long)B, rn->backend);
@@ -880,6 +966,9 @@ failed:
   if (ok) cli_fail("another rank failed (its message above); nothing was written");
 done:
   fio_out_abort(out);
+  cli_vae_free(&vae);
+  free(dec);
+  free(keep);
   for (int i = 0; i < 4; i++) rt_tensor_free(&mc.in[i]);
   cache_free(&mc);
   free(images);
@@ -906,6 +995,10 @@ int cmd_sample(const Opts *o) {
     return cli_usage("--num-samples draws each sample's noise from (--seed, its index): --init-noise, --step-noise, "
                      "--repeat and --grid-cols do not apply");
   if (o->labels && o->labels_from) return cli_usage("give --labels or --labels-from, not both");
+  if (o->vae_weights && !o->vae) return cli_usage("--vae-weights goes with --vae CONFIG_OR_DIT_FILE");
+  if (o->vae && !o->vae_weights)
+    return cli_usage("--vae needs --vae-weights (the AutoencoderKL checkpoint, diffusers naming)");
+  if (o->resume && !o->num_samples) return cli_usage("--resume continues a --num-samples run");
   if (o->step_noise && !strcmp(o->sampler, "ddim"))
     return cli_usage("--step-noise replays DDPM's per-step noise; DDIM (eta 0) adds none");
   if (o->cache_warmup >= 0 && o->cache_interval < 1) return cli_usage("--cache-warmup %lld goes with --cache-interval N", o->cache_warmup);
@@ -974,10 +1067,18 @@ static int sample_main(const Opts *o, int cfg) {
   ModelCtx mc = {0};
   int64_t n = 0, img = (int64_t)C * S * S;
   int distinct = 0;
+  CliVae vae = {0};
+  float *dec = NULL;
   if ((o->labels || o->labels_from) &&
       (o->labels_from ? load_labels(o->labels_from, o->repeat, classes, &labels, &n, &distinct)
                       : parse_labels(o->labels, o->repeat, classes, &labels, &n, &distinct)))
     goto done;
+  if (png && !o->vae && C != 1 && C != 3) {
+    cli_fail("%s samples latents (in_channels %d), not images: decode them with --vae sd-vae-ft-ema --vae-weights "
+             "VAE.safetensors (diffusers' AutoencoderKL checkpoint) for a PNG, or write the latents with --output "
+             "F.safetensors", o->model ? o->model : o->plan, C);
+    goto done;
+  }
   if (diffusion_init(&d, o->diffusion_steps, "linear", o->steps, &err)) {
     cli_fail("%s", err.msg);
     goto done;
@@ -1009,18 +1110,30 @@ static int sample_main(const Opts *o, int cfg) {
 
   if (model_ctx_init(&mc, &rn, cfg, (float)o->cfg_scale, labels, classes, n, C, S, learn_sigma)) goto done;
   if (cli_runner_prepare(o, &rn, n) || cache_setup(o, &mc, &rn, &crn, n)) goto done;
+  if (o->vae && cli_vae_open(o, rn.backend, C, S, n, &vae)) goto done; /* checked before any sampling */
   mc.be = rn.be;
   if (sample_loop(&rn, &d, o->sampler, &mc, &nc, C, S, learn_sigma, x, isatty(2))) goto done;
   if (check_finite("the sampled x_0", x, n * img, img, sample_hint(&rn))) goto done;
+  /* the images: the samples, or what --vae decodes them to */
+  const float *pic = x;
+  int IC = C, IH = S, IW = S;
+  if (o->vae) {
+    dec = xmalloc((size_t)(n * cli_vae_image(&vae)) * sizeof *dec);
+    if (cli_vae_decode(&vae, x, dec) || check_finite("the decoded images", dec, n * cli_vae_image(&vae),
+                                                       cli_vae_image(&vae), "the VAE overflowed"))
+      goto done;
+    pic = dec, IC = vae.C, IH = vae.H, IW = vae.W;
+  }
   if (png) {
-    if (image_write_grid_to(out, x, n, C, S, S, o->grid_cols ? o->grid_cols : distinct, &err)) {
+    if (image_write_grid_to(out, pic, n, IC, IH, IW, o->grid_cols ? o->grid_cols : distinct, &err)) {
       cli_fail("%s", err.msg);
       goto done;
     }
   } else {
     StWriter *wr = st_writer_new();
-    int64_t shp[4] = {n, C, S, S};
-    st_writer_add(wr, "samples", ST_F32, 4, shp, x);
+    int64_t shp[4] = {n, IC, IH, IW}, lshp[4] = {n, C, S, S};
+    st_writer_add(wr, "samples", ST_F32, 4, shp, pic);
+    if (o->vae) st_writer_add(wr, "z", ST_F32, 4, lshp, x); /* the latents: the VAE decode entry's input */
     st_writer_add(wr, "labels", ST_I32, 1, shp, labels);
     st_writer_meta(wr, "producer", "ditc " DITC_VERSION);
     st_writer_meta(wr, "sampler", o->sampler);
@@ -1044,6 +1157,8 @@ done:
   free(labels);
   free(x);
   free(init);
+  free(dec);
+  cli_vae_free(&vae);
   free((void *)nc.replay);
   diffusion_free(&d);
   cache_free(&mc);

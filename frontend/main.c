@@ -61,7 +61,9 @@ static const Command COMMANDS[] = {
      "a whole DDPM/DDIM sampling run with classifier-free guidance",
      "The original DiT code's sampler (respacing, learned-range variance, its guidance convention).\n"
      "--init-noise and --step-noise replay given noise, else --seed draws it.  Output: `samples` and\n"
-     "`labels` as safetensors, or a PNG grid when --output ends in .png.  On emu and cuda the whole\n"
+     "`labels` as safetensors, or a PNG grid when --output ends in .png.  A latent model's samples\n"
+     "(in_channels 4) become images with --vae and --vae-weights (then `samples` are the images and `z`\n"
+     "the latents, as run --entry decode reads them); its PNG needs them.  On emu and cuda the whole\n"
      "loop stays on the device (DITC_SAMPLE_ON_HOST=1: the host loop over forward passes instead).",
      cmd_sample},
     {"check", C_CHECK, "MODEL [options]", "parse, elaborate and verify MODEL; with --weights, bind them",
@@ -200,6 +202,13 @@ static const OptSpec OPTIONS[] = {
      "with --num-samples: images per sampling loop (default 32; a pack's own batch with --plan)", 0, NULL},
     {"--num-samples", NULL, C_SAMPLE, OPT_INT, O(num_samples), 1, 100000000, NULL, "N",
      "write N images as an .npz for the ADM evaluator (arr_0 uint8 [N, H, W, C], arr_1 int64 labels)", 0, NULL},
+    {"--vae", NULL, C_SAMPLE, OPT_STR, O(vae), 0, 0, NULL, "CONFIG|F.dit",
+     "decode the samples to images with this VAE's decode entry (sd-vae-ft-ema, sd-vae-ft-mse, or a .dit file), "
+     "on the same backend", 0, NULL},
+    {"--vae-weights", NULL, C_SAMPLE, OPT_STR, O(vae_weights), 0, 0, NULL, "W",
+     "with --vae: its AutoencoderKL checkpoint (diffusers naming; the encoder's tensors are ignored)", 0, NULL},
+    {"--resume", NULL, C_SAMPLE, OPT_FLAG, O(resume), 0, 0, NULL, NULL,
+     "with --num-samples: continue an interrupted run from the batches it finished (X.npz.partial/)", 0, NULL},
     {"--batch", NULL, C_BENCH, OPT_INT, O(batch), 1, 1 << 20, NULL, "N", "images per forward pass (default 1)", 0, NULL},
     {"--batch", NULL, C_STATS, OPT_INT, O(batch), 1, 1 << 20, NULL, "N",
      "the batch MACs and activation bytes are counted at (default 1)", 0, NULL},

@@ -15,7 +15,7 @@ if ! mount -t tmpfs -o size=256k tmpfs "$M" 2>"$T/mount.err"; then
 fi
 trap 'umount "$M"; rm -rf "$T"' EXIT
 fail=0
-TINY=(--set input_size=16 --set in_channels=4 --set patch_size=2 --set hidden_size=64 --set depth=2 --set num_heads=4 --set num_classes=10)
+TINY=(--set input_size=16 --set in_channels=3 --set patch_size=2 --set hidden_size=64 --set depth=2 --set num_heads=4 --set num_classes=10)
 SAMPLE=(sample models/dit.dit "${TINY[@]}" --weights random --sampler ddim --steps 2 --cfg-scale 1.5 --labels 0,1)
 
 echo old >"$M/kept.safetensors"

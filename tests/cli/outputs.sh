@@ -12,7 +12,7 @@ cd "$DITC_SRC"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fail=0
-TINY=(--set input_size=16 --set in_channels=4 --set patch_size=2 --set hidden_size=64 --set depth=2 --set num_heads=4 --set num_classes=10)
+TINY=(--set input_size=16 --set in_channels=3 --set patch_size=2 --set hidden_size=64 --set depth=2 --set num_heads=4 --set num_classes=10)
 SAMPLE=(sample models/dit.dit "${TINY[@]}" --weights random --sampler ddim --steps 2 --cfg-scale 1.5 --labels 0,1)
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL: $*"; fail=1; }

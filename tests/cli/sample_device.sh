@@ -33,11 +33,11 @@ check dit-tiny-p2 ddpm 4.0      # learned sigma, guidance
 check dit-tiny-p2 ddim 1.0      # the plain forward entry
 check dit-tiny-p4-eps ddpm 1.0  # fixed-large variance
 check dit-tiny-p4-eps ddim 2.5
-# PNG output: the same image from the device loop and the host loop
+# the same file from the device loop and the host loop
 # shellcheck disable=SC2046
 for h in 0 1; do
   DITC_SAMPLE_ON_HOST=$h "$DITC" sample models/dit.dit $(settings dit-tiny-p2) --weights "$REF/dit-tiny-p2.weights.safetensors" \
-    --sampler ddpm --steps 4 --cfg-scale 1.5 --labels 0-3 --seed 3 --backend emu --output "$TMP/grid$h.png"
+    --sampler ddpm --steps 4 --cfg-scale 1.5 --labels 0-3 --seed 3 --backend emu --output "$TMP/grid$h.safetensors"
 done
-cmp "$TMP/grid0.png" "$TMP/grid1.png"
+cmp "$TMP/grid0.safetensors" "$TMP/grid1.safetensors"
 echo ok

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `ditc sample --num-samples N --output X.npz`: an .npz numpy reads (arr_0 uint8 [N, H, W, C], arr_1 int64
 # labels), the same bytes for --batch 1 and --batch 5 (each sample's noise and label come from the seed and
-# its index), --labels cycled, and bad input refused with a clear error and no output file.
+# its index), --labels cycled, zip64 (forced by DITC_TEST_ZIP64=1) read back, and bad input refused with a clear
+# error and no output file.
 source "$(dirname "$0")/common.bash"
 PY=/usr/bin/python3
 $PY -c 'import numpy' 2>/dev/null || { echo "SKIPPED: python3 has no numpy (.ci/install-deps installs python3-numpy)"; exit 77; }
@@ -28,6 +29,16 @@ fi
 # --labels are cycled over the samples
 "$DITC" sample "${A[@]}" --num-samples 5 --batch 2 --labels 3,8 --output "$T/l.npz" 2>/dev/null
 $PY -c 'import sys, numpy as np; y = np.load(sys.argv[1])["arr_1"]; assert list(y) == [3, 8, 3, 8, 3], y' "$T/l.npz" || fail=1
+# zip64 (what a file past 4 GiB is written as), forced on a small file: numpy and zipfile read the same arrays
+DITC_TEST_ZIP64=1 "$DITC" sample "${A[@]}" --num-samples 7 --batch 5 --output "$T/z64.npz" 2>/dev/null
+$PY - "$T/b5.npz" "$T/z64.npz" <<'PY' || { echo "FAIL: the zip64 .npz"; fail=1; }
+import sys, zipfile, numpy as np
+a, z = np.load(sys.argv[1]), np.load(sys.argv[2])
+assert z.files == ["arr_0", "arr_1"], z.files
+assert (a["arr_0"] == z["arr_0"]).all() and (a["arr_1"] == z["arr_1"]).all()
+zf = zipfile.ZipFile(sys.argv[2])
+assert zf.testzip() is None and all(i.extract_version == 45 for i in zf.infolist())
+PY
 # bad input: a clear error, non-zero exit, no output file
 bad() {  # WHAT OUTPUT ARGS...
   local what=$1 outp=$2
