@@ -39,9 +39,11 @@ UPD="sampler update failed at sampling step 0 \(t=999\): x after the update hold
 expect 1 "$UPD" -- "$DITC" "${G[@]}" --backend ref
 expect 1 "$UPD" -- "$DITC" "${G[@]}" --backend emu
 expect 1 "$UPD" -- env DITC_SAMPLE_ON_HOST=1 "$DITC" "${G[@]}" --backend emu
-# the .npz path too
+# the .npz path too (in a folder of its own: the finished batches stay in out.npz.partial/ for --resume)
+mkdir -p "$T/npz"
 expect 1 "model failed at sampling step 0 \(t=999\): the model's output \(ref backend\) holds .*linear 'blocks.1.attn.proj'" -- \
-  "$DITC" sample DiT-digits --weights "$T/huge.safetensors" --steps 2 --sampler ddim --cfg-scale 1 --num-samples 3 --output "$T/out.npz" --backend ref
+  "$DITC" sample DiT-digits --weights "$T/huge.safetensors" --steps 2 --sampler ddim --cfg-scale 1 --num-samples 3 --output "$T/npz/out.npz" --backend ref
+[ ! -e "$T/npz/out.npz" ] || { echo "FAIL: a failed .npz run left out.npz"; fail=1; }
 # and a clean checkpoint still samples
 "$DITC" sample DiT-digits --weights "$W" --steps 2 --labels 0 --sampler ddim --cfg-scale 1.5 --output "$T/ok.png" --backend emu 2>"$T/stderr" &&
   [ -s "$T/ok.png" ] && echo "ok   the digits checkpoint samples" || { echo "FAIL: the clean checkpoint"; cat "$T/stderr"; fail=1; }
