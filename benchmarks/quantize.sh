@@ -58,8 +58,8 @@ done
   echo
   echo "DiT-S/2 at batch 1 for sm_80, fp8 for sm_89 (\`compile --report\`; random weights; fp8 calibrated on $calibrate samples); digits: DDPM 50 steps, guidance 1.5,"
   echo "seed 0, $samples samples on the reference executor (f32)${EMU_SAMPLES:+, $EMU_SAMPLES on the emulated device (f32)}."
-  echo "Weight bytes read are the weights blob's (w8: the int8 levels and scales); w8's dequantised copy of each"
-  echo "weight is written and read in the activation arena, so it counts among the activation bytes."
+  echo "Weight bytes read are the weights blob's (w8: the int8 levels and scales, read by the mixed-input GEMM"
+  echo "directly; no dequantised copy is written)."
   echo
   echo "| mode | scope | pack bytes | vs f32 | weight bytes read / forward | activation bytes moved | kernels / block | ref accuracy | ref FD | emu accuracy | emu FD |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"

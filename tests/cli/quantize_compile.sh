@@ -3,7 +3,9 @@
 #   - dit-tiny-p2 with --quantize w8 and w8a8 (scope all) compiles for sm_80, sm_86 and sm_89, and
 #     each architecture's plan from the pack runs on the emulated device (run --plan --arch) within
 #     the shared cases' tolerances (w8 1e-4, w8a8 1e-3): the pack holds the int8 weights and scales;
-#   - DiT-S/2's pack with --quantize w8 --quantize-scope all is at most 30% of its f32 pack.
+#   - DiT-S/2's pack with --quantize w8 --quantize-scope all is at most 30% of its f32 pack;
+#   - the quantised plans launch at most 2 kernels a block more than the float plan (compile --report:
+#     the producers write the quantised rows, the w8 GEMM reads the int8 weights itself).
 # Skipped (exit 77) when NVRTC is not installed.
 source "$(dirname "$0")/common.bash"
 REF=${DITC_SHARED:?DITC_SHARED must name the shared folder}/reference
@@ -29,9 +31,19 @@ for m in w8 w8a8; do
 done
 
 # the size bound: int8 weights with their scales, every linear
-"$DITC" compile DiT-S/2 --arch sm_80 --entry forward --weights random -o "$T/s2.ditpack" >/dev/null || fail=1
+"$DITC" compile DiT-S/2 --arch sm_80 --entry forward --weights random -o "$T/s2.ditpack" --report --json \
+  >"$T/s2.json" || fail=1
 "$DITC" compile DiT-S/2 --arch sm_80 --entry forward --weights random -o "$T/s2w8.ditpack" --quantize w8 \
-  --quantize-scope all >/dev/null || fail=1
+  --quantize-scope all --report --json >"$T/s2w8.json" || fail=1
+"$DITC" compile DiT-S/2 --arch sm_80 --entry forward --weights random -o "$T/s2w8a8.ditpack" --quantize w8a8 \
+  --report --json >"$T/s2w8a8.json" || fail=1
+kpb() { jq -r '.plans[0].kernels_per_block' "$1"; }
+base=$(kpb "$T/s2.json")
+for m in w8 w8a8; do
+  k=$(kpb "$T/s2$m.json")
+  echo "DiT-S/2 kernels a block: float $base, $m $k"
+  [ -n "$base" ] && [ "$k" -le $((base + 2)) ] 2>/dev/null || { echo "FAIL: $m launches $k kernels a block (float $base)"; fail=1; }
+done
 f32=$(stat -c %s "$T/s2.ditpack")
 w8=$(stat -c %s "$T/s2w8.ditpack")
 echo "DiT-S/2 pack: f32 $f32 bytes, w8 scope all $w8 bytes ($((100 * w8 / f32))%)"
