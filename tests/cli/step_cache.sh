@@ -4,15 +4,7 @@
 # interval 2 on emu matches ref (f32, 1e-5) and its device loop the emu host loop exactly;
 # `stats --cache-interval` counts MACs per image as full-step MACs x full steps + cached-step
 # MACs x cached steps, so interval 2 halves the blocks' MACs; bad inputs are refused, no file.
-set -euo pipefail
-: "${DITC:?}"
-cd "${DITC_SRC:?}"
-W=models/digits/dit-digits.safetensors
-[ -f "$W" ] || { echo "SKIPPED: $W is not there"; exit 77; }
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-export DITC_CACHE_DIR="$TMP/cache"
-M=models/dit.dit:DiT-digits
+source "$(dirname "$0")/step_cache.bash"
 ARGS=(--weights "$W" --sampler ddpm --steps 6 --cfg-scale 1.5 --labels 3,8 --seed 5)
 
 # interval 1: every step full, the samples of the uncached run exactly

@@ -5,15 +5,7 @@
 # backend; and a pack compiled with --step-cache (its ENTRY.cache_full / ENTRY.cache_step plans)
 # samples on emu exactly as the MODEL does, while a pack without them is refused.  Skipped (77)
 # without NVRTC, which makes the CUBINs.
-set -euo pipefail
-: "${DITC:?}"
-cd "${DITC_SRC:?}"
-W=models/digits/dit-digits.safetensors
-[ -f "$W" ] || { echo "SKIPPED: $W is not there"; exit 77; }
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-export DITC_CACHE_DIR="$TMP/cache"
-M=models/dit.dit:DiT-digits
+source "$(dirname "$0")/step_cache.bash"
 ARGS=(--weights "$W" --sampler ddpm --steps 5 --cfg-scale 1.5 --labels 4,9 --seed 2 --cache-interval 2)
 "$DITC" sample "$M" "${ARGS[@]}" --backend ref -o "$TMP/ref.safetensors"
 if ! DITC_CUDA_SIM=1 "$DITC" sample "$M" "${ARGS[@]}" --backend cuda -o "$TMP/cuda.safetensors" 2>"$TMP/err"; then
