@@ -44,9 +44,10 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktra
 # error" after the test's work passed (google/sanitizers#1353); on CI it hit the bf16 runs through the
 # simulated CUDA driver every time.  The sanitizer run checks memory, not parallelism (the gcc run
 # above uses the pools), so it runs with one thread: no pool is created and the tracer has nothing to
-# trip on.  The same tracer crash is still seen now and then at the exit of a process that loaded
-# NVRTC (cli/passes on CI, twice in a row once; never reproduced outside CI), so a test gets three
-# tries: an ASan, UBSan or leak report is deterministic and fails all three.
+# trip on.  The same tracer crash hit the exit of processes that had loaded NVRTC on a loaded CI
+# machine, three tries in a row; such a process runs its leak check just before NVRTC is mapped and
+# none at exit (codegen/nvrtc.c).  A test still gets three tries for what remains of the crash: an
+# ASan, UBSan or leak report is deterministic and fails all three.
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 run_ctest --test-dir "$root/build-asan" --output-on-failure -j"$jobs" -LE fuzz --repeat until-pass:3
 run_ctest --test-dir "$root/build-asan" --output-on-failure -L fuzz
