@@ -4,8 +4,11 @@
 # --report`, sm_80, batch 1), and the digits model's accuracy and Frechet distance (SAMPLES samples,
 # default 500: labels i mod 10, DDPM 50 steps, guidance 1.5, seed 0) on the reference executor, and
 # on the emulated device when EMU_SAMPLES is set (that many samples; emu is slow on a CPU).  GPU
-# timings need a GPU: the table says when none was there.
-#   usage: benchmarks/quantize.sh [BUILD_DIR]   -> benchmarks/results/quantize-DATE.md and .csv
+# timings need a GPU: the table says when none was there.  Each quality measurement is kept in WORK
+# (default /tmp/quantize-work): an interrupted run continues where it stopped, and a rerun after a
+# change that cannot move the samples (launch counts, bytes) reuses them; empty WORK after a change
+# to the numerics.
+#   usage: [MODES="none w8 ..."] [SAMPLES=N] [EMU_SAMPLES=N] benchmarks/quantize.sh [BUILD_DIR]   -> benchmarks/results/quantize-DATE.md and .csv
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -15,14 +18,27 @@ samples=${SAMPLES:-500}
 commit=$(git -C "$root" rev-parse --short HEAD)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-export DITC_CACHE_DIR=${DITC_CACHE_DIR:-$tmp/cache}
+work=${WORK:-/tmp/quantize-work}
+mkdir -p "$work"
+export DITC_CACHE_DIR=${DITC_CACHE_DIR:-$work/cache}
 ditc=$build/ditc
-modes=("none" "w8" "w8:all" "w8a8" "fp8")
+read -r -a modes <<<"${MODES:-none w8 w8:all w8a8 fp8}" # MODES: a subset, in the order to run
 # fp8's activation scales come from calibration data: CALIBRATE samples (default 8) of the digits
 # model's sampler (--calibrate), for DiT-S/2's random weights as for the digits model
 calibrate=${CALIBRATE:-8}
 
-quality() {  # BACKEND N FLAGS... -> "accuracy fd"
+quality() {  # BACKEND N FLAGS... -> "accuracy fd" (kept in WORK)
+  local be=$1 n=$2
+  shift 2
+  local key
+  key=$(echo "$be $n $*" | tr -c 'A-Za-z0-9\n' _)
+  if [ ! -s "$work/$key.q" ]; then
+    quality_run "$be" "$n" "$@" >"$work/$key.q.tmp"
+    mv "$work/$key.q.tmp" "$work/$key.q"
+  fi
+  cat "$work/$key.q"
+}
+quality_run() {
   local be=$1 n=$2
   shift 2
   "$ditc" sample DiT-digits --weights "$root/models/digits/dit-digits.safetensors" --backend "$be" --sampler ddpm \

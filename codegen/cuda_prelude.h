@@ -38,6 +38,12 @@ typedef unsigned long long uint64_t;
   extern __shared__ __align__(16) unsigned char ditc_dyn_smem_[]; \
   T *name = (T *)ditc_dyn_smem_
 
+/* DITC_XOR_REDUCE(v, OP, WIDTH): v = OP(v, the value of lane ^ o) for o = WIDTH/2, ..., 1 (WIDTH a
+ * power of two up to 32, a literal): each group of WIDTH lanes ends with one value, the same in
+ * every lane of it.  The whole warp must take part.  The emulator does it as one warp collective. */
+#define DITC_XOR_REDUCE(v, OP, WIDTH) \
+  for (int ditc_o_ = (WIDTH) / 2; ditc_o_ > 0; ditc_o_ >>= 1) (v) = OP((v), __shfl_xor_sync(0xffffffffu, (v), ditc_o_))
+
 /* ==================== helpers shared with emu_prelude.h ================== */
 /* Keep this section identical in both preludes. */
 
@@ -46,16 +52,17 @@ typedef unsigned long long uint64_t;
 #define DITC_FLT_MAX 3.402823466e+38f
 DITC_DEVICE static inline int ditc_imin(int a, int b) { return a < b ? a : b; }
 DITC_DEVICE static inline int ditc_imax(int a, int b) { return a > b ? a : b; }
+DITC_DEVICE static inline float ditc_fadd(float a, float b) { return a + b; }
 DITC_DEVICE static inline float ditc_warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  DITC_XOR_REDUCE(v, ditc_fadd, 32);
   return v;
 }
 DITC_DEVICE static inline float ditc_warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  DITC_XOR_REDUCE(v, fmaxf, 32);
   return v;
 }
 DITC_DEVICE static inline float ditc_warp_min(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fminf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  DITC_XOR_REDUCE(v, fminf, 32);
   return v;
 }
 

@@ -317,6 +317,27 @@ static inline void *ditc_emu_shared(void **site, size_t size) {
 #define __shfl_down_sync(mask, v, ...) DITC_EMU_SHFL_(DITC_EMU_SHFL_DOWN, v, __VA_ARGS__, 32, 0)
 #define __shfl_xor_sync(mask, v, ...) DITC_EMU_SHFL_(DITC_EMU_SHFL_XOR, v, __VA_ARGS__, 32, 0)
 
+/* DITC_XOR_REDUCE (cuda_prelude.h says what it computes): one warp collective instead of log2(WIDTH)
+ * shuffles, the butterfly done for all 32 lanes by the first lane back, in the shuffles' order, so
+ * every lane gets exactly what the shuffles would give it. */
+typedef float (*DitcEmuOp2)(float, float);
+static inline float ditc_emu_xor_reduce(const char *op, float v, int width, DitcEmuOp2 f) {
+  float me = v;
+  void *const *lane;
+  if (ditc_emu_rt.collective(ditc_emu_me(), op, &me, &lane)) {
+    float x[32], y[32];
+    for (int l = 0; l < 32; l++) x[l] = *(const float *)lane[l];
+    for (int o = width / 2; o > 0; o >>= 1) {
+      for (int l = 0; l < 32; l++) y[l] = f(x[l], x[l ^ o]);
+      for (int l = 0; l < 32; l++) x[l] = y[l];
+    }
+    for (int l = 0; l < 32; l++) *(float *)lane[l] = x[l];
+  }
+  return me;
+}
+#define DITC_XOR_REDUCE(v, OP, WIDTH) \
+  ((v) = ditc_emu_xor_reduce("xor-reduce " #OP " " #WIDTH, (v), (WIDTH), OP))
+
 /* =========================== types ====================================== */
 
 typedef struct { float x, y; } __attribute__((aligned(8))) float2;
@@ -505,16 +526,17 @@ static inline float __bfloat162float(__nv_bfloat16 b) { return __uint_as_float((
 #define DITC_FLT_MAX 3.402823466e+38f
 DITC_DEVICE static inline int ditc_imin(int a, int b) { return a < b ? a : b; }
 DITC_DEVICE static inline int ditc_imax(int a, int b) { return a > b ? a : b; }
+DITC_DEVICE static inline float ditc_fadd(float a, float b) { return a + b; }
 DITC_DEVICE static inline float ditc_warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  DITC_XOR_REDUCE(v, ditc_fadd, 32);
   return v;
 }
 DITC_DEVICE static inline float ditc_warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  DITC_XOR_REDUCE(v, fmaxf, 32);
   return v;
 }
 DITC_DEVICE static inline float ditc_warp_min(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fminf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  DITC_XOR_REDUCE(v, fminf, 32);
   return v;
 }
 

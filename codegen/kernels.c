@@ -501,7 +501,7 @@ void cg_emit_qscale(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t row
   cg_text_printf(&e->src,
                  "  float m = 0.0f;\n"
                  "  for (int j = threadIdx.x; j < %lld; j += 32) m = ditc_absmax(m, %s);\n"
-                 "  for (int o = 16; o > 0; o >>= 1) m = ditc_absmax(m, __shfl_xor_sync(0xffffffffu, m, o));\n"
+                 "  DITC_XOR_REDUCE(m, ditc_absmax, 32);\n"
                  "  if (threadIdx.x == 0) y[row] = ditc_qscale(m, %s);\n}\n\n",
                  (long long)len, cg_load(in.dtype, "xr", "j", ld), cg_float_lit(qmax, f));
   rows_launch(e, n, k, rows);
@@ -518,7 +518,7 @@ void cg_emit_quant_rows(CgEmit *e, const IrNode *n, CgLoc out, CgLoc scales, CgL
   cg_text_printf(&e->src,
                  "  float m = 0.0f;\n"
                  "  for (int j = threadIdx.x; j < %lld; j += 32) m = ditc_absmax(m, %s);\n"
-                 "  for (int o = 16; o > 0; o >>= 1) m = ditc_absmax(m, __shfl_xor_sync(0xffffffffu, m, o));\n"
+                 "  DITC_XOR_REDUCE(m, ditc_absmax, 32);\n"
                  "  float sc = ditc_qscale(m, %s);\n"
                  "  if (threadIdx.x == 0) s[row] = sc;\n",
                  (long long)len, cg_load(in.dtype, "xr", "j", ld), cg_float_lit(qmax, f));
@@ -868,7 +868,7 @@ void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *norm) {
                  "      qm = ditc_absmax(qm, h[t]);\n"
                  "    }\n"
                  "  }\n"
-                 "  for (int o = 16; o > 0; o >>= 1) qm = ditc_absmax(qm, __shfl_xor_sync(0xffffffffu, qm, o));\n"
+                 "  DITC_XOR_REDUCE(qm, ditc_absmax, 32);\n"
                  "  float sc = ditc_qscale(qm, %s);\n"
                  "  if (threadIdx.x == 0) qsc[row] = sc;\n"
                  "#pragma unroll\n"
