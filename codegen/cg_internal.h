@@ -260,6 +260,12 @@ int cg_moe_operand(const IrNode *n, int j);
  * sw (per-tensor scales) and the bias when has_bias. */
 void cg_emit_qlinear_e4m3(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int64_t m, int64_t nn,
                           int64_t kk);
+/* The epilogue of fc1's IMMA GEMM (quant.c): acc i32[m, nn] (the GEMM's D),
+ * sx, sw and b from in[1], in[3], in[4] (in as for qlinear), one warp a row:
+ * h = gelu_tanh(ditc_qlinear_scale(acc, sx[r], sw[c]) + b[c]), the row's
+ * qscale (qmax) into scales[r] and its int8 levels into out. */
+void cg_emit_qlinear_epilogue(CgEmit *e, const IrNode *n, CgLoc out, CgLoc scales, CgLoc acc, const CgLoc *in,
+                              int has_bias, int64_t m, int64_t nn, float qmax);
 void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int gelu, int64_t m,
                      int64_t nn, int64_t kk);
 /* w8's mixed-input GEMM: y[m, n] = (sum_k x[m, k] * (float)wq[n, k]) * sw[n]

@@ -298,6 +298,21 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
     }
     return cg_emit_norm(e, n, &s);
   }
+  if (ni->how == LOW_QLINEAR_GELU && ni->quant) { /* IMMA GEMM, then dequant + bias + GELU + quantise rows */
+    const IrNode *l = ni->linear;
+    CgLoc in[5];
+    for (int i = 0; i < l->n_in; i++) in[i] = buf_loc(c, st->reads[i]);
+    int64_t kk = ir_dim_eval(l->in[0]->shape.d[l->in[0]->shape.rank - 1], c->batch), nn = l->in[2]->shape.d[0];
+    int64_t m = kk ? node_numel(c, l->in[0]) / kk : 0;
+    if (m == 0 || nn == 0) return;
+    CgLoc acc = buf_loc(c, st->write2);
+    CgGemm g = {.dtype = IR_I8, .d_dtype = IR_I32, .trans_b = 1, .m = m, .n = nn, .k = kk, .batch = 1, .lda = kk,
+                .ldb = kk, .ldd = nn, .stride_a = m * kk, .stride_d = m * nn, .a = ref_of(in[0]), .b = ref_of(in[2]),
+                .d = ref_of(acc), .epilogue = CG_EPI_NONE, .alpha = 1.0f};
+    cg_gemm(e, n, &g);
+    return cg_emit_qlinear_epilogue(e, n, out, buf_loc(c, st->write3), acc, in, l->n_in == 5, m, nn,
+                                    ni->qscale->attr.f);
+  }
   if (ni->how == LOW_QLINEAR_GELU || (ni->how == LOW_KERNEL && n->op == IR_QLINEAR)) {
     const IrNode *l = ni->how == LOW_QLINEAR_GELU ? ni->linear : n;
     CgLoc in[5];
@@ -542,7 +557,8 @@ static void step_work(Ctx *c, const LStep *st, CgStep *s) {
   if (s->kind == CG_STEP_GEMM) {
     const CgGemm *g = &s->gemm;
     s->flops = 2.0 * (double)g->m * (double)g->n * (double)g->k * (double)g->batch;
-    s->unit = g->dtype == IR_BF16 ? CG_UNIT_TC_BF16 : g->dtype == IR_F16 ? CG_UNIT_TC_F16 : CG_UNIT_SIMT_F32;
+    s->unit = g->dtype == IR_BF16 ? CG_UNIT_TC_BF16 : g->dtype == IR_F16 ? CG_UNIT_TC_F16
+              : g->dtype == IR_I8 ? CG_UNIT_TC_INT8 : CG_UNIT_SIMT_F32;
     return;
   }
   s->flops = 0;
@@ -559,6 +575,7 @@ static void step_work(Ctx *c, const LStep *st, CgStep *s) {
     s->unit = cg_attention_unit(cg_tuning_for(c->o->arch), c->o->precision);
     return;
   }
+  if (ni->how == LOW_QLINEAR_GELU && ni->quant) return; /* the epilogue of its IMMA GEMM step */
   double macs = ir_node_macs(ni->linear ? ni->linear : st->node, c->batch); /* a GEMM with its epilogue */
   if (macs > 0) s->flops = 2.0 * macs, s->unit = CG_UNIT_SIMT_F32;
 }
@@ -569,7 +586,7 @@ static void step_outputs(Ctx *c, const LStep *st, CgStep *s) {
   int wr[2] = {st->write, st->write2};
   for (int k = 0; k < 2; k++) {
     const Buf *b = wr[k] >= 0 ? &c->bufs[wr[k]] : NULL;
-    if (s->kind != CG_STEP_KERNEL || !b || b->space != CG_SPACE_ACT || b->offset < 0) continue;
+    if (s->kind != CG_STEP_KERNEL || !b || b->space != CG_SPACE_ACT || b->offset < 0 || b->dtype == IR_I32) continue;
     s->out_offset[k] = b->offset;
     s->out_elems[k] = b->bytes / (int64_t)ir_dtype_size(b->dtype);
     s->out_dtype[k] = b->dtype;

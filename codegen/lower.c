@@ -130,6 +130,17 @@ static int wlinear(Ctx *c, const IrNode *n) {
   return n->n_in < 3 || n->in[2]->dtype == IR_F32;
 }
 
+/* A qlinear cuBLASLt's IMMA matmul can run (plan.h, CgGemm: n and k
+ * multiples of 4; the arena and blob offsets are 256-byte aligned), its
+ * scales per row and per output column, all operands f32 but the levels. */
+static int imma_ok(Ctx *c, const IrNode *l) {
+  const IrNode *x = l->in[0], *w = l->in[2];
+  int64_t k = ir_dim_eval(x->shape.d[x->shape.rank - 1], c->batch);
+  if (w->shape.rank != 2 || k % 4 || w->shape.d[0] % 4 || x->dtype != IR_I8 || w->dtype != IR_I8) return 0;
+  if (l->in[1]->dtype != IR_F32 || l->in[3]->dtype != IR_F32 || (l->n_in == 5 && l->in[4]->dtype != IR_F32)) return 0;
+  return 1;
+}
+
 /* What a LOW_WLINEAR linear reads: x, wq, sw[, b]. */
 static int wlinear_reads(const IrNode *l, IrNode **out) {
   out[0] = l->in[0];
@@ -243,6 +254,17 @@ static void lower_quant_rows(Ctx *c, const IrGroup *grp) {
     inf(c, q)->how = inf(c, s)->how = LOW_SIDE;
     return;
   }
+  /* fc1's gelu_tanh(qlinear) feeding fc2's per-token quantisation, read by
+   * nothing else: an IMMA GEMM into int32, then one kernel applies the scales,
+   * bias and GELU and stores fc2's int8 rows and their scales (cuBLASLt's int8
+   * path has no epilogues), in place of the qlinear kernel and quant_rows */
+  if (xi->how == LOW_QLINEAR_GELU && !xi->quant && c->uses[x->index] == 2 && q->shape.rank == x->shape.rank &&
+      xi->store == IR_F32 && imma_ok(c, xi->linear)) {
+    xi->quant = q;
+    xi->qscale = s;
+    inf(c, q)->how = inf(c, s)->how = LOW_SIDE;
+    return;
+  }
   inf(c, q)->how = LOW_QROWS;
   inf(c, q)->side = s;
   inf(c, s)->how = LOW_SIDE;
@@ -340,7 +362,8 @@ static void need(Ctx *c) {
   /* a kernel that stores a side value runs whenever that value is needed;
    * after dce every group anchor is live, so run them all */
   for (int i = 0; i < c->g->n_nodes; i++)
-    if ((inf(c, c->g->nodes[i])->how == LOW_NORM || inf(c, c->g->nodes[i])->how == LOW_QROWS) &&
+    if ((inf(c, c->g->nodes[i])->how == LOW_NORM || inf(c, c->g->nodes[i])->how == LOW_QROWS ||
+         inf(c, c->g->nodes[i])->how == LOW_QLINEAR_GELU) &&
         (inf(c, c->g->nodes[i])->side || inf(c, c->g->nodes[i])->quant))
       inf(c, c->g->nodes[i])->need = 1;
   IrNode **rd = NULL;
@@ -542,6 +565,8 @@ static int plan_steps(Ctx *c) {
         s->write2 = si->buf = new_buf(c, CG_SPACE_ACT, si->store, node_numel(c, ni->side));
       }
       if (ni->quant) s->write3 = inf(c, ni->qscale)->buf = new_buf(c, CG_SPACE_ACT, IR_F32, node_numel(c, ni->qscale));
+      if (ni->how == LOW_QLINEAR_GELU && ni->quant) /* the IMMA GEMM's int32 sums, read by the epilogue kernel */
+        s->write2 = new_buf(c, CG_SPACE_ACT, IR_I32, node_numel(c, n));
       if (r != rd) free(r);
       break;
     }

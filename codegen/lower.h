@@ -75,7 +75,8 @@ typedef struct {
   NodeView *pview;
   const char *pexpr;
   IrNode *side;
-  /* LOW_NORM feeding a quantised GEMM (w8a8): the kernel stores the levels
+  /* LOW_NORM (or LOW_QLINEAR_GELU: an IMMA GEMM into the int32 scratch
+   * buffer write2, then the epilogue kernel) feeding a quantised GEMM (w8a8): the kernel stores the levels
    * quantize(out, qscale(out)) of its result (quant, LOW_SIDE; its buffer is
    * the step's write) and their per-row scales (qscale, LOW_SIDE: write3)
    * instead of the result itself; NULL otherwise. */

@@ -1316,13 +1316,33 @@ static void test_quantized(void **state) {
     int n_in;
     RtTensor *in = make_inputs(g, 2, -2.0f, 2.0f, 4, &n_in);
     const char *label = w8a8 ? "w8a8" : "w8";
-    if (w8a8) { /* fused: one quant-rows kernel per activation, fc1's GELU in its qlinear kernel */
-      int rows, gelu;
+    if (w8a8) { /* fused: x's quant-rows kernel; fc1 an IMMA GEMM (int32) whose epilogue kernel applies the
+                 * scales, bias and GELU and writes fc2's int8 rows and scales; fc2's qlinear kernel */
+      int rows, gelu, epi;
       int fused = kernel_steps_named(g, 1, "quant_rows", &rows);
       kernel_steps_named(g, 1, "qlinear_gelu", &gelu);
-      assert_int_equal(rows, 2);
-      assert_int_equal(gelu, 1);
-      assert_int_equal(kernel_steps(g, 0), fused + 3);
+      kernel_steps_named(g, 1, "qlinear_epilogue_quant", &epi);
+      assert_int_equal(rows, 1);
+      assert_int_equal(gelu, 0);
+      assert_int_equal(epi, 1);
+      assert_int_equal(fused, 3);
+      assert_int_equal(kernel_steps(g, 0), fused + 4);
+      set_fusion(g, 1);
+      CgOptions o = {.precision = IR_F32, .batch = 2};
+      CgPlan *p;
+      if (cg_plan_build(g, &o, &p, &err)) fail_msg("cg_plan_build: %s", err.msg);
+      int imma = 0;
+      for (int i = 0; i < p->n_steps; i++)
+        if (p->steps[i].kind == CG_STEP_GEMM) {
+          const CgGemm *gm = &p->steps[i].gemm;
+          assert_int_equal(gm->dtype, IR_I8);
+          assert_int_equal(gm->d_dtype, IR_I32);
+          assert_int_equal(gm->k, 40);
+          assert_int_equal(gm->n, 24);
+          imma++;
+        }
+      assert_int_equal(imma, 1);
+      cg_plan_free(p);
     }
     check_graph_at(g, &wt, in, 2, IR_F32, 1, w8a8 ? 0.0 : 1e-6, label, 1);
     check_graph_at(g, &wt, in, 2, IR_F32, 0, w8a8 ? 0.0 : 1e-6, label, 0);
