@@ -94,6 +94,13 @@ typedef struct {
   int gather;
   CgLoc gather_idx;
   int64_t gather_rows, gather_dim;
+  /* A dequantised operand (the fused layernorm's prologue only; added
+   * later): loc holds an IMMA GEMM's int32 sums in the layernorm's own shape
+   * and layout, and the value at (row, j) is ditc_qlinear_scale(sum,
+   * deq_sx[row], deq_sw[j]) (+ deq_b[j] when deq_bias), as the qlinear
+   * kernel would have stored it. */
+  int deq, deq_bias;
+  CgLoc deq_sx, deq_sw, deq_b;
 } CgView;
 
 /* Moves a view's element offset into its location's byte offset (not for

@@ -294,6 +294,37 @@ static void lower_gemm_epilogue(Ctx *c, const IrGroup *grp) {
   inf(c, l)->how = LOW_ABSORBED;
 }
 
+/* A qlinear (w8a8's proj, fc2) read only by one fused layernorm's prologue
+ * leaf, in its own shape and layout (the residual x + gate * y): its int32
+ * sums come from an IMMA GEMM step and the layernorm scales them and adds the
+ * bias as it loads them (the qlinear kernel's exact operations, so the same
+ * values), so the qlinear costs no kernel of its own.  One such leaf a
+ * layernorm. */
+static void defer_qlinears(Ctx *c) {
+  for (int i = 0; i < c->g->n_nodes; i++) {
+    IrNode *n = c->g->nodes[i];
+    NodeInfo *ni = inf(c, n);
+    if (ni->how != LOW_NORM) continue;
+    for (int j = 0; j < ni->n_pleaves && !ni->deq; j++) {
+      const NodeView *v = &ni->pview[j];
+      IrNode *q = v->base;
+      if (q->op != IR_QLINEAR || inf(c, q)->how != LOW_KERNEL || c->uses[q->index] != 1 || !imma_ok(c, q)) continue;
+      if (v->offset || v->rank != q->shape.rank || q->shape.rank < 2 || ni->ln->shape.rank != q->shape.rank) continue;
+      int64_t s[IR_MAX_RANK], stride = 1;
+      node_shape(c, q, s);
+      int same = 1;
+      for (int d = v->rank - 1; d >= 0; d--) {
+        same &= v->shape[d] == s[d] && v->stride[d] == stride && ir_dim_eval(ni->ln->shape.d[d], c->batch) == s[d];
+        stride *= s[d];
+      }
+      if (!same) continue;
+      inf(c, q)->how = LOW_QGEMM;
+      ni->deq = j + 1;
+      ni->fused = arena_printf(&c->scratch, "%s, %%%d qlinear's scales", ni->fused, q->id);
+    }
+  }
+}
+
 /* Every group by its kind, at its anchor; a lowering that refuses a group
  * leaves its nodes as decide() lowered them, one by one.  Elementwise trees
  * come last: they also take the elementwise parts of a norm group the fused
@@ -314,6 +345,7 @@ static void lower_groups(Ctx *c) {
     }
   }
   lower_trees(c);
+  defer_qlinears(c);
 }
 
 /* ======================================================================== */
@@ -345,8 +377,18 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
     int k = 0;
     for (int i = 0; i < ni->n_pleaves; i++) out[k++] = ni->pview[i].base;
     for (int i = 1; i < ni->n_leaves; i++) out[k++] = ni->lview[i].base;
+    if (ni->deq) { /* the deferred qlinear's sx, sw[, b] */
+      const IrNode *q = ni->pview[ni->deq - 1].base;
+      out[k++] = q->in[1];
+      out[k++] = q->in[3];
+      if (q->n_in == 5) out[k++] = q->in[4];
+    }
     return k;
   }
+  case LOW_QGEMM: /* xq, wq; the scales are read by the layernorm */
+    out[0] = n->in[0];
+    out[1] = n->in[2];
+    return 2;
   case LOW_QROWS: /* x; the scales are its own */
     out[0] = n->in[0];
     return 1;
@@ -568,6 +610,13 @@ static int plan_steps(Ctx *c) {
       if (ni->how == LOW_QLINEAR_GELU && ni->quant) /* the IMMA GEMM's int32 sums, read by the epilogue kernel */
         s->write2 = new_buf(c, CG_SPACE_ACT, IR_I32, node_numel(c, n));
       if (r != rd) free(r);
+      break;
+    }
+    case LOW_QGEMM: {
+      ni->buf = new_buf(c, CG_SPACE_ACT, IR_I32, node_numel(c, n));
+      LStep *s = add_step(c, LS_NODE, n, 2, ni->buf);
+      s->reads[0] = inf(c, n->in[0])->buf;
+      s->reads[1] = inf(c, n->in[2])->buf;
       break;
     }
     case LOW_GEMM:
