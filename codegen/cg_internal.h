@@ -101,6 +101,10 @@ typedef struct {
    * kernel would have stored it. */
   int deq, deq_bias;
   CgLoc deq_sx, deq_sw, deq_b;
+  /* The attention kernel's (scalar path) dequantised q, k, v: views of one
+   * qlinear's int32 sums [rows, deq_n], element e at row e / deq_n, column
+   * e % deq_n, deq_off the view's element offset before cg_view_fold. */
+  int64_t deq_n, deq_off;
 } CgView;
 
 /* Moves a view's element offset into its location's byte offset (not for

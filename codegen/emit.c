@@ -274,6 +274,14 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
       v[i] = (CgView){.loc = buf_loc(c, st->reads[i]), .rank = nv->rank, .offset = nv->offset};
       memcpy(v[i].shape, nv->shape, sizeof nv->shape);
       memcpy(v[i].stride, nv->stride, sizeof nv->stride);
+      if (ni->deq) { /* q, k and v views of a qkv qlinear's int32 sums: scaled and biased on load */
+        v[i].deq = 1;
+        v[i].deq_sx = buf_loc(c, st->reads[3]);
+        v[i].deq_sw = buf_loc(c, st->reads[4]);
+        v[i].deq_bias = st->n_reads > 5;
+        if (v[i].deq_bias) v[i].deq_b = buf_loc(c, st->reads[5]);
+        v[i].deq_n = nv->base->in[2]->shape.d[0];
+      }
     }
     return cg_emit_attention(e, n, ni->fused, ov, v[0], v[1], v[2], ni->scale, NULL);
   }

@@ -300,10 +300,25 @@ static void lower_gemm_epilogue(Ctx *c, const IrGroup *grp) {
  * bias as it loads them (the qlinear kernel's exact operations, so the same
  * values), so the qlinear costs no kernel of its own.  One such leaf a
  * layernorm. */
+static int only_read_by(Ctx *c, IrNode *q, IrNode *reader);
+static int lowering_reads(Ctx *c, IrNode *n, IrNode **out);
+static void need(Ctx *c);
+
 static void defer_qlinears(Ctx *c) {
+  need(c); /* who reads what, as lowered so far (only_read_by); computed again after */
   for (int i = 0; i < c->g->n_nodes; i++) {
     IrNode *n = c->g->nodes[i];
     NodeInfo *ni = inf(c, n);
+    if (ni->how == LOW_ATTENTION) { /* qkv: q, k and v views of one qlinear's [rows, 3 dim] result */
+      IrNode *q = ni->qkv[0].base;
+      if (q->op != IR_QLINEAR || ni->qkv[1].base != q || ni->qkv[2].base != q || inf(c, q)->how != LOW_KERNEL ||
+          !imma_ok(c, q) || cg_attention_uses_mma(cg_tuning_for(c->o->arch), c->o->precision) || !only_read_by(c, q, n))
+        continue;
+      inf(c, q)->how = LOW_QGEMM;
+      ni->deq = 1;
+      ni->fused = arena_printf(&c->scratch, "%s, %%%d qlinear's scales", ni->fused, q->id);
+      continue;
+    }
     if (ni->how != LOW_NORM) continue;
     for (int j = 0; j < ni->n_pleaves && !ni->deq; j++) {
       const NodeView *v = &ni->pview[j];
@@ -323,6 +338,27 @@ static void defer_qlinears(Ctx *c) {
       ni->fused = arena_printf(&c->scratch, "%s, %%%d qlinear's scales", ni->fused, q->id);
     }
   }
+  for (int i = 0; i < c->g->n_nodes; i++) inf(c, c->g->nodes[i])->need = 0;
+}
+
+/* 1 when no needed node but `reader` reads q's stored value, directly or
+ * through aliases of it (which are only views), and q is no graph output. */
+static int only_read_by(Ctx *c, IrNode *q, IrNode *reader) {
+  for (int i = 0; i < c->g->n_outputs; i++)
+    if (alias_root(c, c->g->outputs[i]) == q) return 0;
+  IrNode *rd[2 * CG_MAP_MAX_IN + 3];
+  for (int i = 0; i < c->g->n_nodes; i++) {
+    IrNode *m = c->g->nodes[i];
+    Lowering h = inf(c, m)->how;
+    if (m == reader || !inf(c, m)->need || h == LOW_ABSORBED || h == LOW_NONE || h == LOW_ALIAS || h == LOW_SIDE ||
+        h == LOW_WEIGHT)
+      continue;
+    if (m->n_in > 2 * CG_MAP_MAX_IN) return 0;
+    int k = lowering_reads(c, m, rd);
+    for (int j = 0; j < k; j++)
+      if (alias_root(c, rd[j]) == q) return 0;
+  }
+  return 1;
 }
 
 /* Every group by its kind, at its anchor; a lowering that refuses a group
@@ -369,6 +405,13 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
   case LOW_WLINEAR_GELU: return wlinear_reads(ni->linear, out);
   case LOW_ATTENTION:
     for (int i = 0; i < 3; i++) out[i] = ni->qkv[i].base;
+    if (ni->deq) { /* the deferred qkv qlinear's sx, sw[, b] */
+      const IrNode *q = ni->qkv[0].base;
+      out[3] = q->in[1];
+      out[4] = q->in[3];
+      if (q->n_in == 5) out[5] = q->in[4];
+      return q->n_in == 5 ? 6 : 5;
+    }
     return 3;
   case LOW_FUSED: /* the stored nodes its leaf views read */
     for (int i = 0; i < ni->n_leaves; i++) out[i] = ni->lview[i].base;
