@@ -99,6 +99,11 @@ static void emit_prologue(CgEmit *e, CgView out, const CgView *const views[4], c
     cg_text_printf(s, "  %s%s *%s%s = %s;\n", i < 3 ? "const " : "", cg_ctype(views[i]->loc.dtype),
                    i < 3 ? "__restrict__ " : "", names[i], cg_ptr(e, views[i]->loc, i == 3, p));
   }
+  if (views[0]->deq) { /* the qkv qlinear's scales and bias, shared by q, k and v */
+    cg_decl_ptr(e, "dsx", views[0]->deq_sx, 0);
+    cg_decl_ptr(e, "dsw", views[0]->deq_sw, 0);
+    if (views[0]->deq_bias) cg_decl_ptr(e, "db", views[0]->deq_b, 0);
+  }
   cg_text_printf(s, "  long long rest = blockIdx.y;\n");
   for (int i = nl - 1; i >= 0; i--) {
     if (i)
@@ -138,6 +143,18 @@ typedef struct {
   int64_t N, D, M, Dv, groups;
 } Attn;
 
+/* The load of view x (pointer p) at element idx: a dequantised view's int32
+ * sum scaled and biased as the qlinear kernel would have stored it. */
+static const char *attn_load(CgEmit *e, const CgView *x, const char *p, const char *idx, char ld[256]) {
+  if (!x->deq) return cg_load(x->loc.dtype, p, idx, ld);
+  /* idx counts from the view's pointer: past deq_off elements once the offset is folded into it */
+  const char *el = arena_printf(&e->plan->arena, "(%s) + %lldLL", idx, (long long)(x->deq_off - x->offset));
+  const char *sc = arena_printf(&e->plan->arena, "ditc_qlinear_scale(%s[%s], dsx[(%s) / %lldLL], dsw[(%s) %% %lldLL])",
+                                p, idx, el, (long long)x->deq_n, el, (long long)x->deq_n);
+  if (!x->deq_bias) return sc;
+  return arena_printf(&e->plan->arena, "ditc_add(%s, db[(%s) %% %lldLL])", sc, el, (long long)x->deq_n);
+}
+
 static void emit_scalar(CgEmit *e, const IrNode *n, const char *name, int kid, const Attn *at) {
   CgView out = at->out, q = at->q, k = at->k, v = at->v;
   float scale = at->scale;
@@ -176,7 +193,7 @@ static void emit_scalar(CgEmit *e, const IrNode *n, const char *name, int kid, c
                  "    qs[r][d] = row0 + r < %lld ? %s * %s : 0.0f;\n"
                  "  }\n",
                  (long long)(qr * D), (long long)D, (long long)D, (long long)N,
-                 cg_load(q.loc.dtype, "q", idx, ld), cg_float_lit(scale, f));
+                 attn_load(e, &q, "q", idx, ld), cg_float_lit(scale, f));
   cg_text_printf(s,
                  "  float m[CG_ATTN_ROWS_PER_WARP], l[CG_ATTN_ROWS_PER_WARP], acc[CG_ATTN_ROWS_PER_WARP][%d];\n"
                  "  for (int r = 0; r < CG_ATTN_ROWS_PER_WARP; r++) {\n"
@@ -195,7 +212,7 @@ static void emit_scalar(CgEmit *e, const IrNode *n, const char *name, int kid, c
                  "      ks[j][d] = j0 + j < %lld ? %s : 0.0f;\n"
                  "    }\n",
                  (long long)(32 * D), (long long)D, (long long)D, (long long)M,
-                 cg_load(k.loc.dtype, "k", idx, ld));
+                 attn_load(e, &k, "k", idx, ld));
   snprintf(idx, sizeof idx, "v_base + (j0 + j) * %lldLL + d * %lldLL", (long long)v.stride[nl],
            (long long)v.stride[nl + 1]);
   cg_text_printf(s,
@@ -205,7 +222,7 @@ static void emit_scalar(CgEmit *e, const IrNode *n, const char *name, int kid, c
                  "    }\n"
                  "    __syncthreads();\n",
                  (long long)(32 * Dv), (long long)Dv, (long long)Dv, (long long)M,
-                 cg_load(v.loc.dtype, "v", idx, ld));
+                 attn_load(e, &v, "v", idx, ld));
   cg_text_printf(s,
                  "    int valid = j0 + lane < %lld;\n"
                  "    for (int r = 0; r < CG_ATTN_ROWS_PER_WARP; r++) {\n"
@@ -443,9 +460,12 @@ void cg_emit_attention(CgEmit *e, const IrNode *n, const char *fused, CgView out
   Attn at = {out, q, k, v, scale, g, nl, N, D, M, Dv, groups};
   DITC_ASSERT(D >= CG_ATTN_MIN_DIM && D <= CG_ATTN_MAX_DIM && Dv >= 1 && Dv <= CG_ATTN_MAX_DIM);
   DITC_ASSERT(groups <= 65535);
+  q.deq_off = q.offset, k.deq_off = k.offset, v.deq_off = v.offset;
+  at.q.deq_off = q.offset, at.k.deq_off = k.offset, at.v.deq_off = v.offset;
   cg_view_fold(&out), cg_view_fold(&q), cg_view_fold(&k), cg_view_fold(&v);
   DITC_ASSERT(!g || g->group < 2 || (g->axis >= 0 && g->axis < nl && out.shape[g->axis] % g->group == 0));
   int tc = cg_attention_uses_mma(e->tune, e->plan->precision);
+  DITC_ASSERT(!tc || (!q.deq && !k.deq && !v.deq)); /* lower.c defers qkv to the scalar kernel only */
   char detail[512];
   snprintf(detail, sizeof detail, "%s\n * head dim %lld, %lld queries x %lld keys, online softmax%s",
            fused ? fused : "fused attention", (long long)D, (long long)N, (long long)M,

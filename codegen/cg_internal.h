@@ -94,6 +94,17 @@ typedef struct {
   int gather;
   CgLoc gather_idx;
   int64_t gather_rows, gather_dim;
+  /* A dequantised operand (the fused layernorm's prologue only; added
+   * later): loc holds an IMMA GEMM's int32 sums in the layernorm's own shape
+   * and layout, and the value at (row, j) is ditc_qlinear_scale(sum,
+   * deq_sx[row], deq_sw[j]) (+ deq_b[j] when deq_bias), as the qlinear
+   * kernel would have stored it. */
+  int deq, deq_bias;
+  CgLoc deq_sx, deq_sw, deq_b;
+  /* The attention kernel's (scalar path) dequantised q, k, v: views of one
+   * qlinear's int32 sums [rows, deq_n], element e at row e / deq_n, column
+   * e % deq_n, deq_off the view's element offset before cg_view_fold. */
+  int64_t deq_n, deq_off;
 } CgView;
 
 /* Moves a view's element offset into its location's byte offset (not for
@@ -260,6 +271,12 @@ int cg_moe_operand(const IrNode *n, int j);
  * sw (per-tensor scales) and the bias when has_bias. */
 void cg_emit_qlinear_e4m3(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int64_t m, int64_t nn,
                           int64_t kk);
+/* The epilogue of fc1's IMMA GEMM (quant.c): acc i32[m, nn] (the GEMM's D),
+ * sx, sw and b from in[1], in[3], in[4] (in as for qlinear), one warp a row:
+ * h = gelu_tanh(ditc_qlinear_scale(acc, sx[r], sw[c]) + b[c]), the row's
+ * qscale (qmax) into scales[r] and its int8 levels into out. */
+void cg_emit_qlinear_epilogue(CgEmit *e, const IrNode *n, CgLoc out, CgLoc scales, CgLoc acc, const CgLoc *in,
+                              int has_bias, int64_t m, int64_t nn, float qmax);
 void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int gelu, int64_t m,
                      int64_t nn, int64_t kk);
 /* w8's mixed-input GEMM: y[m, n] = (sum_k x[m, k] * (float)wq[n, k]) * sw[n]

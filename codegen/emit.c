@@ -239,6 +239,19 @@ static CgView node_view(Ctx *c, const IrNode *n, CgLoc loc) {
   return cg_view_contig(loc, n->shape.rank, s);
 }
 
+/* qlinear l's int8 product as an IMMA GEMM step (plan.h): xq [m, k] rows by
+ * wq [n, k] rows into the int32 sums at acc.  Returns m (0: nothing to do). */
+static int64_t emit_imma(Ctx *c, CgEmit *e, const IrNode *n, const IrNode *l, CgLoc xq, CgLoc wq, CgLoc acc) {
+  int64_t kk = ir_dim_eval(l->in[0]->shape.d[l->in[0]->shape.rank - 1], c->batch), nn = l->in[2]->shape.d[0];
+  int64_t m = kk ? node_numel(c, l->in[0]) / kk : 0;
+  if (m == 0 || nn == 0) return 0;
+  CgGemm g = {.dtype = IR_I8, .d_dtype = IR_I32, .trans_b = 1, .m = m, .n = nn, .k = kk, .batch = 1, .lda = kk,
+              .ldb = kk, .ldd = nn, .stride_a = m * kk, .stride_d = m * nn, .a = ref_of(xq), .b = ref_of(wq),
+              .d = ref_of(acc), .epilogue = CG_EPI_NONE, .alpha = 1.0f};
+  cg_gemm(e, n, &g);
+  return m;
+}
+
 static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
   IrNode *n = st->node;
   NodeInfo *ni = inf(c, n);
@@ -261,6 +274,14 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
       v[i] = (CgView){.loc = buf_loc(c, st->reads[i]), .rank = nv->rank, .offset = nv->offset};
       memcpy(v[i].shape, nv->shape, sizeof nv->shape);
       memcpy(v[i].stride, nv->stride, sizeof nv->stride);
+      if (ni->deq) { /* q, k and v views of a qkv qlinear's int32 sums: scaled and biased on load */
+        v[i].deq = 1;
+        v[i].deq_sx = buf_loc(c, st->reads[3]);
+        v[i].deq_sw = buf_loc(c, st->reads[4]);
+        v[i].deq_bias = st->n_reads > 5;
+        if (v[i].deq_bias) v[i].deq_b = buf_loc(c, st->reads[5]);
+        v[i].deq_n = nv->base->in[2]->shape.d[0];
+      }
     }
     return cg_emit_attention(e, n, ni->fused, ov, v[0], v[1], v[2], ni->scale, NULL);
   }
@@ -286,6 +307,15 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
       pin[j] = broadcast_node_view(c, buf_loc(c, st->reads[j]), &ni->pview[j], ni->ln);
     for (int j = 1; j < ni->n_leaves; j++)
       ein[j] = broadcast_node_view(c, buf_loc(c, st->reads[ni->n_pleaves + j - 1]), &ni->lview[j], n);
+    if (ni->deq) { /* the deferred qlinear's scales and bias follow the leaves */
+      CgView *v = &pin[ni->deq - 1];
+      int k = ni->n_pleaves + ni->n_leaves - 1;
+      v->deq = 1;
+      v->deq_sx = buf_loc(c, st->reads[k]);
+      v->deq_sw = buf_loc(c, st->reads[k + 1]);
+      v->deq_bias = st->n_reads > k + 2;
+      if (v->deq_bias) v->deq_b = buf_loc(c, st->reads[k + 2]);
+    }
     int64_t len = ov.shape[ov.rank - 1];
     CgNorm s = {.rows = node_numel(c, n) / len, .len = len, .eps = ni->ln->attr.f, .n_pin = ni->n_pleaves,
                 .pin = pin, .pexpr = ni->pexpr, .has_side = ni->side != NULL, .n_ein = ni->n_leaves, .ein = ein,
@@ -297,6 +327,20 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
       s.qmax = ni->qscale->attr.f;
     }
     return cg_emit_norm(e, n, &s);
+  }
+  if (ni->how == LOW_QGEMM) { /* the int32 sums only: the layernorm reading them scales them */
+    emit_imma(c, e, n, n, buf_loc(c, st->reads[0]), buf_loc(c, st->reads[1]), out);
+    return;
+  }
+  if (ni->how == LOW_QLINEAR_GELU && ni->quant) { /* IMMA GEMM, then dequant + bias + GELU + quantise rows */
+    const IrNode *l = ni->linear;
+    CgLoc in[5];
+    for (int i = 0; i < l->n_in; i++) in[i] = buf_loc(c, st->reads[i]);
+    CgLoc acc = buf_loc(c, st->write2);
+    int64_t m = emit_imma(c, e, n, l, in[0], in[2], acc);
+    if (m == 0) return;
+    return cg_emit_qlinear_epilogue(e, n, out, buf_loc(c, st->write3), acc, in, l->n_in == 5, m, l->in[2]->shape.d[0],
+                                    ni->qscale->attr.f);
   }
   if (ni->how == LOW_QLINEAR_GELU || (ni->how == LOW_KERNEL && n->op == IR_QLINEAR)) {
     const IrNode *l = ni->how == LOW_QLINEAR_GELU ? ni->linear : n;
@@ -542,7 +586,8 @@ static void step_work(Ctx *c, const LStep *st, CgStep *s) {
   if (s->kind == CG_STEP_GEMM) {
     const CgGemm *g = &s->gemm;
     s->flops = 2.0 * (double)g->m * (double)g->n * (double)g->k * (double)g->batch;
-    s->unit = g->dtype == IR_BF16 ? CG_UNIT_TC_BF16 : g->dtype == IR_F16 ? CG_UNIT_TC_F16 : CG_UNIT_SIMT_F32;
+    s->unit = g->dtype == IR_BF16 ? CG_UNIT_TC_BF16 : g->dtype == IR_F16 ? CG_UNIT_TC_F16
+              : g->dtype == IR_I8 ? CG_UNIT_TC_INT8 : CG_UNIT_SIMT_F32;
     return;
   }
   s->flops = 0;
@@ -559,6 +604,7 @@ static void step_work(Ctx *c, const LStep *st, CgStep *s) {
     s->unit = cg_attention_unit(cg_tuning_for(c->o->arch), c->o->precision);
     return;
   }
+  if (ni->how == LOW_QLINEAR_GELU && ni->quant) return; /* the epilogue of its IMMA GEMM step */
   double macs = ir_node_macs(ni->linear ? ni->linear : st->node, c->batch); /* a GEMM with its epilogue */
   if (macs > 0) s->flops = 2.0 * macs, s->unit = CG_UNIT_SIMT_F32;
 }
@@ -569,7 +615,7 @@ static void step_outputs(Ctx *c, const LStep *st, CgStep *s) {
   int wr[2] = {st->write, st->write2};
   for (int k = 0; k < 2; k++) {
     const Buf *b = wr[k] >= 0 ? &c->bufs[wr[k]] : NULL;
-    if (s->kind != CG_STEP_KERNEL || !b || b->space != CG_SPACE_ACT || b->offset < 0) continue;
+    if (s->kind != CG_STEP_KERNEL || !b || b->space != CG_SPACE_ACT || b->offset < 0 || b->dtype == IR_I32) continue;
     s->out_offset[k] = b->offset;
     s->out_elems[k] = b->bytes / (int64_t)ir_dtype_size(b->dtype);
     s->out_dtype[k] = b->dtype;

@@ -9,6 +9,10 @@
  * (d_dtype: the operands' or f32) - the order a fused cuBLASLt epilogue
  * computes in.
  *
+ * i8 operands with an i32 D (w8a8's IMMA GEMM) are summed exactly in int32
+ * by a plain loop: the emulated device's integer products equal the
+ * reference executor's.
+ *
  * f32 operands are handed to sgemm in place; f16/bf16 operands are widened
  * into a packed scratch copy first; an f32 D is written in place.  Batches run on OpenMP threads, each a
  * single-threaded sgemm (see runtime/ref_contract.c on why one pool).
@@ -99,7 +103,32 @@ static void gemm_one(const CgGemm *g, const char *a, const char *b, char *d, con
 
 static int is_float(IrDType t) { return t == IR_F32 || t == IR_F16 || t == IR_BF16; }
 
+/* The integer GEMM (i8 operands, i32 D, cuBLASLt's COMPUTE_32I): each sum
+ * exact in int32, in k order (any order gives the same integer), wrapping
+ * as the hardware's adders do (never reached by int8 levels below 2^17
+ * products). */
+static void gemm_i8(const CgGemm *g, const int8_t *a, const int8_t *b, char *d) {
+  for (int64_t r = 0; r < g->m; r++)
+    for (int64_t c = 0; c < g->n; c++) {
+      uint32_t acc = 0;
+      for (int64_t j = 0; j < g->k; j++) {
+        int x = a[g->trans_a ? j * g->lda + r : r * g->lda + j], y = b[g->trans_b ? c * g->ldb + j : j * g->ldb + c];
+        acc += (uint32_t)(x * y);
+      }
+      int32_t v = (int32_t)acc;
+      memcpy(d + 4 * (r * g->ldd + c), &v, 4);
+    }
+}
+
 void cg_gemm_ref(const CgGemm *g, char *act, const char *w) {
+  if (g->dtype == IR_I8) {
+    DITC_ASSERT(g->d_dtype == IR_I32 && g->epilogue == CG_EPI_NONE && g->d.space == CG_SPACE_ACT);
+    const char *a = ref_base(g->a, act, w), *b = ref_base(g->b, act, w);
+    for (int64_t i = 0; i < g->batch; i++)
+      gemm_i8(g, (const int8_t *)a + i * g->stride_a, (const int8_t *)b + i * g->stride_b,
+              act + g->d.offset + 4 * i * g->stride_d);
+    return;
+  }
   DITC_ASSERT(is_float(g->dtype) && (g->d_dtype == g->dtype || g->d_dtype == IR_F32));
   const char *a = ref_base(g->a, act, w), *b = ref_base(g->b, act, w);
   char *d = act + g->d.offset;

@@ -764,6 +764,14 @@ static void load_leaves(CgEmit *e, const char *prefix, int first, int n, const C
       snprintf(idx, sizeof idx, "rb%s%d + j", prefix, i);
     else
       snprintf(idx, sizeof idx, "rb%s%d + j * %lld", prefix, i, (long long)v[i].stride[v[i].rank - 1]);
+    if (v[i].deq) { /* the int32 sum scaled once, then the bias: the qlinear's value */
+      if (v[i].deq_bias)
+        cg_text_printf(&e->src, "%sfloat v%d = ditc_add(ditc_qlinear_scale(%s[%s], %ssx[row], %ssw[j]), %s);\n", indent, i,
+                       p, idx, p, p, cg_load(v[i].deq_b.dtype, arena_printf(&e->plan->arena, "%sb", p), "j", ld));
+      else
+        cg_text_printf(&e->src, "%sfloat v%d = ditc_qlinear_scale(%s[%s], %ssx[row], %ssw[j]);\n", indent, i, p, idx, p, p);
+      continue;
+    }
     cg_text_printf(&e->src, "%sfloat v%d = %s;\n", indent, i, cg_load(v[i].loc.dtype, p, idx, ld));
   }
 }
@@ -792,6 +800,13 @@ void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *norm) {
   for (int i = 0; i < s->n_pin; i++) {
     snprintf(buf, sizeof buf, "p%d", i);
     decl_ptr(e, buf, s->pin[i].loc, 0);
+    if (!s->pin[i].deq) continue;
+    snprintf(buf, sizeof buf, "p%dsx", i);
+    decl_ptr(e, buf, s->pin[i].deq_sx, 0);
+    snprintf(buf, sizeof buf, "p%dsw", i);
+    decl_ptr(e, buf, s->pin[i].deq_sw, 0);
+    snprintf(buf, sizeof buf, "p%db", i);
+    if (s->pin[i].deq_bias) decl_ptr(e, buf, s->pin[i].deq_b, 0);
   }
   for (int i = 1; i < s->n_ein; i++) {
     snprintf(buf, sizeof buf, "e%d", i);

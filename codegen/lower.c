@@ -130,6 +130,17 @@ static int wlinear(Ctx *c, const IrNode *n) {
   return n->n_in < 3 || n->in[2]->dtype == IR_F32;
 }
 
+/* A qlinear cuBLASLt's IMMA matmul can run (plan.h, CgGemm: n and k
+ * multiples of 4; the arena and blob offsets are 256-byte aligned), its
+ * scales per row and per output column, all operands f32 but the levels. */
+static int imma_ok(Ctx *c, const IrNode *l) {
+  const IrNode *x = l->in[0], *w = l->in[2];
+  int64_t k = ir_dim_eval(x->shape.d[x->shape.rank - 1], c->batch);
+  if (w->shape.rank != 2 || k % 4 || w->shape.d[0] % 4 || x->dtype != IR_I8 || w->dtype != IR_I8) return 0;
+  if (l->in[1]->dtype != IR_F32 || l->in[3]->dtype != IR_F32 || (l->n_in == 5 && l->in[4]->dtype != IR_F32)) return 0;
+  return 1;
+}
+
 /* What a LOW_WLINEAR linear reads: x, wq, sw[, b]. */
 static int wlinear_reads(const IrNode *l, IrNode **out) {
   out[0] = l->in[0];
@@ -243,6 +254,17 @@ static void lower_quant_rows(Ctx *c, const IrGroup *grp) {
     inf(c, q)->how = inf(c, s)->how = LOW_SIDE;
     return;
   }
+  /* fc1's gelu_tanh(qlinear) feeding fc2's per-token quantisation, read by
+   * nothing else: an IMMA GEMM into int32, then one kernel applies the scales,
+   * bias and GELU and stores fc2's int8 rows and their scales (cuBLASLt's int8
+   * path has no epilogues), in place of the qlinear kernel and quant_rows */
+  if (xi->how == LOW_QLINEAR_GELU && !xi->quant && c->uses[x->index] == 2 && q->shape.rank == x->shape.rank &&
+      xi->store == IR_F32 && imma_ok(c, xi->linear)) {
+    xi->quant = q;
+    xi->qscale = s;
+    inf(c, q)->how = inf(c, s)->how = LOW_SIDE;
+    return;
+  }
   inf(c, q)->how = LOW_QROWS;
   inf(c, q)->side = s;
   inf(c, s)->how = LOW_SIDE;
@@ -272,6 +294,73 @@ static void lower_gemm_epilogue(Ctx *c, const IrGroup *grp) {
   inf(c, l)->how = LOW_ABSORBED;
 }
 
+/* A qlinear (w8a8's proj, fc2) read only by one fused layernorm's prologue
+ * leaf, in its own shape and layout (the residual x + gate * y): its int32
+ * sums come from an IMMA GEMM step and the layernorm scales them and adds the
+ * bias as it loads them (the qlinear kernel's exact operations, so the same
+ * values), so the qlinear costs no kernel of its own.  One such leaf a
+ * layernorm. */
+static int only_read_by(Ctx *c, IrNode *q, IrNode *reader);
+static int lowering_reads(Ctx *c, IrNode *n, IrNode **out);
+static void need(Ctx *c);
+
+static void defer_qlinears(Ctx *c) {
+  need(c); /* who reads what, as lowered so far (only_read_by); computed again after */
+  for (int i = 0; i < c->g->n_nodes; i++) {
+    IrNode *n = c->g->nodes[i];
+    NodeInfo *ni = inf(c, n);
+    if (ni->how == LOW_ATTENTION) { /* qkv: q, k and v views of one qlinear's [rows, 3 dim] result */
+      IrNode *q = ni->qkv[0].base;
+      if (q->op != IR_QLINEAR || ni->qkv[1].base != q || ni->qkv[2].base != q || inf(c, q)->how != LOW_KERNEL ||
+          !imma_ok(c, q) || cg_attention_uses_mma(cg_tuning_for(c->o->arch), c->o->precision) || !only_read_by(c, q, n))
+        continue;
+      inf(c, q)->how = LOW_QGEMM;
+      ni->deq = 1;
+      ni->fused = arena_printf(&c->scratch, "%s, %%%d qlinear's scales", ni->fused, q->id);
+      continue;
+    }
+    if (ni->how != LOW_NORM) continue;
+    for (int j = 0; j < ni->n_pleaves && !ni->deq; j++) {
+      const NodeView *v = &ni->pview[j];
+      IrNode *q = v->base;
+      if (q->op != IR_QLINEAR || inf(c, q)->how != LOW_KERNEL || c->uses[q->index] != 1 || !imma_ok(c, q)) continue;
+      if (v->offset || v->rank != q->shape.rank || q->shape.rank < 2 || ni->ln->shape.rank != q->shape.rank) continue;
+      int64_t s[IR_MAX_RANK], stride = 1;
+      node_shape(c, q, s);
+      int same = 1;
+      for (int d = v->rank - 1; d >= 0; d--) {
+        same &= v->shape[d] == s[d] && v->stride[d] == stride && ir_dim_eval(ni->ln->shape.d[d], c->batch) == s[d];
+        stride *= s[d];
+      }
+      if (!same) continue;
+      inf(c, q)->how = LOW_QGEMM;
+      ni->deq = j + 1;
+      ni->fused = arena_printf(&c->scratch, "%s, %%%d qlinear's scales", ni->fused, q->id);
+    }
+  }
+  for (int i = 0; i < c->g->n_nodes; i++) inf(c, c->g->nodes[i])->need = 0;
+}
+
+/* 1 when no needed node but `reader` reads q's stored value, directly or
+ * through aliases of it (which are only views), and q is no graph output. */
+static int only_read_by(Ctx *c, IrNode *q, IrNode *reader) {
+  for (int i = 0; i < c->g->n_outputs; i++)
+    if (alias_root(c, c->g->outputs[i]) == q) return 0;
+  IrNode *rd[2 * CG_MAP_MAX_IN + 3];
+  for (int i = 0; i < c->g->n_nodes; i++) {
+    IrNode *m = c->g->nodes[i];
+    Lowering h = inf(c, m)->how;
+    if (m == reader || !inf(c, m)->need || h == LOW_ABSORBED || h == LOW_NONE || h == LOW_ALIAS || h == LOW_SIDE ||
+        h == LOW_WEIGHT)
+      continue;
+    if (m->n_in > 2 * CG_MAP_MAX_IN) return 0;
+    int k = lowering_reads(c, m, rd);
+    for (int j = 0; j < k; j++)
+      if (alias_root(c, rd[j]) == q) return 0;
+  }
+  return 1;
+}
+
 /* Every group by its kind, at its anchor; a lowering that refuses a group
  * leaves its nodes as decide() lowered them, one by one.  Elementwise trees
  * come last: they also take the elementwise parts of a norm group the fused
@@ -292,6 +381,7 @@ static void lower_groups(Ctx *c) {
     }
   }
   lower_trees(c);
+  defer_qlinears(c);
 }
 
 /* ======================================================================== */
@@ -315,6 +405,13 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
   case LOW_WLINEAR_GELU: return wlinear_reads(ni->linear, out);
   case LOW_ATTENTION:
     for (int i = 0; i < 3; i++) out[i] = ni->qkv[i].base;
+    if (ni->deq) { /* the deferred qkv qlinear's sx, sw[, b] */
+      const IrNode *q = ni->qkv[0].base;
+      out[3] = q->in[1];
+      out[4] = q->in[3];
+      if (q->n_in == 5) out[5] = q->in[4];
+      return q->n_in == 5 ? 6 : 5;
+    }
     return 3;
   case LOW_FUSED: /* the stored nodes its leaf views read */
     for (int i = 0; i < ni->n_leaves; i++) out[i] = ni->lview[i].base;
@@ -323,8 +420,18 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
     int k = 0;
     for (int i = 0; i < ni->n_pleaves; i++) out[k++] = ni->pview[i].base;
     for (int i = 1; i < ni->n_leaves; i++) out[k++] = ni->lview[i].base;
+    if (ni->deq) { /* the deferred qlinear's sx, sw[, b] */
+      const IrNode *q = ni->pview[ni->deq - 1].base;
+      out[k++] = q->in[1];
+      out[k++] = q->in[3];
+      if (q->n_in == 5) out[k++] = q->in[4];
+    }
     return k;
   }
+  case LOW_QGEMM: /* xq, wq; the scales are read by the layernorm */
+    out[0] = n->in[0];
+    out[1] = n->in[2];
+    return 2;
   case LOW_QROWS: /* x; the scales are its own */
     out[0] = n->in[0];
     return 1;
@@ -340,7 +447,8 @@ static void need(Ctx *c) {
   /* a kernel that stores a side value runs whenever that value is needed;
    * after dce every group anchor is live, so run them all */
   for (int i = 0; i < c->g->n_nodes; i++)
-    if ((inf(c, c->g->nodes[i])->how == LOW_NORM || inf(c, c->g->nodes[i])->how == LOW_QROWS) &&
+    if ((inf(c, c->g->nodes[i])->how == LOW_NORM || inf(c, c->g->nodes[i])->how == LOW_QROWS ||
+         inf(c, c->g->nodes[i])->how == LOW_QLINEAR_GELU) &&
         (inf(c, c->g->nodes[i])->side || inf(c, c->g->nodes[i])->quant))
       inf(c, c->g->nodes[i])->need = 1;
   IrNode **rd = NULL;
@@ -542,7 +650,16 @@ static int plan_steps(Ctx *c) {
         s->write2 = si->buf = new_buf(c, CG_SPACE_ACT, si->store, node_numel(c, ni->side));
       }
       if (ni->quant) s->write3 = inf(c, ni->qscale)->buf = new_buf(c, CG_SPACE_ACT, IR_F32, node_numel(c, ni->qscale));
+      if (ni->how == LOW_QLINEAR_GELU && ni->quant) /* the IMMA GEMM's int32 sums, read by the epilogue kernel */
+        s->write2 = new_buf(c, CG_SPACE_ACT, IR_I32, node_numel(c, n));
       if (r != rd) free(r);
+      break;
+    }
+    case LOW_QGEMM: {
+      ni->buf = new_buf(c, CG_SPACE_ACT, IR_I32, node_numel(c, n));
+      LStep *s = add_step(c, LS_NODE, n, 2, ni->buf);
+      s->reads[0] = inf(c, n->in[0])->buf;
+      s->reads[1] = inf(c, n->in[2])->buf;
       break;
     }
     case LOW_GEMM:

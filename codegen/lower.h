@@ -35,6 +35,8 @@ typedef enum {
   LOW_QLINEAR_GELU, /* gelu_tanh(qlinear(...)): the qlinear kernel with the GELU on its store */
   LOW_WLINEAR,     /* linear(x, dequantize(wq, sw), b) of int8 weights: the mixed-input kernel (w8) */
   LOW_WLINEAR_GELU, /* gelu_tanh of such a linear: the mixed-input kernel with the GELU on its store */
+  LOW_QGEMM,       /* a qlinear read only by a fused layernorm's prologue: an IMMA GEMM step storing the
+                    * int32 sums, which that kernel scales (+ bias) as it loads them (NodeInfo.deq) */
 } Lowering;
 
 /* A strided view of node `base`'s stored value (attention operands). */
@@ -75,11 +77,16 @@ typedef struct {
   NodeView *pview;
   const char *pexpr;
   IrNode *side;
-  /* LOW_NORM feeding a quantised GEMM (w8a8): the kernel stores the levels
+  /* LOW_NORM (or LOW_QLINEAR_GELU: an IMMA GEMM into the int32 scratch
+   * buffer write2, then the epilogue kernel) feeding a quantised GEMM (w8a8): the kernel stores the levels
    * quantize(out, qscale(out)) of its result (quant, LOW_SIDE; its buffer is
    * the step's write) and their per-row scales (qscale, LOW_SIDE: write3)
    * instead of the result itself; NULL otherwise. */
   IrNode *quant, *qscale;
+  /* LOW_NORM: 1 + the prologue leaf (pview) that reads a LOW_QGEMM's int32
+   * sums and dequantises them on load; 0 when none.  Its scales and bias
+   * are the step's last reads. */
+  int deq;
 } NodeInfo;
 
 typedef struct {

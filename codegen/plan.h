@@ -54,7 +54,16 @@ typedef enum { CG_EPI_NONE, CG_EPI_BIAS, CG_EPI_GELU_TANH_BIAS } CgEpilogue;
  * either `dtype` or f32 (f16/bf16 operands with an f32 result, as cuBLASLt's
  * COMPUTE_32F allows).  d_dtype was added after the first version of this
  * header: whoever fills a CgGemm must set it (IR_F32 is 0, so a zeroed field
- * means an f32 result, not "same as dtype"). */
+ * means an f32 result, not "same as dtype").
+ *
+ * Integer GEMMs (added later; w8a8's qlinear): dtype IR_I8 with d_dtype
+ * IR_I32 is cuBLASLt's IMMA matmul, CUBLAS_COMPUTE_32I with an int32 scale
+ * type: D = A B summed exactly in 32-bit integers, alpha 1, no epilogue
+ * (cuBLASLt's int32-result path has none).  cuBLASLt runs it only in the TN
+ * form, which in these row-major terms is trans_a 0 and trans_b 1 (A [m, k]
+ * rows, B [n, k] rows: a linear's activations and weight), with n and k,
+ * lda, ldb and ldd multiples of 4 and every operand 16-byte aligned
+ * (cg_plan_check refuses anything else, naming the rule). */
 typedef struct {
   IrDType dtype;            /* storage of A and B */
   int trans_a, trans_b;
@@ -252,10 +261,11 @@ int cg_plan_check(const CgPlan *p, IrErr *err);
 /* Runs one GEMM step on the host: the reference the emulated backend and the
  * tests use.  act is the activation arena, w the weights blob.  Operands are
  * widened to f32, multiplied with f32 accumulation, the epilogue applied in
- * f32 and D rounded once to g->d_dtype.  (codegen/gemm_ref.c) */
+ * f32 and D rounded once to g->d_dtype; i8 operands are multiplied exactly in
+ * int32 (an int32 D).  (codegen/gemm_ref.c) */
 void cg_gemm_ref(const CgGemm *g, char *act, const char *w);
 
 /* Bump when generated code changes meaning: it is part of every cache key. */
-#define CG_CODEGEN_VERSION "ditc-codegen-4"
+#define CG_CODEGEN_VERSION "ditc-codegen-5"
 
 #endif

@@ -88,8 +88,36 @@ static int span_ok(const CgPlan *p, const char *what, CgRef ref, int64_t batch, 
 
 static int is_matrix_dtype(IrDType t) { return t == IR_F32 || t == IR_F16 || t == IR_BF16; }
 
+/* cuBLASLt's rules for its IMMA (int8, CUBLAS_COMPUTE_32I) matmuls over the
+ * regular (column-major) ordering, in plan.h's row-major terms: the TN form
+ * (cuBLASLt's A, our B, transposed; its B, our A, not), its m (our n) and k
+ * multiples of 4, the leading dimensions of A, B, C/D multiples of 4, and
+ * the pointers aligned (cuBLASLt asks 4 bytes, 16 for its fast kernels: the
+ * plan promises 16); an int32 result takes alpha 1 and no epilogue. */
+static int check_imma(const CgGemm *g, IrErr *err) {
+  const char *rule = "cuBLASLt's IMMA (int8) matmul";
+  if (g->d_dtype != IR_I32) return ir_errf(err, "GEMM with i8 operands writes %s (%s gives i32)", ir_dtype_name(g->d_dtype), rule);
+  if (g->trans_a || !g->trans_b)
+    return ir_errf(err, "i8 GEMM with trans_a %d, trans_b %d: %s runs only the TN form (A rows [m, k], B rows [n, k])",
+                   g->trans_a, g->trans_b, rule);
+  if (g->n % 4 || g->k % 4)
+    return ir_errf(err, "i8 GEMM with n = %lld, k = %lld: %s needs both multiples of 4", (long long)g->n, (long long)g->k, rule);
+  if (g->lda % 4 || g->ldb % 4 || g->ldd % 4)
+    return ir_errf(err, "i8 GEMM with lda %lld, ldb %lld, ldd %lld: %s needs leading dimensions that are multiples of 4",
+                   (long long)g->lda, (long long)g->ldb, (long long)g->ldd, rule);
+  const int64_t offs[] = {g->a.offset, g->b.offset, g->d.offset, g->stride_a, g->stride_b, 4 * g->stride_d};
+  for (int i = 0; i < 6; i++)
+    if (offs[i] % 16)
+      return ir_errf(err, "i8 GEMM operand %s at byte %lld: %s here needs 16-byte aligned operands",
+                     (const char *[]){"A", "B", "D", "A's batches", "B's batches", "D's batches"}[i], (long long)offs[i], rule);
+  if (g->epilogue != CG_EPI_NONE || g->alpha != 1.0f)
+    return ir_errf(err, "i8 GEMM with an epilogue or alpha %g: %s with an i32 result has neither (alpha 1)", (double)g->alpha, rule);
+  return 0;
+}
+
 static int check_gemm(const CgPlan *p, const CgGemm *g, IrErr *err) {
-  if (!is_matrix_dtype(g->dtype) || (g->d_dtype != g->dtype && g->d_dtype != IR_F32))
+  if (g->dtype == IR_I8 && check_imma(g, err)) return -1;
+  if (g->dtype != IR_I8 && (!is_matrix_dtype(g->dtype) || (g->d_dtype != g->dtype && g->d_dtype != IR_F32)))
     return ir_errf(err, "GEMM with %s operands writes %s (only the operands' dtype or f32)", ir_dtype_name(g->dtype),
                    ir_dtype_name(g->d_dtype));
   if (g->m < 1 || g->n < 1 || g->k < 1 || g->batch < 1) return ir_errf(err, "GEMM with an empty extent");

@@ -101,3 +101,42 @@ void cg_emit_wlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int
   int64_t gx = (m + T - 1) / T, gy = (nn + T - 1) / T; /* rows along x: no 65535 limit */
   cg_launch(e, n, k, gx > 0 ? gx : 1, gy > 0 ? gy : 1, 1, T, T, 1, 0);
 }
+
+/* fc1's epilogue after its IMMA GEMM: one warp a row, the row's values
+ * computed twice from the int32 sums (the same float operations both times,
+ * so the same values): first for their largest magnitude and the row's
+ * scale, then for the levels, as quant_rows does over a stored row. */
+void cg_emit_qlinear_epilogue(CgEmit *e, const IrNode *n, CgLoc out, CgLoc scales, CgLoc acc, const CgLoc *in,
+                              int has_bias, int64_t m, int64_t nn, float qmax) {
+  const char *name;
+  char st[512], v[640], f[48], yi[64];
+  int k = cg_kernel_open(e, n, "qlinear_epilogue_quant",
+                         "after the int8 GEMM: int32 sums scaled once, bias, tanh-GELU, then the row's int8 levels and scale",
+                         &name);
+  cg_text_printf(&e->src, "DITC_KERNEL_BOUNDS(%s, DitcArgs, a, 32 * CG_ROWS_PER_BLOCK) {\n", name);
+  cg_decl_ptr(e, "acc", acc, 0);
+  cg_decl_ptr(e, "sx", in[1], 0);
+  cg_decl_ptr(e, "sw", in[3], 0);
+  if (has_bias) cg_decl_ptr(e, "b", in[4], 0);
+  cg_decl_ptr(e, "y", out, 1);
+  cg_decl_ptr(e, "s", scales, 1);
+  store_value(v, "ditc_qlinear_scale(ar[c], sx[r], sw[c])", has_bias ? &in[4] : NULL, 1);
+  snprintf(yi, sizeof yi, "r * %lldLL + c", (long long)nn);
+  cg_text_printf(&e->src,
+                 "  long long r = (long long)blockIdx.x * CG_ROWS_PER_BLOCK + threadIdx.y;\n"
+                 "  if (r >= %lldLL) return;\n"
+                 "  const int *ar = acc + r * %lldLL;\n"
+                 "  float qm = 0.0f;\n"
+                 "  for (long long c = threadIdx.x; c < %lldLL; c += 32) qm = ditc_absmax(qm, %s);\n"
+                 "  for (int o = 16; o > 0; o >>= 1) qm = ditc_absmax(qm, __shfl_xor_sync(0xffffffffu, qm, o));\n"
+                 "  float sc = ditc_qscale(qm, %s);\n"
+                 "  if (threadIdx.x == 0) s[r] = sc;\n",
+                 (long long)m, (long long)nn, (long long)nn, v, cg_float_lit(qmax, f));
+  char q[700];
+  snprintf(q, sizeof q, "ditc_quantize_i8(%s, sc)", v);
+  cg_text_printf(&e->src, "  for (long long c = threadIdx.x; c < %lldLL; c += 32) %s\n}\n\n", (long long)nn,
+                 cg_store(out.dtype, "y", yi, q, st));
+  int r = e->tune->rows_per_block;
+  int64_t g = (m + r - 1) / r;
+  cg_launch(e, n, k, g > 0 ? g : 1, 1, 1, 32, r, 1, 0);
+}

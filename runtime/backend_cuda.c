@@ -164,9 +164,9 @@ static int cuda_prepare(RtBackend *b, const RtModel *m, IrErr *err) {
         .dtype = g->dtype, .m = g->m, .n = g->n, .k = g->k, .trans_a = g->trans_a, .trans_b = g->trans_b,
         .lda = g->lda, .ldb = g->ldb, .ldd = g->ldd, .batch = g->batch, .stride_a = g->stride_a,
         .stride_b = g->stride_b, .stride_d = g->stride_d, .epilogue = epilogue_of(g->epilogue),
-        .align = gemm_align(g), .d_f32 = g->d_dtype != g->dtype,
+        .align = gemm_align(g), .d_f32 = g->dtype != IR_I8 && g->d_dtype != g->dtype,
     };
-    if (g->d_dtype != g->dtype && g->d_dtype != IR_F32) {
+    if (g->dtype != IR_I8 && g->d_dtype != g->dtype && g->d_dtype != IR_F32) {
       ir_errf(err, "%s: %s operands with a %s result", c->what[s], ir_dtype_name(g->dtype), ir_dtype_name(g->d_dtype));
       goto fail;
     }

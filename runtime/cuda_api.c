@@ -485,6 +485,9 @@ void rt_cuda_timer_free(RtCudaTimer *t) {
 /* cublasLt.h / library_types.h values */
 enum {
   LT_COMPUTE_32F = 68,   /* CUBLAS_COMPUTE_32F: full fp32, not _FAST_TF32 (77) */
+  LT_COMPUTE_32I = 72,   /* CUBLAS_COMPUTE_32I: int8 products summed in int32 (IMMA) */
+  LT_R_8I = 3,           /* CUDA_R_8I */
+  LT_R_32I = 10,         /* CUDA_R_32I */
   LT_R_32F = 0,          /* CUDA_R_32F */
   LT_R_16F = 2,          /* CUDA_R_16F */
   LT_R_16BF = 14,        /* CUDA_R_16BF */
@@ -528,6 +531,7 @@ static int lt_dtype(IrDType t) {
   case IR_F32: return LT_R_32F;
   case IR_F16: return LT_R_16F;
   case IR_BF16: return LT_R_16BF;
+  case IR_I8: return LT_R_8I;
   default: return -1;
   }
 }
@@ -543,7 +547,10 @@ static int desc_norm(const RtBlasMatmulDesc *d, RtBlasMatmulDesc *n, IrErr *err)
   n->align = d->align ? d->align : 256;
   n->d_f32 = d->d_f32 && d->dtype != IR_F32; /* f32 operands: f32 already */
   if (lt_dtype(d->dtype) < 0)
-    return ir_errf(err, "matmul: cuBLASLt runs f32, f16 or bf16, not %s", ir_dtype_name(d->dtype));
+    return ir_errf(err, "matmul: cuBLASLt runs f32, f16, bf16 or i8, not %s", ir_dtype_name(d->dtype));
+  if (d->dtype == IR_I8 && (d->epilogue != RT_BLAS_EPI_NONE || d->d_f32 || !(!d->trans_a && d->trans_b)))
+    return ir_errf(err, "matmul: the i8 matmul (int32 result) runs A [m, k] by B [n, k] rows (cuBLASLt's TN form) "
+                   "without an epilogue");
   if (d->m < 1 || d->n < 1 || d->k < 1 || d->m > INT32_MAX || d->n > INT32_MAX ||
       d->k > INT32_MAX)
     return ir_errf(err, "matmul: bad size m=%lld n=%lld k=%lld", (long long)d->m,
@@ -552,7 +559,7 @@ static int desc_norm(const RtBlasMatmulDesc *d, RtBlasMatmulDesc *n, IrErr *err)
     return ir_errf(err, "matmul: bad batch count %lld", (long long)d->batch);
   if ((unsigned)d->epilogue > RT_BLAS_EPI_GELU_TANH_BIAS)
     return ir_errf(err, "matmul: unknown epilogue %d", (int)d->epilogue);
-  size_t es = n->d_f32 ? 4 : ir_dtype_size(d->dtype); /* the widest element */
+  size_t es = n->d_f32 || d->dtype == IR_I8 ? 4 : ir_dtype_size(d->dtype); /* the widest element (i8: its i32 D) */
   if (n->align & (n->align - 1) || n->align < es)
     return ir_errf(err, "matmul: alignment %u is not a power of two >= %zu", n->align, es);
   /* row lengths of the stored (row-major) A (m x k or k x m) and B (k x n or n x k) */
@@ -671,7 +678,8 @@ static int layout_new(RtLtDesc *l, int type, int64_t rows, int64_t cols, int64_t
 
 static const char *desc_str(const RtBlasMatmulDesc *d, char *buf, size_t n) {
   static const char *epi[] = {"", " +bias", " +bias,gelu_tanh"};
-  snprintf(buf, n, "%s%s %lldx%lldx%lld%s%s batch %lld%s", ir_dtype_name(d->dtype), d->d_f32 ? "->f32" : "",
+  snprintf(buf, n, "%s%s %lldx%lldx%lld%s%s batch %lld%s", ir_dtype_name(d->dtype),
+           d->dtype == IR_I8 ? "->i32" : d->d_f32 ? "->f32" : "",
            (long long)d->m, (long long)d->n, (long long)d->k, d->trans_a ? " A^T" : "",
            d->trans_b ? " B^T" : "", (long long)d->batch, epi[d->epilogue]);
   return buf;
@@ -684,12 +692,13 @@ int rt_blas_plan_describe(const RtBlasMatmulDesc *d, const char *what, RtBlasPla
   RtBlasPlan *p = xcalloc(1, sizeof *p);
   if (desc_norm(d, &p->desc, err) || rt_blas_colmajor(d, &p->cm, err)) goto fail;
   const RtBlasColMajor *cm = &p->cm;
-  int type = lt_dtype(p->desc.dtype), d_type = p->desc.d_f32 ? LT_R_32F : type;
+  int imma = p->desc.dtype == IR_I8;
+  int type = lt_dtype(p->desc.dtype), d_type = imma ? LT_R_32I : p->desc.d_f32 ? LT_R_32F : type;
   int32_t ta = cm->transa ? LT_OP_T : LT_OP_N, tb = cm->transb ? LT_OP_T : LT_OP_N;
   uint32_t epi = p->desc.epilogue == RT_BLAS_EPI_BIAS           ? LT_EPI_BIAS
                  : p->desc.epilogue == RT_BLAS_EPI_GELU_TANH_BIAS ? LT_EPI_GELU_BIAS
                                                                  : LT_EPI_DEFAULT;
-  if (RT_LT(err, what, MatmulDescCreate, &p->op, LT_COMPUTE_32F, LT_R_32F) ||
+  if (RT_LT(err, what, MatmulDescCreate, &p->op, imma ? LT_COMPUTE_32I : LT_COMPUTE_32F, imma ? LT_R_32I : LT_R_32F) ||
       RT_LT(err, what, MatmulDescSetAttribute, p->op, LT_DESC_TRANSA, &ta, sizeof ta) ||
       RT_LT(err, what, MatmulDescSetAttribute, p->op, LT_DESC_TRANSB, &tb, sizeof tb) ||
       RT_LT(err, what, MatmulDescSetAttribute, p->op, LT_DESC_EPILOGUE, &epi, sizeof epi))
@@ -776,9 +785,15 @@ int rt_blas_plan_run(RtBlas *b, RtBlasPlan *p, float alpha, CUdeviceptr A, CUdev
     if (RT_LT(err, what, MatmulDescSetAttribute, p->op, LT_DESC_BIAS_POINTER, &bp, sizeof bp))
       return -1;
   }
+  /* the scale type's alpha and beta: int32 for the i8 matmul */
+  int32_t ialpha = (int32_t)alpha, ibeta = (int32_t)beta;
+  int imma = p->desc.dtype == IR_I8;
+  if (imma && ((float)ialpha != alpha || (float)ibeta != beta))
+    return ir_errf(err, "%s: the i8 matmul takes integer alpha and beta, not %g and %g", w, (double)alpha, (double)beta);
+  const void *pa = imma ? (const void *)&ialpha : (const void *)&alpha, *pb = imma ? (const void *)&ibeta : (const void *)&beta;
   /* cuBLASLt's A is our B and its B our A (see cuda_api.h) */
-  return RT_LT(err, what, Matmul, b->h, p->op, &alpha, (const void *)(uintptr_t)B, p->la,
-               (const void *)(uintptr_t)A, p->lb, &beta, (const void *)(uintptr_t)C, p->ld,
+  return RT_LT(err, what, Matmul, b->h, p->op, pa, (const void *)(uintptr_t)B, p->la,
+               (const void *)(uintptr_t)A, p->lb, pb, (const void *)(uintptr_t)C, p->ld,
                (void *)(uintptr_t)D, p->ld, &p->algo, (void *)(uintptr_t)b->ws, b->ws_size, s);
 }
 

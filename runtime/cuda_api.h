@@ -331,7 +331,11 @@ typedef enum {
  * f16/bf16 A and B give an f32 C, D and bias (cuBLASLt's mixed-precision
  * COMPUTE_32F rows; the bias takes D's type, its default).  Accumulation and
  * alpha/beta are f32 (CUBLAS_COMPUTE_32F, never TF32, so f32 results match
- * the reference).  The bias (n values) is the same for every batch. */
+ * the reference).  The bias (n values) is the same for every batch.
+ * dtype i8 (added later) is cuBLASLt's IMMA matmul: i8 A and B, an int32
+ * D (and C), CUBLAS_COMPUTE_32I with an int32 scale type (alpha and beta
+ * must be integers), no epilogue, and only A [m, k] by B [n, k] (trans_a 0,
+ * trans_b 1: cuBLASLt's TN form). */
 typedef struct {
   IrDType dtype;                        /* A and B (and C, D, bias unless d_f32) */
   int64_t m, n, k;

@@ -32,7 +32,9 @@
  * or an FP8 type) with the A/B/C/D scale pointers and AMAX_D:
  * D = scale_D * (alpha * scale_A * scale_B * op(A) op(B) + beta * scale_C * C).
  * int8 (COMPUTE_32I) and FP8 run only in the TN form (A transposed, B not)
- * on column-major layouts, as cuBLASLt requires.  Others are
+ * on column-major layouts, as cuBLASLt requires; int8 also needs m and k and
+ * every leading dimension multiples of 4 and 4-byte aligned pointers (its
+ * IMMA rules for the regular ordering).  Others are
  * CUBLAS_STATUS_NOT_SUPPORTED.  Scale pointers on a combination that does
  * not take them are CUBLAS_STATUS_INVALID_VALUE, as the header says.
  *
@@ -589,6 +591,15 @@ static int problem_of(RtLtDesc op, RtLtDesc a, RtLtDesc b, RtLtDesc c, RtLtDesc 
                         P->b.order != ORDER_COL || P->d.order != ORDER_COL))
     return sim_fail(ST_NOT_SUPPORTED, "%s matmuls run only in the TN form (A transposed, B not) on column-major "
                     "layouts", fp8 ? "FP8" : "int8");
+  /* IMMA over the regular ordering: m and k, and the leading dimensions of
+   * A, B and C (D shares C's), multiples of 4 (cublasLtMatmul's IMMA rules) */
+  if (imma && (P->m % 4 || P->k % 4))
+    return sim_fail(ST_NOT_SUPPORTED, "int8 matmul with m = %lld, k = %lld: IMMA kernels need m and k multiples of 4",
+                    (long long)P->m, (long long)P->k);
+  if (imma && (P->a.ld % 4 || P->b.ld % 4 || P->c.ld % 4 || P->d.ld % 4))
+    return sim_fail(ST_NOT_SUPPORTED, "int8 matmul with leading dimensions A %lld, B %lld, C %lld, D %lld: IMMA "
+                    "kernels need multiples of 4", (long long)P->a.ld, (long long)P->b.ld, (long long)P->c.ld,
+                    (long long)P->d.ld);
   for (int i = 0; i < 4; i++)
     if (m->scale_ptr[i] && !(fp8 && (i < 2 || (i == 3 && is_fp8((int)P->d.type)))))
       return sim_fail(ST_INVALID_VALUE, "CUBLASLT_MATMUL_DESC_%c_SCALE_POINTER is set for a combination that takes "
@@ -879,6 +890,7 @@ static RtLtStatus lt_matmul(RtLtHandle h, RtLtDesc op, const void *alpha, const 
   int r = problem_of(op, adesc, bdesc, cdesc, ddesc, &R.P);
   if (r) LT_LEAVE(r);
   const Problem *P = &R.P;
+  int imma = P->op.compute == C_32I || P->op.compute == C_32I_PEDANTIC;
   Algo al;
   if (algo) {
     if (algo_unpack(algo, &al))
@@ -912,6 +924,7 @@ static RtLtStatus lt_matmul(RtLtHandle h, RtLtDesc op, const void *alpha, const 
     if (i == 2 && !R.pointer_device && R.beta == 0) continue;
     if (!ptrs[i]) LT_LEAVE(sim_fail(ST_INVALID_VALUE, "matrix %s is NULL", names[i]));
     uint64_t need = type_size((int)ls[i]->type);
+    if (imma && need < 4) need = 4; /* IMMA: every matrix pointer 4-byte aligned */
     if (al.align[i] > need) need = al.align[i];
     if (ptrs[i] % need)
       LT_LEAVE(sim_fail(ST_INVALID_VALUE, "matrix %s at 0x%llx is not %llu-byte aligned, as the algorithm assumes (%s "

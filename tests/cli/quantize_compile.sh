@@ -5,7 +5,8 @@
 #     the shared cases' tolerances (w8 1e-4, w8a8 1e-3): the pack holds the int8 weights and scales;
 #   - DiT-S/2's pack with --quantize w8 --quantize-scope all is at most 30% of its f32 pack;
 #   - the quantised plans launch at most 2 kernels a block more than the float plan (compile --report:
-#     the producers write the quantised rows, the w8 GEMM reads the int8 weights itself).
+#     the producers write the quantised rows, the w8 GEMM reads the int8 weights itself);
+#   - w8a8's DiT-S/2 plan runs every block linear as an IMMA GEMM step (no qlinear kernel).
 # Skipped (exit 77) when NVRTC is not installed.
 source "$(dirname "$0")/common.bash"
 REF=${DITC_SHARED:?DITC_SHARED must name the shared folder}/reference
@@ -44,6 +45,12 @@ for m in w8 w8a8; do
   echo "DiT-S/2 kernels a block: float $base, $m $k"
   [ -n "$base" ] && [ "$k" -le $((base + 2)) ] 2>/dev/null || { echo "FAIL: $m launches $k kernels a block (float $base)"; fail=1; }
 done
+# w8a8's int8 products run as cuBLASLt IMMA GEMM steps: qkv, proj, fc1, fc2 in each of the 12 blocks,
+# no qlinear kernel left (their scales applied by the attention, epilogue and layernorm kernels)
+imma=$(jq '[.plans[0].steps[] | select(.unit == "tensor core int8")] | length' "$T/s2w8a8.json")
+ql=$(jq '[.plans[0].steps[] | select(.step | test("_qlinear(_gelu)?$"))] | length' "$T/s2w8a8.json")
+echo "DiT-S/2 w8a8: $imma IMMA GEMM steps, $ql qlinear kernel launches"
+[ "$imma" = 48 ] && [ "$ql" = 0 ] || { echo "FAIL: expected 48 IMMA GEMM steps and no qlinear kernel"; fail=1; }
 f32=$(stat -c %s "$T/s2.ditpack")
 w8=$(stat -c %s "$T/s2w8.ditpack")
 echo "DiT-S/2 pack: f32 $f32 bytes, w8 scope all $w8 bytes ($((100 * w8 / f32))%)"

@@ -1316,13 +1316,33 @@ static void test_quantized(void **state) {
     int n_in;
     RtTensor *in = make_inputs(g, 2, -2.0f, 2.0f, 4, &n_in);
     const char *label = w8a8 ? "w8a8" : "w8";
-    if (w8a8) { /* fused: one quant-rows kernel per activation, fc1's GELU in its qlinear kernel */
-      int rows, gelu;
+    if (w8a8) { /* fused: x's quant-rows kernel; fc1 an IMMA GEMM (int32) whose epilogue kernel applies the
+                 * scales, bias and GELU and writes fc2's int8 rows and scales; fc2's qlinear kernel */
+      int rows, gelu, epi;
       int fused = kernel_steps_named(g, 1, "quant_rows", &rows);
       kernel_steps_named(g, 1, "qlinear_gelu", &gelu);
-      assert_int_equal(rows, 2);
-      assert_int_equal(gelu, 1);
-      assert_int_equal(kernel_steps(g, 0), fused + 3);
+      kernel_steps_named(g, 1, "qlinear_epilogue_quant", &epi);
+      assert_int_equal(rows, 1);
+      assert_int_equal(gelu, 0);
+      assert_int_equal(epi, 1);
+      assert_int_equal(fused, 3);
+      assert_int_equal(kernel_steps(g, 0), fused + 4);
+      set_fusion(g, 1);
+      CgOptions o = {.precision = IR_F32, .batch = 2};
+      CgPlan *p;
+      if (cg_plan_build(g, &o, &p, &err)) fail_msg("cg_plan_build: %s", err.msg);
+      int imma = 0;
+      for (int i = 0; i < p->n_steps; i++)
+        if (p->steps[i].kind == CG_STEP_GEMM) {
+          const CgGemm *gm = &p->steps[i].gemm;
+          assert_int_equal(gm->dtype, IR_I8);
+          assert_int_equal(gm->d_dtype, IR_I32);
+          assert_int_equal(gm->k, 40);
+          assert_int_equal(gm->n, 24);
+          imma++;
+        }
+      assert_int_equal(imma, 1);
+      cg_plan_free(p);
     }
     check_graph_at(g, &wt, in, 2, IR_F32, 1, w8a8 ? 0.0 : 1e-6, label, 1);
     check_graph_at(g, &wt, in, 2, IR_F32, 0, w8a8 ? 0.0 : 1e-6, label, 0);
@@ -1331,6 +1351,45 @@ static void test_quantized(void **state) {
     weights_free(&wt);
     ir_graph_free(g);
   }
+}
+
+/* w8a8's proj/fc2 shape: a qlinear read only by a residual add feeding a layernorm.  The qlinear
+ * becomes an IMMA GEMM step (int32 sums) and the fused layernorm scales them and adds the bias as it
+ * loads them: no qlinear kernel; within f32 rounding of the reference (the layernorm's own sums) and
+ * NVRTC compiles the plan. */
+static void test_quantized_deferred(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("forward");
+  IrNode *x = ir_input(g, "x", IR_F32, shp(3, IR_BATCH, (IrDim)9, (IrDim)40), noloc());
+  IrNode *r = ir_input(g, "r", IR_F32, shp(3, IR_BATCH, (IrDim)9, (IrDim)24), noloc());
+  IrNode *w = ir_param(g, "blocks.0.attn.proj.weight", IR_F32, shp(2, (IrDim)24, (IrDim)40), noloc());
+  IrNode *b = ir_param(g, "blocks.0.attn.proj.bias", IR_F32, shp(1, (IrDim)24), noloc());
+  IrNode *sum = ir_bin(g, IR_ADD, r, ir_linear(g, x, w, b));
+  ir_graph_add_output(g, ir_op1f(g, IR_LAYERNORM, sum, 1e-6f), "ln");
+  PassOptions po = {.verify = 1};
+  IrErr err = {{0}};
+  if (pass_run_pipeline(g, "quantize:mode=w8a8,fuse", &po, &err)) fail_msg("%s", err.msg);
+  Weights wt;
+  bind_weights(g, &wt);
+  int n_in;
+  RtTensor *in = make_inputs(g, 2, -2.0f, 2.0f, 4, &n_in);
+  int qk;
+  kernel_steps_named(g, 1, "qlinear", &qk);
+  assert_int_equal(qk, 0);
+  set_fusion(g, 1);
+  CgOptions o = {.precision = IR_F32, .batch = 2};
+  CgPlan *p;
+  if (cg_plan_build(g, &o, &p, &err)) fail_msg("cg_plan_build: %s", err.msg);
+  int imma = 0;
+  for (int i = 0; i < p->n_steps; i++) imma += p->steps[i].kind == CG_STEP_GEMM && p->steps[i].gemm.dtype == IR_I8;
+  assert_int_equal(imma, 1);
+  assert_non_null(strstr(p->source, "ditc_qlinear_scale("));
+  cg_plan_free(p);
+  check_graph_at(g, &wt, in, 2, IR_F32, 1, 1e-6, "w8a8 deferred", 1);
+  check_graph_at(g, &wt, in, 2, IR_BF16, 1, 1e-2, "w8a8 deferred bf16", 0);
+  free_tensors(in, n_in);
+  weights_free(&wt);
+  ir_graph_free(g);
 }
 
 /* fp8 (quantize mode=fp8, calibration statistics given here): the e4m3
@@ -1415,6 +1474,7 @@ int main(void) {
       cmocka_unit_test(test_fuse_norm_input_in_epilogue),
       cmocka_unit_test(test_group_records),
       cmocka_unit_test(test_quantized),
+      cmocka_unit_test(test_quantized_deferred),
       cmocka_unit_test(test_quantized_fp8),
   };
   return tu_run_group(tests, setup_all, teardown_all);

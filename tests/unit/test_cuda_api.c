@@ -346,12 +346,17 @@ static void test_blas_describe_without_gpu(void **state) {
           plans++;
         }
   assert_int_equal(plans, 120);
+  /* the i8 (IMMA) matmul runs only the TN form (A [m, k] rows by B [n, k] rows), without an epilogue */
   RtBlasMatmulDesc bad = {.dtype = IR_I8, .m = 1, .n = 1, .k = 1};
   RtBlasPlan *p = (RtBlasPlan *)1;
   IrErr err = {{0}};
   assert_int_equal(rt_blas_plan_describe(&bad, NULL, &p, &err), -1);
   assert_null(p);
-  assert_string_equal(err.msg, "matmul: cuBLASLt runs f32, f16 or bf16, not i8");
+  assert_string_equal(err.msg, "matmul: the i8 matmul (int32 result) runs A [m, k] by B [n, k] rows (cuBLASLt's TN "
+                               "form) without an epilogue");
+  bad.dtype = IR_E4M3;
+  assert_int_equal(rt_blas_plan_describe(&bad, NULL, &p, &err), -1);
+  assert_string_equal(err.msg, "matmul: cuBLASLt runs f32, f16, bf16 or i8, not e4m3");
 }
 
 static void test_blas_init_without_gpu(void **state) {
@@ -370,7 +375,7 @@ static void test_blas_desc_checks(void **state) {
   assert_int_equal(rt_blas_colmajor(&d, &cm, &err), 0);
   d.dtype = IR_I32;
   assert_int_equal(rt_blas_colmajor(&d, &cm, &err), -1);
-  assert_string_equal(err.msg, "matmul: cuBLASLt runs f32, f16 or bf16, not i32");
+  assert_string_equal(err.msg, "matmul: cuBLASLt runs f32, f16, bf16 or i8, not i32");
   d.dtype = IR_BF16;
   d.k = 0;
   assert_int_equal(rt_blas_colmajor(&d, &cm, &err), -1);

@@ -1061,6 +1061,78 @@ static void test_blas_rowmajor(void **state) {
   dev_close();
 }
 
+/* The IMMA matmul (i8 A [m, k] rows by B [n, k] rows, i32 D) through rt_blas on the simulated cuBLASLt
+ * equals the plan's reference GEMM (cg_gemm_ref: exact int32 sums); and the layouts cuBLASLt's IMMA
+ * rules exclude (k or n not a multiple of 4, another transposition, an epilogue) are refused, by the
+ * simulation and by the plan validation. */
+static void test_blas_int8(void **state) {
+  (void)state;
+  dev_open();
+  IrErr err;
+  RtBlas *b;
+  if (rt_blas_init(&b, &err)) fail_msg("%s", err.msg);
+  enum { M = 5, N = 12, K = 40 };
+  int8_t ha[M * K], hb[N * K];
+  int32_t got[M * N], want[M * N];
+  for (int i = 0; i < M * K; i++) ha[i] = (int8_t)(i * 37 % 255 - 127);
+  for (int i = 0; i < N * K; i++) hb[i] = (int8_t)(i * 91 % 255 - 127);
+  CUdeviceptr dA = dalloc(sizeof ha), dB = dalloc(sizeof hb), dD = dalloc(sizeof got);
+  assert_int_equal(RT_CU(&err, NULL, MemcpyHtoD, dA, ha, sizeof ha), 0);
+  assert_int_equal(RT_CU(&err, NULL, MemcpyHtoD, dB, hb, sizeof hb), 0);
+  RtBlasMatmulDesc d = {.dtype = IR_I8, .m = M, .n = N, .k = K, .trans_b = 1};
+  if (rt_blas_matmul(b, &d, 1.0f, dA, dB, 0, 0, dD, 0, NULL, "int8", &err)) fail_msg("%s", err.msg);
+  assert_int_equal(RT_CU(&err, NULL, MemcpyDtoH, got, dD, sizeof got), 0);
+  /* the reference GEMM over an "arena" holding A, B and D */
+  static char arena[4096] __attribute__((aligned(256)));
+  memcpy(arena, ha, sizeof ha);
+  memcpy(arena + 256, hb, sizeof hb);
+  CgGemm g = {.dtype = IR_I8, .d_dtype = IR_I32, .trans_b = 1, .m = M, .n = N, .k = K, .batch = 1, .lda = K, .ldb = K,
+              .ldd = N, .a = {CG_SPACE_ACT, 0}, .b = {CG_SPACE_ACT, 256}, .d = {CG_SPACE_ACT, 1024}, .alpha = 1.0f};
+  cg_gemm_ref(&g, arena, NULL);
+  memcpy(want, arena + 1024, sizeof want);
+  for (int i = 0; i < M * N; i++) {
+    int32_t s = 0;
+    for (int l = 0; l < K; l++) s += ha[i / N * K + l] * hb[i % N * K + l];
+    assert_int_equal(want[i], s);
+    assert_int_equal(got[i], s);
+  }
+  /* what cuBLASLt's IMMA kernels do not run */
+  RtBlasPlan *p;
+  RtBlasMatmulDesc bad = d;
+  bad.k = 42; /* k not a multiple of 4 */
+  assert_int_not_equal(rt_blas_plan_new(b, &bad, "int8", &p, &err), 0);
+  if (!strstr(err.msg, "multiples of 4")) fail_msg("%s", err.msg);
+  bad = d;
+  bad.n = 10; /* cuBLASLt's m */
+  assert_int_not_equal(rt_blas_plan_new(b, &bad, "int8", &p, &err), 0);
+  if (!strstr(err.msg, "multiples of 4")) fail_msg("%s", err.msg);
+  bad = d;
+  bad.trans_b = 0;
+  assert_int_not_equal(rt_blas_plan_new(b, &bad, "int8", &p, &err), 0);
+  if (!strstr(err.msg, "TN form")) fail_msg("%s", err.msg);
+  bad = d;
+  bad.epilogue = RT_BLAS_EPI_BIAS;
+  assert_int_not_equal(rt_blas_plan_new(b, &bad, "int8", &p, &err), 0);
+  /* the plan validation names the rule */
+  CgPlan plan = {.arena_bytes = 4096, .precision = IR_F32, .tuning = "default", .batch = 1, .status_offset = -1};
+  CgStep st = {.kind = CG_STEP_GEMM, .gemm = g, .what = "int8"};
+  CgIo io[2] = {{.name = "x", .dtype = IR_F32, .rank = 1, .shape = {4}, .offset = 2048},
+                {.name = "y", .dtype = IR_F32, .rank = 1, .shape = {4}, .offset = 3072}};
+  plan.steps = &st, plan.n_steps = 1;
+  plan.inputs = &io[0], plan.n_inputs = 1, plan.outputs = &io[1], plan.n_outputs = 1;
+  IrErr pe = {{0}};
+  if (cg_plan_check(&plan, &pe)) fail_msg("%s", pe.msg);
+  st.gemm.k = 38, st.gemm.lda = st.gemm.ldb = 38;
+  assert_int_not_equal(cg_plan_check(&plan, &pe), 0);
+  if (!strstr(pe.msg, "IMMA") || !strstr(pe.msg, "multiples of 4")) fail_msg("%s", pe.msg);
+  st.gemm = g;
+  st.gemm.b.offset = 264; /* 8-byte aligned */
+  assert_int_not_equal(cg_plan_check(&plan, &pe), 0);
+  if (!strstr(pe.msg, "16-byte aligned")) fail_msg("%s", pe.msg);
+  rt_blas_free(b);
+  dev_close();
+}
+
 /* ---- the cuda backend on the simulation ---------------------------------------------- */
 
 static void test_backend_tiny_plan(void **state) {
@@ -1164,6 +1236,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_lt_refusals, close_device),
       cmocka_unit_test_teardown(test_lt_compute_types, close_device),
       cmocka_unit_test_teardown(test_blas_rowmajor, close_device),
+      cmocka_unit_test_teardown(test_blas_int8, close_device),
       cmocka_unit_test_teardown(test_backend_tiny_plan, close_device),
   };
   return tu_run_group(tests, NULL, teardown);
