@@ -128,7 +128,7 @@ void cg_emit_qlinear_epilogue(CgEmit *e, const IrNode *n, CgLoc out, CgLoc scale
                  "  const int *ar = acc + r * %lldLL;\n"
                  "  float qm = 0.0f;\n"
                  "  for (long long c = threadIdx.x; c < %lldLL; c += 32) qm = ditc_absmax(qm, %s);\n"
-                 "  for (int o = 16; o > 0; o >>= 1) qm = ditc_absmax(qm, __shfl_xor_sync(0xffffffffu, qm, o));\n"
+                 "  DITC_XOR_REDUCE(qm, ditc_absmax, 32);\n"
                  "  float sc = ditc_qscale(qm, %s);\n"
                  "  if (threadIdx.x == 0) s[r] = sc;\n",
                  (long long)m, (long long)nn, (long long)nn, v, cg_float_lit(qmax, f));
