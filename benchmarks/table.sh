@@ -5,7 +5,12 @@
 # batch 32 for fp32/fp16/bf16 (ditc bench --backend cuda) with the device memory ditc holds, beside
 # PyTorch eager and torch.compile running the same weights (benchmarks/torch_dit.py writes them once
 # per model and both load that file; needs python3 with torch), and the ratios: batch-1 speed-up
-# over eager, batch-32 throughput over torch.compile, per precision.
+# over eager, batch-32 throughput over torch.compile, per precision.  The quantised rows (issue 11:
+# QUANT_MODES, default "w8 w8:all w8a8 fp8", MODE:SCOPE) follow for every model: weight bytes against
+# the f32 model's, kernels per block, peak activation memory, the roofline's prediction and, with a
+# GPU, their time beside ditc bf16 (quantised plans keep bf16 for what is not quantised; fp8 needs
+# sm_89 or later, so it is compiled for DITC_TABLE_ARCH when that is, else sm_90; its activation
+# scales are calibrated on CALIBRATE samples of random weights, default 8).
 #
 #   usage: benchmarks/table.sh [BUILD_DIR] [OUT_PREFIX]
 #   writes OUT_PREFIX.md and OUT_PREFIX.csv (default benchmarks/results/table-<device>-<date>)
@@ -44,6 +49,11 @@ if [ $gpu = 1 ]; then
   header="$header,ditc_bf16_bs32_device_MiB,torch_compile_bf16_bs32_peak_MiB"
 fi
 echo "$header" >"$tmp/table.csv"
+read -r -a qmodes <<<"${QUANT_MODES-w8 w8:all w8a8 fp8}"
+qheader="model,quantize,scope,weights_MiB,vs_f32,kernels_per_block,peak_act_bs32_MiB"
+qheader="$qheader,predicted_H100_bs1_ms,predicted_H100_bs32_img_s"
+[ $gpu = 1 ] && qheader="$qheader,ditc_bs1_ms,ditc_bs32_img_s,ratio_bs32_vs_ditc_bf16"
+echo "$qheader" >"$tmp/quant.csv"
 
 for m in $models; do
   stats=$("$ditc" stats "$m" --json)
@@ -94,6 +104,30 @@ for m in $models; do
   fi
   echo "$row" >>"$tmp/table.csv"
   echo "$row" >&2
+  for q in ${qmodes[@]+"${qmodes[@]}"}; do
+    mode=${q%%:*} scope=blocks qarch=$arch
+    [ "$q" != "${q#*:}" ] && scope=${q#*:}
+    qf=(--quantize "$mode" --quantize-scope "$scope" --precision bf16)
+    # fp8's activation scales come from calibration: CALIBRATE samples (default 8) of random weights
+    [ "$mode" = fp8 ] && qf+=(--weights random --calibrate "${CALIBRATE:-8}")
+    [ "$mode" = fp8 ] && [ "${arch#sm_}" -lt 89 ] && qarch=sm_90
+    q1=$("$ditc" compile "$m" --arch "$qarch" --batch 1 --entry forward "${qf[@]}" --report --json -o "$tmp/p.ditpack" 2>/dev/null)
+    q32=$("$ditc" compile "$m" --arch "$qarch" --batch 32 --entry forward "${qf[@]}" --report --json -o "$tmp/p.ditpack" 2>/dev/null)
+    wb=$(jq -r '.plans[0].weights_bytes' <<<"$q32")
+    qrow="$m,$mode,$scope,$(mib "$wb"),$(awk -v a="$wb" -v b=$((params * 4)) 'BEGIN { printf "%.1f%%", 100 * a / b }')"
+    qrow="$qrow,$(jq -r .kernels_per_block <<<"$q32"),$(mib "$(jq -r .peak_activation_bytes <<<"$q32")")"
+    qrow="$qrow,$(printf '%.4f' "$(pred "$q1" H100 forward_ms)"),$(printf '%.0f' "$(pred "$q32" H100 images_per_s)")"
+    if [ $gpu = 1 ]; then
+      b1=$("$ditc" bench "$m" --backend cuda --weights "$w" "${qf[@]}" --batch 1 --iters 50 --warmup 10 --report)
+      b32=$("$ditc" bench "$m" --backend cuda --weights "$w" "${qf[@]}" --batch 32 --iters 20 --warmup 5 --report)
+      qips=$(jq -r .images_per_s <<<"$b32")
+      bf16ips=$(awk -F, -v m="$m" -v h="$header" 'BEGIN { n = split(h, c, ","); for (i = 1; i <= n; i++) if (c[i] == "ditc_bf16_bs32_img_s") k = i }
+                 $1 == m { print $k }' "$tmp/table.csv")
+      qrow="$qrow,$(jq -r .median_ms <<<"$b1"),$qips,$(ratio "$qips" "$bf16ips")"
+    fi
+    echo "$qrow" >>"$tmp/quant.csv"
+    echo "$qrow" >&2
+  done
 done
 
 {
@@ -111,6 +145,19 @@ done
   head -1 "$tmp/table.csv" | sed 's/^/| /; s/$/ |/; s/,/ | /g'
   head -1 "$tmp/table.csv" | sed 's/[^,]*/---/g; s/^/|/; s/$/|/; s/,/|/g'
   tail -n +2 "$tmp/table.csv" | sed 's/^/| /; s/$/ |/; s/,/ | /g'
+  if [ ${#qmodes[@]} -gt 0 ]; then
+    echo
+    echo "## Quantised plans (\`--quantize MODE --quantize-scope SCOPE --precision bf16\`)"
+    echo
+    echo "weights_MiB: the plan's weights (int8 or e4m3 levels, their scales, what stays bf16); vs_f32: against"
+    echo "size_f32_MiB above.  ratio_bs32_vs_ditc_bf16: images/s at batch 32 over ditc_bf16_bs32_img_s (the"
+    echo "issue's goal for w8a8 and fp8 at DiT-XL/2: at least 1.4)."
+    echo
+    head -1 "$tmp/quant.csv" | sed 's/^/| /; s/$/ |/; s/,/ | /g'
+    head -1 "$tmp/quant.csv" | sed 's/[^,]*/---/g; s/^/|/; s/$/|/; s/,/|/g'
+    tail -n +2 "$tmp/quant.csv" | sed 's/^/| /; s/$/ |/; s/,/ | /g'
+  fi
 } >"$out.md"
 cp "$tmp/table.csv" "$out.csv"
+cp "$tmp/quant.csv" "$out-quantized.csv"
 cat "$out.md"
