@@ -205,6 +205,7 @@ void cg_emit_embedding(CgEmit *e, const IrNode *n, CgLoc out, CgLoc table, CgLoc
 typedef struct {
   int64_t n, c, h, w, o, kh, kw, oh, ow;
   int stride, pad, groups;
+  int up; /* im2col: the input read upsampled (nearest) by up (>= 1) */
 } CgConvShape;
 void cg_emit_conv2d(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, CgLoc w, const CgLoc *bias,
                     const CgConvShape *s);

@@ -378,9 +378,10 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
   case IR_IM2COL: {
     int64_t k = n->attr.k;
     CgConvShape s = {.n = xs[0], .c = xs[1], .h = xs[2], .w = xs[3], .kh = k, .kw = k,
-                     .stride = n->attr.stride ? n->attr.stride : 1, .pad = n->attr.pad, .groups = 1};
-    s.oh = (s.h + 2 * s.pad - k) / s.stride + 1;
-    s.ow = (s.w + 2 * s.pad - k) / s.stride + 1;
+                     .stride = n->attr.stride ? n->attr.stride : 1, .pad = n->attr.pad, .groups = 1,
+                     .up = n->attr.up ? n->attr.up : 1};
+    s.oh = (s.h * s.up + 2 * s.pad - k) / s.stride + 1;
+    s.ow = (s.w * s.up + 2 * s.pad - k) / s.stride + 1;
     return cg_emit_im2col(e, n, out, in0, &s);
   }
   case IR_AVGPOOL2D:

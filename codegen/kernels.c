@@ -671,16 +671,23 @@ void cg_emit_conv2d(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, CgLoc w, con
 }
 
 /* im2col (ops.def): one thread per column element, zeros outside the image;
- * the GEMM that follows (passes/conv_gemm.c) does the convolution's MACs. */
+ * the GEMM that follows (passes/conv_gemm.c) does the convolution's MACs.
+ * With up > 1 the window moves over the input upsampled (nearest) by up and
+ * reads x at (ih / up, iw / up): the upsampled tensor is never stored. */
 void cg_emit_im2col(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, const CgConvShape *s) {
   int64_t kk = s->kh * s->kw, np = s->oh * s->ow, count = s->n * s->c * kk * np;
+  int up = s->up > 1 ? s->up : 1;
   const char *name;
   int k = cg_kernel_open(e, n, "im2col", NULL, &name);
   int64_t big = s->n * s->c * s->h * s->w;
   const char *it = index_type(count > big ? count : big);
-  char ld[256], st[512], xi[160];
-  snprintf(xi, sizeof xi, "((b * %lld + c) * %lld + ih) * %lld + iw", (long long)s->c, (long long)s->h,
-           (long long)s->w);
+  char ld[256], st[512], xi[200];
+  if (up == 1)
+    snprintf(xi, sizeof xi, "((b * %lld + c) * %lld + ih) * %lld + iw", (long long)s->c, (long long)s->h,
+             (long long)s->w);
+  else
+    snprintf(xi, sizeof xi, "((b * %lld + c) * %lld + ih / %d) * %lld + iw / %d", (long long)s->c,
+             (long long)s->h, up, (long long)s->w, up);
   cg_text_printf(&e->src, "DITC_KERNEL(%s, DitcArgs, a) {\n", name);
   decl_ptr(e, "x", x, 0);
   decl_ptr(e, "y", out, 1);
@@ -694,7 +701,7 @@ void cg_emit_im2col(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, const CgConv
                  it, it, (long long)count, it, (long long)np, (long long)np, (long long)(s->c * kk),
                  (long long)(np * s->c * kk), it, (long long)kk, (long long)s->ow, s->stride, s->pad,
                  (long long)s->kw, (long long)s->kh, (long long)s->ow, s->stride, s->pad, (long long)s->kw,
-                 (long long)s->h, (long long)s->w, cg_load(x.dtype, "x", xi, ld));
+                 (long long)(s->h * up), (long long)(s->w * up), cg_load(x.dtype, "x", xi, ld));
   cg_text_printf(&e->src, "  %s\n}\n\n", store(out.dtype, "y", "i", "v", st));
   launch_1d(e, n, k, count, e->tune->block_elementwise);
 }
