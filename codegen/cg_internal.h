@@ -238,6 +238,20 @@ typedef struct {
   float qmax;
   const char *detail;  /* banner line: the nodes it computes */
 } CgNorm;
+/* A group norm over x [N, C, HW...] contiguous: rows = N * groups rows of
+ * len = cpg * hw values, each normalised by its mean and biased variance
+ * (two passes from memory, one warp per row, as the layernorm kernel), then
+ * on the store v0 = ditc_mul(v0, w[c]), ditc_add(v0, b[c]) (when present,
+ * c = (row % groups) * cpg + j / hw) and `act` over v0 (NULL: none). */
+typedef struct {
+  CgLoc out, x, w, b;
+  int has_w, has_b;
+  int64_t rows, len, groups, cpg, hw;
+  float eps;
+  const char *act;
+  const char *detail; /* banner line: the nodes it computes */
+} CgGroupNorm;
+void cg_emit_group_norm(CgEmit *e, const IrNode *n, const CgGroupNorm *s);
 /* The longest row the fused layernorm keeps in registers. */
 #define CG_NORM_MAX_LEN 4096
 void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *s);

@@ -325,6 +325,13 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
     for (int i = 1; i < ni->n_leaves; i++) out[k++] = ni->lview[i].base;
     return k;
   }
+  case LOW_GNORM: { /* x, then the weight and bias it has */
+    int k = 0;
+    out[k++] = ni->gn_x;
+    if (ni->gn_w) out[k++] = ni->gn_w;
+    if (ni->gn_b) out[k++] = ni->gn_b;
+    return k;
+  }
   case LOW_QROWS: /* x; the scales are its own */
     out[0] = n->in[0];
     return 1;
@@ -525,6 +532,7 @@ static int plan_steps(Ctx *c) {
     case LOW_KERNEL:
     case LOW_FUSED:
     case LOW_NORM:
+    case LOW_GNORM:
     case LOW_ATTENTION: {
       IrNode *rd[2 * CG_MAP_MAX_IN + 3];
       IrNode **r = n->n_in > 2 * CG_MAP_MAX_IN ? xmalloc((size_t)(n->n_in + 3) * sizeof *r) : rd;
