@@ -332,6 +332,8 @@ static int lower_group_norm(Ctx *c, const IrGroup *grp) {
         (inf(c, chain[i])->how != LOW_KERNEL && inf(c, chain[i])->how != LOW_ALIAS))
       return 0;
   if (inf(c, ln)->how != LOW_KERNEL || c->uses[ln->index] != 1) return 0;
+  Lowering xh = inf(c, x)->how; /* x is read as stored */
+  if (xh == LOW_ABSORBED || xh == LOW_NONE || xh == LOW_SIDE) return 0;
   NodeInfo *ri = inf(c, root);
   for (int i = 1; i < n_chain; i++) inf(c, chain[i])->how = LOW_ABSORBED;
   inf(c, ln)->how = LOW_ABSORBED;
