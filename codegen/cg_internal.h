@@ -216,6 +216,7 @@ void cg_emit_embedding(CgEmit *e, const IrNode *n, CgLoc out, CgLoc table, CgLoc
 typedef struct {
   int64_t n, c, h, w, o, kh, kw, oh, ow;
   int stride, pad, groups;
+  int up; /* im2col: the input read upsampled (nearest) by up (>= 1) */
 } CgConvShape;
 void cg_emit_conv2d(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, CgLoc w, const CgLoc *bias,
                     const CgConvShape *s);
@@ -248,6 +249,20 @@ typedef struct {
   float qmax;
   const char *detail;  /* banner line: the nodes it computes */
 } CgNorm;
+/* A group norm over x [N, C, HW...] contiguous: rows = N * groups rows of
+ * len = cpg * hw values, each normalised by its mean and biased variance
+ * (two passes from memory, one warp per row, as the layernorm kernel), then
+ * on the store v0 = ditc_mul(v0, w[c]), ditc_add(v0, b[c]) (when present,
+ * c = (row % groups) * cpg + j / hw) and `act` over v0 (NULL: none). */
+typedef struct {
+  CgLoc out, x, w, b;
+  int has_w, has_b;
+  int64_t rows, len, groups, cpg, hw;
+  float eps;
+  const char *act;
+  const char *detail; /* banner line: the nodes it computes */
+} CgGroupNorm;
+void cg_emit_group_norm(CgEmit *e, const IrNode *n, const CgGroupNorm *s);
 /* The longest row the fused layernorm keeps in registers. */
 #define CG_NORM_MAX_LEN 4096
 void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *s);

@@ -342,6 +342,19 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
     return cg_emit_qlinear_epilogue(e, n, out, buf_loc(c, st->write3), acc, in, l->n_in == 5, m, l->in[2]->shape.d[0],
                                     ni->qscale->attr.f);
   }
+  if (ni->how == LOW_GNORM) {
+    int64_t xs[IR_MAX_RANK], numel = node_numel(c, ni->gn_x);
+    node_shape(c, ni->gn_x, xs);
+    int64_t rows = node_numel(c, ni->ln) / ir_dim_eval(ni->ln->shape.d[ni->ln->shape.rank - 1], c->batch);
+    int64_t groups = ni->ln->shape.d[1], r = 0;
+    CgGroupNorm s = {.out = out, .x = buf_loc(c, st->reads[r++]), .rows = rows, .len = numel / rows,
+                     .groups = groups, .cpg = xs[1] / groups, .hw = numel / (xs[0] * xs[1]), .eps = ni->ln->attr.f,
+                     .has_w = ni->gn_w != NULL, .has_b = ni->gn_b != NULL, .detail = ni->fused};
+    if (s.has_w) s.w = buf_loc(c, st->reads[r++]);
+    if (s.has_b) s.b = buf_loc(c, st->reads[r++]);
+    if (ni->gn_act) s.act = cg_elementwise_expr(ni->gn_act, buf, sizeof buf);
+    return cg_emit_group_norm(e, n, &s);
+  }
   if (ni->how == LOW_QLINEAR_GELU || (ni->how == LOW_KERNEL && n->op == IR_QLINEAR)) {
     const IrNode *l = ni->how == LOW_QLINEAR_GELU ? ni->linear : n;
     CgLoc in[5];
@@ -422,9 +435,10 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
   case IR_IM2COL: {
     int64_t k = n->attr.k;
     CgConvShape s = {.n = xs[0], .c = xs[1], .h = xs[2], .w = xs[3], .kh = k, .kw = k,
-                     .stride = n->attr.stride ? n->attr.stride : 1, .pad = n->attr.pad, .groups = 1};
-    s.oh = (s.h + 2 * s.pad - k) / s.stride + 1;
-    s.ow = (s.w + 2 * s.pad - k) / s.stride + 1;
+                     .stride = n->attr.stride ? n->attr.stride : 1, .pad = n->attr.pad, .groups = 1,
+                     .up = n->attr.up ? n->attr.up : 1};
+    s.oh = (s.h * s.up + 2 * s.pad - k) / s.stride + 1;
+    s.ow = (s.w * s.up + 2 * s.pad - k) / s.stride + 1;
     return cg_emit_im2col(e, n, out, in0, &s);
   }
   case IR_AVGPOOL2D:

@@ -291,11 +291,67 @@ static int same_shape(Ctx *c, const IrNode *a, const IrNode *b) {
   return 1;
 }
 
+/* n through its reshapes: the stored value it views in row-major order. */
+static IrNode *below_reshapes(IrNode *n) {
+  while (n->op == IR_RESHAPE) n = n->in[0];
+  return n;
+}
+
+/* v [1.., C, 1..] or [C, 1..] against x [N, C, ...] (a reshape of a [C]
+ * value: one value a channel): that value, else NULL. */
+static IrNode *channel_operand(Ctx *c, const IrNode *grp_node, IrNode *v, const IrNode *x) {
+  int r = x->shape.rank, vr = v->shape.rank;
+  if (v->op != IR_RESHAPE || v->fuse != grp_node->fuse || vr > r || vr < r - 1) return NULL;
+  int at = 1 - (r - vr); /* v's axis facing x's channels */
+  for (int i = 0; i < vr; i++)
+    if (v->shape.d[i] != (i == at ? x->shape.d[1] : 1)) return NULL;
+  IrNode *b = below_reshapes(v);
+  return b->dtype == IR_F32 && node_numel(c, b) == x->shape.d[1] ? b : NULL;
+}
+
+/* A norm group that is a group norm: root = [act](add(mul(reshape(ln, xs),
+ * w), b)) over ln = layernorm(reshape(x, [N, G, -1])), x [N, C, ...], the
+ * mul, the add and act each optional: one cg_emit_group_norm kernel reading x,
+ * w and b.  Returns 1 when it lowered the group. */
+static int lower_group_norm(Ctx *c, const IrGroup *grp) {
+  IrNode *ln = grp->role[IR_ROLE_NORM_LAYERNORM], *root = grp->role[IR_ROLE_NORM_EPILOGUE];
+  if (!root || ln->dtype != IR_F32 || ln->shape.rank != 3 || ln->in[0]->op != IR_RESHAPE) return 0;
+  IrNode *x = below_reshapes(ln->in[0]);
+  if (x->shape.rank < 3 || ir_dim_is_sym(x->shape.d[1]) || ln->shape.d[1] < 1 || x->shape.d[1] % ln->shape.d[1] ||
+      x->dtype != IR_F32 || !same_shape(c, root, x) || ir_dim_eval(ln->shape.d[0], c->batch) != ir_dim_eval(x->shape.d[0], c->batch))
+    return 0;
+  IrNode *cur = root, *act = NULL, *w = NULL, *b = NULL, *chain[4];
+  int n_chain = 0;
+  if (ir_op_class(cur->op) == IR_CLASS_UNARY && cur->op != IR_CAST) chain[n_chain++] = act = cur, cur = cur->in[0];
+  if (cur->op == IR_ADD && (b = channel_operand(c, root, cur->in[1], x))) chain[n_chain++] = cur, cur = cur->in[0];
+  if (cur->op == IR_MUL && (w = channel_operand(c, root, cur->in[1], x))) chain[n_chain++] = cur, cur = cur->in[0];
+  if (cur->op != IR_RESHAPE || cur->in[0] != ln || cur->fuse != grp || !n_chain) return 0;
+  chain[n_chain++] = cur;
+  for (int i = 0; i < n_chain; i++) /* each read once, by the next: the group's epilogue */
+    if (chain[i]->fuse != grp || chain[i]->dtype != IR_F32 || (i && c->uses[chain[i]->index] != 1) ||
+        (inf(c, chain[i])->how != LOW_KERNEL && inf(c, chain[i])->how != LOW_ALIAS))
+      return 0;
+  if (inf(c, ln)->how != LOW_KERNEL || c->uses[ln->index] != 1) return 0;
+  Lowering xh = inf(c, x)->how; /* x is read as stored */
+  if (xh == LOW_ABSORBED || xh == LOW_NONE || xh == LOW_SIDE) return 0;
+  NodeInfo *ri = inf(c, root);
+  for (int i = 1; i < n_chain; i++) inf(c, chain[i])->how = LOW_ABSORBED;
+  inf(c, ln)->how = LOW_ABSORBED;
+  ri->how = LOW_GNORM;
+  ri->ln = ln;
+  ri->gn_x = x, ri->gn_w = w, ri->gn_b = b, ri->gn_act = act;
+  IrNode *members[5] = {ln};
+  for (int i = 0; i < n_chain; i++) members[1 + i] = chain[i];
+  ri->fused = tree_banner(c, "fused group norm", NULL, 0, members, 1 + n_chain);
+  return 1;
+}
+
 /* A norm group: [prologue tree] -> layernorm -> [epilogue tree rooted at
  * the anchor] as one cg_emit_norm kernel, when every piece fits (f32, one
  * shape, a row short enough for registers); otherwise lower_trees() fuses
  * the group's elementwise parts as ordinary trees. */
 void lower_norm(Ctx *c, const IrGroup *grp) {
+  if (lower_group_norm(c, grp)) return;
   IrNode *ln = grp->role[IR_ROLE_NORM_LAYERNORM], *x = ln->in[0], *p = grp->role[IR_ROLE_NORM_PROLOGUE];
   IrNode *root = grp->role[IR_ROLE_NORM_EPILOGUE] ? grp->role[IR_ROLE_NORM_EPILOGUE] : ln;
   int64_t len = ir_dim_eval(ln->shape.d[ln->shape.rank - 1], c->batch);

@@ -14,7 +14,8 @@
  *              transpose when the copy swaps the last two axes
  *   concat     one pass over the output, a branch per input
  *   rows       layernorm, softmax, reduce: one warp per row, f32 sums,
- *              layernorm two-pass (mean, then centred variance)
+ *              layernorm two-pass (mean, then centred variance); group norm
+ *              the same per (image, group), its affine and SiLU on the store
  *   topk       one thread per row (rows are expert counts, short)
  *   im2col     one thread per column element (a conv2d as a GEMM)
  *   conv2d     direct, one thread per output; depthwise without the
@@ -458,6 +459,50 @@ void cg_emit_layernorm(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t 
   rows_launch(e, n, k, rows);
 }
 
+/* group norm (codegen/fuse_lower.c lower_group_norm): the layernorm kernel's
+ * two passes over each (image, group) row, then the per-channel affine and
+ * the unary op on the store, so neither the normalised value nor the
+ * affine's result is ever stored. */
+void cg_emit_group_norm(CgEmit *e, const IrNode *n, const CgGroupNorm *s) {
+  const char *it, *name;
+  char ld[256], st[512], f[48], wl[256], bl[256];
+  int k = cg_kernel_open(e, n, "group_norm", s->detail, &name);
+  it = index_type(s->rows * s->len);
+  cg_text_printf(&e->src, "DITC_KERNEL_BOUNDS(%s, DitcArgs, a, 32 * CG_ROWS_PER_BLOCK) {\n", name);
+  decl_ptr(e, "x", s->x, 0);
+  if (s->has_w) decl_ptr(e, "w", s->w, 0);
+  if (s->has_b) decl_ptr(e, "b", s->b, 0);
+  decl_ptr(e, "y", s->out, 1);
+  cg_text_printf(&e->src, "  %s row = (%s)blockIdx.x * CG_ROWS_PER_BLOCK + threadIdx.y;\n", it, it);
+  cg_text_printf(&e->src, "  if (row >= %lld) return;\n", (long long)s->rows);
+  cg_text_printf(&e->src, "  const %s *__restrict__ xr = x + row * %lld;\n", cg_ctype(s->x.dtype), (long long)s->len);
+  cg_text_printf(&e->src, "  %s *yr = y + row * %lld;\n", cg_ctype(s->out.dtype), (long long)s->len);
+  cg_text_printf(&e->src, "  const %s ch0 = (row %% %lld) * %lld;\n  (void)ch0;\n", it, (long long)s->groups,
+                 (long long)s->cpg);
+  cg_load(s->x.dtype, "xr", "j", ld);
+  cg_text_printf(&e->src,
+                 "  float sum = 0.0f;\n"
+                 "  for (%s j = threadIdx.x; j < %lld; j += 32) sum += %s;\n"
+                 "  float mean = ditc_warp_sum(sum) / %lld.0f;\n"
+                 "  float sq = 0.0f;\n"
+                 "  for (%s j = threadIdx.x; j < %lld; j += 32) {\n"
+                 "    float d = %s - mean;\n"
+                 "    sq += d * d;\n"
+                 "  }\n"
+                 "  float rstd = 1.0f / sqrtf(ditc_warp_sum(sq) / %lld.0f + %s);\n"
+                 "  for (%s j = threadIdx.x; j < %lld; j += 32) {\n"
+                 "    float v0 = (%s - mean) * rstd;\n",
+                 it, (long long)s->len, ld, (long long)s->len, it, (long long)s->len, ld, (long long)s->len,
+                 cg_float_lit(s->eps, f), it, (long long)s->len, ld);
+  char ci[96];
+  snprintf(ci, sizeof ci, "ch0 + j / %lld", (long long)s->hw);
+  if (s->has_w) cg_text_printf(&e->src, "    v0 = ditc_mul(v0, %s);\n", cg_load(s->w.dtype, "w", ci, wl));
+  if (s->has_b) cg_text_printf(&e->src, "    v0 = ditc_add(v0, %s);\n", cg_load(s->b.dtype, "b", ci, bl));
+  if (s->act) cg_text_printf(&e->src, "    v0 = %s;\n", s->act);
+  cg_text_printf(&e->src, "    %s\n  }\n}\n\n", store(s->out.dtype, "yr", "j", "v0", st));
+  rows_launch(e, n, k, s->rows);
+}
+
 void cg_emit_softmax(CgEmit *e, const IrNode *n, CgLoc out, CgLoc in, int64_t rows, int64_t len) {
   const char *it;
   char ld[256], st[512], v[300];
@@ -671,16 +716,23 @@ void cg_emit_conv2d(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, CgLoc w, con
 }
 
 /* im2col (ops.def): one thread per column element, zeros outside the image;
- * the GEMM that follows (passes/conv_gemm.c) does the convolution's MACs. */
+ * the GEMM that follows (passes/conv_gemm.c) does the convolution's MACs.
+ * With up > 1 the window moves over the input upsampled (nearest) by up and
+ * reads x at (ih / up, iw / up): the upsampled tensor is never stored. */
 void cg_emit_im2col(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, const CgConvShape *s) {
   int64_t kk = s->kh * s->kw, np = s->oh * s->ow, count = s->n * s->c * kk * np;
+  int up = s->up > 1 ? s->up : 1;
   const char *name;
   int k = cg_kernel_open(e, n, "im2col", NULL, &name);
   int64_t big = s->n * s->c * s->h * s->w;
   const char *it = index_type(count > big ? count : big);
-  char ld[256], st[512], xi[160];
-  snprintf(xi, sizeof xi, "((b * %lld + c) * %lld + ih) * %lld + iw", (long long)s->c, (long long)s->h,
-           (long long)s->w);
+  char ld[256], st[512], xi[200];
+  if (up == 1)
+    snprintf(xi, sizeof xi, "((b * %lld + c) * %lld + ih) * %lld + iw", (long long)s->c, (long long)s->h,
+             (long long)s->w);
+  else
+    snprintf(xi, sizeof xi, "((b * %lld + c) * %lld + ih / %d) * %lld + iw / %d", (long long)s->c,
+             (long long)s->h, up, (long long)s->w, up);
   cg_text_printf(&e->src, "DITC_KERNEL(%s, DitcArgs, a) {\n", name);
   decl_ptr(e, "x", x, 0);
   decl_ptr(e, "y", out, 1);
@@ -694,7 +746,7 @@ void cg_emit_im2col(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, const CgConv
                  it, it, (long long)count, it, (long long)np, (long long)np, (long long)(s->c * kk),
                  (long long)(np * s->c * kk), it, (long long)kk, (long long)s->ow, s->stride, s->pad,
                  (long long)s->kw, (long long)s->kh, (long long)s->ow, s->stride, s->pad, (long long)s->kw,
-                 (long long)s->h, (long long)s->w, cg_load(x.dtype, "x", xi, ld));
+                 (long long)(s->h * up), (long long)(s->w * up), cg_load(x.dtype, "x", xi, ld));
   cg_text_printf(&e->src, "  %s\n}\n\n", store(out.dtype, "y", "i", "v", st));
   launch_1d(e, n, k, count, e->tune->block_elementwise);
 }

@@ -432,6 +432,13 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
     out[0] = n->in[0];
     out[1] = n->in[2];
     return 2;
+  case LOW_GNORM: { /* x, then the weight and bias it has */
+    int k = 0;
+    out[k++] = ni->gn_x;
+    if (ni->gn_w) out[k++] = ni->gn_w;
+    if (ni->gn_b) out[k++] = ni->gn_b;
+    return k;
+  }
   case LOW_QROWS: /* x; the scales are its own */
     out[0] = n->in[0];
     return 1;
@@ -633,6 +640,7 @@ static int plan_steps(Ctx *c) {
     case LOW_KERNEL:
     case LOW_FUSED:
     case LOW_NORM:
+    case LOW_GNORM:
     case LOW_ATTENTION: {
       IrNode *rd[2 * CG_MAP_MAX_IN + 3];
       IrNode **r = n->n_in > 2 * CG_MAP_MAX_IN ? xmalloc((size_t)(n->n_in + 3) * sizeof *r) : rd;

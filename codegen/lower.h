@@ -30,6 +30,7 @@ typedef enum {
   LOW_ABSORBED,    /* computed as part of another node's lowering */
   LOW_FUSED,       /* root of an elementwise tree: one map kernel over its leaves */
   LOW_NORM,        /* anchor of a fused layernorm group (cg_emit_norm) */
+  LOW_GNORM,       /* anchor of a norm group that is a group norm [+ affine] [+ unary] (cg_emit_group_norm) */
   LOW_SIDE,        /* a value a LOW_NORM / LOW_QROWS kernel also stores (read elsewhere) */
   LOW_QROWS,       /* anchor of a quant-rows group: quantize with its qscale (the side value) */
   LOW_QLINEAR_GELU, /* gelu_tanh(qlinear(...)): the qlinear kernel with the GELU on its store */
@@ -87,6 +88,11 @@ typedef struct {
    * sums and dequantises them on load; 0 when none.  Its scales and bias
    * are the step's last reads. */
   int deq;
+  /* LOW_GNORM: the stored input [N, C, ...] (the layernorm reads it as
+   * [N, groups, -1]), the per-channel weight and bias ([C] values, NULL
+   * when absent) and the unary op after them (NULL: none); ln above is the
+   * layernorm. */
+  IrNode *gn_x, *gn_w, *gn_b, *gn_act;
 } NodeInfo;
 
 typedef struct {

@@ -332,7 +332,9 @@ static Value bi_layernorm(Call *c) {
  * positions (biased variance), then scaled by weight[C] and shifted by
  * bias[C] per channel.  No op of its own: a layernorm over the rows of
  * reshape(x, [N, groups, -1]), reshaped back, and the per-channel affine as
- * broadcast mul and add, so every backend runs it as it runs those. */
+ * broadcast mul and add, so every backend runs it as it runs those (the
+ * code generator as one group_norm kernel, with a SiLU after it:
+ * passes/fuse.c, codegen/fuse_lower.c lower_group_norm). */
 static int channel_vector(Call *c, int i, int64_t channels, IrNode **out) {
   *out = NULL;
   if (!given(c, i) || c->a[i].k == V_NONE) return 0;
@@ -703,7 +705,9 @@ static Value bi_repeat(Call *c) {
 /* upsample_nearest2d(x, scale = 2): torch's F.interpolate(x, scale_factor =
  * scale, mode = "nearest") for an integer scale: y[n, c, i, j] = x[n, c, i /
  * scale, j / scale].  No op of its own: each axis is a reshape and a concat
- * of `scale` copies (as repeat()). */
+ * of `scale` copies (as repeat()); conv-gemm recognises exactly this chain
+ * in front of a convolution and folds it into the im2col's loads
+ * (passes/conv_gemm.c upsample_source). */
 static Value bi_upsample(Call *c) {
   IrNode *x;
   int64_t s = 2;

@@ -148,6 +148,7 @@ typedef struct {
   int perm[IR_MAX_RANK];     /* permute */
   int trans_b;               /* matmul */
   int stride, pad, groups;   /* conv2d */
+  int up;                    /* im2col: the nearest upsampling folded into its loads */
   int out_h, out_w;          /* adaptive_avg_pool2d */
   IrShape shape;             /* reshape target */
   IrDType to;                /* cast target */

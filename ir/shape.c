@@ -445,10 +445,10 @@ static int infer_other(IrOp op, int n, IrNode *const *in, const IrAttrs *at, IrS
     if (need_float(op, x, 0, err)) return -1;
     if (x->shape.rank != 4 || x->shape.d[1] < 0 || x->shape.d[2] < 0 || x->shape.d[3] < 0)
       return ir_errf(err, "im2col: x must be [N, C, H, W] with fixed C, H, W, got %s", SHP(&x->shape));
-    int k = at->k, stride = at->stride ? at->stride : 1;
-    if (k < 1 || stride < 1 || at->pad < 0)
-      return ir_errf(err, "im2col: kernel and stride must be >= 1 and padding >= 0");
-    int64_t h = x->shape.d[2] + 2 * (int64_t)at->pad, w = x->shape.d[3] + 2 * (int64_t)at->pad;
+    int k = at->k, stride = at->stride ? at->stride : 1, up = at->up ? at->up : 1;
+    if (k < 1 || stride < 1 || up < 1 || at->pad < 0)
+      return ir_errf(err, "im2col: kernel, stride and up must be >= 1 and padding >= 0");
+    int64_t h = x->shape.d[2] * up + 2 * (int64_t)at->pad, w = x->shape.d[3] * up + 2 * (int64_t)at->pad;
     if (k > h || k > w)
       return ir_errf(err, "im2col: kernel %dx%d larger than padded input %lldx%lld", k, k, (long long)h, (long long)w);
     *s = (IrShape){.rank = 3, .d = {x->shape.d[0], x->shape.d[1] * k * k, ((h - k) / stride + 1) * ((w - k) / stride + 1)}};

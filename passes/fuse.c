@@ -18,7 +18,9 @@
  *               x + gate * y of the previous sub-block, whose value is also
  *               stored for the next residual) and the tree over the
  *               normalised value (modulate: x * (1 + scale) + shift), one
- *               warp per row;
+ *               warp per row; the epilogue may read the layernorm through
+ *               a reshape (a group norm's affine and SiLU: the VAE
+ *               decoder's, one group_norm kernel, codegen/fuse_lower.c);
  *   map         every other tree of f32 elementwise nodes whose inner nodes
  *               have no other reader, with the slices, reshapes and
  *               permutes feeding it read through strides (the adaLN chunks,
@@ -154,11 +156,19 @@ static void fuse_quant_rows(Fuse *f, IrNode *q, const unsigned char *weight_only
 
 static void fuse_norm(Fuse *f, IrNode *ln) {
   if (ln->op != IR_LAYERNORM || ln->dtype != IR_F32 || !free_node(ln)) return;
-  /* the epilogue: climb while the value has one elementwise reader */
-  IrNode *root = ln;
-  while (single(f, root) && f->reader[root->index] && is_elementwise(f->reader[root->index]) &&
-         free_node(f->reader[root->index]))
-    root = f->reader[root->index];
+  /* the epilogue: climb while the value has one elementwise reader; right
+   * after the layernorm also through one reshape (a group norm, ir's
+   * layernorm over reshape(x, [N, groups, -1]) reshaped back before its
+   * per-channel affine: frontend/builtins.c), which the tree reads through */
+  IrNode *root = ln, *top = ln;
+  for (IrNode *r; single(f, top) && (r = f->reader[top->index]) && free_node(r);) {
+    if (is_elementwise(r))
+      root = top = r;
+    else if (top == ln && r->op == IR_RESHAPE)
+      top = r;
+    else
+      break;
+  }
   /* the prologue: the tree making the input, stored too when read elsewhere */
   IrNode *x = ln->in[0];
   int prologue = is_elementwise(x) && free_node(x) && (single(f, x) || ir_read_after(f->g, x, ln, root));

@@ -124,7 +124,7 @@ void ref_matmul(int tb, float *y, const RefShape *ys, const float *a, const RefS
 
 RefConv ref_conv_dims(const IrAttrs *a, const RefShape *xs, const RefShape *ws, const RefShape *ys) {
   RefConv c = {xs->d[0], xs->d[1], xs->d[2], xs->d[3], ws->d[0], ws->d[2], ws->d[3],
-               ys->d[2], ys->d[3], a->stride, a->pad, a->groups};
+               ys->d[2], ys->d[3], a->stride, a->pad, a->groups, 1};
   if (c.stride <= 0) c.stride = 1;
   if (c.groups <= 0) c.groups = 1;
   return c;
@@ -168,7 +168,7 @@ static void conv_depthwise(const RefConv *c, float *y, const float *x, const flo
  * patch embedding (kernel = stride, no padding) the unfold is a pure shuffle. */
 /* The columns [cg*kh*kw, oh*ow] of cg channels of one image xg (c's geometry). */
 static void unfold(const RefConv *c, int64_t cg, const float *xg, float *col) {
-  int64_t kc = cg * c->kh * c->kw, np = c->oh * c->ow;
+  int64_t kc = cg * c->kh * c->kw, np = c->oh * c->ow, up = c->up > 1 ? c->up : 1, uh = c->h * up, uw = c->w * up;
 #pragma omp parallel for schedule(static) if (kc * np > IR_PAR_MIN)
   for (int64_t row = 0; row < kc; row++) {
     int64_t ci = row / (c->kh * c->kw), ki = (row / c->kw) % c->kh, kj = row % c->kw;
@@ -178,7 +178,7 @@ static void unfold(const RefConv *c, int64_t cg, const float *xg, float *col) {
       int64_t r = i * c->stride - c->pad + ki;
       for (int64_t j = 0; j < c->ow; j++) {
         int64_t q = j * c->stride - c->pad + kj;
-        cr[i * c->ow + j] = (r < 0 || r >= c->h || q < 0 || q >= c->w) ? 0.0f : xc[r * c->w + q];
+        cr[i * c->ow + j] = (r < 0 || r >= uh || q < 0 || q >= uw) ? 0.0f : xc[(r / up) * c->w + q / up];
       }
     }
   }
@@ -187,9 +187,9 @@ static void unfold(const RefConv *c, int64_t cg, const float *xg, float *col) {
 void ref_im2col(const IrAttrs *a, float *y, const RefShape *ys, const float *x, const RefShape *xs) {
   int k = a->k;
   RefConv c = {.n = xs->d[0], .c = xs->d[1], .h = xs->d[2], .w = xs->d[3], .kh = k, .kw = k,
-               .stride = a->stride ? a->stride : 1, .pad = a->pad, .groups = 1};
-  c.oh = (c.h + 2 * c.pad - k) / c.stride + 1;
-  c.ow = (c.w + 2 * c.pad - k) / c.stride + 1;
+               .stride = a->stride ? a->stride : 1, .pad = a->pad, .groups = 1, .up = a->up ? a->up : 1};
+  c.oh = (c.h * c.up + 2 * c.pad - k) / c.stride + 1;
+  c.ow = (c.w * c.up + 2 * c.pad - k) / c.stride + 1;
   DITC_ASSERT(ys->d[2] == c.oh * c.ow);
   for (int64_t n = 0; n < c.n; n++) unfold(&c, c.c, x + n * c.c * c.h * c.w, y + n * ys->d[1] * ys->d[2]);
 }

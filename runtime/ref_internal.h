@@ -53,13 +53,14 @@ typedef struct {
   int64_t o, kh, kw;       /* weight [o, c/groups, kh, kw] */
   int64_t oh, ow;          /* output plane */
   int64_t stride, pad, groups;
+  int64_t up;              /* im2col: reads x upsampled (nearest) by up; 0 means 1 */
 } RefConv;
 
 RefConv ref_conv_dims(const IrAttrs *a, const RefShape *xs, const RefShape *ws, const RefShape *ys);
 /* Floats of scratch ref_conv2d needs. */
 size_t ref_conv_scratch(const RefConv *c);
 void ref_conv2d(const RefConv *c, float *y, const float *x, const float *w, const float *b, float *scratch);
-/* IR_IM2COL (ops.def): x [N, C, H, W] -> y [N, C*k*k, OH*OW]. */
+/* IR_IM2COL (ops.def): x [N, C, H, W] (seen upsampled by attribute up) -> y [N, C*k*k, OH*OW]. */
 void ref_im2col(const IrAttrs *a, float *y, const RefShape *ys, const float *x, const RefShape *xs);
 
 /* ---- ref_moe.c (the routing table's layout: ir.h) ---- */

@@ -877,9 +877,59 @@ static void test_conv_gemm(void **state) {
   ir_graph_free(g);
 }
 
+/* upsample_nearest2d's copies (frontend/builtins.c: reshape -> concat -> reshape
+ * -> concat -> reshape) in front of a 3x3 conv fold into its im2col {up=2},
+ * which reads x itself; the copies are gone.  A concat of two different
+ * values of that shape is no upsample and stays. */
+static IrNode *copies(IrGraph *g, IrNode *a, IrNode *b, int axis) {
+  IrErr e;
+  IrAttrs at = {.axis = axis};
+  return ir_node_new(g, IR_CONCAT, 2, (IrNode *[]){a, b}, &at, NOLOC, &e);
+}
+
+static void test_conv_gemm_upsample(void **state) {
+  (void)state;
+  IrGraph *g = ir_graph_new("f");
+  IrNode *x = input(g, "x", 4, (IrDim[]){IR_BATCH, 4, 6, 6});
+  IrNode *w3 = ir_param(g, "w3", IR_F32, ir_shape_make(4, (IrDim[]){8, 4, 3, 3}), NOLOC);
+  IrNode *r1 = ir_reshape(g, x, 5, (IrDim[]){IR_BATCH, 4, 6, 6, 1});
+  IrNode *r2 = ir_reshape(g, copies(g, r1, r1, 4), 5, (IrDim[]){IR_BATCH, 4, 6, 1, 12});
+  IrNode *up = ir_reshape(g, copies(g, r2, r2, 3), 4, (IrDim[]){IR_BATCH, 4, 12, 12});
+  IrNode *r2b = ir_reshape(g, copies(g, r1, ir_bin(g, IR_ADD, r1, r1), 4), 5, (IrDim[]){IR_BATCH, 4, 6, 1, 12});
+  IrNode *notup = ir_reshape(g, copies(g, r2b, r2b, 3), 4, (IrDim[]){IR_BATCH, 4, 12, 12});
+  IrErr e;
+  IrAttrs pad1 = {.pad = 1};
+  IrNode *c = ir_node_new(g, IR_CONV2D, 2, (IrNode *[]){up, w3}, &pad1, NOLOC, &e);
+  IrNode *d = ir_node_new(g, IR_CONV2D, 2, (IrNode *[]){notup, w3}, &pad1, NOLOC, &e);
+  assert_non_null(c);
+  assert_non_null(d);
+  ir_graph_add_output(g, c, "y");
+  ir_graph_add_output(g, d, "z");
+  run(g, "conv-gemm");
+  int folded = 0, plain = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    IrNode *n = g->nodes[i];
+    if (n->op != IR_IM2COL) continue;
+    assert_int_equal(n->shape.d[1], 36);
+    assert_int_equal(n->shape.d[2], 144);
+    if (n->attr.up == 2) {
+      assert_ptr_equal(n->in[0], x);
+      folded++;
+    } else {
+      assert_int_equal(n->attr.up, 0);
+      plain++;
+    }
+  }
+  assert_int_equal(folded, 1);
+  assert_int_equal(plain, 1);
+  assert_int_equal(count_op(g, IR_CONCAT), 2); /* the non-upsample's two */
+  ir_graph_free(g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conv_gemm),
+      cmocka_unit_test(test_conv_gemm_upsample),
       cmocka_unit_test(test_dce),
       cmocka_unit_test(test_cse_merges_subexpressions),
       cmocka_unit_test(test_cse_labels),
