@@ -8,7 +8,7 @@
 # (default /tmp/quantize-work): an interrupted run continues where it stopped, and a rerun after a
 # change that cannot move the samples (launch counts, bytes) reuses them; empty WORK after a change
 # to the numerics.
-#   usage: [MODES="none w8 ..."] [SAMPLES=N] [EMU_SAMPLES=N] benchmarks/quantize.sh [BUILD_DIR]   -> benchmarks/results/quantize-DATE.md and .csv
+#   usage: [MODES="none w8 ..."] [SAMPLES=N] [EMU_SAMPLES=N [EMU_MODES="none w8 ..."]] benchmarks/quantize.sh [BUILD_DIR]   -> benchmarks/results/quantize-DATE.md and .csv
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -60,7 +60,9 @@ for m in "${modes[@]}"; do
   read -r wread act kpb < <(jq -r '.plans[0] | "\([.steps[].weight_read] | add) \(.activation_bytes_moved) \(.kernels_per_block)"' "$tmp/r.json")
   read -r racc rfd < <(quality ref "$samples" ${flags[@]+"${flags[@]}"})
   eacc="" efd=""
-  [ -n "${EMU_SAMPLES:-}" ] && read -r eacc efd < <(quality emu "$EMU_SAMPLES" ${flags[@]+"${flags[@]}"})
+  if [ -n "${EMU_SAMPLES:-}" ] && [[ " ${EMU_MODES:-${modes[*]}} " == *" $m "* ]]; then
+    read -r eacc efd < <(quality emu "$EMU_SAMPLES" ${flags[@]+"${flags[@]}"})
+  fi
   echo "$mode,$scope,$pack,$wread,$act,$kpb,$racc,$rfd,$eacc,$efd" >>"$out.csv"
 done
 
@@ -81,5 +83,21 @@ done
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
   base=$(awk -F, 'NR == 2 {print $3}' "$out.csv")
   awk -F, -v base="$base" 'NR > 1 {printf "| %s | %s | %d | %.1f%% | %d | %d | %s | %.3f | %.2f | %s | %s |\n", $1, $2, $3, 100 * $3 / base, $4, $5, $6, $7, $8, $9 == "" ? "-" : $9, $10 == "" ? "-" : $10}' "$out.csv"
+  echo
+  echo "Quality kept, against ditc's own f32 run (mode none) on the same backend; the bound for w8 and w8a8"
+  echo "is 0.015 accuracy and 1.0 FD (issue 11):"
+  echo
+  echo "| mode | scope | backend | accuracy change | FD change | within the bound |"
+  echo "|---|---|---|---|---|---|"
+  awk -F, 'NR == 2 { ra = $7; rf = $8; ea = $9; ef = $10 }
+    NR > 2 {
+      for (b = 0; b < 2; b++) {
+        a = b ? $9 : $7; f = b ? $10 : $8; a0 = b ? ea : ra; f0 = b ? ef : rf
+        if (a == "" || a0 == "") continue
+        da = a - a0; df = f - f0
+        ok = ($1 == "w8" || $1 == "w8a8") ? ((da >= -0.015 && da <= 0.015 && df >= -1.0 && df <= 1.0) ? "yes" : "NO") : "(no bound)"
+        printf "| %s | %s | %s | %+.3f | %+.2f | %s |\n", $1, $2, b ? "emu" : "ref", da, df, ok
+      }
+    }' "$out.csv"
 } >"$out.md"
 cat "$out.md"
