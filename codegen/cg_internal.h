@@ -101,6 +101,10 @@ typedef struct {
    * kernel would have stored it. */
   int deq, deq_bias;
   CgLoc deq_sx, deq_sw, deq_b;
+  /* deq over an fp8 GEMM's f32 sums (qlinear_e4m3, added later): the scales
+   * are per tensor, the value ditc_qlinear_e4m3_scale(sum, deq_sx[0],
+   * deq_sw[0]) (+ the bias), as the reference executor computes it. */
+  int deq_e4m3;
   /* The attention kernel's (scalar path) dequantised q, k, v: views of one
    * qlinear's int32 sums [rows, deq_n], element e at row e / deq_n, column
    * e % deq_n, deq_off the view's element offset before cg_view_fold. */

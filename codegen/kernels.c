@@ -764,12 +764,16 @@ static void load_leaves(CgEmit *e, const char *prefix, int first, int n, const C
       snprintf(idx, sizeof idx, "rb%s%d + j", prefix, i);
     else
       snprintf(idx, sizeof idx, "rb%s%d + j * %lld", prefix, i, (long long)v[i].stride[v[i].rank - 1]);
-    if (v[i].deq) { /* the int32 sum scaled once, then the bias: the qlinear's value */
+    if (v[i].deq) { /* the GEMM's sum scaled once, then the bias: the qlinear's value */
+      const char *sc = v[i].deq_e4m3 ? arena_printf(&e->plan->arena, "ditc_qlinear_e4m3_scale(%s[%s], %ssx[0], %ssw[0])", p,
+                                                     idx, p, p)
+                                     : arena_printf(&e->plan->arena, "ditc_qlinear_scale(%s[%s], %ssx[row], %ssw[j])", p,
+                                                     idx, p, p);
       if (v[i].deq_bias)
-        cg_text_printf(&e->src, "%sfloat v%d = ditc_add(ditc_qlinear_scale(%s[%s], %ssx[row], %ssw[j]), %s);\n", indent, i,
-                       p, idx, p, p, cg_load(v[i].deq_b.dtype, arena_printf(&e->plan->arena, "%sb", p), "j", ld));
+        cg_text_printf(&e->src, "%sfloat v%d = ditc_add(%s, %s);\n", indent, i, sc,
+                       cg_load(v[i].deq_b.dtype, arena_printf(&e->plan->arena, "%sb", p), "j", ld));
       else
-        cg_text_printf(&e->src, "%sfloat v%d = ditc_qlinear_scale(%s[%s], %ssx[row], %ssw[j]);\n", indent, i, p, idx, p, p);
+        cg_text_printf(&e->src, "%sfloat v%d = %s;\n", indent, i, sc);
       continue;
     }
     cg_text_printf(&e->src, "%sfloat v%d = %s;\n", indent, i, cg_load(v[i].loc.dtype, p, idx, ld));

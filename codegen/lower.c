@@ -67,6 +67,7 @@
  * kernel clamps them and sets the plan's status word (CgPlan.status_offset),
  * which the first step zeroes; a backend reads it after the run.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,12 +134,25 @@ static int wlinear(Ctx *c, const IrNode *n) {
 /* A qlinear cuBLASLt's IMMA matmul can run (plan.h, CgGemm: n and k
  * multiples of 4; the arena and blob offsets are 256-byte aligned), its
  * scales per row and per output column, all operands f32 but the levels. */
+static int arch_below(const char *arch, int sm);
 static int imma_ok(Ctx *c, const IrNode *l) {
   const IrNode *x = l->in[0], *w = l->in[2];
   int64_t k = ir_dim_eval(x->shape.d[x->shape.rank - 1], c->batch);
-  if (w->shape.rank != 2 || k % 4 || w->shape.d[0] % 4 || x->dtype != IR_I8 || w->dtype != IR_I8) return 0;
+  if (l->op == IR_QLINEAR_E4M3) { /* cuBLASLt's FP8 matmul: n and k multiples of 16, sm_89 and later */
+    if (w->shape.rank != 2 || k % 16 || w->shape.d[0] % 16 || x->dtype != IR_E4M3 || w->dtype != IR_E4M3 ||
+        arch_below(c->o->arch, 89))
+      return 0;
+  } else if (w->shape.rank != 2 || k % 4 || w->shape.d[0] % 4 || x->dtype != IR_I8 || w->dtype != IR_I8)
+    return 0;
   if (l->in[1]->dtype != IR_F32 || l->in[3]->dtype != IR_F32 || (l->n_in == 5 && l->in[4]->dtype != IR_F32)) return 0;
   return 1;
+}
+
+/* 1 when arch names an architecture ("sm_86", "sm_90a") below sm_<sm>; NULL
+ * (arch-independent emulation) is not below any. */
+static int arch_below(const char *arch, int sm) {
+  int v;
+  return arch && sscanf(arch, "sm_%d", &v) == 1 && v < sm;
 }
 
 /* What a LOW_WLINEAR linear reads: x, wq, sw[, b]. */
@@ -311,7 +325,7 @@ static void defer_qlinears(Ctx *c) {
     NodeInfo *ni = inf(c, n);
     if (ni->how == LOW_ATTENTION) { /* qkv: q, k and v views of one qlinear's [rows, 3 dim] result */
       IrNode *q = ni->qkv[0].base;
-      if (q->op != IR_QLINEAR || ni->qkv[1].base != q || ni->qkv[2].base != q || inf(c, q)->how != LOW_KERNEL ||
+      if ((q->op != IR_QLINEAR && q->op != IR_QLINEAR_E4M3) || ni->qkv[1].base != q || ni->qkv[2].base != q || inf(c, q)->how != LOW_KERNEL ||
           !imma_ok(c, q) || cg_attention_uses_mma(cg_tuning_for(c->o->arch), c->o->precision) || !only_read_by(c, q, n))
         continue;
       inf(c, q)->how = LOW_QGEMM;
@@ -323,7 +337,9 @@ static void defer_qlinears(Ctx *c) {
     for (int j = 0; j < ni->n_pleaves && !ni->deq; j++) {
       const NodeView *v = &ni->pview[j];
       IrNode *q = v->base;
-      if (q->op != IR_QLINEAR || inf(c, q)->how != LOW_KERNEL || c->uses[q->index] != 1 || !imma_ok(c, q)) continue;
+      if ((q->op != IR_QLINEAR && q->op != IR_QLINEAR_E4M3) || inf(c, q)->how != LOW_KERNEL || c->uses[q->index] != 1 ||
+          !imma_ok(c, q))
+        continue;
       if (v->offset || v->rank != q->shape.rank || q->shape.rank < 2 || ni->ln->shape.rank != q->shape.rank) continue;
       int64_t s[IR_MAX_RANK], stride = 1;
       node_shape(c, q, s);
@@ -655,8 +671,8 @@ static int plan_steps(Ctx *c) {
       if (r != rd) free(r);
       break;
     }
-    case LOW_QGEMM: {
-      ni->buf = new_buf(c, CG_SPACE_ACT, IR_I32, node_numel(c, n));
+    case LOW_QGEMM: { /* the GEMM's sums: int32 (IMMA) or f32 (FP8) */
+      ni->buf = new_buf(c, CG_SPACE_ACT, n->op == IR_QLINEAR_E4M3 ? IR_F32 : IR_I32, node_numel(c, n));
       LStep *s = add_step(c, LS_NODE, n, 2, ni->buf);
       s->reads[0] = inf(c, n->in[0])->buf;
       s->reads[1] = inf(c, n->in[2])->buf;
