@@ -325,6 +325,10 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
                 .pin = pin, .pexpr = ni->pexpr, .has_side = ni->side != NULL, .n_ein = ni->n_leaves, .ein = ein,
                 .eexpr = ni->expr, .out = ov, .detail = ni->fused};
     if (ni->side) s.side = node_view(c, ni->side, buf_loc(c, st->write2));
+    if (ni->e4m3) { /* the e4m3 levels at the scale read last */
+      s.e4m3 = 1;
+      s.e4m3_scale = buf_loc(c, st->reads[st->n_reads - 1]);
+    }
     if (ni->quant) {
       s.quant = 1;
       s.scales = buf_loc(c, st->write3);
@@ -345,6 +349,15 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
     if (m == 0) return;
     return cg_emit_qlinear_epilogue(e, n, out, buf_loc(c, st->write3), acc, in, l->n_in == 5, m, l->in[2]->shape.d[0],
                                     ni->qscale->attr.f);
+  }
+  if (ni->how == LOW_E4M3_GELU) { /* FP8 GEMM, then scales + bias + GELU + e4m3 levels */
+    const IrNode *l = ni->linear;
+    CgLoc in[6];
+    for (int i = 0; i <= l->n_in; i++) in[i] = buf_loc(c, st->reads[i]);
+    CgLoc acc = buf_loc(c, st->write2);
+    int64_t m = emit_imma(c, e, n, l, in[0], in[2], acc);
+    if (m == 0) return;
+    return cg_emit_e4m3_epilogue(e, n, out, acc, in, l->n_in == 5, in[l->n_in], m, l->in[2]->shape.d[0]);
   }
   if (ni->how == LOW_QLINEAR_GELU || (ni->how == LOW_KERNEL && n->op == IR_QLINEAR)) {
     const IrNode *l = ni->how == LOW_QLINEAR_GELU ? ni->linear : n;
@@ -608,7 +621,7 @@ static void step_work(Ctx *c, const LStep *st, CgStep *s) {
     s->unit = cg_attention_unit(cg_tuning_for(c->o->arch), c->o->precision);
     return;
   }
-  if (ni->how == LOW_QLINEAR_GELU && ni->quant) return; /* the epilogue of its IMMA GEMM step */
+  if ((ni->how == LOW_QLINEAR_GELU && ni->quant) || ni->how == LOW_E4M3_GELU) return; /* its GEMM step's epilogue */
   double macs = ir_node_macs(ni->linear ? ni->linear : st->node, c->batch); /* a GEMM with its epilogue */
   if (macs > 0) s->flops = 2.0 * macs, s->unit = CG_UNIT_SIMT_F32;
 }
@@ -616,7 +629,7 @@ static void step_work(Ctx *c, const LStep *st, CgStep *s) {
 /* The activation buffers lowered step st writes, on its last launch s
  * (plan.h: CgStep.out_offset). */
 static void step_outputs(Ctx *c, const LStep *st, CgStep *s) {
-  int wr[2] = {st->write, st->write2};
+  int wr[2] = {st->write, st->node && inf(c, st->node)->how == LOW_E4M3_GELU ? -1 : st->write2}; /* not its GEMM's sums */
   for (int k = 0; k < 2; k++) {
     const Buf *b = wr[k] >= 0 ? &c->bufs[wr[k]] : NULL;
     if (s->kind != CG_STEP_KERNEL || !b || b->space != CG_SPACE_ACT || b->offset < 0 || b->dtype == IR_I32) continue;

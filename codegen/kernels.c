@@ -819,6 +819,7 @@ void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *norm) {
   if (s->has_side) decl_ptr(e, "side", s->side.loc, 1);
   decl_ptr(e, "y", s->out.loc, 1);
   if (s->quant) decl_ptr(e, "qsc", s->scales, 1);
+  if (s->e4m3) decl_ptr(e, "qs8", s->e4m3_scale, 0);
   cg_text_printf(&e->src, "  %s row = (%s)blockIdx.x * CG_ROWS_PER_BLOCK + threadIdx.y;\n", it, it);
   cg_text_printf(&e->src, "  if (row >= %lld) return;\n", (long long)rows);
   /* the row's coordinates over the leading axes */
@@ -877,7 +878,7 @@ void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *norm) {
   load_leaves(e, "e", 1, s->n_ein, s->ein, "      ");
   if (!s->quant) {
     cg_text_printf(&e->src, "      float r = %s;\n      %s\n    }\n  }\n}\n\n", s->eexpr ? s->eexpr : "v0",
-                   store(s->out.loc.dtype, "y", "rby + j", "r", st));
+                   store(s->out.loc.dtype, "y", "rby + j", s->e4m3 ? "ditc_quantize_e4m3(r, qs8[0])" : "r", st));
     rows_launch(e, n, k, rows);
     return;
   }

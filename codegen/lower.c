@@ -357,6 +357,38 @@ static void defer_qlinears(Ctx *c) {
   for (int i = 0; i < c->g->n_nodes; i++) inf(c, c->g->nodes[i])->need = 0;
 }
 
+/* fp8: a quantize_e4m3 at one per-tensor scale whose input only it reads is
+ * stored by that input's producer: a fused layernorm stores the e4m3 levels
+ * of its results (ditc_quantize_e4m3 on its store: the quantize kernel's
+ * operations, so the same bits) instead of the results; and
+ * quantize_e4m3(gelu_tanh(qlinear_e4m3)), fc1 feeding fc2, becomes an FP8
+ * GEMM step and one kernel applying the scales, the bias and the GELU and
+ * storing the levels, in place of three kernels. */
+static void lower_e4m3_producers(Ctx *c) {
+  for (int i = 0; i < c->g->n_nodes; i++) {
+    IrNode *q = c->g->nodes[i], *x = q->in[0];
+    const IrNode *sc = q->in[1]; /* a leaf weight, or computed before x (plan_steps: leaf_buf) */
+    if (q->op != IR_QUANTIZE_E4M3 || inf(c, q)->how != LOW_KERNEL || node_numel(c, sc) != 1 || sc->dtype != IR_F32 ||
+        c->uses[x->index] != 1 || x->dtype != IR_F32 ||
+        !(sc->op == IR_PARAM || sc->op == IR_CONST || sc->index < x->index))
+      continue;
+    NodeInfo *xi = inf(c, x);
+    if (xi->how == LOW_NORM && !xi->quant && !xi->e4m3) {
+      xi->e4m3 = q;
+      xi->fused = arena_printf(&c->scratch, "%s, %%%d quantize_e4m3", xi->fused, q->id);
+      inf(c, q)->how = LOW_SIDE;
+      continue;
+    }
+    IrNode *l = x->op == IR_GELU_TANH ? x->in[0] : NULL;
+    if (!l || xi->how != LOW_KERNEL || l->op != IR_QLINEAR_E4M3 || inf(c, l)->how != LOW_KERNEL ||
+        c->uses[l->index] != 1 || l->dtype != IR_F32 || !imma_ok(c, l))
+      continue;
+    inf(c, q)->how = LOW_E4M3_GELU;
+    inf(c, q)->linear = l;
+    xi->how = inf(c, l)->how = LOW_ABSORBED;
+  }
+}
+
 /* 1 when no needed node but `reader` reads q's stored value, directly or
  * through aliases of it (which are only views), and q is no graph output. */
 static int only_read_by(Ctx *c, IrNode *q, IrNode *reader) {
@@ -397,6 +429,7 @@ static void lower_groups(Ctx *c) {
     }
   }
   lower_trees(c);
+  lower_e4m3_producers(c);
   defer_qlinears(c);
 }
 
@@ -442,8 +475,13 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
       out[k++] = q->in[3];
       if (q->n_in == 5) out[k++] = q->in[4];
     }
+    if (ni->e4m3) out[k++] = ni->e4m3->in[1]; /* the levels' scale */
     return k;
   }
+  case LOW_E4M3_GELU: /* xq, sx, wq, sw[, b], then the levels' scale */
+    for (int i = 0; i < ni->linear->n_in; i++) out[i] = ni->linear->in[i];
+    out[ni->linear->n_in] = n->in[1];
+    return ni->linear->n_in + 1;
   case LOW_QGEMM: /* xq, wq; the scales are read by the layernorm */
     out[0] = n->in[0];
     out[1] = n->in[2];
@@ -465,7 +503,7 @@ static void need(Ctx *c) {
   for (int i = 0; i < c->g->n_nodes; i++)
     if ((inf(c, c->g->nodes[i])->how == LOW_NORM || inf(c, c->g->nodes[i])->how == LOW_QROWS ||
          inf(c, c->g->nodes[i])->how == LOW_QLINEAR_GELU) &&
-        (inf(c, c->g->nodes[i])->side || inf(c, c->g->nodes[i])->quant))
+        (inf(c, c->g->nodes[i])->side || inf(c, c->g->nodes[i])->quant || inf(c, c->g->nodes[i])->e4m3))
       inf(c, c->g->nodes[i])->need = 1;
   IrNode **rd = NULL;
   int cap = 0;
@@ -550,6 +588,17 @@ static LStep *add_step(Ctx *c, LsKind kind, IrNode *n, int n_reads, int write) {
   *s = (LStep){.kind = kind, .node = n, .n_reads = n_reads, .write = write, .write2 = -1, .write3 = -1};
   s->reads = arena_alloc(&c->scratch, (size_t)(n_reads ? n_reads : 1) * sizeof(int));
   return s;
+}
+
+static int add_weight(Ctx *c, IrNode *n);
+/* The buffer of x, read by a step: a PARAM or CONST after its reader in the
+ * graph's order (fp8's activation scale, read by the layernorm storing the
+ * levels: lower_e4m3_producers) gets its blob buffer here. */
+static int leaf_buf(Ctx *c, IrNode *x) {
+  NodeInfo *xi = inf(c, x);
+  if (xi->buf < 0 && xi->need && xi->how == LOW_WEIGHT && (x->op == IR_PARAM || x->op == IR_CONST))
+    xi->buf = add_weight(c, x);
+  return xi->buf;
 }
 
 static int add_weight(Ctx *c, IrNode *n) {
@@ -639,11 +688,14 @@ static int plan_steps(Ctx *c) {
     }
     if (!ni->need) continue;
     switch (ni->how) {
-    case LOW_WEIGHT: ni->buf = add_weight(c, n); break;
+    case LOW_WEIGHT:
+      if (ni->buf < 0) ni->buf = add_weight(c, n); /* unless a step before read it (leaf_buf) */
+      break;
     case LOW_ALIAS: ni->buf = inf(c, n->in[0])->buf; break;
     case LOW_SIDE: break; /* its buffer comes with its LOW_NORM / LOW_QROWS anchor's step */
     case LOW_QROWS:
     case LOW_QLINEAR_GELU:
+    case LOW_E4M3_GELU:
     case LOW_WLINEAR:
     case LOW_WLINEAR_GELU:
     case LOW_KERNEL:
@@ -655,11 +707,13 @@ static int plan_steps(Ctx *c) {
       int k = lowering_reads(c, n, r);
       if (ni->quant) /* a LOW_NORM storing its levels: its own value is never stored */
         ni->buf = inf(c, ni->quant)->buf = new_buf(c, CG_SPACE_ACT, IR_I8, node_numel(c, ni->quant));
+      else if (ni->e4m3) /* its e4m3 levels, likewise */
+        ni->buf = inf(c, ni->e4m3)->buf = new_buf(c, CG_SPACE_ACT, IR_E4M3, node_numel(c, ni->e4m3));
       else
         ni->buf = new_buf(c, CG_SPACE_ACT, ni->store, node_numel(c, n));
       int status = n->op == IR_EMBEDDING || ni->has_gather; /* it may set the status word */
       LStep *s = add_step(c, LS_NODE, n, k + status, ni->buf);
-      for (int j = 0; j < k; j++) s->reads[j] = inf(c, r[j])->buf;
+      for (int j = 0; j < k; j++) s->reads[j] = leaf_buf(c, r[j]);
       if (status) s->reads[k] = c->status_buf;
       if ((ni->how == LOW_NORM || ni->how == LOW_QROWS) && ni->side) {
         NodeInfo *si = inf(c, ni->side);
@@ -668,6 +722,8 @@ static int plan_steps(Ctx *c) {
       if (ni->quant) s->write3 = inf(c, ni->qscale)->buf = new_buf(c, CG_SPACE_ACT, IR_F32, node_numel(c, ni->qscale));
       if (ni->how == LOW_QLINEAR_GELU && ni->quant) /* the IMMA GEMM's int32 sums, read by the epilogue kernel */
         s->write2 = new_buf(c, CG_SPACE_ACT, IR_I32, node_numel(c, n));
+      if (ni->how == LOW_E4M3_GELU) /* the FP8 GEMM's f32 sums, likewise */
+        s->write2 = new_buf(c, CG_SPACE_ACT, IR_F32, node_numel(c, n));
       if (r != rd) free(r);
       break;
     }
