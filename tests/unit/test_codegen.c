@@ -760,6 +760,21 @@ static int kernel_steps_named(IrGraph *g, int fuse, const char *name, int *named
   return k;
 }
 
+/* The fused f32 plan's GEMM steps with `dtype` operands for arch (NULL: the
+ * default tuning), its source naming `text`. */
+static int gemm_steps_of(IrGraph *g, IrDType dtype, const char *arch, const char *text) {
+  set_fusion(g, 1);
+  CgOptions o = {.precision = IR_F32, .batch = 2, .arch = arch};
+  CgPlan *p;
+  IrErr err = {{0}};
+  if (cg_plan_build(g, &o, &p, &err)) fail_msg("cg_plan_build: %s", err.msg);
+  int k = 0;
+  for (int i = 0; i < p->n_steps; i++) k += p->steps[i].kind == CG_STEP_GEMM && p->steps[i].gemm.dtype == dtype;
+  assert_non_null(strstr(p->source, text));
+  cg_plan_free(p);
+  return k;
+}
+
 static int kernel_steps(IrGraph *g, int fuse) { return kernel_steps_named(g, fuse, "", NULL); }
 
 /* Fused and unfused plans against the reference: f32 within 1e-6, bf16 and
@@ -1376,15 +1391,7 @@ static void test_quantized_deferred(void **state) {
   int qk;
   kernel_steps_named(g, 1, "qlinear", &qk);
   assert_int_equal(qk, 0);
-  set_fusion(g, 1);
-  CgOptions o = {.precision = IR_F32, .batch = 2};
-  CgPlan *p;
-  if (cg_plan_build(g, &o, &p, &err)) fail_msg("cg_plan_build: %s", err.msg);
-  int imma = 0;
-  for (int i = 0; i < p->n_steps; i++) imma += p->steps[i].kind == CG_STEP_GEMM && p->steps[i].gemm.dtype == IR_I8;
-  assert_int_equal(imma, 1);
-  assert_non_null(strstr(p->source, "ditc_qlinear_scale("));
-  cg_plan_free(p);
+  assert_int_equal(gemm_steps_of(g, IR_I8, NULL, "ditc_qlinear_scale("), 1);
   check_graph_at(g, &wt, in, 2, IR_F32, 1, 1e-6, "w8a8 deferred", 1);
   check_graph_at(g, &wt, in, 2, IR_BF16, 1, 1e-2, "w8a8 deferred bf16", 0);
   free_tensors(in, n_in);
@@ -1428,18 +1435,9 @@ static void test_quantized_fp8_gemm(void **state) {
   assert_int_equal(named, 1);
   kernel_steps_named(g, 1, "quantize_e4m3", &named);
   assert_int_equal(named, 0);
-  CgOptions o = {.precision = IR_F32, .batch = 2};
-  CgPlan *p;
-  if (cg_plan_build(g, &o, &p, &err)) fail_msg("cg_plan_build: %s", err.msg);
-  int fp8 = 0;
-  for (int i = 0; i < p->n_steps; i++) fp8 += p->steps[i].kind == CG_STEP_GEMM && p->steps[i].gemm.dtype == IR_E4M3;
-  assert_int_equal(fp8, 2);
-  cg_plan_free(p);
+  assert_int_equal(gemm_steps_of(g, IR_E4M3, NULL, "ditc_qlinear_e4m3_scale("), 2);
   /* an architecture before sm_89: the qlinear_e4m3 kernels, no FP8 GEMM step */
-  o.arch = "sm_86";
-  if (cg_plan_build(g, &o, &p, &err)) fail_msg("cg_plan_build: %s", err.msg);
-  for (int i = 0; i < p->n_steps; i++) assert_false(p->steps[i].kind == CG_STEP_GEMM);
-  cg_plan_free(p);
+  assert_int_equal(gemm_steps_of(g, IR_E4M3, "sm_86", "qlinear_e4m3"), 0);
   check_graph_at(g, &wt, in, 2, IR_F32, 1, 1e-6, "fp8 gemm", 3);
   check_graph_at(g, &wt, in, 2, IR_F32, 0, 1e-6, "fp8 gemm", 2);
   check_graph_at(g, &wt, in, 2, IR_BF16, 1, 5e-2, "fp8 gemm", 0);
