@@ -9,9 +9,16 @@
  *                 (exact in f32) summed in f32 in k order, then
  *                 ditc_qlinear_e4m3_scale and the bias, as the reference
  *                 executor (ir/eval.c) does: the emulated device equals it
- *                 bit for bit.  The first version, a plain loop; a tensor-core
- *                 kernel (mma e4m3, f32 accumulate) sums in another order and
- *                 agrees to rounding.
+ *                 bit for bit.  Only for a linear cuBLASLt's FP8 matmul does
+ *                 not run (n or k not a multiple of 16, an architecture
+ *                 before sm_89) or whose result is read elsewhere.
+ *   qlinear_e4m3_epilogue  after fc1's FP8 GEMM step (lower.c,
+ *                 LOW_E4M3_GELU): scales, bias, tanh-GELU and fc2's e4m3
+ *                 levels from the GEMM's f32 sums.
+ *
+ * The other qlinear_e4m3s are FP8 GEMM steps (plan.h CgGemm, e4m3 operands,
+ * f32 D) whose readers apply the scales and bias as they load the sums (the
+ * attention kernel, the fused layernorm: CgView.deq_e4m3).
  */
 #include <stdio.h>
 
