@@ -149,8 +149,9 @@ static const char *attn_load(CgEmit *e, const CgView *x, const char *p, const ch
   if (!x->deq) return cg_load(x->loc.dtype, p, idx, ld);
   /* idx counts from the view's pointer: past deq_off elements once the offset is folded into it */
   const char *el = arena_printf(&e->plan->arena, "(%s) + %lldLL", idx, (long long)(x->deq_off - x->offset));
-  const char *sc = arena_printf(&e->plan->arena, "ditc_qlinear_scale(%s[%s], dsx[(%s) / %lldLL], dsw[(%s) %% %lldLL])",
-                                p, idx, el, (long long)x->deq_n, el, (long long)x->deq_n);
+  const char *sc = x->deq_e4m3 ? arena_printf(&e->plan->arena, "ditc_qlinear_e4m3_scale(%s[%s], dsx[0], dsw[0])", p, idx)
+                   : arena_printf(&e->plan->arena, "ditc_qlinear_scale(%s[%s], dsx[(%s) / %lldLL], dsw[(%s) %% %lldLL])",
+                                  p, idx, el, (long long)x->deq_n, el, (long long)x->deq_n);
   if (!x->deq_bias) return sc;
   return arena_printf(&e->plan->arena, "ditc_add(%s, db[(%s) %% %lldLL])", sc, el, (long long)x->deq_n);
 }

@@ -101,6 +101,10 @@ typedef struct {
    * kernel would have stored it. */
   int deq, deq_bias;
   CgLoc deq_sx, deq_sw, deq_b;
+  /* deq over an fp8 GEMM's f32 sums (qlinear_e4m3, added later): the scales
+   * are per tensor, the value ditc_qlinear_e4m3_scale(sum, deq_sx[0],
+   * deq_sw[0]) (+ the bias), as the reference executor computes it. */
+  int deq_e4m3;
   /* The attention kernel's (scalar path) dequantised q, k, v: views of one
    * qlinear's int32 sums [rows, deq_n], element e at row e / deq_n, column
    * e % deq_n, deq_off the view's element offset before cg_view_fold. */
@@ -247,6 +251,10 @@ typedef struct {
   int quant;
   CgLoc scales;
   float qmax;
+  /* e4m3: out (e4m3) gets ditc_quantize_e4m3(r, e4m3_scale[0]) of the
+   * results r (fp8's per-tensor scale) */
+  int e4m3;
+  CgLoc e4m3_scale;
   const char *detail;  /* banner line: the nodes it computes */
 } CgNorm;
 /* A group norm over x [N, C, HW...] contiguous: rows = N * groups rows of
@@ -286,6 +294,12 @@ int cg_moe_operand(const IrNode *n, int j);
  * sw (per-tensor scales) and the bias when has_bias. */
 void cg_emit_qlinear_e4m3(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int64_t m, int64_t nn,
                           int64_t kk);
+/* The epilogue of fp8's fc1 GEMM (quant_fp8.c): acc f32[m, nn] (the FP8
+ * GEMM's sums), sx, sw, b as in[1], in[3], in[4] (as for qlinear_e4m3):
+ * y = e4m3 levels of ditc_quantize_e4m3(gelu_tanh(ditc_qlinear_e4m3_scale(
+ * acc, sx[0], sw[0]) + b), qs[0]), one thread an element. */
+void cg_emit_e4m3_epilogue(CgEmit *e, const IrNode *n, CgLoc out, CgLoc acc, const CgLoc *in, int has_bias, CgLoc qs,
+                           int64_t m, int64_t nn);
 /* The epilogue of fc1's IMMA GEMM (quant.c): acc i32[m, nn] (the GEMM's D),
  * sx, sw and b from in[1], in[3], in[4] (in as for qlinear), one warp a row:
  * h = gelu_tanh(ditc_qlinear_scale(acc, sx[r], sw[c]) + b[c]), the row's

@@ -240,12 +240,14 @@ static CgView node_view(Ctx *c, const IrNode *n, CgLoc loc) {
 }
 
 /* qlinear l's int8 product as an IMMA GEMM step (plan.h): xq [m, k] rows by
- * wq [n, k] rows into the int32 sums at acc.  Returns m (0: nothing to do). */
+ * wq [n, k] rows into the int32 sums at acc; qlinear_e4m3's as an FP8 GEMM
+ * step into f32 sums.  Returns m (0: nothing to do). */
 static int64_t emit_imma(Ctx *c, CgEmit *e, const IrNode *n, const IrNode *l, CgLoc xq, CgLoc wq, CgLoc acc) {
   int64_t kk = ir_dim_eval(l->in[0]->shape.d[l->in[0]->shape.rank - 1], c->batch), nn = l->in[2]->shape.d[0];
   int64_t m = kk ? node_numel(c, l->in[0]) / kk : 0;
   if (m == 0 || nn == 0) return 0;
-  CgGemm g = {.dtype = IR_I8, .d_dtype = IR_I32, .trans_b = 1, .m = m, .n = nn, .k = kk, .batch = 1, .lda = kk,
+  int fp8 = l->op == IR_QLINEAR_E4M3; /* FP8: e4m3 operands, f32 sums (COMPUTE_32F) */
+  CgGemm g = {.dtype = fp8 ? IR_E4M3 : IR_I8, .d_dtype = fp8 ? IR_F32 : IR_I32, .trans_b = 1, .m = m, .n = nn, .k = kk, .batch = 1, .lda = kk,
               .ldb = kk, .ldd = nn, .stride_a = m * kk, .stride_d = m * nn, .a = ref_of(xq), .b = ref_of(wq),
               .d = ref_of(acc), .epilogue = CG_EPI_NONE, .alpha = 1.0f};
   cg_gemm(e, n, &g);
@@ -276,6 +278,7 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
       memcpy(v[i].stride, nv->stride, sizeof nv->stride);
       if (ni->deq) { /* q, k and v views of a qkv qlinear's int32 sums: scaled and biased on load */
         v[i].deq = 1;
+        v[i].deq_e4m3 = nv->base->op == IR_QLINEAR_E4M3;
         v[i].deq_sx = buf_loc(c, st->reads[3]);
         v[i].deq_sw = buf_loc(c, st->reads[4]);
         v[i].deq_bias = st->n_reads > 5;
@@ -311,6 +314,7 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
       CgView *v = &pin[ni->deq - 1];
       int k = ni->n_pleaves + ni->n_leaves - 1;
       v->deq = 1;
+      v->deq_e4m3 = ni->pview[ni->deq - 1].base->op == IR_QLINEAR_E4M3;
       v->deq_sx = buf_loc(c, st->reads[k]);
       v->deq_sw = buf_loc(c, st->reads[k + 1]);
       v->deq_bias = st->n_reads > k + 2;
@@ -321,6 +325,10 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
                 .pin = pin, .pexpr = ni->pexpr, .has_side = ni->side != NULL, .n_ein = ni->n_leaves, .ein = ein,
                 .eexpr = ni->expr, .out = ov, .detail = ni->fused};
     if (ni->side) s.side = node_view(c, ni->side, buf_loc(c, st->write2));
+    if (ni->e4m3) { /* the e4m3 levels at the scale read last */
+      s.e4m3 = 1;
+      s.e4m3_scale = buf_loc(c, st->reads[st->n_reads - 1]);
+    }
     if (ni->quant) {
       s.quant = 1;
       s.scales = buf_loc(c, st->write3);
@@ -354,6 +362,15 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
     if (s.has_b) s.b = buf_loc(c, st->reads[r++]);
     if (ni->gn_act) s.act = cg_elementwise_expr(ni->gn_act, buf, sizeof buf);
     return cg_emit_group_norm(e, n, &s);
+  }
+  if (ni->how == LOW_E4M3_GELU) { /* FP8 GEMM, then scales + bias + GELU + e4m3 levels */
+    const IrNode *l = ni->linear;
+    CgLoc in[6];
+    for (int i = 0; i <= l->n_in; i++) in[i] = buf_loc(c, st->reads[i]);
+    CgLoc acc = buf_loc(c, st->write2);
+    int64_t m = emit_imma(c, e, n, l, in[0], in[2], acc);
+    if (m == 0) return;
+    return cg_emit_e4m3_epilogue(e, n, out, acc, in, l->n_in == 5, in[l->n_in], m, l->in[2]->shape.d[0]);
   }
   if (ni->how == LOW_QLINEAR_GELU || (ni->how == LOW_KERNEL && n->op == IR_QLINEAR)) {
     const IrNode *l = ni->how == LOW_QLINEAR_GELU ? ni->linear : n;
@@ -601,7 +618,7 @@ static void step_work(Ctx *c, const LStep *st, CgStep *s) {
     const CgGemm *g = &s->gemm;
     s->flops = 2.0 * (double)g->m * (double)g->n * (double)g->k * (double)g->batch;
     s->unit = g->dtype == IR_BF16 ? CG_UNIT_TC_BF16 : g->dtype == IR_F16 ? CG_UNIT_TC_F16
-              : g->dtype == IR_I8 ? CG_UNIT_TC_INT8 : CG_UNIT_SIMT_F32;
+              : g->dtype == IR_I8 ? CG_UNIT_TC_INT8 : g->dtype == IR_E4M3 ? CG_UNIT_TC_FP8 : CG_UNIT_SIMT_F32;
     return;
   }
   s->flops = 0;
@@ -618,7 +635,7 @@ static void step_work(Ctx *c, const LStep *st, CgStep *s) {
     s->unit = cg_attention_unit(cg_tuning_for(c->o->arch), c->o->precision);
     return;
   }
-  if (ni->how == LOW_QLINEAR_GELU && ni->quant) return; /* the epilogue of its IMMA GEMM step */
+  if ((ni->how == LOW_QLINEAR_GELU && ni->quant) || ni->how == LOW_E4M3_GELU) return; /* its GEMM step's epilogue */
   double macs = ir_node_macs(ni->linear ? ni->linear : st->node, c->batch); /* a GEMM with its epilogue */
   if (macs > 0) s->flops = 2.0 * macs, s->unit = CG_UNIT_SIMT_F32;
 }
@@ -626,7 +643,7 @@ static void step_work(Ctx *c, const LStep *st, CgStep *s) {
 /* The activation buffers lowered step st writes, on its last launch s
  * (plan.h: CgStep.out_offset). */
 static void step_outputs(Ctx *c, const LStep *st, CgStep *s) {
-  int wr[2] = {st->write, st->write2};
+  int wr[2] = {st->write, st->node && inf(c, st->node)->how == LOW_E4M3_GELU ? -1 : st->write2}; /* not its GEMM's sums */
   for (int k = 0; k < 2; k++) {
     const Buf *b = wr[k] >= 0 ? &c->bufs[wr[k]] : NULL;
     if (s->kind != CG_STEP_KERNEL || !b || b->space != CG_SPACE_ACT || b->offset < 0 || b->dtype == IR_I32) continue;

@@ -13,6 +13,11 @@
  * by a plain loop: the emulated device's integer products equal the
  * reference executor's.
  *
+ * e4m3 operands with an f32 D (fp8's GEMM, cuBLASLt's FP8 matmul with
+ * COMPUTE_32F) are decoded and their products (exact in f32) summed in f32
+ * in k order by a plain loop, the reference executor's qlinear_e4m3 sums bit
+ * for bit; the per-tensor scales and the bias are its readers' (lower.c).
+ *
  * f32 operands are handed to sgemm in place; f16/bf16 operands are widened
  * into a packed scratch copy first; an f32 D is written in place.  Batches run on OpenMP threads, each a
  * single-threaded sgemm (see runtime/ref_contract.c on why one pool).
@@ -120,7 +125,29 @@ static void gemm_i8(const CgGemm *g, const int8_t *a, const int8_t *b, char *d) 
     }
 }
 
+/* The FP8 GEMM (e4m3 operands, f32 D): decoded products summed in f32 in k
+ * order (ir/eval.c's qlinear_e4m3 loop; a product of two e4m3 values is
+ * exact in f32, so contracting into an fma changes nothing). */
+static void gemm_e4m3(const CgGemm *g, const uint8_t *a, const uint8_t *b, char *d) {
+  for (int64_t r = 0; r < g->m; r++)
+    for (int64_t c = 0; c < g->n; c++) {
+      float acc = 0.0f;
+      for (int64_t j = 0; j < g->k; j++)
+        acc += ditc_e4m3_to_f32(a[g->trans_a ? j * g->lda + r : r * g->lda + j]) *
+               ditc_e4m3_to_f32(b[g->trans_b ? c * g->ldb + j : j * g->ldb + c]);
+      memcpy(d + 4 * (r * g->ldd + c), &acc, 4);
+    }
+}
+
 void cg_gemm_ref(const CgGemm *g, char *act, const char *w) {
+  if (g->dtype == IR_E4M3) {
+    DITC_ASSERT(g->d_dtype == IR_F32 && g->epilogue == CG_EPI_NONE && g->alpha == 1.0f && g->d.space == CG_SPACE_ACT);
+    const char *a = ref_base(g->a, act, w), *b = ref_base(g->b, act, w);
+    for (int64_t i = 0; i < g->batch; i++)
+      gemm_e4m3(g, (const uint8_t *)a + i * g->stride_a, (const uint8_t *)b + i * g->stride_b,
+                act + g->d.offset + 4 * i * g->stride_d);
+    return;
+  }
   if (g->dtype == IR_I8) {
     DITC_ASSERT(g->d_dtype == IR_I32 && g->epilogue == CG_EPI_NONE && g->d.space == CG_SPACE_ACT);
     const char *a = ref_base(g->a, act, w), *b = ref_base(g->b, act, w);

@@ -816,12 +816,16 @@ static void load_leaves(CgEmit *e, const char *prefix, int first, int n, const C
       snprintf(idx, sizeof idx, "rb%s%d + j", prefix, i);
     else
       snprintf(idx, sizeof idx, "rb%s%d + j * %lld", prefix, i, (long long)v[i].stride[v[i].rank - 1]);
-    if (v[i].deq) { /* the int32 sum scaled once, then the bias: the qlinear's value */
+    if (v[i].deq) { /* the GEMM's sum scaled once, then the bias: the qlinear's value */
+      const char *sc = v[i].deq_e4m3 ? arena_printf(&e->plan->arena, "ditc_qlinear_e4m3_scale(%s[%s], %ssx[0], %ssw[0])", p,
+                                                     idx, p, p)
+                                     : arena_printf(&e->plan->arena, "ditc_qlinear_scale(%s[%s], %ssx[row], %ssw[j])", p,
+                                                     idx, p, p);
       if (v[i].deq_bias)
-        cg_text_printf(&e->src, "%sfloat v%d = ditc_add(ditc_qlinear_scale(%s[%s], %ssx[row], %ssw[j]), %s);\n", indent, i,
-                       p, idx, p, p, cg_load(v[i].deq_b.dtype, arena_printf(&e->plan->arena, "%sb", p), "j", ld));
+        cg_text_printf(&e->src, "%sfloat v%d = ditc_add(%s, %s);\n", indent, i, sc,
+                       cg_load(v[i].deq_b.dtype, arena_printf(&e->plan->arena, "%sb", p), "j", ld));
       else
-        cg_text_printf(&e->src, "%sfloat v%d = ditc_qlinear_scale(%s[%s], %ssx[row], %ssw[j]);\n", indent, i, p, idx, p, p);
+        cg_text_printf(&e->src, "%sfloat v%d = %s;\n", indent, i, sc);
       continue;
     }
     cg_text_printf(&e->src, "%sfloat v%d = %s;\n", indent, i, cg_load(v[i].loc.dtype, p, idx, ld));
@@ -867,6 +871,7 @@ void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *norm) {
   if (s->has_side) decl_ptr(e, "side", s->side.loc, 1);
   decl_ptr(e, "y", s->out.loc, 1);
   if (s->quant) decl_ptr(e, "qsc", s->scales, 1);
+  if (s->e4m3) decl_ptr(e, "qs8", s->e4m3_scale, 0);
   cg_text_printf(&e->src, "  %s row = (%s)blockIdx.x * CG_ROWS_PER_BLOCK + threadIdx.y;\n", it, it);
   cg_text_printf(&e->src, "  if (row >= %lld) return;\n", (long long)rows);
   /* the row's coordinates over the leading axes */
@@ -925,7 +930,7 @@ void cg_emit_norm(CgEmit *e, const IrNode *n, const CgNorm *norm) {
   load_leaves(e, "e", 1, s->n_ein, s->ein, "      ");
   if (!s->quant) {
     cg_text_printf(&e->src, "      float r = %s;\n      %s\n    }\n  }\n}\n\n", s->eexpr ? s->eexpr : "v0",
-                   store(s->out.loc.dtype, "y", "rby + j", "r", st));
+                   store(s->out.loc.dtype, "y", "rby + j", s->e4m3 ? "ditc_quantize_e4m3(r, qs8[0])" : "r", st));
     rows_launch(e, n, k, rows);
     return;
   }

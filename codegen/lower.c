@@ -67,6 +67,7 @@
  * kernel clamps them and sets the plan's status word (CgPlan.status_offset),
  * which the first step zeroes; a backend reads it after the run.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,12 +134,25 @@ static int wlinear(Ctx *c, const IrNode *n) {
 /* A qlinear cuBLASLt's IMMA matmul can run (plan.h, CgGemm: n and k
  * multiples of 4; the arena and blob offsets are 256-byte aligned), its
  * scales per row and per output column, all operands f32 but the levels. */
+static int arch_below(const char *arch, int sm);
 static int imma_ok(Ctx *c, const IrNode *l) {
   const IrNode *x = l->in[0], *w = l->in[2];
   int64_t k = ir_dim_eval(x->shape.d[x->shape.rank - 1], c->batch);
-  if (w->shape.rank != 2 || k % 4 || w->shape.d[0] % 4 || x->dtype != IR_I8 || w->dtype != IR_I8) return 0;
+  if (l->op == IR_QLINEAR_E4M3) { /* cuBLASLt's FP8 matmul: n and k multiples of 16, sm_89 and later */
+    if (w->shape.rank != 2 || k % 16 || w->shape.d[0] % 16 || x->dtype != IR_E4M3 || w->dtype != IR_E4M3 ||
+        arch_below(c->o->arch, 89))
+      return 0;
+  } else if (w->shape.rank != 2 || k % 4 || w->shape.d[0] % 4 || x->dtype != IR_I8 || w->dtype != IR_I8)
+    return 0;
   if (l->in[1]->dtype != IR_F32 || l->in[3]->dtype != IR_F32 || (l->n_in == 5 && l->in[4]->dtype != IR_F32)) return 0;
   return 1;
+}
+
+/* 1 when arch names an architecture ("sm_86", "sm_90a") below sm_<sm>; NULL
+ * (arch-independent emulation) is not below any. */
+static int arch_below(const char *arch, int sm) {
+  int v;
+  return arch && sscanf(arch, "sm_%d", &v) == 1 && v < sm;
 }
 
 /* What a LOW_WLINEAR linear reads: x, wq, sw[, b]. */
@@ -311,7 +325,7 @@ static void defer_qlinears(Ctx *c) {
     NodeInfo *ni = inf(c, n);
     if (ni->how == LOW_ATTENTION) { /* qkv: q, k and v views of one qlinear's [rows, 3 dim] result */
       IrNode *q = ni->qkv[0].base;
-      if (q->op != IR_QLINEAR || ni->qkv[1].base != q || ni->qkv[2].base != q || inf(c, q)->how != LOW_KERNEL ||
+      if ((q->op != IR_QLINEAR && q->op != IR_QLINEAR_E4M3) || ni->qkv[1].base != q || ni->qkv[2].base != q || inf(c, q)->how != LOW_KERNEL ||
           !imma_ok(c, q) || cg_attention_uses_mma(cg_tuning_for(c->o->arch), c->o->precision) || !only_read_by(c, q, n))
         continue;
       inf(c, q)->how = LOW_QGEMM;
@@ -323,7 +337,9 @@ static void defer_qlinears(Ctx *c) {
     for (int j = 0; j < ni->n_pleaves && !ni->deq; j++) {
       const NodeView *v = &ni->pview[j];
       IrNode *q = v->base;
-      if (q->op != IR_QLINEAR || inf(c, q)->how != LOW_KERNEL || c->uses[q->index] != 1 || !imma_ok(c, q)) continue;
+      if ((q->op != IR_QLINEAR && q->op != IR_QLINEAR_E4M3) || inf(c, q)->how != LOW_KERNEL || c->uses[q->index] != 1 ||
+          !imma_ok(c, q))
+        continue;
       if (v->offset || v->rank != q->shape.rank || q->shape.rank < 2 || ni->ln->shape.rank != q->shape.rank) continue;
       int64_t s[IR_MAX_RANK], stride = 1;
       node_shape(c, q, s);
@@ -339,6 +355,38 @@ static void defer_qlinears(Ctx *c) {
     }
   }
   for (int i = 0; i < c->g->n_nodes; i++) inf(c, c->g->nodes[i])->need = 0;
+}
+
+/* fp8: a quantize_e4m3 at one per-tensor scale whose input only it reads is
+ * stored by that input's producer: a fused layernorm stores the e4m3 levels
+ * of its results (ditc_quantize_e4m3 on its store: the quantize kernel's
+ * operations, so the same bits) instead of the results; and
+ * quantize_e4m3(gelu_tanh(qlinear_e4m3)), fc1 feeding fc2, becomes an FP8
+ * GEMM step and one kernel applying the scales, the bias and the GELU and
+ * storing the levels, in place of three kernels. */
+static void lower_e4m3_producers(Ctx *c) {
+  for (int i = 0; i < c->g->n_nodes; i++) {
+    IrNode *q = c->g->nodes[i], *x = q->in[0];
+    const IrNode *sc = q->in[1]; /* a leaf weight, or computed before x (plan_steps: leaf_buf) */
+    if (q->op != IR_QUANTIZE_E4M3 || inf(c, q)->how != LOW_KERNEL || node_numel(c, sc) != 1 || sc->dtype != IR_F32 ||
+        c->uses[x->index] != 1 || x->dtype != IR_F32 ||
+        !(sc->op == IR_PARAM || sc->op == IR_CONST || sc->index < x->index))
+      continue;
+    NodeInfo *xi = inf(c, x);
+    if (xi->how == LOW_NORM && !xi->quant && !xi->e4m3) {
+      xi->e4m3 = q;
+      xi->fused = arena_printf(&c->scratch, "%s, %%%d quantize_e4m3", xi->fused, q->id);
+      inf(c, q)->how = LOW_SIDE;
+      continue;
+    }
+    IrNode *l = x->op == IR_GELU_TANH ? x->in[0] : NULL;
+    if (!l || xi->how != LOW_KERNEL || l->op != IR_QLINEAR_E4M3 || inf(c, l)->how != LOW_KERNEL ||
+        c->uses[l->index] != 1 || l->dtype != IR_F32 || !imma_ok(c, l))
+      continue;
+    inf(c, q)->how = LOW_E4M3_GELU;
+    inf(c, q)->linear = l;
+    xi->how = inf(c, l)->how = LOW_ABSORBED;
+  }
 }
 
 /* 1 when no needed node but `reader` reads q's stored value, directly or
@@ -381,6 +429,7 @@ static void lower_groups(Ctx *c) {
     }
   }
   lower_trees(c);
+  lower_e4m3_producers(c);
   defer_qlinears(c);
 }
 
@@ -426,8 +475,13 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
       out[k++] = q->in[3];
       if (q->n_in == 5) out[k++] = q->in[4];
     }
+    if (ni->e4m3) out[k++] = ni->e4m3->in[1]; /* the levels' scale */
     return k;
   }
+  case LOW_E4M3_GELU: /* xq, sx, wq, sw[, b], then the levels' scale */
+    for (int i = 0; i < ni->linear->n_in; i++) out[i] = ni->linear->in[i];
+    out[ni->linear->n_in] = n->in[1];
+    return ni->linear->n_in + 1;
   case LOW_QGEMM: /* xq, wq; the scales are read by the layernorm */
     out[0] = n->in[0];
     out[1] = n->in[2];
@@ -456,7 +510,7 @@ static void need(Ctx *c) {
   for (int i = 0; i < c->g->n_nodes; i++)
     if ((inf(c, c->g->nodes[i])->how == LOW_NORM || inf(c, c->g->nodes[i])->how == LOW_QROWS ||
          inf(c, c->g->nodes[i])->how == LOW_QLINEAR_GELU) &&
-        (inf(c, c->g->nodes[i])->side || inf(c, c->g->nodes[i])->quant))
+        (inf(c, c->g->nodes[i])->side || inf(c, c->g->nodes[i])->quant || inf(c, c->g->nodes[i])->e4m3))
       inf(c, c->g->nodes[i])->need = 1;
   IrNode **rd = NULL;
   int cap = 0;
@@ -541,6 +595,17 @@ static LStep *add_step(Ctx *c, LsKind kind, IrNode *n, int n_reads, int write) {
   *s = (LStep){.kind = kind, .node = n, .n_reads = n_reads, .write = write, .write2 = -1, .write3 = -1};
   s->reads = arena_alloc(&c->scratch, (size_t)(n_reads ? n_reads : 1) * sizeof(int));
   return s;
+}
+
+static int add_weight(Ctx *c, IrNode *n);
+/* The buffer of x, read by a step: a PARAM or CONST after its reader in the
+ * graph's order (fp8's activation scale, read by the layernorm storing the
+ * levels: lower_e4m3_producers) gets its blob buffer here. */
+static int leaf_buf(Ctx *c, IrNode *x) {
+  NodeInfo *xi = inf(c, x);
+  if (xi->buf < 0 && xi->need && xi->how == LOW_WEIGHT && (x->op == IR_PARAM || x->op == IR_CONST))
+    xi->buf = add_weight(c, x);
+  return xi->buf;
 }
 
 static int add_weight(Ctx *c, IrNode *n) {
@@ -630,11 +695,14 @@ static int plan_steps(Ctx *c) {
     }
     if (!ni->need) continue;
     switch (ni->how) {
-    case LOW_WEIGHT: ni->buf = add_weight(c, n); break;
+    case LOW_WEIGHT:
+      if (ni->buf < 0) ni->buf = add_weight(c, n); /* unless a step before read it (leaf_buf) */
+      break;
     case LOW_ALIAS: ni->buf = inf(c, n->in[0])->buf; break;
     case LOW_SIDE: break; /* its buffer comes with its LOW_NORM / LOW_QROWS anchor's step */
     case LOW_QROWS:
     case LOW_QLINEAR_GELU:
+    case LOW_E4M3_GELU:
     case LOW_WLINEAR:
     case LOW_WLINEAR_GELU:
     case LOW_KERNEL:
@@ -647,11 +715,13 @@ static int plan_steps(Ctx *c) {
       int k = lowering_reads(c, n, r);
       if (ni->quant) /* a LOW_NORM storing its levels: its own value is never stored */
         ni->buf = inf(c, ni->quant)->buf = new_buf(c, CG_SPACE_ACT, IR_I8, node_numel(c, ni->quant));
+      else if (ni->e4m3) /* its e4m3 levels, likewise */
+        ni->buf = inf(c, ni->e4m3)->buf = new_buf(c, CG_SPACE_ACT, IR_E4M3, node_numel(c, ni->e4m3));
       else
         ni->buf = new_buf(c, CG_SPACE_ACT, ni->store, node_numel(c, n));
       int status = n->op == IR_EMBEDDING || ni->has_gather; /* it may set the status word */
       LStep *s = add_step(c, LS_NODE, n, k + status, ni->buf);
-      for (int j = 0; j < k; j++) s->reads[j] = inf(c, r[j])->buf;
+      for (int j = 0; j < k; j++) s->reads[j] = leaf_buf(c, r[j]);
       if (status) s->reads[k] = c->status_buf;
       if ((ni->how == LOW_NORM || ni->how == LOW_QROWS) && ni->side) {
         NodeInfo *si = inf(c, ni->side);
@@ -660,11 +730,13 @@ static int plan_steps(Ctx *c) {
       if (ni->quant) s->write3 = inf(c, ni->qscale)->buf = new_buf(c, CG_SPACE_ACT, IR_F32, node_numel(c, ni->qscale));
       if (ni->how == LOW_QLINEAR_GELU && ni->quant) /* the IMMA GEMM's int32 sums, read by the epilogue kernel */
         s->write2 = new_buf(c, CG_SPACE_ACT, IR_I32, node_numel(c, n));
+      if (ni->how == LOW_E4M3_GELU) /* the FP8 GEMM's f32 sums, likewise */
+        s->write2 = new_buf(c, CG_SPACE_ACT, IR_F32, node_numel(c, n));
       if (r != rd) free(r);
       break;
     }
-    case LOW_QGEMM: {
-      ni->buf = new_buf(c, CG_SPACE_ACT, IR_I32, node_numel(c, n));
+    case LOW_QGEMM: { /* the GEMM's sums: int32 (IMMA) or f32 (FP8) */
+      ni->buf = new_buf(c, CG_SPACE_ACT, n->op == IR_QLINEAR_E4M3 ? IR_F32 : IR_I32, node_numel(c, n));
       LStep *s = add_step(c, LS_NODE, n, 2, ni->buf);
       s->reads[0] = inf(c, n->in[0])->buf;
       s->reads[1] = inf(c, n->in[2])->buf;

@@ -37,7 +37,11 @@ typedef enum {
   LOW_WLINEAR,     /* linear(x, dequantize(wq, sw), b) of int8 weights: the mixed-input kernel (w8) */
   LOW_WLINEAR_GELU, /* gelu_tanh of such a linear: the mixed-input kernel with the GELU on its store */
   LOW_QGEMM,       /* a qlinear read only by a fused layernorm's prologue: an IMMA GEMM step storing the
-                    * int32 sums, which that kernel scales (+ bias) as it loads them (NodeInfo.deq) */
+                    * int32 sums, which that kernel scales (+ bias) as it loads them (NodeInfo.deq); a
+                    * qlinear_e4m3 likewise, an FP8 GEMM step storing f32 sums */
+  LOW_E4M3_GELU,   /* quantize_e4m3(gelu_tanh(qlinear_e4m3(...)), s) (fp8's fc1 feeding fc2), at the
+                    * quantize: the FP8 GEMM step into f32 sums (write2), then one kernel applying the
+                    * scales, bias and GELU and storing the e4m3 levels (linear: the qlinear_e4m3) */
 } Lowering;
 
 /* A strided view of node `base`'s stored value (attention operands). */
@@ -93,6 +97,11 @@ typedef struct {
    * when absent) and the unary op after them (NULL: none); ln above is the
    * layernorm. */
   IrNode *gn_x, *gn_w, *gn_b, *gn_act;
+  /* LOW_NORM feeding an FP8 GEMM (fp8): the quantize_e4m3 (LOW_SIDE) whose
+   * e4m3 levels the kernel stores instead of its result (its buffer is the
+   * step's write; its per-tensor scale the step's last read); NULL when
+   * none. */
+  IrNode *e4m3;
 } NodeInfo;
 
 typedef struct {

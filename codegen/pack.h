@@ -26,7 +26,8 @@
  * two plans of one entry never have a CUBIN for the same SM, and where an
  * entry has several plans each has at least one CUBIN.
  *
- * File layout (version 8: GEMM steps may have i8 operands and an i32 result), every integer little-endian:
+ * File layout (version 9: GEMM steps may have i8 operands and an i32 result, or e4m3 ones and an f32 result),
+ * every integer little-endian:
  *
  *   header, 64 bytes
  *     0   "DITCPACK"          magic
@@ -89,7 +90,7 @@
 #include "codegen/plan.h"
 #include "ir/fileio.h"
 
-#define CG_PACK_VERSION 8
+#define CG_PACK_VERSION 9
 
 enum {
   CG_PACK_SEC_MANIFEST = 1,

@@ -180,10 +180,12 @@ static int read_gemm(Rd *r, json_t *o, CgGemm *g) {
     return -1;
   if (!al || !json_is_number(al) || !isfinite(alpha = json_number_value(al)))
     return bad(r, "field 'alpha' is missing or not a finite number");
-  /* float operands with a float result, or i8 ones with an i32 result (format 8); the rest: cg_plan_check */
-  if (!ir_dtype_is_float(g->dtype) && g->dtype != IR_I8)
+  /* float operands with a float result, i8 ones with an i32 result (format 8), e4m3 ones with an f32 result
+   * (format 9); the rest: cg_plan_check */
+  if (!ir_dtype_is_float(g->dtype) && g->dtype != IR_I8 && g->dtype != IR_E4M3)
     return bad(r, "field 'dtype': unexpected GEMM operand dtype '%s'", ir_dtype_name(g->dtype));
-  if ((g->dtype == IR_I8) != (g->d_dtype == IR_I32) || (g->dtype != IR_I8 && !ir_dtype_is_float(g->d_dtype)))
+  if ((g->dtype == IR_I8) != (g->d_dtype == IR_I32) || (g->dtype != IR_I8 && !ir_dtype_is_float(g->d_dtype)) ||
+      (g->dtype == IR_E4M3 && g->d_dtype != IR_F32))
     return bad(r, "field 'd_dtype': unexpected result dtype '%s' for %s operands", ir_dtype_name(g->d_dtype),
                ir_dtype_name(g->dtype));
   g->alpha = (float)alpha;
@@ -581,7 +583,8 @@ static int parse(CgPack *pk, const unsigned char *buf, size_t len, unsigned flag
   if (version != CG_PACK_VERSION)
     return bad(r, "pack format version %u; this ditc reads version %d (recompile the pack with `ditc compile`%s)",
                version, CG_PACK_VERSION,
-               version == 7   ? ": version 8 may hold int8 GEMM steps (i8 operands, an i32 result: cuBLASLt's IMMA)"
+               version == 8   ? ": version 9 may hold FP8 GEMM steps (e4m3 operands, an f32 result)"
+               : version == 7 ? ": version 8 may hold int8 GEMM steps (i8 operands, an i32 result: cuBLASLt's IMMA)"
                : version == 6 ? ": version 7 may hold step caching's entries (ENTRY.cache_full, ENTRY.cache_step)"
                : version == 5 ? ": version 6 passes kernels their operands' offsets as launch parameters"
                : version == 4 ? ": version 5 records the model its plans are built again from before they run"

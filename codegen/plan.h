@@ -63,7 +63,14 @@ typedef enum { CG_EPI_NONE, CG_EPI_BIAS, CG_EPI_GELU_TANH_BIAS } CgEpilogue;
  * form, which in these row-major terms is trans_a 0 and trans_b 1 (A [m, k]
  * rows, B [n, k] rows: a linear's activations and weight), with n and k,
  * lda, ldb and ldd multiples of 4 and every operand 16-byte aligned
- * (cg_plan_check refuses anything else, naming the rule). */
+ * (cg_plan_check refuses anything else, naming the rule).
+ *
+ * FP8 GEMMs (later still; fp8's qlinear_e4m3): dtype IR_E4M3 with d_dtype
+ * IR_F32 is cuBLASLt's FP8 matmul, CUBLAS_COMPUTE_32F, f32 C and D, no scale
+ * pointers (the readers apply the per-tensor scales) and no epilogue, alpha
+ * 1: D = A B, the decoded products summed in f32.  The TN form only, n and k,
+ * lda and ldb multiples of 16, ldd of 4, 16-byte aligned operands, and a
+ * plan tuned for sm_89 or later (or the default row). */
 typedef struct {
   IrDType dtype;            /* storage of A and B */
   int trans_a, trans_b;

@@ -25,6 +25,7 @@
  *     (cg_weight_check).
  * Messages name the part of the plan ("input 1 'y'", "step 12 (%42 ...)").
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "codegen/cg_internal.h"
@@ -88,6 +89,17 @@ static int span_ok(const CgPlan *p, const char *what, CgRef ref, int64_t batch, 
 
 static int is_matrix_dtype(IrDType t) { return t == IR_F32 || t == IR_F16 || t == IR_BF16; }
 
+/* The 8-bit GEMMs' operands (one-byte A and B, a four-byte D) at 16-byte
+ * aligned bytes, their batches too. */
+static int aligned16(const CgGemm *g, const char *dt, const char *rule, IrErr *err) {
+  const int64_t offs[] = {g->a.offset, g->b.offset, g->d.offset, g->stride_a, g->stride_b, 4 * g->stride_d};
+  for (int i = 0; i < 6; i++)
+    if (offs[i] % 16)
+      return ir_errf(err, "%s GEMM operand %s at byte %lld: %s here needs 16-byte aligned operands", dt,
+                     (const char *[]){"A", "B", "D", "A's batches", "B's batches", "D's batches"}[i], (long long)offs[i], rule);
+  return 0;
+}
+
 /* cuBLASLt's rules for its IMMA (int8, CUBLAS_COMPUTE_32I) matmuls over the
  * regular (column-major) ordering, in plan.h's row-major terms: the TN form
  * (cuBLASLt's A, our B, transposed; its B, our A, not), its m (our n) and k
@@ -105,19 +117,43 @@ static int check_imma(const CgGemm *g, IrErr *err) {
   if (g->lda % 4 || g->ldb % 4 || g->ldd % 4)
     return ir_errf(err, "i8 GEMM with lda %lld, ldb %lld, ldd %lld: %s needs leading dimensions that are multiples of 4",
                    (long long)g->lda, (long long)g->ldb, (long long)g->ldd, rule);
-  const int64_t offs[] = {g->a.offset, g->b.offset, g->d.offset, g->stride_a, g->stride_b, 4 * g->stride_d};
-  for (int i = 0; i < 6; i++)
-    if (offs[i] % 16)
-      return ir_errf(err, "i8 GEMM operand %s at byte %lld: %s here needs 16-byte aligned operands",
-                     (const char *[]){"A", "B", "D", "A's batches", "B's batches", "D's batches"}[i], (long long)offs[i], rule);
+  if (aligned16(g, "i8", rule, err)) return -1;
   if (g->epilogue != CG_EPI_NONE || g->alpha != 1.0f)
     return ir_errf(err, "i8 GEMM with an epilogue or alpha %g: %s with an i32 result has neither (alpha 1)", (double)g->alpha, rule);
   return 0;
 }
 
+/* cuBLASLt's rules for its FP8 matmuls (e4m3 A and B, CUBLAS_COMPUTE_32F,
+ * here an f32 D without scale pointers or epilogue: the readers apply the
+ * per-tensor scales and the bias), in plan.h's row-major terms: compute
+ * capability 8.9 or later (a plan tuned for an older architecture is
+ * refused; the default row is architecture-neutral), the TN form, every
+ * matrix 16-byte aligned (n and k, lda and ldb multiples of 16 one-byte
+ * elements, ldd a multiple of 4 floats, 16-byte aligned pointers), alpha 1. */
+static int check_fp8(const CgPlan *p, const CgGemm *g, IrErr *err) {
+  const char *rule = "cuBLASLt's FP8 matmul";
+  int sm;
+  if (p->tuning && sscanf(p->tuning, "sm_%d", &sm) == 1 && sm < 89)
+    return ir_errf(err, "e4m3 GEMM in a plan for %s: %s needs sm_89 or later", p->tuning, rule);
+  if (g->d_dtype != IR_F32) return ir_errf(err, "GEMM with e4m3 operands writes %s (%s here gives f32)", ir_dtype_name(g->d_dtype), rule);
+  if (g->trans_a || !g->trans_b)
+    return ir_errf(err, "e4m3 GEMM with trans_a %d, trans_b %d: %s runs only the TN form (A rows [m, k], B rows [n, k])",
+                   g->trans_a, g->trans_b, rule);
+  if (g->n % 16 || g->k % 16)
+    return ir_errf(err, "e4m3 GEMM with n = %lld, k = %lld: %s needs both multiples of 16", (long long)g->n, (long long)g->k, rule);
+  if (g->lda % 16 || g->ldb % 16 || g->ldd % 4)
+    return ir_errf(err, "e4m3 GEMM with lda %lld, ldb %lld, ldd %lld: %s needs 16-byte rows (lda, ldb multiples of 16, "
+                   "ldd of 4)", (long long)g->lda, (long long)g->ldb, (long long)g->ldd, rule);
+  if (aligned16(g, "e4m3", rule, err)) return -1;
+  if (g->epilogue != CG_EPI_NONE || g->alpha != 1.0f)
+    return ir_errf(err, "e4m3 GEMM with an epilogue or alpha %g: the plan's FP8 GEMMs have neither (alpha 1)", (double)g->alpha);
+  return 0;
+}
+
 static int check_gemm(const CgPlan *p, const CgGemm *g, IrErr *err) {
   if (g->dtype == IR_I8 && check_imma(g, err)) return -1;
-  if (g->dtype != IR_I8 && (!is_matrix_dtype(g->dtype) || (g->d_dtype != g->dtype && g->d_dtype != IR_F32)))
+  if (g->dtype == IR_E4M3 && check_fp8(p, g, err)) return -1;
+  if (g->dtype != IR_I8 && g->dtype != IR_E4M3 && (!is_matrix_dtype(g->dtype) || (g->d_dtype != g->dtype && g->d_dtype != IR_F32)))
     return ir_errf(err, "GEMM with %s operands writes %s (only the operands' dtype or f32)", ir_dtype_name(g->dtype),
                    ir_dtype_name(g->d_dtype));
   if (g->m < 1 || g->n < 1 || g->k < 1 || g->batch < 1) return ir_errf(err, "GEMM with an empty extent");

@@ -52,7 +52,8 @@ int pass_pipeline_needs_calib(const PassPipeline *p, int from) {
     }
     if (!strcmp(name, "prune-blocks") && undecided && step_opt(st, "count") && step_opt(st, "count")->i) return i;
     const PassOptValue *mode = step_opt(st, "mode");
-    if (!strcmp(name, "quantize") && mode && !strcmp(mode->s, "fp8")) return i;
+    const PassOptValue *scales = step_opt(st, "scales"); /* given: nothing to measure */
+    if (!strcmp(name, "quantize") && mode && !strcmp(mode->s, "fp8") && (!scales || !scales->t || !*scales->t)) return i;
   }
   return -1;
 }

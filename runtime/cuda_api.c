@@ -487,6 +487,7 @@ enum {
   LT_COMPUTE_32F = 68,   /* CUBLAS_COMPUTE_32F: full fp32, not _FAST_TF32 (77) */
   LT_COMPUTE_32I = 72,   /* CUBLAS_COMPUTE_32I: int8 products summed in int32 (IMMA) */
   LT_R_8I = 3,           /* CUDA_R_8I */
+  LT_R_8F_E4M3 = 28,     /* CUDA_R_8F_E4M3 */
   LT_R_32I = 10,         /* CUDA_R_32I */
   LT_R_32F = 0,          /* CUDA_R_32F */
   LT_R_16F = 2,          /* CUDA_R_16F */
@@ -532,6 +533,7 @@ static int lt_dtype(IrDType t) {
   case IR_F16: return LT_R_16F;
   case IR_BF16: return LT_R_16BF;
   case IR_I8: return LT_R_8I;
+  case IR_E4M3: return LT_R_8F_E4M3;
   default: return -1;
   }
 }
@@ -547,7 +549,10 @@ static int desc_norm(const RtBlasMatmulDesc *d, RtBlasMatmulDesc *n, IrErr *err)
   n->align = d->align ? d->align : 256;
   n->d_f32 = d->d_f32 && d->dtype != IR_F32; /* f32 operands: f32 already */
   if (lt_dtype(d->dtype) < 0)
-    return ir_errf(err, "matmul: cuBLASLt runs f32, f16, bf16 or i8, not %s", ir_dtype_name(d->dtype));
+    return ir_errf(err, "matmul: cuBLASLt runs f32, f16, bf16, i8 or e4m3, not %s", ir_dtype_name(d->dtype));
+  if (d->dtype == IR_E4M3 && (d->epilogue != RT_BLAS_EPI_NONE || !d->d_f32 || !(!d->trans_a && d->trans_b)))
+    return ir_errf(err, "matmul: the e4m3 matmul runs A [m, k] by B [n, k] rows (cuBLASLt's FP8 TN form) into an f32 "
+                   "result without an epilogue");
   if (d->dtype == IR_I8 && (d->epilogue != RT_BLAS_EPI_NONE || d->d_f32 || !(!d->trans_a && d->trans_b)))
     return ir_errf(err, "matmul: the i8 matmul (int32 result) runs A [m, k] by B [n, k] rows (cuBLASLt's TN form) "
                    "without an epilogue");

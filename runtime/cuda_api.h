@@ -335,7 +335,10 @@ typedef enum {
  * dtype i8 (added later) is cuBLASLt's IMMA matmul: i8 A and B, an int32
  * D (and C), CUBLAS_COMPUTE_32I with an int32 scale type (alpha and beta
  * must be integers), no epilogue, and only A [m, k] by B [n, k] (trans_a 0,
- * trans_b 1: cuBLASLt's TN form). */
+ * trans_b 1: cuBLASLt's TN form).  dtype e4m3 (later still) is its FP8
+ * matmul: e4m3 A and B with d_f32 (an f32 C and D), CUBLAS_COMPUTE_32F, no
+ * scale pointers (scales 1: the plan's readers apply fp8's per-tensor scales),
+ * no epilogue, the TN form only; sm_89 and later. */
 typedef struct {
   IrDType dtype;                        /* A and B (and C, D, bias unless d_f32) */
   int64_t m, n, k;

@@ -34,7 +34,9 @@
  * int8 (COMPUTE_32I) and FP8 run only in the TN form (A transposed, B not)
  * on column-major layouts, as cuBLASLt requires; int8 also needs m and k and
  * every leading dimension multiples of 4 and 4-byte aligned pointers (its
- * IMMA rules for the regular ordering).  Others are
+ * IMMA rules for the regular ordering); FP8 needs compute capability 8.9
+ * or later, k and A's and B's leading dimensions multiples of 16 and
+ * 16-byte aligned matrices.  Others are
  * CUBLAS_STATUS_NOT_SUPPORTED.  Scale pointers on a combination that does
  * not take them are CUBLAS_STATUS_INVALID_VALUE, as the header says.
  *
@@ -600,6 +602,14 @@ static int problem_of(RtLtDesc op, RtLtDesc a, RtLtDesc b, RtLtDesc c, RtLtDesc 
     return sim_fail(ST_NOT_SUPPORTED, "int8 matmul with leading dimensions A %lld, B %lld, C %lld, D %lld: IMMA "
                     "kernels need multiples of 4", (long long)P->a.ld, (long long)P->b.ld, (long long)P->c.ld,
                     (long long)P->d.ld);
+  /* FP8 kernels: compute capability 8.9 and later; A and B in 16-byte
+   * columns (k and their leading dimensions multiples of 16 elements) */
+  if (fp8 && sim_arch()->major * 10 + sim_arch()->minor < 89)
+    return sim_fail(ST_NOT_SUPPORTED, "FP8 matmul on %s: FP8 kernels need compute capability 8.9 or later",
+                    sim_arch()->arch);
+  if (fp8 && (P->k % 16 || P->a.ld % 16 || P->b.ld % 16))
+    return sim_fail(ST_NOT_SUPPORTED, "FP8 matmul with k = %lld, leading dimensions A %lld, B %lld: FP8 kernels need "
+                    "multiples of 16", (long long)P->k, (long long)P->a.ld, (long long)P->b.ld);
   for (int i = 0; i < 4; i++)
     if (m->scale_ptr[i] && !(fp8 && (i < 2 || (i == 3 && is_fp8((int)P->d.type)))))
       return sim_fail(ST_INVALID_VALUE, "CUBLASLT_MATMUL_DESC_%c_SCALE_POINTER is set for a combination that takes "
@@ -890,7 +900,7 @@ static RtLtStatus lt_matmul(RtLtHandle h, RtLtDesc op, const void *alpha, const 
   int r = problem_of(op, adesc, bdesc, cdesc, ddesc, &R.P);
   if (r) LT_LEAVE(r);
   const Problem *P = &R.P;
-  int imma = P->op.compute == C_32I || P->op.compute == C_32I_PEDANTIC;
+  int imma = P->op.compute == C_32I || P->op.compute == C_32I_PEDANTIC, fp8 = is_fp8((int)P->a.type);
   Algo al;
   if (algo) {
     if (algo_unpack(algo, &al))
@@ -925,6 +935,7 @@ static RtLtStatus lt_matmul(RtLtHandle h, RtLtDesc op, const void *alpha, const 
     if (!ptrs[i]) LT_LEAVE(sim_fail(ST_INVALID_VALUE, "matrix %s is NULL", names[i]));
     uint64_t need = type_size((int)ls[i]->type);
     if (imma && need < 4) need = 4; /* IMMA: every matrix pointer 4-byte aligned */
+    if (fp8 && need < 16) need = 16; /* FP8: every matrix pointer 16-byte aligned */
     if (al.align[i] > need) need = al.align[i];
     if (ptrs[i] % need)
       LT_LEAVE(sim_fail(ST_INVALID_VALUE, "matrix %s at 0x%llx is not %llu-byte aligned, as the algorithm assumes (%s "

@@ -6,7 +6,10 @@
 #   - DiT-S/2's pack with --quantize w8 --quantize-scope all is at most 30% of its f32 pack;
 #   - the quantised plans launch at most 2 kernels a block more than the float plan (compile --report:
 #     the producers write the quantised rows, the w8 GEMM reads the int8 weights itself);
-#   - w8a8's DiT-S/2 plan runs every block linear as an IMMA GEMM step (no qlinear kernel).
+#   - w8a8's DiT-S/2 plan runs every block linear as an IMMA GEMM step (no qlinear kernel);
+#   - fp8's DiT-S/2 plan (activation scales given: no calibration run) compiles for sm_89 and sm_90,
+#     runs every block linear as an FP8 GEMM step (no qlinear_e4m3 kernel) and launches at most 2
+#     kernels a block more than the float plan in both.
 # Skipped (exit 77) when NVRTC is not installed.
 source "$(dirname "$0")/common.bash"
 REF=${DITC_SHARED:?DITC_SHARED must name the shared folder}/reference
@@ -51,6 +54,18 @@ imma=$(jq '[.plans[0].steps[] | select(.unit == "tensor core int8")] | length' "
 ql=$(jq '[.plans[0].steps[] | select(.step | test("_qlinear(_gelu)?$"))] | length' "$T/s2w8a8.json")
 echo "DiT-S/2 w8a8: $imma IMMA GEMM steps, $ql qlinear kernel launches"
 [ "$imma" = 48 ] && [ "$ql" = 0 ] || { echo "FAIL: expected 48 IMMA GEMM steps and no qlinear kernel"; fail=1; }
+sc=$(printf '3c000000.%.0s' $(seq 48))
+P="canonicalize,fold-constants,cse,hoist-adaln,route-experts,conv-gemm,canonicalize,dce,quantize:mode=fp8:scales=${sc%.},fuse,plan-memory"
+"$DITC" compile DiT-S/2 --arch sm_89,sm_90 --entry forward --weights random -o "$T/s2fp8.ditpack" --passes "$P" \
+  --report --json >"$T/s2fp8.json" || fail=1
+for i in 0 1; do
+  k=$(jq -r ".plans[$i].kernels_per_block" "$T/s2fp8.json")
+  fp8=$(jq "[.plans[$i].steps[] | select(.unit == \"tensor core fp8\")] | length" "$T/s2fp8.json")
+  ql=$(jq "[.plans[$i].steps[] | select(.step | test(\"_qlinear_e4m3\$\"))] | length" "$T/s2fp8.json")
+  echo "DiT-S/2 fp8 plan $i: $k kernels a block (float $base), $fp8 FP8 GEMM steps, $ql qlinear_e4m3 kernel launches"
+  [ -n "$base" ] && [ "$k" -le $((base + 2)) ] 2>/dev/null || { echo "FAIL: fp8 launches $k kernels a block"; fail=1; }
+  [ "$fp8" = 48 ] && [ "$ql" = 0 ] || { echo "FAIL: expected 48 FP8 GEMM steps and no qlinear_e4m3 kernel"; fail=1; }
+done
 f32=$(stat -c %s "$T/s2.ditpack")
 w8=$(stat -c %s "$T/s2w8.ditpack")
 echo "DiT-S/2 pack: f32 $f32 bytes, w8 scope all $w8 bytes ($((100 * w8 / f32))%)"

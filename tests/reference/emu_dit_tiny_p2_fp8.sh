@@ -9,7 +9,11 @@
 #     around them round differently at 1e-7, which moves a few values across an e4m3 rounding
 #     boundary (measured 3.3e-3),
 #   - a pack compiled for sm_90 (its e4m3 weight codes in the blob; NVRTC when present) run on the
-#     emulated device giving the direct emulated run's bits (skipped, 77, without NVRTC).
+#     emulated device giving the direct emulated run's bits (skipped, 77, without NVRTC),
+#   - the same pack through --backend cuda on the simulated driver and cuBLASLt (DITC_CUDA_SIM=1: its
+#     FP8 GEMM steps as cuBLASLt FP8 matmuls) against the emulated run within 1e-2 (the simulated
+#     matmul sums in another order, which may move a value across an e4m3 rounding boundary;
+#     measured 1.7e-7).
 source "$(dirname "$0")/common.bash"
 c=dit-tiny-p2
 sc=3c000000.3c000000.3c000000.3c000000.3c000000.3c000000.3c000000.3c000000
@@ -31,3 +35,6 @@ if ! "$DITC" compile models/dit.dit "$@" --weights "$REF/$c.weights.safetensors"
 fi
 "$DITC" run --plan "$TMP/fp8.ditpack" --backend emu --input "$REF/$c.case.safetensors" --output "$TMP/pack.safetensors"
 "$DITC" compare "$TMP/pack.safetensors:out" "$TMP/emu.safetensors:out" --tol 0
+DITC_CUDA_SIM=1 "$DITC" run --plan "$TMP/fp8.ditpack" --backend cuda --input "$REF/$c.case.safetensors" \
+  --output "$TMP/sim.safetensors"
+"$DITC" compare "$TMP/sim.safetensors:out" "$TMP/emu.safetensors:out" --tol 1e-2

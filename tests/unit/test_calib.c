@@ -45,6 +45,7 @@ static void test_needs_calib(void **state) {
   assert_int_equal(needs("prune-blocks:count=0"), -1);
   assert_int_equal(needs("quantize:mode=w8"), -1);
   assert_int_equal(needs("cse,quantize:mode=fp8"), 1);
+  assert_int_equal(needs("cse,quantize:mode=fp8:scales=3c000000"), -1); /* the scales given */
   PassPipeline p;
   IrErr err;
   assert_int_equal(pass_pipeline_parse("prune-blocks:count=1,cse,prune-mlp:fraction=0.5:criterion=calib", &p, &err), 0);

@@ -760,6 +760,21 @@ static int kernel_steps_named(IrGraph *g, int fuse, const char *name, int *named
   return k;
 }
 
+/* The fused f32 plan's GEMM steps with `dtype` operands for arch (NULL: the
+ * default tuning), its source naming `text`. */
+static int gemm_steps_of(IrGraph *g, IrDType dtype, const char *arch, const char *text) {
+  set_fusion(g, 1);
+  CgOptions o = {.precision = IR_F32, .batch = 2, .arch = arch};
+  CgPlan *p;
+  IrErr err = {{0}};
+  if (cg_plan_build(g, &o, &p, &err)) fail_msg("cg_plan_build: %s", err.msg);
+  int k = 0;
+  for (int i = 0; i < p->n_steps; i++) k += p->steps[i].kind == CG_STEP_GEMM && p->steps[i].gemm.dtype == dtype;
+  assert_non_null(strstr(p->source, text));
+  cg_plan_free(p);
+  return k;
+}
+
 static int kernel_steps(IrGraph *g, int fuse) { return kernel_steps_named(g, fuse, "", NULL); }
 
 /* Fused and unfused plans against the reference: f32 within 1e-6, bf16 and
@@ -1376,15 +1391,7 @@ static void test_quantized_deferred(void **state) {
   int qk;
   kernel_steps_named(g, 1, "qlinear", &qk);
   assert_int_equal(qk, 0);
-  set_fusion(g, 1);
-  CgOptions o = {.precision = IR_F32, .batch = 2};
-  CgPlan *p;
-  if (cg_plan_build(g, &o, &p, &err)) fail_msg("cg_plan_build: %s", err.msg);
-  int imma = 0;
-  for (int i = 0; i < p->n_steps; i++) imma += p->steps[i].kind == CG_STEP_GEMM && p->steps[i].gemm.dtype == IR_I8;
-  assert_int_equal(imma, 1);
-  assert_non_null(strstr(p->source, "ditc_qlinear_scale("));
-  cg_plan_free(p);
+  assert_int_equal(gemm_steps_of(g, IR_I8, NULL, "ditc_qlinear_scale("), 1);
   check_graph_at(g, &wt, in, 2, IR_F32, 1, 1e-6, "w8a8 deferred", 1);
   check_graph_at(g, &wt, in, 2, IR_BF16, 1, 1e-2, "w8a8 deferred bf16", 0);
   free_tensors(in, n_in);
@@ -1392,41 +1399,97 @@ static void test_quantized_deferred(void **state) {
   ir_graph_free(g);
 }
 
-/* fp8 (quantize mode=fp8, calibration statistics given here): the e4m3
- * quantize kernels (activations; the weights' codes computed into the blob)
- * and the qlinear_e4m3 kernel give the reference executor's bits (decoded
- * products exact in f32, summed in k order); NVRTC compiles the plan for
- * sm_89 and sm_90. */
-static void test_quantized_fp8(void **state) {
+/* fp8 with cuBLASLt's shapes (n and k multiples of 16): a block's MLP, layernorm -> modulate -> fc1 -> GELU ->
+ * fc2 -> residual -> layernorm.  The first layernorm stores its rows' e4m3 levels, fc1 is an FP8 GEMM
+ * step and one epilogue kernel (scales, bias, GELU, fc2's levels), fc2 an FP8 GEMM step whose sums the
+ * second layernorm scales and biases as it loads them: 3 kernels, 2 GEMM steps, no qlinear_e4m3 or
+ * quantize_e4m3 kernel; within f32 rounding of the reference (the layernorms' own sums: the GEMM and
+ * its epilogue give the reference's bits, test_quantized_fp8); NVRTC compiles the plan for sm_89 and
+ * sm_90. */
+static void test_quantized_fp8_gemm(void **state) {
   (void)state;
   IrGraph *g = ir_graph_new("forward");
-  IrNode *x = ir_input(g, "x", IR_F32, shp(3, IR_BATCH, (IrDim)9, (IrDim)40), noloc());
-  IrNode *w = ir_param(g, "blocks.0.mlp.fc1.weight", IR_F32, shp(2, (IrDim)24, (IrDim)40), noloc());
-  IrNode *b = ir_param(g, "blocks.0.mlp.fc1.bias", IR_F32, shp(1, (IrDim)24), noloc());
-  IrNode *w2 = ir_param(g, "blocks.0.mlp.fc2.weight", IR_F32, shp(2, (IrDim)8, (IrDim)24), noloc());
-  IrNode *h = ir_un(g, IR_GELU_TANH, ir_linear(g, x, w, b));
-  ir_graph_add_output(g, ir_linear(g, h, w2, NULL), "y");
-  /* fc1's input saturates above 1.5 (inputs reach 2), fc2's is calibrated wide */
-  static const double a1 = 1.5, a2 = 40.0;
+  IrNode *x = ir_input(g, "x", IR_F32, shp(3, IR_BATCH, (IrDim)9, (IrDim)32), noloc());
+  IrNode *w1 = ir_param(g, "blocks.0.mlp.fc1.weight", IR_F32, shp(2, (IrDim)64, (IrDim)32), noloc());
+  IrNode *b1 = ir_param(g, "blocks.0.mlp.fc1.bias", IR_F32, shp(1, (IrDim)64), noloc());
+  IrNode *w2 = ir_param(g, "blocks.0.mlp.fc2.weight", IR_F32, shp(2, (IrDim)32, (IrDim)64), noloc());
+  IrNode *b2 = ir_param(g, "blocks.0.mlp.fc2.bias", IR_F32, shp(1, (IrDim)32), noloc());
+  IrNode *sc = ir_input(g, "scale", IR_F32, shp(3, IR_BATCH, (IrDim)1, (IrDim)32), noloc());
+  IrNode *sh = ir_input(g, "shift", IR_F32, shp(3, IR_BATCH, (IrDim)1, (IrDim)32), noloc());
+  IrNode *mod = ir_bin(g, IR_ADD, ir_bin(g, IR_MUL, ir_op1f(g, IR_LAYERNORM, x, 1e-6f), sc), sh); /* adaLN's modulate */
+  IrNode *h = ir_un(g, IR_GELU_TANH, ir_linear(g, mod, w1, b1));
+  IrNode *y = ir_bin(g, IR_ADD, x, ir_linear(g, h, w2, b2));
+  ir_graph_add_output(g, ir_op1f(g, IR_LAYERNORM, y, 1e-6f), "y");
+  static const double a1 = 3.0, a2 = 2.0;
   const PassCalibStat st[2] = {{"linear.blocks.0.mlp.fc1.weight.absmax", 1, &a1},
                                {"linear.blocks.0.mlp.fc2.weight.absmax", 1, &a2}};
   PassCalib cal = {.n = 2, .stats = st, .about = "test"};
   PassOptions po = {.verify = 1, .calib = &cal};
   IrErr err = {{0}};
   if (pass_run_pipeline(g, "quantize:mode=fp8,fuse", &po, &err)) fail_msg("%s", err.msg);
-  int q = 0;
-  for (int i = 0; i < g->n_nodes; i++) q += g->nodes[i]->op == IR_QLINEAR_E4M3;
-  assert_int_equal(q, 2);
   Weights wt;
   bind_weights(g, &wt);
-  int n_in;
+  int n_in, named;
   RtTensor *in = make_inputs(g, 2, -2.0f, 2.0f, 4, &n_in);
-  check_graph_at(g, &wt, in, 2, IR_F32, 1, 0.0, "fp8", 3);
-  check_graph_at(g, &wt, in, 2, IR_F32, 0, 0.0, "fp8", 2);
-  check_graph_at(g, &wt, in, 2, IR_BF16, 1, 5e-2, "fp8", 3);
+  assert_int_equal(kernel_steps_named(g, 1, "qlinear_e4m3_epilogue", &named), 3);
+  assert_int_equal(named, 1);
+  kernel_steps_named(g, 1, "quantize_e4m3", &named);
+  assert_int_equal(named, 0);
+  assert_int_equal(gemm_steps_of(g, IR_E4M3, NULL, "ditc_qlinear_e4m3_scale("), 2);
+  /* an architecture before sm_89: the qlinear_e4m3 kernels, no FP8 GEMM step */
+  assert_int_equal(gemm_steps_of(g, IR_E4M3, "sm_86", "qlinear_e4m3"), 0);
+  check_graph_at(g, &wt, in, 2, IR_F32, 1, 1e-6, "fp8 gemm", 3);
+  check_graph_at(g, &wt, in, 2, IR_F32, 0, 1e-6, "fp8 gemm", 2);
+  check_graph_at(g, &wt, in, 2, IR_BF16, 1, 5e-2, "fp8 gemm", 0);
   free_tensors(in, n_in);
   weights_free(&wt);
   ir_graph_free(g);
+}
+
+/* fp8 (quantize mode=fp8, calibration statistics given here): the e4m3
+ * quantize kernels (activations; the weights' codes computed into the blob),
+ * the qlinear_e4m3 kernel, and the FP8 GEMM step with its epilogue kernel
+ * give the reference executor's bits (decoded products exact in f32, summed
+ * in k order); NVRTC compiles the plan for sm_89 and sm_90. */
+static void test_quantized_fp8(void **state) {
+  (void)state;
+  /* the shapes: the qlinear_e4m3 kernels (k 40: no FP8 GEMM); fc1 as an FP8 GEMM step and its epilogue
+   * kernel (n and k multiples of 16), fc2 (a graph output) the qlinear_e4m3 kernel */
+  static const int64_t dims[2][3] = {{40, 24, 8}, {48, 32, 16}};
+  for (int t = 0; t < 2; t++) {
+    const int64_t K = dims[t][0], N1 = dims[t][1], N2 = dims[t][2];
+    IrGraph *g = ir_graph_new("forward");
+    IrNode *x = ir_input(g, "x", IR_F32, shp(3, IR_BATCH, (IrDim)9, (IrDim)K), noloc());
+    IrNode *w = ir_param(g, "blocks.0.mlp.fc1.weight", IR_F32, shp(2, (IrDim)N1, (IrDim)K), noloc());
+    IrNode *b = ir_param(g, "blocks.0.mlp.fc1.bias", IR_F32, shp(1, (IrDim)N1), noloc());
+    IrNode *w2 = ir_param(g, "blocks.0.mlp.fc2.weight", IR_F32, shp(2, (IrDim)N2, (IrDim)N1), noloc());
+    IrNode *h = ir_un(g, IR_GELU_TANH, ir_linear(g, x, w, b));
+    ir_graph_add_output(g, ir_linear(g, h, w2, NULL), "y");
+    /* fc1's input saturates above 1.5 (inputs reach 2), fc2's is calibrated wide */
+    static const double a1 = 1.5, a2 = 40.0;
+    const PassCalibStat st[2] = {{"linear.blocks.0.mlp.fc1.weight.absmax", 1, &a1},
+                                 {"linear.blocks.0.mlp.fc2.weight.absmax", 1, &a2}};
+    PassCalib cal = {.n = 2, .stats = st, .about = "test"};
+    PassOptions po = {.verify = 1, .calib = &cal};
+    IrErr err = {{0}};
+    if (pass_run_pipeline(g, "quantize:mode=fp8,fuse", &po, &err)) fail_msg("%s", err.msg);
+    int q = 0;
+    for (int i = 0; i < g->n_nodes; i++) q += g->nodes[i]->op == IR_QLINEAR_E4M3;
+    assert_int_equal(q, 2);
+    Weights wt;
+    bind_weights(g, &wt);
+    int n_in;
+    RtTensor *in = make_inputs(g, 2, -2.0f, 2.0f, 4, &n_in);
+    int named;
+    kernel_steps_named(g, 1, "qlinear_e4m3_epilogue", &named);
+    assert_int_equal(named, t);
+    check_graph_at(g, &wt, in, 2, IR_F32, 1, 0.0, "fp8", 3);
+    check_graph_at(g, &wt, in, 2, IR_F32, 0, 0.0, "fp8", 2);
+    check_graph_at(g, &wt, in, 2, IR_BF16, 1, 5e-2, "fp8", 3);
+    free_tensors(in, n_in);
+    weights_free(&wt);
+    ir_graph_free(g);
+  }
 }
 
 static int setup_all(void **state) {
@@ -1476,6 +1539,7 @@ int main(void) {
       cmocka_unit_test(test_quantized),
       cmocka_unit_test(test_quantized_deferred),
       cmocka_unit_test(test_quantized_fp8),
+      cmocka_unit_test(test_quantized_fp8_gemm),
   };
   return tu_run_group(tests, setup_all, teardown_all);
 }

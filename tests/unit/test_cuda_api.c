@@ -354,9 +354,17 @@ static void test_blas_describe_without_gpu(void **state) {
   assert_null(p);
   assert_string_equal(err.msg, "matmul: the i8 matmul (int32 result) runs A [m, k] by B [n, k] rows (cuBLASLt's TN "
                                "form) without an epilogue");
+  /* the e4m3 (FP8) matmul likewise, into an f32 result */
   bad.dtype = IR_E4M3;
   assert_int_equal(rt_blas_plan_describe(&bad, NULL, &p, &err), -1);
-  assert_string_equal(err.msg, "matmul: cuBLASLt runs f32, f16, bf16 or i8, not e4m3");
+  assert_string_equal(err.msg, "matmul: the e4m3 matmul runs A [m, k] by B [n, k] rows (cuBLASLt's FP8 TN form) into "
+                               "an f32 result without an epilogue");
+  RtBlasMatmulDesc fp8 = {.dtype = IR_E4M3, .m = 4, .n = 16, .k = 16, .trans_b = 1, .d_f32 = 1};
+  if (rt_blas_plan_describe(&fp8, NULL, &p, &err)) fail_msg("%s", err.msg);
+  rt_blas_plan_free(p);
+  bad.dtype = IR_I32;
+  assert_int_equal(rt_blas_plan_describe(&bad, NULL, &p, &err), -1);
+  assert_string_equal(err.msg, "matmul: cuBLASLt runs f32, f16, bf16, i8 or e4m3, not i32");
 }
 
 static void test_blas_init_without_gpu(void **state) {
@@ -375,7 +383,7 @@ static void test_blas_desc_checks(void **state) {
   assert_int_equal(rt_blas_colmajor(&d, &cm, &err), 0);
   d.dtype = IR_I32;
   assert_int_equal(rt_blas_colmajor(&d, &cm, &err), -1);
-  assert_string_equal(err.msg, "matmul: cuBLASLt runs f32, f16, bf16 or i8, not i32");
+  assert_string_equal(err.msg, "matmul: cuBLASLt runs f32, f16, bf16, i8 or e4m3, not i32");
   d.dtype = IR_BF16;
   d.k = 0;
   assert_int_equal(rt_blas_colmajor(&d, &cm, &err), -1);

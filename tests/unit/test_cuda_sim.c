@@ -31,6 +31,7 @@
 
 #include "codegen/emu.h"
 #include "codegen/nvrtc.h"
+#include "ir/scalar.h"
 #include "runtime/backend.h"
 #include "runtime/cuda_api.h"
 #include "testutil.h"
@@ -187,6 +188,14 @@ static int child_sm80(void) {
   RtCudaDevice d;
   IrErr err;
   if (rt_cuda_device_open(0, &d, &err)) return printf("%s", err.msg), 1;
+  /* no FP8 matmul before compute capability 8.9 */
+  RtBlas *blas;
+  RtBlasPlan *fp8;
+  RtBlasMatmulDesc fd = {.dtype = IR_E4M3, .m = 4, .n = 16, .k = 16, .trans_b = 1, .d_f32 = 1};
+  if (rt_blas_init(&blas, &err)) return printf("%s", err.msg), 1;
+  if (!rt_blas_plan_new(blas, &fd, "fp8", &fp8, &err)) return printf("an FP8 matmul planned on sm_80"), 1;
+  if (!strstr(err.msg, "compute capability 8.9")) return printf("%s", err.msg), 1;
+  rt_blas_free(blas);
   if (d.cc_major != 8 || d.cc_minor != 0 || d.sm_count != 108 || d.smem_optin != 163 * 1024)
     return printf("sm_80 reports %d.%d, %d SMs, %d opt-in", d.cc_major, d.cc_minor, d.sm_count, d.smem_optin), 1;
   char why[1200];
@@ -1204,6 +1213,83 @@ static int teardown(void **state) {
   return 0;
 }
 
+/* The FP8 matmul (e4m3 A [m, k] rows by B [n, k] rows, f32 D, COMPUTE_32F) through rt_blas on the
+ * simulated cuBLASLt equals the plan's reference GEMM (cg_gemm_ref: the decoded products summed in f32
+ * in k order; values on a quarter grid keep every sum exact, so any order agrees); the forms cuBLASLt's
+ * FP8 kernels do not run (k not a multiple of 16, another transposition, an epilogue) are refused, by
+ * the simulation and by the plan validation (which also refuses a plan for an architecture before
+ * sm_89 and an operand not 16-byte aligned). */
+static void test_blas_fp8(void **state) {
+  (void)state;
+  dev_open();
+  IrErr err;
+  RtBlas *b;
+  if (rt_blas_init(&b, &err)) fail_msg("%s", err.msg);
+  enum { M = 5, N = 32, K = 48 };
+  uint8_t ha[M * K], hb[N * K];
+  float got[M * N], want[M * N];
+  for (int i = 0; i < M * K; i++) ha[i] = ditc_f32_to_e4m3((float)(i * 37 % 17 - 8) * 0.25f);
+  for (int i = 0; i < N * K; i++) hb[i] = ditc_f32_to_e4m3((float)(i * 91 % 29 - 14) * 0.5f);
+  CUdeviceptr dA = dalloc(sizeof ha), dB = dalloc(sizeof hb), dD = dalloc(sizeof got);
+  assert_int_equal(RT_CU(&err, NULL, MemcpyHtoD, dA, ha, sizeof ha), 0);
+  assert_int_equal(RT_CU(&err, NULL, MemcpyHtoD, dB, hb, sizeof hb), 0);
+  RtBlasMatmulDesc d = {.dtype = IR_E4M3, .m = M, .n = N, .k = K, .trans_b = 1, .d_f32 = 1};
+  if (rt_blas_matmul(b, &d, 1.0f, dA, dB, 0, 0, dD, 0, NULL, "fp8", &err)) fail_msg("%s", err.msg);
+  assert_int_equal(RT_CU(&err, NULL, MemcpyDtoH, got, dD, sizeof got), 0);
+  static char arena[4096] __attribute__((aligned(256)));
+  memcpy(arena, ha, sizeof ha);
+  memcpy(arena + 256, hb, sizeof hb);
+  CgGemm g = {.dtype = IR_E4M3, .d_dtype = IR_F32, .trans_b = 1, .m = M, .n = N, .k = K, .batch = 1, .lda = K,
+              .ldb = K, .ldd = N, .a = {CG_SPACE_ACT, 0}, .b = {CG_SPACE_ACT, 256}, .d = {CG_SPACE_ACT, 2048},
+              .alpha = 1.0f};
+  cg_gemm_ref(&g, arena, NULL);
+  memcpy(want, arena + 2048, sizeof want);
+  for (int i = 0; i < M * N; i++) {
+    double s = 0;
+    for (int l = 0; l < K; l++) s += (double)ditc_e4m3_to_f32(ha[i / N * K + l]) * ditc_e4m3_to_f32(hb[i % N * K + l]);
+    if (want[i] != (float)s || got[i] != (float)s) fail_msg("D[%d]: reference %g, simulated %g, want %g", i, want[i], got[i], s);
+  }
+  /* what cuBLASLt's FP8 kernels do not run */
+  RtBlasPlan *p;
+  RtBlasMatmulDesc bad = d;
+  bad.k = 40; /* k not a multiple of 16 */
+  assert_int_not_equal(rt_blas_plan_new(b, &bad, "fp8", &p, &err), 0);
+  if (!strstr(err.msg, "multiples of 16")) fail_msg("%s", err.msg);
+  bad = d;
+  bad.trans_b = 0;
+  assert_int_not_equal(rt_blas_plan_new(b, &bad, "fp8", &p, &err), 0);
+  if (!strstr(err.msg, "TN form")) fail_msg("%s", err.msg);
+  bad = d;
+  bad.epilogue = RT_BLAS_EPI_BIAS;
+  assert_int_not_equal(rt_blas_plan_new(b, &bad, "fp8", &p, &err), 0);
+  /* the plan validation names the rule */
+  CgPlan plan = {.arena_bytes = 4096, .precision = IR_F32, .tuning = "sm_90", .batch = 1, .status_offset = -1};
+  CgStep st = {.kind = CG_STEP_GEMM, .gemm = g, .what = "fp8"};
+  CgIo io[2] = {{.name = "x", .dtype = IR_F32, .rank = 1, .shape = {4}, .offset = 3840},
+                {.name = "y", .dtype = IR_F32, .rank = 1, .shape = {4}, .offset = 3968}};
+  plan.steps = &st, plan.n_steps = 1;
+  plan.inputs = &io[0], plan.n_inputs = 1, plan.outputs = &io[1], plan.n_outputs = 1;
+  IrErr pe = {{0}};
+  if (cg_plan_check(&plan, &pe)) fail_msg("%s", pe.msg);
+  st.gemm.k = 40, st.gemm.lda = st.gemm.ldb = 40;
+  assert_int_not_equal(cg_plan_check(&plan, &pe), 0);
+  if (!strstr(pe.msg, "FP8") || !strstr(pe.msg, "multiples of 16")) fail_msg("%s", pe.msg);
+  st.gemm = g;
+  st.gemm.b.offset = 264; /* 8-byte aligned */
+  assert_int_not_equal(cg_plan_check(&plan, &pe), 0);
+  if (!strstr(pe.msg, "16-byte aligned")) fail_msg("%s", pe.msg);
+  st.gemm = g;
+  st.gemm.trans_b = 0, st.gemm.ldb = N;
+  assert_int_not_equal(cg_plan_check(&plan, &pe), 0);
+  if (!strstr(pe.msg, "TN form")) fail_msg("%s", pe.msg);
+  st.gemm = g;
+  plan.tuning = "sm_86";
+  assert_int_not_equal(cg_plan_check(&plan, &pe), 0);
+  if (!strstr(pe.msg, "sm_89")) fail_msg("%s", pe.msg);
+  rt_blas_free(b);
+  dev_close();
+}
+
 int main(void) {
   /* before anything loads the driver or compiles a kernel */
   setenv("DITC_CUDA_SIM", "1", 1);
@@ -1237,6 +1323,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_lt_compute_types, close_device),
       cmocka_unit_test_teardown(test_blas_rowmajor, close_device),
       cmocka_unit_test_teardown(test_blas_int8, close_device),
+      cmocka_unit_test_teardown(test_blas_fp8, close_device),
       cmocka_unit_test_teardown(test_backend_tiny_plan, close_device),
   };
   return tu_run_group(tests, NULL, teardown);

@@ -265,22 +265,25 @@ static void test_flipped_bytes(void **state) {
   buf[8] = 2;
   expect_reject(buf, len, "version 2");
   buf[8] = 3; /* before plans per architecture: recompile */
-  expect_reject(buf, len, "pack format version 3; this ditc reads version 8 (recompile the pack");
+  expect_reject(buf, len, "pack format version 3; this ditc reads version 9 (recompile the pack");
   buf[8] = 4; /* before the model record: recompile */
-  expect_reject(buf, len, "version 4; this ditc reads version 8 (recompile the pack with `ditc compile`: version 5 "
+  expect_reject(buf, len, "version 4; this ditc reads version 9 (recompile the pack with `ditc compile`: version 5 "
                           "records the model");
   buf[8] = 5; /* before launch parameters: recompile */
-  expect_reject(buf, len, "version 5; this ditc reads version 8 (recompile the pack with `ditc compile`: version 6 "
+  expect_reject(buf, len, "version 5; this ditc reads version 9 (recompile the pack with `ditc compile`: version 6 "
                           "passes kernels");
   buf[8] = 6; /* before step caching's entries: recompile */
-  expect_reject(buf, len, "version 6; this ditc reads version 8 (recompile the pack with `ditc compile`: version 7 "
+  expect_reject(buf, len, "version 6; this ditc reads version 9 (recompile the pack with `ditc compile`: version 7 "
                           "may hold step caching's entries");
   buf[8] = 7; /* before int8 GEMM steps: recompile */
-  expect_reject(buf, len, "version 7; this ditc reads version 8 (recompile the pack with `ditc compile`: version 8 "
+  expect_reject(buf, len, "version 7; this ditc reads version 9 (recompile the pack with `ditc compile`: version 8 "
                           "may hold int8 GEMM steps");
+  buf[8] = 8; /* before FP8 GEMM steps: recompile */
+  expect_reject(buf, len, "version 8; this ditc reads version 9 (recompile the pack with `ditc compile`: version 9 "
+                          "may hold FP8 GEMM steps");
+  buf[8] = 10;
+  expect_reject(buf, len, "version 10");
   buf[8] = 9;
-  expect_reject(buf, len, "version 9");
-  buf[8] = 8;
   buf[24] = 65;
   expect_reject(buf, len, "table of contents offset");
   buf[24] = 64;
@@ -864,7 +867,7 @@ static void test_fuzz_corpus(void **state) {
         if (!strcmp(name, "broken_magic")) buf[3] ^= 1;
         else if (!strcmp(name, "broken_toc")) buf[64 + 64 * 2 + 17] ^= 1;
         else if (!strcmp(name, "broken_truncated")) len -= 100;
-        else if (!strcmp(name, "broken_version")) buf[8] = 9;
+        else if (!strcmp(name, "broken_version")) buf[8] = CG_PACK_VERSION + 1;
         else buf[8] = (unsigned char)(name[strlen(name) - 1] - '0');
       }
       FILE *f = fopen(path, "wb");
