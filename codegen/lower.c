@@ -366,9 +366,11 @@ static void defer_qlinears(Ctx *c) {
  * storing the levels, in place of three kernels. */
 static void lower_e4m3_producers(Ctx *c) {
   for (int i = 0; i < c->g->n_nodes; i++) {
-    IrNode *q = c->g->nodes[i], *x = q->in[0];
+    IrNode *q = c->g->nodes[i];
+    if (q->op != IR_QUANTIZE_E4M3) continue;
+    IrNode *x = q->in[0];
     const IrNode *sc = q->in[1]; /* a leaf weight, or computed before x (plan_steps: leaf_buf) */
-    if (q->op != IR_QUANTIZE_E4M3 || inf(c, q)->how != LOW_KERNEL || node_numel(c, sc) != 1 || sc->dtype != IR_F32 ||
+    if (inf(c, q)->how != LOW_KERNEL || node_numel(c, sc) != 1 || sc->dtype != IR_F32 ||
         c->uses[x->index] != 1 || x->dtype != IR_F32 ||
         !(sc->op == IR_PARAM || sc->op == IR_CONST || sc->index < x->index))
       continue;
