@@ -8,6 +8,7 @@
 # (default /tmp/quantize-work): an interrupted run continues where it stopped, and a rerun after a
 # change that cannot move the samples (launch counts, bytes) reuses them; empty WORK after a change
 # to the numerics.
+# CACHED_ONLY=1 writes the table from what WORK holds (a row not measured yet is left empty).
 #   usage: [MODES="none w8 ..."] [SAMPLES=N] [EMU_SAMPLES=N [EMU_MODES="none w8 ..."]] benchmarks/quantize.sh [BUILD_DIR]   -> benchmarks/results/quantize-DATE.md and .csv
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +33,10 @@ quality() {  # BACKEND N FLAGS... -> "accuracy fd" (kept in WORK)
   shift 2
   local key
   key=$(echo "$be $n $*" | tr -c 'A-Za-z0-9\n' _)
+  if [ ! -s "$work/$key.q" ] && [ -n "${CACHED_ONLY:-}" ]; then
+    echo " " # CACHED_ONLY: a row not yet measured stays empty
+    return
+  fi
   if [ ! -s "$work/$key.q" ]; then
     quality_run "$be" "$n" "$@" >"$work/$key.q.tmp"
     mv "$work/$key.q.tmp" "$work/$key.q"
@@ -82,7 +87,7 @@ done
   echo "| mode | scope | pack bytes | vs f32 | weight bytes read / forward | activation bytes moved | kernels / block | ref accuracy | ref FD | emu accuracy | emu FD |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
   base=$(awk -F, 'NR == 2 {print $3}' "$out.csv")
-  awk -F, -v base="$base" 'NR > 1 {printf "| %s | %s | %d | %.1f%% | %d | %d | %s | %.3f | %.2f | %s | %s |\n", $1, $2, $3, 100 * $3 / base, $4, $5, $6, $7, $8, $9 == "" ? "-" : $9, $10 == "" ? "-" : $10}' "$out.csv"
+  awk -F, -v base="$base" 'NR > 1 {printf "| %s | %s | %d | %.1f%% | %d | %d | %s | %s | %s | %s | %s |\n", $1, $2, $3, 100 * $3 / base, $4, $5, $6, $7 == "" ? "-" : $7, $8 == "" ? "-" : sprintf("%.2f", $8), $9 == "" ? "-" : $9, $10 == "" ? "-" : sprintf("%.2f", $10)}' "$out.csv"
   echo
   echo "Quality kept, against ditc's own f32 run (mode none) on the same backend; the bound for w8 and w8a8"
   echo "is 0.015 accuracy and 1.0 FD (issue 11):"
