@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "testutil_emu.h"
 
 #include "codegen/cg_internal.h"
 #include "codegen/emu.h"
@@ -307,12 +308,6 @@ static void test_nvrtc_ptx_has_mma(void **state) {
   cg_nvrtc_close(nv);
 }
 
-static int teardown_all(void **state) {
-  (void)state;
-  emu_shutdown();
-  return 0;
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tensor_cores_every_head_dim),
@@ -321,5 +316,5 @@ int main(void) {
       cmocka_unit_test(test_scalar_where_no_tensor_cores),
       cmocka_unit_test(test_nvrtc_ptx_has_mma),
   };
-  return tu_run_group(tests, NULL, teardown_all);
+  return tu_run_group(tests, NULL, tu_emu_teardown);
 }

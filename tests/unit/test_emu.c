@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "testutil_emu.h"
 
 #include "codegen/emu.h"
 #include "codegen/nvrtc.h"
@@ -454,12 +455,6 @@ static void test_sources_compile_under_nvrtc(void **state) {
   cg_nvrtc_close(nv);
 }
 
-static int teardown_all(void **state) {
-  (void)state;
-  emu_shutdown();
-  return 0;
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_elementwise_grid_stride),
@@ -475,5 +470,5 @@ int main(void) {
       cmocka_unit_test(test_deadlock_reported),
       cmocka_unit_test(test_sources_compile_under_nvrtc),
   };
-  return tu_run_group(tests, NULL, teardown_all);
+  return tu_run_group(tests, NULL, tu_emu_teardown);
 }

@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "testutil_emu.h"
 
 #include "codegen/emu.h"
 #include "codegen/nvrtc.h"
@@ -678,12 +679,6 @@ static void test_nvrtc_archs(void **state) {
   cg_nvrtc_close(nv);
 }
 
-static int teardown_all(void **state) {
-  (void)state;
-  emu_shutdown();
-  return 0;
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mma_bf16_layout),
@@ -700,5 +695,5 @@ int main(void) {
       cmocka_unit_test(test_shared_section_identical),
       cmocka_unit_test(test_nvrtc_archs),
   };
-  return tu_run_group(tests, NULL, teardown_all);
+  return tu_run_group(tests, NULL, tu_emu_teardown);
 }

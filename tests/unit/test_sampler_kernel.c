@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "testutil_emu.h"
 
 #include "runtime/backend.h"
 #include "codegen/emu.h"
@@ -492,12 +493,6 @@ static void test_sources_compile_under_nvrtc(void **state) {
   cg_nvrtc_close(nv);
 }
 
-static int teardown_all(void **state) {
-  (void)state;
-  emu_shutdown();
-  return 0;
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_step_ddpm_learned),
@@ -513,5 +508,5 @@ int main(void) {
       cmocka_unit_test(test_backend_sample_errors),
       cmocka_unit_test(test_sources_compile_under_nvrtc),
   };
-  return tu_run_group(tests, NULL, teardown_all);
+  return tu_run_group(tests, NULL, tu_emu_teardown);
 }

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "testutil_emu.h"
 
 #include "runtime/backend.h"
 #include "codegen/cg_internal.h"
@@ -232,12 +233,6 @@ static void test_reference_per_arch(void **state) {
   st_close(cf);
 }
 
-static int teardown_all(void **state) {
-  (void)state;
-  emu_shutdown();
-  return 0;
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rows_are_legal),
@@ -245,5 +240,5 @@ int main(void) {
       cmocka_unit_test(test_arch_lookup),
       cmocka_unit_test(test_reference_per_arch),
   };
-  return tu_run_group(tests, NULL, teardown_all);
+  return tu_run_group(tests, NULL, tu_emu_teardown);
 }
