@@ -3,13 +3,7 @@
 # here): the same file twice (the same name, or a symlink to it) is refused before any work and
 # nothing is written; a --source that cannot be written (a directory) leaves no pack behind; both
 # appear together when all went well.  Skipped (exit 77) when NVRTC is not installed.
-set -uo pipefail
-: "${DITC:?}" "${DITC_SRC:?}"
-cd "$DITC_SRC"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-export DITC_CACHE_DIR="$T/cache"
-fail=0
+source "$(dirname "$0")/common.bash"
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL: $*"; fail=1; }
 C=(compile DiT-S/2 --set depth=1 --arch sm_90 --entry forward)
