@@ -32,10 +32,7 @@
 /* Run fn in a forked child; its message comes back in msg, its status returned. */
 static int in_child(int (*fn)(IrErr *), char *msg, size_t n) {
   int fd[2];
-  assert_int_equal(pipe(fd), 0);
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
+  pid_t pid = tu_fork_piped(fd);
   if (pid == 0) {
     close(fd[0]);
     IrErr err = {{0}};

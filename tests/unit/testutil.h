@@ -88,16 +88,23 @@ static inline int tu_child_wait(int fd, pid_t pid, char *out, size_t n) {
   return WEXITSTATUS(st);
 }
 
+/* A pipe in fd and a fork (stdio flushed first, so that nothing buffered is written twice): the
+ * child's 0, the parent's the child's pid. */
+static inline pid_t tu_fork_piped(int fd[2]) {
+  assert_int_equal(pipe(fd), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  return pid;
+}
+
 /* Run this test binary again in a child, its environment changed by env
  * (name, value, name, value, ..., NULL; a NULL value unsets the name), with
  * its stdout and stderr in out: waitpid's status (exit 99: it could not be
  * started).  tu_reexec: the exit status of a child that must exit normally. */
 static inline int tu_reexec_status(const char *const *env, char *out, size_t n) {
   int fd[2];
-  assert_int_equal(pipe(fd), 0);
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
+  pid_t pid = tu_fork_piped(fd);
   if (pid == 0) {
     dup2(fd[1], 1);
     dup2(fd[1], 2);
