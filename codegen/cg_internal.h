@@ -279,9 +279,11 @@ void cg_emit_status_reset(CgEmit *e);
 
 /* ---- mixture of experts (moe.c) ------------------------------------------------- */
 
-/* moe_route, moe_gather, moe_linear, moe_combine: `in` holds the locations of
+/* moe_route, moe_gather, moe_linear, moe_qlinear(_e4m3), moe_combine: `in` holds the locations of
  * n's inputs in operand order. */
 void cg_emit_moe(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in);
+/* w8's moe_linear over dequantize(wq, sw) of int8 expert weights: in holds xs, table, wq, sw[, b]. */
+void cg_emit_moe_w8(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in);
 /* Does n read input j as a matrix-product operand (stored in the precision)? */
 int cg_moe_operand(const IrNode *n, int j);
 

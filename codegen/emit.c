@@ -394,6 +394,11 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
     return cg_emit_wlinear(e, n, out, in, l->n_in == 3, ni->how == LOW_WLINEAR_GELU, kk ? node_numel(c, x) / kk : 0,
                            nn, kk);
   }
+  if (ni->how == LOW_WMOE) {
+    CgLoc in[5];
+    for (int i = 0; i < st->n_reads && i < 5; i++) in[i] = buf_loc(c, st->reads[i]);
+    return cg_emit_moe_w8(e, n, out, in);
+  }
   if (ni->how == LOW_QROWS) {
     int64_t len = ov.shape[ov.rank - 1];
     return cg_emit_quant_rows(e, n, out, buf_loc(c, st->write2), buf_loc(c, st->reads[0]), len ? node_numel(c, n) / len : 0,
@@ -444,9 +449,11 @@ static void emit_node(Ctx *c, CgEmit *e, const LStep *st) {
   case IR_MOE_ROUTE:
   case IR_MOE_GATHER:
   case IR_MOE_LINEAR:
+  case IR_MOE_QLINEAR:
+  case IR_MOE_QLINEAR_E4M3:
   case IR_MOE_COMBINE: {
-    CgLoc in[4];
-    for (int i = 0; i < n->n_in && i < 4; i++) in[i] = buf_loc(c, st->reads[i]);
+    CgLoc in[6];
+    for (int i = 0; i < n->n_in && i < 6; i++) in[i] = buf_loc(c, st->reads[i]);
     return cg_emit_moe(e, n, out, in);
   }
   case IR_IM2COL: {

@@ -131,6 +131,28 @@ static int wlinear(Ctx *c, const IrNode *n) {
   return n->n_in < 3 || n->in[2]->dtype == IR_F32;
 }
 
+/* w8's moe_linear(xs, table, dequantize(wq, sw)[, b]) over the experts' int8
+ * weights in the blob: the grouped GEMM reads wq and sw directly (moe.c). */
+static int wmoe(Ctx *c, const IrNode *n) {
+  const IrNode *d = n->in[2];
+  if (n->dtype != IR_F32 || n->in[0]->dtype != IR_F32 || d->op != IR_DEQUANTIZE || d->shape.rank != 3) return 0;
+  const IrNode *q = d->in[0], *s = d->in[1];
+  if (q->dtype != IR_I8 || s->dtype != IR_F32 || inf(c, q)->how != LOW_WEIGHT || inf(c, s)->how != LOW_WEIGHT) return 0;
+  if (s->shape.rank != 3 || s->shape.d[0] != d->shape.d[0] || s->shape.d[1] != d->shape.d[1] || s->shape.d[2] != 1)
+    return 0; /* one scale an expert's row */
+  return n->n_in < 4 || n->in[3]->dtype == IR_F32;
+}
+
+/* What a LOW_WMOE moe_linear reads: xs, table, wq, sw[, b]. */
+static int wmoe_reads(const IrNode *n, IrNode **out) {
+  out[0] = n->in[0];
+  out[1] = n->in[1];
+  out[2] = n->in[2]->in[0];
+  out[3] = n->in[2]->in[1];
+  if (n->n_in > 3) out[4] = n->in[3];
+  return n->n_in > 3 ? 5 : 4;
+}
+
 /* A qlinear cuBLASLt's IMMA matmul can run (plan.h, CgGemm: n and k
  * multiples of 4; the arena and blob offsets are 256-byte aligned), its
  * scales per row and per output column, all operands f32 but the levels. */
@@ -178,6 +200,7 @@ static int decide(Ctx *c, IrErr *err) {
     case IR_RESHAPE: ni->how = LOW_ALIAS; break;
     case IR_LINEAR: ni->how = wlinear(c, n) ? LOW_WLINEAR : LOW_GEMM; break;
     case IR_MATMUL: ni->how = LOW_GEMM; break;
+    case IR_MOE_LINEAR: ni->how = wmoe(c, n) ? LOW_WMOE : LOW_KERNEL; break;
     default: ni->how = computed_weight(c, n) ? LOW_WEIGHT : LOW_KERNEL; break;
     }
   }
@@ -454,6 +477,7 @@ static int lowering_reads(Ctx *c, IrNode *n, IrNode **out) {
     return ni->linear->n_in;
   case LOW_WLINEAR: return wlinear_reads(n, out);
   case LOW_WLINEAR_GELU: return wlinear_reads(ni->linear, out);
+  case LOW_WMOE: return wmoe_reads(n, out);
   case LOW_ATTENTION:
     for (int i = 0; i < 3; i++) out[i] = ni->qkv[i].base;
     if (ni->deq) { /* the deferred qkv qlinear's sx, sw[, b] */
@@ -573,8 +597,8 @@ static void storage(Ctx *c) {
         t = operand_dtype(c, n);
       else if (ni->how == LOW_ALIAS)
         t = ni->store;
-      else if (ni->how == LOW_KERNEL && cg_moe_operand(n, j)) /* routed rows and stacked weights */
-        t = operand_dtype(c, n);
+      else if ((ni->how == LOW_KERNEL && cg_moe_operand(n, j)) || (ni->how == LOW_WMOE && j == 0))
+        t = operand_dtype(c, n); /* routed rows and stacked weights (int8 levels keep their dtype) */
       else if (ni->how == LOW_WEIGHT)
         t = rd[j]->dtype; /* computed at fill time from exact values */
       want_add(&want[rd[j]->index], t);
@@ -707,6 +731,7 @@ static int plan_steps(Ctx *c) {
     case LOW_E4M3_GELU:
     case LOW_WLINEAR:
     case LOW_WLINEAR_GELU:
+    case LOW_WMOE:
     case LOW_KERNEL:
     case LOW_FUSED:
     case LOW_NORM:

@@ -36,6 +36,8 @@ typedef enum {
   LOW_QLINEAR_GELU, /* gelu_tanh(qlinear(...)): the qlinear kernel with the GELU on its store */
   LOW_WLINEAR,     /* linear(x, dequantize(wq, sw), b) of int8 weights: the mixed-input kernel (w8) */
   LOW_WLINEAR_GELU, /* gelu_tanh of such a linear: the mixed-input kernel with the GELU on its store */
+  LOW_WMOE,        /* moe_linear(xs, table, dequantize(wq, sw), b) of int8 expert weights: the grouped GEMM
+                    * reading wq and sw directly (w8) */
   LOW_QGEMM,       /* a qlinear read only by a fused layernorm's prologue: an IMMA GEMM step storing the
                     * int32 sums, which that kernel scales (+ bias) as it loads them (NodeInfo.deq); a
                     * qlinear_e4m3 likewise, an FP8 GEMM step storing f32 sums */

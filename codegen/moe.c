@@ -24,6 +24,15 @@
  *                through shared memory,
  *                256 threads of 4x4 outputs, f32 accumulation; operands are
  *                read in whatever they are stored in (the precision).
+ *                The quantised experts (passes/quantize.c) use the same
+ *                kernel: w8's moe_linear over dequantize(wq, sw) reads the
+ *                int8 levels from the blob, converts them on the tile load
+ *                and applies the row scale on the store (no dequantised
+ *                copy); moe_qlinear stages int tiles and sums in int32
+ *                (exact, so equal to the reference executor bit for bit),
+ *                then ditc_qlinear_scale and the bias; moe_qlinear_e4m3
+ *                decodes e4m3 on the load and sums the (exact) products in
+ *                f32 in k order, as the reference does, so it too is equal.
  *   moe_combine  one thread per output element sums its token's k gated
  *                rows in increasing expert order.
  */
@@ -165,34 +174,69 @@ static void emit_gather(CgEmit *e, const IrNode *n, CgLoc out, CgLoc x, CgLoc ta
   cg_launch_1d(e, n, kid, d.slots * D, e->tune->block_elementwise);
 }
 
-static void emit_linear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in) {
+/* The grouped GEMM's kinds: the operands each reads (in[]) and how. */
+typedef enum {
+  MOE_FLOAT, /* moe_linear: xs, table, w[, b], read in their storage dtype */
+  MOE_W8,    /* moe_linear over dequantize(wq, sw) (LOW_WMOE): xs, table, wq, sw[, b]; levels converted on the
+              * tile load, the row scale on the store (as wlinear) */
+  MOE_I8,    /* moe_qlinear: xq, table, sx, wq, sw[, b]; int tiles, int32 sums, scaled once */
+  MOE_E4M3,  /* moe_qlinear_e4m3: likewise, e4m3 decoded on the load, f32 sums in k order */
+} MoeKind;
+
+static void emit_linear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, MoeKind kind) {
   MoeDims d = moe_dims(e, n->in[1], n->shape.d[0]);
-  const IrNode *w = n->in[2];
+  int wi = kind == MOE_FLOAT || kind == MOE_W8 ? 2 : 3, bi = kind == MOE_FLOAT ? 3 : kind == MOE_W8 ? 4 : 5;
+  const IrNode *w = kind == MOE_W8 ? n->in[2]->in[0] : n->in[wi];
+  int has_bias = n->n_in > (kind == MOE_FLOAT || kind == MOE_W8 ? 3 : 5);
   int64_t N = w->shape.d[1], K = w->shape.d[2];
   /* Row tiles of all segments together: at most ceil(S / tile) + E - 1. */
   int64_t row_tiles = (d.slots + MOE_TILE - 1) / MOE_TILE + d.experts - 1;
   int64_t col_tiles = (N + MOE_TILE - 1) / MOE_TILE;
   if (row_tiles < 1 || col_tiles < 1) return;
   const char *name;
-  char ia[96], ib[96], ibias[96], la[256], lb[256], lbias[256], bias[300], st[512], detail[200];
-  snprintf(detail, sizeof detail,
-           "grouped GEMM over %lld experts' segments: %dx%d tiles, k-step %d, f32 accumulation",
-           (long long)d.experts, MOE_TILE, MOE_TILE, MOE_TK);
-  int kid = cg_kernel_open(e, n, "moe_linear", detail, &name);
+  char ia[96], ib[96], ibias[96], la[256], lb[256], lbias[256], bias[300], st[512], detail[240], v[400];
+  static const char *const how[] = {
+      [MOE_FLOAT] = "f32 accumulation",
+      [MOE_W8] = "int8 weights converted on the tile load, f32 accumulation, row scale on the store",
+      [MOE_I8] = "int8 products summed exactly in int32, scaled once",
+      [MOE_E4M3] = "e4m3 products summed in f32 in k order, per-tensor scales"};
+  snprintf(detail, sizeof detail, "grouped GEMM over %lld experts' segments: %dx%d tiles, k-step %d, %s",
+           (long long)d.experts, MOE_TILE, MOE_TILE, MOE_TK, how[kind]);
+  int kid = cg_kernel_open(e, n, kind == MOE_I8 ? "moe_qlinear" : kind == MOE_E4M3 ? "moe_qlinear_e4m3" : kind == MOE_W8 ? "moe_wlinear" : "moe_linear",
+                           detail, &name);
   cg_text_printf(&e->src, "DITC_KERNEL_BOUNDS(%s, DitcArgs, a, %d) {\n", name, MOE_BLOCK);
   cg_decl_ptr(e, "xs", in[0], 0);
   cg_decl_ptr(e, "tab", in[1], 0);
-  cg_decl_ptr(e, "w", in[2], 0);
-  if (n->n_in > 3) cg_decl_ptr(e, "bias", in[3], 0);
+  if (kind == MOE_I8 || kind == MOE_E4M3) cg_decl_ptr(e, "sx", in[2], 0);
+  cg_decl_ptr(e, "w", in[wi], 0);
+  if (kind != MOE_FLOAT) cg_decl_ptr(e, "sw", in[wi + 1], 0);
+  if (has_bias) cg_decl_ptr(e, "bias", in[bi], 0);
   cg_decl_ptr(e, "y", out, 1);
   snprintf(ia, sizeof ia, "gr * %lldLL + gk", (long long)K);
   snprintf(ib, sizeof ib, "gc * %lldLL + gk", (long long)K);
   snprintf(ibias, sizeof ibias, "(long long)ex * %lldLL + c", (long long)N);
-  if (n->n_in > 3) snprintf(bias, sizeof bias, " + %s", cg_load(in[3].dtype, "bias", ibias, lbias));
-  else bias[0] = 0;
+  if (has_bias) snprintf(bias, sizeof bias, "%s", cg_load(in[bi].dtype, "bias", ibias, lbias));
+  const char *acc_t = kind == MOE_I8 ? "int" : "float", *zero = kind == MOE_I8 ? "0" : "0.0f";
+  if (kind == MOE_I8) { /* the levels as ints: the sums are exact */
+    snprintf(la, sizeof la, "(int)xs[%s]", ia);
+    snprintf(lb, sizeof lb, "(int)we[%s]", ib);
+  } else {
+    cg_load(in[0].dtype, "xs", ia, la);
+    cg_load(in[wi].dtype, "we", ib, lb);
+  }
+  switch (kind) {
+  case MOE_FLOAT: snprintf(v, sizeof v, "acc[i][j]"); break;
+  case MOE_W8: snprintf(v, sizeof v, "ditc_dequantize(acc[i][j], sw[(long long)ex * %lldLL + c])", (long long)N); break;
+  case MOE_I8: snprintf(v, sizeof v, "ditc_qlinear_scale(acc[i][j], sx[r], sw[(long long)ex * %lldLL + c])", (long long)N); break;
+  case MOE_E4M3: snprintf(v, sizeof v, "ditc_qlinear_e4m3_scale(acc[i][j], sx[0], sw[ex])"); break;
+  }
+  char val[800];
+  if (has_bias && kind == MOE_FLOAT) snprintf(val, sizeof val, "%s + %s", v, bias);
+  else if (has_bias) snprintf(val, sizeof val, "ditc_add(%s, %s)", v, bias);
+  else snprintf(val, sizeof val, "%s", v);
   cg_text_printf(&e->src,
-                 "  DITC_SHARED2(float, as, %d, %d);\n"
-                 "  DITC_SHARED2(float, bs, %d, %d);\n"
+                 "  DITC_SHARED2(%s, as, %d, %d);\n"
+                 "  DITC_SHARED2(%s, bs, %d, %d);\n"
                  "  int tid = (int)threadIdx.x;\n"
                  "  /* this block's row tile: find its expert from the segment bounds */\n"
                  "  long long tile = blockIdx.x, tiles = 0, lo = 0, hi = 0, row0 = 0;\n"
@@ -212,19 +256,19 @@ static void emit_linear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in) 
                  "  long long col0 = (long long)blockIdx.y * %d;\n"
                  "  const %s *__restrict__ we = w + (long long)ex * %lldLL;\n"
                  "  int tx = tid %% 16, ty = tid / 16;\n"
-                 "  float acc[4][4];\n"
+                 "  %s acc[4][4];\n"
                  "  for (int i = 0; i < 4; i++)\n"
-                 "    for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;\n"
+                 "    for (int j = 0; j < 4; j++) acc[i][j] = %s;\n"
                  "  for (long long k0 = 0; k0 < %lldLL; k0 += %d) {\n"
                  "    for (int q = tid; q < %d; q += %d) {\n"
                  "      int r = q / %d, kk = q %% %d;\n"
                  "      long long gr = row0 + r, gk = k0 + kk, gc = col0 + r;\n"
-                 "      as[kk][r] = (gr < hi && gk < %lldLL) ? %s : 0.0f;\n"
-                 "      bs[kk][r] = (gc < %lldLL && gk < %lldLL) ? %s : 0.0f;\n"
+                 "      as[kk][r] = (gr < hi && gk < %lldLL) ? %s : %s;\n"
+                 "      bs[kk][r] = (gc < %lldLL && gk < %lldLL) ? %s : %s;\n"
                  "    }\n"
                  "    __syncthreads();\n"
                  "    for (int kk = 0; kk < %d; kk++) {\n"
-                 "      float av[4], bv[4];\n"
+                 "      %s av[4], bv[4];\n"
                  "      for (int i = 0; i < 4; i++) av[i] = as[kk][ty + 16 * i];\n"
                  "      for (int j = 0; j < 4; j++) bv[j] = bs[kk][tx + 16 * j];\n"
                  "      for (int i = 0; i < 4; i++)\n"
@@ -238,17 +282,16 @@ static void emit_linear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in) 
                  "    for (int j = 0; j < 4; j++) {\n"
                  "      long long c = col0 + tx + 16 * j;\n"
                  "      if (c >= %lldLL) continue;\n"
-                 "      float v = acc[i][j]%s;\n"
+                 "      float v = %s;\n"
                  "      long long o = r * %lldLL + c;\n"
                  "      %s\n"
                  "    }\n"
                  "  }\n"
                  "}\n\n",
-                 MOE_TK, MOE_TILE + 1, MOE_TK, MOE_TILE + 1, (long long)d.experts, MOE_TILE - 1, MOE_TILE,
-                 MOE_TILE, MOE_TILE, cg_ctype(in[2].dtype), (long long)(N * K), (long long)K, MOE_TK,
-                 MOE_TILE * MOE_TK, MOE_BLOCK, MOE_TK, MOE_TK, (long long)K, cg_load(in[0].dtype, "xs", ia, la),
-                 (long long)N, (long long)K, cg_load(in[2].dtype, "we", ib, lb), MOE_TK, (long long)N, bias,
-                 (long long)N, cg_store(out.dtype, "y", "o", "v", st));
+                 acc_t, MOE_TK, MOE_TILE + 1, acc_t, MOE_TK, MOE_TILE + 1, (long long)d.experts, MOE_TILE - 1, MOE_TILE,
+                 MOE_TILE, MOE_TILE, cg_ctype(in[wi].dtype), (long long)(N * K), acc_t, zero, (long long)K, MOE_TK,
+                 MOE_TILE * MOE_TK, MOE_BLOCK, MOE_TK, MOE_TK, (long long)K, la, zero, (long long)N, (long long)K, lb,
+                 zero, MOE_TK, acc_t, (long long)N, val, (long long)N, cg_store(out.dtype, "y", "o", "v", st));
   cg_launch(e, n, kid, row_tiles, col_tiles, 1, MOE_BLOCK, 1, 1, 0);
 }
 
@@ -282,11 +325,15 @@ static void emit_combine(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in)
   cg_launch_1d(e, n, kid, T * D, e->tune->block_elementwise);
 }
 
+void cg_emit_moe_w8(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in) { emit_linear(e, n, out, in, MOE_W8); }
+
 void cg_emit_moe(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in) {
   switch (n->op) {
   case IR_MOE_ROUTE: return emit_route(e, n, out, in[0]);
   case IR_MOE_GATHER: return emit_gather(e, n, out, in[0], in[1]);
-  case IR_MOE_LINEAR: return emit_linear(e, n, out, in);
+  case IR_MOE_LINEAR: return emit_linear(e, n, out, in, MOE_FLOAT);
+  case IR_MOE_QLINEAR: return emit_linear(e, n, out, in, MOE_I8);
+  case IR_MOE_QLINEAR_E4M3: return emit_linear(e, n, out, in, MOE_E4M3);
   case IR_MOE_COMBINE: return emit_combine(e, n, out, in);
   default: ditc_unreachable();
   }

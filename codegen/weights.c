@@ -50,13 +50,20 @@ int cg_weight_check(const CgPlan *p, int i, IrErr *err) {
   }
   int axis = cw->attr.axis;
   int64_t outer, inner;
-  if (quant) { /* inputs of the weight's own rank; qscale reduces from axis on, quantize's scales broadcast */
+  if (quant) { /* qscale reduces from axis on, quantize's scales broadcast; x seen through a reshape (the
+               * experts' stacked weights, reshape(concat)) when its own rank is not the weight's */
     const CgWeight *x = &p->weights[cw->in[0]], *sc = cw->n_in > 1 ? &p->weights[cw->in[1]] : NULL;
-    int ok = cw->n_in == (cw->op == IR_QSCALE ? 1 : 2) && x->rank == cw->rank && (!sc || sc->rank == cw->rank);
+    int own = x->rank == cw->rank;
+    int ok = cw->n_in == (cw->op == IR_QSCALE ? 1 : 2) && (!sc || sc->rank == cw->rank);
     if (ok && cw->op == IR_QSCALE) ok = axis >= 0 && axis < cw->rank && cw->attr.f >= 1.0f;
+    if (ok && !own && cw->op == IR_QSCALE) { /* the rows: cw's leading axes, each row the rest of x */
+      outer_inner(cw, axis, &outer, &inner);
+      ok = outer > 0 && in_numel[0] % outer == 0;
+    } else if (ok && !own)
+      ok = in_numel[0] == numel;
     for (int j = 0; ok && j < cw->rank; j++) {
-      if (cw->op == IR_QSCALE) ok = cw->shape[j] == (j < axis ? x->shape[j] : 1);
-      else ok = x->shape[j] == cw->shape[j] && (sc->shape[j] == 1 || sc->shape[j] == cw->shape[j]);
+      if (cw->op == IR_QSCALE) ok = j < axis ? !own || cw->shape[j] == x->shape[j] : cw->shape[j] == 1;
+      else ok = (!own || x->shape[j] == cw->shape[j]) && (sc->shape[j] == 1 || sc->shape[j] == cw->shape[j]);
     }
     if (ok && sc) ok = sc->dtype == IR_F32;
     if (ok) return 0;
@@ -125,8 +132,12 @@ static IrArray input_array(const CgPlan *p, const CgWeight *cw, int j, float *co
   const CgWeight *w = &p->weights[cw->in[j]];
   IrArray a = {.dtype = w->dtype, .rank = cw->rank, .data = val[cw->in[j]]};
   for (int k = 0; k < cw->rank; k++) a.d[k] = cw->shape[k];
-  if (cw->op == IR_QSCALE || cw->op == IR_QUANTIZE || cw->op == IR_QUANTIZE_E4M3) {
+  if ((cw->op == IR_QSCALE || cw->op == IR_QUANTIZE || cw->op == IR_QUANTIZE_E4M3) && w->rank == cw->rank) {
     for (int k = 0; k < cw->rank; k++) a.d[k] = w->shape[k];
+  } else if (cw->op == IR_QSCALE && j == 0) { /* through a reshape: cw's rows, each the rest of x */
+    int64_t outer, inner;
+    outer_inner(cw, cw->attr.axis, &outer, &inner);
+    a.d[cw->attr.axis] = outer ? shape_numel(w->rank, w->shape) / outer : 0;
   } else if (cw->op == IR_PERMUTE) {
     for (int k = 0; k < cw->rank; k++) a.d[cw->attr.perm[k]] = cw->shape[k];
   } else if (cw->op == IR_REDUCE_MEAN) { /* the reduced axes as one */

@@ -26,7 +26,9 @@ double ir_node_macs(const IrNode *n, int64_t batch) {
     return x->rank ? out * (double)ir_dim_eval(x->d[x->rank - 1], batch) : 0.0;
   }
   case IR_QLINEAR:
-  case IR_QLINEAR_E4M3: {
+  case IR_QLINEAR_E4M3:
+  case IR_MOE_QLINEAR:
+  case IR_MOE_QLINEAR_E4M3: {
     const IrShape *x = &n->in[0]->shape;
     return x->rank ? out * (double)ir_dim_eval(x->d[x->rank - 1], batch) : 0.0;
   }

@@ -92,7 +92,7 @@ static int infer_moe(IrOp op, int n, IrNode *const *in, const IrAttrs *at, IrSha
   const IrNode *x = in[0];
   IrDim tokens;
   int64_t experts;
-  if (need_float(op, x, 0, err)) return -1;
+  if (op != IR_MOE_QLINEAR && op != IR_MOE_QLINEAR_E4M3 && need_float(op, x, 0, err)) return -1; /* levels: below */
   switch (op) {
   case IR_MOE_ROUTE: {
     if (token_count(op, x, &tokens, err)) return -1;
@@ -131,6 +131,34 @@ static int infer_moe(IrOp op, int n, IrNode *const *in, const IrAttrs *at, IrSha
       if (!ir_dtype_is_float(b->dtype)) return ir_errf(err, "moe_linear: bias must be float");
     }
     *s = ir_shape_make(2, (IrDim[]){x->shape.d[0], w->shape.d[1]});
+    return 0;
+  }
+  case IR_MOE_QLINEAR:
+  case IR_MOE_QLINEAR_E4M3: { /* xq, table, sx, wq, sw[, b] */
+    const char *nm = ir_op_name(op);
+    IrDType lv = op == IR_MOE_QLINEAR ? IR_I8 : IR_E4M3;
+    if (n < 5 || n > 6) return ir_errf(err, "%s: takes xq, table, sx, wq, sw and an optional bias, got %d inputs", nm, n);
+    const IrNode *w = in[3], *sx = in[2], *sw = in[4];
+    if (x->shape.rank != 2) return ir_errf(err, "%s: xq must be [rows, K], got %s", nm, SHP(&x->shape));
+    if (table_experts(op, in[1], x->shape.d[0], &experts, err)) return -1;
+    if (x->dtype != lv || w->dtype != lv)
+      return ir_errf(err, "%s: xq and wq must be %s, got %s and %s", nm, ir_dtype_name(lv), ir_dtype_name(x->dtype),
+                     ir_dtype_name(w->dtype));
+    if (w->shape.rank != 3 || w->shape.d[0] != experts || w->shape.d[1] < 0 || w->shape.d[2] != x->shape.d[1])
+      return ir_errf(err, "%s: weight must be [%lld, N, %s] (experts, out, in), got %s", nm, (long long)experts,
+                     ir_dim_str(x->shape.d[1], (char[32]){0}, 32), SHP(&w->shape));
+    IrShape ssx = x->shape, ssw = w->shape;
+    ssx.d[1] = ssw.d[2] = 1;
+    if (op == IR_MOE_QLINEAR_E4M3) ssx.d[0] = 1, ssw.d[1] = 1; /* per tensor: sx [1, 1], sw [E, 1, 1] */
+    if (sx->dtype != IR_F32 || !ir_shape_eq(&sx->shape, &ssx) || sw->dtype != IR_F32 || !ir_shape_eq(&sw->shape, &ssw))
+      return ir_errf(err, "%s: scales %s and %s must be f32 %s and %s", nm, SHP(&sx->shape), SHP(&sw->shape),
+                     SHP(&ssx), SHP(&ssw));
+    if (n == 6 && (in[5]->dtype != IR_F32 || in[5]->shape.rank != 2 || in[5]->shape.d[0] != experts ||
+                   in[5]->shape.d[1] != w->shape.d[1]))
+      return ir_errf(err, "%s: bias %s must be f32 [%lld, %lld]", nm, SHP(&in[5]->shape), (long long)experts,
+                     (long long)w->shape.d[1]);
+    *s = ir_shape_make(2, (IrDim[]){x->shape.d[0], w->shape.d[1]});
+    *t = IR_F32;
     return 0;
   }
   case IR_MOE_COMBINE: {
@@ -430,6 +458,8 @@ static int infer_other(IrOp op, int n, IrNode *const *in, const IrAttrs *at, IrS
   case IR_MOE_ROUTE:
   case IR_MOE_GATHER:
   case IR_MOE_LINEAR:
+  case IR_MOE_QLINEAR:
+  case IR_MOE_QLINEAR_E4M3:
   case IR_MOE_COMBINE:
     return infer_moe(op, n, in, at, s, t, err);
 

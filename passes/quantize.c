@@ -29,6 +29,20 @@
  *          gives s_x itself (what the pass decided, recorded for packs);
  *          x_q = quantize_e4m3(x, s_x), y = qlinear_e4m3(x_q, s_x, w_q, s_w, b)
  *          (products and their sum in f32, k order, scaled once).
+ *
+ * The experts of a routed MoE (route-experts' ys = moe_linear(xs, table,
+ * W[E, N, K], b[E, N])) are block linears too, covered by both scopes when
+ * their weights are the blocks' own:
+ *   w8     s_w = qscale(W, axis 2) [E, N, 1] (per output row of each expert),
+ *          y = moe_linear(xs, table, dequantize(q, s_w), b)
+ *   w8a8   s_x = qscale(xs) per routed row [T*k, 1], x_q = quantize(xs, s_x),
+ *          y = moe_qlinear(x_q, table, s_x, q, s_w, b)
+ *   fp8    s_w = qscale(W, axis 1, qmax 448) [E, 1, 1]: one scale per
+ *          expert's weight tensor (each expert is its own linear in the dense
+ *          model); s_x one per moe_linear, from the calibration statistic
+ *          linear.<expert weight>.absmax (the observer records max|xs| for
+ *          every parameter the stacked weight is made of), w_q, x_q as above,
+ *          y = moe_qlinear_e4m3(x_q, table, s_x, w_q, s_w, b).
  */
 #include <math.h>
 #include <stdio.h>
@@ -113,7 +127,9 @@ static int quantize_fp8(IrGraph *g, const PassOptions *o, IrNode **lin, int k, I
   char *text = xcalloc((size_t)k * 9 + 1, 1), *p = text;
   int rc = -1;
   for (int i = 0; i < k; i++) {
-    IrNode *l = lin[i], *x = l->in[0], *w = l->in[1], *b = l->n_in > 2 ? l->in[2] : NULL;
+    IrNode *l = lin[i], *x = l->in[0];
+    int moe = l->op == IR_MOE_LINEAR, wi = moe ? 2 : 1;
+    IrNode *w = l->in[wi], *b = l->n_in > wi + 1 ? l->in[wi + 1] : NULL;
     float sv;
     if (act_scale(o, &words, i, w, &sv, err)) goto out;
     uint32_t u;
@@ -122,11 +138,14 @@ static int quantize_fp8(IrGraph *g, const PassOptions *o, IrNode **lin, int k, I
     IrShape one = {.rank = x->shape.rank};
     for (int j = 0; j < one.rank; j++) one.d[j] = 1;
     IrNode *sx = ir_const(g, IR_F32, one, &sv, l->loc);
-    IrNode *sw = node(g, IR_QSCALE, 1, &w, &(IrAttrs){.axis = 0, .f = 448.0f}, l, err);
+    IrNode *sw = node(g, IR_QSCALE, 1, &w, &(IrAttrs){.axis = moe, .f = 448.0f}, l, err); /* MoE: per expert */
     if (!sw) goto out;
     IrNode *wq = node(g, IR_QUANTIZE_E4M3, 2, (IrNode *[]){w, sw}, &(IrAttrs){0}, l, err);
-    IrNode *xq = wq ? node(g, IR_QUANTIZE_E4M3, 2, (IrNode *[]){x, sx}, &(IrAttrs){0}, l, err) : NULL;
-    IrNode *y = xq ? node(g, IR_QLINEAR_E4M3, b ? 5 : 4, (IrNode *[]){xq, sx, wq, sw, b}, &(IrAttrs){0}, l, err) : NULL;
+    IrNode *xq = wq ? node(g, IR_QUANTIZE_E4M3, 2, (IrNode *[]){x, sx}, &(IrAttrs){0}, l, err) : NULL, *y = NULL;
+    if (xq && moe)
+      y = node(g, IR_MOE_QLINEAR_E4M3, b ? 6 : 5, (IrNode *[]){xq, l->in[1], sx, wq, sw, b}, &(IrAttrs){0}, l, err);
+    else if (xq)
+      y = node(g, IR_QLINEAR_E4M3, b ? 5 : 4, (IrNode *[]){xq, sx, wq, sw, b}, &(IrAttrs){0}, l, err);
     if (!y) goto out;
     ir_replace_all_uses(g, l, y);
   }
@@ -149,10 +168,13 @@ int pass_quantize(IrGraph *g, const PassOptions *o, IrErr *err) {
   unsigned char *wo = ir_weight_only(g);
   IrNode **lin = xmalloc((size_t)(n ? n : 1) * sizeof *lin);
   int k = 0;
-  for (int i = 0; i < n; i++) {
-    IrNode *l = g->nodes[i], *w = l->n_in > 1 ? l->in[1] : NULL;
-    if (l->op != IR_LINEAR || l->dtype != IR_F32 || w->dtype != IR_F32 || !wo[w->index]) continue;
-    if (l->n_in > 2 && l->in[2]->dtype != IR_F32) continue;
+  for (int i = 0; i < n; i++) { /* the linears and MoE experts covered, in graph order */
+    IrNode *l = g->nodes[i];
+    int wi = l->op == IR_MOE_LINEAR ? 2 : 1;
+    if ((l->op != IR_LINEAR && l->op != IR_MOE_LINEAR) || l->dtype != IR_F32) continue;
+    IrNode *w = l->in[wi];
+    if (w->dtype != IR_F32 || !wo[w->index] || l->in[0]->dtype != IR_F32) continue;
+    if (l->n_in > wi + 1 && l->in[wi + 1]->dtype != IR_F32) continue;
     if (all || in_blocks(w)) lin[k++] = l;
   }
   if (!strcmp(mode, "fp8")) {
@@ -163,10 +185,20 @@ int pass_quantize(IrGraph *g, const PassOptions *o, IrErr *err) {
     goto out;
   }
   for (int i = 0; i < k; i++) {
-    IrNode *l = lin[i], *x = l->in[0], *w = l->in[1], *b = l->n_in > 2 ? l->in[2] : NULL, *sw, *sx, *y;
-    IrNode *q = quantize_rows(g, w, l, &sw, err);
+    IrNode *l = lin[i], *x = l->in[0], *sw, *sx, *y;
+    int moe = l->op == IR_MOE_LINEAR, wi = moe ? 2 : 1;
+    IrNode *w = l->in[wi], *b = l->n_in > wi + 1 ? l->in[wi + 1] : NULL;
+    IrNode *q = quantize_rows(g, w, l, &sw, err); /* MoE: [E, N, 1], per expert and output row */
     if (!q) goto out;
-    if (w8a8) {
+    if (moe) {
+      IrNode *xq = w8a8 ? quantize_rows(g, x, l, &sx, err) : NULL;
+      IrNode *wd = w8a8 ? NULL : node(g, IR_DEQUANTIZE, 2, (IrNode *[]){q, sw}, &(IrAttrs){0}, l, err);
+      if (!xq && !wd) goto out;
+      if (w8a8)
+        y = node(g, IR_MOE_QLINEAR, b ? 6 : 5, (IrNode *[]){xq, l->in[1], sx, q, sw, b}, &(IrAttrs){0}, l, err);
+      else
+        y = node(g, IR_MOE_LINEAR, b ? 4 : 3, (IrNode *[]){x, l->in[1], wd, b}, &(IrAttrs){0}, l, err);
+    } else if (w8a8) {
       IrNode *xq = quantize_rows(g, x, l, &sx, err);
       if (!xq) goto out;
       IrNode *in[5] = {xq, sx, q, sw, b};

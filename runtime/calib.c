@@ -154,6 +154,31 @@ static void observe(void *ctx, RefExec *e, const IrNode *nd) {
   }
 }
 
+/* Does weight w (a parameter, or route-experts' stack of them) read a named parameter? */
+static int has_param(const IrNode *w) {
+  if (w->op == IR_PARAM) return w->name != NULL;
+  for (int i = 0; i < w->n_in; i++)
+    if (has_param(w->in[i])) return 1;
+  return 0;
+}
+
+/* Statistic linear.<p>.absmax at least m, for every named parameter p weight w is made of
+ * (a weight read by several linears: the largest). */
+static void absmax_stat(RtCalib *c, const IrNode *w, double m) {
+  if (w->op != IR_PARAM) {
+    for (int i = 0; i < w->n_in; i++) absmax_stat(c, w->in[i], m);
+    return;
+  }
+  if (!w->name) return;
+  char name[400];
+  snprintf(name, sizeof name, "linear.%s.absmax", w->name);
+  double *v = NULL;
+  for (int k = 0; k < c->n && !v; k++)
+    if (!strcmp(c->stats[k].name, name)) v = (double *)c->stats[k].v;
+  if (!v) v = add_stat(c, name, 1);
+  v[0] = fmax(v[0], m);
+}
+
 static void obs_init(Obs *ob, IrGraph *g, const Weights *w) {
   memset(ob, 0, sizeof *ob);
   ob->w = w;
@@ -170,7 +195,9 @@ static void obs_init(Obs *ob, IrGraph *g, const Weights *w) {
   for (size_t i = 0; i < ids; i++) ob->absmax[i] = -1;
   for (int i = 0; i < g->n_nodes; i++) {
     const IrNode *nd = g->nodes[i];
-    if (nd->op == IR_LINEAR && nd->in[1]->op == IR_PARAM && nd->in[1]->name) ob->absmax[nd->id] = 0;
+    if ((nd->op == IR_LINEAR && nd->in[1]->op == IR_PARAM && nd->in[1]->name) ||
+        (nd->op == IR_MOE_LINEAR && has_param(nd->in[2])))
+      ob->absmax[nd->id] = 0;
   }
   ob->head_sum = xcalloc((size_t)ob->n_attn + 1, sizeof *ob->head_sum);
   ob->head_calls = xcalloc((size_t)ob->n_attn + 1, sizeof *ob->head_calls);
@@ -217,12 +244,8 @@ static void obs_finish(Obs *ob, IrGraph *g, RtCalib *c) {
   for (int i = 0; i < g->n_nodes; i++) {
     const IrNode *nd = g->nodes[i];
     if (ob->absmax[nd->id] < 0) continue;
-    snprintf(name, sizeof name, "linear.%s.absmax", nd->in[1]->name);
-    double *v = NULL; /* a weight read by several linears: the largest */
-    for (int k = 0; k < c->n && !v; k++)
-      if (!strcmp(c->stats[k].name, name)) v = (double *)c->stats[k].v;
-    if (!v) v = add_stat(c, name, 1);
-    v[0] = fmax(v[0], ob->absmax[nd->id]);
+    /* a routed MoE's experts: max|xs| over the routed rows, for each expert's parameters */
+    absmax_stat(c, nd->in[nd->op == IR_MOE_LINEAR ? 2 : 1], ob->absmax[nd->id]);
   }
 }
 
@@ -333,6 +356,11 @@ void rt_calib_key(IrGraph *g, const Weights *w, const char *text, char hex[65]) 
   unsigned len = 0;
   if (!h || EVP_DigestInit_ex(h, EVP_sha256(), NULL) != 1) ditc_fatal(__FILE__, __LINE__, "SHA-256 failed");
   EVP_DigestUpdate(h, text, strlen(text) + 1);
+  for (int i = 0; i < g->n_nodes; i++) { /* statistics of routed experts since observer 2: not an older file's */
+    if (g->nodes[i]->op != IR_MOE_LINEAR) continue;
+    EVP_DigestUpdate(h, "observer 2", 11);
+    break;
+  }
   for (int i = 0; i < g->n_nodes; i++) {
     const IrNode *nd = g->nodes[i];
     const float *v = nd->op == IR_PARAM ? weights_get(w, nd) : NULL;

@@ -19,7 +19,9 @@
  *       Σ|x_out − x_in| / Σ|x_in| over all its values, then the mean over
  *       the calls (the calibration steps).
  *   linear.<weight name>.absmax  per linear whose weight is a named PARAM:
- *       the largest |x| of its input over all calls.
+ *       the largest |x| of its input over all calls; per moe_linear
+ *       (route-experts' experts), the largest |x| of its routed rows, for
+ *       each named PARAM its stacked weight is made of.
  *
  * With guidance (cfg_scale != 1) the graph is forward_with_cfg and the
  * statistics cover its conditional and unconditional rows alike.

@@ -114,9 +114,10 @@ static int check_node(RefExec *e, const IrNode *nd, IrErr *err) {
     IrDType t = nd->in[i]->dtype;
     int int_ok = nd->op == IR_CAST || nd->op == IR_RESHAPE || nd->op == IR_PERMUTE ||
                  nd->op == IR_SLICE || nd->op == IR_CONCAT || (nd->op == IR_EMBEDDING && i == 1) ||
-                 (i == 1 && (nd->op == IR_MOE_GATHER || nd->op == IR_MOE_LINEAR || nd->op == IR_MOE_COMBINE));
-    int quant = nd->op == IR_DEQUANTIZE || nd->op == IR_QLINEAR; /* i8 operands (ops.def) */
-    int fp8 = nd->op == IR_QLINEAR_E4M3;                          /* e4m3 operands */
+                 (i == 1 && (nd->op == IR_MOE_GATHER || nd->op == IR_MOE_LINEAR || nd->op == IR_MOE_COMBINE ||
+                              nd->op == IR_MOE_QLINEAR || nd->op == IR_MOE_QLINEAR_E4M3));
+    int quant = nd->op == IR_DEQUANTIZE || nd->op == IR_QLINEAR || nd->op == IR_MOE_QLINEAR; /* i8 operands (ops.def) */
+    int fp8 = nd->op == IR_QLINEAR_E4M3 || nd->op == IR_MOE_QLINEAR_E4M3;                  /* e4m3 operands */
     if (!is_floaty(t) && !(t == IR_I32 && int_ok) && !(t == IR_I8 && quant) && !(t == IR_E4M3 && fp8)) {
       char m[160];
       snprintf(m, sizeof m, "input %d has dtype %s, which the reference executor does not run", i,
@@ -180,6 +181,7 @@ static int check_node(RefExec *e, const IrNode *nd, IrErr *err) {
     return 0;
   case IR_PERMUTE:
   case IR_MOE_ROUTE: case IR_MOE_GATHER: case IR_MOE_LINEAR: case IR_MOE_COMBINE: /* ir/shape.c checked them */
+  case IR_MOE_QLINEAR: case IR_MOE_QLINEAR_E4M3:
   case IR_QSCALE: case IR_QUANTIZE: case IR_DEQUANTIZE: case IR_QLINEAR:
   case IR_QUANTIZE_E4M3: case IR_QLINEAR_E4M3:
     return 0;
@@ -438,6 +440,14 @@ static int run_node(RefExec *e, int i, IrErr *err) {
     RefVal *w = in_val(e, nd, 2);
     ref_moe_linear(y, xp, in_val(e, nd, 1)->ptr, w->ptr, nd->n_in > 3 ? in_val(e, nd, 3)->ptr : NULL, w->s.d[0],
                    w->s.d[1], w->s.d[2]);
+    break;
+  }
+  case IR_MOE_QLINEAR:
+  case IR_MOE_QLINEAR_E4M3: { /* levels held as floats (ir.h's IrArray) */
+    RefVal *w = in_val(e, nd, 3);
+    ref_moe_qlinear(y, xp, in_val(e, nd, 1)->ptr, in_val(e, nd, 2)->ptr, w->ptr, in_val(e, nd, 4)->ptr,
+                    nd->n_in > 5 ? in_val(e, nd, 5)->ptr : NULL, w->s.d[0], w->s.d[1], w->s.d[2],
+                    nd->op == IR_MOE_QLINEAR_E4M3);
     break;
   }
   case IR_MOE_COMBINE: {

@@ -69,6 +69,8 @@ void ref_moe_route(int32_t *tab, int64_t len, const float *x, int64_t T, int64_t
 void ref_moe_gather(float *y, const float *x, const int32_t *tab, int64_t E, int64_t S, int64_t D);
 void ref_moe_linear(float *y, const float *xs, const int32_t *tab, const float *w, const float *b, int64_t E,
                     int64_t N, int64_t K);
+void ref_moe_qlinear(float *y, const float *xq, const int32_t *tab, const float *sx, const float *wq, const float *sw,
+                     const float *b, int64_t E, int64_t N, int64_t K, int e4m3);
 void ref_moe_combine(float *y, const float *ys, const int32_t *tab, const float *gates, int64_t T, int64_t E, int k,
                      int64_t D);
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir/scalar.h"
 #include "runtime/ref_internal.h"
 
 /* moe_route over logits [T, E]: each token's k experts (increasing), the
@@ -62,6 +63,32 @@ void ref_moe_linear(float *y, const float *xs, const int32_t *tab, const float *
     if (b)
       for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < N; j++) ye[r * N + j] += b[e * N + j];
+  }
+}
+
+/* moe_qlinear (e4m3 0) and moe_qlinear_e4m3 (1) over levels held as floats
+ * (i8 whole numbers, e4m3 decoded): i8 products summed in int32 (exact),
+ * e4m3 ones in f32 in j order; scaled once as qlinear / qlinear_e4m3 (ir/scalar.h). */
+void ref_moe_qlinear(float *y, const float *xq, const int32_t *tab, const float *sx, const float *wq, const float *sw,
+                     const float *b, int64_t E, int64_t N, int64_t K, int e4m3) {
+  for (int64_t e = 0; e < E; e++) {
+    int64_t lo = tab[e], hi = tab[e + 1];
+#pragma omp parallel for schedule(static) if ((hi - lo) * N * K > IR_PAR_MIN)
+    for (int64_t r = lo; r < hi; r++)
+      for (int64_t n = 0; n < N; n++) {
+        const float *xr = xq + r * K, *wr = wq + (e * N + n) * K;
+        float v;
+        if (e4m3) {
+          float acc = 0.0f;
+          for (int64_t j = 0; j < K; j++) acc += xr[j] * wr[j];
+          v = ditc_qlinear_e4m3_scale(acc, sx[0], sw[e]);
+        } else {
+          int32_t acc = 0;
+          for (int64_t j = 0; j < K; j++) acc += (int32_t)xr[j] * (int32_t)wr[j];
+          v = ditc_qlinear_scale(acc, sx[r], sw[e * N + n]);
+        }
+        y[r * N + n] = b ? ditc_add(v, b[e * N + n]) : v;
+      }
   }
 }
 

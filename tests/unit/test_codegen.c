@@ -1492,6 +1492,106 @@ static void test_quantized_fp8(void **state) {
   }
 }
 
+/* The routed experts quantised (passes/quantize.c after route-experts): w8's grouped GEMM reads the
+ * int8 levels and row scales from the blob (no dequantize kernel, no f32 expert weight stored) within
+ * 1e-6 of the reference; w8a8's moe_qlinear (int32 sums) and fp8's moe_qlinear_e4m3 (exact products
+ * summed in k order) give the reference executor's bits.  NVRTC compiles every plan for sm_80, sm_86
+ * and sm_89 (fp8: sm_89 and sm_90).  The shapes of test_moe_routed: several row tiles an expert, partial
+ * column tiles and k-steps. */
+static void test_quantized_moe(void **state) {
+  (void)state;
+  static const char *const modes[3] = {"w8", "w8a8", "fp8"};
+  const int E = 4, D = 16, H = 80;
+  for (int m = 0; m < 3; m++) {
+    IrGraph *g = ir_graph_new("f");
+    IrNode *x = ir_input(g, "x", IR_F32, shp(3, IR_BATCH, (IrDim)160, (IrDim)D), noloc());
+    IrNode *wr = ir_param(g, "router.w", IR_F32, shp(2, (IrDim)E, (IrDim)D), noloc()); /* not a block's: f32 */
+    IrNode *gates = node_attr(g, IR_TOPK_SOFTMAX, 1, (IrNode *[]){ir_linear(g, x, wr, NULL)}, (IrAttrs){.k = 2});
+    IrNode *sum = NULL;
+    PassCalibStat st[8];
+    static const double amax[2] = {2.0, 1.5}; /* fc1's input reaches 2; fc2's saturates above 1.5 */
+    char names[8][64];
+    for (int e = 0; e < E; e++) {
+      char n1[48], b1[48], n2[48], b2[48];
+      snprintf(n1, sizeof n1, "blocks.0.mlp.experts.%d.fc1.weight", e);
+      snprintf(b1, sizeof b1, "blocks.0.mlp.experts.%d.fc1.bias", e);
+      snprintf(n2, sizeof n2, "blocks.0.mlp.experts.%d.fc2.weight", e);
+      snprintf(b2, sizeof b2, "blocks.0.mlp.experts.%d.fc2.bias", e);
+      for (int j = 0; j < 2; j++) {
+        snprintf(names[2 * e + j], sizeof names[0], "linear.%s.absmax", j ? n2 : n1);
+        st[2 * e + j] = (PassCalibStat){names[2 * e + j], 1, &amax[j]};
+      }
+      IrNode *h = ir_linear(g, x, ir_param(g, n1, IR_F32, shp(2, (IrDim)H, (IrDim)D), noloc()),
+                            ir_param(g, b1, IR_F32, shp(1, (IrDim)H), noloc()));
+      IrNode *y = ir_linear(g, ir_un(g, IR_GELU, h), ir_param(g, n2, IR_F32, shp(2, (IrDim)D, (IrDim)H), noloc()),
+                            ir_param(g, b2, IR_F32, shp(1, (IrDim)D), noloc()));
+      IrNode *p = ir_bin(g, IR_MUL, y, ir_slice(g, gates, 2, e, 1));
+      sum = sum ? ir_bin(g, IR_ADD, sum, p) : p;
+    }
+    ir_graph_add_output(g, sum, "y");
+    PassCalib cal = {.n = 8, .stats = st, .about = "test"};
+    PassOptions po = {.verify = 1, .calib = &cal};
+    IrErr err = {{0}};
+    char pipe[96];
+    snprintf(pipe, sizeof pipe, "route-experts,dce,quantize:mode=%s,fuse", modes[m]);
+    if (pass_run_pipeline(g, pipe, &po, &err)) fail_msg("%s", err.msg);
+    int quantised = 0, plain = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+      const IrNode *n = g->nodes[i];
+      quantised += m == 0 ? n->op == IR_MOE_LINEAR && n->in[2]->op == IR_DEQUANTIZE
+                          : n->op == (m == 1 ? IR_MOE_QLINEAR : IR_MOE_QLINEAR_E4M3);
+      plain += n->op == IR_MOE_LINEAR && n->in[2]->op != IR_DEQUANTIZE;
+    }
+    assert_int_equal(quantised, 2);
+    assert_int_equal(plain, 0);
+    /* the plan: the grouped GEMMs of their kind, no dequantised copy of the experts' weights */
+    set_fusion(g, 1);
+    CgOptions o = {.precision = IR_F32, .batch = 2};
+    CgPlan *p;
+    if (cg_plan_build(g, &o, &p, &err)) fail_msg("cg_plan_build: %s", err.msg);
+    static const char *const kernel[3] = {"moe_wlinear", "moe_qlinear", "moe_qlinear_e4m3"};
+    int named = 0, deq = 0;
+    for (int i = 0; i < p->n_kernels; i++) {
+      named += strstr(p->kernels[i].name, kernel[m]) != NULL && (m != 1 || !strstr(p->kernels[i].name, "e4m3"));
+      deq += strstr(p->kernels[i].name, "dequantize") != NULL;
+    }
+    assert_int_equal(named, 2);
+    assert_int_equal(deq, 0);
+    int64_t f32_expert = 0; /* f32 weights of the experts' size in the blob: none */
+    for (int i = 0; i < p->n_weights; i++)
+      if (p->weights[i].dtype == IR_F32 && p->weights[i].offset >= 0) { /* stored (not only an input) */
+        int64_t n = 1;
+        for (int j = 0; j < p->weights[i].rank; j++) n *= p->weights[i].shape[j];
+        f32_expert += n >= (int64_t)E * H * D / 2;
+      }
+    assert_int_equal(f32_expert, 0);
+    static const char *const archs[3][3] = {{"sm_80", "sm_86", "sm_89"}, {"sm_80", "sm_86", "sm_89"}, {"sm_89", "sm_90"}};
+    for (int a = 0; a < 3 && archs[m][a]; a++) {
+      char label[64];
+      snprintf(label, sizeof label, "moe_%s_%s.cu", modes[m], archs[m][a]);
+      nvrtc_check(p, archs[m][a], label);
+    }
+    cg_plan_free(p);
+    Weights wt;
+    bind_weights(g, &wt);
+    int n_in;
+    RtTensor *in = make_inputs(g, 2, -2.0f, 2.0f, 4, &n_in);
+    char label[32];
+    snprintf(label, sizeof label, "moe %s", modes[m]);
+    /* the whole MoE (the router's f32 GEMM and the gated combine: f32 rounding), then fc2's routed rows */
+    check_graph_at(g, &wt, in, 2, IR_F32, 1, 1e-6, label, 0);
+    check_graph_at(g, &wt, in, 2, IR_BF16, 1, m == 2 ? 5e-2 : 1e-2, label, 0);
+    IrNode *ys = g->outputs[0]->in[0];
+    assert_int_equal(ys->op, m == 0 ? IR_MOE_LINEAR : m == 1 ? IR_MOE_QLINEAR : IR_MOE_QLINEAR_E4M3);
+    g->outputs[0] = ys; /* the combine is no longer read */
+    check_graph_at(g, &wt, in, 2, IR_F32, 1, m ? 0.0 : 1e-6, label, 0);
+    check_graph_at(g, &wt, in, 2, IR_F32, 0, m ? 0.0 : 1e-6, label, 0);
+    free_tensors(in, n_in);
+    weights_free(&wt);
+    ir_graph_free(g);
+  }
+}
+
 static int setup_all(void **state) {
   (void)state;
   IrErr err = {{0}};
@@ -1540,6 +1640,7 @@ int main(void) {
       cmocka_unit_test(test_quantized_deferred),
       cmocka_unit_test(test_quantized_fp8),
       cmocka_unit_test(test_quantized_fp8_gemm),
+      cmocka_unit_test(test_quantized_moe),
   };
   return tu_run_group(tests, setup_all, teardown_all);
 }

@@ -158,6 +158,50 @@ static void test_same_values(void **state) {
   ir_graph_free(routed);
 }
 
+/* Quantised experts (passes/quantize.c covers route-experts' moe_linear): the routed model quantised
+ * computes what the dense model quantised does, where each expert is an ordinary block linear whose
+ * quantisation ../shared/reference/README.md pins (w8: per-row weight levels and scales, the same rows
+ * stacked; w8a8: also the same token rows quantised, whether gathered or not, and exact int32 sums).
+ * Only the float sums' order differs (the dense sum adds the unchosen experts' zero-gated terms). */
+static void test_quantized_same_values(void **state) {
+  (void)state;
+  static const char *const modes[2] = {"w8", "w8a8"};
+  for (int m = 0; m < 2; m++) {
+    char dp[160], rp[160];
+    snprintf(dp, sizeof dp, "canonicalize,fold-constants,cse,hoist-adaln,dce,quantize:mode=%s", modes[m]);
+    snprintf(rp, sizeof rp, "canonicalize,fold-constants,cse,hoist-adaln,route-experts,canonicalize,dce,quantize:mode=%s",
+             modes[m]);
+    IrGraph *dense = build(EXPERTS, 1, dp), *routed = build(EXPERTS, 1, rp);
+    int covered = 0, left = 0;
+    for (int i = 0; i < routed->n_nodes; i++) {
+      const IrNode *n = routed->nodes[i];
+      covered += m ? n->op == IR_MOE_QLINEAR : n->op == IR_MOE_LINEAR && n->in[2]->op == IR_DEQUANTIZE;
+      left += n->op == IR_MOE_LINEAR && n->in[2]->op != IR_DEQUANTIZE;
+      if (n->op == IR_MOE_QLINEAR) { /* the scales: per routed row, per expert and output row */
+        assert_int_equal(n->in[2]->op, IR_QSCALE);
+        assert_int_equal(n->in[2]->shape.d[1], 1);
+        assert_int_equal(n->in[4]->shape.rank, 3);
+        assert_int_equal(n->in[4]->shape.d[0], EXPERTS);
+        assert_int_equal(n->in[4]->shape.d[2], 1);
+      }
+    }
+    assert_int_equal(covered, 2 * DEPTH);
+    assert_int_equal(left, 0);
+    IrGraph *flt = build(EXPERTS, 1, "default");
+    RtTensor a = run(dense), b = run(routed), f = run(flt);
+    double e2 = tu_rel_l2_sq(b.data, a.data, rt_numel(&a)), q2 = tu_rel_l2_sq(b.data, f.data, rt_numel(&f));
+    if (getenv("RE_VERBOSE")) fprintf(stderr, "%s: routed vs dense %g, vs float %g\n", modes[m], sqrt(e2), sqrt(q2));
+    assert_true(e2 >= 0 && sqrt(e2) < 1e-7); /* float experts in one of them: about 6e-6 */
+    assert_true(sqrt(q2) > 1e-6);            /* and it is quantised: not the float model's values */
+    rt_tensor_free(&a);
+    rt_tensor_free(&b);
+    rt_tensor_free(&f);
+    ir_graph_free(dense);
+    ir_graph_free(routed);
+    ir_graph_free(flt);
+  }
+}
+
 /* The experts' MACs drop by exactly E/k; nothing else changes. */
 static void test_macs(void **state) {
   (void)state;
@@ -218,7 +262,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rewrites_moe),   cmocka_unit_test(test_frequency),
       cmocka_unit_test(test_dense_untouched), cmocka_unit_test(test_partial_pattern_untouched),
-      cmocka_unit_test(test_same_values),    cmocka_unit_test(test_macs),
+      cmocka_unit_test(test_same_values),    cmocka_unit_test(test_quantized_same_values),    cmocka_unit_test(test_macs),
       cmocka_unit_test(test_shapes),
   };
   return tu_run_group(tests, NULL, NULL);
