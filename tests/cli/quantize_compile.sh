@@ -70,4 +70,16 @@ f32=$(stat -c %s "$T/s2.ditpack")
 w8=$(stat -c %s "$T/s2w8.ditpack")
 echo "DiT-S/2 pack: f32 $f32 bytes, w8 scope all $w8 bytes ($((100 * w8 / f32))%)"
 [ $((100 * w8)) -le $((30 * f32)) ] || { echo "FAIL: the w8 pack is above 30% of the f32 pack"; fail=1; }
+# the routed experts are block linears too: with w8 (scope blocks) no f32 expert weight is stored, so a
+# MoE model whose experts hold most of its weights shrinks below half (f32 experts would keep it
+# above 70%); its plan runs the grouped GEMM that reads the int8 weights (moe_wlinear)
+MOE=(DiT-S/2 --set depth=1 --set moe_experts=4 --set moe_top_k=2 --arch sm_80 --entry forward --weights random)
+"$DITC" compile "${MOE[@]}" -o "$T/moe.ditpack" >/dev/null || fail=1
+"$DITC" compile "${MOE[@]}" -o "$T/moew8.ditpack" --quantize w8 --report --json >"$T/moew8.json" || fail=1
+mf=$(stat -c %s "$T/moe.ditpack")
+mw=$(stat -c %s "$T/moew8.ditpack")
+wm=$(jq '[.plans[0].steps[] | select(.step | test("moe_wlinear"))] | length' "$T/moew8.json")
+echo "MoE (4 experts) pack: f32 $mf bytes, w8 $mw bytes ($((100 * mw / mf))%), $wm int8 grouped GEMM launches"
+[ $((100 * mw)) -le $((50 * mf)) ] || { echo "FAIL: the MoE w8 pack keeps f32 expert weights"; fail=1; }
+[ "$wm" = 2 ] || { echo "FAIL: expected fc1 and fc2 of the experts as int8 grouped GEMMs (moe_wlinear)"; fail=1; }
 exit $fail
