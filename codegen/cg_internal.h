@@ -289,6 +289,21 @@ int cg_moe_operand(const IrNode *n, int j);
 
 /* ---- quantisation (quant.c) ----------------------------------------------------- */
 
+/* The qlinear kernels of one thread an output element (quant.c): int8
+ * levels (qlinear) or e4m3 levels (qlinear_e4m3). */
+typedef enum { CG_QLINEAR_I8, CG_QLINEAR_E4M3 } CgQlinearKind;
+/* y[m, nn] from xq[m, kk], sx, wq[nn, kk], sw (in[0..3]) and, with has_bias,
+ * b[nn] (in[4]): the kind's products summed in k order, scaled once, the
+ * bias, the tanh-GELU when gelu. */
+void cg_emit_qlinear_loop(CgEmit *e, const IrNode *n, CgQlinearKind kind, CgLoc out, const CgLoc *in, int has_bias,
+                          int gelu, int64_t m, int64_t nn, int64_t kk);
+/* The value a quantised linear stores: `scaled`, plus the bias
+ * b[bias_index] (bias NULL: none), through the tanh-GELU when gelu. */
+const char *cg_quant_value(char v[640], const char *scaled, const CgLoc *bias, const char *bias_index, int gelu);
+/* A GEMM epilogue's inputs: acc, then sx, sw and b from in[1], in[3], in[4]
+ * (in as for qlinear; b only with has_bias). */
+void cg_decl_epilogue_inputs(CgEmit *e, CgLoc acc, const CgLoc *in, int has_bias);
+
 /* qlinear: y[m, nn] from xq[m, kk], sx[m], wq[nn, kk], sw[nn] (in[0..3]) and,
  * with has_bias, b[nn] (in[4]); every operand contiguous; gelu: tanh-GELU
  * on the store (a gemm-epilogue group). */

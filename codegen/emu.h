@@ -51,8 +51,10 @@ void emu_shutdown(void);
 
 /* The preludes' text, embedded into the library at build time
  * (codegen/embed.c): emu_prelude.h (what emu_module_load compiles with) and
- * cuda_prelude.h (for the NVRTC side). */
+ * cuda_prelude.h (for the NVRTC side), each with the helpers they share
+ * (prelude_shared.h, emu_prelude_shared_text) in place of its include. */
 const char *emu_prelude_text(void);
 const char *emu_cuda_prelude_text(void);
+const char *emu_prelude_shared_text(void);
 
 #endif /* DITC_EMU_H */

@@ -10,6 +10,8 @@
  *            (ir/eval.c) does: the emulated device equals it bit for bit.
  *            A plain loop, the first version: a tiled kernel on the
  *            tensor cores (mma m16n8k32 s8) gives the same integers.
+ *            qlinear_e4m3's kernel (quant_fp8.c) is the same loop over
+ *            e4m3 levels (qlinear_kinds).
  *   wlinear  w8's mixed-input GEMM, linear(x, dequantize(wq, sw), b): the
  *            int8 weights stay in the weights blob and the kernel reads
  *            them directly, a CG_WLINEAR_TILE square of outputs per block:
@@ -29,40 +31,65 @@ static void decl_operands(CgEmit *e, const char *const *names, int n_in, const C
   cg_decl_ptr(e, "y", out, 1);
 }
 
-/* The value stored for output column c: `scaled`, plus the bias b[c] (bias
- * NULL: none), through the tanh-GELU when gelu. */
-static const char *store_value(char v[640], const char *scaled, const CgLoc *bias, int gelu) {
+const char *cg_quant_value(char v[640], const char *scaled, const CgLoc *bias, const char *bias_index, int gelu) {
   char ldb[256], v0[560];
   if (bias)
-    snprintf(v0, sizeof v0, "ditc_add(%s, %s)", scaled, cg_load(bias->dtype, "b", "c", ldb));
+    snprintf(v0, sizeof v0, "ditc_add(%s, %s)", scaled, cg_load(bias->dtype, "b", bias_index, ldb));
   else
     snprintf(v0, sizeof v0, "%s", scaled);
   snprintf(v, 640, gelu ? "ditc_gelu_tanh(%s)" : "%s", v0);
   return v;
 }
 
-void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int gelu, int64_t m,
-                     int64_t nn, int64_t kk) {
+void cg_decl_epilogue_inputs(CgEmit *e, CgLoc acc, const CgLoc *in, int has_bias) {
+  cg_decl_ptr(e, "acc", acc, 0);
+  cg_decl_ptr(e, "sx", in[1], 0);
+  cg_decl_ptr(e, "sw", in[3], 0);
+  if (has_bias) cg_decl_ptr(e, "b", in[4], 0);
+}
+
+/* What differs between the kinds: the kernel's name and banner (without and
+ * with the tanh-GELU), the levels' C type, the sum's declaration, one
+ * product of xr[j] and wr[j], and the sum scaled. */
+typedef struct {
+  const char *name, *name_gelu, *what, *what_gelu, *level, *acc_init, *product, *scaled;
+} QlinearKindText;
+static const QlinearKindText qlinear_kinds[] = {
+    [CG_QLINEAR_I8] = {"qlinear", "qlinear_gelu", "int8 products summed exactly in int32, scaled once",
+                       "int8 products summed exactly in int32, scaled once, bias, tanh-GELU", "int8_t", "int acc = 0",
+                       "(int)xr[j] * (int)wr[j]", "ditc_qlinear_scale(acc, sx[r], sw[c])"},
+    [CG_QLINEAR_E4M3] = {"qlinear_e4m3", NULL, "e4m3 products summed in f32 in k order, per-tensor scales", NULL,
+                         "uint8_t", "float acc = 0.0f", "ditc_e4m3_to_f32(xr[j]) * ditc_e4m3_to_f32(wr[j])",
+                         "ditc_qlinear_e4m3_scale(acc, sx[0], sw[0])"},
+};
+
+void cg_emit_qlinear_loop(CgEmit *e, const IrNode *n, CgQlinearKind kind, CgLoc out, const CgLoc *in, int has_bias,
+                          int gelu, int64_t m, int64_t nn, int64_t kk) {
+  const QlinearKindText *q = &qlinear_kinds[kind];
+  DITC_ASSERT(!gelu || q->name_gelu);
   const char *name;
   char st[512], v[640];
-  int k = cg_kernel_open(e, n, gelu ? "qlinear_gelu" : "qlinear",
-                         gelu ? "int8 products summed exactly in int32, scaled once, bias, tanh-GELU"
-                              : "int8 products summed exactly in int32, scaled once", &name);
+  int k = cg_kernel_open(e, n, gelu ? q->name_gelu : q->name, gelu ? q->what_gelu : q->what, &name);
   cg_text_printf(&e->src, "DITC_KERNEL(%s, DitcArgs, a) {\n", name);
   decl_operands(e, (const char *const[]){"xq", "sx", "wq", "sw"}, 4, in, has_bias, out);
-  store_value(v, "ditc_qlinear_scale(acc, sx[r], sw[c])", has_bias ? &in[4] : NULL, gelu);
+  cg_quant_value(v, q->scaled, has_bias ? &in[4] : NULL, "c", gelu);
   cg_text_printf(&e->src,
                  "  long long i = (long long)blockIdx.x * CG_BLOCK_ELEMENTWISE + threadIdx.x;\n"
                  "  if (i >= %lldLL) return;\n"
                  "  long long r = i / %lldLL, c = i %% %lldLL;\n"
-                 "  const int8_t *xr = xq + r * %lldLL, *wr = wq + c * %lldLL;\n"
-                 "  int acc = 0;\n"
-                 "  for (int j = 0; j < %lld; j++) acc += (int)xr[j] * (int)wr[j];\n"
+                 "  const %s *xr = xq + r * %lldLL, *wr = wq + c * %lldLL;\n"
+                 "  %s;\n"
+                 "  for (int j = 0; j < %lld; j++) acc += %s;\n"
                  "  %s\n"
                  "}\n\n",
-                 (long long)(m * nn), (long long)nn, (long long)nn, (long long)kk, (long long)kk, (long long)kk,
-                 cg_store(out.dtype, "y", "i", v, st));
+                 (long long)(m * nn), (long long)nn, (long long)nn, q->level, (long long)kk, (long long)kk,
+                 q->acc_init, (long long)kk, q->product, cg_store(out.dtype, "y", "i", v, st));
   cg_launch_1d(e, n, k, m * nn, e->tune->block_elementwise);
+}
+
+void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int gelu, int64_t m,
+                     int64_t nn, int64_t kk) {
+  cg_emit_qlinear_loop(e, n, CG_QLINEAR_I8, out, in, has_bias, gelu, m, nn, kk);
 }
 
 void cg_emit_wlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int gelu, int64_t m,
@@ -76,7 +103,7 @@ void cg_emit_wlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int
   cg_text_printf(&e->src, "DITC_KERNEL_BOUNDS(%s, DitcArgs, a, %d) {\n", name, T * T);
   cg_text_printf(&e->src, "  DITC_SHARED2(float, xs, %d, %d);\n  DITC_SHARED2(float, ws, %d, %d);\n", T, T + 1, T, T + 1);
   decl_operands(e, (const char *const[]){"x", "wq", "sw"}, 3, in, has_bias, out);
-  store_value(v, "ditc_dequantize(acc, sw[c])", has_bias ? &in[3] : NULL, gelu);
+  cg_quant_value(v, "ditc_dequantize(acc, sw[c])", has_bias ? &in[3] : NULL, "c", gelu);
   snprintf(xi, sizeof xi, "r * %lldLL + kx", (long long)kk);
   snprintf(yi, sizeof yi, "r * %lldLL + c", (long long)nn);
   cg_text_printf(&e->src, "  int tx = threadIdx.x, ty = threadIdx.y;\n");
@@ -114,13 +141,10 @@ void cg_emit_qlinear_epilogue(CgEmit *e, const IrNode *n, CgLoc out, CgLoc scale
                          "after the int8 GEMM: int32 sums scaled once, bias, tanh-GELU, then the row's int8 levels and scale",
                          &name);
   cg_text_printf(&e->src, "DITC_KERNEL_BOUNDS(%s, DitcArgs, a, 32 * CG_ROWS_PER_BLOCK) {\n", name);
-  cg_decl_ptr(e, "acc", acc, 0);
-  cg_decl_ptr(e, "sx", in[1], 0);
-  cg_decl_ptr(e, "sw", in[3], 0);
-  if (has_bias) cg_decl_ptr(e, "b", in[4], 0);
+  cg_decl_epilogue_inputs(e, acc, in, has_bias);
   cg_decl_ptr(e, "y", out, 1);
   cg_decl_ptr(e, "s", scales, 1);
-  store_value(v, "ditc_qlinear_scale(ar[c], sx[r], sw[c])", has_bias ? &in[4] : NULL, 1);
+  cg_quant_value(v, "ditc_qlinear_scale(ar[c], sx[r], sw[c])", has_bias ? &in[4] : NULL, "c", 1);
   snprintf(yi, sizeof yi, "r * %lldLL + c", (long long)nn);
   cg_text_printf(&e->src,
                  "  long long r = (long long)blockIdx.x * CG_ROWS_PER_BLOCK + threadIdx.y;\n"
