@@ -100,60 +100,64 @@ static int aligned16(const CgGemm *g, const char *dt, const char *rule, IrErr *e
   return 0;
 }
 
-/* cuBLASLt's rules for its IMMA (int8, CUBLAS_COMPUTE_32I) matmuls over the
- * regular (column-major) ordering, in plan.h's row-major terms: the TN form
- * (cuBLASLt's A, our B, transposed; its B, our A, not), its m (our n) and k
- * multiples of 4, the leading dimensions of A, B, C/D multiples of 4, and
- * the pointers aligned (cuBLASLt asks 4 bytes, 16 for its fast kernels: the
- * plan promises 16); an int32 result takes alpha 1 and no epilogue. */
-static int check_imma(const CgGemm *g, IrErr *err) {
-  const char *rule = "cuBLASLt's IMMA (int8) matmul";
-  if (g->d_dtype != IR_I32) return ir_errf(err, "GEMM with i8 operands writes %s (%s gives i32)", ir_dtype_name(g->d_dtype), rule);
-  if (g->trans_a || !g->trans_b)
-    return ir_errf(err, "i8 GEMM with trans_a %d, trans_b %d: %s runs only the TN form (A rows [m, k], B rows [n, k])",
-                   g->trans_a, g->trans_b, rule);
-  if (g->n % 4 || g->k % 4)
-    return ir_errf(err, "i8 GEMM with n = %lld, k = %lld: %s needs both multiples of 4", (long long)g->n, (long long)g->k, rule);
-  if (g->lda % 4 || g->ldb % 4 || g->ldd % 4)
-    return ir_errf(err, "i8 GEMM with lda %lld, ldb %lld, ldd %lld: %s needs leading dimensions that are multiples of 4",
-                   (long long)g->lda, (long long)g->ldb, (long long)g->ldd, rule);
-  if (aligned16(g, "i8", rule, err)) return -1;
-  if (g->epilogue != CG_EPI_NONE || g->alpha != 1.0f)
-    return ir_errf(err, "i8 GEMM with an epilogue or alpha %g: %s with an i32 result has neither (alpha 1)", (double)g->alpha, rule);
-  return 0;
-}
+/* cuBLASLt's rules for its 8-bit matmuls, in plan.h's row-major terms, one
+ * row per operand type: the TN form (cuBLASLt's A, our B, transposed; its B,
+ * our A, not), its m (our n) and k multiples of nk, the leading dimensions of
+ * A and B multiples of ld and of D multiples of ldd, the pointers 16-byte
+ * aligned (cuBLASLt asks 4 bytes for IMMA, 16 for its fast kernels and for
+ * FP8: the plan promises 16), alpha 1 and no epilogue.
+ * - IMMA (int8, CUBLAS_COMPUTE_32I) over the regular (column-major) ordering:
+ *   an int32 result, which takes no epilogue;
+ * - FP8 (e4m3 A and B, CUBLAS_COMPUTE_32F): here an f32 D without scale
+ *   pointers or epilogue (the readers apply the per-tensor scales and the
+ *   bias), compute capability 8.9 or later (a plan tuned for an older
+ *   architecture is refused; the default row is architecture-neutral). */
+typedef struct {
+  IrDType dtype, d_dtype;
+  const char *rule;
+  int min_sm, nk, ld, ldd;
+  const char *ld_needs, *epi_says; /* the leading dimension rule and the no-epilogue rule, in words */
+} Gemm8Rules;
 
-/* cuBLASLt's rules for its FP8 matmuls (e4m3 A and B, CUBLAS_COMPUTE_32F,
- * here an f32 D without scale pointers or epilogue: the readers apply the
- * per-tensor scales and the bias), in plan.h's row-major terms: compute
- * capability 8.9 or later (a plan tuned for an older architecture is
- * refused; the default row is architecture-neutral), the TN form, every
- * matrix 16-byte aligned (n and k, lda and ldb multiples of 16 one-byte
- * elements, ldd a multiple of 4 floats, 16-byte aligned pointers), alpha 1. */
-static int check_fp8(const CgPlan *p, const CgGemm *g, IrErr *err) {
-  const char *rule = "cuBLASLt's FP8 matmul";
+static const Gemm8Rules gemm8_rules[] = {
+  {IR_I8, IR_I32, "cuBLASLt's IMMA (int8) matmul", 0, 4, 4, 4, "leading dimensions that are multiples of 4",
+   "%s with an i32 result has neither (alpha 1)"},
+  {IR_E4M3, IR_F32, "cuBLASLt's FP8 matmul", 89, 16, 16, 4, "16-byte rows (lda, ldb multiples of 16, ldd of 4)",
+   "the plan's FP8 GEMMs have neither (alpha 1)"},
+};
+
+static int check_gemm8(const CgPlan *p, const CgGemm *g, const Gemm8Rules *r, IrErr *err) {
+  const char *dt = ir_dtype_name(r->dtype);
   int sm;
-  if (p->tuning && sscanf(p->tuning, "sm_%d", &sm) == 1 && sm < 89)
-    return ir_errf(err, "e4m3 GEMM in a plan for %s: %s needs sm_89 or later", p->tuning, rule);
-  if (g->d_dtype != IR_F32) return ir_errf(err, "GEMM with e4m3 operands writes %s (%s here gives f32)", ir_dtype_name(g->d_dtype), rule);
+  if (r->min_sm && p->tuning && sscanf(p->tuning, "sm_%d", &sm) == 1 && sm < r->min_sm)
+    return ir_errf(err, "%s GEMM in a plan for %s: %s needs sm_%d or later", dt, p->tuning, r->rule, r->min_sm);
+  if (g->d_dtype != r->d_dtype)
+    return ir_errf(err, "GEMM with %s operands writes %s (%s %s %s)", dt, ir_dtype_name(g->d_dtype), r->rule,
+                   r->min_sm ? "here gives" : "gives", ir_dtype_name(r->d_dtype));
   if (g->trans_a || !g->trans_b)
-    return ir_errf(err, "e4m3 GEMM with trans_a %d, trans_b %d: %s runs only the TN form (A rows [m, k], B rows [n, k])",
-                   g->trans_a, g->trans_b, rule);
-  if (g->n % 16 || g->k % 16)
-    return ir_errf(err, "e4m3 GEMM with n = %lld, k = %lld: %s needs both multiples of 16", (long long)g->n, (long long)g->k, rule);
-  if (g->lda % 16 || g->ldb % 16 || g->ldd % 4)
-    return ir_errf(err, "e4m3 GEMM with lda %lld, ldb %lld, ldd %lld: %s needs 16-byte rows (lda, ldb multiples of 16, "
-                   "ldd of 4)", (long long)g->lda, (long long)g->ldb, (long long)g->ldd, rule);
-  if (aligned16(g, "e4m3", rule, err)) return -1;
-  if (g->epilogue != CG_EPI_NONE || g->alpha != 1.0f)
-    return ir_errf(err, "e4m3 GEMM with an epilogue or alpha %g: the plan's FP8 GEMMs have neither (alpha 1)", (double)g->alpha);
+    return ir_errf(err, "%s GEMM with trans_a %d, trans_b %d: %s runs only the TN form (A rows [m, k], B rows [n, k])", dt,
+                   g->trans_a, g->trans_b, r->rule);
+  if (g->n % r->nk || g->k % r->nk)
+    return ir_errf(err, "%s GEMM with n = %lld, k = %lld: %s needs both multiples of %d", dt, (long long)g->n, (long long)g->k,
+                   r->rule, r->nk);
+  if (g->lda % r->ld || g->ldb % r->ld || g->ldd % r->ldd)
+    return ir_errf(err, "%s GEMM with lda %lld, ldb %lld, ldd %lld: %s needs %s", dt, (long long)g->lda, (long long)g->ldb,
+                   (long long)g->ldd, r->rule, r->ld_needs);
+  if (aligned16(g, dt, r->rule, err)) return -1;
+  if (g->epilogue != CG_EPI_NONE || g->alpha != 1.0f) {
+    char says[160];
+    snprintf(says, sizeof says, r->epi_says, r->rule);
+    return ir_errf(err, "%s GEMM with an epilogue or alpha %g: %s", dt, (double)g->alpha, says);
+  }
   return 0;
 }
 
 static int check_gemm(const CgPlan *p, const CgGemm *g, IrErr *err) {
-  if (g->dtype == IR_I8 && check_imma(g, err)) return -1;
-  if (g->dtype == IR_E4M3 && check_fp8(p, g, err)) return -1;
-  if (g->dtype != IR_I8 && g->dtype != IR_E4M3 && (!is_matrix_dtype(g->dtype) || (g->d_dtype != g->dtype && g->d_dtype != IR_F32)))
+  const Gemm8Rules *r8 = NULL;
+  for (size_t i = 0; i < sizeof gemm8_rules / sizeof gemm8_rules[0]; i++)
+    if (gemm8_rules[i].dtype == g->dtype) r8 = &gemm8_rules[i];
+  if (r8 && check_gemm8(p, g, r8, err)) return -1;
+  if (!r8 && (!is_matrix_dtype(g->dtype) || (g->d_dtype != g->dtype && g->d_dtype != IR_F32)))
     return ir_errf(err, "GEMM with %s operands writes %s (only the operands' dtype or f32)", ir_dtype_name(g->dtype),
                    ir_dtype_name(g->d_dtype));
   if (g->m < 1 || g->n < 1 || g->k < 1 || g->batch < 1) return ir_errf(err, "GEMM with an empty extent");
