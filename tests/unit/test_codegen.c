@@ -1055,6 +1055,16 @@ static void test_errors(void **state) {
   ir_graph_free(g);
 }
 
+
+/* Expert e of a dense mixture-of-experts MLP, gated: gates[..., e] * fc2(GELU(fc1(x))), D -> H -> D. */
+static IrNode *gated_expert(IrGraph *g, IrNode *x, IrNode *gates, int e, int D, int H, const char *w1, const char *b1,
+                            const char *w2, const char *b2) {
+  IrNode *h = ir_linear(g, x, ir_param(g, w1, IR_F32, shp(2, (IrDim)H, (IrDim)D), noloc()),
+                        ir_param(g, b1, IR_F32, shp(1, (IrDim)H), noloc()));
+  IrNode *y = ir_linear(g, ir_un(g, IR_GELU, h), ir_param(g, w2, IR_F32, shp(2, (IrDim)D, (IrDim)H), noloc()),
+                        ir_param(g, b2, IR_F32, shp(1, (IrDim)D), noloc()));
+  return ir_bin(g, IR_MUL, y, ir_slice(g, gates, 2, e, 1));
+}
 /* A dense MoE MLP (the model language's form) that route-experts routes:
  * 160 tokens a sample, so batch 2 has 320 tokens (two chunks of the place
  * kernel's scan) and about 160 rows an expert (several 64-row tiles, the last
@@ -1073,11 +1083,7 @@ static void test_moe_routed(void **state) {
     snprintf(b1, sizeof b1, "e%d.fc1.b", e);
     snprintf(n2, sizeof n2, "e%d.fc2.w", e);
     snprintf(b2, sizeof b2, "e%d.fc2.b", e);
-    IrNode *h = ir_linear(g, x, ir_param(g, n1, IR_F32, shp(2, (IrDim)H, (IrDim)D), noloc()),
-                          ir_param(g, b1, IR_F32, shp(1, (IrDim)H), noloc()));
-    IrNode *y = ir_linear(g, ir_un(g, IR_GELU, h), ir_param(g, n2, IR_F32, shp(2, (IrDim)D, (IrDim)H), noloc()),
-                          ir_param(g, b2, IR_F32, shp(1, (IrDim)D), noloc()));
-    IrNode *p = ir_bin(g, IR_MUL, y, ir_slice(g, gates, 2, e, 1));
+    IrNode *p = gated_expert(g, x, gates, e, D, H, n1, b1, n2, b2);
     sum = sum ? ir_bin(g, IR_ADD, sum, p) : p;
   }
   ir_graph_add_output(g, sum, "y");
@@ -1521,11 +1527,7 @@ static void test_quantized_moe(void **state) {
         snprintf(names[2 * e + j], sizeof names[0], "linear.%s.absmax", j ? n2 : n1);
         st[2 * e + j] = (PassCalibStat){names[2 * e + j], 1, &amax[j]};
       }
-      IrNode *h = ir_linear(g, x, ir_param(g, n1, IR_F32, shp(2, (IrDim)H, (IrDim)D), noloc()),
-                            ir_param(g, b1, IR_F32, shp(1, (IrDim)H), noloc()));
-      IrNode *y = ir_linear(g, ir_un(g, IR_GELU, h), ir_param(g, n2, IR_F32, shp(2, (IrDim)D, (IrDim)H), noloc()),
-                            ir_param(g, b2, IR_F32, shp(1, (IrDim)D), noloc()));
-      IrNode *p = ir_bin(g, IR_MUL, y, ir_slice(g, gates, 2, e, 1));
+      IrNode *p = gated_expert(g, x, gates, e, D, H, n1, b1, n2, b2);
       sum = sum ? ir_bin(g, IR_ADD, sum, p) : p;
     }
     ir_graph_add_output(g, sum, "y");
