@@ -331,8 +331,13 @@ void cg_emit_qlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int
  * in: x, wq (i8 [N, K]), sw ([N, 1]), b. */
 void cg_emit_wlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int has_bias, int gelu, int64_t m,
                      int64_t nn, int64_t kk);
-/* The tile side of cg_emit_wlinear (a block of CG_WLINEAR_TILE^2 threads). */
+/* cg_emit_wlinear's tiling: a block of CG_WLINEAR_TILE^2 threads, each
+ * computing CG_WLINEAR_REG^2 outputs, over CG_WLINEAR_K-deep steps of k.
+ * A register tile makes each shared-memory load feed REG multiply-adds (on
+ * the emulated device, each barrier REG^2 times the work). */
 #define CG_WLINEAR_TILE 16
+#define CG_WLINEAR_REG 4
+#define CG_WLINEAR_K 16
 
 /* ---- fused attention (attention.c) ---------------------------------------------- */
 

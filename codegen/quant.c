@@ -14,10 +14,13 @@
  *            e4m3 levels (qlinear_kinds).
  *   wlinear  w8's mixed-input GEMM, linear(x, dequantize(wq, sw), b): the
  *            int8 weights stay in the weights blob and the kernel reads
- *            them directly, a CG_WLINEAR_TILE square of outputs per block:
- *            x and wq tiles staged in shared memory (the int8 levels
- *            converted to f32 on that load), f32 products summed in k
- *            order, the row scale sw[n] (then bias, GELU) on the store.
+ *            them directly.  A block of CG_WLINEAR_TILE^2 threads computes a
+ *            square of (CG_WLINEAR_TILE * CG_WLINEAR_REG)^2 outputs, each
+ *            thread CG_WLINEAR_REG^2 of them in registers: x and wq tiles
+ *            CG_WLINEAR_K deep staged in shared memory (the int8 levels
+ *            converted to f32 on that load), each output's f32 products
+ *            summed in k order, the row scale sw[n] (then bias, GELU) on
+ *            the store.
  *            No dequantised copy of the weight is ever written.
  */
 #include <stdio.h>
@@ -96,36 +99,53 @@ void cg_emit_wlinear(CgEmit *e, const IrNode *n, CgLoc out, const CgLoc *in, int
                      int64_t nn, int64_t kk) {
   const char *name;
   char ldx[256], st[512], v[640], xi[64], yi[64];
-  const int T = CG_WLINEAR_TILE;
+  const int T = CG_WLINEAR_TILE, R = CG_WLINEAR_REG, B = T * R, K = CG_WLINEAR_K;
   int k = cg_kernel_open(e, n, gelu ? "wlinear_gelu" : "wlinear",
                          gelu ? "int8 weight tiles converted on load, f32 sums, row scale, bias, tanh-GELU"
                               : "int8 weight tiles converted on load, f32 sums, row scale on the store", &name);
   cg_text_printf(&e->src, "DITC_KERNEL_BOUNDS(%s, DitcArgs, a, %d) {\n", name, T * T);
-  cg_text_printf(&e->src, "  DITC_SHARED2(float, xs, %d, %d);\n  DITC_SHARED2(float, ws, %d, %d);\n", T, T + 1, T, T + 1);
+  cg_text_printf(&e->src, "  DITC_SHARED2(float, xs, %d, %d);\n  DITC_SHARED2(float, ws, %d, %d);\n", B, K + 1, B, K + 1);
   decl_operands(e, (const char *const[]){"x", "wq", "sw"}, 3, in, has_bias, out);
-  cg_quant_value(v, "ditc_dequantize(acc, sw[c])", has_bias ? &in[3] : NULL, "c", gelu);
-  snprintf(xi, sizeof xi, "r * %lldLL + kx", (long long)kk);
+  cg_quant_value(v, "ditc_dequantize(acc[i][q], sw[c])", has_bias ? &in[3] : NULL, "c", gelu);
+  snprintf(xi, sizeof xi, "xr * %lldLL + kx", (long long)kk);
   snprintf(yi, sizeof yi, "r * %lldLL + c", (long long)nn);
-  cg_text_printf(&e->src, "  int tx = threadIdx.x, ty = threadIdx.y;\n");
+  /* Block (bx, by) computes the B x B outputs from row bx*B and column
+   * by*B; thread (tx, ty) the R x R of them at rows ty + T*i and columns
+   * tx + T*q (strided, so a warp's shared reads are broadcasts or hit
+   * distinct banks).  Each K-deep step stages the x rows and the weight
+   * rows, every thread loading B*K/(T*T) elements of each. */
   cg_text_printf(&e->src,
-                 "  long long r = (long long)blockIdx.x * %d + ty, c = (long long)blockIdx.y * %d + tx;\n"
-                 "  long long wr = (long long)blockIdx.y * %d + ty; /* the weight row this thread stages */\n"
-                 "  float acc = 0.0f;\n"
+                 "  int tx = threadIdx.x, ty = threadIdx.y, t = ty * %d + tx;\n"
+                 "  long long r0 = (long long)blockIdx.x * %d, c0 = (long long)blockIdx.y * %d;\n"
+                 "  float acc[%d][%d];\n"
+                 "  for (int i = 0; i < %d; i++)\n"
+                 "    for (int q = 0; q < %d; q++) acc[i][q] = 0.0f;\n"
                  "  for (long long k0 = 0; k0 < %lldLL; k0 += %d) {\n"
-                 "    long long kx = k0 + tx;\n"
-                 "    xs[ty][tx] = r < %lldLL && kx < %lldLL ? %s : 0.0f;\n"
-                 "    ws[ty][tx] = wr < %lldLL && kx < %lldLL ? (float)wq[wr * %lldLL + kx] : 0.0f;\n"
+                 "    for (int l = t; l < %d; l += %d) {\n"
+                 "      int lr = l / %d, lk = l %% %d;\n"
+                 "      long long kx = k0 + lk, xr = r0 + lr, wr = c0 + lr;\n"
+                 "      xs[lr][lk] = xr < %lldLL && kx < %lldLL ? %s : 0.0f;\n"
+                 "      ws[lr][lk] = wr < %lldLL && kx < %lldLL ? (float)wq[wr * %lldLL + kx] : 0.0f;\n"
+                 "    }\n"
                  "    __syncthreads();\n"
-                 "    for (int j = 0; j < %d; j++) acc += xs[ty][j] * ws[tx][j];\n"
+                 "    for (int j = 0; j < %d; j++) {\n"
+                 "      float xv[%d], wv[%d];\n"
+                 "      for (int i = 0; i < %d; i++) xv[i] = xs[ty + %d * i][j], wv[i] = ws[tx + %d * i][j];\n"
+                 "      for (int i = 0; i < %d; i++)\n"
+                 "        for (int q = 0; q < %d; q++) acc[i][q] += xv[i] * wv[q];\n"
+                 "    }\n"
                  "    __syncthreads();\n"
                  "  }\n"
-                 "  if (r >= %lldLL || c >= %lldLL) return;\n"
-                 "  %s\n"
+                 "  for (int i = 0; i < %d; i++)\n"
+                 "    for (int q = 0; q < %d; q++) {\n"
+                 "      long long r = r0 + ty + %d * i, c = c0 + tx + %d * q;\n"
+                 "      if (r < %lldLL && c < %lldLL) %s\n"
+                 "    }\n"
                  "}\n\n",
-                 T, T, T, (long long)kk, T, (long long)m, (long long)kk,
-                 cg_load(in[0].dtype, "x", xi, ldx), (long long)nn, (long long)kk, (long long)kk, T,
-                 (long long)m, (long long)nn, cg_store(out.dtype, "y", yi, v, st));
-  int64_t gx = (m + T - 1) / T, gy = (nn + T - 1) / T; /* rows along x: no 65535 limit */
+                 T, B, B, R, R, R, R, (long long)kk, K, B * K, T * T, K, K, (long long)m, (long long)kk,
+                 cg_load(in[0].dtype, "x", xi, ldx), (long long)nn, (long long)kk, (long long)kk, K, R, R, R, T, T,
+                 R, R, R, R, T, T, (long long)m, (long long)nn, cg_store(out.dtype, "y", yi, v, st));
+  int64_t gx = (m + B - 1) / B, gy = (nn + B - 1) / B; /* rows along x: no 65535 limit */
   cg_launch(e, n, k, gx > 0 ? gx : 1, gy > 0 ? gy : 1, 1, T, T, 1, 0);
 }
 
