@@ -9,14 +9,12 @@
  * (d_dtype: the operands' or f32) - the order a fused cuBLASLt epilogue
  * computes in.
  *
- * i8 operands with an i32 D (w8a8's IMMA GEMM) are summed exactly in int32
- * by a plain loop: the emulated device's integer products equal the
- * reference executor's.
+ * i8 operands with an i32 D (w8a8's IMMA GEMM) are summed exactly in int32:
+ * the emulated device's integer products equal the reference executor's.
  *
  * e4m3 operands with an f32 D (fp8's GEMM, cuBLASLt's FP8 matmul with
  * COMPUTE_32F) are decoded and their products (exact in f32) summed in f32
- * in k order by a plain loop, the reference executor's qlinear_e4m3 sums bit
- * for bit; the per-tensor scales and the bias are its readers' (lower.c).
+ * in k order, the reference executor's qlinear_e4m3 sums bit for bit; the per-tensor scales and the bias are its readers' (lower.c).
  *
  * f32 operands are handed to sgemm in place; f16/bf16 operands are widened
  * into a packed scratch copy first; an f32 D is written in place.  Batches run on OpenMP threads, each a
@@ -108,36 +106,56 @@ static void gemm_one(const CgGemm *g, const char *a, const char *b, char *d, con
 
 static int is_float(IrDType t) { return t == IR_F32 || t == IR_F16 || t == IR_BF16; }
 
+/* Each product summed into its output's own accumulator in k order: the
+ * operands are first copied into A as m x k rows and B as k x n rows (of
+ * the element type E: int for i8, the decoded float for e4m3), then each
+ * output row is computed CG_REF_COLS columns at a time - independent sums,
+ * which the compiler can keep in vector registers, without changing any
+ * sum's order.  Rows run on OpenMP threads. */
+#define CG_REF_COLS 16
+#define GEMM_LOWP(NAME, E, ACC, LOAD, PRODUCT)                                                                    \
+  static void NAME(const CgGemm *g, const uint8_t *a, const uint8_t *b, char *d) {                            \
+    int64_t m = g->m, n = g->n, k = g->k;                                                                     \
+    E *A = xmalloc((size_t)(m * k > 0 ? m * k : 1) * sizeof *A), *B = xmalloc((size_t)(k * n > 0 ? k * n : 1) * sizeof *B); \
+    for (int64_t r = 0; r < m; r++)                                                                           \
+      for (int64_t j = 0; j < k; j++) A[r * k + j] = LOAD(a[g->trans_a ? j * g->lda + r : r * g->lda + j]);  \
+    for (int64_t j = 0; j < k; j++)                                                                           \
+      for (int64_t c = 0; c < n; c++) B[j * n + c] = LOAD(b[g->trans_b ? c * g->ldb + j : j * g->ldb + c]);  \
+    _Pragma("omp parallel for schedule(static) if (m * n * k > (1 << 20))")                                   \
+    for (int64_t r = 0; r < m; r++)                                                                           \
+      for (int64_t c0 = 0; c0 < n; c0 += CG_REF_COLS) {                                                       \
+        ACC acc[CG_REF_COLS] = {0};                                                                           \
+        int64_t w = n - c0 < CG_REF_COLS ? n - c0 : CG_REF_COLS;                                              \
+        for (int64_t j = 0; j < k; j++) {                                                                     \
+          E x = A[r * k + j];                                                                                 \
+          const E *br = B + j * n + c0;                                                                       \
+          if (w == CG_REF_COLS)                                                                               \
+            for (int u = 0; u < CG_REF_COLS; u++) acc[u] += PRODUCT(x, br[u]);                                  \
+          else                                                                                                \
+            for (int u = 0; u < w; u++) acc[u] += PRODUCT(x, br[u]);                                            \
+        }                                                                                                     \
+        for (int u = 0; u < w; u++) {                                                                         \
+          ACC v = acc[u];                                                                                     \
+          memcpy(d + 4 * (r * g->ldd + c0 + u), &v, 4);                                                       \
+        }                                                                                                     \
+      }                                                                                                       \
+    free(A);                                                                                                  \
+    free(B);                                                                                                  \
+  }
+
 /* The integer GEMM (i8 operands, i32 D, cuBLASLt's COMPUTE_32I): each sum
- * exact in int32, in k order (any order gives the same integer), wrapping
- * as the hardware's adders do (never reached by int8 levels below 2^17
- * products). */
-static void gemm_i8(const CgGemm *g, const int8_t *a, const int8_t *b, char *d) {
-  for (int64_t r = 0; r < g->m; r++)
-    for (int64_t c = 0; c < g->n; c++) {
-      uint32_t acc = 0;
-      for (int64_t j = 0; j < g->k; j++) {
-        int x = a[g->trans_a ? j * g->lda + r : r * g->lda + j], y = b[g->trans_b ? c * g->ldb + j : j * g->ldb + c];
-        acc += (uint32_t)(x * y);
-      }
-      int32_t v = (int32_t)acc;
-      memcpy(d + 4 * (r * g->ldd + c), &v, 4);
-    }
-}
+ * exact (any order gives the same integer), wrapping as the hardware's
+ * adders do (never reached by int8 levels below 2^17 products): summed in
+ * uint32_t, whose wrap is defined, and stored as the int32 of its bits. */
+#define I8_LOAD(v) ((int)(int8_t)(v))
+#define I8_PRODUCT(x, y) ((uint32_t)((x) * (y)))
+GEMM_LOWP(gemm_i8, int, uint32_t, I8_LOAD, I8_PRODUCT)
 
 /* The FP8 GEMM (e4m3 operands, f32 D): decoded products summed in f32 in k
  * order (ir/eval.c's qlinear_e4m3 loop; a product of two e4m3 values is
  * exact in f32, so contracting into an fma changes nothing). */
-static void gemm_e4m3(const CgGemm *g, const uint8_t *a, const uint8_t *b, char *d) {
-  for (int64_t r = 0; r < g->m; r++)
-    for (int64_t c = 0; c < g->n; c++) {
-      float acc = 0.0f;
-      for (int64_t j = 0; j < g->k; j++)
-        acc += ditc_e4m3_to_f32(a[g->trans_a ? j * g->lda + r : r * g->lda + j]) *
-               ditc_e4m3_to_f32(b[g->trans_b ? c * g->ldb + j : j * g->ldb + c]);
-      memcpy(d + 4 * (r * g->ldd + c), &acc, 4);
-    }
-}
+#define E4M3_PRODUCT(x, y) ((x) * (y))
+GEMM_LOWP(gemm_e4m3, float, float, ditc_e4m3_to_f32, E4M3_PRODUCT)
 
 void cg_gemm_ref(const CgGemm *g, char *act, const char *w) {
   if (g->dtype == IR_E4M3) {
@@ -152,7 +170,7 @@ void cg_gemm_ref(const CgGemm *g, char *act, const char *w) {
     DITC_ASSERT(g->d_dtype == IR_I32 && g->epilogue == CG_EPI_NONE && g->d.space == CG_SPACE_ACT);
     const char *a = ref_base(g->a, act, w), *b = ref_base(g->b, act, w);
     for (int64_t i = 0; i < g->batch; i++)
-      gemm_i8(g, (const int8_t *)a + i * g->stride_a, (const int8_t *)b + i * g->stride_b,
+      gemm_i8(g, (const uint8_t *)a + i * g->stride_a, (const uint8_t *)b + i * g->stride_b,
               act + g->d.offset + 4 * i * g->stride_d);
     return;
   }
