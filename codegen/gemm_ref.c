@@ -14,7 +14,8 @@
  *
  * e4m3 operands with an f32 D (fp8's GEMM, cuBLASLt's FP8 matmul with
  * COMPUTE_32F) are decoded and their products (exact in f32) summed in f32
- * in k order, the reference executor's qlinear_e4m3 sums bit for bit; the per-tensor scales and the bias are its readers' (lower.c).
+ * in k order, the reference executor's qlinear_e4m3 sums bit for bit; the
+ * per-tensor scales and the bias are its readers' (lower.c).
  *
  * f32 operands are handed to sgemm in place; f16/bf16 operands are widened
  * into a packed scratch copy first; an f32 D is written in place.  Batches run on OpenMP threads, each a
@@ -113,34 +114,35 @@ static int is_float(IrDType t) { return t == IR_F32 || t == IR_F16 || t == IR_BF
  * which the compiler can keep in vector registers, without changing any
  * sum's order.  Rows run on OpenMP threads. */
 #define CG_REF_COLS 16
-#define GEMM_LOWP(NAME, E, ACC, LOAD, PRODUCT)                                                                    \
-  static void NAME(const CgGemm *g, const uint8_t *a, const uint8_t *b, char *d) {                            \
-    int64_t m = g->m, n = g->n, k = g->k;                                                                     \
-    E *A = xmalloc((size_t)(m * k > 0 ? m * k : 1) * sizeof *A), *B = xmalloc((size_t)(k * n > 0 ? k * n : 1) * sizeof *B); \
-    for (int64_t r = 0; r < m; r++)                                                                           \
-      for (int64_t j = 0; j < k; j++) A[r * k + j] = LOAD(a[g->trans_a ? j * g->lda + r : r * g->lda + j]);  \
-    for (int64_t j = 0; j < k; j++)                                                                           \
-      for (int64_t c = 0; c < n; c++) B[j * n + c] = LOAD(b[g->trans_b ? c * g->ldb + j : j * g->ldb + c]);  \
-    _Pragma("omp parallel for schedule(static) if (m * n * k > (1 << 20))")                                   \
-    for (int64_t r = 0; r < m; r++)                                                                           \
-      for (int64_t c0 = 0; c0 < n; c0 += CG_REF_COLS) {                                                       \
-        ACC acc[CG_REF_COLS] = {0};                                                                           \
-        int64_t w = n - c0 < CG_REF_COLS ? n - c0 : CG_REF_COLS;                                              \
-        for (int64_t j = 0; j < k; j++) {                                                                     \
-          E x = A[r * k + j];                                                                                 \
-          const E *br = B + j * n + c0;                                                                       \
-          if (w == CG_REF_COLS)                                                                               \
-            for (int u = 0; u < CG_REF_COLS; u++) acc[u] += PRODUCT(x, br[u]);                                  \
-          else                                                                                                \
-            for (int u = 0; u < w; u++) acc[u] += PRODUCT(x, br[u]);                                            \
-        }                                                                                                     \
-        for (int u = 0; u < w; u++) {                                                                         \
-          ACC v = acc[u];                                                                                     \
-          memcpy(d + 4 * (r * g->ldd + c0 + u), &v, 4);                                                       \
-        }                                                                                                     \
-      }                                                                                                       \
-    free(A);                                                                                                  \
-    free(B);                                                                                                  \
+#define GEMM_LOWP(NAME, E, ACC, LOAD, PRODUCT)                                                              \
+  static void NAME(const CgGemm *g, const uint8_t *a, const uint8_t *b, char *d) {                          \
+    int64_t m = g->m, n = g->n, k = g->k;                                                                   \
+    E *A = xmalloc((size_t)(m * k > 0 ? m * k : 1) * sizeof *A);                                            \
+    E *B = xmalloc((size_t)(k * n > 0 ? k * n : 1) * sizeof *B);                                            \
+    for (int64_t r = 0; r < m; r++)                                                                         \
+      for (int64_t j = 0; j < k; j++) A[r * k + j] = LOAD(a[g->trans_a ? j * g->lda + r : r * g->lda + j]); \
+    for (int64_t j = 0; j < k; j++)                                                                         \
+      for (int64_t c = 0; c < n; c++) B[j * n + c] = LOAD(b[g->trans_b ? c * g->ldb + j : j * g->ldb + c]); \
+    _Pragma("omp parallel for schedule(static) if (m * n * k > (1 << 20))")                                 \
+    for (int64_t r = 0; r < m; r++)                                                                         \
+      for (int64_t c0 = 0; c0 < n; c0 += CG_REF_COLS) {                                                     \
+        ACC acc[CG_REF_COLS] = {0};                                                                         \
+        int64_t w = n - c0 < CG_REF_COLS ? n - c0 : CG_REF_COLS;                                            \
+        for (int64_t j = 0; j < k; j++) {                                                                   \
+          E x = A[r * k + j];                                                                               \
+          const E *br = B + j * n + c0;                                                                     \
+          if (w == CG_REF_COLS) /* a fixed count: the vectorised loop */                                    \
+            for (int u = 0; u < CG_REF_COLS; u++) acc[u] += PRODUCT(x, br[u]);                              \
+          else                                                                                              \
+            for (int u = 0; u < w; u++) acc[u] += PRODUCT(x, br[u]);                                        \
+        }                                                                                                   \
+        for (int u = 0; u < w; u++) {                                                                       \
+          ACC v = acc[u];                                                                                   \
+          memcpy(d + 4 * (r * g->ldd + c0 + u), &v, 4);                                                     \
+        }                                                                                                   \
+      }                                                                                                     \
+    free(A);                                                                                                \
+    free(B);                                                                                                \
   }
 
 /* The integer GEMM (i8 operands, i32 D, cuBLASLt's COMPUTE_32I): each sum

@@ -1055,7 +1055,6 @@ static void test_errors(void **state) {
   ir_graph_free(g);
 }
 
-
 /* Expert e of a dense mixture-of-experts MLP, gated: gates[..., e] * fc2(GELU(fc1(x))), D -> H -> D. */
 static IrNode *gated_expert(IrGraph *g, IrNode *x, IrNode *gates, int e, int D, int H, const char *w1, const char *b1,
                             const char *w2, const char *b2) {
@@ -1065,6 +1064,7 @@ static IrNode *gated_expert(IrGraph *g, IrNode *x, IrNode *gates, int e, int D, 
                         ir_param(g, b2, IR_F32, shp(1, (IrDim)D), noloc()));
   return ir_bin(g, IR_MUL, y, ir_slice(g, gates, 2, e, 1));
 }
+
 /* A dense MoE MLP (the model language's form) that route-experts routes:
  * 160 tokens a sample, so batch 2 has 320 tokens (two chunks of the place
  * kernel's scan) and about 160 rows an expert (several 64-row tiles, the last
